@@ -1,0 +1,1 @@
+"""Metrics and plots computed from run files."""

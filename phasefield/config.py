@@ -1,0 +1,169 @@
+"""Config schemas and validation: every value is checked before any compute.
+
+A schema is a dataclass whose fields are declared with :func:`option` (default, allowed
+range or choices, help). :func:`validate` turns a plain dict (Hydra's resolved config)
+into schema instances and raises :class:`ConfigError` naming the key, the value and what
+is allowed; the CLI prints that message without a traceback.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration: ``key``, ``value`` and what is ``allowed``."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"invalid config: {key} = {value!r}; allowed: {allowed}")
+
+
+def option(default, *, help: str, min=None, max=None, exclusive: bool = False, choices=None):
+    """A schema field. ``min``/``max`` bound numbers (and list entries); ``exclusive`` makes ``min`` strict."""
+    meta = {"help": help, "min": min, "max": max, "exclusive": exclusive, "choices": choices}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _describe_range(meta) -> str:
+    if meta.get("choices") is not None:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    parts = []
+    if meta.get("min") is not None:
+        parts.append(f"{'>' if meta['exclusive'] else '>='} {meta['min']}")
+    if meta.get("max") is not None:
+        parts.append(f"<= {meta['max']}")
+    return " and ".join(parts) or "any value"
+
+
+def _check_scalar(key, value, kind, meta):
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, value, "true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, value, f"an integer {_describe_range(meta)}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, value, f"a number {_describe_range(meta)}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(key, value, f"a finite number {_describe_range(meta)}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, value, f"a string, {_describe_range(meta)}")
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(key, value, _describe_range(meta))
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and (value < low or (meta["exclusive"] and value == low)):
+        raise ConfigError(key, value, _describe_range(meta))
+    if high is not None and value > high:
+        raise ConfigError(key, value, _describe_range(meta))
+    return value
+
+
+def validate(schema, data, prefix: str):
+    """Build ``schema`` from ``data`` (a dict), checking keys, types and ranges."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, data, f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(schema))}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}", data[unknown[0]], f"a known key of {prefix}: {', '.join(fields)}")
+    hints = typing.get_type_hints(schema)
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key, value, kind = f"{prefix}.{name}", data[name], hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = validate(kind, value, key)
+        elif typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(key, value, f"a non-empty list of {item.__name__}")
+            values[name] = [_check_scalar(f"{key}[{i}]", v, item, f.metadata) for i, v in enumerate(value)]
+        else:
+            values[name] = _check_scalar(key, value, kind, f.metadata)
+    instance = schema(**values)
+    if hasattr(instance, "check"):
+        instance.check(prefix)
+    return instance
+
+
+@dataclass
+class SolverConfig:
+    """``solver``: time scheme, step size and precision."""
+
+    scheme: str = option("sbdf2", choices=("explicit", "imex1", "sbdf2"), help="time scheme")
+    dt: float = option(0.1, min=0.0, exclusive=True, help="time step (initial step when adaptive)")
+    stabilization: float = option(0.0, min=0.0, help="stabilisation constant A of the semi-implicit schemes")
+    adaptive: bool = option(False, help="adapt dt to the change of the solution per step")
+    dt_min: float = option(1e-8, min=0.0, exclusive=True, help="smallest adaptive dt")
+    dt_max: float = option(10.0, min=0.0, exclusive=True, help="largest adaptive dt")
+    target_change: float = option(0.01, min=0.0, exclusive=True, help="adaptive target of max |u_new - u| per step")
+    precision: str = option("float64", choices=("float32", "float64"), help="working precision of the fields")
+
+    def check(self, prefix: str):
+        if self.adaptive and self.dt_min > self.dt_max:
+            raise ConfigError(f"{prefix}.dt_min", self.dt_min, f"<= dt_max = {self.dt_max}")
+
+
+@dataclass
+class OutputConfig:
+    """``output``: what is written, and when (in simulated time)."""
+
+    interval: float = option(10.0, min=0.0, exclusive=True, help="simulated time between field frames")
+    scalar_interval: float = option(1.0, min=0.0, exclusive=True, help="simulated time between scalar records")
+    fields: list[str] = option(lambda: ["all"], help="fields to store in /fields ('all' for every field)")
+    compression: int = option(4, min=0, max=9, help="gzip level of /fields (0: none)")
+    plots: bool = option(True, help="write PNGs of the last frame and the scalars")
+
+    def check(self, prefix: str):
+        ratio = self.interval / self.scalar_interval
+        if abs(ratio - round(ratio)) > 1e-9 * ratio or round(ratio) < 1:
+            raise ConfigError(
+                f"{prefix}.interval", self.interval, f"a whole multiple of scalar_interval = {self.scalar_interval}"
+            )
+
+
+@dataclass
+class RunConfig:
+    """The whole validated run: scenario (model-specific schema), solver, output."""
+
+    scenario: Any
+    solver: SolverConfig
+    output: OutputConfig
+
+
+def scenario_modules():
+    """Scenario name -> model module (with ``Config`` and ``build``)."""
+    from phasefield.models import spinodal
+
+    return {"spinodal": spinodal}
+
+
+def validate_run(data: dict) -> RunConfig:
+    """Validate a resolved config dict: scenario, solver and output sections."""
+    if not isinstance(data, dict):
+        raise ConfigError("<root>", data, "a mapping")
+    unknown = sorted(set(data) - {"scenario", "solver", "output"})
+    if unknown:
+        raise ConfigError(unknown[0], data[unknown[0]], "a known top-level key: scenario, solver, output")
+    scenario = data.get("scenario") or {}
+    modules = scenario_modules()
+    name = scenario.get("name") if isinstance(scenario, dict) else None
+    if name not in modules:
+        raise ConfigError("scenario.name", name, "one of " + ", ".join(repr(n) for n in modules))
+    return RunConfig(
+        scenario=validate(modules[name].Config, scenario, "scenario"),
+        solver=validate(SolverConfig, data.get("solver"), "solver"),
+        output=validate(OutputConfig, data.get("output"), "output"),
+    )

@@ -1,0 +1,146 @@
+"""``run.h5``: fields, time, step, scalars, grid, resolved config and a checkpoint.
+
+Layout (see README, "Output"):
+
+* ``/fields/<name>``   ``(n_frames, *grid_shape)``, one frame per chunk, gzip; attrs units, description
+* ``/time``, ``/step``  simulated time (physical units) and step index of each frame
+* ``/scalars/<name>``  diagnostics at every record, with ``/scalars/time`` and ``/scalars/step``
+* ``/grid/<axis>``     cell-centre coordinates (physical units)
+* ``/checkpoint``      the scheme's full carry plus ``t``, ``step``, ``dt`` attributes
+* root attributes      config (YAML), phasefield_version, scenario, scale_*, started, ended,
+                       finished, status
+
+Every record is flushed, so a run that is killed leaves a file with every completed frame.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from phasefield import __version__
+
+AXES = "xyz"
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _append(dataset, value):
+    dataset.resize(dataset.shape[0] + 1, axis=0)
+    dataset[-1] = value
+
+
+class RunWriter:
+    """Writes one run to ``path``; refuses to overwrite an existing file."""
+
+    def __init__(self, path, simulation, stored_fields, config_yaml: str, compression: int = 4):
+        self.path = Path(path)
+        self.simulation = simulation
+        self.file = h5py.File(self.path, "x")  # 'x': fail if it exists; nothing a user wrote is lost
+        f = self.file
+        f.attrs.update(
+            config=config_yaml,
+            phasefield_version=__version__,
+            scenario=simulation.name,
+            started=_now(),
+            finished=False,
+            status="running",
+        )
+        for quantity, (size, units) in simulation.scales.items():
+            f.attrs[f"scale_{quantity}"] = size
+            f.attrs[f"scale_{quantity}_units"] = units
+        length, length_units = simulation.scales.get("length", (1.0, "1"))
+        time_units = simulation.scales.get("time", (1.0, "1"))[1]
+        grid = f.create_group("grid")
+        for axis in range(simulation.grid.ndim):
+            ds = grid.create_dataset(AXES[axis], data=simulation.grid.axis_coordinates(axis) * length)
+            ds.attrs["units"] = length_units
+        shape = simulation.grid.shape
+        fields = f.create_group("fields")
+        for name in stored_fields:
+            info = simulation.field_info[name]
+            ds = fields.create_dataset(
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                chunks=(1, *shape),
+                dtype=simulation.stepper.init(simulation.initial_fields)[name].dtype,
+                compression="gzip" if compression else None,
+                compression_opts=compression or None,
+                shuffle=bool(compression),
+            )
+            ds.attrs.update(units=info.units, description=info.description)
+        for name, dtype, units in (("time", "f8", time_units), ("step", "i8", "1")):
+            ds = f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+            ds.attrs["units"] = units
+        scalars = f.create_group("scalars")
+        for name, dtype, units in (("time", "f8", time_units), ("step", "i8", "1")):
+            scalars.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,)).attrs["units"] = units
+        for name, info in simulation.scalar_info.items():
+            ds = scalars.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+            ds.attrs.update(units=info.units, description=info.description)
+        self.time_scale = simulation.scales.get("time", (1.0, "1"))[0]
+        f.flush()
+
+    def write_scalars(self, clock, scalars: dict):
+        group = self.file["scalars"]
+        _append(group["time"], clock["t"] * self.time_scale)
+        _append(group["step"], clock["step"])
+        for name, value in scalars.items():
+            _append(group[name], float(value))
+        self.file.flush()
+
+    def write_frame(self, clock, fields: dict):
+        for name, ds in self.file["fields"].items():
+            _append(ds, np.asarray(fields[name]))
+        _append(self.file["time"], clock["t"] * self.time_scale)
+        _append(self.file["step"], clock["step"])
+        self.file.flush()
+
+    def write_checkpoint(self, carry: dict, clock):
+        """Overwrite ``/checkpoint`` with ``carry``; ``complete`` is False while it is being written."""
+        group = self.file.require_group("checkpoint")
+        group.attrs["complete"] = False
+        self.file.flush()
+        for name, value in carry.items():
+            value = np.asarray(value)
+            if name in group and group[name].shape == value.shape and group[name].dtype == value.dtype:
+                group[name][...] = value
+            else:
+                if name in group:
+                    del group[name]
+                group.create_dataset(name, data=value)
+        group.attrs.update(t=clock["t"], step=clock["step"], dt=clock["dt"], complete=True)
+        self.file.flush()
+
+    def close(self, status: str):
+        self.file.attrs.update(ended=_now(), finished=status == "finished", status=status)
+        self.file.close()
+
+
+def read_checkpoint(path):
+    """``(carry, clock)`` from a run file's ``/checkpoint``."""
+    with h5py.File(path, "r") as f:
+        group = f["checkpoint"]
+        if not group.attrs.get("complete", False):
+            raise RuntimeError(f"{path}: the checkpoint was being written when the run stopped")
+        carry = {name: ds[()] for name, ds in group.items()}
+        clock = {"t": float(group.attrs["t"]), "step": int(group.attrs["step"]), "dt": float(group.attrs["dt"])}
+    return carry, clock
+
+
+def read_run(path) -> dict:
+    """Plain arrays of a run: ``time``, ``step``, ``fields``, ``scalars``, ``grid`` and ``attrs``."""
+    with h5py.File(path, "r") as f:
+        return {
+            "time": f["time"][()],
+            "step": f["step"][()],
+            "fields": {name: ds[()] for name, ds in f["fields"].items()},
+            "scalars": {name: ds[()] for name, ds in f["scalars"].items()},
+            "grid": {name: ds[()] for name, ds in f["grid"].items()},
+            "attrs": dict(f.attrs),
+        }

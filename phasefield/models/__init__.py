@@ -1,0 +1,1 @@
+"""One module per scenario family; each exposes ``build(config) -> Simulation``."""

@@ -1,0 +1,22 @@
+"""Grid operators: finite-volume stencils and spectral transforms, one implementation for 2D and 3D."""
+from phasefield.operators.stencils import (
+    divergence,
+    face_average,
+    face_gradient,
+    flux_divergence,
+    gradient,
+    laplacian,
+    pad_axis,
+)
+from phasefield.operators.spectral import SpectralBasis
+
+__all__ = [
+    "SpectralBasis",
+    "divergence",
+    "face_average",
+    "face_gradient",
+    "flux_divergence",
+    "gradient",
+    "laplacian",
+    "pad_axis",
+]

@@ -1,0 +1,103 @@
+"""Second-order finite-volume stencils on a cell-centred grid.
+
+Boundary conditions enter through one ghost cell per wall (:func:`pad_axis`):
+
+* periodic:  the ghost is the cell on the opposite wall;
+* neumann:   the ghost mirrors the first cell, so the face gradient, and any flux
+             ``k * grad u`` through the wall, is exactly zero (no-flux);
+* dirichlet: ``ghost = 2 g - u_0``, so the linear interpolant equals ``g`` on the wall.
+             The stencil stays symmetric and conservative; its truncation error is O(1)
+             in the wall cell but the solution of the discrete problem converges at
+             second order (supraconvergence), which the tests measure.
+
+Every flux-form operator is ``divergence`` of face fluxes, so the sum over the grid of
+a divergence equals the net flux through the walls: zero to round-off for no-flux and
+periodic fields.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+from phasefield.grid import DIRICHLET, NEUMANN, PERIODIC, Boundary, Grid
+
+
+def _slab(u, axis: int, index: slice):
+    sl = [slice(None)] * u.ndim
+    sl[axis] = index
+    return u[tuple(sl)]
+
+
+def _ghost(u, axis: int, side, first: slice):
+    inner = _slab(u, axis, first)
+    if side.kind == NEUMANN:
+        return inner
+    if side.kind == DIRICHLET:
+        return 2.0 * side.value - inner
+    raise ValueError(f"no ghost rule for {side.kind!r}")
+
+
+def pad_axis(u, boundary: Boundary, axis: int):
+    """``u`` with one ghost cell on each end of ``axis``, filled by the boundary condition."""
+    low, high = boundary.sides[axis]
+    if low.kind == PERIODIC:
+        before, after = _slab(u, axis, slice(-1, None)), _slab(u, axis, slice(0, 1))
+    else:
+        before = _ghost(u, axis, low, slice(0, 1))
+        after = _ghost(u, axis, high, slice(-1, None))
+    return jnp.concatenate([before, u, after], axis=axis)
+
+
+def face_gradient(u, grid: Grid, boundary: Boundary, axis: int):
+    """``du/dx_axis`` on every face normal to ``axis`` (``n + 1`` faces, walls included)."""
+    return jnp.diff(pad_axis(u, boundary, axis), axis=axis) / grid.spacing[axis]
+
+
+def face_average(coefficient, boundary: Boundary, axis: int, mean: str = "harmonic"):
+    """A cell coefficient on the ``n + 1`` faces normal to ``axis``.
+
+    ``harmonic`` is the series-resistance mean, the right one for fluxes across a jump of
+    conductivity or mobility; ``arithmetic`` is the plain average. On non-periodic walls
+    the coefficient of the wall cell is used.
+    """
+    if boundary.is_periodic(axis):
+        padded = pad_axis(coefficient, boundary, axis)
+    else:
+        padded = jnp.concatenate(
+            [_slab(coefficient, axis, slice(0, 1)), coefficient, _slab(coefficient, axis, slice(-1, None))],
+            axis=axis,
+        )
+    left, right = _slab(padded, axis, slice(None, -1)), _slab(padded, axis, slice(1, None))
+    if mean == "harmonic":
+        return 2.0 * left * right / (left + right)
+    if mean == "arithmetic":
+        return 0.5 * (left + right)
+    raise ValueError(f"unknown mean {mean!r}; allowed: harmonic, arithmetic")
+
+
+def divergence(face_fluxes: Sequence, grid: Grid):
+    """``div F`` at cell centres from fluxes on faces (``face_fluxes[axis]`` has ``n + 1`` faces)."""
+    return sum(jnp.diff(flux, axis=axis) / grid.spacing[axis] for axis, flux in enumerate(face_fluxes))
+
+
+def laplacian(u, grid: Grid, boundary: Boundary):
+    """``div grad u``: the (2d+1)-point Laplacian in conservative form."""
+    return divergence([face_gradient(u, grid, boundary, a) for a in range(grid.ndim)], grid)
+
+
+def flux_divergence(coefficient, u, grid: Grid, boundary: Boundary, mean: str = "harmonic"):
+    """``div(k grad u)`` with ``k`` averaged onto faces (conservative for any ``k``)."""
+    return divergence(
+        [face_average(coefficient, boundary, a, mean) * face_gradient(u, grid, boundary, a) for a in range(grid.ndim)],
+        grid,
+    )
+
+
+def gradient(u, grid: Grid, boundary: Boundary):
+    """Centred ``grad u`` at cell centres, one array per axis."""
+    out = []
+    for axis in range(grid.ndim):
+        padded = pad_axis(u, boundary, axis)
+        out.append((_slab(padded, axis, slice(2, None)) - _slab(padded, axis, slice(None, -2))) / (2.0 * grid.spacing[axis]))
+    return out

@@ -1,0 +1,1 @@
+"""Small pure functions of the physics: free energies, interpolation and barrier functions."""

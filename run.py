@@ -1,0 +1,13 @@
+"""Run a phasefield scenario: ``python run.py [scenario=...] [key=value ...]`` (Hydra; ``-m`` sweeps)."""
+import hydra
+
+from phasefield.cli import main as run_config
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="config")
+def main(cfg):
+    run_config(cfg)
+
+
+if __name__ == "__main__":
+    main()
