@@ -1,0 +1,1 @@
+import phasefield  # noqa: F401  (enables float64 before any test builds arrays)

@@ -1,0 +1,74 @@
+"""The Hydra command line, end to end in a subprocess, and config validation."""
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+from phasefield.cli import build
+from phasefield.config import ConfigError, validate_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["scenario.shape=[24,24]", "scenario.t_end=2", "output.interval=1", "output.scalar_interval=0.5"]
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_runs_tiny_grid(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(*TINY, "scenario.variant=b", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr
+    with h5py.File(out / "run.h5", "r") as f:
+        assert f["fields/c"].shape == (3, 24, 24) and f.attrs["finished"]
+        assert "variant: b" in f.attrs["config"]
+    assert (out / "last_frame.png").exists() and (out / "scalars.png").exists() and (out / "run.log").exists()
+
+
+def test_cli_multirun_sweep(tmp_path):
+    result = run_cli("-m", *TINY, "solver=sbdf2,imex1", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.parent.name for p in tmp_path.glob("*/run.h5")) == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    "override,fragments",
+    [
+        ("solver.dt=-1", ["solver.dt", "-1", "> 0.0"]),
+        ("scenario.mobility=abc", ["scenario.mobility", "'abc'", "a number"]),
+        ("scenario.shape=[0,10]", ["scenario.shape[0]", ">= 4"]),
+        ("+scenario.mobilty=3", ["scenario.mobilty", "known key", "mobility"]),
+        ("solver.scheme=rk4", ["solver.scheme", "'rk4'", "'sbdf2'"]),
+        ("scenario.t_end=0", ["scenario.t_end", "> 0.0"]),
+        ("solver=explicit", ["solver.dt", "stability limit"]),
+    ],
+)
+def test_bad_config_rejected_with_clear_message(tmp_path, override, fragments):
+    extra = ["solver.dt=0.01"] if override == "solver=explicit" else []
+    result = run_cli(*TINY, override, *extra, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "run.h5").exists()  # rejected before any compute
+
+
+def test_explicit_dt_limit_names_the_limit():
+    config = validate_run({"scenario": {"name": "spinodal"}, "solver": {"scheme": "explicit", "dt": 0.01}, "output": {}})
+    with pytest.raises(ConfigError, match=r"solver.dt = 0.01; allowed: 0 < dt <= 0.00284"):
+        build(config)
+
+
+def test_config_validation_messages():
+    with pytest.raises(ConfigError, match="scenario.name"):
+        validate_run({"scenario": {"name": "nope"}})
+    with pytest.raises(ConfigError, match="scenario.c_beta"):
+        validate_run({"scenario": {"name": "spinodal", "c_alpha": 0.8}})
+    with pytest.raises(ConfigError, match="output.interval"):
+        validate_run({"scenario": {"name": "spinodal"}, "output": {"interval": 2.5, "scalar_interval": 1.0}})
+    with pytest.raises(ConfigError, match="scenario.shape"):
+        validate_run({"scenario": {"name": "spinodal", "variant": "cube", "shape": [8, 8]}})
+    with pytest.raises(ConfigError, match="true or false"):
+        validate_run({"scenario": {"name": "spinodal"}, "solver": {"adaptive": "yes"}})

@@ -1,0 +1,80 @@
+"""run.h5 layout, round trip of frames and checkpoint, and never overwriting a run."""
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from phasefield.cli import RunDirectoryError, build, run
+from phasefield.config import validate_run
+from phasefield.io import read_checkpoint, read_run
+
+CONFIG = {
+    "scenario": {"name": "spinodal", "variant": "b", "shape": [24, 20], "t_end": 3.0},
+    "solver": {"scheme": "sbdf2", "dt": 0.1, "precision": "float32"},
+    "output": {"interval": 1.0, "scalar_interval": 0.5, "plots": True},
+}
+
+
+def test_hdf5_round_trip_layout_and_checkpoint(tmp_path):
+    path = run(CONFIG, tmp_path, yaml.safe_dump(CONFIG))
+    data = read_run(path)
+    assert data["fields"]["c"].shape == (4, 24, 20)
+    assert data["fields"]["c"].dtype == np.float32
+    assert np.allclose(data["time"], [0, 1, 2, 3]) and list(data["step"]) == [0, 10, 20, 30]
+    assert np.allclose(data["scalars"]["time"], np.arange(0, 3.01, 0.5))
+    assert set(data["scalars"]) >= {"time", "step", "free_energy", "total_mass"}
+    assert np.allclose(data["grid"]["x"], np.arange(24) + 0.5) and data["grid"]["y"].shape == (20,)
+    attrs = data["attrs"]
+    assert attrs["finished"] and attrs["status"] == "finished" and attrs["scenario"] == "spinodal"
+    assert yaml.safe_load(attrs["config"]) == CONFIG
+    assert attrs["phasefield_version"] and attrs["started"] and attrs["ended"]
+    with h5py.File(path, "r") as f:
+        assert f["fields/c"].chunks == (1, 24, 20) and f["fields/c"].compression == "gzip"
+        assert f["fields/c"].attrs["units"] and f["fields/c"].attrs["description"]
+        assert f["time"].attrs["units"] is not None
+    # the checkpoint holds the full scheme state at the last frame
+    carry, clock = read_checkpoint(path)
+    assert clock["t"] == 3.0 and clock["step"] == 30
+    assert np.array_equal(carry["c"], data["fields"]["c"][-1])
+    assert {"u_hat", "u_hat_prev", "n_hat_prev", "dt_prev"} <= set(carry)
+    simulation = build(validate_run(CONFIG))
+    assert set(carry) == set(simulation.stepper.init(simulation.initial_fields))
+    assert (tmp_path / "last_frame.png").stat().st_size > 1000 and (tmp_path / "scalars.png").stat().st_size > 1000
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    path = run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(RunDirectoryError, match="already exists"):
+        run(CONFIG, tmp_path)
+    assert path.read_bytes() == before
+
+
+def test_selected_fields_only(tmp_path):
+    config = CONFIG | {"output": CONFIG["output"] | {"fields": ["c"], "plots": False}}
+    assert list(read_run(run(config, tmp_path))["fields"]) == ["c"]
+
+
+def test_non_finite_run_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    """Bypass the stability check to force a blow-up: the file records it and keeps the last good state."""
+    import phasefield.cli as cli
+    from phasefield.integrate import NonFiniteError
+
+    def unchecked_build(config):
+        simulation = cli.scenario_modules()[config.scenario.name].build(config.scenario, config.solver)
+        simulation.stepper = simulation.stepper._replace(stable_dt=float("inf"))
+        return simulation
+
+    monkeypatch.setattr(cli, "build", unchecked_build)
+    config = {
+        "scenario": {"name": "spinodal", "shape": [32, 32], "t_end": 50.0},
+        "solver": {"scheme": "explicit", "dt": 0.0035},  # 1.2x the limit: round-off grows for ~100 steps
+        "output": {"interval": 0.035, "scalar_interval": 0.035, "plots": False},
+    }
+    with pytest.raises(NonFiniteError, match="'c'"):
+        run(config, tmp_path)
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        assert f.attrs["status"] == "non-finite" and not f.attrs["finished"]
+        assert np.all(np.isfinite(f["fields/c"][()]))
+    carry, clock = read_checkpoint(tmp_path / "run.h5")
+    assert np.all(np.isfinite(carry["c"])) and clock["t"] > 0

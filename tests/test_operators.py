@@ -1,0 +1,199 @@
+"""Convergence order of every operator under every boundary condition, conservation, spectral symbols."""
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phasefield.grid import Boundary, Grid, Side
+from phasefield.operators import SpectralBasis, divergence, face_gradient, flux_divergence, gradient, laplacian
+
+L = 2.0
+
+
+def order(errors, sizes):
+    """Observed order from the two finest grids."""
+    return np.log(errors[-2] / errors[-1]) / np.log(sizes[-1] / sizes[-2])
+
+
+def periodic_case(coords):
+    """u with period L in every axis; returns (u, grad u, lap u)."""
+    k = 2 * np.pi / L
+    parts = [np.sin(k * (a + 1) * x + 0.3 * a) for a, x in enumerate(coords)]
+    dparts = [k * (a + 1) * np.cos(k * (a + 1) * x + 0.3 * a) for a, x in enumerate(coords)]
+    u = np.prod(parts, axis=0)
+    grads = [np.prod([dparts[a] if b == a else parts[b] for b in range(len(coords))], axis=0) for a in range(len(coords))]
+    lap = -sum((k * (a + 1)) ** 2 for a in range(len(coords))) * u
+    return u, grads, lap
+
+
+def neumann_case(coords):
+    """u with zero normal derivative on every wall of [0, L]^d."""
+    k = np.pi / L
+    parts = [np.cos(k * (a + 1) * x) for a, x in enumerate(coords)]
+    dparts = [-k * (a + 1) * np.sin(k * (a + 1) * x) for a, x in enumerate(coords)]
+    u = np.prod(parts, axis=0)
+    grads = [np.prod([dparts[a] if b == a else parts[b] for b in range(len(coords))], axis=0) for a in range(len(coords))]
+    lap = -sum((k * (a + 1)) ** 2 for a in range(len(coords))) * u
+    return u, grads, lap
+
+
+CASES = {"periodic": periodic_case, "neumann": neumann_case}
+
+
+def grid_of(n, ndim):
+    return Grid((n,) * ndim, L / n)
+
+
+@pytest.mark.parametrize("kind", ["periodic", "neumann"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_laplacian_second_order(kind, ndim):
+    sizes, errors = [12, 24, 48] if ndim == 3 else [16, 32, 64], []
+    for n in sizes:
+        grid = grid_of(n, ndim)
+        u, _, lap = CASES[kind](np.broadcast_arrays(*grid.coordinates()))
+        errors.append(np.max(np.abs(laplacian(jnp.asarray(u), grid, Boundary.uniform(ndim, kind)) - lap)))
+    assert order(errors, sizes) > 1.9
+
+
+@pytest.mark.parametrize("kind", ["periodic", "neumann"])
+def test_gradient_second_order(kind):
+    sizes, errors = [16, 32, 64], []
+    for n in sizes:
+        grid = grid_of(n, 2)
+        u, grads, _ = CASES[kind](np.broadcast_arrays(*grid.coordinates()))
+        numeric = gradient(jnp.asarray(u), grid, Boundary.uniform(2, kind))
+        errors.append(max(np.max(np.abs(g - e)) for g, e in zip(numeric, grads)))
+    assert order(errors, sizes) > 1.9
+
+
+@pytest.mark.parametrize("kind", ["periodic", "neumann"])
+@pytest.mark.parametrize("mean", ["harmonic", "arithmetic"])
+def test_flux_divergence_second_order_variable_coefficient(kind, mean):
+    """div(k grad u) with smooth k = 2 + sin(x) cos(y) (periodic) or 2 + cos(x)cos(y) (no-flux)."""
+    sizes, errors = [16, 32, 64], []
+    for n in sizes:
+        grid = grid_of(n, 2)
+        x, y = np.broadcast_arrays(*grid.coordinates())
+        u, (ux, uy), lap = CASES[kind]((x, y))
+        w = 2 * np.pi / L if kind == "periodic" else np.pi / L
+        if kind == "periodic":
+            k, kx, ky = 2 + np.sin(w * x) * np.cos(w * y), w * np.cos(w * x) * np.cos(w * y), -w * np.sin(w * x) * np.sin(w * y)
+        else:
+            k, kx, ky = 2 + np.cos(w * x) * np.cos(w * y), -w * np.sin(w * x) * np.cos(w * y), -w * np.cos(w * x) * np.sin(w * y)
+        exact = k * lap + kx * ux + ky * uy
+        numeric = flux_divergence(jnp.asarray(k), jnp.asarray(u), grid, Boundary.uniform(2, kind), mean)
+        errors.append(np.max(np.abs(numeric - exact)))
+    assert order(errors, sizes) > 1.9
+
+
+def dense_operator(apply, n):
+    """Matrix of a linear operator on a 1D grid, column by column."""
+    return np.stack([np.asarray(apply(jnp.eye(n)[i])) for i in range(n)], axis=1)
+
+
+@pytest.mark.parametrize(
+    "low,high",
+    [("dirichlet", "dirichlet"), ("dirichlet", "neumann"), ("neumann", "dirichlet")],
+)
+def test_poisson_solution_second_order_per_side(low, high):
+    """Solve u'' = f on [0, L] with the boundary kind chosen per side; the solution converges at order 2.
+
+    Exact u = sin(1.3 x) + x^2/2: Dirichlet sides get its wall value, no-flux sides its wall slope
+    (a known boundary flux moved to the right-hand side).
+    """
+    def exact(x):
+        return np.sin(1.3 * x) + 0.5 * x**2, 1.3 * np.cos(1.3 * x) + x, -1.69 * np.sin(1.3 * x) + 1.0
+
+    sizes, errors = [16, 32, 64, 128], []
+    for n in sizes:
+        grid = Grid((n,), L / n)
+        x = grid.axis_coordinates(0)
+        u, _, f = exact(x)
+        values = {"low": exact(np.array(0.0)), "high": exact(np.array(L))}
+        sides = []
+        for kind, end in ((low, "low"), (high, "high")):
+            value, slope, _ = values[end]
+            sides.append(Side("dirichlet", float(value)) if kind == "dirichlet" else Side("neumann"))
+        boundary = Boundary((tuple(sides),))
+        homogeneous = Boundary(((Side(sides[0].kind), Side(sides[1].kind)),))
+        # A no-flux wall with a nonzero exact slope: move the known wall flux to the right-hand side.
+        rhs = f.copy()
+        if low == "neumann":
+            rhs[0] += values["low"][1] / grid.spacing[0]
+        if high == "neumann":
+            rhs[-1] -= values["high"][1] / grid.spacing[0]
+        affine = np.asarray(laplacian(jnp.zeros(n), grid, boundary))
+        matrix = dense_operator(lambda v: laplacian(v, grid, homogeneous), n)
+        solution = np.linalg.solve(matrix, rhs - affine)
+        errors.append(np.max(np.abs(solution - u)))
+    assert order(errors, sizes) > 1.9
+
+
+def test_dirichlet_laplacian_interior_second_order_and_wall_value():
+    """Away from the wall cell the Dirichlet stencil is second order; the ghost puts g on the wall."""
+    sizes, errors = [16, 32, 64], []
+    for n in sizes:
+        grid = Grid((n, n), L / n)
+        x, y = np.broadcast_arrays(*grid.coordinates())
+        boundary = Boundary(((Side("dirichlet", 0.0), Side("dirichlet", 0.0)), (Side("periodic"), Side("periodic"))))
+        u = np.sin(np.pi * x / L) * np.cos(2 * np.pi * y / L)
+        lap = -((np.pi / L) ** 2 + (2 * np.pi / L) ** 2) * u
+        numeric = np.asarray(laplacian(jnp.asarray(u), grid, boundary))
+        errors.append(np.max(np.abs(numeric - lap)[1:-1]))
+    assert order(errors, sizes) > 1.9
+    grid = Grid((8,), 0.25)
+    boundary = Boundary(((Side("dirichlet", 3.0), Side("dirichlet", -1.0)),))
+    g = np.asarray(face_gradient(jnp.arange(8.0), grid, boundary, 0))
+    assert np.isclose(0.0 - g[0] * grid.spacing[0] / 2, 3.0)  # u_0 - (h/2) du/dx = wall value
+    assert np.isclose(7.0 + g[-1] * grid.spacing[0] / 2, -1.0)
+
+
+@pytest.mark.parametrize("kind", ["periodic", "neumann"])
+def test_flux_divergence_conserves_to_round_off(kind):
+    rng = np.random.default_rng(1)
+    grid = Grid((24, 20, 12), (0.5, 1.0, 2.0))
+    k = jnp.asarray(np.exp(rng.normal(size=grid.shape) * 3))  # contrast ~ 1e4
+    u = jnp.asarray(rng.normal(size=grid.shape))
+    total = jnp.sum(flux_divergence(k, u, grid, Boundary.uniform(3, kind))) * grid.cell_volume
+    scale = jnp.sum(jnp.abs(flux_divergence(k, u, grid, Boundary.uniform(3, kind)))) * grid.cell_volume
+    assert abs(float(total)) < 1e-13 * float(scale)
+
+
+def test_divergence_of_wall_flux_is_boundary_flux():
+    """With Dirichlet walls the integral of div F equals the flux through the walls (Gauss)."""
+    grid = Grid((10, 6), (0.3, 0.5))
+    boundary = Boundary(((Side("dirichlet", 2.0), Side("dirichlet", -1.0)), (Side("neumann"), Side("neumann"))))
+    u = jnp.asarray(np.random.default_rng(2).normal(size=grid.shape))
+    fluxes = [face_gradient(u, grid, boundary, a) for a in range(2)]
+    total = float(jnp.sum(divergence(fluxes, grid)) * grid.cell_volume)
+    wall = float((jnp.sum(fluxes[0][-1]) - jnp.sum(fluxes[0][0])) * grid.spacing[1])
+    assert np.isclose(total, wall, rtol=1e-13, atol=1e-13)
+
+
+KIND_SETS = list(itertools.product(["periodic", "neumann", "dirichlet"], repeat=2)) + [("neumann", "dirichlet", "periodic")]
+
+
+@pytest.mark.parametrize("kinds", KIND_SETS)
+def test_spectral_symbol_is_stencil_laplacian(kinds):
+    """T^-1 (symbol * T u) equals the stencil Laplacian to round-off, for FFT, DCT and DST axes."""
+    grid = Grid((8, 6, 5)[: len(kinds)], (1.0, 0.5, 2.0)[: len(kinds)])
+    boundary = Boundary.per_axis(kinds)
+    u = jnp.asarray(np.random.default_rng(3).normal(size=grid.shape))
+    basis = SpectralBasis(grid, boundary)
+    assert np.allclose(basis.inverse(basis.forward(u)), u, atol=1e-13)
+    spectral = basis.inverse(basis.laplacian_symbol * basis.forward(u))
+    assert np.max(np.abs(spectral - laplacian(u, grid, boundary))) < 1e-12
+
+
+def test_spectral_rejects_inhomogeneous_or_mixed_walls():
+    grid = Grid((8, 8), 1.0)
+    with pytest.raises(ValueError, match="no fast transform"):
+        SpectralBasis(grid, Boundary(((Side("dirichlet", 1.0), Side("dirichlet", 0.0)), (Side("neumann"), Side("neumann")))))
+    with pytest.raises(ValueError, match="no fast transform"):
+        SpectralBasis(grid, Boundary(((Side("neumann"), Side("dirichlet")), (Side("neumann"), Side("neumann")))))
+
+
+def test_periodic_on_one_side_only_is_rejected():
+    with pytest.raises(ValueError, match="periodic on one side only"):
+        Boundary(((Side("periodic"), Side("neumann")),))
