@@ -125,6 +125,8 @@ class OutputConfig:
     fields: list[str] = option(lambda: ["all"], help="fields to store in /fields ('all' for every field)")
     compression: int = option(4, min=0, max=9, help="gzip level of /fields (0: none)")
     plots: bool = option(True, help="write PNGs of the last frame and the scalars")
+    checkpoint_minutes: float = option(10.0, min=0.0, exclusive=True,
+                                       help="wall-clock minutes between checkpoints (also at every frame)")
 
     def check(self, prefix: str):
         ratio = self.interval / self.scalar_interval

@@ -50,13 +50,25 @@ class NonFiniteError(RuntimeError):
         )
 
 
-def make_advance(stepper: Stepper, control: TimeControl) -> Callable:
+def max_change(new: dict, old: dict):
+    """``max |u_new - u|`` over all fields (float64): drives adaptive dt; NaN flags a blow-up."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(new[k] - old[k])).astype(jnp.float64) for k in new]))
+
+
+def all_finite(fields: dict):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
+
+
+def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool = False) -> Callable:
     """Jitted ``advance(carry, clock, t_stop) -> (carry, clock, finite)``.
 
     ``clock`` is ``{"t": float64, "step": int64, "dt": float64}`` (dt: the nominal step).
-    Stops at ``t_stop`` or at the first step whose change is not finite; in that case
-    ``clock["step"]`` is the failing step and ``carry`` holds its non-finite result.
+    With adaptive dt (or ``check_each_step``) every step measures its change and the loop
+    stops at the first non-finite one, leaving ``clock["step"]`` at the failing step. With a
+    fixed dt that per-step reduction is skipped and finiteness is checked once at the end of
+    the chunk (:func:`integrate` then replays the chunk with checks to find the step).
     """
+    checked = control.adaptive or check_each_step
 
     def cond(state):
         _, clock, finite, t_stop = state
@@ -68,9 +80,13 @@ def make_advance(stepper: Stepper, control: TimeControl) -> Callable:
         remaining = t_stop - t
         last = remaining <= dt * (1 + 1e-6)  # absorbs round-off accumulated in t
         dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * dt, 0.5 * remaining, dt))
-        carry, change = stepper.step(carry, dt_step)
-        change = change.astype(jnp.float64)
-        finite = jnp.isfinite(change)
+        new = stepper.step(carry, dt_step)
+        if checked:
+            change = max_change(stepper.fields(new), stepper.fields(carry))
+            finite = jnp.isfinite(change)
+        else:
+            finite = jnp.asarray(True)
+        carry = new
         if control.adaptive:
             factor = control.target_change / jnp.maximum(change, 1e-300)
             proposal = jnp.clip(dt_step * factor, control.max_shrink * dt, control.max_growth * dt)
@@ -83,14 +99,24 @@ def make_advance(stepper: Stepper, control: TimeControl) -> Callable:
         return carry, clock, finite, t_stop
 
     @jax.jit
-    def advance(carry, clock, t_stop):
-        clock = {k: jnp.asarray(v, jnp.int64 if k == "step" else jnp.float64) for k, v in clock.items()}
-        carry, clock, finite, _ = jax.lax.while_loop(
-            cond, body, (carry, clock, jnp.asarray(True), jnp.asarray(t_stop, jnp.float64))
-        )
-        return carry, clock, finite
+    def advance_compiled(carry, clock, t_stop):
+        carry, clock, finite, _ = jax.lax.while_loop(cond, body, (carry, clock, jnp.asarray(True), t_stop))
+        return carry, clock, finite & all_finite(stepper.fields(carry))
 
+    def advance(carry, clock, t_stop):
+        # Fixed, non-weak dtypes: Python scalars and device arrays then hit the same compiled loop.
+        clock = {k: jnp.asarray(v, jnp.int64 if k == "step" else jnp.float64) for k, v in clock.items()}
+        return advance_compiled(carry, clock, jnp.asarray(t_stop, jnp.float64))
+
+    advance.compiled = advance_compiled
     return advance
+
+
+def locate_non_finite(stepper, control, carry, clock, t_stop, last_good_t) -> NonFiniteError:
+    """Replay a chunk that went non-finite, checking every step, to name the first bad step and field."""
+    carry, clock, _ = make_advance(stepper, control, check_each_step=True)(carry, clock, t_stop)
+    bad = non_finite_fields(stepper.fields(carry)) or list(stepper.fields(carry))
+    return NonFiniteError(bad, int(clock["step"]), float(clock["t"]), last_good_t)
 
 
 def record_times(t_now: float, t_end: float, interval: float) -> list[float]:
@@ -124,10 +150,10 @@ def integrate(
     advance = make_advance(stepper, control)
     last_good_t = float(clock["t"])
     for t_stop in record_times(float(clock["t"]), t_end, record_interval):
+        start = (carry, clock)
         carry, clock, finite = advance(carry, clock, t_stop)
         if not bool(finite):
-            bad = non_finite_fields(stepper.fields(carry)) or list(stepper.fields(carry))
-            raise NonFiniteError(bad, int(clock["step"]), float(clock["t"]), last_good_t)
+            raise locate_non_finite(stepper, control, *start, t_stop, last_good_t)
         clock = {k: v.item() for k, v in clock.items()}
         last_good_t = clock["t"]
         if on_record is not None:

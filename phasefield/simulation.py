@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from phasefield.grid import Grid
 from phasefield.schemes import Stepper
 
@@ -23,7 +21,8 @@ class Simulation:
     """A scenario ready to run.
 
     stepper:        the time scheme (pure functions over a carry pytree).
-    initial_fields: name -> array on ``grid`` (model units).
+    initial_fields: () -> {name: array on ``grid``} (model units); lazy, so that building a
+                    simulation allocates nothing and can be traced with batched parameters.
     diagnostics:    fields dict -> dict of scalars (jit-able), recorded in ``/scalars``.
     scales:         physical size of one model unit, e.g. ``{"length": (1e-6, "m")}``;
                     coordinates and times are written in physical units.
@@ -32,7 +31,7 @@ class Simulation:
     name: str
     grid: Grid
     stepper: Stepper
-    initial_fields: dict[str, np.ndarray]
+    initial_fields: Callable[[], dict]
     field_info: dict[str, Quantity]
     diagnostics: Callable
     scalar_info: dict[str, Quantity]

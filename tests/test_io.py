@@ -38,7 +38,7 @@ def test_hdf5_round_trip_layout_and_checkpoint(tmp_path):
     assert np.array_equal(carry["c"], data["fields"]["c"][-1])
     assert {"u_hat", "u_hat_prev", "n_hat_prev", "dt_prev"} <= set(carry)
     simulation = build(validate_run(CONFIG))
-    assert set(carry) == set(simulation.stepper.init(simulation.initial_fields))
+    assert set(carry) == set(simulation.stepper.init(simulation.initial_fields()))
     assert (tmp_path / "last_frame.png").stat().st_size > 1000 and (tmp_path / "scalars.png").stat().st_size > 1000
 
 

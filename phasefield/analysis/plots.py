@@ -12,12 +12,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def plot_last_frame(run_file, out_png):
     """Each stored field at the last frame (the middle z-plane in 3D)."""
+    plot_frame(run_file, out_png, -1)
+
+
+def plot_frame(run_file, out_png, frame: int):
+    """Each stored field at one frame (the middle z-plane in 3D)."""
     with h5py.File(run_file, "r") as f:
         names = list(f["fields"])
-        t = f["time"][-1]
+        t = f["time"][frame]
         units = f["time"].attrs.get("units", "")
         grid = {k: v[()] for k, v in f["grid"].items()}
-        frames = {n: f["fields"][n][-1] for n in names}
+        frames = {n: f["fields"][n][frame] for n in names}
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         data = frames[name]

@@ -18,6 +18,7 @@ import datetime as _dt
 from pathlib import Path
 
 import h5py
+import jax
 import numpy as np
 
 from phasefield import __version__
@@ -68,7 +69,7 @@ class RunWriter:
                 shape=(0, *shape),
                 maxshape=(None, *shape),
                 chunks=(1, *shape),
-                dtype=simulation.stepper.init(simulation.initial_fields)[name].dtype,
+                dtype=jax.eval_shape(simulation.stepper.init, simulation.initial_fields())[name].dtype,
                 compression="gzip" if compression else None,
                 compression_opts=compression or None,
                 shuffle=bool(compression),
@@ -85,6 +86,24 @@ class RunWriter:
             ds.attrs.update(units=info.units, description=info.description)
         self.time_scale = simulation.scales.get("time", (1.0, "1"))[0]
         f.flush()
+
+    @classmethod
+    def reopen(cls, path, simulation, clock) -> "RunWriter":
+        """Open an interrupted run to append to it, dropping records made after the checkpoint ``clock``."""
+        self = cls.__new__(cls)
+        self.path, self.simulation = Path(path), simulation
+        self.time_scale = simulation.scales.get("time", (1.0, "1"))[0]
+        self.file = f = h5py.File(self.path, "r+")
+        limit = clock["step"]
+        keep_frames = int(np.searchsorted(f["step"][()], limit, side="right"))
+        for ds in [f["time"], f["step"], *f["fields"].values()]:
+            ds.resize(keep_frames, axis=0)
+        keep_records = int(np.searchsorted(f["scalars/step"][()], limit, side="right"))
+        for ds in f["scalars"].values():
+            ds.resize(keep_records, axis=0)
+        f.attrs.update(status="running", finished=False, resumed=f.attrs.get("resumed", 0) + 1)
+        f.flush()
+        return self
 
     def write_scalars(self, clock, scalars: dict):
         group = self.file["scalars"]

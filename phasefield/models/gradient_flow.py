@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, laplacian
 from phasefield.schemes import Stepper, explicit_euler, semi_implicit
@@ -23,15 +21,15 @@ def _max_laplacian_eigenvalue(grid: Grid) -> float:
 
 
 def cahn_hilliard_stable_dt(grid: Grid, mobility: float, kappa: float, curvature_max: float) -> float:
-    """Forward-Euler limit ``2 / (M lam (kappa lam + max f''))``, ``lam = sum 4/h^2``."""
+    """Forward-Euler limit ``2 / (M lam (kappa lam + max f''))``, ``lam = sum 4/h^2`` (``max f'' >= 0``)."""
     lam = _max_laplacian_eigenvalue(grid)
-    return 2.0 / (mobility * lam * (kappa * lam + max(curvature_max, 0.0)))
+    return 2.0 / (mobility * lam * (kappa * lam + curvature_max))
 
 
 def allen_cahn_stable_dt(grid: Grid, mobility: float, kappa: float, curvature_max: float) -> float:
-    """Forward-Euler limit ``2 / (L (kappa lam + max f''))``."""
+    """Forward-Euler limit ``2 / (L (kappa lam + max f''))`` (``max f'' >= 0``)."""
     lam = _max_laplacian_eigenvalue(grid)
-    return 2.0 / (mobility * (kappa * lam + max(curvature_max, 0.0)))
+    return 2.0 / (mobility * (kappa * lam + curvature_max))
 
 
 def cahn_hilliard(
@@ -81,9 +79,8 @@ def allen_cahn(
     basis = SpectralBasis(grid, boundary, dtype)
     lap = basis.laplacian_symbol
     linear = mobility * (kappa * lap - stabilization)
-    constant = np.asarray(-mobility, dtype=basis.dtype)
     return semi_implicit(
-        name, basis, linear, constant, lambda u: f_prime(u) - stabilization * u, _order(scheme)
+        name, basis, linear, -mobility, lambda u: f_prime(u) - stabilization * u, _order(scheme)
     )
 
 

@@ -1,0 +1,104 @@
+"""Post-processing: ``python -m phasefield.post <run.h5 | run dir | sweep dir> [--times T ...]``.
+
+For one run, writes next to ``run.h5``: ``scalars.csv`` (every scalar record), ``metrics.csv`` (final
+values), ``fields_t<T>.png`` for the chosen times (default: first and last frame), ``scalars.png``
+and the XDMF sidecar ``run.xdmf``. For a sweep directory (Hydra ``-m`` output), does that for every
+run below it and writes ``sweep.csv`` with one row per run: its overrides and its final metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from phasefield.analysis.plots import plot_frame, plot_scalars
+from phasefield.io.xdmf import write_xdmf
+
+
+def final_metrics(run_file) -> dict:
+    """Last value of every scalar, plus the status of the run."""
+    with h5py.File(run_file, "r") as f:
+        metrics = {name: ds[-1].item() for name, ds in f["scalars"].items() if ds.shape[0]}
+        metrics["status"] = f.attrs["status"]
+        metrics["frames"] = f["time"].shape[0]
+    return metrics
+
+
+def write_scalars_csv(run_file, out):
+    with h5py.File(run_file, "r") as f:
+        names = list(f["scalars"])
+        columns = [f["scalars"][n][()] for n in names]
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        writer.writerows(zip(*columns))
+
+
+def process_run(run_file, times=None) -> dict:
+    run_file = Path(run_file)
+    folder = run_file.parent
+    write_scalars_csv(run_file, folder / "scalars.csv")
+    metrics = final_metrics(run_file)
+    with open(folder / "metrics.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(metrics))
+        writer.writerow(list(metrics.values()))
+    with h5py.File(run_file, "r") as f:
+        frame_times = f["time"][()]
+    wanted = times if times else [frame_times[0], frame_times[-1]]
+    for t in wanted:
+        frame = int(np.argmin(np.abs(frame_times - t)))
+        plot_frame(run_file, folder / f"fields_t{frame_times[frame]:g}.png", frame)
+    plot_scalars(run_file, folder / "scalars.png")
+    write_xdmf(run_file)
+    return metrics
+
+
+def run_overrides(run_dir: Path) -> list[str]:
+    """Hydra's record of the command-line overrides of one run (empty if none)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return yaml.safe_load(path.read_text()) or [] if path.exists() else []
+
+
+def process_sweep(sweep_dir, times=None) -> Path:
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for run_file in sorted(sweep_dir.glob("**/run.h5")):
+        overrides = dict(o.split("=", 1) for o in run_overrides(run_file.parent) if "=" in o)
+        rows.append({"run": str(run_file.parent.relative_to(sweep_dir)), **overrides, **process_run(run_file, times)})
+    if not rows:
+        raise SystemExit(f"error: no run.h5 below {sweep_dir}")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = sweep_dir / "sweep.csv"
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m phasefield.post", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", help="run.h5, a run directory, or a sweep directory")
+    parser.add_argument("--times", type=float, nargs="*", help="times of the field figures (nearest frame)")
+    args = parser.parse_args(argv)
+    path = Path(args.path)
+    if path.is_file():
+        process_run(path, args.times)
+        print(f"wrote scalars.csv, metrics.csv, figures and run.xdmf in {path.parent}")
+    elif (path / "run.h5").exists():
+        process_run(path / "run.h5", args.times)
+        print(f"wrote scalars.csv, metrics.csv, figures and run.xdmf in {path}")
+    elif path.is_dir():
+        print(f"wrote {process_sweep(path, args.times)}")
+    else:
+        raise SystemExit(f"error: {path} is neither a run file nor a directory")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Checkpoint and resume bit for bit, preemption signals, SIGKILL mid-run, memory guard."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from phasefield.cli import Preempted, RunDirectoryError, run
+from phasefield.config import ConfigError
+from phasefield.io import RunWriter, read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = {
+    "scenario": {"name": "spinodal", "variant": "b", "shape": [32, 28], "t_end": 3.0},
+    "solver": {"scheme": "sbdf2", "dt": 0.02, "adaptive": True, "dt_min": 1e-3, "dt_max": 0.5,
+               "target_change": 0.002, "stabilization": 1.0},
+    "output": {"interval": 1.0, "scalar_interval": 0.25, "plots": False},
+}
+
+
+def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
+    """Straight run vs the same run stopped by SIGUSR1 at t = 1.5 (between frames) and resumed."""
+    straight = read_run(run(CONFIG, tmp_path / "straight"))
+
+    original = RunWriter.write_scalars
+
+    def write_then_signal(self, clock, scalars):
+        original(self, clock, scalars)
+        if abs(clock["t"] - 1.5) < 1e-12:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    monkeypatch.setattr(RunWriter, "write_scalars", write_then_signal)
+    with pytest.raises(Preempted, match="resume="):
+        run(CONFIG, tmp_path / "split")
+    monkeypatch.setattr(RunWriter, "write_scalars", original)
+    with h5py.File(tmp_path / "split" / "run.h5", "r") as f:
+        assert f.attrs["status"] == "preempted" and f["checkpoint"].attrs["t"] == 1.5
+        assert f["fields/c"].shape[0] == 2  # frames at t = 0 and 1
+    resumed = read_run(run(None, tmp_path / "split", resume=True))
+
+    assert resumed["attrs"]["finished"] and resumed["attrs"]["resumed"] == 1
+    assert np.array_equal(resumed["time"], straight["time"]) and np.array_equal(resumed["step"], straight["step"])
+    assert np.array_equal(resumed["fields"]["c"], straight["fields"]["c"])  # bit for bit
+    for name, values in straight["scalars"].items():
+        assert np.array_equal(resumed["scalars"][name], values), name
+
+
+def test_resume_refuses_finished_or_missing_run(tmp_path):
+    run(CONFIG, tmp_path / "done")
+    with pytest.raises(RunDirectoryError, match="finished"):
+        run(None, tmp_path / "done", resume=True)
+    with pytest.raises(RunDirectoryError, match="nothing to resume"):
+        run(None, tmp_path / "missing", resume=True)
+
+
+def test_memory_estimate_rejects_grid_before_allocating(tmp_path):
+    config = {"scenario": {"name": "spinodal", "shape": [3_000_000, 3_000_000]}}
+    with pytest.raises(ConfigError, match=r"scenario.shape.*GiB"):
+        run(config, tmp_path)
+    assert not (tmp_path / "run.h5").exists()
+
+
+def start_cli(*args):
+    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_frames(process, count, timeout=120):
+    """Read the log until ``count`` frames were reported."""
+    deadline, seen = time.time() + timeout, 0
+    for line in process.stdout:
+        seen += " t = " in line and " step " in line
+        if seen >= count or time.time() > deadline:
+            return seen
+    return seen
+
+
+LONG = ["scenario.shape=[64,64]", "scenario.t_end=100000", "output.interval=5", "output.scalar_interval=5",
+        "solver.dt=0.05", "output.plots=false"]
+
+
+def test_sigkill_leaves_readable_file_with_completed_frames(tmp_path):
+    process = start_cli(*LONG, f"hydra.run.dir={tmp_path}")
+    assert wait_for_frames(process, 4) >= 4
+    process.kill()
+    process.wait()
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        frames = f["fields/c"][()]
+        times = f["time"][()]
+        assert frames.shape[0] >= 4 and len(times) == frames.shape[0]
+        assert np.all(np.isfinite(frames)) and np.all(np.diff(times) > 0)
+        assert f.attrs["status"] == "running"
+
+
+def test_sigterm_checkpoints_exits_cleanly_and_resumes(tmp_path):
+    args = [*LONG[:1], "scenario.t_end=60", *LONG[2:]]
+    process = start_cli(*args, f"hydra.run.dir={tmp_path}")
+    assert wait_for_frames(process, 2) >= 2
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 75, output
+    assert f"resume={tmp_path}" in output and "Traceback" not in output
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        assert f.attrs["status"] == "preempted" and f["checkpoint"].attrs["complete"]
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), f"resume={tmp_path}",
+                             f"hydra.run.dir={tmp_path / 'resume-log'}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = read_run(tmp_path / "run.h5")
+    assert data["attrs"]["finished"]
+    assert np.allclose(data["time"], np.arange(0, 60.1, 5)) and list(data["step"]) == list(range(0, 1201, 100))
