@@ -72,3 +72,11 @@ def test_config_validation_messages():
         validate_run({"scenario": {"name": "spinodal", "variant": "cube", "shape": [8, 8]}})
     with pytest.raises(ConfigError, match="true or false"):
         validate_run({"scenario": {"name": "spinodal"}, "solver": {"adaptive": "yes"}})
+
+
+def test_slurm_launcher_config_composes_against_plugin_schema():
+    """configs/hydra/launcher/slurm.yaml is validated by hydra-submitit-launcher's structured config."""
+    result = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr
+    assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
+    assert "signal_delay_s: 120" in result.stdout
