@@ -100,14 +100,18 @@ def is_frame_time(t: float, interval: float, t_end: float) -> bool:
 class Progress:
     """A progress bar (simulated time, steps/s, ETA) when stderr is a terminal; nothing otherwise.
 
-    Batch logs get the plain ``t = ... step ... steps/s`` line of every frame instead.
+    Batch logs get the plain ``t = ... step ... steps/s`` line of every frame instead. While the
+    bar is shown, console log lines go through tqdm so they print above it (run.log is unchanged).
     """
 
     def __init__(self, t_end: float, t_start: float):
-        self.bar = None
+        self.bar, self._redirect = None, None
         if sys.stderr.isatty():
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
             self.bar = tqdm(total=t_end, initial=t_start, unit="t", unit_scale=False, dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
 
@@ -121,6 +125,7 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+            self._redirect.__exit__(None, None, None)
 
 
 class Preempted(RuntimeError):

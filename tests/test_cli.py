@@ -80,3 +80,34 @@ def test_slurm_launcher_config_composes_against_plugin_schema():
     assert result.returncode == 0, result.stderr
     assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
     assert "signal_delay_s: 120" in result.stdout
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_in_batch_logs(tmp_path):
+    """On a TTY the run draws a tqdm bar with simulated time and steps/s; piped output gets log lines."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    process = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *TINY, "output.plots=false",
+                                f"hydra.run.dir={tmp_path / 'tty'}"], cwd=ROOT, stdin=follower, stdout=follower,
+                               stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data.decode(errors="replace"))
+    assert process.wait(timeout=120) == 0
+    terminal = "".join(chunks)
+    assert "t=2/2" in terminal and "steps/s" in terminal and "100%" in terminal
+    piped = run_cli(*TINY, "output.plots=false", f"hydra.run.dir={tmp_path / 'pipe'}")
+    assert "100%" not in piped.stderr + piped.stdout
+    assert "t = 2 / 2  step" in piped.stdout + piped.stderr
