@@ -45,7 +45,7 @@ def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
     if not values:
         raise ConfigError("batch.values", values, "a non-empty list of numbers")
     members = [validate_run(member_config(config_dict, key, v)) for v in values]  # each value checked
-    check_memory(members[0])
+    check_memory(members[0], copies=len(members))
     simulations = [build(m) for m in members]  # per-member checks (explicit dt limit)
     module = scenario_modules()[base.scenario.name]
     solver, output, t_end = base.solver, base.output, base.scenario.t_end

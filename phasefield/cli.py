@@ -45,14 +45,14 @@ def build(config: RunConfig) -> Simulation:
     return simulation
 
 
-def check_memory(config: RunConfig):
-    """Refuse, before allocating anything, a grid whose working set will not fit the device."""
+def check_memory(config: RunConfig, copies: int = 1):
+    """Refuse, before allocating anything, a grid (times ``copies`` batch members) that will not fit the device."""
     module = scenario_modules()[config.scenario.name]
     cells = 1
     for n in config.scenario.shape:
         cells *= n
     itemsize = 8 if config.solver.precision == "float64" else 4
-    needed = cells * itemsize * module.arrays_per_cell(config.solver.scheme)
+    needed = copies * cells * itemsize * module.arrays_per_cell(config.solver.scheme)
     available = device_memory_bytes()
     if needed > 0.9 * available:
         raise ConfigError("scenario.shape", config.scenario.shape,

@@ -33,6 +33,18 @@ def test_batched_run_equals_runs_one_at_a_time(tmp_path, key, values):
     assert not np.allclose(batch[0]["fields"]["c"][-1], batch[-1]["fields"]["c"][-1])
 
 
+def test_batch_memory_estimate_counts_every_member(tmp_path, monkeypatch):
+    import phasefield.cli as cli
+
+    config = {**CONFIG, "scenario": {**CONFIG["scenario"], "shape": [64, 64]}}
+    one_member = 64 * 64 * 8 * 12
+    monkeypatch.setattr(cli, "device_memory_bytes", lambda: int(2.5 * one_member))
+    run_batch(config | {"scenario": {**config["scenario"], "t_end": 0.1}}, "scenario.mobility", [2.0, 5.0], tmp_path / "ok")
+    with pytest.raises(ConfigError, match="GiB"):
+        run_batch(config, "scenario.mobility", [2.0, 5.0, 8.0], tmp_path / "too_big")
+    assert not (tmp_path / "too_big").exists()
+
+
 def test_batch_rejects_non_numeric_key(tmp_path):
     with pytest.raises(ConfigError, match="batch.key"):
         run_batch(CONFIG, "scenario.variant", ["a", "b"], tmp_path)
