@@ -72,25 +72,30 @@ def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
 
     run_dir = Path(run_dir)
     writers, paths = [], []
+    dtypes = {k: v.dtype for k, v in simulations[0].stepper.fields(carry).items()}
     for index, (member, simulation, value) in enumerate(zip(members, simulations, values)):
         folder = run_dir / f"member_{index}"
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)
         (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"{key}={value}"]))
         text = yaml.safe_dump(member_config(config_dict, key, value), sort_keys=False)
-        writers.append(RunWriter(folder / "run.h5", simulation, stored_fields(member, simulation), text,
+        stored = {name: dtypes[name] for name in stored_fields(member, simulation)}
+        writers.append(RunWriter(folder / "run.h5", simulation, stored, text,
                                  output.compression))
         paths.append(folder / "run.h5")
 
     def record(carry, clock):
         scalars = jax.device_get(diagnostics(parameter, carry))
-        fields = None
+        host_carry = None  # copied from the device only when some member writes a frame
         for index, writer in enumerate(writers):
             member_clock = {k: v[index].item() for k, v in clock.items()}
-            writer.write_scalars(member_clock, {k: v[index] for k, v in scalars.items()})
-            if is_frame_time(member_clock["t"], output.interval, t_end):
-                fields = fields or jax.device_get(simulations[0].stepper.fields(carry))
-                writer.write_frame(member_clock, {k: v[index] for k, v in fields.items()})
-                writer.write_checkpoint({k: np.asarray(v[index]) for k, v in carry.items()}, member_clock)
+            frame = is_frame_time(member_clock["t"], output.interval, t_end)
+            member_carry = {}
+            if frame:
+                host_carry = host_carry or jax.device_get(carry)
+                member_carry = {k: v[index] for k, v in host_carry.items()}
+            writer.write_record(member_clock, {k: v[index] for k, v in scalars.items()},
+                                simulations[index].stepper.fields(member_carry) if frame else {}, member_carry,
+                                frame=frame, checkpoint=False)
 
     status = "failed"
     try:

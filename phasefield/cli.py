@@ -183,8 +183,9 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
         if path.exists():
             raise RunDirectoryError(f"{path} already exists; choose a new run directory (hydra.run.dir=...) "
                                     f"or continue it with resume={run_dir}")
-        writer = RunWriter(path, simulation, fields_to_store, config_yaml, config.output.compression)
         carry, clock = stepper.init(simulation.initial_fields()), {"t": 0.0, "step": 0, "dt": config.solver.dt}
+        dtypes = {name: stepper.fields(carry)[name].dtype for name in fields_to_store}
+        writer = RunWriter(path, simulation, dtypes, config_yaml, config.output.compression)
     log.info("scenario %s on grid %s, scheme %s, dt %g, %s on %s", simulation.name, simulation.grid.shape,
              config.solver.scheme, config.solver.dt, config.solver.precision, jax.default_backend())
 
@@ -197,19 +198,19 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
 
     def on_record(carry, clock):
         scalars = {k: float(v) for k, v in diagnostics(carry).items()}
-        writer.write_scalars(clock, scalars)
         now = _time.perf_counter()
         rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
         progress.update(clock, rate)
         frame = is_frame_time(clock["t"], output.interval, t_end)
+        stop = bool(signals)  # one snapshot: a signal arriving later is handled at the next record
+        checkpoint = stop or now - wall["checkpoint"] > 60 * output.checkpoint_minutes
+        writer.write_record(clock, scalars, stepper.fields(carry), carry, frame, checkpoint)
+        if frame or checkpoint:
+            wall["checkpoint"] = now
         if frame:
-            writer.write_frame(clock, stepper.fields(carry))
             log.info("t = %.6g / %g  step %d  dt %.3g  %s %.6g  (%.1f steps/s)", clock["t"], t_end,
                      clock["step"], clock["dt"], headline, scalars[headline], rate)
-        if frame or signals or now - wall["checkpoint"] > 60 * output.checkpoint_minutes:
-            writer.write_checkpoint(carry, clock)
-            wall["checkpoint"] = now
-        if signals:
+        if stop:
             raise Preempted(f"received signal {signals[0]}: checkpoint written at t = {clock['t']:.6g} "
                             f"(step {clock['step']}); continue with: python run.py resume={run_dir}")
 

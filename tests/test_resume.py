@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from phasefield.cli import Preempted, RunDirectoryError, run
+from phasefield.cli import Preempted, Progress, RunDirectoryError, run
 from phasefield.config import ConfigError
-from phasefield.io import RunWriter, read_run
+from phasefield.io import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,17 +28,17 @@ def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
     """Straight run vs the same run stopped by SIGUSR1 at t = 1.5 (between frames) and resumed."""
     straight = read_run(run(CONFIG, tmp_path / "straight"))
 
-    original = RunWriter.write_scalars
+    original = Progress.update
 
-    def write_then_signal(self, clock, scalars):
-        original(self, clock, scalars)
+    def update_then_signal(self, clock, rate):  # the signal arrives during the record at t = 1.5
+        original(self, clock, rate)
         if abs(clock["t"] - 1.5) < 1e-12:
             os.kill(os.getpid(), signal.SIGUSR1)
 
-    monkeypatch.setattr(RunWriter, "write_scalars", write_then_signal)
+    monkeypatch.setattr(Progress, "update", update_then_signal)
     with pytest.raises(Preempted, match="resume="):
         run(CONFIG, tmp_path / "split")
-    monkeypatch.setattr(RunWriter, "write_scalars", original)
+    monkeypatch.setattr(Progress, "update", original)
     with h5py.File(tmp_path / "split" / "run.h5", "r") as f:
         assert f.attrs["status"] == "preempted" and f["checkpoint"].attrs["t"] == 1.5
         assert f["fields/c"].shape[0] == 2  # frames at t = 0 and 1

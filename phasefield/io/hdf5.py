@@ -18,7 +18,6 @@ import datetime as _dt
 from pathlib import Path
 
 import h5py
-import jax
 import numpy as np
 
 from phasefield import __version__
@@ -38,7 +37,8 @@ def _append(dataset, value):
 class RunWriter:
     """Writes one run to ``path``; refuses to overwrite an existing file."""
 
-    def __init__(self, path, simulation, stored_fields, config_yaml: str, compression: int = 4):
+    def __init__(self, path, simulation, field_dtypes: dict, config_yaml: str, compression: int = 4):
+        """``field_dtypes``: the fields to store in ``/fields``, name -> dtype."""
         self.path = Path(path)
         self.simulation = simulation
         self.file = h5py.File(self.path, "x")  # 'x': fail if it exists; nothing a user wrote is lost
@@ -62,14 +62,14 @@ class RunWriter:
             ds.attrs["units"] = length_units
         shape = simulation.grid.shape
         fields = f.create_group("fields")
-        for name in stored_fields:
+        for name, dtype in field_dtypes.items():
             info = simulation.field_info[name]
             ds = fields.create_dataset(
                 name,
                 shape=(0, *shape),
                 maxshape=(None, *shape),
                 chunks=(1, *shape),
-                dtype=jax.eval_shape(simulation.stepper.init, simulation.initial_fields())[name].dtype,
+                dtype=dtype,
                 compression="gzip" if compression else None,
                 compression_opts=compression or None,
                 shuffle=bool(compression),
@@ -119,6 +119,14 @@ class RunWriter:
         _append(self.file["time"], clock["t"] * self.time_scale)
         _append(self.file["step"], clock["step"])
         self.file.flush()
+
+    def write_record(self, clock, scalars: dict, fields: dict, carry: dict, frame: bool, checkpoint: bool):
+        """One record: scalars always; a field frame if ``frame``; the checkpoint with every frame or if asked."""
+        self.write_scalars(clock, scalars)
+        if frame:
+            self.write_frame(clock, fields)
+        if frame or checkpoint:
+            self.write_checkpoint(carry, clock)
 
     def write_checkpoint(self, carry: dict, clock):
         """Overwrite ``/checkpoint`` with ``carry``; ``complete`` is False while it is being written."""
