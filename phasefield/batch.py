@@ -61,7 +61,7 @@ def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
 
     def diagnostics_member(value, carry):
         simulation = member_simulation(value)
-        return simulation.diagnostics(simulation.stepper.fields(carry))
+        return simulation.diagnostics(carry)
 
     advance = jax.jit(jax.vmap(advance_member, in_axes=(0, 0, 0, None)))
     diagnostics = jax.jit(jax.vmap(diagnostics_member))

@@ -190,7 +190,7 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
              config.solver.scheme, config.solver.dt, config.solver.precision, jax.default_backend())
 
     output, t_end = config.output, config.scenario.t_end
-    diagnostics = jax.jit(lambda carry: simulation.diagnostics(stepper.fields(carry)))
+    diagnostics = jax.jit(simulation.diagnostics)
     headline = next(iter(simulation.scalar_info))
     wall = {"start": _time.perf_counter(), "checkpoint": _time.perf_counter(), "step0": clock["step"]}
 

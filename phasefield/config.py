@@ -67,6 +67,17 @@ def _check_scalar(key, value, kind, meta):
     return value
 
 
+def _check_list(key, value, item, meta):
+    """A non-empty list of scalars, or a (possibly empty) list of such lists (``list[list[float]]``)."""
+    nested = typing.get_origin(item) is list
+    if not isinstance(value, (list, tuple)) or (not value and not nested):
+        kind = "list of lists" if nested else f"non-empty list of {item.__name__}"
+        raise ConfigError(key, value, f"a {kind}")
+    if nested:
+        return [_check_list(f"{key}[{i}]", v, typing.get_args(item)[0], meta) for i, v in enumerate(value)]
+    return [_check_scalar(f"{key}[{i}]", v, item, meta) for i, v in enumerate(value)]
+
+
 def validate(schema, data, prefix: str):
     """Build ``schema`` from ``data`` (a dict), checking keys, types and ranges."""
     if data is None:
@@ -86,10 +97,7 @@ def validate(schema, data, prefix: str):
         if dataclasses.is_dataclass(kind):
             values[name] = validate(kind, value, key)
         elif typing.get_origin(kind) is list:
-            (item,) = typing.get_args(kind)
-            if not isinstance(value, (list, tuple)) or not value:
-                raise ConfigError(key, value, f"a non-empty list of {item.__name__}")
-            values[name] = [_check_scalar(f"{key}[{i}]", v, item, f.metadata) for i, v in enumerate(value)]
+            values[name] = _check_list(key, value, typing.get_args(kind)[0], f.metadata)
         else:
             values[name] = _check_scalar(key, value, kind, f.metadata)
     instance = schema(**values)
@@ -147,9 +155,9 @@ class RunConfig:
 
 def scenario_modules():
     """Scenario name -> model module (with ``Config`` and ``build``)."""
-    from phasefield.models import spinodal
+    from phasefield.models import dendrite, spinodal
 
-    return {"spinodal": spinodal}
+    return {"spinodal": spinodal, "dendrite": dendrite}
 
 
 def validate_run(data: dict) -> RunConfig:

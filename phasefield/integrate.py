@@ -25,7 +25,7 @@ class TimeControl:
 
     Fixed: every step is ``dt`` (except where a record time cuts it).
     Adaptive: after each step ``dt <- dt_step * target_change / change``, where ``change``
-    is ``max |u_new - u|``, with the factor limited to [0.2, 1.2] of the current dt (1.2 keeps
+    is ``max |u_new - u|`` (or the stepper's own measure), with the factor limited to [0.2, 1.2] of the current dt (1.2 keeps
     variable-step SBDF2 zero-stable) and dt to [dt_min, dt_max].
     """
 
@@ -70,6 +70,11 @@ def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool =
     """
     checked = control.adaptive or check_each_step
 
+    def measure_change(new, old):
+        if stepper.change is not None:
+            return stepper.change(new, old).astype(jnp.float64)
+        return max_change(stepper.fields(new), stepper.fields(old))
+
     def cond(state):
         _, clock, finite, t_stop = state
         return finite & (t_stop - clock["t"] > 1e-12 * jnp.maximum(jnp.abs(t_stop), 1.0))
@@ -77,12 +82,13 @@ def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool =
     def body(state):
         carry, clock, _, t_stop = state
         t, dt = clock["t"], clock["dt"]
+        allowed = dt if stepper.dt_limit is None else jnp.minimum(dt, stepper.dt_limit(carry))
         remaining = t_stop - t
-        last = remaining <= dt * (1 + 1e-6)  # absorbs round-off accumulated in t
-        dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * dt, 0.5 * remaining, dt))
+        last = remaining <= allowed * (1 + 1e-6)  # absorbs round-off accumulated in t
+        dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * allowed, 0.5 * remaining, allowed))
         new = stepper.step(carry, dt_step)
         if checked:
-            change = max_change(stepper.fields(new), stepper.fields(carry))
+            change = measure_change(new, carry)
             finite = jnp.isfinite(change)
         else:
             finite = jnp.asarray(True)

@@ -23,7 +23,8 @@ class Simulation:
     stepper:        the time scheme (pure functions over a carry pytree).
     initial_fields: () -> {name: array on ``grid``} (model units); lazy, so that building a
                     simulation allocates nothing and can be traced with batched parameters.
-    diagnostics:    fields dict -> dict of scalars (jit-able), recorded in ``/scalars``.
+    diagnostics:    carry -> dict of scalars (jit-able), recorded in ``/scalars``; the carry holds
+                    the fields plus whatever the scheme accumulates (solver counts, passed charge).
     scales:         physical size of one model unit, e.g. ``{"length": (1e-6, "m")}``;
                     coordinates and times are written in physical units.
     """

@@ -114,8 +114,8 @@ def build(params: Config, solver) -> Simulation:
         curvature_max=double_well_curvature_max(params.rho_s, params.c_alpha, params.c_beta),
     )
 
-    def diagnostics(fields):
-        c = fields["c"].astype(jnp.float64)
+    def diagnostics(carry):
+        c = carry["c"].astype(jnp.float64)
         return {
             "free_energy": free_energy(c, grid, boundary, params),
             "total_mass": jnp.sum(c) * grid.cell_volume,
