@@ -8,6 +8,7 @@ from phasefield.operators.stencils import (
     laplacian,
     pad_axis,
 )
+from phasefield.operators.elliptic import solve_potential
 from phasefield.operators.spectral import SpectralBasis
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "gradient",
     "laplacian",
     "pad_axis",
+    "solve_potential",
 ]
