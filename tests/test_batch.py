@@ -53,7 +53,7 @@ def test_batch_rejects_non_numeric_key(tmp_path):
 
 
 def test_batch_from_command_line(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "scenario.shape=[16,16]", "scenario.t_end=1",
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "scenario=spinodal", "scenario.shape=[16,16]", "scenario.t_end=1",
                              "output.interval=1", "output.plots=false", "batch.key=scenario.mobility",
                              "batch.values=[2,5]", f"hydra.run.dir={tmp_path}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)

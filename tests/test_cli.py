@@ -10,7 +10,7 @@ from phasefield.cli import build
 from phasefield.config import ConfigError, validate_run
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["scenario.shape=[24,24]", "scenario.t_end=2", "output.interval=1", "output.scalar_interval=0.5"]
+TINY = ["scenario=spinodal", "scenario.shape=[24,24]", "scenario.t_end=2", "output.interval=1", "output.scalar_interval=0.5"]
 
 
 def run_cli(*args, cwd=ROOT):

@@ -62,7 +62,7 @@ def test_post_single_run_writes_csv_figures_and_xdmf(tmp_path):
 def test_post_sweep_table_has_overrides_and_final_metrics(tmp_path):
     sweep = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "-m", "scenario.shape=[16,16]", "scenario.t_end=1",
+        [sys.executable, str(ROOT / "run.py"), "-m", "scenario=spinodal", "scenario.shape=[16,16]", "scenario.t_end=1",
          "output.interval=1", "output.plots=false", "scenario.mobility=2,5", f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -67,7 +67,8 @@ def test_memory_estimate_rejects_grid_before_allocating(tmp_path):
 
 
 def start_cli(*args):
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), "scenario=spinodal", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 

@@ -1,0 +1,100 @@
+"""Benchmark of the electrodeposition model: cell-updates per second and the potential solve's share.
+
+For each grid (a square domain of 1 um cells, Hong's parameters at -0.45 V, a few nuclei) the
+script runs a warm-up, then times a chunk of steps of the full model, the potential solve alone
+on the state reached (warm-started from the previous step's potential, as in a run) and one
+application of the stencil Laplacian. It prints cell-updates per second (CU/s), the effective
+memory bandwidth of the step (at ~12 field reads/writes of 8 bytes per cell), the solve's share
+of a step, and the solve's cost in Laplacian applications.
+
+    python experiments/bench_dendrite.py --sizes 256 1024 2048 --steps 20
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+import phasefield  # noqa: F401  (float64)
+from phasefield.cli import build
+from phasefield.config import validate_run
+from phasefield.grid import Boundary, Side
+from phasefield.operators import laplacian
+from phasefield.operators.elliptic import solve_potential
+from phasefield.physics.electrochemistry import interpolation
+
+BYTES_PER_CELL_UPDATE = 12 * 8  # xi, c, phi, rates: read + write, float64 (a lower bound)
+
+
+def best_time(function, *args, repeat=3):
+    out = function(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = function(*args)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def scenario(n: int) -> dict:
+    return {"name": "dendrite", "size": [float(n), float(n)], "shape": [n, n], "t_end": 1.0,
+            "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
+            "electrode_position": 10.0, "random_nuclei": max(2, n // 64), "nucleus_radius": 3.0,
+            "noise_amplitude": 0.003}
+
+
+def bench(n: int, steps: int, dt: float):
+    config = validate_run({"scenario": scenario(n), "solver": {"scheme": "imex1", "dt": dt}, "output": {}})
+    simulation = build(config)
+    stepper, grid = simulation.stepper, simulation.grid
+    carry = stepper.init(simulation.initial_fields())
+
+    @jax.jit
+    def chunk(carry):
+        return jax.lax.fori_loop(0, steps, lambda _, c: stepper.step(c, dt), carry)
+
+    carry = chunk(carry)  # warm-up: compile and leave the cold first potential solves behind
+    wall, carry = best_time(chunk, carry, repeat=2)
+    per_step = wall / steps
+
+    boundary = Boundary(((Side("dirichlet"), Side("dirichlet")),) + ((Side("neumann"), Side("neumann")),))
+    h = interpolation(carry["xi"])
+    sigma = 1e6 * h + 1.19 * (1 - h)
+    source = (7.37e-3 * carry["metal_rate"]).at[0].add(-2.0 * sigma[0] * -0.45 / grid.spacing[0] ** 2)
+    solve = jax.jit(lambda s, x0: solve_potential(sigma, s, grid, boundary, x0, 1e-6, 200))
+    previous = carry["phi"] - dt * 0.0
+    solve_time, (_, iterations, _) = best_time(solve, source * (1 + 1e-3), previous)
+    lap = jax.jit(lambda u: laplacian(u, grid, boundary))
+    lap_time, _ = best_time(lap, carry["phi"], repeat=10)
+    cells = grid.size
+    return {
+        "n": n, "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
+        "gb_per_s": cells * BYTES_PER_CELL_UPDATE / per_step / 1e9,
+        "solve_ms": solve_time * 1e3, "solve_share": solve_time / per_step,
+        "solve_laplacians": solve_time / lap_time, "iterations": int(iterations),
+        "mean_iterations": float(carry["potential_iterations_total"]) / float(carry["step"]),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--dt", type=float, default=0.004)
+    args = parser.parse_args()
+    print(f"backend {jax.default_backend()}, device {jax.devices()[0].device_kind}")
+    print(f"{'grid':>9} {'ms/step':>9} {'CU/s':>10} {'GB/s':>6} {'solve ms':>9} {'share':>6} "
+          f"{'lap-eq':>7} {'iters':>5} {'mean it':>7}")
+    for n in args.sizes:
+        r = bench(n, args.steps, args.dt)
+        print(f"{n:>5}^2   {r['ms_per_step']:9.2f} {r['cu_per_s']:10.3g} {r['gb_per_s']:6.2f} {r['solve_ms']:9.2f} "
+              f"{r['solve_share']:6.2f} {r['solve_laplacians']:7.0f} {r['iterations']:5d} {r['mean_iterations']:7.2f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

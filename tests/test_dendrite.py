@@ -1,0 +1,166 @@
+"""Electrodeposition phase field: Nernst equilibrium, Butler-Volmer front kinetics, Sand's time,
+conservation of Li and charge, anisotropy, reproducibility, 3D, and input checks (physics.md 3.6)."""
+import jax
+import numpy as np
+import pytest
+
+from phasefield.cli import build
+from phasefield.config import ConfigError, validate_run
+from phasefield.integrate import integrate
+from phasefield.cli import time_control
+from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT
+
+SOLVER = {"scheme": "imex1", "dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
+
+
+def simulate(t_end, record=1.0, solver=None, **scenario):
+    """Run the dendrite model; returns (times, scalars dict of arrays, final carry)."""
+    config = validate_run({"scenario": {"name": "dendrite", "t_end": t_end, **scenario},
+                           "solver": {**SOLVER, **(solver or {})}, "output": {}})
+    simulation = build(config)
+    carry = simulation.stepper.init(simulation.initial_fields())
+    diagnostics = jax.jit(simulation.diagnostics)
+    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
+
+    def on_record(carry, clock):
+        times.append(clock["t"])
+        rows.append(jax.device_get(diagnostics(carry)))
+
+    carry, _ = integrate(simulation.stepper, time_control(config.solver), carry,
+                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
+    scalars = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+    return np.array(times), scalars, carry
+
+
+# A planar front in a thin strip: x resolved at 0.25 um (4 cells across the 10-90 % width); uniform
+# c (fast diffusion, no migration: with it, Li+ would gather near the electrode as exp(-f phi)).
+PLANAR = {"size": [30.0, 0.5], "shape": [120, 2], "electrode_position": 10.0, "temperature": 298.15,
+          "conductivity_metal": 1e7, "migration": False, "diffusivity_electrolyte": 1e-6}
+
+
+def front_velocity(times, scalars, start):
+    """um/s from the deposited charge (a flat front: deposited thickness = charge / (n F c_s))."""
+    thickness = scalars["deposited_charge"] * 1e4 / (FARADAY * 7.64e4) * 1e6  # um
+    keep = times >= start
+    return np.polyfit(times[keep], thickness[keep], 1)[0]
+
+
+def test_nernst_equilibrium_planar_front_is_still():
+    """With c = 0.1 c_ref everywhere the front stops at phi = (RT/F) ln 0.1 = -59.2 mV (Chen 2015's check)."""
+    f = FARADAY / (GAS_CONSTANT * 298.15)
+    v_eq = np.log(0.1) / f
+    common = dict(PLANAR, bulk_concentration=100.0)
+    velocities = []
+    offsets = np.array([-0.01, 0.0, 0.01])
+    for offset in offsets:
+        times, scalars, _ = simulate(3.0, 0.5, voltage=v_eq + offset, **common)
+        velocities.append(front_velocity(times, scalars, 1.0))
+    velocities = np.array(velocities)
+    assert velocities[0] > 0 > velocities[2]  # deposits below, dissolves above the Nernst potential
+    zero_crossing = np.interp(0.0, velocities[::-1], offsets[::-1])
+    assert abs(zero_crossing) < 1e-3, f"front stands still {zero_crossing * 1e3:.2f} mV from the Nernst potential"
+    assert abs(velocities[1]) < 0.05 * velocities[0]
+
+
+def test_kinetics_limited_front_velocity_and_tafel_slope():
+    """v = (3/k) L_eta [c e^{-a f eta} - e^{(1-a) f eta}] within 5 %; slope 2.303 RT/(a F) = 118 mV/decade."""
+    f = FARADAY / (GAS_CONSTANT * 298.15)
+    i0 = 30.0  # A/m^2 (3 mA/cm^2)
+    reaction_rate = 2 * i0 / (3 * FARADAY * 7.64e4 * 1e-6)
+    voltages = np.array([-0.12, -0.16, -0.2])  # L_eta |B| << L_sigma W (the formula's assumption)
+    measured, predicted = [], []
+    for voltage in voltages:
+        # dt small against the reaction's depletion time 1/((c_s/c_ref) L_eta h'^2 e^{-a f eta}): the split
+        # reaction step can only use the Li+ a cell holds at the start of the step
+        times, scalars, carry = simulate(4.0, 0.5, solver={"dt": 1e-3, "adaptive": False}, voltage=voltage, **PLANAR)
+        measured.append(front_velocity(times, scalars, 1.0))
+        xi, c, phi = (np.asarray(carry[k])[:, 0] for k in ("xi", "c", "phi"))
+        front = np.argmin(np.abs(xi - 0.5))
+        eta, conc = phi[front], c[front + 4]  # c just ahead of the front (inside the metal it is ~0)
+        predicted.append(1.5 * reaction_rate * (conc * np.exp(-0.5 * f * eta) - np.exp(0.5 * f * eta)))
+    measured, predicted = np.array(measured), np.array(predicted)
+    assert np.all(np.abs(measured / predicted - 1) < 0.05), measured / predicted
+    slope = 1e3 / np.polyfit(voltages, np.log10(measured), 1)[0]  # mV per decade
+    assert abs(abs(slope) / (2.303 / (0.5 * f) * 1e3) - 1) < 0.05, slope
+
+
+SMALL = {"size": [24.0, 16.0], "shape": [24, 16], "electrode_position": 5.0, "nuclei": [[8.0, 2.5]],
+         "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
+         "noise_amplitude": 0.01, "anisotropy_strength": 0.04}
+
+
+def test_total_li_conserved_to_round_off_in_a_closed_cell():
+    times, scalars, _ = simulate(2.0, 0.5, electrolyte_boundary="closed", **SMALL)
+    assert scalars["dendrite_height"][-1] > scalars["dendrite_height"][0]  # something happened
+    drift = np.abs(scalars["total_li"] - scalars["total_li"][0]) / scalars["total_li"][0]
+    assert np.max(drift) < 1e-12, drift
+
+
+def test_li_balance_with_a_reservoir_and_positive_concentration():
+    """Li gained equals Li that entered through the far wall, to round-off; c never negative."""
+    times, scalars, _ = simulate(2.0, 0.5, **SMALL)
+    balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
+    assert np.max(np.abs(balance)) < 1e-12 * scalars["total_li"][0]
+    assert scalars["li_inflow"][-1] > 0
+    assert np.min(scalars["c_min"]) >= -1e-9
+
+
+def test_deposited_charge_equals_integrated_current():
+    times, scalars, _ = simulate(3.0, 0.5, **SMALL)
+    deposited, passed = scalars["deposited_charge"][-1], scalars["passed_charge"][-1]
+    assert deposited > 0
+    assert abs(passed / deposited - 1) < 0.01, (passed, deposited)
+
+
+def test_same_seed_same_result_other_seed_differs():
+    run = lambda seed: np.asarray(simulate(1.0, 0.5, seed=seed, **SMALL)[2]["xi"])  # noqa: E731
+    first, again, other = run(3), run(3), run(4)
+    assert np.array_equal(first, again)
+    assert np.max(np.abs(first - other)) > 1e-6
+
+
+def test_three_dimensional_run_grows_and_conserves():
+    times, scalars, carry = simulate(
+        1.0, 0.5, size=[12.0, 8.0, 8.0], shape=[12, 8, 8], electrode_position=3.0,
+        nuclei=[[4.0, 4.0, 2.0]], conductivity_metal=1e6, exchange_current_density=1.106,
+        temperature=300.0, electrolyte_boundary="closed")
+    assert np.asarray(carry["xi"]).shape == (12, 8, 8)
+    assert scalars["dendrite_height"][-1] > scalars["dendrite_height"][0]
+    assert np.max(np.abs(scalars["total_li"] / scalars["total_li"][0] - 1)) < 1e-12
+
+
+@pytest.mark.parametrize("override,fragments", [
+    ({"voltage": 0.1}, ["scenario.voltage", "0.1", "negative"]),
+    ({"bulk_concentration": 0.0}, ["scenario.bulk_concentration", "0 < c < site_density"]),
+    ({"bulk_concentration": 9e4}, ["scenario.bulk_concentration", "site_density"]),
+    ({"anisotropy_strength": 0.07}, ["scenario.anisotropy_strength", "1/(m^2 - 1) = 0.06667"]),
+    ({"temperature": -5.0}, ["scenario.temperature", ">= 200"]),
+    ({"nuclei": [[5.0]]}, ["scenario.nuclei[0]", "radius"]),
+])
+def test_invalid_inputs_rejected_with_clear_messages(override, fragments):
+    with pytest.raises(ConfigError) as error:
+        validate_run({"scenario": {"name": "dendrite", **override}, "solver": SOLVER, "output": {}})
+    for fragment in fragments:
+        assert fragment in str(error.value), str(error.value)
+
+
+def test_default_job_is_the_dendrite_scenario_and_writes_scales(tmp_path):
+    """``python run.py`` runs scenario dendrite; run.h5 carries physical units and the scales."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import h5py
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "run.py"), "scenario.shape=[32,32]", "scenario.t_end=1",
+                             "output.interval=0.5", "output.scalar_interval=0.5", "output.plots=false",
+                             f"hydra.run.dir={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        assert f.attrs["scenario"] == "dendrite" and f.attrs["finished"]
+        assert f.attrs["scale_length"] == 1e-6 and f.attrs["scale_length_units"] == "m"
+        assert f.attrs["scale_concentration"] == 1000.0
+        assert f["fields/xi"].shape == (3, 32, 32) and f["fields/c"].attrs["units"] == "mol/m^3"
+        assert np.isclose(f["grid/x"][-1], 100e-6 * (1 - 0.5 / 32))
+        assert f["scalars/potential_iterations"].shape == (3,)
