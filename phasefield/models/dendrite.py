@@ -4,8 +4,8 @@ Fields (x, the first axis, points from the electrode at x = 0 into the electroly
 
 * ``xi``:  order parameter, 1 in Li metal, 0 in the electrolyte;
 * ``c``:   Li+ concentration over the reference ``c_ref`` of the Butler-Volmer law;
-* ``phi``: electric potential (V); the electrode wall is held at ``V`` (or at the ``V`` that
-  draws the applied current), the far electrolyte wall at 0 V.
+* ``phi``: electric potential (V); the electrode wall is held at ``V``, the far electrolyte
+  wall at 0 V.
 
 Equations (physics.md 3.1), lengths in um and time in s inside the model::
 
@@ -75,10 +75,8 @@ class Config:
                                help="domain size per axis in um (x first: electrode to electrolyte)")
     shape: list[int] = option(lambda: [200, 200], min=1, help="cells per axis (2 or 3 entries)")
     t_end: float = option(100.0, min=0.0, exclusive=True, help="simulated time, s")
-    control: str = option("voltage", choices=("voltage", "current"), help="potentiostatic or galvanostatic")
+    control: str = option("voltage", choices=("voltage",), help="potentiostatic (galvanostatic control: not yet)")
     voltage: float = option(-0.45, min=-2.0, help="electrode potential against the far electrolyte, V (< 0 deposits)")
-    current_density: float = option(1.0, min=0.0, exclusive=True, help="applied deposition current, mA/cm^2")
-    voltage_limit: float = option(-1.5, min=-2.0, max=0.0, help="most negative electrode potential in current control, V")
     temperature: float = option(298.15, min=200.0, max=600.0, help="temperature, K")
     electrons: int = option(1, min=1, max=4, help="electrons transferred, n")
     transfer_coefficient: float = option(0.5, min=0.0, max=1.0, exclusive=True, help="Butler-Volmer alpha")
@@ -115,7 +113,7 @@ class Config:
     def check(self, prefix: str):
         if len(self.shape) not in (2, 3) or len(self.size) != len(self.shape):
             raise ConfigError(f"{prefix}.shape", self.shape, f"2 or 3 cell counts, one per entry of size = {self.size}")
-        if self.control == "voltage" and self.voltage >= 0.0:
+        if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")
         if self.bulk_concentration <= 0.0 or self.bulk_concentration >= self.site_density:
@@ -228,7 +226,7 @@ def initial_condition(grid: Grid, config: Config, params: Parameters) -> dict:
     xi = 0.5 * (1.0 - np.tanh(params.slope * distance))
     xi = np.broadcast_to(xi, grid.shape)
     h = np.asarray(interpolation(xi))
-    voltage = config.voltage if config.control == "voltage" else 0.0
+    voltage = config.voltage
     return {"xi": xi.copy(), "c": params.bulk * (1.0 - h), "phi": voltage * h}
 
 
@@ -289,34 +287,14 @@ def build(config: Config, solver) -> Simulation:
         face_y = face_average(jy, neumann, 1, "arithmetic").at[:, jnp.array([0, -1])].set(0.0)
         return divergence([face_x, face_y], grid)
 
-    def electrode_voltage(carry, dt):
-        if config.control == "voltage":
-            return jnp.asarray(config.voltage, jnp.float64)
-        # Galvanostatic: the V whose (exact) reaction step deposits i dt, with phi shifted rigidly by dV.
-        target = config.current_density * 10.0 / (config.electrons * FARADAY * config.site_density) / MICRON * dt
-        target = target * electrode_area
-        shape_phi = carry["phi"] - carry["voltage"]
-
-        def deposited(voltage):
-            f_phi = jnp.clip(p.f * (shape_phi + voltage), -F_PHI_LIMIT, F_PHI_LIMIT)
-            xi_new, _ = deposition_step(carry["xi"], carry["c"], f_phi, dt, p.reaction_rate, p.site_ratio, p.alpha)
-            return jnp.sum(interpolation(xi_new) - interpolation(carry["xi"])) * volume - target
-
-        def newton(_, voltage):
-            value, slope = jax.jvp(deposited, (voltage,), (jnp.ones_like(voltage),))
-            step = jnp.clip(-value / jnp.where(slope < 0, slope, -1e-300), -0.05, 0.05)
-            return jnp.clip(voltage + step, config.voltage_limit, 0.0)
-
-        return jax.lax.fori_loop(0, 12, newton, carry["voltage"])
-
     def step(carry, dt):
         dt = jnp.asarray(dt, jnp.float64)
         xi, c = carry["xi"], carry["c"]
-        voltage = electrode_voltage(carry, dt)
+        voltage = carry["voltage"]
 
         # 1. potential (quasi-static, source lagged by one step)
         sigma = conductivity(xi)
-        # the electrode potential (traced under current control) enters as the equivalent wall-cell
+        # the electrode potential (a carried value, ready for current control) enters as the wall-cell
         # source of the Dirichlet ghost, -2 sigma_0 V / h^2, so the solver sees homogeneous walls
         source = p.charge_density * carry["metal_rate"]
         source = source.at[0].add(-2.0 * sigma[0] * voltage / grid.spacing[0] ** 2)
@@ -398,7 +376,7 @@ def build(config: Config, solver) -> Simulation:
     def init(fields):
         xi = jnp.asarray(fields["xi"], jnp.float64)
         c = jnp.asarray(fields["c"], jnp.float64) / config.reference_concentration
-        voltage = config.voltage if config.control == "voltage" else 0.0
+        voltage = config.voltage
         return {
             "xi": xi,
             "c": c,
