@@ -47,7 +47,7 @@ def package_run(n, scheme, dt, precision, stabilization=0.0, t_end=RECORDS[-1]):
     config = configure(n, scheme, dt, precision, stabilization)
     simulation = build(config)
     stepper = simulation.stepper
-    advance = make_advance(stepper, time_control(config.solver))
+    advance = make_advance(stepper, time_control(config.solver, stepper.stable_dt))
     energy = jax.jit(lambda carry: simulation.diagnostics(stepper.fields(carry))["free_energy"])
     carry0 = stepper.init(simulation.initial_fields())
     clock0 = {"t": 0.0, "step": 0, "dt": dt}

@@ -54,7 +54,7 @@ def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
     def member_simulation(value):
         return module.build(dataclasses.replace(base.scenario, **{name: value}), solver)
 
-    control = time_control(solver)
+    control = time_control(solver, min(float(s.stepper.stable_dt) for s in simulations))
 
     def advance_member(value, carry, clock, t_stop):
         return make_advance(member_simulation(value).stepper, control)(carry, clock, t_stop)

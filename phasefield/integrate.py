@@ -82,10 +82,9 @@ def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool =
     def body(state):
         carry, clock, _, t_stop = state
         t, dt = clock["t"], clock["dt"]
-        allowed = dt if stepper.dt_limit is None else jnp.minimum(dt, stepper.dt_limit(carry))
         remaining = t_stop - t
-        last = remaining <= allowed * (1 + 1e-6)  # absorbs round-off accumulated in t
-        dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * allowed, 0.5 * remaining, allowed))
+        last = remaining <= dt * (1 + 1e-6)  # absorbs round-off accumulated in t
+        dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * dt, 0.5 * remaining, dt))
         new = stepper.step(carry, dt_step)
         if checked:
             change = measure_change(new, carry)

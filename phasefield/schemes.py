@@ -28,8 +28,7 @@ class Stepper(NamedTuple):
     init(fields) -> carry;  step(carry, dt) -> carry;  fields(carry) -> dict.
     ``stable_dt`` is the explicit stability limit (``inf`` for unconditionally stable linear parts).
     ``change(new, old)`` is the per-step change that adaptive dt controls (default: the largest
-    change of any field); ``dt_limit(carry)`` a state-dependent bound on dt from explicit terms
-    (e.g. a Courant number), applied to fixed and adaptive steps alike.
+    change of any field).
     """
 
     init: Callable
@@ -38,7 +37,6 @@ class Stepper(NamedTuple):
     stable_dt: float  # a traced scalar when the model parameters are traced (batched runs)
     order: int
     change: Callable | None = None
-    dt_limit: Callable | None = None
 
 
 def explicit_euler(name: str, rhs: Callable, dtype, stable_dt: float) -> Stepper:

@@ -26,7 +26,7 @@ def simulate(t_end, record=1.0, solver=None, **scenario):
         times.append(clock["t"])
         rows.append(jax.device_get(diagnostics(carry)))
 
-    carry, _ = integrate(simulation.stepper, time_control(config.solver), carry,
+    carry, _ = integrate(simulation.stepper, time_control(config.solver, simulation.stepper.stable_dt), carry,
                          {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
     scalars = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
     return np.array(times), scalars, carry

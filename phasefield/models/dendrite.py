@@ -261,7 +261,7 @@ def build(config: Config, solver) -> Simulation:
     delta, m = config.anisotropy_strength, config.anisotropy_mode
     # explicit anisotropic flux: an extra diffusivity of at most L kappa delta (m^2 + 2) (1 + delta)
     anisotropy_dt = (0.5 / (p.allen_cahn_mobility * p.kappa * delta * (m * m + 2) * (1 + delta)
-                            * sum(1 / h**2 for h in grid.spacing)) if delta > 0 else np.inf)
+                            * sum(1 / h**2 for h in grid.spacing)) if delta > 0 else float("inf"))
 
     def potential_boundary(voltage):
         return Boundary(((Side("dirichlet", voltage), Side("dirichlet", 0.0)),)
@@ -290,21 +290,22 @@ def build(config: Config, solver) -> Simulation:
     def step(carry, dt):
         dt = jnp.asarray(dt, jnp.float64)
         xi, c = carry["xi"], carry["c"]
-        voltage = carry["voltage"]
+        voltage = config.voltage
 
         # 1. potential (quasi-static, source lagged by one step)
         sigma = conductivity(xi)
-        # the electrode potential (a carried value, ready for current control) enters as the wall-cell
-        # source of the Dirichlet ghost, -2 sigma_0 V / h^2, so the solver sees homogeneous walls
+        # the electrode potential enters as the wall-cell source of the Dirichlet ghost,
+        # -2 sigma_0 V / h^2, so the solver sees homogeneous walls
         source = p.charge_density * carry["metal_rate"]
         source = source.at[0].add(-2.0 * sigma[0] * voltage / grid.spacing[0] ** 2)
         phi, iterations, residual = solve_potential(
             sigma, source, grid, potential_boundary(0.0), carry["phi"],
             config.potential_tolerance, config.potential_max_iterations)
-        wall_flux = face_average(sigma, neumann, 0) * face_gradient(phi, grid, potential_boundary(0.0), 0)
-        wall_flux = wall_flux.at[0].set(2.0 * sigma[0] * (phi[0] - voltage) / grid.spacing[0])
-        # A/m^2: the net flux sigma dphi/dn through the walls, which by Gauss equals n F c_s int dxi/dt
-        cell_current = (jnp.sum(wall_flux[-1]) - jnp.sum(wall_flux[0])) * transverse_area / electrode_area / MICRON
+        # A/m^2: the net flux sigma dphi/dn through the walls (Dirichlet ghosts: 2 sigma (g - phi) / h),
+        # which by Gauss equals n F c_s int dh/dt
+        far_wall = -2.0 * sigma[-1] * phi[-1] / grid.spacing[0]
+        electrode_wall = 2.0 * sigma[0] * (phi[0] - voltage) / grid.spacing[0]
+        cell_current = (jnp.sum(far_wall) - jnp.sum(electrode_wall)) * transverse_area / electrode_area / MICRON
 
         # 2. Allen-Cahn: implicit isotropic gradient term and stabilisation S (xi' - xi), S = max W g''
         explicit = -p.allen_cahn_mobility * (p.barrier * barrier_slope(xi) - stabilization * xi)
@@ -355,7 +356,6 @@ def build(config: Config, solver) -> Simulation:
             "phi": phi,
             "rate": (xi_new - xi) / dt,
             "metal_rate": (interpolation(xi_new) - interpolation(xi)) / dt,
-            "voltage": voltage,
             "key": carry["key"],
             "step": carry["step"] + 1,
             "passed_charge": carry["passed_charge"] + dt * cell_current,
@@ -366,7 +366,6 @@ def build(config: Config, solver) -> Simulation:
             "potential_iterations_total": carry["potential_iterations_total"] + iterations,
             "potential_residual": residual,
             "metal_initial_total": carry["metal_initial_total"],
-            "li_initial_total": carry["li_initial_total"],
         }
 
     def total_li(xi, c):
@@ -376,14 +375,12 @@ def build(config: Config, solver) -> Simulation:
     def init(fields):
         xi = jnp.asarray(fields["xi"], jnp.float64)
         c = jnp.asarray(fields["c"], jnp.float64) / config.reference_concentration
-        voltage = config.voltage
         return {
             "xi": xi,
             "c": c,
             "phi": jnp.asarray(fields["phi"], jnp.float64),
             "rate": jnp.zeros(grid.shape, jnp.float64),
             "metal_rate": jnp.zeros(grid.shape, jnp.float64),
-            "voltage": jnp.asarray(voltage, jnp.float64),
             "key": jax.random.PRNGKey(config.seed),
             "step": jnp.asarray(0, jnp.int64),
             "passed_charge": jnp.asarray(0.0, jnp.float64),
@@ -394,7 +391,6 @@ def build(config: Config, solver) -> Simulation:
             "potential_iterations_total": jnp.asarray(0, jnp.int64),
             "potential_residual": jnp.asarray(0.0, jnp.float64),
             "metal_initial_total": jnp.sum(interpolation(xi)) * volume / electrode_area,
-            "li_initial_total": total_li(xi, c),
         }
 
     def fields(carry):
@@ -403,11 +399,8 @@ def build(config: Config, solver) -> Simulation:
     def change(new, old):
         return jnp.max(jnp.abs(new["xi"] - old["xi"]))
 
-    def dt_limit(carry):
-        """The explicit anisotropic flux is the only conditionally stable part."""
-        return jnp.asarray(anisotropy_dt, jnp.float64)
-
-    stepper = Stepper(init, step, fields, float("inf"), 1, change, dt_limit)
+    # the explicit anisotropic flux is the only conditionally stable part
+    stepper = Stepper(init, step, fields, anisotropy_dt, 1, change)
     diagnostics = make_diagnostics(grid, config, params, electrode_area, total_li)
     raw_initial = initial_condition(grid, config, params)
 
@@ -452,6 +445,7 @@ SCALAR_INFO = {
     "potential_iterations": Quantity("1", "CG iterations of the last potential solve"),
     "potential_iterations_mean": Quantity("1", "CG iterations per step since the start"),
     "potential_residual": Quantity("1", "relative residual of the last potential solve"),
+    "transport_iterations": Quantity("1", "CG iterations of the last Li+ transport solve"),
 }
 
 
@@ -484,7 +478,7 @@ def make_diagnostics(grid: Grid, config: Config, params: Parameters, electrode_a
             "interface_area": area,
             "current_density": charge_per_um * jnp.sum(carry["metal_rate"]) * grid.cell_volume / electrode_area / 10.0,
             "cell_current_density": carry["cell_current"] / 10.0,
-            "electrode_potential": carry["voltage"],
+            "electrode_potential": jnp.asarray(config.voltage, jnp.float64),
             "deposited_charge": charge_per_um * deposited_um * 1e-4,
             "passed_charge": carry["passed_charge"] * 1e-4,
             "total_li": total_li(xi, carry["c"]) * li_per_um,
@@ -493,6 +487,7 @@ def make_diagnostics(grid: Grid, config: Config, params: Parameters, electrode_a
             "potential_iterations": carry["potential_iterations"].astype(jnp.float64),
             "potential_iterations_mean": carry["potential_iterations_total"] / steps,
             "potential_residual": carry["potential_residual"],
+            "transport_iterations": carry["transport_iterations"].astype(jnp.float64),
         }
 
     return diagnostics

@@ -6,9 +6,6 @@ Per axis, by boundary condition:
 * neumann (both)  -> DCT-II, ``-(4/h^2) sin^2(pi k / (2n))``  (mirror ghost ``u_-1 = u_0``)
 * dirichlet 0 (both) -> DCT-II of ``(-1)^i u_i``, ``-(4/h^2) cos^2(pi k / (2n))``
   (ghost ``u_-1 = -u_0``; the sign flip turns it into the mirrored problem)
-* neumann on one wall, dirichlet 0 on the other -> the field mirrored about the no-flux
-  wall is a ``2n`` field with dirichlet 0 on both ends, transformed as above (twice the
-  work along that axis; the antisymmetric half of the coefficients stays zero)
 
 Because these are the exact symbols of the discrete Laplacian, a semi-implicit spectral
 step and an explicit stencil step share one spatial discretisation: their difference is
@@ -17,15 +14,11 @@ non-periodic PFHub initial condition.)
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.fft import dct, idct
 
 from phasefield.grid import DIRICHLET, NEUMANN, PERIODIC, Boundary, Grid
-
-MIRRORED_LOW = "neumann-dirichlet"  # no-flux low wall: mirror about it
-MIRRORED_HIGH = "dirichlet-neumann"  # no-flux high wall
 
 
 class SpectralBasis:
@@ -38,29 +31,23 @@ class SpectralBasis:
         for axis in range(grid.ndim):
             low, high = boundary.sides[axis]
             kind = boundary.axis_kind(axis)
-            if kind == "mixed" and {low.kind, high.kind} == {NEUMANN, DIRICHLET}:
-                kind = MIRRORED_LOW if low.kind == NEUMANN else MIRRORED_HIGH
-            if DIRICHLET in (low.kind, high.kind) and (low.value != 0.0 or high.value != 0.0):
-                kind = "inhomogeneous"
-            if kind not in (PERIODIC, NEUMANN, DIRICHLET, MIRRORED_LOW, MIRRORED_HIGH):
+            if kind == DIRICHLET and (low.value != 0.0 or high.value != 0.0):
+                kind = "mixed"
+            if kind not in (PERIODIC, NEUMANN, DIRICHLET):
                 raise ValueError(
                     f"axis {axis}: no fast transform for boundary {low}/{high}; "
-                    "spectral solves need periodic, no-flux or homogeneous Dirichlet walls"
+                    "spectral solves need periodic, no-flux or homogeneous Dirichlet on both sides"
                 )
             self.kinds.append(kind)
         self.periodic_axes = tuple(a for a, k in enumerate(self.kinds) if k == PERIODIC)
         self.real_axes = tuple(a for a, k in enumerate(self.kinds) if k != PERIODIC)
-        self._signs = {a: self._alternating(a) for a, k in enumerate(self.kinds) if k not in (PERIODIC, NEUMANN)}
+        self._signs = {a: self._alternating(a) for a, k in enumerate(self.kinds) if k == DIRICHLET}
         self.laplacian_symbol = self._laplacian_symbol()
-
-    def _transform_size(self, axis: int) -> int:
-        n = self.grid.shape[axis]
-        return 2 * n if self.kinds[axis] in (MIRRORED_LOW, MIRRORED_HIGH) else n
 
     def _alternating(self, axis):
         shape = [1] * self.grid.ndim
-        shape[axis] = self._transform_size(axis)
-        return jnp.asarray((-1.0) ** np.arange(shape[axis]), self.dtype).reshape(shape)
+        shape[axis] = self.grid.shape[axis]
+        return jnp.asarray((-1.0) ** np.arange(self.grid.shape[axis]), self.dtype).reshape(shape)
 
     def _axis_eigenvalues(self, axis: int) -> np.ndarray:
         n, h = self.grid.shape[axis], self.grid.spacing[axis]
@@ -69,7 +56,6 @@ class SpectralBasis:
             count = n // 2 + 1 if axis == self.periodic_axes[-1] else n  # rfft on the last periodic axis
             k = np.arange(count)
             return -(4.0 / h**2) * np.sin(np.pi * k / n) ** 2
-        n = self._transform_size(axis)
         k = np.arange(n)
         if kind == NEUMANN:
             return -(4.0 / h**2) * np.sin(np.pi * k / (2 * n)) ** 2
@@ -87,10 +73,6 @@ class SpectralBasis:
     def forward(self, u):
         """Real field -> coefficients (complex when any axis is periodic)."""
         for axis in self.real_axes:
-            if self.kinds[axis] == MIRRORED_LOW:
-                u = jnp.concatenate([jnp.flip(u, axis), u], axis=axis)
-            elif self.kinds[axis] == MIRRORED_HIGH:
-                u = jnp.concatenate([u, jnp.flip(u, axis)], axis=axis)
             if axis in self._signs:
                 u = u * self._signs[axis]
             u = dct(u, type=2, axis=axis, norm="ortho")
@@ -108,9 +90,4 @@ class SpectralBasis:
             u = idct(u, type=2, axis=axis, norm="ortho")
             if axis in self._signs:
                 u = u * self._signs[axis]
-            n = self.grid.shape[axis]
-            if self.kinds[axis] == MIRRORED_LOW:
-                u = jax.lax.slice_in_dim(u, n, 2 * n, axis=axis)
-            elif self.kinds[axis] == MIRRORED_HIGH:
-                u = jax.lax.slice_in_dim(u, 0, n, axis=axis)
         return u.astype(self.dtype)

@@ -37,11 +37,6 @@ def equilibrium_concentration(f_phi):
     return jnp.exp(f_phi)
 
 
-def butler_volmer_bracket(c, f_phi, alpha: float):
-    """``c exp(-alpha f phi) - exp((1 - alpha) f phi)``: positive for deposition (``phi`` < ``ln(c)/f``)."""
-    return c * jnp.exp(-alpha * f_phi) - jnp.exp((1.0 - alpha) * f_phi)
-
-
 def deposition_step(xi, c, f_phi, dt, reaction_rate: float, site_ratio: float, alpha: float):
     """The Butler-Volmer exchange over ``dt``, with ``h'(xi)`` and ``phi`` frozen.
 
