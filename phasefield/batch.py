@@ -83,12 +83,19 @@ def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
                                  output.compression))
         paths.append(folder / "run.h5")
 
-    def record(carry, clock):
+    ended = [False] * count  # members whose stop event (e.g. a short circuit) fired: frozen, not recorded
+
+    def record(carry, clock, t_stop=0.0):
         scalars = jax.device_get(diagnostics(parameter, carry))
         host_carry = None  # copied from the device only when some member writes a frame
         for index, writer in enumerate(writers):
+            if ended[index]:
+                continue
             member_clock = {k: v[index].item() for k, v in clock.items()}
-            frame = is_frame_time(member_clock["t"], output.interval, t_end)
+            ended[index] = member_clock["t"] < t_stop * (1 - 1e-12)
+            if ended[index]:
+                writer.file.attrs["stop_reason"] = simulations[index].stepper.stop_reason
+            frame = ended[index] or is_frame_time(member_clock["t"], output.interval, t_end)
             member_carry = {}
             if frame:
                 host_carry = host_carry or jax.device_get(carry)
@@ -113,7 +120,7 @@ def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
                 error.args = (f"batch member {bad} ({key}={values[bad]}): {error}",)
                 raise error
             last_good_t = t_stop
-            record(carry, clock)
+            record(carry, clock, t_stop)
             log.info("batch of %d: t = %.6g / %g", count, t_stop, t_end)
         status = "finished"
     finally:

@@ -198,13 +198,15 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
     wall = {"start": _time.perf_counter(), "checkpoint": _time.perf_counter(), "step0": clock["step"]}
 
     progress = Progress(t_end, clock["t"])
+    event = jax.jit(stepper.stop) if stepper.stop is not None else None
 
     def on_record(carry, clock):
         scalars = {k: float(v) for k, v in diagnostics(carry).items()}
         now = _time.perf_counter()
         rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
         progress.update(clock, rate)
-        frame = is_frame_time(clock["t"], output.interval, t_end)
+        ended = event is not None and bool(event(carry))  # the model's stop event: a last frame
+        frame = ended or is_frame_time(clock["t"], output.interval, t_end)
         stop = bool(signals)  # one snapshot: a signal arriving later is handled at the next record
         checkpoint = stop or now - wall["checkpoint"] > 60 * output.checkpoint_minutes
         writer.write_record(clock, scalars, stepper.fields(carry), carry, frame, checkpoint)
@@ -222,8 +224,12 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
         try:
             if not resume:
                 on_record(carry, clock)
-            integrate(stepper, time_control(config.solver, stepper.stable_dt), carry, clock, t_end, output.scalar_interval, on_record)
+            carry, clock = integrate(stepper, time_control(config.solver, stepper.stable_dt), carry, clock, t_end,
+                                     output.scalar_interval, on_record)
             status = "finished"
+            if clock["t"] < t_end * (1 - 1e-12):
+                writer.file.attrs["stop_reason"] = stepper.stop_reason
+                log.info("stopped at t = %.6g (step %d): %s", clock["t"], clock["step"], stepper.stop_reason)
         except NonFiniteError:
             status = "non-finite"
             raise

@@ -76,8 +76,9 @@ def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool =
         return max_change(stepper.fields(new), stepper.fields(old))
 
     def cond(state):
-        _, clock, finite, t_stop = state
-        return finite & (t_stop - clock["t"] > 1e-12 * jnp.maximum(jnp.abs(t_stop), 1.0))
+        carry, clock, finite, t_stop = state
+        going = finite & (t_stop - clock["t"] > 1e-12 * jnp.maximum(jnp.abs(t_stop), 1.0))
+        return going if stepper.stop is None else going & ~stepper.stop(carry)
 
     def body(state):
         carry, clock, _, t_stop = state
@@ -149,7 +150,8 @@ def integrate(
 ):
     """Advance ``carry`` from ``clock["t"]`` to ``t_end``, calling ``on_record(carry, clock)`` at records.
 
-    Raises :class:`NonFiniteError` (naming field and step) as soon as a chunk goes non-finite;
+    A stepper's ``stop`` event ends the run early: the state where it fired is recorded and
+    returned (``clock["t"] < t_end``). Raises :class:`NonFiniteError` (naming field and step) as soon as a chunk goes non-finite;
     the caller still holds the last good state it recorded.
     """
     advance = make_advance(stepper, control)
@@ -163,4 +165,6 @@ def integrate(
         last_good_t = clock["t"]
         if on_record is not None:
             on_record(carry, clock)
+        if clock["t"] < t_stop * (1 - 1e-12):  # the stop event fired inside this chunk
+            break
     return carry, clock

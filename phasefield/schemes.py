@@ -28,7 +28,8 @@ class Stepper(NamedTuple):
     init(fields) -> carry;  step(carry, dt) -> carry;  fields(carry) -> dict.
     ``stable_dt`` is the explicit stability limit (``inf`` for unconditionally stable linear parts).
     ``change(new, old)`` is the per-step change that adaptive dt controls (default: the largest
-    change of any field).
+    change of any field). ``stop(carry) -> bool`` ends the run early at a physical event (a
+    short circuit); ``stop_reason`` says what it was.
     """
 
     init: Callable
@@ -37,6 +38,8 @@ class Stepper(NamedTuple):
     stable_dt: float  # a traced scalar when the model parameters are traced (batched runs)
     order: int
     change: Callable | None = None
+    stop: Callable | None = None
+    stop_reason: str = ""
 
 
 def explicit_euler(name: str, rhs: Callable, dtype, stable_dt: float) -> Stepper:

@@ -8,7 +8,7 @@ Layout (see README, "Output"):
 * ``/grid/<axis>``     cell-centre coordinates (physical units)
 * ``/checkpoint``      the scheme's full carry plus ``t``, ``step``, ``dt`` attributes
 * root attributes      config (YAML), phasefield_version, scenario, scale_*, started, ended,
-                       finished, status
+                       finished, status, and stop_reason when a model's stop event ended the run
 
 Every record is flushed, so a run that is killed leaves a file with every completed frame.
 """

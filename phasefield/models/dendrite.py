@@ -28,12 +28,15 @@ One step of size ``dt`` (first order, operator split, every part conservative):
 2. Allen-Cahn: the isotropic gradient term implicit in the cosine basis, barrier and
    anisotropy explicit, Langevin noise ``A sqrt(dt) N(0,1) 16 xi^2 (1-xi)^2``; ``c`` gives or
    takes the Li that ``h(xi)`` changes by, so total Li is exact;
-3. transport: diffusion and migration together, backward Euler in Slotboom variables
+3. transport and reaction: diffusion, migration and the Butler-Volmer exchange (linear in
+   ``c`` for frozen ``phi`` and ``h'``) together, backward Euler in Slotboom variables
    ``c = exp(-f phi) u`` (a symmetric problem for the same multigrid CG): stable at any dt,
-   no Courant limit from the strong field near tips, and c stays positive;
-4. reaction: the Butler-Volmer exchange between ``c`` and ``xi`` solved exactly with ``phi`` and
-   ``h'`` frozen (:func:`deposition_step`): stable at any dt, it never takes more Li+ than is
-   there, which limits the change of ``xi`` per step by itself.
+   no Courant limit from the strong field near tips, c stays positive, and the reaction can
+   use the Li+ that diffuses in during the step; the metal then pays its exact Li cost.
+
+Galvanostatic control (``control=current``) solves for the electrode potential each step:
+``phi`` is linear in it (``phi_0 + V psi``), and a secant iteration on V over step 3 makes the
+step's metal growth equal the applied current.
 """
 from __future__ import annotations
 
@@ -51,19 +54,22 @@ from phasefield.physics.electrochemistry import (
     FARADAY,
     GAS_CONSTANT,
     barrier_slope,
-    deposition_step,
+    butler_volmer_linear,
     interface_parameters,
     interpolation,
     metal_growth,
     thermal_factor,
 )
+from phasefield.physics.transport import drift_diffusion_step
 from phasefield.schemes import Stepper
 from phasefield.simulation import Quantity, Simulation
 
 MICRON = 1e-6
 SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
-TRANSPORT_TOLERANCE = 1e-10  # Slotboom solve; conservation does not depend on it (flux-form update)
+TRANSPORT_TOLERANCE = 1e-10  # Slotboom solve; Li conservation does not depend on it (flux-form update)
 F_PHI_LIMIT = 80.0  # |f phi| kept below this in the exponentials (|phi| < 2 V at 298 K)
+VOLTAGE_RANGE = (-2.0, 0.5)  # galvanostatic control keeps the electrode potential in this range, V
+CURRENT_TOLERANCE = 1e-6  # galvanostatic control: relative deviation from the applied current per step
 
 
 @dataclass
@@ -75,8 +81,12 @@ class Config:
                                help="domain size per axis in um (x first: electrode to electrolyte)")
     shape: list[int] = option(lambda: [200, 200], min=1, help="cells per axis (2 or 3 entries)")
     t_end: float = option(100.0, min=0.0, exclusive=True, help="simulated time, s")
-    control: str = option("voltage", choices=("voltage",), help="potentiostatic (galvanostatic control: not yet)")
-    voltage: float = option(-0.45, min=-2.0, help="electrode potential against the far electrolyte, V (< 0 deposits)")
+    control: str = option("voltage", choices=("voltage", "current"),
+                          help="potentiostatic (hold voltage) or galvanostatic (hold current_density)")
+    voltage: float = option(-0.45, min=-2.0, help="electrode potential against the far electrolyte, V (< 0 deposits); "
+                                                  "with control=current, the starting value")
+    current_density: float = option(1.0, min=0.0, exclusive=True, max=1000.0,
+                                     help="applied deposition current density, mA/cm^2 (control=current)")
     temperature: float = option(298.15, min=200.0, max=600.0, help="temperature, K")
     electrons: int = option(1, min=1, max=4, help="electrons transferred, n")
     transfer_coefficient: float = option(0.5, min=0.0, max=1.0, exclusive=True, help="Butler-Volmer alpha")
@@ -105,6 +115,8 @@ class Config:
     random_nuclei: int = option(0, min=0, help="number of nuclei at random positions on the surface")
     nucleus_radius: float = option(2.0, min=0.0, exclusive=True, help="radius of the random nuclei, um")
     roughness: float = option(0.0, min=0.0, help="amplitude of a random surface roughness, um")
+    short_circuit_gap: float = option(10.0, min=0.0, help="the run stops when the metal (xi > 1/2) comes this close "
+                                                            "to the far wall (counter electrode), um")
     potential_tolerance: float = option(1e-9, min=0.0, exclusive=True,
                                         help="potential solve: Jacobi-scaled residual relative to the largest potential "
                                              "(1e-9 keeps the charge balance within 0.1 % at contrast 1e6)")
@@ -131,6 +143,9 @@ class Config:
             raise ConfigError(f"{prefix}.anisotropy_strength", self.anisotropy_strength, "0 in 3D (anisotropy is 2D only)")
         if self.electrode_position >= self.size[0]:
             raise ConfigError(f"{prefix}.electrode_position", self.electrode_position, f"< size[0] = {self.size[0]} um")
+        if self.electrode_position + self.short_circuit_gap >= self.size[0]:
+            raise ConfigError(f"{prefix}.short_circuit_gap", self.short_circuit_gap,
+                              f"< size[0] - electrode_position = {self.size[0] - self.electrode_position:g} um")
         for i, nucleus in enumerate(self.nuclei):
             if len(nucleus) != len(self.shape) or nucleus[-1] <= 0:
                 raise ConfigError(f"{prefix}.nuclei[{i}]", nucleus,
@@ -235,11 +250,6 @@ def arrays_per_cell(scheme: str) -> int:
     return 40
 
 
-def _electrolyte_sides(config: Config, ndim: int, wall_value: float) -> Boundary:
-    far = Side("dirichlet", wall_value) if config.electrolyte_boundary == "reservoir" else Side("neumann")
-    return Boundary(((Side("neumann"), far),) + ((Side("neumann"), Side("neumann")),) * (ndim - 1))
-
-
 def build(config: Config, solver) -> Simulation:
     if solver.scheme != "imex1":
         raise ConfigError("solver.scheme", solver.scheme, "'imex1' for scenario dendrite (solver=dendrite)")
@@ -262,6 +272,50 @@ def build(config: Config, solver) -> Simulation:
     # explicit anisotropic flux: an extra diffusivity of at most L kappa delta (m^2 + 2) (1 + delta)
     anisotropy_dt = (0.5 / (p.allen_cahn_mobility * p.kappa * delta * (m * m + 2) * (1 + delta)
                             * sum(1 / h**2 for h in grid.spacing)) if delta > 0 else float("inf"))
+
+    galvanostatic = config.control == "current"
+    # applied current as metal growth, um/s per electrode area: i / (n F c_s)
+    target_growth = config.current_density * 10.0 / (config.electrons * FARADAY * config.site_density) / MICRON
+
+    def metal_growth_rate(xi_start, xi_end, dt):
+        """Metal growth per electrode area, um/s."""
+        return jnp.sum(interpolation(xi_end) - interpolation(xi_start)) * volume / electrode_area / dt
+
+    def hold_current(exchange_at, xi_start, c, guess, dt):
+        """The electrode potential V at which the step grows the applied current; secant iterations.
+
+        ``exchange_at(V, c_guess)`` is the transport-and-exchange step at ``phi_0 + V psi``;
+        growth falls monotonically with V. Each trial is one warm-started transport solve.
+        Returns ``(V, exchange result)``; V stays in VOLTAGE_RANGE (at the lower end past Sand's
+        time, where no potential can deliver the current).
+        """
+        def mismatch(result):
+            return metal_growth_rate(xi_start, result[0], dt) / target_growth - 1.0
+
+        def trial(v, c_guess):
+            result = exchange_at(v, c_guess)
+            return result, mismatch(result)
+
+        first, g_first = trial(guess, c)
+        v_second = guess + 1e-3 * jnp.where(g_first > 0, 1.0, -1.0)  # growth falls with V
+        second, g_second = trial(v_second, first[2])
+        iterations = first[4] + second[4]
+
+        def keep_going(state):
+            v_old, g_old, v, g, result, iterations, count = state
+            return (jnp.abs(g) > CURRENT_TOLERANCE) & (count < 12) & (v_old != v)
+
+        def secant(state):
+            v_old, g_old, v, g, result, iterations, count = state
+            denominator = jnp.where(g != g_old, g - g_old, 1.0)
+            update = jnp.clip(-g * (v - v_old) / denominator, -0.1, 0.1)
+            v_next = jnp.clip(v + update, VOLTAGE_RANGE[0], VOLTAGE_RANGE[1])
+            result_next, g_next = trial(v_next, result[2])
+            return v, g, v_next, g_next, result_next, iterations + result_next[4], count + 1
+
+        state = jax.lax.while_loop(keep_going, secant, (guess, g_first, v_second, g_second, second, iterations, 0))
+        _, _, v, _, result, iterations, _ = state
+        return v, result[:4] + (iterations,)
 
     def potential_boundary(voltage):
         return Boundary(((Side("dirichlet", voltage), Side("dirichlet", 0.0)),)
@@ -290,17 +344,28 @@ def build(config: Config, solver) -> Simulation:
     def step(carry, dt):
         dt = jnp.asarray(dt, jnp.float64)
         xi, c = carry["xi"], carry["c"]
-        voltage = config.voltage
+        voltage = carry["voltage"]
 
         # 1. potential (quasi-static, source lagged by one step)
         sigma = conductivity(xi)
         # the electrode potential enters as the wall-cell source of the Dirichlet ghost,
         # -2 sigma_0 V / h^2, so the solver sees homogeneous walls
+        wall_source = jnp.zeros_like(xi).at[0].set(-2.0 * sigma[0] / grid.spacing[0] ** 2)
         source = p.charge_density * carry["metal_rate"]
-        source = source.at[0].add(-2.0 * sigma[0] * voltage / grid.spacing[0] ** 2)
-        phi, iterations, residual = solve_potential(
-            sigma, source, grid, potential_boundary(0.0), carry["phi"],
-            config.potential_tolerance, config.potential_max_iterations)
+        if galvanostatic:
+            # phi is linear in V: phi = phi_0 + V psi, with psi the response to a unit electrode potential
+            psi, psi_iterations, _ = solve_potential(
+                sigma, wall_source, grid, potential_boundary(0.0), carry["psi"],
+                config.potential_tolerance, config.potential_max_iterations)
+            phi_0, iterations, residual = solve_potential(
+                sigma, source, grid, potential_boundary(0.0), carry["phi"] - voltage * carry["psi"],
+                config.potential_tolerance, config.potential_max_iterations)
+            iterations = iterations + psi_iterations
+            phi = phi_0 + voltage * psi
+        else:
+            phi, iterations, residual = solve_potential(
+                sigma, source + voltage * wall_source, grid, potential_boundary(0.0), carry["phi"],
+                config.potential_tolerance, config.potential_max_iterations)
         # A/m^2: the net flux sigma dphi/dn through the walls (Dirichlet ghosts: 2 sigma (g - phi) / h),
         # which by Gauss equals n F c_s int dh/dt
         far_wall = -2.0 * sigma[-1] * phi[-1] / grid.spacing[0]
@@ -319,38 +384,41 @@ def build(config: Config, solver) -> Simulation:
             xi_relaxed = xi_relaxed + config.noise_amplitude * jnp.sqrt(dt) * kick * 16.0 * (xi * (1.0 - xi)) ** 2
         xi_relaxed, c = metal_growth(xi, xi_relaxed, c, p.site_ratio)
 
-        # 3. Li+ transport, backward Euler in Slotboom form: with w = exp(-f (phi - phi_max)) and
-        #    c = w u the flux D (grad c + c f grad phi) is D w grad u, so
-        #    (w / dt) u' - div(D w grad u') = c / dt is symmetric positive-definite (multigrid CG),
-        #    unconditionally stable and positivity-preserving; c' is then c + dt div(D w grad u'),
-        #    conservative to round-off whatever the solver tolerance.
+        # 3. Li+ transport and the Butler-Volmer exchange together (see exchange)
         h = interpolation(xi_relaxed)
         diffusivity = p.diffusivity_metal * h + p.diffusivity_electrolyte * (1.0 - h)
-        if config.migration:
-            f_phi = p.f * (phi - jnp.max(phi))
-            weight = jnp.exp(-jnp.clip(f_phi, -SLOTBOOM_LIMIT, 0.0))
-            wall_weight = jnp.exp(p.f * jnp.max(phi))  # w at the reservoir wall (phi = 0)
+
+        def exchange(phi, c_guess):
+            """Transport with the Butler-Volmer exchange as its implicit linear sink
+            (:func:`drift_diffusion_step`): the reaction draws on the Li+ that diffuses in during
+            the step; ``dxi = dt r (c' - c_eq)`` then pays its exact Li cost from the transported
+            (flux-form, conservative) ``c`` (:func:`metal_growth`).
+            Returns ``(xi', c', c'_solved, wall inflow, iterations)``."""
+            if config.migration:
+                f_phi = p.f * (phi - jnp.max(phi))
+                weight = jnp.exp(-jnp.clip(f_phi, -SLOTBOOM_LIMIT, 0.0))
+                wall_weight = jnp.exp(p.f * jnp.max(phi))  # w at the reservoir wall (phi = 0)
+            else:
+                weight, wall_weight = jnp.ones_like(c), 1.0
+            rate, c_eq, k = butler_volmer_linear(xi_relaxed, jnp.clip(p.f * phi, -F_PHI_LIMIT, F_PHI_LIMIT),
+                                                 p.reaction_rate, p.site_ratio, p.alpha)
+            moved = drift_diffusion_step(c, dt, diffusivity, weight, grid, reservoir, p.bulk, wall_weight,
+                                         k, c_eq, initial_guess=c_guess, tolerance=TRANSPORT_TOLERANCE)
+            xi_new = jnp.clip(xi_relaxed + dt * rate * (moved.solved - c_eq), 0.0, 1.0)
+            xi_new, c_new = metal_growth(xi_relaxed, xi_new, moved.transported, p.site_ratio)
+            return xi_new, c_new, moved.solved, moved.wall_inflow, moved.iterations
+
+        if galvanostatic:
+            voltage, (xi_new, c, _, wall_inflow, transport_iterations) = hold_current(
+                lambda v, guess: exchange(phi_0 + v * psi, guess), xi, c, voltage, dt)
+            phi = phi_0 + voltage * psi
         else:
-            weight, wall_weight = jnp.ones_like(c), 1.0
-        slotboom_boundary = _electrolyte_sides(config, ndim, 0.0)
-        conductance = diffusivity * weight
-        source = -c / dt
-        if reservoir:  # u = c_bulk / w on the far wall, as the equivalent wall-cell source
-            source = source.at[-1].add(-2.0 * conductance[-1] * p.bulk / wall_weight / grid.spacing[0] ** 2)
-        u, transport_iterations, _ = solve_potential(
-            conductance, source, grid, slotboom_boundary, c / weight, TRANSPORT_TOLERANCE, 100,
-            shift=weight / dt)
-        u_boundary = _electrolyte_sides(config, ndim, p.bulk / wall_weight)
-        fluxes = [face_average(conductance, u_boundary, a) * face_gradient(u, grid, u_boundary, a)
-                  for a in range(ndim)]
-        c = c + dt * divergence(fluxes, grid)
-        wall_inflow = fluxes[0][-1] if reservoir else jnp.zeros(())
+            xi_new, c, _, wall_inflow, transport_iterations = exchange(phi, c)
 
-        # 4. Butler-Volmer exchange, exact for frozen phi and h'
-        f_phi = jnp.clip(p.f * phi, -F_PHI_LIMIT, F_PHI_LIMIT)
-        xi_new, c = deposition_step(xi_relaxed, c, f_phi, dt, p.reaction_rate, p.site_ratio, p.alpha)
-
+        extra = {"psi": psi} if galvanostatic else {}
         return {
+            **extra,
+            "voltage": voltage,
             "xi": xi_new,
             "c": c,
             "phi": phi,
@@ -358,7 +426,9 @@ def build(config: Config, solver) -> Simulation:
             "metal_rate": (interpolation(xi_new) - interpolation(xi)) / dt,
             "key": carry["key"],
             "step": carry["step"] + 1,
-            "passed_charge": carry["passed_charge"] + dt * cell_current,
+            # the wall current carries the last step's deposition (the lagged source), over that step's dt
+            "passed_charge": carry["passed_charge"] + carry["last_dt"] * cell_current,
+            "last_dt": dt,
             "cell_current": cell_current,
             "li_inflow": carry["li_inflow"] + dt * jnp.sum(wall_inflow) * transverse_area / electrode_area,
             "transport_iterations": transport_iterations,
@@ -375,7 +445,10 @@ def build(config: Config, solver) -> Simulation:
     def init(fields):
         xi = jnp.asarray(fields["xi"], jnp.float64)
         c = jnp.asarray(fields["c"], jnp.float64) / config.reference_concentration
+        extra = {"psi": interpolation(xi)} if galvanostatic else {}  # a warm start for the unit response
         return {
+            **extra,
+            "voltage": jnp.asarray(config.voltage, jnp.float64),
             "xi": xi,
             "c": c,
             "phi": jnp.asarray(fields["phi"], jnp.float64),
@@ -384,6 +457,7 @@ def build(config: Config, solver) -> Simulation:
             "key": jax.random.PRNGKey(config.seed),
             "step": jnp.asarray(0, jnp.int64),
             "passed_charge": jnp.asarray(0.0, jnp.float64),
+            "last_dt": jnp.asarray(0.0, jnp.float64),
             "cell_current": jnp.asarray(0.0, jnp.float64),
             "li_inflow": jnp.asarray(0.0, jnp.float64),
             "transport_iterations": jnp.asarray(0, jnp.int32),
@@ -399,8 +473,15 @@ def build(config: Config, solver) -> Simulation:
     def change(new, old):
         return jnp.max(jnp.abs(new["xi"] - old["xi"]))
 
+    gap_cells = grid.axis_coordinates(0) > grid.lengths[0] - config.short_circuit_gap
+    first_gap_cell = int(np.argmax(gap_cells)) if gap_cells.any() else grid.shape[0]
+
+    def short_circuit(carry):
+        return jnp.any(carry["xi"][first_gap_cell:] > 0.5)
+
     # the explicit anisotropic flux is the only conditionally stable part
-    stepper = Stepper(init, step, fields, anisotropy_dt, 1, change)
+    stepper = Stepper(init, step, fields, anisotropy_dt, 1, change, short_circuit,
+                      f"short circuit: the metal came within {config.short_circuit_gap:g} um of the far wall")
     diagnostics = make_diagnostics(grid, config, params, electrode_area, total_li)
     raw_initial = initial_condition(grid, config, params)
 
@@ -438,7 +519,8 @@ SCALAR_INFO = {
     "cell_current_density": Quantity("mA/cm^2", "current the potential equation carries into the deposit (wall fluxes)"),
     "electrode_potential": Quantity("V", "potential of the electrode wall"),
     "deposited_charge": Quantity("C/cm^2", "n F c_s int (h(xi) - h(xi_0)) / A"),
-    "passed_charge": Quantity("C/cm^2", "time integral of cell_current_density"),
+    "passed_charge": Quantity("C/cm^2", "time integral of cell_current_density: the charge the potential equation "
+                                        "carried for the deposition up to the previous step"),
     "total_li": Quantity("mol/m^2", "Li+ plus Li metal per electrode area"),
     "li_inflow": Quantity("mol/m^2", "Li+ that entered through the far wall per electrode area"),
     "c_min": Quantity("mol/m^3", "smallest Li+ concentration"),
@@ -478,7 +560,7 @@ def make_diagnostics(grid: Grid, config: Config, params: Parameters, electrode_a
             "interface_area": area,
             "current_density": charge_per_um * jnp.sum(carry["metal_rate"]) * grid.cell_volume / electrode_area / 10.0,
             "cell_current_density": carry["cell_current"] / 10.0,
-            "electrode_potential": jnp.asarray(config.voltage, jnp.float64),
+            "electrode_potential": carry["voltage"],
             "deposited_charge": charge_per_um * deposited_um * 1e-4,
             "passed_charge": carry["passed_charge"] * 1e-4,
             "total_li": total_li(xi, carry["c"]) * li_per_um,

@@ -37,23 +37,17 @@ def equilibrium_concentration(f_phi):
     return jnp.exp(f_phi)
 
 
-def deposition_step(xi, c, f_phi, dt, reaction_rate: float, site_ratio: float, alpha: float):
-    """The Butler-Volmer exchange over ``dt``, with ``h'(xi)`` and ``phi`` frozen.
+def butler_volmer_linear(xi, f_phi, reaction_rate: float, site_ratio: float, alpha: float):
+    """The Butler-Volmer law as linear in ``c`` for frozen ``h'(xi)`` and ``phi``.
 
-    ``dxi/dt = L_eta h'(xi) [c e^{-a f phi} - e^{(1-a) f phi}]`` and ``dc/dt = -(c_s/c_ref) dh/dt``
-    are linear in ``c`` for frozen ``h'``: ``c -> c_eq + (c - c_eq) e^{-k t}`` with
-    ``c_eq = e^{f phi}`` and ``k = (c_s/c_ref) L_eta h'^2 e^{-a f phi}``, so
-    ``dxi = L_eta h' e^{-a f phi} (c - c_eq) dt (1 - e^{-k dt}) / (k dt)``: stable for any dt and
-    never asking for more Li+ than is there (to first order in the frozen ``h'``). ``c`` then
-    pays exactly ``(c_s/c_ref) [h(xi') - h(xi)]``, so total Li ``c + (c_s/c_ref) h(xi)`` is exact
-    to round-off. ``xi'`` is kept in [0, 1].
+    ``dxi/dt = L_eta h'(xi) [c e^{-a f phi} - e^{(1-a) f phi}] = r (c - c_eq)`` with
+    ``r = L_eta h' e^{-a f phi}`` and the Nernst ``c_eq = e^{f phi}``; the Li+ it consumes,
+    ``(c_s/c_ref) h' dxi/dt``, is ``k (c - c_eq)`` with ``k = (c_s/c_ref) h' r`` (1/s).
+    Returns ``(r, c_eq, k)``.
     """
     slope = interpolation_slope(xi)
-    forward = reaction_rate * slope * jnp.exp(-alpha * f_phi)
-    z = site_ratio * forward * slope * dt
-    relaxed = jnp.where(z > 1e-8, -jnp.expm1(-z) / jnp.where(z > 1e-8, z, 1.0), 1.0 - 0.5 * z)
-    xi_new = jnp.clip(xi + forward * (c - equilibrium_concentration(f_phi)) * dt * relaxed, 0.0, 1.0)
-    return metal_growth(xi, xi_new, c, site_ratio)
+    rate = reaction_rate * slope * jnp.exp(-alpha * f_phi)
+    return rate, equilibrium_concentration(f_phi), site_ratio * slope * rate
 
 
 def metal_growth(xi, xi_new, c, site_ratio: float):
