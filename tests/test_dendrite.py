@@ -174,7 +174,7 @@ def test_three_dimensional_run_grows_and_conserves():
     times, scalars, carry = simulate(
         1.0, 0.5, size=[12.0, 8.0, 8.0], shape=[12, 8, 8], electrode_position=3.0,
         nuclei=[[4.0, 4.0, 2.0]], conductivity_metal=1e6, exchange_current_density=1.106,
-        temperature=300.0, electrolyte_boundary="closed")
+        temperature=300.0, electrolyte_boundary="closed", short_circuit_gap=2.0)
     assert np.asarray(carry["xi"]).shape == (12, 8, 8)
     assert scalars["dendrite_height"][-1] > scalars["dendrite_height"][0]
     assert np.max(np.abs(scalars["total_li"] / scalars["total_li"][0] - 1)) < 1e-12
