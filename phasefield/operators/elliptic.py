@@ -43,7 +43,8 @@ from phasefield.grid import DIRICHLET, Boundary, Grid
 # Tuned on dendrite-like fields (contrast 1e3-1e7) on 200^2, 512^2, 33^3 and 64^3 grids.
 OMEGA = 0.85  # Jacobi damping; < 1 keeps the smoother convergent (lambda(D^-1 A) <= 2)
 SWEEPS = 2  # pre- and post-smoothing sweeps per level
-COARSEST_CELLS = 256  # coarsen while a level has more cells (and an axis > 2); then dense solve
+COARSEST_CELLS = 32  # coarsen while a level has more cells (and an axis > 2); then dense solve (XLA's CPU dense
+# solve has a ~16 ms fixed cost above ~32 unknowns, more than a whole V-cycle on small grids)
 OVER_CORRECTION = 1.0  # factor on the coarse-grid correction (any value > 0 keeps B SPD)
 THETA = 0.5  # coarse conductances never below THETA * (R A P)
 
