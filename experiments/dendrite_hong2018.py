@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import matplotlib
 import numpy as np
-import yaml
+from omegaconf import OmegaConf
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,13 +25,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_yaml(path: Path) -> dict:
+    """A config YAML read as Hydra reads it (OmegaConf: 7.64e4 is a number)."""
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
 def load_config(overrides: dict) -> dict:
     """The scenario YAML with the solver and output it selects, as a run config dict."""
-    scenario = yaml.safe_load((ROOT / "configs/scenario/dendrite_hong2018.yaml").read_text())
+    scenario = load_yaml(ROOT / "configs/scenario/dendrite_hong2018.yaml")
     scenario.pop("defaults")
     scenario.update(overrides)
-    solver = yaml.safe_load((ROOT / "configs/solver/dendrite.yaml").read_text())
-    output = yaml.safe_load((ROOT / "configs/output/dendrite.yaml").read_text())
+    solver = load_yaml(ROOT / "configs/solver/dendrite.yaml")
+    output = load_yaml(ROOT / "configs/output/dendrite.yaml")
     return {"scenario": scenario, "solver": solver, "output": {**output, "plots": False}}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import h5py
 import matplotlib
-import yaml
+from omegaconf import OmegaConf
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,14 +24,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 from phasefield.physics.electrochemistry import FARADAY  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_yaml(path: Path) -> dict:
+    """A config YAML read as Hydra reads it (OmegaConf: 7.64e4 is a number)."""
+    return OmegaConf.to_container(OmegaConf.load(path))
 SITE_DENSITY = 7.64e4  # mol/m^3 (the scenario's)
 
 
 def config(voltage: float, t_end: float, shape) -> dict:
-    scenario = yaml.safe_load((ROOT / "configs/scenario/dendrite.yaml").read_text())
+    scenario = load_yaml(ROOT / "configs/scenario/dendrite.yaml")
     scenario.pop("defaults")
     scenario.update(voltage=voltage, t_end=t_end, shape=list(shape))
-    solver = yaml.safe_load((ROOT / "configs/solver/dendrite.yaml").read_text())
+    solver = load_yaml(ROOT / "configs/solver/dendrite.yaml")
     return {"scenario": scenario, "solver": solver,
             "output": {"interval": t_end, "scalar_interval": t_end / 200, "plots": False}}
 
