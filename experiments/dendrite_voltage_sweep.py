@@ -51,7 +51,7 @@ def summarise(run_file: Path) -> dict:
     k = -1
     thickness = s["deposited_charge"][k] * 1e4 / (FARADAY * SITE_DENSITY) * 1e6  # um of dense Li
     return {"time": s["time"][k], "current": s["deposited_charge"][k] / max(s["time"][k], 1e-12) * 1e3,
-            "height_ratio": s["dendrite_height"][k] / max(thickness, 1e-12),
+            "height_ratio": s["dendrite_height"][k] / thickness if thickness > 0.05 else float("nan"),  # nan: no net deposit
             "area": s["interface_area"][k], "xi": xi, "extent": (x[0], x[-1], y[0], y[-1]), "stop": stop}
 
 

@@ -8,17 +8,37 @@ from phasefield.operators.stencils import (
     laplacian,
     pad_axis,
 )
+from phasefield.operators.elasticity import (
+    Elasticity,
+    elastic_energy_density,
+    hydrostatic_stress,
+    isotropic_moduli,
+    mix_moduli,
+    solve_elasticity,
+    strain_from_displacement,
+    stress_from_displacement,
+    von_mises_stress,
+)
 from phasefield.operators.elliptic import solve_potential
 from phasefield.operators.spectral import SpectralBasis
 
 __all__ = [
+    "Elasticity",
     "SpectralBasis",
     "divergence",
+    "elastic_energy_density",
     "face_average",
     "face_gradient",
     "flux_divergence",
     "gradient",
+    "hydrostatic_stress",
+    "isotropic_moduli",
     "laplacian",
+    "mix_moduli",
     "pad_axis",
+    "solve_elasticity",
     "solve_potential",
+    "strain_from_displacement",
+    "stress_from_displacement",
+    "von_mises_stress",
 ]
