@@ -12,11 +12,12 @@ of a step, and the solve's cost in Laplacian applications.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 
 import phasefield  # noqa: F401  (float64)
+from timing import best_time  # experiments/timing.py (the script's folder is on sys.path)
+
 from phasefield.cli import build
 from phasefield.config import validate_run
 from phasefield.grid import Boundary, Side
@@ -26,18 +27,6 @@ from phasefield.operators.elliptic import solve_potential
 from phasefield.physics.electrochemistry import interpolation
 
 BYTES_PER_CELL_UPDATE = 12 * 8  # xi, c, phi, rates: read + write, float64 (a lower bound)
-
-
-def best_time(function, *args, repeat=3):
-    out = function(*args)
-    jax.block_until_ready(out)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = function(*args)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def scenario(n: int) -> dict:

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import phasefield  # noqa: F401  (float64)
+from timing import best_time  # experiments/timing.py (the script's folder is on sys.path)
+
 from phasefield.grid import Grid
 from phasefield.operators import isotropic_moduli, solve_elasticity
 from phasefield.operators.elasticity import _edge_shear_moduli, _internal_forces, _reference_inverse, mean_components
@@ -43,18 +45,6 @@ PARTICLES = ((0.3, 0.35, 0.12), (0.7, 0.3, 0.08), (0.55, 0.72, 0.15), (0.15, 0.8
 
 def words_per_iteration(ndim: int) -> int:
     return (2 * ndim + 2 + ndim * (ndim - 1) // 2) + 6 * ndim + 13 * ndim
-
-
-def best_time(function, *args, repeat=3):
-    out = function(*args)
-    jax.block_until_ready(out)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = function(*args)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def parse_size(text: str) -> tuple[int, int]:

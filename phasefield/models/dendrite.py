@@ -317,8 +317,7 @@ def build(config: Config, solver) -> Simulation:
         _, _, v, _, result, iterations, _ = state
         return v, result[:4] + (iterations,)
 
-    def potential_boundary(voltage):
-        return Boundary(((Side("dirichlet", voltage), Side("dirichlet", 0.0)),)
+    grounded = Boundary(((Side("dirichlet", 0.0), Side("dirichlet", 0.0)),)
                         + ((Side("neumann"), Side("neumann")),) * (ndim - 1))
 
     def conductivity(xi):
@@ -355,16 +354,16 @@ def build(config: Config, solver) -> Simulation:
         if galvanostatic:
             # phi is linear in V: phi = phi_0 + V psi, with psi the response to a unit electrode potential
             psi, psi_iterations, _ = solve_potential(
-                sigma, wall_source, grid, potential_boundary(0.0), carry["psi"],
+                sigma, wall_source, grid, grounded, carry["psi"],
                 config.potential_tolerance, config.potential_max_iterations)
             phi_0, iterations, residual = solve_potential(
-                sigma, source, grid, potential_boundary(0.0), carry["phi"] - voltage * carry["psi"],
+                sigma, source, grid, grounded, carry["phi"] - voltage * carry["psi"],
                 config.potential_tolerance, config.potential_max_iterations)
             iterations = iterations + psi_iterations
             phi = phi_0 + voltage * psi
         else:
             phi, iterations, residual = solve_potential(
-                sigma, source + voltage * wall_source, grid, potential_boundary(0.0), carry["phi"],
+                sigma, source + voltage * wall_source, grid, grounded, carry["phi"],
                 config.potential_tolerance, config.potential_max_iterations)
         # A/m^2: the net flux sigma dphi/dn through the walls (Dirichlet ghosts: 2 sigma (g - phi) / h),
         # which by Gauss equals n F c_s int dh/dt
