@@ -155,9 +155,9 @@ class RunConfig:
 
 def scenario_modules():
     """Scenario name -> model module (with ``Config`` and ``build``)."""
-    from phasefield.models import dendrite, spinodal
+    from phasefield.models import dendrite, spinodal, swelling
 
-    return {"spinodal": spinodal, "dendrite": dendrite}
+    return {"spinodal": spinodal, "dendrite": dendrite, "swelling": swelling}
 
 
 def validate_run(data: dict) -> RunConfig:

@@ -133,14 +133,7 @@ class RunWriter:
         group = self.file.require_group("checkpoint")
         group.attrs["complete"] = False
         self.file.flush()
-        for name, value in carry.items():
-            value = np.asarray(value)
-            if name in group and group[name].shape == value.shape and group[name].dtype == value.dtype:
-                group[name][...] = value
-            else:
-                if name in group:
-                    del group[name]
-                group.create_dataset(name, data=value)
+        _write_tree(group, carry)
         group.attrs.update(t=clock["t"], step=clock["step"], dt=clock["dt"], complete=True)
         self.file.flush()
 
@@ -149,13 +142,35 @@ class RunWriter:
         self.file.close()
 
 
+def _write_tree(group, tree: dict):
+    """Arrays of a nested dict as datasets, sub-dicts as sub-groups (rewritten in place when they fit)."""
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            if name in group and not isinstance(group[name], h5py.Group):
+                del group[name]
+            _write_tree(group.require_group(name), value)
+            continue
+        value = np.asarray(value)
+        existing = group.get(name)
+        if isinstance(existing, h5py.Dataset) and existing.shape == value.shape and existing.dtype == value.dtype:
+            existing[...] = value
+        else:
+            if name in group:
+                del group[name]
+            group.create_dataset(name, data=value)
+
+
+def _read_tree(group) -> dict:
+    return {name: _read_tree(item) if isinstance(item, h5py.Group) else item[()] for name, item in group.items()}
+
+
 def read_checkpoint(path):
     """``(carry, clock)`` from a run file's ``/checkpoint``."""
     with h5py.File(path, "r") as f:
         group = f["checkpoint"]
         if not group.attrs.get("complete", False):
             raise RuntimeError(f"{path}: the checkpoint was being written when the run stopped")
-        carry = {name: ds[()] for name, ds in group.items()}
+        carry = _read_tree(group)
         clock = {"t": float(group.attrs["t"]), "step": int(group.attrs["step"]), "dt": float(group.attrs["dt"])}
     return carry, clock
 

@@ -1,0 +1,199 @@
+"""Alloy-anode swelling: J2 return mapping and the elastic-plastic cylinder, exact Li accounting under an
+applied C-rate, the exact thickness change of homogeneous elasticity, the soft-matrix limit, the
+compressive-to-tensile reversal of the surface hoop stress (Chen 2014), and input checks (physics.md 6)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phasefield.cli import build, time_control
+from phasefield.config import ConfigError, validate_run
+from phasefield.grid import Grid
+from phasefield.integrate import integrate
+from phasefield.operators import hydrostatic_stress, isotropic_moduli, solve_elasticity, von_mises_stress
+from phasefield.physics.plasticity import deviator, equivalent_stress, plastic_equilibrium, radial_return
+
+SOLVER = {"scheme": "imex1", "dt": 1.0, "adaptive": True, "dt_min": 1e-4, "dt_max": 60.0, "target_change": 0.02}
+# one particle in a small cell, no collector: quick runs
+SINGLE = {"size": [4.0, 4.0], "shape": [64, 64], "particles": [[2.0, 2.0, 1.0]], "random_particles": 0,
+          "collector_thickness": 0.0, "separator_thickness": 0.5, "interface_thickness": 0.15,
+          "gradient_length": 0.08}
+
+
+def simulate(t_end, record=60.0, solver=None, **scenario):
+    """Run the swelling model; returns (times, scalars, final carry, simulation)."""
+    config = validate_run({"scenario": {"name": "swelling", "t_end": t_end, **scenario},
+                           "solver": {**SOLVER, **(solver or {})}, "output": {}})
+    simulation = build(config)
+    carry = simulation.stepper.init(simulation.initial_fields())
+    diagnostics = jax.jit(simulation.diagnostics)
+    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
+
+    def on_record(carry, clock):
+        times.append(clock["t"])
+        rows.append(jax.device_get(diagnostics(carry)))
+
+    carry, _ = integrate(simulation.stepper, time_control(config.solver), carry,
+                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
+    return np.array(times), {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}, carry, simulation
+
+
+def test_radial_return_lands_on_the_yield_surface_and_keeps_the_pressure():
+    rng = np.random.default_rng(0)
+    trial = {n: jnp.asarray(rng.normal(0, 2.0, (8, 8))) for n in ("xx", "yy", "zz", "xy")}
+    mu, yield_stress = 30.0, jnp.where(jnp.arange(8)[:, None] < 4, 1.0, jnp.inf) * jnp.ones((8, 8))
+    returned = radial_return(trial, mu, yield_stress)
+    q_trial = equivalent_stress(deviator(trial))
+    q = equivalent_stress(deviator(returned.stress))
+    plastic = q_trial > yield_stress
+    assert plastic.any() and (~plastic).any()
+    np.testing.assert_allclose(q[plastic], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(hydrostatic_stress(returned.stress), hydrostatic_stress(trial), atol=1e-12)
+    for n in trial:  # elastic cells untouched; the flow is along the deviator and isochoric
+        np.testing.assert_array_equal(np.asarray(returned.stress[n])[~plastic], np.asarray(trial[n])[~plastic])
+    trace = returned.plastic_increment["xx"] + returned.plastic_increment["yy"] + returned.plastic_increment["zz"]
+    np.testing.assert_allclose(trace, 0.0, atol=1e-14)
+    np.testing.assert_allclose(returned.equivalent_increment, (q_trial - jnp.minimum(q_trial, yield_stress)) / (3 * mu),
+                               rtol=1e-12)
+
+
+def test_elastic_plastic_cylinder_interior_state():
+    """A cylinder with a uniform dilatational eigenstrain in an elastic matrix (plane strain, homogeneous
+    moduli) yields uniformly: interior von Mises = sigma_Y, and the interior stress is the elastic
+    response to the eigenstrain plus a uniform plastic strain e (1/2, 1/2, -1) that the same discrete
+    operator gives when solved for by superposition (two elastic solves and the yield condition). The
+    staircase surface leaves the plastic strain of the outer cells 1-2 % off the uniform value, hence
+    the tolerances (the continuum solution is uniform)."""
+    n = 96
+    grid = Grid((n, n), (1.0 / n, 1.0 / n))
+    x, y = np.broadcast_arrays(*grid.coordinates())
+    r = np.hypot(x - 0.5, y - 0.5)
+    inside = r < 0.2
+    core = r < 0.1
+    lam, mu = (float(v) for v in isotropic_moduli(80.0, 0.22))
+    lam_field, mu_field = jnp.full(grid.shape, lam), jnp.full(grid.shape, mu)
+    free = {"xx": 0.0, "yy": 0.0, "xy": 0.0}
+    strain, yield_stress = 0.02, 0.5
+    dilatation = {k: jnp.where(inside, strain, 0.0) for k in ("xx", "yy", "zz")}
+    state = plastic_equilibrium(lam_field, mu_field, jnp.where(inside, yield_stress, jnp.inf), grid, dilatation,
+                                mean_stress=free, tolerance=1e-9, max_returns=400)
+    assert int(state.returns) < 400
+    mises = np.asarray(von_mises_stress(state.elasticity.stress))
+    np.testing.assert_allclose(mises[core], yield_stress, rtol=1e-5)
+
+    def interior(eigen):
+        solved = solve_elasticity(lam_field, mu_field, grid, eigen, mean_stress=free, tolerance=1e-12)
+        return {k: float(np.mean(np.asarray(v)[core])) for k, v in solved.stress.items()}
+
+    elastic = interior(dilatation)
+    unit = interior({"xx": jnp.where(inside, 0.5, 0.0), "yy": jnp.where(inside, 0.5, 0.0),
+                     "zz": jnp.where(inside, -1.0, 0.0)})
+    # axisymmetric interior: sigma_xx = sigma_yy, so von Mises = |sigma_xx - sigma_zz|, linear in e
+    gap_elastic, gap_unit = elastic["xx"] - elastic["zz"], unit["xx"] - unit["zz"]
+    e = (yield_stress - gap_elastic) / gap_unit
+    assert 0 < e < strain
+    expected_pressure = -(2 * (elastic["xx"] + e * unit["xx"]) + elastic["zz"] + e * unit["zz"]) / 3
+    pressure = -np.mean(np.asarray(hydrostatic_stress(state.elasticity.stress))[core])
+    assert pressure == pytest.approx(expected_pressure, rel=0.03)
+    np.testing.assert_allclose(np.asarray(state.plastic_strain["zz"])[core], -e, rtol=0.03)
+    assert pressure < -np.mean(np.asarray(hydrostatic_stress(
+        solve_elasticity(lam_field, mu_field, grid, dilatation, mean_stress=free).stress))[core])  # yielding relaxes
+
+
+def test_applied_c_rate_is_inserted_exactly_and_li_is_conserved():
+    c_rate = 4.0
+    times, scalars, _, _ = simulate(300.0, 30.0, c_rate=c_rate, **SINGLE)
+    np.testing.assert_allclose(scalars["li_content"], scalars["inserted_li"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(scalars["state_of_charge"], 0.01 + c_rate * times / 3600.0, rtol=1e-10)
+    # lithiation needs a cathodic overpotential: the electrode sits below the open-circuit potential
+    assert np.all(scalars["electrode_potential"][1:] < 0.4)
+
+
+def test_homogeneous_elasticity_gives_the_exact_thickness_change():
+    """Equal moduli everywhere: the mean strain follows from the mean eigenstrain alone (any geometry).
+    Laterally held (plane strain, <eps_yy> = 0) with <sigma_xx> = 0: <eps_xx> = (1 + nu)/(1 - nu) <eps*>."""
+    nu = 0.25
+    same = {"host_modulus": 50.0, "lithiated_modulus": 50.0, "electrolyte_modulus": 50.0, "collector_modulus": 50.0,
+            "particle_poisson": nu, "electrolyte_poisson": nu, "collector_poisson": nu, "host_yield_stress": 0.0,
+            "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "mechanics_tolerance": 1e-11}
+    _, scalars, carry, simulation = simulate(600.0, 300.0, c_rate=3.0, **{**SINGLE, **same})
+    psi = simulation.stepper.fields(carry)["particles"]
+    beta = 3.0
+    eigenstrain = psi * (jnp.log1p(beta * carry["c"]) - np.log1p(beta * 0.01)) / 3.0
+    electrode = SINGLE["size"][0] - SINGLE["separator_thickness"]
+    expected = 100.0 * (1 + nu) / (1 - nu) * float(jnp.mean(eigenstrain)) * SINGLE["size"][0] / electrode
+    assert scalars["swelling"][-1] > 1.0
+    assert scalars["swelling"][-1] == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_matrix_particle_swells_freely_by_its_eigenstrain():
+    """A particle in a matrix 1000 x softer, free along z (generalized plane strain): it swells by its
+    eigenstrain (Hencky, small here: beta = 0.06) and carries almost no stress."""
+    from phasefield.operators import strain_from_displacement
+
+    soft = {"electrolyte_modulus": 0.13, "host_modulus": 130.0, "lithiated_modulus": 130.0, "host_yield_stress": 0.0,
+            "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "out_of_plane": "generalized",
+            "volume_expansion": 0.06, "mechanics_tolerance": 1e-9, "diffusivity": 1e-13}
+    _, scalars, carry, simulation = simulate(900.0, 300.0, c_rate=3.0, **{**SINGLE, **soft})
+    psi = np.asarray(simulation.stepper.fields(carry)["particles"])
+    core = psi > 0.95
+    strain = strain_from_displacement(carry["elasticity"]["displacement"], carry["elasticity"]["mean_strain"],
+                                      simulation.grid)
+    eigenstrain = np.asarray(jnp.log1p(0.06 * carry["c"]) - np.log1p(0.06 * 0.01))[core] / 3.0
+    assert np.mean(eigenstrain) > 0.004
+    for component in ("xx", "yy"):
+        assert np.mean(np.asarray(strain[component])[core]) == pytest.approx(np.mean(eigenstrain), rel=0.02)
+    # eps_zz is one number for the whole cell: the diffuse surface (psi eps*, psi C) pulls it O(w/R) low
+    assert float(carry["axial_strain"]) == pytest.approx(np.mean(eigenstrain), rel=0.08)
+    clamped_pressure = 130.0 / (1 - 2 * 0.22) * np.mean(eigenstrain)  # 3 K eps*: the particle held rigidly
+    assert abs(scalars["particle_pressure_mean"][-1]) < 0.02 * clamped_pressure
+
+
+def test_surface_hoop_stress_turns_from_compression_to_tension():
+    """Chen et al. 2014 (physics.md 6.4): a c-Si particle lithiating by a two-phase front, free to swell
+    (soft surroundings, free along z), first has its lithiated surface layer in hoop compression; as the
+    front moves in and the core expands, the surface hoop stress becomes tensile, and stays tensile."""
+    free = {"electrolyte_modulus": 0.2, "stack_pressure": 0.0, "out_of_plane": "generalized"}
+    times, scalars, _, _ = simulate(3000.0, 60.0, c_rate=1.0, **{**SINGLE, **free})
+    hoop = scalars["surface_hoop_stress"]
+    first_tension = np.argmax(hoop > 0.05)
+    assert first_tension > 0 and hoop[first_tension] > 0.05
+    assert hoop[:first_tension].min() < -0.2  # GPa: compressive first
+    assert np.all(hoop[first_tension:] > 0.05) and hoop.max() > 0.5
+    assert scalars["state_of_charge"][-1] > 0.8 and scalars["plastic_strain_max"][-1] > 0.1  # the particle yields
+    assert np.all(scalars["particle_von_mises_max"] < 2.5 * 2.0)  # bounded by the yield stress (one-step lag)
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"particles": [[0.5, 2.0, 1.0]]}, "scenario.particles[0]"),  # pokes out of the electrode layer
+    ({"interface_thickness": 0.05}, "scenario.interface_thickness"),  # under 1.5 cells
+    ({"separator_thickness": 4.0}, "scenario.separator_thickness"),  # no room for the electrode
+    ({"particle_poisson": 0.5}, "scenario.particle_poisson"),
+    ({"random_particles": 40, "particles": []}, "scenario.random_particles"),  # do not fit
+    ({"shape": [64, 64, 64]}, "scenario.shape"),  # 3 cell counts for a 2D size
+])
+def test_invalid_swelling_input_is_rejected_before_compute(override, key):
+    with pytest.raises(ConfigError) as error:
+        config = validate_run({"scenario": {"name": "swelling", **{**SINGLE, **override}}, "solver": SOLVER,
+                               "output": {}})
+        build(config)
+    assert error.value.key == key
+
+
+def test_swelling_run_writes_stress_fields_and_stops_at_the_final_state_of_charge(tmp_path):
+    import h5py
+
+    from phasefield.cli import run
+
+    overrides = {"scenario": {"name": "swelling", "t_end": 3600.0, **SINGLE, "shape": [32, 32], "c_rate": 10.0,
+                              "interface_thickness": 0.2, "gradient_length": 0.1, "final_state_of_charge": 0.5,
+                              "cutoff_voltage": -1.0},
+                 "solver": SOLVER, "output": {"interval": 60.0, "scalar_interval": 20.0, "plots": False}}
+    run(overrides, tmp_path / "run")
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        assert f.attrs["status"] == "finished" and "state of charge" in f.attrs["stop_reason"]
+        assert set(f["fields"]) >= {"c", "hydrostatic_stress", "von_mises_stress", "equivalent_plastic_strain"}
+        assert f["fields/hydrostatic_stress"].attrs["units"] == "GPa"
+        soc = f["scalars/state_of_charge"][()]
+        assert 0.5 <= soc[-1] < 0.5 + 10.0 / 3600 * 60  # stopped within a step of the target
+        assert f["checkpoint/plastic_strain/xx"].shape == (32, 32)  # nested state in the checkpoint
