@@ -155,9 +155,9 @@ class RunConfig:
 
 def scenario_modules():
     """Scenario name -> model module (with ``Config`` and ``build``)."""
-    from phasefield.models import dendrite, spinodal, swelling
+    from phasefield.models import dendrite, dendrite_solid, spinodal, swelling
 
-    return {"spinodal": spinodal, "dendrite": dendrite, "swelling": swelling}
+    return {"spinodal": spinodal, "dendrite": dendrite, "dendrite_solid": dendrite_solid, "swelling": swelling}
 
 
 def validate_run(data: dict) -> RunConfig:

@@ -37,10 +37,15 @@ One step of size ``dt`` (first order, operator split, every part conservative):
 Galvanostatic control (``control=current``) solves for the electrode potential each step:
 ``phi`` is linear in it (``phi_0 + V psi``), and a secant iteration on V over step 3 makes the
 step's metal growth equal the applied current.
+
+A :class:`Coupling` adds physics that acts on the deposition through the Butler-Volmer argument
+(``f phi -> f phi + s``): ``dendrite_solid`` passes its mechanics (the stress of the solid
+electrolyte and the metal) this way; without one the model is exactly the liquid one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -250,11 +255,31 @@ def arrays_per_cell(scheme: str) -> int:
     return 40
 
 
-def build(config: Config, solver) -> Simulation:
+class Coupling(NamedTuple):
+    """Extra physics riding on the dendrite step, as pure functions over the shared carry.
+
+    init(xi) -> carry entries of its own;
+    update(carry, xi) -> (its new carry entries, ``s``): called once per step with the step's
+                         starting ``xi`` (quasi-static, like the potential); ``s`` (a field or
+                         scalar) shifts the Butler-Volmer argument ``f phi`` to ``f phi + s``, i.e.
+                         multiplies the cathodic term by ``e^{-a s}`` and the anodic by ``e^{(1-a) s}``;
+    fields(carry) -> extra stored fields;  field_info: their units;
+    diagnostics(carry) -> extra scalars;  scalar_info: their units.
+    """
+
+    init: Callable
+    update: Callable
+    fields: Callable
+    field_info: dict
+    diagnostics: Callable
+    scalar_info: dict
+
+
+def build(config: Config, solver, coupling: Coupling | None = None) -> Simulation:
     if solver.scheme != "imex1":
-        raise ConfigError("solver.scheme", solver.scheme, "'imex1' for scenario dendrite (solver=dendrite)")
+        raise ConfigError("solver.scheme", solver.scheme, f"'imex1' for scenario {config.name} (solver=dendrite)")
     if solver.precision != "float64":
-        raise ConfigError("solver.precision", solver.precision, "'float64' for scenario dendrite "
+        raise ConfigError("solver.precision", solver.precision, f"'float64' for scenario {config.name} "
                                                                 "(Butler-Volmer exponentials, contrast 1e7)")
     grid = make_grid(config)
     params = Parameters.from_config(config)
@@ -383,7 +408,9 @@ def build(config: Config, solver) -> Simulation:
             xi_relaxed = xi_relaxed + config.noise_amplitude * jnp.sqrt(dt) * kick * 16.0 * (xi * (1.0 - xi)) ** 2
         xi_relaxed, c = metal_growth(xi, xi_relaxed, c, p.site_ratio)
 
-        # 3. Li+ transport and the Butler-Volmer exchange together (see exchange)
+        # 3. Li+ transport and the Butler-Volmer exchange together (see exchange), the Butler-Volmer
+        # argument shifted by the coupled physics, which sees the step's starting xi (quasi-static)
+        coupled, shift = coupling.update(carry, xi) if coupling is not None else ({}, None)
         h = interpolation(xi_relaxed)
         diffusivity = p.diffusivity_metal * h + p.diffusivity_electrolyte * (1.0 - h)
 
@@ -399,7 +426,8 @@ def build(config: Config, solver) -> Simulation:
                 wall_weight = jnp.exp(p.f * jnp.max(phi))  # w at the reservoir wall (phi = 0)
             else:
                 weight, wall_weight = jnp.ones_like(c), 1.0
-            rate, c_eq, k = butler_volmer_linear(xi_relaxed, jnp.clip(p.f * phi, -F_PHI_LIMIT, F_PHI_LIMIT),
+            argument = p.f * phi if shift is None else p.f * phi + shift
+            rate, c_eq, k = butler_volmer_linear(xi_relaxed, jnp.clip(argument, -F_PHI_LIMIT, F_PHI_LIMIT),
                                                  p.reaction_rate, p.site_ratio, p.alpha)
             moved = drift_diffusion_step(c, dt, diffusivity, weight, grid, reservoir, p.bulk, wall_weight,
                                          k, c_eq, initial_guess=c_guess, tolerance=TRANSPORT_TOLERANCE)
@@ -417,6 +445,7 @@ def build(config: Config, solver) -> Simulation:
         extra = {"psi": psi} if galvanostatic else {}
         return {
             **extra,
+            **coupled,
             "voltage": voltage,
             "xi": xi_new,
             "c": c,
@@ -445,6 +474,8 @@ def build(config: Config, solver) -> Simulation:
         xi = jnp.asarray(fields["xi"], jnp.float64)
         c = jnp.asarray(fields["c"], jnp.float64) / config.reference_concentration
         extra = {"psi": interpolation(xi)} if galvanostatic else {}  # a warm start for the unit response
+        if coupling is not None:
+            extra.update(coupling.init(xi))
         return {
             **extra,
             "voltage": jnp.asarray(config.voltage, jnp.float64),
@@ -467,7 +498,8 @@ def build(config: Config, solver) -> Simulation:
         }
 
     def fields(carry):
-        return {"xi": carry["xi"], "c": carry["c"] * config.reference_concentration, "phi": carry["phi"]}
+        own = {"xi": carry["xi"], "c": carry["c"] * config.reference_concentration, "phi": carry["phi"]}
+        return own if coupling is None else {**own, **coupling.fields(carry)}
 
     def change(new, old):
         return jnp.max(jnp.abs(new["xi"] - old["xi"]))
@@ -482,6 +514,12 @@ def build(config: Config, solver) -> Simulation:
     stepper = Stepper(init, step, fields, anisotropy_dt, 1, change, short_circuit,
                       f"short circuit: the metal came within {config.short_circuit_gap:g} um of the far wall")
     diagnostics = make_diagnostics(grid, config, params, electrode_area, total_li)
+    if coupling is not None:
+        own_diagnostics = diagnostics
+
+        def diagnostics(carry):
+            return {**own_diagnostics(carry), **coupling.diagnostics(carry)}
+
     raw_initial = initial_condition(grid, config, params)
 
     def initial_fields():
@@ -489,7 +527,7 @@ def build(config: Config, solver) -> Simulation:
                 "phi": raw_initial["phi"]}
 
     return Simulation(
-        name="dendrite",
+        name=config.name,
         grid=grid,
         stepper=stepper,
         initial_fields=initial_fields,
@@ -497,9 +535,10 @@ def build(config: Config, solver) -> Simulation:
             "xi": Quantity("1", "order parameter (1: Li metal, 0: electrolyte)"),
             "c": Quantity("mol/m^3", "Li+ concentration"),
             "phi": Quantity("V", "electric potential (far electrolyte at 0 V)"),
+            **(coupling.field_info if coupling is not None else {}),
         },
         diagnostics=diagnostics,
-        scalar_info=SCALAR_INFO,
+        scalar_info={**SCALAR_INFO, **(coupling.scalar_info if coupling is not None else {})},
         scales={
             "length": (MICRON, "m"),
             "time": (1.0, "s"),
@@ -530,6 +569,21 @@ SCALAR_INFO = {
 }
 
 
+def front_crossings(xi, x, spacing: float):
+    """Where ``xi`` falls through 1/2 from one cell to the next along x.
+
+    ``x``: cell-centre coordinates along the first axis, broadcastable to ``xi``; ``spacing``: the
+    cell size along it. Returns ``(position, fraction)`` over the ``n_x - 1`` neighbour pairs:
+    the linearly interpolated crossing (``-inf`` where there is none) and its fractional distance
+    from the lower cell, so that a cell field ``u`` at the crossing is
+    ``u[:-1] (1 - fraction) + u[1:] fraction``.
+    """
+    here, ahead = xi[:-1], xi[1:]
+    crossing = (here > 0.5) & (ahead <= 0.5)
+    fraction = jnp.where(crossing, (here - 0.5) / jnp.where(crossing, here - ahead, 1.0), 0.0)
+    return jnp.where(crossing, x[:-1] + spacing * fraction, -jnp.inf), fraction
+
+
 def make_diagnostics(grid: Grid, config: Config, params: Parameters, electrode_area: float, total_li):
     p = params
     h0 = grid.spacing[0]
@@ -541,9 +595,7 @@ def make_diagnostics(grid: Grid, config: Config, params: Parameters, electrode_a
     def diagnostics(carry):
         xi, rate = carry["xi"], carry["rate"]
         here, ahead = xi[:-1], xi[1:]
-        crossing = (here > 0.5) & (ahead <= 0.5)
-        fraction = jnp.where(crossing, (here - 0.5) / jnp.where(crossing, here - ahead, 1.0), 0.0)
-        position = jnp.where(crossing, x[:-1] + h0 * fraction, -jnp.inf)
+        position, fraction = front_crossings(xi, x, h0)
         tip = jnp.argmax(position)
         height = jnp.max(position) - config.electrode_position
         slope = (here - ahead).ravel()[tip] / h0

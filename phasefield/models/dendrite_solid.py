@@ -1,0 +1,284 @@
+"""Li dendrites in a solid electrolyte: the dendrite model with mechanics (physics.md 4, form 1 of 4.2).
+
+The electrodeposition model of :mod:`phasefield.models.dendrite` (fields ``xi``, ``c``, ``phi``,
+same units and options) plus small-strain mechanics of the cell, in plane strain (2D) or 3D:
+
+* the electrolyte is linear elastic, the Li metal elastic-perfectly plastic (J2, yield stress
+  ``sigma_Y`` about 1 MPa, physics.md 4.4), with Voigt-mixed Lame moduli
+  ``C(xi) = h C_Li + (1 - h) C_SE`` (physics.md 4.1) and the Reuss mix of the yield stresses
+  with an electrolyte that never yields, ``1/sigma_Y(xi) = h/sigma_Y + (1 - h)/inf``, i.e.
+  ``sigma_Y / h``: smooth across the diffuse interface (no cell switches from elastic to
+  plastic as the front passes), ``sigma_Y`` in the metal, elastic in the electrolyte;
+* Li deposited during the run carries a dilatational deposition eigenstrain, and the metal its
+  plastic strain::
+
+      eps* = eps0 [h(xi) - h(xi_0)] I + eps_p,    sigma = C(xi) : (eps - eps*),    div sigma = 0;
+
+  ``eps0`` is a phenomenological misfit of the new metal against the space it fills (the
+  electrolyte's reference configuration): a real deposit pushes the electrolyte aside by its
+  whole volume, which small strain cannot represent, so ``eps0`` is a modelling parameter (the
+  Zn model of physics.md 4.2 uses 0.4) and the metal present at t = 0 is stress-free;
+* the stress enters the Butler-Volmer rate through the mechanical overpotential (form 1): a
+  hydrostatic pressure ``p = -tr(sigma)/3`` raises the chemical potential of Li by
+  ``Omega_Li p``, so with ``s = Omega_Li p / (R T)``::
+
+      dxi/dt = L_eta h'(xi) [c e^{-a (f phi + s)} - e^{(1-a)(f phi + s)}],
+
+  the cathodic term times ``e^{-a Omega p/RT}``, the anodic times ``e^{(1-a) Omega p/RT}``
+  (``eta_eff = phi + Omega p/(nF)``: 0.135 mV per MPa). ``p`` is the local pressure of each
+  cell, at the interface that of the Voigt mixture. Mechanics enters nowhere else: the
+  Allen-Cahn equation carries no elastic driving force, which would count the pressure work
+  ``Omega p`` a second time.
+
+Loading and geometry. The elasticity solver is periodic, so the cell is one period of an
+infinite stack ``... | Li | electrolyte | Li | electrolyte | ...`` along x (the first axis, the
+stack direction), periodic across it too. The stack pressure is the prescribed mean normal
+stress ``<sigma_xx> = -p_stack``, the x mean strain is free (the stack thickens as Li deposits);
+across the stack (``lateral``) the mean stresses are zero (``free``: a pressed cell that may
+expand sideways), the mean strains are zero (``clamped``: a rigid die), or every normal mean
+stress is ``-p_stack`` (``isostatic``: all-round pressure; in 3D ``sigma = -p I`` in a uniform
+cell, in plane strain ``sigma_zz`` follows from ``eps_zz = 0``). Mean shear stresses are zero,
+except ``clamped`` (mean shear strains zero).
+
+One step: the dendrite step (:mod:`phasefield.models.dendrite`), whose Butler-Volmer argument is
+shifted by ``s`` from this step's mechanics, solved at the start of the step for that step's
+``xi`` (quasi-static, like the potential): one conjugate-gradient elasticity solve warm-started
+from the last step, then one radial return (:func:`phasefield.physics.plasticity.radial_return`)
+that adds the plastic increment to ``eps_p`` for the next solve. Plastic flow therefore lags one
+step: the stress of a solve (the one stored and used: pressure and von Mises stress) is in
+equilibrium but exceeds the yield stress by what the step's new eigenstrain and load add
+(``yield_overshoot`` records the largest excess). Where the deposit grows fast this is tens of
+MPa in the stiff interface cells and a few MPa in the metal behind it; under slow loading the
+metal stays within a few per cent of ``sigma_Y``. The pressure, which the isochoric return does
+not change, is affected only through the lagged redistribution. The initial state is brought to
+plastic equilibrium under the stack pressure (solve and return to convergence) before the first
+step. With ``eps0 = 0`` and no stack pressure every solve has a zero right-hand side, the stress
+is exactly zero, ``s = 0`` and the run is the liquid model's to the bit.
+
+Stresses are in MPa inside the model (moduli input in GPa, yield stress and stack pressure in MPa).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from phasefield.config import ConfigError, option
+from phasefield.models import dendrite
+from phasefield.operators.elasticity import (
+    hydrostatic_stress,
+    isotropic_moduli,
+    mean_components,
+    solve_elasticity,
+    tensor_components,
+    von_mises_stress,
+)
+from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT, interpolation, interpolation_slope
+from phasefield.physics.plasticity import add_strains, equivalent_stress, plastic_equilibrium, radial_return
+from phasefield.simulation import Quantity, Simulation
+
+MPA = 1e6  # Pa
+GPA_IN_MPA = 1e3
+INITIAL_RETURNS = 500  # most solve-and-return passes of the initial plastic equilibrium
+INITIAL_RETURN_TOLERANCE = 1e-3  # ... until the largest plastic increment changes a stress by this fraction of yield
+
+
+@dataclass
+class Config(dendrite.Config):
+    """``scenario=dendrite_solid``: the dendrite options plus the mechanics (GPa, MPa, m^3/mol)."""
+
+    name: str = option("dendrite_solid", help="scenario name")
+    electrolyte_young_modulus: float = option(150.0, min=0.0, exclusive=True,
+                                              help="Young's modulus of the solid electrolyte, GPa (LLZO 150, LPSC 22)")
+    electrolyte_poisson_ratio: float = option(0.257, help="Poisson's ratio of the electrolyte, -1 < nu < 0.5 "
+                                                          "(LLZO 0.257, LPSC 0.3)")
+    metal_young_modulus: float = option(7.8, min=0.0, exclusive=True, help="Young's modulus of Li, GPa (4.9-7.8)")
+    metal_poisson_ratio: float = option(0.38, help="Poisson's ratio of Li, -1 < nu < 0.5 (0.36-0.42)")
+    metal_yield_stress: float = option(1.0, min=0.0, exclusive=True, help="yield stress of Li (J2), MPa")
+    deposition_eigenstrain: float = option(0.01, min=0.0, max=0.1,
+                                           help="dilatational misfit eps0 of the Li deposited during the run "
+                                                "(a modelling parameter: 0.01 builds 0.1-0.2 GPa in a growing tip "
+                                                "in LLZO, tens of mV of mechanical overpotential)")
+    stack_pressure: float = option(0.0, min=0.0, max=1000.0, help="mean compressive stress across the stack "
+                                                                  "(along x), MPa")
+    lateral: str = option("free", choices=("free", "clamped", "isostatic"),
+                          help="across the stack: zero mean stress, zero mean strain, or mean stress -stack_pressure")
+    li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True,
+                                    help="molar volume of Li metal Omega_Li, m^3/mol (mechanical overpotential "
+                                         "Omega p / (n F))")
+    mechanics_tolerance: float = option(1e-8, min=0.0, exclusive=True, max=1e-2,
+                                        help="elasticity solve: relative CG residual")
+    mechanics_max_iterations: int = option(500, min=1, help="elasticity solve: most CG iterations per step")
+
+    def check(self, prefix: str):
+        super().check(prefix)
+        for key in ("electrolyte_poisson_ratio", "metal_poisson_ratio"):
+            value = getattr(self, key)
+            if not -1.0 < value < 0.5:
+                raise ConfigError(f"{prefix}.{key}", value, "-1 < nu < 0.5 (0.5 is incompressible: "
+                                                            "no finite bulk modulus)")
+
+
+def arrays_per_cell(scheme: str) -> int:
+    """Field-sized arrays alive during a step: the dendrite model's plus the mechanics'
+    (displacements, strains and stresses, plastic strain, CG vectors)."""
+    return dendrite.arrays_per_cell(scheme) + 40
+
+
+class _WarmStart(NamedTuple):
+    """The last solution in the form ``solve_elasticity(initial=...)`` reads."""
+
+    displacement: jnp.ndarray
+    mean_strain: dict
+
+
+def macroscopic_load(pressure, lateral: str, ndim: int):
+    """``(mean_strain, mean_stress)`` for :func:`solve_elasticity`: ``<sigma_xx> = -pressure`` and
+    the transverse components by ``lateral`` (see the module notes)."""
+    others = [n for n in mean_components(ndim) if n != "xx"]
+    if lateral == "clamped":
+        return {n: 0.0 for n in others}, {"xx": -pressure}
+    across = -pressure if lateral == "isostatic" else 0.0
+    return None, {"xx": -pressure, **{n: across if n[0] == n[1] else 0.0 for n in others}}
+
+
+def mechanical_shift(pressure_mpa, molar_volume: float, temperature: float):
+    """``s = Omega_Li p / (R T)``: the shift of the Butler-Volmer argument ``f phi`` (p in MPa, Omega in m^3/mol)."""
+    return molar_volume * MPA * pressure_mpa / (GAS_CONSTANT * temperature)
+
+
+def build(config: Config, solver) -> Simulation:
+    """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling."""
+    grid = dendrite.make_grid(config)
+    ndim = grid.ndim
+    components = tensor_components(ndim)
+    names = mean_components(ndim)
+    metal = isotropic_moduli(config.metal_young_modulus * GPA_IN_MPA, config.metal_poisson_ratio)
+    electrolyte = isotropic_moduli(config.electrolyte_young_modulus * GPA_IN_MPA, config.electrolyte_poisson_ratio)
+    mean_strain, mean_stress = macroscopic_load(config.stack_pressure, config.lateral, ndim)
+    # mV of mechanical overpotential per MPa: Omega / (n F)
+    overpotential_per_mpa = config.li_molar_volume * MPA / (config.electrons * FARADAY) * 1e3
+    x = jnp.asarray(grid.axis_coordinates(0)).reshape((-1,) + (1,) * (ndim - 1))
+
+    def materials(xi):
+        """Voigt-mixed Lame fields and the yield stress field (MPa) of ``xi``."""
+        h = interpolation(xi)
+        lam = h * metal[0] + (1.0 - h) * electrolyte[0]
+        mu = h * metal[1] + (1.0 - h) * electrolyte[1]
+        yield_stress = jnp.where(h > 0, config.metal_yield_stress / jnp.where(h > 0, h, 1.0), jnp.inf)
+        return lam, mu, yield_stress
+
+    def deposition(xi, reference):
+        """``eps0 [h(xi) - h(xi_0)] I``: the misfit of the metal deposited since the start."""
+        return {n: config.deposition_eigenstrain * (interpolation(xi) - reference) for n in components if n[0] == n[1]}
+
+    def state(solution, mu, yield_stress, plastic, accumulated):
+        """Carry entries after an equilibrium ``solution``: its pressure and von Mises stress, and the
+        plastic strain (tensor and accumulated) grown by the radial return of its stress."""
+        returned = radial_return(solution.stress, mu, yield_stress)
+        plastic = add_strains(plastic, returned.plastic_increment)
+        return {
+            "plastic_strain": jnp.stack([jnp.broadcast_to(plastic[n], grid.shape) for n in components]),
+            "equivalent_plastic_strain": accumulated + returned.equivalent_increment,
+            "displacement": solution.displacement,
+            "mean_strain": jnp.stack([solution.mean_strain[n] for n in names]),
+            "pressure": -hydrostatic_stress(solution.stress),
+            "von_mises": von_mises_stress(solution.stress),
+            "yield_overshoot": jnp.max(3.0 * mu * returned.equivalent_increment),  # q - sigma_Y where it yields
+            "mechanics_iterations": solution.iterations,
+            "mechanics_residual": solution.residual,
+        }
+
+    @jax.jit  # one compiled solve-and-return loop instead of an eager one
+    def init(xi):
+        """Plastic equilibrium of the initial cell under the stack pressure (no deposit yet)."""
+        lam, mu, yield_stress = materials(xi)
+        relaxed = plastic_equilibrium(
+            lam, mu, yield_stress, grid, {}, mean_strain=mean_strain, mean_stress=mean_stress,
+            tolerance=INITIAL_RETURN_TOLERANCE * config.metal_yield_stress / (3.0 * metal[1]),
+            max_returns=INITIAL_RETURNS, solver_tolerance=config.mechanics_tolerance)
+        # sqrt(2/3 e:e) = (2/3) sqrt(3/2 e:e) of the (deviatoric) plastic strain
+        accumulated = (2.0 / 3.0) * equivalent_stress(relaxed.plastic_strain)
+        return {
+            **state(relaxed.elasticity, mu, yield_stress, relaxed.plastic_strain, accumulated),
+            "eigenstrain_reference": interpolation(xi),
+            "mechanics_iterations_total": jnp.asarray(0, jnp.int64),
+        }
+
+    def update(carry, xi):
+        """This step's equilibrium and return, and the Butler-Volmer shift ``Omega p / (R T)``."""
+        lam, mu, yield_stress = materials(xi)
+        plastic = dict(zip(components, carry["plastic_strain"]))
+        start = _WarmStart(carry["displacement"], dict(zip(names, carry["mean_strain"])))
+        eigenstrain = add_strains(deposition(xi, carry["eigenstrain_reference"]), plastic)
+        solution = solve_elasticity(lam, mu, grid, eigenstrain, mean_strain, mean_stress, initial=start,
+                                    tolerance=config.mechanics_tolerance,
+                                    max_iterations=config.mechanics_max_iterations)
+        entries = {
+            **state(solution, mu, yield_stress, plastic, carry["equivalent_plastic_strain"]),
+            "eigenstrain_reference": carry["eigenstrain_reference"],
+            "mechanics_iterations_total": carry["mechanics_iterations_total"] + solution.iterations,
+        }
+        return entries, mechanical_shift(entries["pressure"], config.li_molar_volume, config.temperature)
+
+    def fields(carry):
+        return {"pressure": carry["pressure"], "von_mises": carry["von_mises"],
+                "plastic_strain": carry["equivalent_plastic_strain"]}
+
+    def diagnostics(carry):
+        xi, pressure = carry["xi"], carry["pressure"]
+        in_metal = xi >= 0.5
+        weight = interpolation_slope(xi)
+        position, fraction = dendrite.front_crossings(xi, x, grid.spacing[0])
+        tip = jnp.argmax(position)
+        tip_pressure = (pressure[:-1] * (1 - fraction) + pressure[1:] * fraction).ravel()[tip]
+        tip_pressure = jnp.where(jnp.isfinite(jnp.max(position)), tip_pressure, 0.0)
+        steps = jnp.maximum(carry["step"], 1)
+        return {
+            "interface_pressure": jnp.sum(weight * pressure) / jnp.maximum(jnp.sum(weight), 1e-300),
+            "tip_pressure": tip_pressure,
+            "tip_mechanical_overpotential": overpotential_per_mpa * tip_pressure,
+            "metal_pressure_max": jnp.max(jnp.where(in_metal, pressure, -jnp.inf)),
+            "metal_von_mises_max": jnp.max(jnp.where(in_metal, carry["von_mises"], 0.0)),
+            "electrolyte_von_mises_max": jnp.max(jnp.where(in_metal, 0.0, carry["von_mises"])),
+            "plastic_strain_max": jnp.max(carry["equivalent_plastic_strain"]),
+            "yield_overshoot": carry["yield_overshoot"],
+            "stack_strain": carry["mean_strain"][0],
+            "mechanics_iterations": carry["mechanics_iterations"].astype(jnp.float64),
+            "mechanics_iterations_mean": carry["mechanics_iterations_total"] / steps,
+            "mechanics_residual": carry["mechanics_residual"],
+        }
+
+    coupling = dendrite.Coupling(
+        init=init,
+        update=update,
+        fields=fields,
+        field_info={
+            "pressure": Quantity("MPa", "hydrostatic pressure -tr(sigma)/3 of the equilibrium solve"),
+            "von_mises": Quantity("MPa", "von Mises stress of the equilibrium solve (plastic flow lags one step)"),
+            "plastic_strain": Quantity("1", "accumulated equivalent plastic strain"),
+        },
+        diagnostics=diagnostics,
+        scalar_info=SCALAR_INFO,
+    )
+    return dendrite.build(config, solver, coupling)
+
+
+SCALAR_INFO = {
+    "interface_pressure": Quantity("MPa", "pressure at the interface, weighted by h'(xi) (the reaction's weight)"),
+    "tip_pressure": Quantity("MPa", "pressure at the dendrite tip (the farthest xi = 1/2 crossing)"),
+    "tip_mechanical_overpotential": Quantity("mV", "Omega_Li p / (n F) at the tip: the Butler-Volmer shift"),
+    "metal_pressure_max": Quantity("MPa", "largest pressure in the metal (xi >= 1/2)"),
+    "metal_von_mises_max": Quantity("MPa", "largest von Mises stress in the metal (xi >= 1/2; the yield stress "
+                                           "plus the one-step lag)"),
+    "electrolyte_von_mises_max": Quantity("MPa", "largest von Mises stress in the electrolyte (xi < 1/2)"),
+    "plastic_strain_max": Quantity("1", "largest accumulated equivalent plastic strain"),
+    "yield_overshoot": Quantity("MPa", "largest excess of the equilibrium von Mises stress over the yield stress "
+                                       "in the last step (the one-step lag of plastic flow)"),
+    "stack_strain": Quantity("1", "mean strain across the stack, <eps_xx>"),
+    "mechanics_iterations": Quantity("1", "CG iterations of the last elasticity solve"),
+    "mechanics_iterations_mean": Quantity("1", "CG iterations per step since the start"),
+    "mechanics_residual": Quantity("1", "relative residual of the last elasticity solve"),
+}

@@ -1,0 +1,161 @@
+"""Li dendrites in a solid electrolyte (physics.md 4): the liquid model to the bit without load, the
+mechanical overpotential of a flat front under pressure (4.5, 7.11), a compressed growing tip, Li
+plasticity, input checks and the command line."""
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import jax
+import numpy as np
+import pytest
+
+from phasefield.cli import build, time_control
+from phasefield.config import ConfigError, validate_run
+from phasefield.integrate import integrate
+from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT, interpolation
+
+SOLVER = {"scheme": "imex1", "dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
+FIXED = {"dt": 0.01, "adaptive": False}
+OMEGA_LI = 1.30e-5  # m^3/mol
+
+
+def simulate(name, t_end, record, solver=None, **scenario):
+    """Run scenario ``name``; returns (times, scalars dict of arrays, final carry)."""
+    config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario},
+                           "solver": {**SOLVER, **(solver or {})}, "output": {}})
+    simulation = build(config)
+    carry = simulation.stepper.init(simulation.initial_fields())
+    diagnostics = jax.jit(simulation.diagnostics)
+    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
+
+    def on_record(carry, clock):
+        times.append(clock["t"])
+        rows.append(jax.device_get(diagnostics(carry)))
+
+    carry, _ = integrate(simulation.stepper, time_control(config.solver, simulation.stepper.stable_dt), carry,
+                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
+    return np.array(times), {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}, jax.device_get(carry)
+
+
+# a nucleus growing into the electrolyte, with anisotropy and noise (every part of the dendrite step)
+SMALL = {"size": [24.0, 16.0], "shape": [24, 16], "electrode_position": 5.0, "nuclei": [[8.0, 2.5]],
+         "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
+         "noise_amplitude": 0.01, "anisotropy_strength": 0.04}
+
+
+@functools.lru_cache(maxsize=None)
+def liquid_small():
+    return simulate("dendrite", 0.3, 0.1, FIXED, **SMALL)
+
+
+def test_no_load_and_no_eigenstrain_reproduce_the_liquid_model_bit_for_bit():
+    """sigma = 0 exactly (every elasticity solve has a zero right-hand side), so the Butler-Volmer shift is 0."""
+    _, liquid_scalars, liquid = liquid_small()
+    _, scalars, solid = simulate("dendrite_solid", 0.3, 0.1, FIXED, deposition_eigenstrain=0.0, stack_pressure=0.0,
+                                 **SMALL)
+    for name in ("xi", "c", "phi"):
+        assert np.array_equal(solid[name], liquid[name]), name
+    for name, values in liquid_scalars.items():
+        assert np.array_equal(scalars[name], values), name
+    assert scalars["dendrite_height"][-1] > scalars["dendrite_height"][0] + 2.0  # it grew
+    assert not np.any(solid["pressure"]) and not np.any(solid["von_mises"]) and not np.any(solid["plastic_strain"])
+    assert np.all(scalars["mechanics_iterations"] == 0)
+
+
+def test_flat_front_under_uniform_pressure_deposits_slower_by_exp_minus_alpha_omega_p_over_rt():
+    """physics.md 4.5: a flat front in a uniform stress -p I (homogeneous moduli, all-round pressure, 3D)
+    moves exp(-a Omega p / RT) = 0.769 times as fast as at p = 0 (100 MPa, a = 0.5, 298.15 K); the tip
+    reports Omega p / F = 0.1347 mV per MPa (physics.md 7.11: 0.135).
+
+    Deep cathodic (-0.3 V: the anodic term is e^{-f 0.3} = 1e-5 of the cathodic) and slow (i0 = 0.03
+    mA/cm^2, far from the Allen-Cahn rate), with uniform c (fast diffusion) and a fine grid along x
+    (8 cells per interface thickness: no lattice pinning of the slow front)."""
+    strip = {"size": [16.0, 0.5, 0.5], "shape": [128, 2, 2], "electrode_position": 6.0, "temperature": 298.15,
+             "voltage": -0.3, "exchange_current_density": 0.03, "migration": False, "diffusivity_electrolyte": 1e-6,
+             "short_circuit_gap": 0.0}
+    pressure = 100.0
+    mechanics = {"electrolyte_young_modulus": 7.8, "electrolyte_poisson_ratio": 0.38, "lateral": "isostatic",
+                 "deposition_eigenstrain": 0.0, "stack_pressure": pressure}
+    velocities = {}
+    for name, extra in (("dendrite", {}), ("dendrite_solid", mechanics)):
+        times, scalars, carry = simulate(name, 2.0, 0.25, {"dt": 0.05, "adaptive": False}, **strip, **extra)
+        keep = times >= 0.5  # after the profile settles
+        velocities[name] = np.polyfit(times[keep], scalars["deposited_charge"][keep], 1)[0]
+    expected = np.exp(-0.5 * OMEGA_LI * pressure * 1e6 / (GAS_CONSTANT * 298.15))
+    ratio = velocities["dendrite_solid"] / velocities["dendrite"]
+    assert abs(ratio / expected - 1) < 5e-4, (ratio, expected)
+    assert np.allclose(carry["pressure"], pressure, rtol=1e-12)
+    per_mpa = scalars["tip_mechanical_overpotential"][-1] / pressure
+    assert abs(per_mpa / (OMEGA_LI * 1e6 / FARADAY * 1e3) - 1) < 1e-9 and abs(per_mpa - 0.135) < 1e-3
+
+
+def test_deposition_eigenstrain_compresses_the_metal_at_a_growing_tip():
+    """Li deposited with a misfit eps0 = 0.01 in stiff LLZO is compressed; the pressure at the growing tip
+    gives a positive mechanical overpotential."""
+    _, scalars, carry = simulate("dendrite_solid", 0.3, 0.1, FIXED, deposition_eigenstrain=0.01, stack_pressure=0.0,
+                                 **SMALL)
+    assert np.all(scalars["tip_pressure"][1:] > 5.0), scalars["tip_pressure"]  # MPa
+    per_mpa = 1e3 * OMEGA_LI * 1e6 / FARADAY  # mV
+    assert np.allclose(scalars["tip_mechanical_overpotential"], per_mpa * scalars["tip_pressure"])
+    assert np.all(scalars["tip_mechanical_overpotential"][1:] > 0.5)  # mV
+    assert scalars["interface_pressure"][-1] > 1.0 and scalars["metal_pressure_max"][-1] > 10.0
+    deposit = interpolation(carry["xi"]) - carry["eigenstrain_reference"] > 0.5
+    assert np.mean(carry["pressure"][deposit]) > 0  # the new metal is under compression
+    assert scalars["mechanics_iterations"][-1] > 0 and scalars["mechanics_residual"][-1] < 1e-7
+
+
+def test_metal_yields_at_its_yield_stress_and_the_electrolyte_stays_elastic():
+    """A Li nucleus on a Li layer in LLZO under 20 MPa of stack pressure: the stress in the bulk metal is
+    held at the 1 MPa yield stress (the initial plastic equilibrium, then one return per step with slow
+    deposition), while the electrolyte carries several times that."""
+    _, scalars, carry = simulate("dendrite_solid", 0.2, 0.1, FIXED, **{**SMALL, "noise_amplitude": 0.0},
+                                 voltage=-0.02, deposition_eigenstrain=0.0, stack_pressure=20.0)
+    h = interpolation(carry["xi"])
+    bulk_metal = h > 0.999
+    assert np.max(carry["von_mises"][bulk_metal]) < 1.02, np.max(carry["von_mises"][bulk_metal])  # MPa
+    assert np.max(carry["equivalent_plastic_strain"][bulk_metal]) > 1e-4  # it flowed
+    assert np.max(carry["von_mises"][h < 1e-3]) > 5.0
+    assert scalars["yield_overshoot"][-1] < 0.1 and np.isclose(scalars["metal_pressure_max"][0], 20.0, rtol=0.3)
+
+
+@pytest.mark.parametrize("override,fragments", [
+    ({"electrolyte_young_modulus": -150.0}, ["scenario.electrolyte_young_modulus", "-150.0", "> 0.0"]),
+    ({"metal_poisson_ratio": 0.5}, ["scenario.metal_poisson_ratio", "0.5", "-1 < nu < 0.5"]),
+    ({"electrolyte_poisson_ratio": -1.2}, ["scenario.electrolyte_poisson_ratio", "-1 < nu < 0.5"]),
+    ({"metal_yield_stress": 0.0}, ["scenario.metal_yield_stress", "> 0.0"]),
+    ({"deposition_eigenstrain": 0.3}, ["scenario.deposition_eigenstrain", "<= 0.1"]),
+    ({"stack_pressure": -5.0}, ["scenario.stack_pressure", ">= 0.0"]),
+    ({"lateral": "sideways"}, ["scenario.lateral", "'free', 'clamped', 'isostatic'"]),
+    ({"li_molar_volume": 0.0}, ["scenario.li_molar_volume", "> 0.0"]),
+    ({"voltage": 0.1}, ["scenario.voltage", "negative"]),  # the dendrite checks still apply
+])
+def test_invalid_inputs_rejected_with_clear_messages(override, fragments):
+    with pytest.raises(ConfigError) as error:
+        validate_run({"scenario": {"name": "dendrite_solid", **override}, "solver": SOLVER, "output": {}})
+    for fragment in fragments:
+        assert fragment in str(error.value), str(error.value)
+
+
+def test_command_line_runs_the_scenario_and_writes_mechanics_with_units(tmp_path):
+    """``python run.py scenario=dendrite_solid`` writes run.h5 with the mechanics fields and scalars;
+    a bad value stops it before any compute with the key, the value and the allowed range."""
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "run.py"), "scenario=dendrite_solid"]
+    result = subprocess.run(command + ["scenario.shape=[32,32]", "scenario.t_end=0.5", "output.interval=0.5",
+                                       "output.scalar_interval=0.25", "output.plots=false",
+                                       f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with h5py.File(tmp_path / "run" / "run.h5", "r") as f:
+        assert f.attrs["scenario"] == "dendrite_solid" and f.attrs["finished"]
+        assert f["fields/pressure"].shape == (2, 32, 32) and f["fields/pressure"].attrs["units"] == "MPa"
+        assert f["fields/von_mises"].attrs["units"] == "MPa" and f["fields/plastic_strain"].attrs["units"] == "1"
+        assert f["scalars/tip_mechanical_overpotential"].attrs["units"] == "mV"
+        assert f["scalars/metal_pressure_max"][0] > 0  # the 5 MPa stack pressure of the default
+    bad = subprocess.run(command + ["scenario.metal_poisson_ratio=0.6", f"hydra.run.dir={tmp_path / 'bad'}"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "scenario.metal_poisson_ratio = 0.6" in bad.stderr and "-1 < nu < 0.5" in bad.stderr
+    assert not (tmp_path / "bad" / "run.h5").exists()
