@@ -1,35 +1,19 @@
 """Electrodeposition phase field: Nernst equilibrium, Butler-Volmer front kinetics, Sand's time,
 conservation of Li and charge, anisotropy, reproducibility, 3D, and input checks (physics.md 3.6)."""
-import jax
 import numpy as np
 import pytest
 
-from phasefield.cli import build
 from phasefield.config import ConfigError, validate_run
-from phasefield.integrate import integrate
-from phasefield.cli import time_control
 from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT
+from scenario_runs import run_scenario
 
 SOLVER = {"scheme": "imex1", "dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
 
 
 def simulate(t_end, record=1.0, solver=None, **scenario):
     """Run the dendrite model; returns (times, scalars dict of arrays, final carry)."""
-    config = validate_run({"scenario": {"name": "dendrite", "t_end": t_end, **scenario},
-                           "solver": {**SOLVER, **(solver or {})}, "output": {}})
-    simulation = build(config)
-    carry = simulation.stepper.init(simulation.initial_fields())
-    diagnostics = jax.jit(simulation.diagnostics)
-    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
-
-    def on_record(carry, clock):
-        times.append(clock["t"])
-        rows.append(jax.device_get(diagnostics(carry)))
-
-    carry, _ = integrate(simulation.stepper, time_control(config.solver, simulation.stepper.stable_dt), carry,
-                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
-    scalars = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
-    return np.array(times), scalars, carry
+    times, scalars, carry, _ = run_scenario("dendrite", t_end, record, {**SOLVER, **(solver or {})}, **scenario)
+    return times, scalars, carry
 
 
 # A planar front in a thin strip: x resolved at 0.25 um (4 cells across the 10-90 % width); uniform

@@ -11,10 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from phasefield.cli import build, time_control
 from phasefield.config import ConfigError, validate_run
-from phasefield.integrate import integrate
 from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT, interpolation
+from scenario_runs import run_scenario
 
 SOLVER = {"scheme": "imex1", "dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
 FIXED = {"dt": 0.01, "adaptive": False}
@@ -23,20 +22,8 @@ OMEGA_LI = 1.30e-5  # m^3/mol
 
 def simulate(name, t_end, record, solver=None, **scenario):
     """Run scenario ``name``; returns (times, scalars dict of arrays, final carry)."""
-    config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario},
-                           "solver": {**SOLVER, **(solver or {})}, "output": {}})
-    simulation = build(config)
-    carry = simulation.stepper.init(simulation.initial_fields())
-    diagnostics = jax.jit(simulation.diagnostics)
-    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
-
-    def on_record(carry, clock):
-        times.append(clock["t"])
-        rows.append(jax.device_get(diagnostics(carry)))
-
-    carry, _ = integrate(simulation.stepper, time_control(config.solver, simulation.stepper.stable_dt), carry,
-                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
-    return np.array(times), {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}, jax.device_get(carry)
+    times, scalars, carry, _ = run_scenario(name, t_end, record, {**SOLVER, **(solver or {})}, **scenario)
+    return times, scalars, jax.device_get(carry)
 
 
 # a nucleus growing into the electrolyte, with anisotropy and noise (every part of the dendrite step)

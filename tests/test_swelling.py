@@ -1,17 +1,16 @@
 """Alloy-anode swelling: J2 return mapping and the elastic-plastic cylinder, exact Li accounting under an
 applied C-rate, the exact thickness change of homogeneous elasticity, the soft-matrix limit, the
 compressive-to-tensile reversal of the surface hoop stress (Chen 2014), and input checks (physics.md 6)."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phasefield.cli import build, time_control
+from phasefield.cli import build
 from phasefield.config import ConfigError, validate_run
 from phasefield.grid import Grid
-from phasefield.integrate import integrate
 from phasefield.operators import hydrostatic_stress, isotropic_moduli, solve_elasticity, von_mises_stress
 from phasefield.physics.plasticity import deviator, equivalent_stress, plastic_equilibrium, radial_return
+from scenario_runs import run_scenario
 
 SOLVER = {"scheme": "imex1", "dt": 1.0, "adaptive": True, "dt_min": 1e-4, "dt_max": 60.0, "target_change": 0.02}
 # one particle in a small cell, no collector: quick runs
@@ -22,20 +21,7 @@ SINGLE = {"size": [4.0, 4.0], "shape": [64, 64], "particles": [[2.0, 2.0, 1.0]],
 
 def simulate(t_end, record=60.0, solver=None, **scenario):
     """Run the swelling model; returns (times, scalars, final carry, simulation)."""
-    config = validate_run({"scenario": {"name": "swelling", "t_end": t_end, **scenario},
-                           "solver": {**SOLVER, **(solver or {})}, "output": {}})
-    simulation = build(config)
-    carry = simulation.stepper.init(simulation.initial_fields())
-    diagnostics = jax.jit(simulation.diagnostics)
-    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
-
-    def on_record(carry, clock):
-        times.append(clock["t"])
-        rows.append(jax.device_get(diagnostics(carry)))
-
-    carry, _ = integrate(simulation.stepper, time_control(config.solver), carry,
-                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
-    return np.array(times), {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}, carry, simulation
+    return run_scenario("swelling", t_end, record, {**SOLVER, **(solver or {})}, **scenario)
 
 
 def test_radial_return_lands_on_the_yield_surface_and_keeps_the_pressure():

@@ -640,7 +640,7 @@ def build(config: Config, solver) -> Simulation:
             "surface_hoop_stress": masked_mean(hoop_stress(stress), surface_band),
             "plastic_strain_max": masked_max(carry["equivalent_plastic_strain"], in_particles),
             "plastic_strain_mean": masked_mean(carry["equivalent_plastic_strain"], in_particles),
-            "mean_stress_xx": masked_mean(stress["xx"], psi > -1.0),
+            "mean_stress_xx": jnp.mean(stress["xx"]),
             "mechanics_iterations": carry["mechanics_iterations"].astype(jnp.float64),
             "filter_iterations": jnp.asarray(carry["filter_iterations"], jnp.float64),
         }
