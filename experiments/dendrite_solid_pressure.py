@@ -15,9 +15,12 @@ per electrode area, the mechanical overpotential at the tip and the pressure at 
 largest von Mises stress in the electrolyte at the end; it writes ``dendrite_solid_pressure.png``
 (xi at the end of every run, height against the swept value; a run that short-circuits ends
 early, at the time in the table) and ``dendrite_solid_pressure.json``
-(the table) to ``experiments/results/``.
+(the table) to ``experiments/results/``. ``--reaction-pressure normal_traction`` runs the same set with
+the normal traction across the interface as the pressure of the mechanical overpotential (files
+``dendrite_solid_pressure_normal_traction.*``).
 
     python experiments/dendrite_solid_pressure.py --out runs/dendrite_solid_pressure
+    python experiments/dendrite_solid_pressure.py --reaction-pressure normal_traction --out runs/dsp_traction
 """
 from __future__ import annotations
 
@@ -87,14 +90,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/dendrite_solid_pressure"))
     parser.add_argument("--t-end", type=float, default=8.0, help="s")
+    parser.add_argument("--reaction-pressure", choices=("hydrostatic", "normal_traction"), default="hydrostatic")
     args = parser.parse_args()
+    stem = "dendrite_solid_pressure" + ("" if args.reaction_pressure == "hydrostatic" else "_normal_traction")
     from phasefield.cli import run
 
     rows = []
     for label, sweep, value, overrides in runs():
         run_dir = args.out / label.replace(" ", "").replace("=", "_").replace(",", "_")
         start = time.perf_counter()
-        run_file = run(config(args.t_end, **overrides), run_dir)
+        run_file = run(config(args.t_end, reaction_pressure=args.reaction_pressure, **overrides), run_dir)
         rows.append({"label": label, "sweep": sweep, "value": value, "wall": time.perf_counter() - start,
                      **summarise(run_file)})
 
@@ -129,10 +134,10 @@ def main():
         ax.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "dendrite_solid_pressure.png", dpi=100)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=100)
     plt.close(fig)
     table = [{k: v for k, v in r.items() if k not in ("xi", "extent")} for r in rows]
-    (RESULTS / "dendrite_solid_pressure.json").write_text(json.dumps(table, indent=1))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(table, indent=1))
 
 
 if __name__ == "__main__":

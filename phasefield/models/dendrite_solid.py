@@ -26,7 +26,15 @@ same units and options) plus small-strain mechanics of the cell, in plane strain
 
   the cathodic term times ``e^{-a Omega p/RT}``, the anodic times ``e^{(1-a) Omega p/RT}``
   (``eta_eff = phi + Omega p/(nF)``: 0.135 mV per MPa). ``p`` is the local pressure of each
-  cell, at the interface that of the Voigt mixture. Mechanics enters nowhere else: the
+  cell (``reaction_pressure: hydrostatic``, the default; at the interface that of the Voigt
+  mixture, which the stiff electrolyte dominates) or, across the interface, the normal
+  compression ``-n.sigma.n`` with ``n = grad xi / |grad xi|`` (``normal_traction``): the metal
+  cannot carry more than ``sigma_Y`` of deviatoric stress, so its pressure is the normal traction
+  it receives, which is continuous across the interface, while the hydrostatic stress of a mixed
+  cell is not. Under a uniaxial stack pressure a flat interface sees exactly ``p_stack`` with
+  ``normal_traction`` and ``(1 + nu) p_stack / 3`` or so with ``hydrostatic``; where
+  ``|grad xi|`` vanishes (away from the interface, where ``h'(xi) = 0`` anyway) the hydrostatic
+  pressure is used. Mechanics enters nowhere else: the
   Allen-Cahn equation carries no elastic driving force, which would count the pressure work
   ``Omega p`` a second time.
 
@@ -66,7 +74,9 @@ import jax
 import jax.numpy as jnp
 
 from phasefield.config import ConfigError, option
+from phasefield.grid import Boundary
 from phasefield.models import dendrite
+from phasefield.operators import gradient
 from phasefield.operators.elasticity import (
     hydrostatic_stress,
     isotropic_moduli,
@@ -82,6 +92,7 @@ from phasefield.simulation import Quantity, Simulation
 MPA = 1e6  # Pa
 GPA_IN_MPA = 1e3
 INITIAL_RETURNS = 500  # most solve-and-return passes of the initial plastic equilibrium
+NORMAL_GRADIENT = 1e-6  # |grad xi| (1/um) below which no interface normal is defined (hydrostatic p there)
 INITIAL_RETURN_TOLERANCE = 1e-3  # ... until the largest plastic increment changes a stress by this fraction of yield
 
 
@@ -105,6 +116,9 @@ class Config(dendrite.Config):
                                                                   "(along x), MPa")
     lateral: str = option("free", choices=("free", "clamped", "isostatic"),
                           help="across the stack: zero mean stress, zero mean strain, or mean stress -stack_pressure")
+    reaction_pressure: str = option("hydrostatic", choices=("hydrostatic", "normal_traction"),
+                                    help="the pressure p of the mechanical overpotential Omega p/(nF): -tr(sigma)/3 of "
+                                         "each cell, or -n.sigma.n across the interface (n = grad xi/|grad xi|)")
     li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True,
                                     help="molar volume of Li metal Omega_Li, m^3/mol (mechanical overpotential "
                                          "Omega p / (n F))")
@@ -161,6 +175,19 @@ def build(config: Config, solver) -> Simulation:
     # mV of mechanical overpotential per MPa: Omega / (n F)
     overpotential_per_mpa = config.li_molar_volume * MPA / (config.electrons * FARADAY) * 1e3
     x = jnp.asarray(grid.axis_coordinates(0)).reshape((-1,) + (1,) * (ndim - 1))
+    neumann = Boundary.uniform(ndim, "neumann")
+
+    def reaction_pressure(xi, stress):
+        """The pressure (MPa) in ``Omega p``: ``-tr(sigma)/3``, or ``-n.sigma.n`` where ``|grad xi| > 0``."""
+        hydrostatic = -hydrostatic_stress(stress)
+        if config.reaction_pressure == "hydrostatic":
+            return hydrostatic
+        slopes = gradient(xi, grid, neumann)
+        size = jnp.sqrt(sum(g * g for g in slopes))
+        normal = [g / jnp.maximum(size, NORMAL_GRADIENT) for g in slopes]
+        traction = sum(normal[a] * normal[b] * stress["xyz"[min(a, b)] + "xyz"[max(a, b)]]
+                       for a in range(ndim) for b in range(ndim))
+        return jnp.where(size > NORMAL_GRADIENT, -traction, hydrostatic)
 
     def materials(xi):
         """Voigt-mixed Lame fields and the yield stress field (MPa) of ``xi``."""
@@ -174,7 +201,7 @@ def build(config: Config, solver) -> Simulation:
         """``eps0 [h(xi) - h(xi_0)] I``: the misfit of the metal deposited since the start."""
         return {n: config.deposition_eigenstrain * (interpolation(xi) - reference) for n in components if n[0] == n[1]}
 
-    def state(solution, mu, yield_stress, plastic, accumulated):
+    def state(xi, solution, mu, yield_stress, plastic, accumulated):
         """Carry entries after an equilibrium ``solution``: its pressure and von Mises stress, and the
         plastic strain (tensor and accumulated) grown by the radial return of its stress."""
         returned = radial_return(solution.stress, mu, yield_stress)
@@ -185,6 +212,7 @@ def build(config: Config, solver) -> Simulation:
             "displacement": solution.displacement,
             "mean_strain": jnp.stack([solution.mean_strain[n] for n in names]),
             "pressure": -hydrostatic_stress(solution.stress),
+            "reaction_pressure": reaction_pressure(xi, solution.stress),
             "von_mises": von_mises_stress(solution.stress),
             "yield_overshoot": jnp.max(3.0 * mu * returned.equivalent_increment),  # q - sigma_Y where it yields
             "mechanics_iterations": solution.iterations,
@@ -202,7 +230,7 @@ def build(config: Config, solver) -> Simulation:
         # sqrt(2/3 e:e) = (2/3) sqrt(3/2 e:e) of the (deviatoric) plastic strain
         accumulated = (2.0 / 3.0) * equivalent_stress(relaxed.plastic_strain)
         return {
-            **state(relaxed.elasticity, mu, yield_stress, relaxed.plastic_strain, accumulated),
+            **state(xi, relaxed.elasticity, mu, yield_stress, relaxed.plastic_strain, accumulated),
             "eigenstrain_reference": interpolation(xi),
             "mechanics_iterations_total": jnp.asarray(0, jnp.int64),
         }
@@ -217,18 +245,21 @@ def build(config: Config, solver) -> Simulation:
                                     tolerance=config.mechanics_tolerance,
                                     max_iterations=config.mechanics_max_iterations)
         entries = {
-            **state(solution, mu, yield_stress, plastic, carry["equivalent_plastic_strain"]),
+            **state(xi, solution, mu, yield_stress, plastic, carry["equivalent_plastic_strain"]),
             "eigenstrain_reference": carry["eigenstrain_reference"],
             "mechanics_iterations_total": carry["mechanics_iterations_total"] + solution.iterations,
         }
-        return entries, mechanical_shift(entries["pressure"], config.li_molar_volume, config.temperature)
+        return entries, mechanical_shift(entries["reaction_pressure"], config.li_molar_volume, config.temperature)
+
+    normal_traction = config.reaction_pressure == "normal_traction"
 
     def fields(carry):
+        extra = {"reaction_pressure": carry["reaction_pressure"]} if normal_traction else {}
         return {"pressure": carry["pressure"], "von_mises": carry["von_mises"],
-                "plastic_strain": carry["equivalent_plastic_strain"]}
+                "plastic_strain": carry["equivalent_plastic_strain"], **extra}
 
     def diagnostics(carry):
-        xi, pressure = carry["xi"], carry["pressure"]
+        xi, pressure = carry["xi"], carry["reaction_pressure"]
         in_metal = xi >= 0.5
         weight = interpolation_slope(xi)
         position, fraction = dendrite.front_crossings(xi, x, grid.spacing[0])
@@ -259,6 +290,9 @@ def build(config: Config, solver) -> Simulation:
             "pressure": Quantity("MPa", "hydrostatic pressure -tr(sigma)/3 of the equilibrium solve"),
             "von_mises": Quantity("MPa", "von Mises stress of the equilibrium solve (plastic flow lags one step)"),
             "plastic_strain": Quantity("1", "accumulated equivalent plastic strain"),
+            **({"reaction_pressure": Quantity("MPa", "-n.sigma.n across the interface (n = grad xi/|grad xi|), "
+                                                     "the pressure of the mechanical overpotential")}
+               if normal_traction else {}),
         },
         diagnostics=diagnostics,
         scalar_info=SCALAR_INFO,
@@ -267,10 +301,13 @@ def build(config: Config, solver) -> Simulation:
 
 
 SCALAR_INFO = {
-    "interface_pressure": Quantity("MPa", "pressure at the interface, weighted by h'(xi) (the reaction's weight)"),
-    "tip_pressure": Quantity("MPa", "pressure at the dendrite tip (the farthest xi = 1/2 crossing)"),
+    "interface_pressure": Quantity("MPa", "pressure of the mechanical overpotential (reaction_pressure) at the "
+                                          "interface, weighted by h'(xi) (the reaction's weight)"),
+    "tip_pressure": Quantity("MPa", "pressure of the mechanical overpotential at the dendrite tip (the farthest "
+                                    "xi = 1/2 crossing)"),
     "tip_mechanical_overpotential": Quantity("mV", "Omega_Li p / (n F) at the tip: the Butler-Volmer shift"),
-    "metal_pressure_max": Quantity("MPa", "largest pressure in the metal (xi >= 1/2)"),
+    "metal_pressure_max": Quantity("MPa", "largest pressure of the mechanical overpotential in the metal "
+                                          "(xi >= 1/2)"),
     "metal_von_mises_max": Quantity("MPa", "largest von Mises stress in the metal (xi >= 1/2; the yield stress "
                                            "plus the one-step lag)"),
     "electrolyte_von_mises_max": Quantity("MPa", "largest von Mises stress in the electrolyte (xi < 1/2)"),
