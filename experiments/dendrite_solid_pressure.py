@@ -15,12 +15,12 @@ per electrode area, the mechanical overpotential at the tip and the pressure at 
 largest von Mises stress in the electrolyte at the end; it writes ``dendrite_solid_pressure.png``
 (xi at the end of every run, height against the swept value; a run that short-circuits ends
 early, at the time in the table) and ``dendrite_solid_pressure.json``
-(the table) to ``experiments/results/``. ``--reaction-pressure normal_traction`` runs the same set with
-the normal traction across the interface as the pressure of the mechanical overpotential (files
-``dendrite_solid_pressure_normal_traction.*``).
+(the table) to ``experiments/results/``. ``--reaction-pressure hydrostatic`` runs the same set with
+-tr(sigma)/3 of each cell as the pressure of the mechanical overpotential (files
+``dendrite_solid_pressure_hydrostatic.*``).
 
     python experiments/dendrite_solid_pressure.py --out runs/dendrite_solid_pressure
-    python experiments/dendrite_solid_pressure.py --reaction-pressure normal_traction --out runs/dsp_traction
+    python experiments/dendrite_solid_pressure.py --reaction-pressure hydrostatic --out runs/dsp_hydrostatic
 """
 from __future__ import annotations
 
@@ -90,9 +90,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/dendrite_solid_pressure"))
     parser.add_argument("--t-end", type=float, default=8.0, help="s")
-    parser.add_argument("--reaction-pressure", choices=("hydrostatic", "normal_traction"), default="hydrostatic")
+    parser.add_argument("--reaction-pressure", choices=("normal_traction", "hydrostatic"), default="normal_traction")
     args = parser.parse_args()
-    stem = "dendrite_solid_pressure" + ("" if args.reaction_pressure == "hydrostatic" else "_normal_traction")
+    stem = "dendrite_solid_pressure" + ("" if args.reaction_pressure == "normal_traction" else "_hydrostatic")
     from phasefield.cli import run
 
     rows = []

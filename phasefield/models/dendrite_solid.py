@@ -25,16 +25,15 @@ same units and options) plus small-strain mechanics of the cell, in plane strain
       dxi/dt = L_eta h'(xi) [c e^{-a (f phi + s)} - e^{(1-a)(f phi + s)}],
 
   the cathodic term times ``e^{-a Omega p/RT}``, the anodic times ``e^{(1-a) Omega p/RT}``
-  (``eta_eff = phi + Omega p/(nF)``: 0.135 mV per MPa). ``p`` is the local pressure of each
-  cell (``reaction_pressure: hydrostatic``, the default; at the interface that of the Voigt
-  mixture, which the stiff electrolyte dominates) or, across the interface, the normal
-  compression ``-n.sigma.n`` with ``n = grad xi / |grad xi|`` (``normal_traction``): the metal
-  cannot carry more than ``sigma_Y`` of deviatoric stress, so its pressure is the normal traction
-  it receives, which is continuous across the interface, while the hydrostatic stress of a mixed
-  cell is not. Under a uniaxial stack pressure a flat interface sees exactly ``p_stack`` with
-  ``normal_traction`` and ``(1 + nu) p_stack / 3`` or so with ``hydrostatic``; where
-  ``|grad xi|`` vanishes (away from the interface, where ``h'(xi) = 0`` anyway) the hydrostatic
-  pressure is used. Mechanics enters nowhere else: the
+  (``eta_eff = phi + Omega p/(nF)``: 0.135 mV per MPa). ``p`` is, across the interface, the
+  normal compression ``-n.sigma.n`` with ``n = grad xi / |grad xi|`` (``reaction_pressure:
+  normal_traction``, the default): the metal carries no more than ``sigma_Y`` (1 MPa) of
+  deviatoric stress, so its pressure is the normal traction it receives, which is continuous
+  across the interface; where ``|grad xi|`` vanishes (away from the interface, where ``h'(xi) = 0``)
+  it is ``-tr(sigma)/3``. ``hydrostatic`` uses ``-tr(sigma)/3`` everywhere, at the interface that of
+  the Voigt mixture, which the stiff electrolyte dominates: under a uniaxial stack pressure on LLZO
+  a flat front's mixed cells show 93 % of it (tested against the exact normal traction).
+  Mechanics enters nowhere else: the
   Allen-Cahn equation carries no elastic driving force, which would count the pressure work
   ``Omega p`` a second time.
 
@@ -116,7 +115,7 @@ class Config(dendrite.Config):
                                                                   "(along x), MPa")
     lateral: str = option("free", choices=("free", "clamped", "isostatic"),
                           help="across the stack: zero mean stress, zero mean strain, or mean stress -stack_pressure")
-    reaction_pressure: str = option("hydrostatic", choices=("hydrostatic", "normal_traction"),
+    reaction_pressure: str = option("normal_traction", choices=("normal_traction", "hydrostatic"),
                                     help="the pressure p of the mechanical overpotential Omega p/(nF): -tr(sigma)/3 of "
                                          "each cell, or -n.sigma.n across the interface (n = grad xi/|grad xi|)")
     li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True,
