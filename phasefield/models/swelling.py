@@ -627,6 +627,7 @@ def build(config: Config, solver) -> Simulation:
             "swelling": 100.0 * thickness_change / config.electrode_thickness,
             "inserted_li": carry["inserted"],
             "li_content": jnp.sum(psi_weight * (carry["c"] - p.c_initial)) * volume,
+            "concentration_max": masked_max(carry["c"], in_particles),
             "particle_pressure_mean": -masked_mean(hydrostatic, in_particles),
             "particle_pressure_max": masked_max(-hydrostatic, in_particles),
             "particle_von_mises_mean": masked_mean(mises, in_particles),
@@ -676,6 +677,8 @@ def build(config: Config, solver) -> Simulation:
 
 SCALAR_INFO = {
     "state_of_charge": Quantity("1", "Li in the particles over their capacity"),
+    "concentration_max": Quantity("1", "largest c in the particles (psi > 1/2); above 1 late in lithiation, where "
+                                       "the stabilisation pushes near-full cells past saturation (README)"),
     "electrode_potential": Quantity("V", "electrode potential against Li/Li+ that carries the applied current"),
     "swelling": Quantity("%", "electrode thickness change since the start (mean strain xx times the cell length) "
                               "over the electrode thickness"),
