@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from phasefield.cli import build
-from phasefield.config import ConfigError, scenario_modules, validate_run
+from phasefield.config import ConfigError, OutputConfig, SolverConfig, scenario_modules, validate_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["scenario=spinodal", "scenario.shape=[24,24]", "scenario.t_end=2", "output.interval=1", "output.scalar_interval=0.5"]
@@ -80,11 +80,14 @@ def test_config_validation_messages():
 @pytest.mark.parametrize("scenario", sorted(p.stem for p in (ROOT / "configs" / "scenario").glob("*.yaml")))
 def test_every_scenario_yaml_names_every_option(scenario):
     """Hydra refuses ``scenario.key=value`` for a key the composed config lacks (it wants ``+key``), so each
-    scenario YAML lists every option of its model's Config; the composed config validates."""
+    scenario YAML lists every option of its model's Config (and solver and output every option of
+    theirs); the composed config validates."""
     with initialize_config_dir(str(ROOT / "configs"), version_base=None):
         composed = OmegaConf.to_container(compose("config", overrides=[f"scenario={scenario}"]))
-    options = {f.name for f in dataclasses.fields(scenario_modules()[composed["scenario"]["name"]].Config)}
-    assert sorted(options - set(composed["scenario"])) == []
+    schemas = {"scenario": scenario_modules()[composed["scenario"]["name"]].Config, "solver": SolverConfig,
+               "output": OutputConfig}
+    for section, schema in schemas.items():
+        assert sorted({f.name for f in dataclasses.fields(schema)} - set(composed[section])) == [], section
     validate_run({k: composed[k] for k in ("scenario", "solver", "output")})
 
 
