@@ -16,7 +16,9 @@ Li transport (smoothed-boundary Cahn-Hilliard, Yu, Chen & Thornton 2012)::
     mu_el = -(1 / (c_max R T)) sigma : d eps*/dc = -sigma_kk beta / (3 (1 + beta c)) / (c_max R T)
 
 The regular-solution free energy phase-separates for ``chi > 2`` (crystalline Si lithiates by a
-two-phase front); ``psi`` in the gradient and mobility terms makes the particle surface no-flux
+two-phase front), but only without ``mu_el``: the coherency term ``2 Y (d eps*/dc)^2 / (c_max R T)``
+(about 45 at ``c = 1/2``) outweighs ``f'' = -2``, so with the stress coupling Li spreads as one
+phase (Cahn's coherent spinodal vanishes at these misfits); ``psi`` in the gradient and mobility terms makes the particle surface no-flux
 for diffusion, and ``|grad psi| j`` puts the surface reaction into it. Butler-Volmer kinetics
 with the electrode potential ``E`` against Li/Li+ (V) and the open-circuit potential
 ``U = U0 - mu / f`` (``f = F / (R T)``)::
