@@ -14,6 +14,7 @@ from phasefield.operators import (
     hydrostatic_stress,
     isotropic_moduli,
     mix_moduli,
+    normal_stress,
     solve_elasticity,
     von_mises_stress,
 )
@@ -488,6 +489,10 @@ def test_stress_measures_and_moduli_helpers():
     assert float(von_mises_stress(shear)) == pytest.approx(2.0 * np.sqrt(3.0))
     pressure = {"xx": -5.0, "yy": -5.0, "zz": -5.0, "xy": 0.0}
     assert float(von_mises_stress(pressure)) == 0.0 and float(hydrostatic_stress(pressure)) == -5.0
+    # n.sigma.n: the uniaxial stress seen along x, across it, and at 60 degrees (3 cos^2 60 = 0.75); shear at 45
+    assert float(normal_stress(uniaxial, [1.0, 0.0])) == 3.0 and float(normal_stress(uniaxial, [0.0, -1.0])) == 0.0
+    assert float(normal_stress(uniaxial, [0.5, np.sqrt(0.75)])) == pytest.approx(0.75)
+    assert float(normal_stress(shear, [np.sqrt(0.5), np.sqrt(0.5), 0.0])) == pytest.approx(2.0)
     strain = {"xx": 1e-3, "yy": -2e-3, "zz": 0.5e-3, "yz": 0.2e-3, "xz": 0.0, "xy": 0.7e-3}
     sigma = stress_from_strain(lam, mu, strain)
     work = sum((1 if k[0] == k[1] else 2) * sigma[k] * strain[k] for k in strain)

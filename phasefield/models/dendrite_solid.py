@@ -80,6 +80,7 @@ from phasefield.operators.elasticity import (
     hydrostatic_stress,
     isotropic_moduli,
     mean_components,
+    normal_stress,
     solve_elasticity,
     tensor_components,
     von_mises_stress,
@@ -183,9 +184,7 @@ def build(config: Config, solver) -> Simulation:
             return hydrostatic
         slopes = gradient(xi, grid, neumann)
         size = jnp.sqrt(sum(g * g for g in slopes))
-        normal = [g / jnp.maximum(size, NORMAL_GRADIENT) for g in slopes]
-        traction = sum(normal[a] * normal[b] * stress["xyz"[min(a, b)] + "xyz"[max(a, b)]]
-                       for a in range(ndim) for b in range(ndim))
+        traction = normal_stress(stress, [g / jnp.maximum(size, NORMAL_GRADIENT) for g in slopes])
         return jnp.where(size > NORMAL_GRADIENT, -traction, hydrostatic)
 
     def materials(xi):

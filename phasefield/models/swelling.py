@@ -73,6 +73,7 @@ from phasefield.operators import SpectralBasis, divergence, face_average, face_g
 from phasefield.operators.elasticity import (
     hydrostatic_stress,
     isotropic_moduli,
+    normal_stress,
     solve_elasticity,
     tensor_components,
     von_mises_stress,
@@ -597,19 +598,10 @@ def build(config: Config, solver) -> Simulation:
     interface_band = (psi > 0.25) & (psi < 0.75)
     surface_band = (psi > 0.75) & (psi < 0.95)  # the particle side of its surface
 
-    def normal_stress(stress):
-        """``n . sigma . n`` with ``n = -grad psi / |grad psi|`` (the sign of n drops out)."""
-        total = 0.0
-        for a in range(ndim):
-            for b in range(ndim):
-                name = "xyz"[min(a, b)] + "xyz"[max(a, b)]
-                total = total + normal[a] * stress[name] * normal[b]
-        return total
-
     def hoop_stress(stress):
         """Mean in-plane tangential stress ``(tr_plane(sigma) - sigma_nn) / (d - 1)`` at a surface."""
         in_plane = sum(stress["xyz"[a] * 2] for a in range(ndim))
-        return (in_plane - normal_stress(stress)) / (ndim - 1)
+        return (in_plane - normal_stress(stress, normal)) / (ndim - 1)
 
     def masked_mean(values, mask):
         return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
@@ -621,7 +613,7 @@ def build(config: Config, solver) -> Simulation:
         stress = carry["stress"]
         hydrostatic = hydrostatic_stress(stress)
         mises = von_mises_stress(stress)
-        sigma_nn = normal_stress(stress)
+        sigma_nn = normal_stress(stress, normal)
         thickness_change = (carry["elasticity"]["mean_strain"]["xx"] - carry["initial_mean_strain"]) * grid.lengths[0]
         return {
             "state_of_charge": state_of_charge(carry),

@@ -201,6 +201,13 @@ def hydrostatic_stress(stress: dict):
     return (stress["xx"] + stress["yy"] + stress["zz"]) / 3.0
 
 
+def normal_stress(stress: dict, normal):
+    """``n . sigma . n`` for the unit vector field ``normal`` (one array per axis; its sign drops out)."""
+    ndim = len(normal)
+    return sum(normal[a] * normal[b] * stress["xyz"[min(a, b)] + "xyz"[max(a, b)]]
+               for a in range(ndim) for b in range(ndim))
+
+
 def von_mises_stress(stress: dict):
     """``sigma_e = sqrt(3/2 s : s)``, ``s`` the deviator of the full 3x3 stress (plane strain included)."""
     xx, yy, zz = stress["xx"], stress["yy"], stress["zz"]
