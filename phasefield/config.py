@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
+
 
 class ConfigError(ValueError):
     """A user error in the configuration: ``key``, ``value`` and what is ``allowed``."""
@@ -21,9 +23,15 @@ class ConfigError(ValueError):
         super().__init__(f"invalid config: {key} = {value!r}; allowed: {allowed}")
 
 
-def option(default, *, help: str, min=None, max=None, exclusive: bool = False, choices=None):
-    """A schema field. ``min``/``max`` bound numbers (and list entries); ``exclusive`` makes ``min`` strict."""
-    meta = {"help": help, "min": min, "max": max, "exclusive": exclusive, "choices": choices}
+def option(default, *, help: str, min=None, max=None, exclusive: bool = False, choices=None, static=None):
+    """A schema field. ``min``/``max`` bound numbers (and list entries); ``exclusive`` makes ``min`` strict.
+
+    ``static``: whether the value shapes the computation (grid, branches, array sizes) rather than
+    entering it as a number. By default floats are parameters (pytree leaves: swept by ``vmap``,
+    differentiable) and everything else is static; ``static=True`` marks a float that sets the grid
+    or an index, ``static=False`` an integer that is only a number (a seed).
+    """
+    meta = {"help": help, "min": min, "max": max, "exclusive": exclusive, "choices": choices, "static": static}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -106,22 +114,71 @@ def validate(schema, data, prefix: str):
     return instance
 
 
-@dataclass
-class SolverConfig:
-    """``solver``: time scheme, step size and precision."""
+def _frozen(value):
+    """Lists as (nested) tuples: static options are part of a pytree's structure and must hash."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
-    scheme: str = option("sbdf2", choices=("explicit", "imex1", "sbdf2"), help="time scheme")
+
+def is_parameter(schema_field: dataclasses.Field, kind) -> bool:
+    """Whether an option is a pytree leaf (a number the model computes with) rather than static."""
+    static = schema_field.metadata.get("static")
+    if static is None:
+        return kind is float
+    return not static
+
+
+def parameter_names(schema) -> list[str]:
+    """The options of ``schema`` that are pytree leaves (what ``vmap``, ``grad`` and batches can vary)."""
+    hints = typing.get_type_hints(schema)
+    return [f.name for f in dataclasses.fields(schema) if is_parameter(f, hints[f.name])]
+
+
+def scenario_parameters(schema):
+    """Class decorator: register a scenario schema as a pytree (JAX dataclass).
+
+    Its parameters (:func:`is_parameter`) are the leaves; every other option is static structure
+    (lists become tuples so that the structure hashes). A validated scenario config is therefore
+    the model's parameter pytree: a batch stacks members' leaves and ``vmap``s over them, and
+    ``jax.grad``/``jvp`` differentiate with respect to them.
+    """
+    data = parameter_names(schema)
+    meta = [f.name for f in dataclasses.fields(schema) if f.name not in data]
+    original_init = schema.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        for name in meta:
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    schema.__init__ = __init__
+    jax.tree_util.register_dataclass(schema, data_fields=data, meta_fields=meta)
+    return schema
+
+
+@dataclass
+class TimeSolverConfig:
+    """``solver`` of models with their own fixed operator-split step: step size and its control."""
+
     dt: float = option(0.1, min=0.0, exclusive=True, help="time step (initial step when adaptive)")
-    stabilization: float = option(0.0, min=0.0, help="stabilisation constant A of the semi-implicit schemes")
     adaptive: bool = option(False, help="adapt dt to the change of the solution per step")
     dt_min: float = option(1e-8, min=0.0, exclusive=True, help="smallest adaptive dt")
     dt_max: float = option(10.0, min=0.0, exclusive=True, help="largest adaptive dt")
     target_change: float = option(0.01, min=0.0, exclusive=True, help="adaptive target of max |u_new - u| per step")
-    precision: str = option("float64", choices=("float32", "float64"), help="working precision of the fields")
+    precision: str = option("float64", choices=("float64",),
+                            help="working precision (float64 only: Butler-Volmer exponentials, contrast 1e7)")
 
     def check(self, prefix: str):
         if self.adaptive and self.dt_min > self.dt_max:
             raise ConfigError(f"{prefix}.dt_min", self.dt_min, f"<= dt_max = {self.dt_max}")
+
+
+@dataclass
+class SolverConfig(TimeSolverConfig):
+    """``solver`` of the gradient-flow models: time scheme, step size, stabilisation and precision."""
+
+    scheme: str = option("sbdf2", choices=("explicit", "imex1", "sbdf2"), help="time scheme")
+    stabilization: float = option(0.0, min=0.0, help="stabilisation constant A of the semi-implicit schemes")
+    precision: str = option("float64", choices=("float32", "float64"), help="working precision of the fields")
 
 
 @dataclass
@@ -153,13 +210,6 @@ class RunConfig:
     output: OutputConfig
 
 
-def scenario_modules():
-    """Scenario name -> model module (with ``Config`` and ``build``)."""
-    from phasefield.models import dendrite, dendrite_solid, spinodal, swelling
-
-    return {"spinodal": spinodal, "dendrite": dendrite, "dendrite_solid": dendrite_solid, "swelling": swelling}
-
-
 def validate_run(data: dict) -> RunConfig:
     """Validate a resolved config dict: scenario, solver and output sections."""
     if not isinstance(data, dict):
@@ -167,13 +217,15 @@ def validate_run(data: dict) -> RunConfig:
     unknown = sorted(set(data) - {"scenario", "solver", "output"})
     if unknown:
         raise ConfigError(unknown[0], data[unknown[0]], "a known top-level key: scenario, solver, output")
-    scenario = data.get("scenario") or {}
-    modules = scenario_modules()
-    name = scenario.get("name") if isinstance(scenario, dict) else None
-    if name not in modules:
-        raise ConfigError("scenario.name", name, "one of " + ", ".join(repr(n) for n in modules))
+    from phasefield.registry import scenario, scenario_names  # the registry loads the models on first use
+
+    section = data.get("scenario") or {}
+    name = section.get("name") if isinstance(section, dict) else None
+    if name not in scenario_names():
+        raise ConfigError("scenario.name", name, "one of " + ", ".join(repr(n) for n in scenario_names()))
+    entry = scenario(name)
     return RunConfig(
-        scenario=validate(modules[name].Config, scenario, "scenario"),
-        solver=validate(SolverConfig, data.get("solver"), "solver"),
+        scenario=validate(entry.Config, section, "scenario"),
+        solver=validate(entry.Solver, data.get("solver"), "solver"),
         output=validate(OutputConfig, data.get("output"), "output"),
     )

@@ -60,7 +60,7 @@ def all_finite(fields: dict):
 
 
 def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool = False) -> Callable:
-    """Jitted ``advance(carry, clock, t_stop) -> (carry, clock, finite)``.
+    """Jitted ``advance(params, carry, clock, t_stop) -> (carry, clock, finite)``.
 
     ``clock`` is ``{"t": float64, "step": int64, "dt": float64}`` (dt: the nominal step).
     With adaptive dt (or ``check_each_step``) every step measures its change and the loop
@@ -70,25 +70,25 @@ def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool =
     """
     checked = control.adaptive or check_each_step
 
-    def measure_change(new, old):
+    def measure_change(params, new, old):
         if stepper.change is not None:
             return stepper.change(new, old).astype(jnp.float64)
-        return max_change(stepper.fields(new), stepper.fields(old))
+        return max_change(stepper.fields(params, new), stepper.fields(params, old))
 
     def cond(state):
-        carry, clock, finite, t_stop = state
+        params, carry, clock, finite, t_stop = state
         going = finite & (t_stop - clock["t"] > 1e-12 * jnp.maximum(jnp.abs(t_stop), 1.0))
-        return going if stepper.stop is None else going & ~stepper.stop(carry)
+        return going if stepper.stop is None else going & ~stepper.stop(params, carry)
 
     def body(state):
-        carry, clock, _, t_stop = state
+        params, carry, clock, _, t_stop = state
         t, dt = clock["t"], clock["dt"]
         remaining = t_stop - t
         last = remaining <= dt * (1 + 1e-6)  # absorbs round-off accumulated in t
         dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * dt, 0.5 * remaining, dt))
-        new = stepper.step(carry, dt_step)
+        new = stepper.step(params, carry, dt_step)
         if checked:
-            change = measure_change(new, carry)
+            change = measure_change(params, new, carry)
             finite = jnp.isfinite(change)
         else:
             finite = jnp.asarray(True)
@@ -102,26 +102,27 @@ def make_advance(stepper: Stepper, control: TimeControl, check_each_step: bool =
             "step": clock["step"] + 1,
             "dt": dt,
         }
-        return carry, clock, finite, t_stop
+        return params, carry, clock, finite, t_stop
 
     @jax.jit
-    def advance_compiled(carry, clock, t_stop):
-        carry, clock, finite, _ = jax.lax.while_loop(cond, body, (carry, clock, jnp.asarray(True), t_stop))
-        return carry, clock, finite & all_finite(stepper.fields(carry))
+    def advance_compiled(params, carry, clock, t_stop):
+        state = (params, carry, clock, jnp.asarray(True), t_stop)
+        _, carry, clock, finite, _ = jax.lax.while_loop(cond, body, state)
+        return carry, clock, finite & all_finite(stepper.fields(params, carry))
 
-    def advance(carry, clock, t_stop):
+    def advance(params, carry, clock, t_stop):
         # Fixed, non-weak dtypes: Python scalars and device arrays then hit the same compiled loop.
         clock = {k: jnp.asarray(v, jnp.int64 if k == "step" else jnp.float64) for k, v in clock.items()}
-        return advance_compiled(carry, clock, jnp.asarray(t_stop, jnp.float64))
+        return advance_compiled(params, carry, clock, jnp.asarray(t_stop, jnp.float64))
 
     advance.compiled = advance_compiled
     return advance
 
 
-def locate_non_finite(stepper, control, carry, clock, t_stop, last_good_t) -> NonFiniteError:
+def locate_non_finite(stepper, control, params, carry, clock, t_stop, last_good_t) -> NonFiniteError:
     """Replay a chunk that went non-finite, checking every step, to name the first bad step and field."""
-    carry, clock, _ = make_advance(stepper, control, check_each_step=True)(carry, clock, t_stop)
-    bad = non_finite_fields(stepper.fields(carry)) or list(stepper.fields(carry))
+    carry, clock, _ = make_advance(stepper, control, check_each_step=True)(params, carry, clock, t_stop)
+    bad = non_finite_fields(stepper.fields(params, carry)) or list(stepper.fields(params, carry))
     return NonFiniteError(bad, int(clock["step"]), float(clock["t"]), last_good_t)
 
 
@@ -142,6 +143,7 @@ def non_finite_fields(fields: dict) -> list[str]:
 def integrate(
     stepper: Stepper,
     control: TimeControl,
+    params,
     carry,
     clock: dict,
     t_end: float,
@@ -158,9 +160,9 @@ def integrate(
     last_good_t = float(clock["t"])
     for t_stop in record_times(float(clock["t"]), t_end, record_interval):
         start = (carry, clock)
-        carry, clock, finite = advance(carry, clock, t_stop)
+        carry, clock, finite = advance(params, carry, clock, t_stop)
         if not bool(finite):
-            raise locate_non_finite(stepper, control, *start, t_stop, last_good_t)
+            raise locate_non_finite(stepper, control, params, *start, t_stop, last_good_t)
         clock = {k: v.item() for k, v in clock.items()}
         last_good_t = clock["t"]
         if on_record is not None:

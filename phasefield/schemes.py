@@ -1,8 +1,17 @@
 """Time-stepping schemes for ``du/dt = L u + N(u)`` with ``L`` diagonal in a fast basis.
 
-A scheme is a :class:`Stepper`: pure functions over a ``carry`` pytree (the fields plus
-whatever history the scheme needs), so the integrator can scan them, checkpoint them and
-resume them bit for bit.
+A scheme is a :class:`Stepper`: pure functions of the model parameters (a pytree, the validated
+scenario config) and a ``carry`` pytree, so the integrator can scan them, ``vmap`` them over
+parameters, checkpoint them and resume them bit for bit.
+
+The carry is ``{"state": ..., "history": ..., "cache": ...}``:
+
+* ``state``: the physical fields and integrated quantities (passed charge, step count) that
+  define where the run is;
+* ``history``: what the scheme remembers to take the next step (previous transforms and step
+  sizes, warm starts of iterative solves, the random key);
+* ``cache``: values of the last step kept only for diagnostics (iteration counts, residuals,
+  currents). Checkpoints store state and history; on resume the cache starts from zeros.
 
 * ``explicit``: forward Euler on the stencil right-hand side.
 * ``imex1``:    ``(u' - u)/dt = L u' + N(u)``.
@@ -15,84 +24,84 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from phasefield.operators import SpectralBasis
 
 SCHEMES = ("explicit", "imex1", "sbdf2")
+CHECKPOINTED = ("state", "history")
 
 
 class Stepper(NamedTuple):
-    """A time scheme as pure functions.
+    """A time scheme as pure functions of ``params`` (the scenario's parameter pytree) and the carry.
 
-    init(fields) -> carry;  step(carry, dt) -> carry;  fields(carry) -> dict.
-    ``stable_dt`` is the explicit stability limit (``inf`` for unconditionally stable linear parts).
+    init(params, fields) -> carry;  step(params, carry, dt) -> carry;
+    fields(params, carry) -> dict of stored fields (physical units);
+    stable_dt(params) -> the explicit stability limit (``inf`` for unconditionally stable parts).
     ``change(new, old)`` is the per-step change that adaptive dt controls (default: the largest
-    change of any field). ``stop(carry) -> bool`` ends the run early at a physical event (a
-    short circuit); ``stop_reason`` says what it was.
+    change of any stored field). ``stop(params, carry) -> bool`` ends the run early at a physical
+    event (a short circuit); ``stop_reason`` says what it was.
     """
 
     init: Callable
     step: Callable
     fields: Callable
-    stable_dt: float  # a traced scalar when the model parameters are traced (batched runs)
+    stable_dt: Callable
     order: int
     change: Callable | None = None
     stop: Callable | None = None
     stop_reason: str = ""
 
 
-def explicit_euler(name: str, rhs: Callable, dtype, stable_dt: float) -> Stepper:
-    """``u' = u + dt * rhs(u)`` for a single field called ``name``."""
-
-    def init(fields):
-        return {name: jnp.asarray(fields[name], dtype)}
-
-    def step(carry, dt):
-        u = carry[name]
-        return {name: u + jnp.asarray(dt, dtype) * rhs(u)}
-
-    return Stepper(init, step, lambda carry: {name: carry[name]}, stable_dt, 1)
+def unconditionally_stable(params):
+    return jnp.inf
 
 
-def semi_implicit(
-    name: str,
-    basis: SpectralBasis,
-    linear_symbol,
-    nonlinear_symbol,
-    pointwise: Callable,
-    order: int,
-) -> Stepper:
+def explicit_euler(name: str, rhs: Callable, dtype, stable_dt: Callable) -> Stepper:
+    """``u' = u + dt * rhs(params, u)`` for a single field called ``name``."""
+
+    def init(params, fields):
+        return {"state": {name: jnp.asarray(fields[name], dtype)}, "history": {}, "cache": {}}
+
+    def step(params, carry, dt):
+        u = carry["state"][name]
+        return {**carry, "state": {name: u + jnp.asarray(dt, dtype) * rhs(params, u)}}
+
+    return Stepper(init, step, lambda params, carry: {name: carry["state"][name]}, stable_dt, 1)
+
+
+def semi_implicit(name: str, basis: SpectralBasis, symbols: Callable, pointwise: Callable, order: int) -> Stepper:
     """IMEX step with implicit part ``L`` (symbol) and explicit part ``N(u) = S * T[g(u)]``.
 
-    ``T`` is the basis transform, ``S`` = ``nonlinear_symbol`` and ``g`` = ``pointwise``
-    (e.g. Cahn-Hilliard: ``S = M * lap``, ``g = f'(u) - A u``).
+    ``symbols(params) -> (L, S)`` gives the linear symbol and the symbol of the explicit part,
+    ``T`` is the basis transform and ``g = pointwise(params, u)`` (e.g. Cahn-Hilliard:
+    ``S = M * lap``, ``g = f'(u) - A u``).
     """
     if order not in (1, 2):
         raise ValueError(f"semi-implicit order must be 1 or 2, got {order}")
     dtype = basis.dtype
 
-    def init(fields):
+    def init(params, fields):
         u = jnp.asarray(fields[name], dtype)
         u_hat = basis.forward(u)
-        return {
-            name: u,
-            "u_hat": u_hat,
-            "u_hat_prev": jnp.zeros_like(u_hat),
-            "n_hat_prev": jnp.zeros_like(u_hat),
-            "dt_prev": jnp.asarray(jnp.inf, dtype),
-        }
+        history = {"u_hat": u_hat, "u_hat_prev": jnp.zeros_like(u_hat), "n_hat_prev": jnp.zeros_like(u_hat),
+                   "dt_prev": jnp.asarray(jnp.inf, dtype)}
+        return {"state": {name: u}, "history": history, "cache": {}}
 
-    def step(carry, dt):
+    @jax.named_call
+    def semi_implicit_step(params, carry, dt):
         dt = jnp.asarray(dt, dtype)
-        u = carry[name]
-        n_hat = nonlinear_symbol * basis.forward(pointwise(u))
-        w = dt / carry["dt_prev"] if order == 2 else jnp.zeros((), dtype)
+        u, history = carry["state"][name], carry["history"]
+        linear_symbol, nonlinear_symbol = symbols(params)
+        n_hat = nonlinear_symbol * basis.forward(pointwise(params, u))
+        w = dt / history["dt_prev"] if order == 2 else jnp.zeros((), dtype)
         a0 = (1 + 2 * w) / (1 + w)
         a2 = w * w / (1 + w)
-        rhs = ((1 + w) * carry["u_hat"] - a2 * carry["u_hat_prev"]) / dt + (1 + w) * n_hat - w * carry["n_hat_prev"]
+        rhs = ((1 + w) * history["u_hat"] - a2 * history["u_hat_prev"]) / dt + (1 + w) * n_hat - w * history["n_hat_prev"]
         u_hat = rhs / (a0 / dt - linear_symbol)
-        return {name: basis.inverse(u_hat), "u_hat": u_hat, "u_hat_prev": carry["u_hat"], "n_hat_prev": n_hat,
-                "dt_prev": dt}
+        history = {"u_hat": u_hat, "u_hat_prev": history["u_hat"], "n_hat_prev": n_hat, "dt_prev": dt}
+        return {**carry, "state": {name: basis.inverse(u_hat)}, "history": history}
 
-    return Stepper(init, step, lambda carry: {name: carry[name]}, float("inf"), order)
+    return Stepper(init, semi_implicit_step, lambda params, carry: {name: carry["state"][name]},
+                   unconditionally_stable, order)

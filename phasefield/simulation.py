@@ -1,8 +1,8 @@
-"""What a model hands to the shared integrator, writer and CLI."""
+"""What a model hands to the shared runner, writer and CLI."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from phasefield.grid import Grid
 from phasefield.schemes import Stepper
@@ -20,17 +20,21 @@ class Quantity:
 class Simulation:
     """A scenario ready to run.
 
-    stepper:        the time scheme (pure functions over a carry pytree).
-    initial_fields: () -> {name: array on ``grid``} (model units); lazy, so that building a
-                    simulation allocates nothing and can be traced with batched parameters.
-    diagnostics:    carry -> dict of scalars (jit-able), recorded in ``/scalars``; the carry holds
-                    the fields plus whatever the scheme accumulates (solver counts, passed charge).
+    parameters:     the validated scenario config, a pytree whose leaves are its numbers
+                    (:func:`phasefield.config.scenario_parameters`); every function of the stepper
+                    and ``diagnostics`` takes it as first argument, so one compiled step serves any
+                    values (batches ``vmap`` over it, ``jax.grad`` differentiates with respect to it).
+    stepper:        the time scheme (pure functions of parameters and a carry pytree).
+    initial_fields: () -> {name: array on ``grid``} (physical units, host arrays); lazy, so that
+                    building a simulation allocates nothing.
+    diagnostics:    (params, carry) -> dict of scalars (jit-able), recorded in ``/scalars``.
     scales:         physical size of one model unit, e.g. ``{"length": (1e-6, "m")}``;
                     coordinates and times are written in physical units.
     """
 
     name: str
     grid: Grid
+    parameters: Any
     stepper: Stepper
     initial_fields: Callable[[], dict]
     field_info: dict[str, Quantity]

@@ -2,9 +2,9 @@
 import jax
 import numpy as np
 
-from phasefield.cli import build, time_control
 from phasefield.config import validate_run
 from phasefield.integrate import integrate
+from phasefield.runner import build, device_parameters, initial_carry, stable_dt, time_control
 
 
 def run_scenario(name, t_end, record, solver, **scenario):
@@ -15,15 +15,16 @@ def run_scenario(name, t_end, record, solver, **scenario):
     """
     config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario}, "solver": solver, "output": {}})
     simulation = build(config)
-    carry = simulation.stepper.init(simulation.initial_fields())
+    params = device_parameters(simulation.parameters, config.solver.precision)
+    carry = initial_carry(simulation, params)
     diagnostics = jax.jit(simulation.diagnostics)
-    times, rows = [0.0], [jax.device_get(diagnostics(carry))]
+    times, rows = [0.0], [jax.device_get(diagnostics(params, carry))]
 
     def on_record(carry, clock):
         times.append(clock["t"])
-        rows.append(jax.device_get(diagnostics(carry)))
+        rows.append(jax.device_get(diagnostics(params, carry)))
 
-    carry, _ = integrate(simulation.stepper, time_control(config.solver, simulation.stepper.stable_dt), carry,
+    carry, _ = integrate(simulation.stepper, time_control(config.solver, stable_dt(simulation)), params, carry,
                          {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
     scalars = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
     return np.array(times), scalars, carry, simulation

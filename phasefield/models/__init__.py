@@ -1,1 +1,2 @@
-"""One module per scenario family; each exposes ``build(config) -> Simulation``."""
+"""Scenario models; importing this package registers every scenario (:mod:`phasefield.registry`)."""
+from phasefield.models import dendrite, dendrite_solid, spinodal, swelling  # noqa: F401

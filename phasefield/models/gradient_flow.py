@@ -6,6 +6,9 @@
 With constant mobility both are ``du/dt = L_lin u + N(u)`` in the fast basis: the stiff
 gradient term is implicit, ``f'`` explicit, and an optional stabilisation ``A`` moves
 ``A u`` from the explicit to the implicit side (Zhu et al., PRE 60, 3564 (1999)).
+
+The model supplies ``f_prime(params, u)`` and ``coefficients(params) -> (mobility, kappa,
+curvature_max)``, so every coefficient is a parameter leaf (sweepable, differentiable).
 """
 from __future__ import annotations
 
@@ -20,68 +23,58 @@ def _max_laplacian_eigenvalue(grid: Grid) -> float:
     return float(sum(4.0 / h**2 for h in grid.spacing))
 
 
-def cahn_hilliard_stable_dt(grid: Grid, mobility: float, kappa: float, curvature_max: float) -> float:
+def cahn_hilliard_stable_dt(grid: Grid, mobility, kappa, curvature_max):
     """Forward-Euler limit ``2 / (M lam (kappa lam + max f''))``, ``lam = sum 4/h^2`` (``max f'' >= 0``)."""
     lam = _max_laplacian_eigenvalue(grid)
     return 2.0 / (mobility * lam * (kappa * lam + curvature_max))
 
 
-def allen_cahn_stable_dt(grid: Grid, mobility: float, kappa: float, curvature_max: float) -> float:
+def allen_cahn_stable_dt(grid: Grid, mobility, kappa, curvature_max):
     """Forward-Euler limit ``2 / (L (kappa lam + max f''))`` (``max f'' >= 0``)."""
     lam = _max_laplacian_eigenvalue(grid)
     return 2.0 / (mobility * (kappa * lam + curvature_max))
 
 
-def cahn_hilliard(
-    grid: Grid,
-    boundary: Boundary,
-    f_prime: Callable,
-    mobility: float,
-    kappa: float,
-    scheme: str,
-    dtype,
-    stabilization: float = 0.0,
-    curvature_max: float = 0.0,
-    name: str = "c",
-) -> Stepper:
+def cahn_hilliard(grid: Grid, boundary: Boundary, f_prime: Callable, coefficients: Callable, scheme: str, dtype,
+                  stabilization: float = 0.0, name: str = "c") -> Stepper:
     """Stepper for ``dc/dt = M lap(f'(c) - kappa lap c)`` (no-flux or periodic walls)."""
     if scheme == "explicit":
-        def rhs(c):
-            return mobility * laplacian(f_prime(c) - kappa * laplacian(c, grid, boundary), grid, boundary)
+        def rhs(params, c):
+            mobility, kappa, _ = coefficients(params)
+            return mobility * laplacian(f_prime(params, c) - kappa * laplacian(c, grid, boundary), grid, boundary)
 
-        return explicit_euler(name, rhs, dtype, cahn_hilliard_stable_dt(grid, mobility, kappa, curvature_max))
+        return explicit_euler(name, rhs, dtype,
+                              lambda params: cahn_hilliard_stable_dt(grid, *coefficients(params)))
     basis = SpectralBasis(grid, boundary, dtype)
     lap = basis.laplacian_symbol
-    linear = mobility * (-kappa * lap * lap + stabilization * lap)
-    return semi_implicit(
-        name, basis, linear, mobility * lap, lambda c: f_prime(c) - stabilization * c, _order(scheme)
-    )
+
+    def symbols(params):
+        mobility, kappa, _ = coefficients(params)
+        return mobility * (-kappa * lap * lap + stabilization * lap), mobility * lap
+
+    return semi_implicit(name, basis, symbols, lambda params, c: f_prime(params, c) - stabilization * c,
+                         _order(scheme))
 
 
-def allen_cahn(
-    grid: Grid,
-    boundary: Boundary,
-    f_prime: Callable,
-    mobility: float,
-    kappa: float,
-    scheme: str,
-    dtype,
-    stabilization: float = 0.0,
-    curvature_max: float = 0.0,
-    name: str = "phi",
-) -> Stepper:
+def allen_cahn(grid: Grid, boundary: Boundary, f_prime: Callable, coefficients: Callable, scheme: str, dtype,
+               stabilization: float = 0.0, name: str = "phi") -> Stepper:
     """Stepper for ``dphi/dt = -L (f'(phi) - kappa lap phi)``."""
     if scheme == "explicit":
-        def rhs(u):
-            return -mobility * (f_prime(u) - kappa * laplacian(u, grid, boundary))
+        def rhs(params, u):
+            mobility, kappa, _ = coefficients(params)
+            return -mobility * (f_prime(params, u) - kappa * laplacian(u, grid, boundary))
 
-        return explicit_euler(name, rhs, dtype, allen_cahn_stable_dt(grid, mobility, kappa, curvature_max))
+        return explicit_euler(name, rhs, dtype,
+                              lambda params: allen_cahn_stable_dt(grid, *coefficients(params)))
     basis = SpectralBasis(grid, boundary, dtype)
     lap = basis.laplacian_symbol
-    linear = mobility * (kappa * lap - stabilization)
-    return semi_implicit(
-        name, basis, linear, -mobility, lambda u: f_prime(u) - stabilization * u, _order(scheme)
-    )
+
+    def symbols(params):
+        mobility, kappa, _ = coefficients(params)
+        return mobility * (kappa * lap - stabilization), -mobility
+
+    return semi_implicit(name, basis, symbols, lambda params, u: f_prime(params, u) - stabilization * u,
+                         _order(scheme))
 
 
 def _order(scheme: str) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import option
+from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
 from phasefield.grid import Boundary, Grid
 from phasefield.models.gradient_flow import cahn_hilliard
 from phasefield.physics.free_energy import (
@@ -26,11 +26,13 @@ from phasefield.physics.free_energy import (
     double_well_derivative,
     gradient_energy,
 )
+from phasefield.registry import register_scenario
 from phasefield.simulation import Quantity, Simulation
 
 VARIANTS = ("a", "b", "cube")
 
 
+@scenario_parameters
 @dataclass
 class Config:
     """``scenario=spinodal``: PFHub benchmark 1."""
@@ -38,7 +40,7 @@ class Config:
     name: str = option("spinodal", help="scenario name")
     variant: str = option("a", choices=VARIANTS, help="a: periodic square, b: no-flux square, cube: 3D no-flux")
     shape: list[int] = option(lambda: [200, 200], min=4, help="cells per axis (2 entries, 3 for cube)")
-    spacing: float = option(1.0, min=0.0, exclusive=True, help="cell size")
+    spacing: float = option(1.0, min=0.0, exclusive=True, static=True, help="cell size (sets the grid)")
     c0: float = option(0.5, min=0.0, max=1.0, help="mean composition")
     epsilon: float = option(0.01, min=0.0, help="amplitude of the initial perturbation")
     rho_s: float = option(5.0, min=0.0, exclusive=True, help="double-well height")
@@ -49,8 +51,6 @@ class Config:
     t_end: float = option(100.0, min=0.0, exclusive=True, help="simulated end time")
 
     def check(self, prefix: str):
-        from phasefield.config import ConfigError
-
         dims = 3 if self.variant == "cube" else 2
         if len(self.shape) != dims:
             raise ConfigError(f"{prefix}.shape", self.shape, f"a list of {dims} cell counts for variant {self.variant!r}")
@@ -89,33 +89,25 @@ def free_energy(c, grid: Grid, boundary: Boundary, params: Config):
     return bulk + gradient_energy(c, grid, boundary, params.kappa)
 
 
-def arrays_per_cell(scheme: str) -> int:
-    """Field-sized arrays alive during a step (carry plus temporaries), for the memory estimate."""
-    return 6 if scheme == "explicit" else 12
+def f_prime(params: Config, c):
+    return double_well_derivative(c, params.rho_s, params.c_alpha, params.c_beta)
 
 
-def build(params: Config, solver) -> Simulation:
-    grid = Grid(tuple(params.shape), params.spacing)
-    boundary = boundary_for(params.variant, grid.ndim)
+def coefficients(params: Config):
+    """Mobility, gradient coefficient and the largest curvature of the double well (explicit limit)."""
+    return params.mobility, params.kappa, double_well_curvature_max(params.rho_s, params.c_alpha, params.c_beta)
+
+
+@register_scenario("spinodal", Config, SolverConfig)
+def build(config: Config, solver) -> Simulation:
+    grid = Grid(tuple(config.shape), config.spacing)
+    boundary = boundary_for(config.variant, grid.ndim)
     dtype = jnp.dtype(solver.precision)
+    stepper = cahn_hilliard(grid, boundary, f_prime, coefficients, solver.scheme, dtype,
+                            stabilization=solver.stabilization)
 
-    def f_prime(c):
-        return double_well_derivative(c, params.rho_s, params.c_alpha, params.c_beta)
-
-    stepper = cahn_hilliard(
-        grid,
-        boundary,
-        f_prime,
-        params.mobility,
-        params.kappa,
-        solver.scheme,
-        dtype,
-        stabilization=solver.stabilization,
-        curvature_max=double_well_curvature_max(params.rho_s, params.c_alpha, params.c_beta),
-    )
-
-    def diagnostics(carry):
-        c = carry["c"].astype(jnp.float64)
+    def diagnostics(params, carry):
+        c = carry["state"]["c"].astype(jnp.float64)
         return {
             "free_energy": free_energy(c, grid, boundary, params),
             "total_mass": jnp.sum(c) * grid.cell_volume,
@@ -126,8 +118,9 @@ def build(params: Config, solver) -> Simulation:
     return Simulation(
         name="spinodal",
         grid=grid,
+        parameters=config,
         stepper=stepper,
-        initial_fields=lambda: {"c": initial_condition(grid, params)},
+        initial_fields=lambda: {"c": initial_condition(grid, config)},
         field_info={"c": Quantity("1", "composition (mole fraction)")},
         diagnostics=diagnostics,
         scalar_info={

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-FARADAY = 96485.33212  # C/mol
-GAS_CONSTANT = 8.314462618  # J/(mol K)
+from phasefield.units import FARADAY, GAS_CONSTANT  # noqa: F401 (re-exported: the models' constants)
 
 
 def thermal_factor(temperature: float, electrons: int = 1) -> float:
