@@ -18,7 +18,7 @@ import jax
 import phasefield  # noqa: F401  (float64)
 from timing import best_time  # experiments/timing.py (the script's folder is on sys.path)
 
-from phasefield.cli import build
+from phasefield.runner import build
 from phasefield.config import validate_run
 from phasefield.grid import Boundary, Side
 from phasefield.models.dendrite import Parameters

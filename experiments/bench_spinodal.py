@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import phasefield  # noqa: F401  (float64)
-from phasefield.cli import build, time_control
+from phasefield.runner import build, time_control
 from phasefield.config import validate_run
 from phasefield.integrate import make_advance
 from phasefield.models import spinodal

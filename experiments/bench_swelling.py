@@ -31,7 +31,7 @@ def load_yaml(path: Path) -> dict:
 
 
 def simulation_for(size: int, particles: int):
-    from phasefield.cli import build, time_control
+    from phasefield.runner import build, time_control
     from phasefield.config import validate_run
 
     scenario = load_yaml(ROOT / "configs/scenario/swelling.yaml")

@@ -87,7 +87,7 @@ def main():
         overrides["shape"] = list(args.shape)
     if args.t_end:
         overrides["t_end"] = args.t_end
-    from phasefield.cli import run
+    from phasefield.runner import run
 
     start = time.perf_counter()
     run_file = run(load_config(overrides), args.out)

@@ -93,7 +93,7 @@ def main():
     parser.add_argument("--reaction-pressure", choices=("normal_traction", "hydrostatic"), default="normal_traction")
     args = parser.parse_args()
     stem = "dendrite_solid_pressure" + ("" if args.reaction_pressure == "normal_traction" else "_hydrostatic")
-    from phasefield.cli import run
+    from phasefield.runner import run
 
     rows = []
     for label, sweep, value, overrides in runs():

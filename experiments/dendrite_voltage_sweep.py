@@ -62,7 +62,7 @@ def main():
     parser.add_argument("--t-end", type=float, default=15.0, help="s")
     parser.add_argument("--shape", type=int, nargs=2, default=[128, 128])
     args = parser.parse_args()
-    from phasefield.cli import run
+    from phasefield.runner import run
 
     rows = []
     for voltage in args.voltages:

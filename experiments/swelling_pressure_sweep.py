@@ -95,7 +95,7 @@ def main():
     parser.add_argument("--shape", type=int, nargs=2, default=[128, 128])
     args = parser.parse_args()
 
-    from phasefield.cli import run
+    from phasefield.runner import run
 
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}

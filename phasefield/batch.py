@@ -1,17 +1,21 @@
 """Batched runs: many values of one scenario parameter in one jitted computation, with ``vmap``.
 
 For sweeps of small grids on one GPU, launching one process per value wastes the device: a
-200^2 step is latency-bound. Here the model is built inside ``vmap`` with the swept parameter
-as a traced scalar, so one compiled loop advances every member at once (each with its own
-adaptive dt); each member is written to its own ``member_<i>/run.h5`` exactly as a single run,
-with a Hydra-style ``.hydra/overrides.yaml`` so ``python -m phasefield.post`` tabulates the batch.
+200^2 step is latency-bound. A scenario's parameters are the leaves of its config pytree, so the
+compiled chunk of steps is ``vmap``ped over the members' stacked parameters and states (each with
+its own adaptive dt and its own ``t_end``); each member is written to its own
+``member_<i>/run.h5`` exactly as a single run, with a Hydra-style ``.hydra/overrides.yaml`` so
+``python -m phasefield.post`` tabulates the batch. A member that goes non-finite is marked
+``non-finite`` and frozen; the others go on.
 
     python run.py batch.key=scenario.mobility batch.values=[2,5,8]
+
+Options that shape the computation (grid, geometry, choices; see ``option(static=...)``) are not
+parameters: sweep those with a Hydra multirun (``python run.py -m scenario.shape=[64,64],[128,128]``).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -20,10 +24,20 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from phasefield.cli import build, check_memory, is_frame_time, stored_fields, time_control
-from phasefield.config import ConfigError, scenario_modules, validate_run
-from phasefield.integrate import locate_non_finite, make_advance, record_times
+from phasefield.config import ConfigError, parameter_names, validate_run
+from phasefield.integrate import (
+    TIME_TOLERANCE,
+    device_clock,
+    empty_records,
+    frame_times,
+    host_records,
+    locate_non_finite,
+    make_advance,
+)
 from phasefield.io import RunWriter
+from phasefield.registry import scenario
+from phasefield.runner import build, check_grid, check_memory, checkpoint_part, device_parameters, initial_carry, stable_dt, \
+    stored_fields, time_control
 
 log = logging.getLogger("phasefield")
 
@@ -35,95 +49,132 @@ def member_config(config_dict: dict, key: str, value) -> dict:
     return member
 
 
-def run_batch(config_dict: dict, key: str, values: list, run_dir) -> list[Path]:
-    """Run ``config_dict`` once per value of ``key`` (a numeric ``scenario.*`` key) in one vmapped loop."""
+def _check_key(config_dict: dict, key: str, values):
     section, _, name = key.partition(".")
     base = validate_run(config_dict)
-    numeric = {f.name for f in dataclasses.fields(base.scenario) if f.type in ("float", float)}
-    if section != "scenario" or name not in numeric:
-        raise ConfigError("batch.key", key, "a numeric scenario key: " + ", ".join(f"scenario.{n}" for n in sorted(numeric)))
-    if not values:
-        raise ConfigError("batch.values", values, "a non-empty list of numbers")
+    schema = scenario(base.scenario.name).Config
+    numbers = parameter_names(schema)
+    if section != "scenario" or name not in numbers:
+        every = {f"scenario.{n}" for n in schema.__dataclass_fields__}
+        reason = (f"{key} shapes the computation (grid, geometry or a choice), so it cannot vary inside one "
+                  f"compiled batch; sweep it with a multirun (python run.py -m {key}=a,b,c) or batch "
+                  if key in every else "")
+        raise ConfigError("batch.key", key, reason + "a parameter of scenario " + repr(base.scenario.name) + ": "
+                          + ", ".join(f"scenario.{n}" for n in numbers))
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError("batch.values", values, "a non-empty list of numbers, e.g. batch.values=[1,2,3]")
+    return base
+
+
+def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
+    """Run ``config_dict`` once per value of ``key`` (a parameter ``scenario.*``) in one vmapped loop."""
+    base = _check_key(config_dict, key, values)
+    values = list(values)
     members = [validate_run(member_config(config_dict, key, v)) for v in values]  # each value checked
-    check_memory(members[0], copies=len(members))
+    check_grid(base, copies=len(members))
     simulations = [build(m) for m in members]  # per-member checks (explicit dt limit)
-    module = scenario_modules()[base.scenario.name]
-    solver, output, t_end = base.solver, base.output, base.scenario.t_end
-    dtype = jnp.dtype(solver.precision)
-
-    def member_simulation(value):
-        return module.build(dataclasses.replace(base.scenario, **{name: value}), solver)
-
-    control = time_control(solver, min(float(s.stepper.stable_dt) for s in simulations))
-
-    def advance_member(value, carry, clock, t_stop):
-        return make_advance(member_simulation(value).stepper, control)(carry, clock, t_stop)
-
-    def diagnostics_member(value, carry):
-        simulation = member_simulation(value)
-        return simulation.diagnostics(carry)
-
-    advance = jax.jit(jax.vmap(advance_member, in_axes=(0, 0, 0, None)))
-    diagnostics = jax.jit(jax.vmap(diagnostics_member))
-    parameter = jnp.asarray([getattr(m.scenario, name) for m in members], dtype)
-    carry = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[s.stepper.init(s.initial_fields()) for s in simulations])
+    solver, output = base.solver, base.output
+    stepper, diagnostics = simulations[0].stepper, simulations[0].diagnostics
+    structure = jax.tree_util.tree_structure(simulations[0].parameters)
+    assert all(jax.tree_util.tree_structure(s.parameters) == structure for s in simulations)
+    member_params = [device_parameters(s.parameters, solver.precision) for s in simulations]
+    params = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *member_params)
+    check_memory(simulations[0], members[0], member_params[0], copies=len(members))
+    control = time_control(solver, min(stable_dt(s) for s in simulations))
+    carry = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs),
+                                   *[initial_carry(s, p) for s, p in zip(simulations, member_params)])
     count = len(members)
-    clock = {"t": np.zeros(count), "step": np.zeros(count, np.int64), "dt": np.full(count, solver.dt)}
+    t_ends = np.array([m.scenario.t_end for m in members])
+    clock = {"t": np.zeros(count), "step": np.zeros(count, np.int64), "dt": np.full(count, solver.dt),
+             "dt_taken": np.zeros(count)}
+
+    advance_one = make_advance(stepper, control, diagnostics, output.scalar_interval)
+    advance = jax.jit(jax.vmap(advance_one.compiled, in_axes=(0, 0, 0, 0, 0, None)))
+    empty = jax.vmap(lambda p, c: empty_records(diagnostics, p, c))(params, carry)
+    diagnose = jax.jit(jax.vmap(diagnostics))
+    stop = jax.jit(jax.vmap(stepper.stop)) if stepper.stop is not None else None
 
     run_dir = Path(run_dir)
     writers, paths = [], []
-    dtypes = {k: v.dtype for k, v in simulations[0].stepper.fields(carry).items()}
+    dtypes = {k: v.dtype for k, v in jax.vmap(stepper.fields)(params, carry).items()}
     for index, (member, simulation, value) in enumerate(zip(members, simulations, values)):
         folder = run_dir / f"member_{index}"
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)
         (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"{key}={value}"]))
         text = yaml.safe_dump(member_config(config_dict, key, value), sort_keys=False)
         stored = {name: dtypes[name] for name in stored_fields(member, simulation)}
-        writers.append(RunWriter(folder / "run.h5", simulation, stored, text,
-                                 output.compression))
+        writers.append(RunWriter(folder / "run.h5", simulation, stored, text, output.compression))
         paths.append(folder / "run.h5")
+    status = ["running"] * count
 
-    ended = [False] * count  # members whose stop event (e.g. a short circuit) fired: frozen, not recorded
+    def member(tree, index):
+        return jax.tree_util.tree_map(lambda x: x[index], tree)
 
-    def record(carry, clock, t_stop=0.0):
-        scalars = jax.device_get(diagnostics(parameter, carry))
-        host_carry = None  # copied from the device only when some member writes a frame
-        for index, writer in enumerate(writers):
-            if ended[index]:
-                continue
-            member_clock = {k: v[index].item() for k, v in clock.items()}
-            ended[index] = member_clock["t"] < t_stop * (1 - 1e-12)
-            if ended[index]:
-                writer.file.attrs["stop_reason"] = simulations[index].stepper.stop_reason
-            frame = ended[index] or is_frame_time(member_clock["t"], output.interval, t_end)
-            member_carry = {}
-            if frame:
-                host_carry = host_carry or jax.device_get(carry)
-                member_carry = {k: v[index] for k, v in host_carry.items()}
-            writer.write_record(member_clock, {k: v[index] for k, v in scalars.items()},
-                                simulations[index].stepper.fields(member_carry) if frame else {}, member_carry,
-                                frame=frame, checkpoint=False)
+    def write_frames(carry, clock, indices):
+        host = jax.device_get({"fields": jax.vmap(stepper.fields)(params, carry), "carry": checkpoint_part(carry)})
+        for i in indices:
+            member_clock = {k: v[i].item() for k, v in clock.items()}
+            writers[i].write_frame(member_clock, member(host["fields"], i))
+            writers[i].write_checkpoint(member(host["carry"], i), member_clock)
 
-    status = "failed"
+    scalars = jax.device_get(diagnose(params, carry))
+    for i, writer in enumerate(writers):
+        writer.write_scalars({"t": 0.0, "step": 0}, member(scalars, i))
+    write_frames(carry, clock, range(count))
     try:
-        record(carry, clock)
-        last_good_t = 0.0
-        for t_stop in record_times(0.0, t_end, output.scalar_interval):
-            start = (carry, clock)
-            carry, clock, finite = advance(parameter, carry, clock, t_stop)
-            finite = np.asarray(finite)
-            if not finite.all():
-                bad = int(np.argmin(finite))
-                member = [jax.tree_util.tree_map(lambda x: x[bad], part) for part in start]
-                error = locate_non_finite(simulations[bad].stepper, control, *member, t_stop, last_good_t)
-                error.fields = [f"member {bad} ({key}={values[bad]}): {f}" for f in error.fields]
-                error.args = (f"batch member {bad} ({key}={values[bad]}): {error}",)
-                raise error
-            last_good_t = t_stop
-            record(carry, clock, t_stop)
-            log.info("batch of %d: t = %.6g / %g", count, t_stop, t_end)
-        status = "finished"
+        for t_frame in frame_times(0.0, float(t_ends.max()), output.interval):
+            t_stop = np.minimum(t_frame, t_ends)
+            while True:
+                active = np.array([s == "running" for s in status])
+                # members not running are held where they are: a chunk to their own time takes no step
+                target = np.where(active, t_stop, clock["t"])
+                start = (carry, clock)
+                carry, new_clock, finite, records = advance(params, carry, jax.tree_util.tree_map(
+                    jnp.asarray, device_clock(clock)), jnp.asarray(target), empty, jnp.asarray(2**62, jnp.int64))
+                new_clock = jax.tree_util.tree_map(np.asarray, jax.device_get(new_clock))
+                finite = np.asarray(finite)
+                for i in np.flatnonzero(~finite & active):
+                    error = locate_non_finite(stepper, control, diagnostics, output.scalar_interval, member(params, i),
+                                              member(start[0], i), member(start[1], i), target[i],
+                                              float(start[1]["t"][i]), prefix=f"batch member {i} ({key}={values[i]}): ")
+                    log.error("%s", error)
+                    status[i] = "non-finite"
+                    writers[i].close(status[i])
+                # a failed member keeps its last good state
+                keep = jnp.asarray(~finite)
+                carry = jax.tree_util.tree_map(
+                    lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), old, new), carry, start[0])
+                clock = {k: np.where(finite, new_clock[k], start[1][k]) for k in new_clock}
+                for i in np.flatnonzero(finite & active):
+                    for record_clock, values_i in host_records(member(records, i)):
+                        writers[i].write_scalars(record_clock, values_i)
+                stopped = np.asarray(stop(params, carry)) if stop is not None else np.zeros(count, bool)
+                reached = clock["t"] >= t_stop * (1 - TIME_TOLERANCE)
+                framed = [i for i in range(count) if status[i] == "running" and (reached[i] or stopped[i])]
+                if framed:
+                    scalars = jax.device_get(diagnose(params, carry))
+                    for i in framed:
+                        last = writers[i].file["scalars/time"][-1] / writers[i].time_scale
+                        if abs(last - clock["t"][i]) > TIME_TOLERANCE * max(clock["t"][i], 1.0):
+                            writers[i].write_scalars({k: v[i].item() for k, v in clock.items()}, member(scalars, i))
+                    write_frames(carry, clock, framed)
+                for i in framed:
+                    if stopped[i] and clock["t"][i] < t_ends[i] * (1 - TIME_TOLERANCE):
+                        writers[i].file.attrs["stop_reason"] = stepper.stop_reason
+                        status[i] = "finished"
+                    elif clock["t"][i] >= t_ends[i] * (1 - TIME_TOLERANCE):
+                        status[i] = "finished"
+                running = [s == "running" for s in status]
+                if not any(r and not reached[i] for i, r in enumerate(running)):
+                    break
+            log.info("batch of %d: t = %.6g / %g", count, t_frame, t_ends.max())
+            if not any(s == "running" for s in status):
+                break
     finally:
-        for writer in writers:
-            writer.close(status)
+        for i, writer in enumerate(writers):
+            if writer.file:
+                writer.close("failed" if status[i] == "running" else status[i])
+    failed = [i for i, s in enumerate(status) if s != "finished"]
+    if failed:
+        log.error("batch members %s did not finish: %s", failed, [status[i] for i in failed])
     return paths

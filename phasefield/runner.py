@@ -5,15 +5,29 @@ here; nothing in this module knows a particular scenario (they come from the reg
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time as _time
+from pathlib import Path
+
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
+import yaml
 
-from phasefield.config import ConfigError, RunConfig
-from phasefield.integrate import TimeControl
+from phasefield.config import ConfigError, RunConfig, validate_run
+from phasefield.integrate import NonFiniteError, TimeControl, device_clock, empty_records, integrate, make_advance
+from phasefield.io import RunWriter, read_checkpoint
 from phasefield.registry import scenario
 from phasefield.schemes import CHECKPOINTED
 from phasefield.simulation import Simulation
+
+log = logging.getLogger("phasefield")
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 def build(config: RunConfig) -> Simulation:
@@ -74,3 +88,214 @@ def restore_carry(simulation: Simulation, params, saved: dict):
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
     restored = jax.tree_util.tree_map(jnp.asarray, {name: saved[name] for name in CHECKPOINTED})
     return {**restored, "cache": cache}
+
+
+def stored_fields(config: RunConfig, simulation: Simulation) -> list[str]:
+    requested = list(config.output.fields)
+    if requested == ["all"]:
+        return list(simulation.field_info)
+    for name in requested:
+        if name not in simulation.field_info:
+            raise ConfigError("output.fields", requested, f"'all' or a list of {', '.join(simulation.field_info)}")
+    return requested
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory already holds a run, or holds nothing to resume."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM or SIGUSR1 arrived; a checkpoint was written and the run stopped cleanly."""
+
+
+@contextlib.contextmanager
+def preemption_signals():
+    """Record SIGTERM/SIGUSR1 (what SLURM sends before a time limit or preemption) instead of dying."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in PREEMPT_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Progress:
+    """A progress bar (simulated time, steps/s, ETA) when stderr is a terminal; nothing otherwise.
+
+    Batch logs get the plain ``t = ... step ... steps/s`` line of every frame instead. While the
+    bar is shown, console log lines go through tqdm so they print above it (run.log is unchanged).
+    """
+
+    def __init__(self, t_end: float, t_start: float):
+        self.bar, self._redirect = None, None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+            self.bar = tqdm(total=t_end, initial=t_start, unit="t", unit_scale=False, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
+
+    def update(self, clock, steps_per_second: float):
+        if self.bar is not None:
+            self.bar.n = clock["t"]
+            self.bar.set_postfix_str(f"step {clock['step']}, {steps_per_second:.0f} steps/s, "
+                                     f"dt {clock['dt_taken']:.3g}", refresh=False)
+            self.bar.refresh()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self._redirect.__exit__(None, None, None)
+
+
+def _stored_config(path: Path) -> tuple[dict, str]:
+    with h5py.File(path, "r") as f:
+        text, status = f.attrs["config"], f.attrs["status"]
+    if status == "finished":
+        raise RunDirectoryError(f"{path} holds a finished run; nothing to resume")
+    return yaml.safe_load(text) or {}, text
+
+
+def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False) -> Path:
+    """Validate ``config_dict``, run it and write ``run_dir/run.h5`` (+ PNGs). Returns the file path.
+
+    With ``resume=True`` the config stored in ``run_dir/run.h5`` is used and the run continues
+    from its checkpoint exactly as if it had never stopped (records after the checkpoint are dropped).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "run.h5"
+    if resume:
+        if not path.exists():
+            raise RunDirectoryError(f"nothing to resume: {path} does not exist")
+        config_dict, config_yaml = _stored_config(path)
+    config = validate_run(config_dict)
+    config_yaml = config_yaml or yaml.safe_dump(config_dict, sort_keys=False)
+    check_grid(config)
+    simulation = build(config)
+    fields_to_store = stored_fields(config, simulation)
+    stepper = simulation.stepper
+    params = device_parameters(simulation.parameters, config.solver.precision)
+    advance = make_run_advance(simulation, config)
+    check_memory(simulation, config, params, advance=advance)
+    if resume:
+        saved, clock = read_checkpoint(path)
+        carry = restore_carry(simulation, params, saved)
+        writer = RunWriter.reopen(path, simulation, clock)
+        log.info("resuming %s from t = %g (step %d)", path, clock["t"], clock["step"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            raise RunDirectoryError(f"{path} already exists; choose a new run directory (hydra.run.dir=...) "
+                                    f"or continue it with resume={run_dir}")
+        carry, clock = initial_carry(simulation, params), {"t": 0.0, "step": 0, "dt": config.solver.dt}
+        fields = stepper.fields(params, carry)
+        writer = RunWriter(path, simulation, {name: fields[name].dtype for name in fields_to_store}, config_yaml,
+                           config.output.compression)
+    log.info("scenario %s on grid %s, dt %g, %s on %s", simulation.name, simulation.grid.shape,
+             config.solver.dt, config.solver.precision, jax.default_backend())
+
+    output, t_end = config.output, config.scenario.t_end
+    diagnostics = simulation.diagnostics
+    headline = next(iter(simulation.scalar_info))
+    wall = {"start": _time.perf_counter(), "checkpoint": _time.perf_counter(), "step0": clock["step"],
+            "checkpoint_t": clock["t"]}
+    progress = Progress(t_end, clock["t"])
+
+    def on_chunk(carry, clock, records, frame):
+        for record_clock, scalars in records:
+            writer.write_scalars(record_clock, scalars)
+        now = _time.perf_counter()
+        rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
+        progress.update(clock, rate)
+        stop = bool(signals)  # one snapshot: a signal arriving later is handled after the next chunk
+        checkpoint = frame or stop or now - wall["checkpoint"] > 60 * output.checkpoint_minutes
+        if frame:
+            writer.write_frame(clock, stepper.fields(params, carry))
+        if checkpoint:
+            writer.write_checkpoint(checkpoint_part(carry), clock)
+            wall["checkpoint"], wall["checkpoint_t"] = now, clock["t"]
+        if frame:
+            scalars = records[-1][1]
+            log.info("t = %.6g / %g  step %d  dt %.3g  %s %.6g  (%.1f steps/s)", clock["t"], t_end,
+                     clock["step"], clock["dt_taken"], headline, scalars[headline], rate)
+        if stop:
+            raise Preempted(f"received signal {signals[0]}: checkpoint written at t = {clock['t']:.6g} "
+                            f"(step {clock['step']}); continue with: python run.py resume={run_dir}")
+
+    status = "failed"
+    with preemption_signals() as signals:
+        try:
+            if not resume:
+                scalars = {k: float(v) for k, v in jax.device_get(jax.jit(diagnostics)(params, carry)).items()}
+                writer.write_scalars(clock, scalars)
+                writer.write_frame(clock, stepper.fields(params, carry))
+                writer.write_checkpoint(checkpoint_part(carry), clock)
+            carry, clock = integrate(stepper, time_control(config.solver, stable_dt(simulation)), params, carry,
+                                     clock, t_end, output.interval, output.scalar_interval, diagnostics, on_chunk, advance)
+            status = "finished"
+            if clock["t"] < t_end * (1 - 1e-12):
+                writer.file.attrs["stop_reason"] = stepper.stop_reason
+                log.info("stopped at t = %.6g (step %d): %s", clock["t"], clock["step"], stepper.stop_reason)
+        except NonFiniteError as error:
+            status = "non-finite"
+            error.last_good_time = wall["checkpoint_t"]
+            raise
+        except Preempted:
+            status = "preempted"
+            raise
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            progress.close()
+            writer.close(status)
+    log.info("finished in %.2f s; wrote %s", _time.perf_counter() - wall["start"], path)
+    if output.plots:
+        from phasefield.analysis.plots import write_run_plots
+
+        write_run_plots(run_dir)
+    return path
+
+
+def abstract_carry(simulation: Simulation, params):
+    """Shapes and dtypes of the carry, without computing (or allocating) the initial state."""
+    fields = {name: jax.ShapeDtypeStruct(simulation.grid.shape, jnp.float64) for name in simulation.field_info}
+    return jax.eval_shape(simulation.stepper.init, params, fields)
+
+
+def make_run_advance(simulation: Simulation, config: RunConfig):
+    """The jitted chunk of steps of a run (:func:`phasefield.integrate.make_advance`)."""
+    control = time_control(config.solver, stable_dt(simulation))
+    return make_advance(simulation.stepper, control, simulation.diagnostics, config.output.scalar_interval)
+
+
+def check_grid(config: RunConfig, copies: int = 1):
+    """Refuse, before building anything, a grid whose bare state (one field per stored quantity is the
+    least a model holds, two arrays per cell a floor) cannot fit: :func:`check_memory` then measures."""
+    from phasefield.memory import check_fits
+
+    itemsize = jnp.dtype(config.solver.precision).itemsize
+    check_fits(2 * itemsize * int(np.prod(config.scenario.shape)), "scenario.shape", config.scenario.shape, copies)
+
+
+def check_memory(simulation: Simulation, config: RunConfig, params, copies: int = 1, advance=None):
+    """Refuse, before allocating anything, a run (times ``copies`` batch members) that will not fit the
+    device: the peak of one compiled chunk of steps, from XLA's memory analysis (:mod:`phasefield.memory`).
+
+    Compiling ``advance`` here costs nothing extra: the run's first call finds it in JAX's cache.
+    """
+    from phasefield.memory import abstract, check_fits, compiled_memory_bytes
+
+    advance = advance or make_run_advance(simulation, config)
+    carry = abstract_carry(simulation, params)
+    records = jax.eval_shape(lambda p, c: empty_records(simulation.diagnostics, p, c), params, carry)
+    clock = abstract(device_clock({"t": 0.0, "step": 0, "dt": config.solver.dt}))
+    needed = compiled_memory_bytes(advance.compiled, abstract(params), carry, clock,
+                                   jax.ShapeDtypeStruct((), jnp.float64), records, jax.ShapeDtypeStruct((), jnp.int64))
+    check_fits(needed, "scenario.shape", config.scenario.shape, copies)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from phasefield.batch import member_config, run_batch
-from phasefield.cli import run
-from phasefield.config import ConfigError
+from phasefield.config import ConfigError, validate_run
+from phasefield.runner import build, run
 from phasefield.io import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,22 +34,79 @@ def test_batched_run_equals_runs_one_at_a_time(tmp_path, key, values):
 
 
 def test_batch_memory_estimate_counts_every_member(tmp_path, monkeypatch):
-    import phasefield.cli as cli
+    """The measured per-member peak (XLA memory analysis) times the member count against the device."""
+    import phasefield.memory as memory
+    from phasefield.runner import check_memory, device_parameters, make_run_advance
 
-    config = {**CONFIG, "scenario": {**CONFIG["scenario"], "shape": [64, 64]}}
-    one_member = 64 * 64 * 8 * 12
-    monkeypatch.setattr(cli, "device_memory_bytes", lambda: int(2.5 * one_member))
-    run_batch(config | {"scenario": {**config["scenario"], "t_end": 0.1}}, "scenario.mobility", [2.0, 5.0], tmp_path / "ok")
+    config = {**CONFIG, "scenario": {**CONFIG["scenario"], "shape": [64, 64], "t_end": 0.1}}
+    validated = validate_run(config)
+    simulation = build(validated)
+    params = device_parameters(simulation.parameters, "float64")
+    one_member = memory.compiled_memory_bytes(
+        make_run_advance(simulation, validated).compiled, *_abstract_chunk_arguments(simulation, validated, params))
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda: int(2.5 * one_member / 0.9))
+    check_memory(simulation, validated, params, copies=2)
+    run_batch(config, "scenario.mobility", [2.0, 5.0], tmp_path / "ok")
     with pytest.raises(ConfigError, match="GiB"):
         run_batch(config, "scenario.mobility", [2.0, 5.0, 8.0], tmp_path / "too_big")
     assert not (tmp_path / "too_big").exists()
 
 
-def test_batch_rejects_non_numeric_key(tmp_path):
+def _abstract_chunk_arguments(simulation, validated, params):
+    import jax
+    import jax.numpy as jnp
+
+    from phasefield.integrate import device_clock, empty_records
+    from phasefield.memory import abstract
+    from phasefield.runner import abstract_carry
+
+    carry = abstract_carry(simulation, params)
+    records = jax.eval_shape(lambda p, c: empty_records(simulation.diagnostics, p, c), params, carry)
+    return (abstract(params), carry, abstract(device_clock({"t": 0.0, "step": 0, "dt": validated.solver.dt})),
+            jax.ShapeDtypeStruct((), jnp.float64), records, jax.ShapeDtypeStruct((), jnp.int64))
+
+
+def test_batch_rejects_static_and_invalid_keys(tmp_path):
     with pytest.raises(ConfigError, match="batch.key"):
         run_batch(CONFIG, "scenario.variant", ["a", "b"], tmp_path)
+    with pytest.raises(ConfigError, match="multirun"):  # the grid: one compiled batch cannot vary it
+        run_batch(CONFIG, "scenario.spacing", [1.0, 2.0], tmp_path)
     with pytest.raises(ConfigError, match="scenario.mobility"):
         run_batch(CONFIG, "scenario.mobility", [1.0, -1.0], tmp_path)
+    with pytest.raises(ConfigError, match="batch.values"):
+        run_batch(CONFIG, "scenario.mobility", 5, tmp_path)
+
+
+def test_batch_members_run_to_their_own_t_end(tmp_path):
+    batch = [read_run(p) for p in run_batch(CONFIG, "scenario.t_end", [1.0, 2.0], tmp_path)]
+    assert [b["time"][-1] for b in batch] == [1.0, 2.0] and [b["scalars"]["time"][-1] for b in batch] == [1.0, 2.0]
+    assert all(b["attrs"]["status"] == "finished" for b in batch)
+    single = read_run(run(member_config(CONFIG, "scenario.t_end", 1.0), tmp_path / "single"))
+    assert np.array_equal(batch[0]["step"], single["step"])
+    assert np.allclose(batch[0]["fields"]["c"], single["fields"]["c"], rtol=0, atol=1e-12)  # vmap may fuse differently
+
+
+def test_a_member_that_blows_up_fails_alone(tmp_path, monkeypatch):
+    """Forward Euler beyond the stability limit of one member only (mobility 5x): it is marked non-finite,
+    the other finishes and equals its single run."""
+    import phasefield.batch as batch
+    from phasefield.registry import scenario
+
+    def unchecked_build(config):
+        simulation = scenario(config.scenario.name).build(config.scenario, config.solver)
+        simulation.stepper = simulation.stepper._replace(stable_dt=lambda params: float("inf"))
+        return simulation
+
+    monkeypatch.setattr(batch, "build", unchecked_build)
+    config = {"scenario": {"name": "spinodal", "shape": [24, 24], "t_end": 0.6},
+              "solver": {"scheme": "explicit", "dt": 0.004},  # stable for mobility 1 (limit 0.0087), not 5
+              "output": {"interval": 0.2, "scalar_interval": 0.2, "plots": False}}
+    paths = run_batch(config, "scenario.mobility", [1.0, 5.0], tmp_path)
+    good, bad = read_run(paths[0]), read_run(paths[1])
+    assert good["attrs"]["status"] == "finished" and bad["attrs"]["status"] == "non-finite"
+    assert np.all(np.isfinite(bad["fields"]["c"]))
+    single = read_run(run(member_config(config, "scenario.mobility", 1.0), tmp_path / "single"))
+    assert np.allclose(good["fields"]["c"], single["fields"]["c"], rtol=0, atol=1e-12)
 
 
 def test_batch_from_command_line(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from phasefield.cli import build
-from phasefield.config import ConfigError, OutputConfig, SolverConfig, scenario_modules, validate_run
+from phasefield.config import ConfigError, OutputConfig, validate_run
+from phasefield.registry import scenario as registered
+from phasefield.runner import build
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["scenario=spinodal", "scenario.shape=[24,24]", "scenario.t_end=2", "output.interval=1", "output.scalar_interval=0.5"]
@@ -80,12 +81,12 @@ def test_config_validation_messages():
 @pytest.mark.parametrize("scenario", sorted(p.stem for p in (ROOT / "configs" / "scenario").glob("*.yaml")))
 def test_every_scenario_yaml_names_every_option(scenario):
     """Hydra refuses ``scenario.key=value`` for a key the composed config lacks (it wants ``+key``), so each
-    scenario YAML lists every option of its model's Config (and solver and output every option of
-    theirs); the composed config validates."""
+    scenario YAML lists every option of its model's Config (and its solver YAML every option of the solver
+    schema that scenario accepts, output every option of its); the composed config validates."""
     with initialize_config_dir(str(ROOT / "configs"), version_base=None):
         composed = OmegaConf.to_container(compose("config", overrides=[f"scenario={scenario}"]))
-    schemas = {"scenario": scenario_modules()[composed["scenario"]["name"]].Config, "solver": SolverConfig,
-               "output": OutputConfig}
+    entry = registered(composed["scenario"]["name"])
+    schemas = {"scenario": entry.Config, "solver": entry.Solver, "output": OutputConfig}
     for section, schema in schemas.items():
         assert sorted({f.name for f in dataclasses.fields(schema)} - set(composed[section])) == [], section
     validate_run({k: composed[k] for k in ("scenario", "solver", "output")})

@@ -119,7 +119,7 @@ def test_short_circuit_stops_the_run(tmp_path):
     """Metal within short_circuit_gap of the far wall ends the run early with a last frame and the reason."""
     import h5py
 
-    from phasefield.cli import run
+    from phasefield.runner import run
 
     config = {"scenario": {"name": "dendrite", "t_end": 5.0, **SMALL}, "solver": SOLVER,
               "output": {"interval": 1.0, "scalar_interval": 0.1, "plots": False}}

@@ -14,22 +14,35 @@ from phasefield.physics.free_energy import double_well, double_well_derivative, 
 PARAMS = spinodal.Config()
 
 
-def f_prime(c):
-    return double_well_derivative(c, PARAMS.rho_s, PARAMS.c_alpha, PARAMS.c_beta)
-
-
 def ch_stepper(grid, boundary, scheme, stabilization=0.0, dtype=jnp.float64):
-    return cahn_hilliard(grid, boundary, f_prime, PARAMS.mobility, PARAMS.kappa, scheme, dtype,
-                         stabilization=stabilization, curvature_max=1.6)
+    return cahn_hilliard(grid, boundary, spinodal.f_prime, spinodal.coefficients, scheme, dtype,
+                         stabilization=stabilization)
+
+
+def free_energy_diagnostics(grid, boundary):
+    def diagnostics(params, carry):
+        return {"free_energy": spinodal.free_energy(carry["state"]["c"], grid, boundary, params)}
+
+    return diagnostics
+
+
+def run_to(stepper, control, c0, t_end, frame_interval, record_interval=None, grid=None, boundary=None,
+           on_chunk=None):
+    """Integrate from ``c0`` (PARAMS) to ``t_end``; returns ``(final carry, clock)``."""
+    grid = grid or Grid(np.shape(c0), 1.0)
+    boundary = boundary or Boundary.uniform(grid.ndim, "periodic")
+    return integrate(stepper, control, PARAMS, stepper.init(PARAMS, {"c": c0}), {"t": 0.0, "step": 0, "dt": control.dt},
+                     t_end, frame_interval, record_interval or frame_interval,
+                     free_energy_diagnostics(grid, boundary), on_chunk)
 
 
 def run_steps(stepper, c0, dt, n):
     step = jax.jit(stepper.step)
-    carry = stepper.init({"c": c0})
-    history = [carry["c"]]
+    carry = stepper.init(PARAMS, {"c": c0})
+    history = [carry["state"]["c"]]
     for _ in range(n):
-        carry = step(carry, dt)
-        history.append(carry["c"])
+        carry = step(PARAMS, carry, dt)
+        history.append(carry["state"]["c"])
     return history
 
 
@@ -68,8 +81,8 @@ def test_explicit_and_spectral_share_one_discretisation():
         c = jnp.asarray(0.5 + 0.1 * np.random.default_rng(1).normal(size=grid.shape))
         basis = SpectralBasis(grid, boundary)
         lap = basis.laplacian_symbol
-        spectral = basis.inverse(PARAMS.mobility * lap * (basis.forward(f_prime(c)) - PARAMS.kappa * lap * basis.forward(c)))
-        stencil = PARAMS.mobility * laplacian(f_prime(c) - PARAMS.kappa * laplacian(c, grid, boundary), grid, boundary)
+        spectral = basis.inverse(PARAMS.mobility * lap * (basis.forward(spinodal.f_prime(PARAMS, c)) - PARAMS.kappa * lap * basis.forward(c)))
+        stencil = PARAMS.mobility * laplacian(spinodal.f_prime(PARAMS, c) - PARAMS.kappa * laplacian(c, grid, boundary), grid, boundary)
         assert float(jnp.max(jnp.abs(spectral - stencil))) < 1e-11
 
 
@@ -83,8 +96,8 @@ def test_semi_implicit_time_order(scheme, expected):
     t_end = 4.0
 
     def solve(dt):
-        carry, _ = integrate(stepper, TimeControl(dt), stepper.init({"c": c0}), {"t": 0.0, "step": 0, "dt": dt}, t_end, t_end)
-        return carry["c"]
+        carry, _ = run_to(stepper, TimeControl(dt), c0, t_end, t_end)
+        return carry["state"]["c"]
 
     reference = solve(0.0025)
     dts = [0.08, 0.04, 0.02]
@@ -104,14 +117,16 @@ def test_allen_cahn_equilibrium_profile_and_interface_energy():
             boundary = Boundary.uniform(1, "neumann")
             x = grid.axis_coordinates(0)
             xi0 = np.where(x < 20.0, 1.0, 0.0)
-            stepper = allen_cahn(grid, boundary, lambda u: double_well_derivative(u, height, 0.0, 1.0), 1.0, kappa,
-                                 scheme, jnp.float64, curvature_max=2 * height, name="xi")
-            carry, _ = integrate(stepper, TimeControl(dt), stepper.init({"xi": xi0}), {"t": 0.0, "step": 0, "dt": dt}, 60.0, 60.0)
-            xi = np.asarray(carry["xi"])
+            stepper = allen_cahn(grid, boundary, lambda p, u: double_well_derivative(u, p["height"], 0.0, 1.0),
+                                 lambda p: (1.0, p["kappa"], 2 * p["height"]), scheme, jnp.float64, name="xi")
+            params = {"height": height, "kappa": kappa}
+            carry, _ = integrate(stepper, TimeControl(dt), params, stepper.init(params, {"xi": xi0}),
+                                 {"t": 0.0, "step": 0, "dt": dt}, 60.0, 60.0, 60.0, lambda p, c: {})
+            xi = np.asarray(carry["state"]["xi"])
             centre = np.interp(0.5, xi[::-1], x[::-1])
             profile_error = np.max(np.abs(xi - 0.5 * (1 - np.tanh(k * (x - centre)))))
-            energy = float(jnp.sum(double_well(carry["xi"], height, 0.0, 1.0)) * grid.cell_volume
-                           + gradient_energy(carry["xi"], grid, boundary, kappa))
+            energy = float(jnp.sum(double_well(xi, height, 0.0, 1.0)) * grid.cell_volume
+                           + gradient_energy(xi, grid, boundary, kappa))
             results[(scheme, n)] = (profile_error, energy)
             assert abs(centre - 20.0) < 0.05  # a flat front does not move
             assert profile_error < 2e-3 * (200 / n) ** 2
@@ -125,45 +140,91 @@ def test_non_finite_guard_names_field_and_step():
     """Forward Euler at 4x its stability limit blows up; the guard stops at the first non-finite step."""
     grid = Grid((32, 32), 1.0)
     stepper = ch_stepper(grid, Boundary.uniform(2, "periodic"), "explicit")
-    dt = 4 * stepper.stable_dt
+    dt = 4 * float(stepper.stable_dt(PARAMS))
     with pytest.raises(NonFiniteError) as info:  # fixed dt: checked at the end of each chunk of 500 steps
-        integrate(stepper, TimeControl(dt), stepper.init({"c": spinodal_start(32)}), {"t": 0.0, "step": 0, "dt": dt},
-                  2000 * dt, 500 * dt)
+        run_to(stepper, TimeControl(dt), spinodal_start(32), 2000 * dt, 500 * dt)
     error = info.value
     assert error.fields == ["c"] and error.step > 0
     assert "'c'" in str(error) and f"step {error.step}" in str(error)
     # the step before the reported one was still finite: replay it
-    carry = stepper.init({"c": spinodal_start(32)})
+    carry = stepper.init(PARAMS, {"c": spinodal_start(32)})
     step = jax.jit(stepper.step)
     for _ in range(error.step - 1):
-        carry = step(carry, dt)
-    assert bool(jnp.all(jnp.isfinite(carry["c"])))
-    assert not bool(jnp.all(jnp.isfinite(step(carry, dt)["c"])))
+        carry = step(PARAMS, carry, dt)
+    assert bool(jnp.all(jnp.isfinite(carry["state"]["c"])))
+    assert not bool(jnp.all(jnp.isfinite(step(PARAMS, carry, dt)["state"]["c"])))
 
 
-def test_adaptive_dt_reaches_record_times_and_grows():
+def test_adaptive_dt_lands_on_frames_and_grows():
     grid = Grid((64, 64), 1.0)
-    boundary = Boundary.uniform(2, "periodic")
-    stepper = ch_stepper(grid, boundary, "sbdf2", stabilization=1.0)
+    stepper = ch_stepper(grid, Boundary.uniform(2, "periodic"), "sbdf2", stabilization=1.0)
     control = TimeControl(0.01, adaptive=True, dt_min=1e-3, dt_max=2.0, target_change=0.005)
-    times = []
-    carry, clock = integrate(stepper, control, stepper.init({"c": spinodal_start(64)}), {"t": 0.0, "step": 0, "dt": 0.01},
-                             200.0, 20.0, lambda carry, clock: times.append(clock["t"]))
-    assert np.allclose(times, np.arange(20.0, 201.0, 20.0), rtol=0, atol=1e-12)
+    frames = []
+
+    def on_chunk(carry, clock, records, frame):
+        if frame:
+            frames.append(clock["t"])
+
+    _, clock = run_to(stepper, control, spinodal_start(64), 200.0, 20.0, 20.0, on_chunk=on_chunk)
+    assert np.allclose(frames, np.arange(20.0, 201.0, 20.0), rtol=0, atol=1e-12)
     assert clock["dt"] > 0.1  # grew from 0.01
     assert clock["step"] < 200.0 / 0.1
 
 
+def test_scalar_records_do_not_cap_the_adaptive_step():
+    """Records every 0.5 or every 50 take the same steps (records are interpolated, not landed on) and land
+    on every record time; the interpolated free energy is no further from a 10x finer run than records on
+    which the steps land (the scheme's own error)."""
+    grid = Grid((48, 48), 1.0)
+    stepper = ch_stepper(grid, Boundary.uniform(2, "periodic"), "sbdf2", stabilization=1.0)
+    start = spinodal_start(48)
+
+    def records(target_change, frame_interval, record_interval):
+        control = TimeControl(0.05, adaptive=True, dt_min=1e-3, dt_max=5.0, target_change=target_change)
+        into = []
+
+        def on_chunk(carry, clock, records, frame):
+            into.extend((c["t"], s["free_energy"]) for c, s in records)
+
+        _, clock = run_to(stepper, control, start, 100.0, frame_interval, record_interval, on_chunk=on_chunk)
+        return np.array(into), clock
+
+    dense, clock_dense = records(0.005, 50.0, 0.5)
+    sparse, clock_sparse = records(0.005, 50.0, 50.0)
+    assert clock_dense["step"] == clock_sparse["step"] and clock_dense["dt"] == clock_sparse["dt"]
+    assert np.allclose(dense[:, 0], np.arange(0.5, 100.01, 0.5), rtol=0, atol=1e-9)
+    landed, clock_landed = records(0.005, 0.5, 0.5)
+    assert clock_landed["step"] > clock_dense["step"]  # landing on records costs steps
+    fine, _ = records(0.0005, 0.5, 0.5)
+    interpolation_error = np.max(np.abs(dense[:, 1] - fine[:, 1]) / fine[:, 1])
+    scheme_error = np.max(np.abs(landed[:, 1] - fine[:, 1]) / fine[:, 1])
+    assert interpolation_error < 1.5 * scheme_error, (interpolation_error, scheme_error)
+
+
+def test_record_buffer_bounds_memory_for_tiny_record_intervals():
+    """A record interval far below dt: every record time is written; a full buffer ends the chunk (and its step) early."""
+    grid = Grid((16, 16), 1.0)
+    stepper = ch_stepper(grid, Boundary.uniform(2, "periodic"), "sbdf2")
+    counts = []
+    _, clock = run_to(stepper, TimeControl(0.1), spinodal_start(16), 1.0, 1.0, 1e-3,
+                      on_chunk=lambda carry, clock, records, frame: counts.append(len(records)))
+    assert sum(counts) == 1000 and max(counts) <= 256 + 1
+    assert 10 <= clock["step"] <= 10 + 4  # a full buffer cuts at most one step per chunk
+
+
 def test_chunks_reuse_one_compiled_loop():
     """Python-scalar and device-array clocks hit the same executable (a recompile per chunk costs ~70 ms)."""
-    from phasefield.integrate import make_advance
+    from phasefield.integrate import empty_records, make_advance
 
     grid = Grid((16, 16), 1.0)
     stepper = ch_stepper(grid, Boundary.uniform(2, "periodic"), "sbdf2")
-    advance = make_advance(stepper, TimeControl(0.1))
-    carry, clock, _ = advance(stepper.init({"c": spinodal_start(16)}), {"t": 0.0, "step": 0, "dt": 0.1}, 1.0)
+    diagnostics = free_energy_diagnostics(grid, Boundary.uniform(2, "periodic"))
+    advance = make_advance(stepper, TimeControl(0.1), diagnostics, 1.0)
+    carry = stepper.init(PARAMS, {"c": spinodal_start(16)})
+    empty = empty_records(diagnostics, PARAMS, carry)
+    carry, clock, _, _ = advance(PARAMS, carry, {"t": 0.0, "step": 0, "dt": 0.1}, 1.0, empty)
     for t_stop in (2.0, 3.0):
-        carry, clock, _ = advance(carry, clock, t_stop)
-    carry, clock, _ = advance(carry, {k: v.item() for k, v in clock.items()}, 4.0)
+        carry, clock, _, _ = advance(PARAMS, carry, clock, t_stop, empty)
+    carry, clock, _, _ = advance(PARAMS, carry, {k: v.item() for k, v in clock.items()}, 4.0, empty)
     assert advance.compiled._cache_size() == 1
     assert int(clock["step"]) == 40

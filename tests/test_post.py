@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from phasefield.cli import run
+from phasefield.runner import run
 from phasefield.io.xdmf import write_xdmf
 
 ROOT = Path(__file__).resolve().parents[1]

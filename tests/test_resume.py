@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from phasefield.cli import Preempted, Progress, RunDirectoryError, run
+from phasefield.runner import Preempted, Progress, RunDirectoryError, run
 from phasefield.config import ConfigError
 from phasefield.io import read_run
 
@@ -25,22 +25,28 @@ CONFIG = {
 
 
 def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
-    """Straight run vs the same run stopped by SIGUSR1 at t = 1.5 (between frames) and resumed."""
+    """Straight run vs the same run stopped by SIGUSR1 between frames (after the first chunk past t = 1.5,
+    chunks of one step) and resumed."""
+    import phasefield.integrate
+
     straight = read_run(run(CONFIG, tmp_path / "straight"))
 
     original = Progress.update
+    signalled = []
 
-    def update_then_signal(self, clock, rate):  # the signal arrives during the record at t = 1.5
+    def update_then_signal(self, clock, rate):  # the signal arrives during the chunk's output
         original(self, clock, rate)
-        if abs(clock["t"] - 1.5) < 1e-12:
+        if clock["t"] > 1.5 and not signalled:
+            signalled.append(clock["t"])
             os.kill(os.getpid(), signal.SIGUSR1)
 
     monkeypatch.setattr(Progress, "update", update_then_signal)
+    monkeypatch.setattr(phasefield.integrate, "CHUNK_SECONDS", 1e-9)  # every chunk one step
     with pytest.raises(Preempted, match="resume="):
         run(CONFIG, tmp_path / "split")
     monkeypatch.setattr(Progress, "update", original)
     with h5py.File(tmp_path / "split" / "run.h5", "r") as f:
-        assert f.attrs["status"] == "preempted" and f["checkpoint"].attrs["t"] == 1.5
+        assert f.attrs["status"] == "preempted" and f["checkpoint"].attrs["t"] == signalled[0] < 1.6
         assert f["fields/c"].shape[0] == 2  # frames at t = 0 and 1
     resumed = read_run(run(None, tmp_path / "split", resume=True))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numpy.polynomial.legendre import leggauss
 
-from phasefield.cli import run
+from phasefield.runner import run
 from phasefield.grid import Grid
 from phasefield.models import spinodal
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phasefield.cli import build
+from phasefield.runner import build
 from phasefield.config import ConfigError, validate_run
 from phasefield.grid import Grid
 from phasefield.operators import hydrostatic_stress, isotropic_moduli, solve_elasticity, von_mises_stress
@@ -192,7 +192,7 @@ def test_invalid_swelling_input_is_rejected_before_compute(override, key):
 def test_swelling_run_writes_stress_fields_and_stops_at_the_final_state_of_charge(tmp_path):
     import h5py
 
-    from phasefield.cli import run
+    from phasefield.runner import run
 
     overrides = {"scenario": {"name": "swelling", "t_end": 3600.0, **SINGLE, "shape": [32, 32], "c_rate": 10.0,
                               "interface_thickness": 0.2, "gradient_length": 0.1, "final_state_of_charge": 0.5,

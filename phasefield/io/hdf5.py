@@ -6,7 +6,7 @@ Layout (see README, "Output"):
 * ``/time``, ``/step``  simulated time (physical units) and step index of each frame
 * ``/scalars/<name>``  diagnostics at every record, with ``/scalars/time`` and ``/scalars/step``
 * ``/grid/<axis>``     cell-centre coordinates (physical units)
-* ``/checkpoint``      the scheme's full carry plus ``t``, ``step``, ``dt`` attributes
+* ``/checkpoint``      the model's state and scheme history plus ``t``, ``step``, ``dt`` attributes
 * root attributes      config (YAML), phasefield_version, scenario, scale_*, started, ended,
                        finished, status, and stop_reason when a model's stop event ended the run
 
@@ -120,16 +120,9 @@ class RunWriter:
         _append(self.file["step"], clock["step"])
         self.file.flush()
 
-    def write_record(self, clock, scalars: dict, fields: dict, carry: dict, frame: bool, checkpoint: bool):
-        """One record: scalars always; a field frame if ``frame``; the checkpoint with every frame or if asked."""
-        self.write_scalars(clock, scalars)
-        if frame:
-            self.write_frame(clock, fields)
-        if frame or checkpoint:
-            self.write_checkpoint(carry, clock)
-
     def write_checkpoint(self, carry: dict, clock):
-        """Overwrite ``/checkpoint`` with ``carry``; ``complete`` is False while it is being written."""
+        """Overwrite ``/checkpoint`` with ``carry`` (the model's state and scheme history); ``complete``
+        is False while it is being written."""
         group = self.file.require_group("checkpoint")
         group.attrs["complete"] = False
         self.file.flush()

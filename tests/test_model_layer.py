@@ -1,0 +1,159 @@
+"""The model layer: no import cycles, parameters are pytree leaves (not constants baked into a model),
+solver options are checked per scenario, and a batch runs over any parameter of every scenario."""
+import ast
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from phasefield.batch import run_batch
+from phasefield.config import ConfigError, parameter_names, validate_run
+from phasefield.io import read_run
+from phasefield.registry import scenario as registered
+from phasefield.registry import scenario_names
+from phasefield.runner import abstract_carry, build, device_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "phasefield"
+
+# small grids of each scenario family's YAML (the scenario YAML sets everything else)
+SMALL = {
+    "spinodal": ["scenario=spinodal", "scenario.shape=[16,16]"],
+    "dendrite": ["scenario=dendrite", "scenario.shape=[16,16]"],
+    "dendrite_solid": ["scenario=dendrite_solid", "scenario.shape=[16,16]"],
+    "swelling": ["scenario=swelling", "scenario.shape=[32,32]", "scenario.interface_thickness=0.4"],
+}
+
+
+def composed(overrides):
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        data = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    return {k: data[k] for k in ("scenario", "solver", "output")}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every phasefield module a file imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("phasefield"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("phasefield"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def test_package_has_no_import_cycles():
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+    # a package's __init__ importing its own submodules is how it re-exports them, not a cycle
+    graph = {name: {m for m in deps if not m.startswith(name + ".")} for name, deps in graph.items()}
+    state = {}
+
+    def visit(name, stack):
+        state[name] = "open"
+        for dep in graph[name]:
+            if state.get(dep) == "open":
+                cycle = stack[stack.index(dep):] + [dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, stack + [dep])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert {"phasefield.config", "phasefield.runner", "phasefield.cli", "phasefield.batch"} <= set(graph)
+    assert not any(m.startswith("phasefield.models") for m in graph["phasefield.config"])
+
+
+def perturbed(value, key, base_dict):
+    """A valid nearby value of parameter ``key`` (a float, or an int leaf such as a seed)."""
+    candidates = ([value + 1] if isinstance(value, int) else
+                  [value * 1.01, value * 0.99] if value != 0 else [0.01, -0.01, 1.0])
+    for candidate in candidates:
+        data = {**base_dict, "scenario": {**base_dict["scenario"], key: candidate}}
+        try:
+            validate_run(data)
+            return data
+        except ConfigError:
+            continue
+    return None
+
+
+def traced(simulation, params):
+    """The step and the diagnostics as jaxprs: what a compiled run executes, constants included."""
+    carry = abstract_carry(simulation, params)
+    step = jax.make_jaxpr(simulation.stepper.step)(params, carry, 0.01)
+    diagnostics = jax.make_jaxpr(simulation.diagnostics)(params, carry)
+    return [(str(j.jaxpr), [np.asarray(c) for c in j.consts]) for j in (step, diagnostics)]
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_every_parameter_is_a_leaf_of_one_compiled_model(family):
+    """For every parameter of the scenario, a model built with that value changed traces to the same
+    step and diagnostics (same program, same constants): the value enters only through ``params``. A
+    number closed over at build time would change a constant (and a batch over it would silently run
+    every member with the base value)."""
+    base_dict = composed(SMALL[family])
+    base = build(validate_run(base_dict))
+    params = device_parameters(base.parameters, "float64")
+    reference = traced(base, params)
+    names = parameter_names(registered(family).Config)
+    assert names, family
+    checked = []
+    for name in names:
+        data = perturbed(getattr(base.parameters, name), name, base_dict)
+        if data is None:
+            continue
+        other = build(validate_run(data))
+        assert jax.tree_util.tree_structure(other.parameters) == jax.tree_util.tree_structure(base.parameters)
+        again = traced(other, device_parameters(other.parameters, "float64"))
+        for (text, consts), (text_again, consts_again) in zip(reference, again):
+            assert text == text_again, f"scenario.{name} changes the compiled program"
+            assert len(consts) == len(consts_again) and all(
+                np.array_equal(a, b) for a, b in zip(consts, consts_again)), f"scenario.{name} is baked in"
+        checked.append(name)
+    assert len(checked) >= len(names) - 2, sorted(set(names) - set(checked))
+
+
+@pytest.mark.parametrize("family,key,values", [
+    ("spinodal", "scenario.kappa", [1.5, 2.5]),
+    ("dendrite", "scenario.voltage", [-0.3, -0.45]),
+    ("dendrite_solid", "scenario.stack_pressure", [0.0, 20.0]),
+    ("swelling", "scenario.c_rate", [1.0, 2.0]),
+])
+def test_batch_runs_every_scenario(tmp_path, family, key, values):
+    data = composed(SMALL[family] + ["output.plots=false"])
+    data["scenario"]["t_end"] = {"spinodal": 2.0, "dendrite": 0.1, "dendrite_solid": 0.1, "swelling": 30.0}[family]
+    data["output"]["interval"] = data["output"]["scalar_interval"] = data["scenario"]["t_end"]
+    runs = [read_run(p) for p in run_batch(data, key, values, tmp_path)]
+    assert all(r["attrs"]["status"] == "finished" for r in runs)
+    first = next(iter(runs[0]["fields"]))
+    assert not np.array_equal(runs[0]["fields"][first][-1], runs[1]["fields"][first][-1])
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_solver_options_a_scenario_has_no_use_for_are_refused(family):
+    data = composed(SMALL[family])
+    accepted = {f.name for f in dataclasses.fields(registered(family).Solver)}
+    if "scheme" in accepted:
+        validate_run({**data, "solver": {**data["solver"], "scheme": "imex1"}})
+        return
+    with pytest.raises(ConfigError, match=r"solver\.scheme.*a known key of solver"):
+        validate_run({**data, "solver": {**data["solver"], "scheme": "sbdf2"}})
+
+
+def test_every_registered_scenario_has_a_yaml():
+    named = set()
+    for path in (ROOT / "configs" / "scenario").glob("*.yaml"):
+        named.add(OmegaConf.load(path)["name"])
+    assert set(scenario_names()) <= named
