@@ -3,7 +3,7 @@
     PYTHONPATH=. python experiments/measure_memory.py
 
 For each scenario and grid it prints the old guess of ``cli.check_memory`` (cells x itemsize x
-``arrays_per_cell`` of the model module), the new estimate (:func:`phasefield.memory.compiled_memory_bytes`
+the fixed ``arrays_per_cell`` of the model modules before), the new estimate (:func:`phasefield.memory.compiled_memory_bytes`
 of the jitted chunk ``advance(carry, clock, t_stop)``) and the measured peak of the same call on
 the CPU, each in MiB, with the ratios measured/estimate and measured/old guess. The last column,
 ``process``, is the whole subprocess's peak resident set over its resident set after importing jax
@@ -56,31 +56,36 @@ def config_dict(name: str, shape) -> dict:
     return {"scenario": scenario, "solver": solver, "output": {}}
 
 
+# the per-model guess the memory check used before it was measured (arrays per cell, fixed per model)
+OLD_ARRAYS_PER_CELL = {"spinodal": 12, "dendrite": 40}
+
+
 def chunk(name: str, shape):
     """``(function, args, old_guess)``: the jitted time-stepping chunk of ``name`` at ``shape``, its
-    arguments ``(carry, clock, t_stop)`` (real arrays) and the old ``arrays_per_cell`` guess in bytes.
+    arguments ``(params, carry, clock, t_stop, records, max_steps)`` (real arrays) and the old guess in bytes.
 
-    The only place that knows today's build/advance API; adapt it when that changes.
+    The only place that knows the build/advance API; adapt it when that changes.
     """
     import jax.numpy as jnp
 
-    from phasefield.cli import build, time_control
-    from phasefield.config import scenario_modules, validate_run
-    from phasefield.integrate import make_advance
+    from phasefield.config import validate_run
+    from phasefield.integrate import device_clock, empty_records
+    from phasefield.runner import build, device_parameters, initial_carry, make_run_advance
 
     config = validate_run(config_dict(name, shape))
     sim = build(config)
-    stepper = sim.stepper
-    carry = stepper.init(sim.initial_fields())
-    advance = make_advance(stepper, time_control(config.solver, stepper.stable_dt))
-    clock = {"t": jnp.asarray(0.0), "step": jnp.asarray(0, jnp.int64), "dt": jnp.asarray(config.solver.dt)}
+    params = device_parameters(sim.parameters, config.solver.precision)
+    carry = initial_carry(sim, params)
+    advance = make_run_advance(sim, config)
+    clock = device_clock({"t": 0.0, "step": 0, "dt": config.solver.dt})
     t_stop = jnp.asarray(SCENARIOS[name][3], jnp.float64)
+    records = empty_records(sim.diagnostics, params, carry)
     cells = 1
     for n in shape:
         cells *= n
     itemsize = 8 if config.solver.precision == "float64" else 4
-    old = cells * itemsize * scenario_modules()[name].arrays_per_cell(config.solver.scheme)
-    return advance.compiled, (carry, clock, t_stop), old
+    old = cells * itemsize * OLD_ARRAYS_PER_CELL[name]
+    return advance.compiled, (params, carry, clock, t_stop, records, jnp.asarray(2**62, jnp.int64)), old
 
 
 def _status_kib(field: str) -> int:
@@ -96,7 +101,7 @@ def _measure_here(name: str, shape) -> dict:
 
     import jax
 
-    import phasefield.cli  # noqa: F401  (imports out of the process column)
+    import phasefield.runner  # noqa: F401  (imports out of the process column)
     from phasefield import memory
 
     start_rss = _status_kib("VmRSS")  # after the imports of jax and phasefield
