@@ -10,21 +10,23 @@ from phasefield.runner import build, device_parameters, initial_carry, stable_dt
 def run_scenario(name, t_end, record, solver, **scenario):
     """Run scenario ``name`` to ``t_end`` with the ``solver`` dict, recording every ``record``.
 
-    Returns ``(times, scalars, final carry, simulation)``: ``scalars`` maps each diagnostic to an
-    array over the records (t = 0 included).
+    Steps land on the record times (they are the frames), so every record is a step end. Returns
+    ``(times, scalars, final carry, simulation)``: ``scalars`` maps each diagnostic to an array over
+    the records (t = 0 included).
     """
     config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario}, "solver": solver, "output": {}})
     simulation = build(config)
     params = device_parameters(simulation.parameters, config.solver.precision)
     carry = initial_carry(simulation, params)
-    diagnostics = jax.jit(simulation.diagnostics)
-    times, rows = [0.0], [jax.device_get(diagnostics(params, carry))]
+    times, rows = [0.0], [jax.device_get(jax.jit(simulation.diagnostics)(params, carry))]
 
-    def on_record(carry, clock):
-        times.append(clock["t"])
-        rows.append(jax.device_get(diagnostics(params, carry)))
+    def on_chunk(carry, clock, records, frame):
+        for record_clock, scalars in records:
+            times.append(record_clock["t"])
+            rows.append(scalars)
 
     carry, _ = integrate(simulation.stepper, time_control(config.solver, stable_dt(simulation)), params, carry,
-                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, on_record)
+                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, record,
+                         simulation.diagnostics, on_chunk)
     scalars = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
     return np.array(times), scalars, carry, simulation
