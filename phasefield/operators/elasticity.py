@@ -50,12 +50,13 @@ the extreme shear and bulk moduli. After CG the free mean strains get one exact 
 stresses hold to round-off whatever the tolerance, leaving an equilibrium residual of the
 order of the tolerance.
 
-Everything is pure JAX (``lax.while_loop`` for CG), jit-, vmap- and scan-friendly; the grid,
+Everything is pure JAX (CG is :func:`phasefield.operators.krylov.pcg`), jit-, vmap- and scan-friendly; the grid,
 ``shear_mean`` and the *set* of stress-prescribed components are static, all values may be
 traced. Shifts are single ``jnp.roll``s (nested rolls compile to slow code on CPU).
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -63,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.grid import Grid
+from phasefield.operators.krylov import pcg, tree_axpy, tree_dot
 
 AXES = "xyz"
 SHEAR_MEANS = ("arithmetic", "harmonic")
@@ -436,25 +438,7 @@ def _loading(mean_strain, mean_stress, ndim: int):
     return {n: mean_strain.get(n, 0.0) for n in names if n not in mean_stress}, free, mean_stress
 
 
-class _State(NamedTuple):
-    x: tuple
-    r: tuple
-    p: tuple
-    rz: jax.Array
-    iterations: jax.Array
-    residual: jax.Array
-
-
-def _dot(x, y):
-    """Euclidean inner product of two pytrees of arrays."""
-    return sum(jnp.vdot(a, b) for a, b in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)))
-
-
-def _axpy(alpha, x, y):
-    """``alpha x + y`` leaf by leaf."""
-    return jax.tree_util.tree_map(lambda a, b: alpha * a + b, x, y)
-
-
+@functools.partial(jax.named_call, name="elasticity_solve")  # profiles show the elasticity solves apart
 def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, mean_stress=None, initial=None,
                      tolerance=1e-8, max_iterations=2000, shear_mean: str = "arithmetic") -> Elasticity:
     """Solve periodic small-strain elasticity ``div(C : (E + sym grad u~ - eps*)) = 0`` (module notes).
@@ -518,7 +502,7 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
     normal_offset, shear_offset = _offsets(fixed, eigen, ndim)
     forces0, means0 = _internal_forces(zeros, normal_offset, shear_offset, lam, mu, edge_mu, grid, free)
     b = (tuple(-f for f in forces0), total_volume * multiplicity * target - means0 if free else jnp.zeros((0,), dtype))
-    b_norm = _dot(b, precondition(b))
+    b_norm = tree_dot(b, precondition(b))
     b_zero = b_norm <= 0
     scale = jnp.where(b_zero, 1.0, b_norm)
 
@@ -531,28 +515,11 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         e0 = jnp.stack([jnp.asarray(initial.mean_strain[n], dtype) for n in free]) if free else jnp.zeros((0,), dtype)
         keep = jnp.where(b_zero, 0.0, 1.0).astype(dtype)  # a zero load has the zero solution
         x0 = (tuple(keep * (start[a] - jnp.mean(start[a])) for a in range(ndim)), keep * e0)
-    r0 = _axpy(-1.0, operator(x0), b)
-    z0 = precondition(r0)
-    rz0 = _dot(r0, z0)
-    zero = jnp.zeros((), dtype)
-    state = _State(x0, r0, z0, rz0, jnp.zeros((), jnp.int32), jnp.sqrt(jnp.maximum(rz0, 0.0) / scale))
 
-    def keep_going(s: _State):
-        return (s.residual > tolerance) & (s.iterations < max_iterations)
+    def residual_norm(x, r, rz):  # pcg's default measure, but with the zero-load scale 1
+        return jnp.sqrt(jnp.maximum(rz, 0.0) / scale)
 
-    def step(s: _State):
-        ap = operator(s.p)
-        pap = _dot(s.p, ap)
-        alpha = jnp.where(pap > 0, s.rz / jnp.where(pap > 0, pap, 1.0), zero)
-        x = _axpy(alpha, s.p, s.x)
-        r = _axpy(-alpha, ap, s.r)
-        z = precondition(r)
-        rz = _dot(r, z)
-        beta = jnp.where(s.rz > 0, rz / jnp.where(s.rz > 0, s.rz, 1.0), zero)
-        return _State(x, r, _axpy(beta, s.p, z), rz, s.iterations + 1, jnp.sqrt(jnp.maximum(rz, 0.0) / scale))
-
-    final = jax.lax.while_loop(keep_going, step, state)
-    u, e = final.x
+    (u, e), stats = pcg(operator, b, x0, precondition, tolerance, max_iterations, residual_norm)
 
     def fields(e):
         full = dict(fixed)
@@ -570,8 +537,8 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         stiffness = jnp.mean(lam) * jnp.outer(normal_flags, normal_flags) + 2.0 * jnp.diag(shear_moduli)
         e = e + jnp.linalg.solve(stiffness, mismatch)
         full, stress = fields(e)
-    r = _axpy(-1.0, operator((u, e)), b)
-    residual = jnp.sqrt(jnp.maximum(_dot(r, precondition(r)), 0.0) / scale)
+    r = tree_axpy(-1.0, operator((u, e)), b)
+    residual = residual_norm((u, e), r, tree_dot(r, precondition(r)))
     names = mean_components(ndim)
     return Elasticity(
         displacement=jnp.stack(u),
@@ -579,6 +546,6 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         mean_stress={n: jnp.mean(stress[n]) for n in names},
         strain=strain_from_displacement(jnp.stack(u), full, grid),
         stress=stress,
-        iterations=final.iterations,
+        iterations=stats.iterations,
         residual=residual,
     )
