@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import phasefield  # noqa: F401  (float64)
-from phasefield.runner import build, time_control
 from phasefield.config import validate_run
-from phasefield.integrate import make_advance
+from phasefield.integrate import empty_records, make_advance
+from phasefield.runner import build, device_parameters, initial_carry, stable_dt, time_control
 from phasefield.models import spinodal
 
 RECORDS = (1.0, 10.0, 100.0)
@@ -47,17 +47,20 @@ def package_run(n, scheme, dt, precision, stabilization=0.0, t_end=RECORDS[-1]):
     config = configure(n, scheme, dt, precision, stabilization)
     simulation = build(config)
     stepper = simulation.stepper
-    advance = make_advance(stepper, time_control(config.solver, stepper.stable_dt))
-    energy = jax.jit(lambda carry: simulation.diagnostics(stepper.fields(carry))["free_energy"])
-    carry0 = stepper.init(simulation.initial_fields())
+    params = device_parameters(simulation.parameters, precision)
+    advance = make_advance(stepper, time_control(config.solver, stable_dt(simulation)), simulation.diagnostics,
+                           t_end)
+    energy = jax.jit(lambda carry: simulation.diagnostics(params, carry)["free_energy"])
+    carry0 = initial_carry(simulation, params)
+    empty = empty_records(simulation.diagnostics, params, carry0)
     clock0 = {"t": 0.0, "step": 0, "dt": dt}
-    warm, _, _ = advance(carry0, clock0, min(5 * dt, t_end))  # compile
+    warm, _, _, _ = advance(params, carry0, clock0, min(5 * dt, t_end), empty)  # compile
     jax.block_until_ready(warm)
     energy(warm).block_until_ready()
     carry, clock, energies = carry0, clock0, {}
     start = time.perf_counter()
     for t_stop in [t for t in RECORDS if t <= t_end]:
-        carry, clock, finite = advance(carry, clock, t_stop)
+        carry, clock, finite, _ = advance(params, carry, clock, t_stop, empty)
         energies[t_stop] = float(energy(carry))  # host sync: part of the timed work
     wall = time.perf_counter() - start
     assert bool(finite), f"{scheme} dt={dt} {precision} went non-finite"
