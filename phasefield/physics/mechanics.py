@@ -14,8 +14,10 @@ plastic equilibrium at one load instead iterates (:func:`phasefield.physics.plas
 Generalized plane strain (2D only, ``generalized=True``): instead of ``eps_zz = 0`` the total
 ``eps_zz`` is one uniform unknown ``e_zz`` with ``<sigma_zz> = 0`` (free fibres). It enters the
 plane-strain solver as the eigenstrain offset ``eps*_zz - e_zz``; after a first solve one Newton
-correction ``e_zz -= <sigma_zz> / <lam + 2 mu>`` (exact for uniform moduli) and a second solve,
-warm-started from the first, follow. ``e_zz`` is carried from step to step.
+correction ``e_zz -= <sigma_zz> / <lam + 2 mu>`` and a second solve, warm-started from the first,
+follow. The correction is exact for uniform moduli with the in-plane mean strains held; otherwise
+(free in-plane mean stresses, contrast) ``<sigma_zz>`` is reduced, not zeroed, and since ``e_zz`` is
+carried from step to step it keeps converging over the steps.
 
 Every value (moduli, yield stresses, eigenstrains, loads, tolerance) may be traced: the functions
 are jit-, vmap- and grad-friendly; the grid, the *set* of stress-prescribed load components,
