@@ -39,15 +39,40 @@ electrolyte is elastic unless given a yield stress). Stack pressure ``p`` is the
 ``<sigma_xx> = -p``; the lateral mean strain is zero (the electrode is held by its neighbours)
 and the mean shear stresses vanish.
 
-One step: (1) ``mu`` with the stress of the state (the carry holds the equilibrium of its own
-``c``); (2) the electrode potential that carries the applied current, and the surface source
-(point-implicit in the cell's own response); (3) the Cahn-Hilliard update, explicit fluxes with a
-positivity limiter and a ``psi``-weighted implicit stabilisation (Zhu, Chen, Shen & Tikare 1999)
-``(psi + dt (D_s k^2 + M_max kappa k^4)) dc = dt [div F + |grad psi| j]`` solved by CG with a
-spectral preconditioner; the Li inserted equals the time integral of the surface reaction to
-round-off; (4) mechanics at the new ``c``: one warm-started solve with the current plastic strain,
-then one radial return (plastic flow lags one step, so the yield condition holds at the end of the
-next step).
+One step, three module-level sub-steps (each a ``jax.named_call``, so profiles name them):
+(1) ``mu`` with the stress of the state (the carry holds the equilibrium of its own ``c``);
+(2) :func:`surface_insertion`: the electrode potential that carries the applied current, and the
+surface source (point-implicit in the cell's own response); (3) :func:`cahn_hilliard_update`:
+explicit fluxes with a positivity limiter and a ``psi``-weighted implicit stabilisation (Zhu, Chen,
+Shen & Tikare 1999) ``(psi + dt (D_s k^2 + M_max kappa k^4)) dc = dt [div F + |grad psi| j]`` solved
+by :func:`phasefield.operators.krylov.pcg` with a spectral preconditioner; the Li inserted equals the
+time integral of the surface reaction to round-off; (4) :func:`mechanics` at the new ``c``
+(:func:`phasefield.physics.mechanics.solve_and_return`): one warm-started solve with the current
+plastic strain, then one radial return (plastic flow lags one step, so the yield condition holds at
+the end of the next step).
+
+Parameters and structure. The validated :class:`Config` is the parameter pytree: its floats are
+leaves (vmapped by batches, differentiable) and every step, init, fields, diagnostics and stop
+function reads them from its ``params`` argument (:class:`Parameters` derives the nondimensional
+coefficients there). Static (``static=True`` or not a float): the cell ``size`` and ``shape`` (the
+grid), the particles and what places them (``particles``, ``random_particles``, ``particle_radius``,
+``particle_gap``, ``seed``), ``interface_thickness``, ``collector_thickness`` and
+``separator_thickness``: they build the indicator arrays of :class:`Geometry` once, at build; and
+the branches ``control``, ``out_of_plane``, ``stress_coupling`` and ``mechanics_max_iterations``
+(a loop bound).
+
+The carry (:mod:`phasefield.schemes`):
+
+* ``state``: ``c``; the material's mechanics, ``plastic_strain`` (tensor), its accumulated
+  ``equivalent_plastic_strain`` and the returned ``stress`` (the next step's ``mu`` reads it);
+  ``voltage`` (the electrode potential; the cutoff event reads it); ``inserted`` (time integral
+  of the surface reaction); ``step``; ``initial_mean_strain`` (the reference of the swelling
+  diagnostic, fixed at t = 0);
+* ``history``: what the next step needs besides the state: ``elasticity`` (displacement and mean
+  strain of the last solve, the warm start; its ``mean_strain["xx"]`` is the stack thickness),
+  ``axial_strain`` (the carried ``eps_zz`` of generalized plane strain), ``change`` and
+  ``last_dt`` (the last ``dc`` and step, the scaled warm start of the Cahn-Hilliard solve);
+* ``cache``: ``mechanics_iterations`` and ``filter_iterations`` of the last step (diagnostics only).
 
 What small strain misses here: a Si particle at full lithiation has ``J`` near 4 (the radius grows
 59 %). The Hencky measure keeps the eigenstrain finite and symmetric in expansion and contraction
@@ -108,8 +133,8 @@ class Config:
     """``scenario=swelling``: alloy-anode lithiation (um, s, V, GPa, MPa, mol/m^3, m^2/s, mA/cm^2)."""
 
     name: str = option("swelling", help="scenario name")
-    size: list[float] = option(lambda: [8.0, 8.0], min=0.0, exclusive=True,
-                               static=True, help="cell size per axis in um (x first: the stack direction)")
+    size: list[float] = option(lambda: [8.0, 8.0], min=0.0, exclusive=True, static=True,
+                               help="cell size per axis in um (x first: the stack direction)")
     shape: list[int] = option(lambda: [128, 128], min=4, help="cells per axis (2 or 3 entries)")
     t_end: float = option(7200.0, min=0.0, exclusive=True,
                           help="simulated time, s (the run stops earlier at final_state_of_charge or cutoff_voltage)")
@@ -144,16 +169,20 @@ class Config:
     particle_poisson: float = option(0.22, min=-0.99, max=0.49, help="Poisson's ratio of the particles")
     host_yield_stress: float = option(2.0, min=0.0, help="yield stress at c = 0, GPa (0: elastic particles)")
     lithiated_yield_stress: float = option(0.5, min=0.0, help="yield stress at c = 1, GPa")
-    # geometry
+    # geometry: static, it builds the particle and collector indicator arrays once, at build
     particles: list[list[float]] = option(list, help="particles [x, y, radius] (2D) or [x, y, z, radius] (3D), um")
     random_particles: int = option(3, min=0, help="particles placed at random (non-overlapping) in the electrode layer")
-    particle_radius: float = option(1.0, min=0.0, exclusive=True, static=True, help="radius of the random particles, um")
-    particle_gap: float = option(0.3, min=0.0, static=True, help="smallest surface-to-surface gap of random particles, um")
+    particle_radius: float = option(1.0, min=0.0, exclusive=True, static=True,
+                                    help="radius of the random particles, um")
+    particle_gap: float = option(0.3, min=0.0, static=True,
+                                 help="smallest surface-to-surface gap of random particles, um")
     seed: int = option(0, min=0, help="seed of the random particle positions")
-    interface_thickness: float = option(0.12, min=0.0, exclusive=True,
-                                        static=True, help="width of the smooth particle surface, psi = (1 - tanh(2 d / w)) / 2, um")
-    collector_thickness: float = option(0.5, min=0.0, static=True, help="current-collector layer at the low-x end, um (0: none)")
-    separator_thickness: float = option(1.0, min=0.0, static=True, help="electrolyte separator layer at the high-x end, um")
+    interface_thickness: float = option(0.12, min=0.0, exclusive=True, static=True,
+                                        help="width of the smooth particle surface, psi = (1 - tanh(2 d / w)) / 2, um")
+    collector_thickness: float = option(0.5, min=0.0, static=True,
+                                        help="current-collector layer at the low-x end, um (0: none)")
+    separator_thickness: float = option(1.0, min=0.0, static=True,
+                                        help="electrolyte separator layer at the high-x end, um")
     # solid electrolyte and collector (defaults: Li6PS5Cl and Cu)
     electrolyte_modulus: float = option(22.0, min=0.0, exclusive=True, help="Young's modulus, GPa (LPSC 22, LLZO 150)")
     electrolyte_poisson: float = option(0.3, min=-0.99, max=0.49, help="Poisson's ratio (LPSC 0.3, LLZO 0.257)")
@@ -466,8 +495,8 @@ def macroscopic_load(params: Config, ndim: int):
 
 
 def chemical_potential(c, stress, p: Parameters, geometry: Geometry, grid: Grid, stress_coupling: bool):
-    """``mu = ln(c/(1-c)) + chi (1 - 2c) - (kappa/psi) div(psi grad c) - sigma_kk beta / (3 (1 + beta c)) / (c_max R T)``
-    (over R T; the last term only with the stress coupling)."""
+    """``mu = ln(c/(1-c)) + chi (1 - 2c) - (kappa/psi) div(psi grad c) + mu_el`` over R T, with
+    ``mu_el = -sigma_kk beta / (3 (1 + beta c)) / (c_max R T)`` only with the stress coupling."""
     periodic = Boundary.uniform(grid.ndim, "periodic")
     gradient_term = divergence([geometry.psi_faces[a] * face_gradient(c, grid, periodic, a)
                                 for a in range(grid.ndim)], grid)
