@@ -25,31 +25,31 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Scalars only at frames: runs since the model-layer change take adaptive steps across scalar
-# record times (records are interpolated), so only frame times land both checkouts on a step.
 COMMON = ["output.plots=false"]
 CASES = {
     "spinodal_a": ["scenario=spinodal", "scenario.shape=[48,48]", "scenario.t_end=20", "solver=sbdf2",
-                   "solver.dt=0.5", "output.interval=10", "output.scalar_interval=10"],
+                   "solver.dt=0.5", "output.interval=10", "output.scalar_interval=2"],
     "spinodal_b_adaptive": ["scenario=spinodal", "scenario.variant=b", "scenario.shape=[40,32]", "scenario.t_end=20",
-                            "solver=adaptive", "output.interval=10", "output.scalar_interval=10"],
+                            "solver=adaptive", "output.interval=10", "output.scalar_interval=5"],
     "spinodal_explicit": ["scenario=spinodal", "scenario.shape=[32,32]", "scenario.t_end=2", "solver=explicit",
-                          "solver.dt=0.0025", "output.interval=1", "output.scalar_interval=1"],
+                          "solver.dt=0.0025", "output.interval=1", "output.scalar_interval=0.5"],
     "spinodal_cube": ["scenario=spinodal_cube", "scenario.shape=[16,16,16]", "scenario.t_end=4", "solver=sbdf2",
-                      "solver.dt=0.5", "output.interval=2", "output.scalar_interval=2"],
-    "dendrite": ["scenario=dendrite", "scenario.shape=[64,64]", "scenario.t_end=1.0", "output.interval=0.5", "output.scalar_interval=0.5"],
+                      "solver.dt=0.5", "output.interval=2", "output.scalar_interval=1"],
+    "dendrite": ["scenario=dendrite", "scenario.shape=[64,64]", "scenario.t_end=1.0", "output.interval=0.5",
+                 "output.scalar_interval=0.25"],
     "dendrite_galvanostatic": ["scenario=dendrite", "scenario.shape=[48,48]", "scenario.t_end=0.5",
                                "scenario.control=current", "scenario.current_density=50",
-                               "output.interval=0.25", "output.scalar_interval=0.25"],
+                               "output.interval=0.25", "output.scalar_interval=0.125"],
     "dendrite_3d": ["scenario=dendrite_3d", "scenario.shape=[20,16,16]", "scenario.t_end=0.5",
-                    "output.interval=0.25", "output.scalar_interval=0.25"],
+                    "output.interval=0.25", "output.scalar_interval=0.125"],
     "dendrite_hong2018": ["scenario=dendrite_hong2018", "scenario.shape=[50,50]", "scenario.t_end=1.0",
-                          "output.interval=0.5", "output.scalar_interval=0.5"],
+                          "output.interval=0.5", "output.scalar_interval=0.25"],
     "dendrite_solid": ["scenario=dendrite_solid", "scenario.shape=[48,48]", "scenario.t_end=0.5",
-                       "output.interval=0.25", "output.scalar_interval=0.25"],
-    "swelling": ["scenario=swelling", "scenario.shape=[64,64]", "scenario.interface_thickness=0.25", "scenario.t_end=120", "output.interval=60", "output.scalar_interval=60"],
+                       "output.interval=0.25", "output.scalar_interval=0.125"],
+    "swelling": ["scenario=swelling", "scenario.shape=[64,64]", "scenario.interface_thickness=0.25", "scenario.t_end=120", "output.interval=60",
+                 "output.scalar_interval=20"],
     "swelling_tin": ["scenario=swelling_tin", "scenario.shape=[64,64]", "scenario.interface_thickness=0.25", "scenario.t_end=120",
-                     "output.interval=60", "output.scalar_interval=60"],
+                     "output.interval=60", "output.scalar_interval=20"],
 }
 
 
