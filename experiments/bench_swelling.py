@@ -31,8 +31,8 @@ def load_yaml(path: Path) -> dict:
 
 
 def simulation_for(size: int, particles: int):
-    from phasefield.runner import build, time_control
     from phasefield.config import validate_run
+    from phasefield.runner import build, stable_dt, time_control
 
     scenario = load_yaml(ROOT / "configs/scenario/swelling.yaml")
     scenario.pop("defaults")
@@ -42,15 +42,17 @@ def simulation_for(size: int, particles: int):
     config = validate_run({"scenario": scenario, "solver": load_yaml(ROOT / "configs/solver/swelling.yaml"),
                            "output": {}})
     simulation = build(config)
-    return simulation, time_control(config.solver), config
+    return simulation, time_control(config.solver, stable_dt(simulation)), config
 
 
 def lithiate(simulation, control, config, t_end):
     """Step from the initial state to ``t_end`` or the stop event; returns (carry, clock, iteration sums)."""
     from phasefield.integrate import make_advance
+    from phasefield.runner import device_parameters, initial_carry
 
     advance = make_advance(simulation.stepper, control)
-    carry = simulation.stepper.init(simulation.initial_fields())
+    params = device_parameters(simulation.parameters, config.solver.precision)
+    carry = initial_carry(simulation, params)
     clock = {"t": 0.0, "step": 0, "dt": config.solver.dt}
     mechanics = stabilisation = 0
     record = 60.0
@@ -58,11 +60,11 @@ def lithiate(simulation, control, config, t_end):
     while t < t_end:
         t = min(t + record, t_end)
         steps_before = int(clock["step"])
-        carry, clock, _ = advance(carry, clock, t)
+        carry, clock, _ = advance(params, carry, clock, t)
         clock = {k: v.item() for k, v in clock.items()}
         steps = int(clock["step"]) - steps_before
-        mechanics += steps * int(carry["mechanics_iterations"])  # per-record sample, times the steps
-        stabilisation += steps * int(carry["filter_iterations"])
+        mechanics += steps * int(carry["cache"]["mechanics_iterations"])  # per-record sample, times the steps
+        stabilisation += steps * int(carry["cache"]["filter_iterations"])
         if clock["t"] < t * (1 - 1e-12):
             break
     jax.block_until_ready(carry)
@@ -77,6 +79,8 @@ def main():
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
     print(f"{'grid':>9s} {'steps':>6s} {'wall s':>8s} {'ms/step':>8s} {'mech its':>9s} {'stab its':>9s} "
           f"{'CU/s':>9s} {'GB/s':>6s} {'SOC':>6s} {'t end s':>8s}")
+    from phasefield.runner import device_parameters
+
     for size in args.sizes:
         simulation, control, config = simulation_for(size, args.particles)
         lithiate(simulation, control, config, 120.0)  # compile
@@ -86,7 +90,8 @@ def main():
         steps = int(clock["step"])
         cells = size * size
         words = 45 * mechanics + (40 * steps + 12 * stabilisation)
-        soc = float(jax.jit(simulation.diagnostics)(carry)["state_of_charge"])
+        params = device_parameters(simulation.parameters, config.solver.precision)
+        soc = float(jax.jit(simulation.diagnostics)(params, carry)["state_of_charge"])
         print(f"{size:>4d}^2    {steps:6d} {wall:8.1f} {1e3 * wall / steps:8.1f} {mechanics / steps:9.1f} "
               f"{stabilisation / steps:9.1f} {cells * steps / wall:9.3g} {8 * words * cells / wall / 1e9:6.2f} "
               f"{soc:6.3f} {clock['t']:8.0f}", flush=True)

@@ -13,7 +13,6 @@ from phasefield.operators import (
     elastic_energy_density,
     hydrostatic_stress,
     isotropic_moduli,
-    mix_moduli,
     normal_stress,
     solve_elasticity,
     von_mises_stress,
@@ -497,7 +496,3 @@ def test_stress_measures_and_moduli_helpers():
     sigma = stress_from_strain(lam, mu, strain)
     work = sum((1 if k[0] == k[1] else 2) * sigma[k] * strain[k] for k in strain)
     assert float(elastic_energy_density(lam, mu, strain)) == pytest.approx(0.5 * float(work))
-    h = jnp.array([0.0, 0.5, 1.0])
-    lam_mix, mu_mix = mix_moduli([h, 1 - h], [(10.0, 5.0), (2.0, 1.0)], floor=1e-3)
-    assert np.allclose(mu_mix, [1.0 + 5e-3, 3.0 + 5e-3, 5.0 + 5e-3])
-    assert np.allclose(lam_mix, [2.0 + 1e-2, 6.0 + 1e-2, 10.0 + 1e-2])

@@ -2,18 +2,19 @@
 applied C-rate, the exact thickness change of homogeneous elasticity, the soft-matrix limit, the binodal
 two-phase front and its suppression by coherency, the
 compressive-to-tensile reversal of the surface hoop stress (Chen 2014), and input checks (physics.md 6)."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phasefield.runner import build
 from phasefield.config import ConfigError, validate_run
 from phasefield.grid import Grid
 from phasefield.operators import hydrostatic_stress, isotropic_moduli, solve_elasticity, von_mises_stress
 from phasefield.physics.plasticity import deviator, equivalent_stress, plastic_equilibrium, radial_return
+from phasefield.runner import build
 from scenario_runs import run_scenario
 
-SOLVER = {"scheme": "imex1", "dt": 1.0, "adaptive": True, "dt_min": 1e-4, "dt_max": 60.0, "target_change": 0.02}
+SOLVER = {"dt": 1.0, "adaptive": True, "dt_min": 1e-4, "dt_max": 60.0, "target_change": 0.02}
 # one particle in a small cell, no collector: quick runs
 SINGLE = {"size": [4.0, 4.0], "shape": [64, 64], "particles": [[2.0, 2.0, 1.0]], "random_particles": 0,
           "collector_thickness": 0.0, "separator_thickness": 0.5, "interface_thickness": 0.15,
@@ -104,9 +105,9 @@ def test_homogeneous_elasticity_gives_the_exact_thickness_change():
             "particle_poisson": nu, "electrolyte_poisson": nu, "collector_poisson": nu, "host_yield_stress": 0.0,
             "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "mechanics_tolerance": 1e-11}
     _, scalars, carry, simulation = simulate(600.0, 300.0, c_rate=3.0, **{**SINGLE, **same})
-    psi = simulation.stepper.fields(carry)["particles"]
+    psi = simulation.stepper.fields(simulation.parameters, carry)["particles"]
     beta = 3.0
-    eigenstrain = psi * (jnp.log1p(beta * carry["c"]) - np.log1p(beta * 0.01)) / 3.0
+    eigenstrain = psi * (jnp.log1p(beta * carry["state"]["c"]) - np.log1p(beta * 0.01)) / 3.0
     electrode = SINGLE["size"][0] - SINGLE["separator_thickness"]
     expected = 100.0 * (1 + nu) / (1 - nu) * float(jnp.mean(eigenstrain)) * SINGLE["size"][0] / electrode
     assert scalars["swelling"][-1] > 1.0
@@ -122,16 +123,17 @@ def test_soft_matrix_particle_swells_freely_by_its_eigenstrain():
             "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "out_of_plane": "generalized",
             "volume_expansion": 0.06, "mechanics_tolerance": 1e-9, "diffusivity": 1e-13}
     _, scalars, carry, simulation = simulate(900.0, 300.0, c_rate=3.0, **{**SINGLE, **soft})
-    psi = np.asarray(simulation.stepper.fields(carry)["particles"])
+    psi = np.asarray(simulation.stepper.fields(simulation.parameters, carry)["particles"])
     core = psi > 0.95
-    strain = strain_from_displacement(carry["elasticity"]["displacement"], carry["elasticity"]["mean_strain"],
+    strain = strain_from_displacement(carry["history"]["elasticity"]["displacement"],
+                                      carry["history"]["elasticity"]["mean_strain"],
                                       simulation.grid)
-    eigenstrain = np.asarray(jnp.log1p(0.06 * carry["c"]) - np.log1p(0.06 * 0.01))[core] / 3.0
+    eigenstrain = np.asarray(jnp.log1p(0.06 * carry["state"]["c"]) - np.log1p(0.06 * 0.01))[core] / 3.0
     assert np.mean(eigenstrain) > 0.004
     for component in ("xx", "yy"):
         assert np.mean(np.asarray(strain[component])[core]) == pytest.approx(np.mean(eigenstrain), rel=0.02)
     # eps_zz is one number for the whole cell: the diffuse surface (psi eps*, psi C) pulls it O(w/R) low
-    assert float(carry["axial_strain"]) == pytest.approx(np.mean(eigenstrain), rel=0.08)
+    assert float(carry["history"]["axial_strain"]) == pytest.approx(np.mean(eigenstrain), rel=0.08)
     clamped_pressure = 130.0 / (1 - 2 * 0.22) * np.mean(eigenstrain)  # 3 K eps*: the particle held rigidly
     assert abs(scalars["particle_pressure_mean"][-1]) < 0.02 * clamped_pressure
 
@@ -148,7 +150,8 @@ def test_two_phase_front_without_stress_coupling_and_coherency_suppresses_it():
         _, scalars, carry, simulation = simulate(1800.0, 300.0, c_rate=1.0, stress_coupling=coupling,
                                                  final_state_of_charge=0.5, **SINGLE)
         assert scalars["state_of_charge"][-1] == pytest.approx(0.5, abs=0.02)
-        c = np.asarray(carry["c"])[np.asarray(simulation.stepper.fields(carry)["particles"]) > 0.9]
+        psi = simulation.stepper.fields(simulation.parameters, carry)["particles"]
+        c = np.asarray(carry["state"]["c"])[np.asarray(psi) > 0.9]
         lean, rich = np.abs(c - binodal) < 0.05, np.abs(c - (1 - binodal)) < 0.05
         shares[coupling] = (lean.mean(), rich.mean(), np.ptp(c))
     lean, rich, _ = shares[False]
@@ -205,4 +208,122 @@ def test_swelling_run_writes_stress_fields_and_stops_at_the_final_state_of_charg
         assert f["fields/hydrostatic_stress"].attrs["units"] == "GPa"
         soc = f["scalars/state_of_charge"][()]
         assert 0.5 <= soc[-1] < 0.5 + 10.0 / 3600 * 60  # stopped within a step of the target
-        assert f["checkpoint/plastic_strain/xx"].shape == (32, 32)  # nested state in the checkpoint
+        assert f["checkpoint/state/plastic_strain/xx"].shape == (32, 32)  # nested state in the checkpoint
+
+
+# ----------------------------------------------------------------------------- the sub-steps
+
+SMALL = {**SINGLE, "shape": [32, 32], "interface_thickness": 0.2, "gradient_length": 0.1}
+
+
+def small_model(**scenario):
+    """(config, grid, geometry, basis) of a 32 x 32 one-particle cell."""
+    from phasefield.models import swelling
+
+    config = validate_run({"scenario": {"name": "swelling", **SMALL, **scenario}, "solver": SOLVER, "output": {}})
+    grid = swelling.make_grid(config.scenario)
+    basis = swelling.SpectralBasis(grid, swelling.Boundary.uniform(2, "periodic"))
+    return config.scenario, grid, swelling.make_geometry(grid, config.scenario), basis
+
+
+def test_cahn_hilliard_update_conserves_particle_li_without_insertion():
+    """No surface source: the limited fluxes and the psi-weighted stabilisation only move Li, so
+    int psi c is unchanged to round-off while c itself changes (composition and stress gradients drive it)."""
+    from phasefield.models import swelling
+
+    config, grid, geometry, basis = small_model()
+    p = swelling.Parameters.from_config(config)
+    x, y = np.broadcast_arrays(*grid.coordinates())
+    c = jnp.asarray(0.3 + 0.2 * np.sin(2 * np.pi * x / 4.0) * np.cos(2 * np.pi * y / 4.0))
+    pressure = -0.5 * geometry.psi * jnp.asarray(np.cos(2 * np.pi * y / 4.0))  # GPa, a stand-in for the mechanics
+    mu = swelling.chemical_potential(c, {"xx": pressure, "yy": pressure, "zz": pressure}, p, geometry, grid, True)
+    symbol = swelling.stabilization_symbol(config, p, -basis.laplacian_symbol)
+    update = jax.jit(swelling.cahn_hilliard_update, static_argnames=("grid", "basis"))
+    c_new, change, stats = update(c, mu, jnp.zeros(grid.shape), 0.5, jnp.zeros(grid.shape), p, geometry,
+                                  grid=grid, basis=basis, symbol=symbol)
+    total = float(jnp.sum(geometry.psi_weight * c))
+    assert float(jnp.max(jnp.abs(change * geometry.psi))) > 1e-4 and 0 < int(stats.iterations) < 200
+    assert abs(float(jnp.sum(geometry.psi_weight * (c_new - c)))) < 1e-14 * total
+    np.testing.assert_array_equal(c_new, c + change)
+
+
+def test_surface_insertion_carries_the_applied_rate_at_the_butler_volmer_potential():
+    """Uniform mu: the total source int |grad psi| j equals the applied rate to round-off (the damping
+    only redistributes it), and the electrode potential solves the undamped Butler-Volmer sum, found here
+    independently by bisection."""
+    from phasefield.models import swelling
+
+    config, grid, geometry, _ = small_model(c_rate=20.0)
+    p = swelling.Parameters.from_config(config)
+    mu_value = 0.7
+    mu, c = jnp.full(grid.shape, mu_value), jnp.full(grid.shape, 0.2)
+    rate = swelling.insertion_rate(config, geometry)
+    assert float(rate) == pytest.approx(20.0 / 3600.0 * float(jnp.sum(geometry.psi)) * grid.cell_volume)
+    curvature = swelling.elastic_curvature(config, p)
+    voltage, source = swelling.surface_insertion(mu, c, 2.0, rate, p, geometry, grid, curvature)
+    assert float(jnp.sum(source)) * grid.cell_volume == pytest.approx(float(rate), rel=1e-12)
+    area, alpha, k0 = float(jnp.sum(geometry.surface)) * grid.cell_volume, 0.5, float(p.reaction_speed)
+
+    def total(u):
+        return area * k0 * (np.exp(alpha * (u - mu_value)) - np.exp(-(1 - alpha) * (u - mu_value))) - float(rate)
+
+    low, high = -50.0, 50.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if total(middle) < 0 else (low, middle)
+    expected = 0.4 - 0.5 * (low + high) / float(p.f)
+    assert float(voltage) == pytest.approx(expected, abs=1e-12)
+    assert float(voltage) < 0.4 - mu_value / float(p.f)  # cathodic: below the open-circuit potential
+
+
+def test_zero_yield_stresses_mean_elastic_even_when_traced():
+    from phasefield.models import swelling
+
+    config, grid, geometry, _ = small_model(host_yield_stress=0.0, lithiated_yield_stress=0.0)
+    c = jnp.full(grid.shape, 0.5)
+    traced = jax.jit(swelling.yield_stress)(c, config, geometry)
+    np.testing.assert_array_equal(traced, swelling.ELASTIC_YIELD)
+    config, *_ = small_model(electrolyte_yield_stress=0.3)
+    mixed = jax.jit(swelling.yield_stress)(c, config, geometry)
+    particle = 2.0 + (0.5 - 2.0) * 0.5
+    np.testing.assert_allclose(mixed, 1.0 / (geometry.psi / particle + (1 - geometry.psi) / 0.3), rtol=1e-14)
+
+
+def test_compiled_step_reads_every_number_from_params():
+    """One compiled model, parameters of another: every leaf changed at once, the step, the diagnostics and
+    the stop event equal those of the model built from the changed config (no number is closed over)."""
+    from phasefield.config import parameter_names
+    from phasefield.models.swelling import Config
+    from phasefield.runner import device_parameters, initial_carry
+
+    changed = {"t_end": 500.0, "c_rate": 3.0, "current_density": 2.0, "temperature": 310.0, "volume_expansion": 2.5,
+               "max_concentration": 2.9e5, "interaction": 2.5, "gradient_length": 0.11, "diffusivity": 2e-15,
+               "exchange_current_density": 0.2, "transfer_coefficient": 0.4, "open_circuit_potential": 0.45,
+               "cutoff_voltage": 0.05, "final_state_of_charge": 0.9, "initial_fraction": 0.02, "host_modulus": 120.0,
+               "lithiated_modulus": 45.0, "particle_poisson": 0.25, "host_yield_stress": 1.5,
+               "lithiated_yield_stress": 0.6, "electrolyte_modulus": 25.0, "electrolyte_poisson": 0.28,
+               "electrolyte_yield_stress": 0.8, "collector_modulus": 110.0, "collector_poisson": 0.33,
+               "stack_pressure": 20.0, "mechanics_tolerance": 1e-7}
+    assert set(changed) == set(parameter_names(Config))  # a new leaf must be added here
+    base = build(validate_run({"scenario": {"name": "swelling", **SMALL, "collector_thickness": 0.2,
+                                            "particles": [[2.0, 2.0, 0.9]]}, "solver": SOLVER, "output": {}}))
+    other = build(validate_run({"scenario": {"name": "swelling", **SMALL, "collector_thickness": 0.2,
+                                             "particles": [[2.0, 2.0, 0.9]], **changed},
+                                "solver": SOLVER, "output": {}}))
+    params = device_parameters(other.parameters, "float64")
+    carry = initial_carry(other, params)
+
+    def run(simulation):
+        step = jax.jit(simulation.stepper.step)
+        new = step(params, step(params, carry, 2.0), 3.0)
+        return new, simulation.diagnostics(params, new), simulation.stepper.stop(params, new)
+
+    (mine, my_scalars, my_stop), (theirs, their_scalars, their_stop) = run(base), run(other)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(mine), jax.tree_util.tree_leaves(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15, err_msg=jax.tree_util.keystr(path))
+    for name in their_scalars:
+        np.testing.assert_allclose(my_scalars[name], their_scalars[name], rtol=1e-13, atol=1e-15, err_msg=name)
+    assert bool(my_stop) == bool(their_stop)
+    # and the changed numbers do change the step (the comparison can fail)
+    own = jax.jit(base.stepper.step)(device_parameters(base.parameters, "float64"), carry, 2.0)
+    assert not np.allclose(own["state"]["c"], mine["state"]["c"], rtol=1e-6)

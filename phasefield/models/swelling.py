@@ -39,15 +39,40 @@ electrolyte is elastic unless given a yield stress). Stack pressure ``p`` is the
 ``<sigma_xx> = -p``; the lateral mean strain is zero (the electrode is held by its neighbours)
 and the mean shear stresses vanish.
 
-One step: (1) ``mu`` with the stress of the state (the carry holds the equilibrium of its own
-``c``); (2) the electrode potential that carries the applied current, and the surface source
-(point-implicit in the cell's own response); (3) the Cahn-Hilliard update, explicit fluxes with a
-positivity limiter and a ``psi``-weighted implicit stabilisation (Zhu, Chen, Shen & Tikare 1999)
-``(psi + dt (D_s k^2 + M_max kappa k^4)) dc = dt [div F + |grad psi| j]`` solved by CG with a
-spectral preconditioner; the Li inserted equals the time integral of the surface reaction to
-round-off; (4) mechanics at the new ``c``: one warm-started solve with the current plastic strain,
-then one radial return (plastic flow lags one step, so the yield condition holds at the end of the
-next step).
+One step, three module-level sub-steps (each a ``jax.named_call``, so profiles name them):
+(1) ``mu`` with the stress of the state (the carry holds the equilibrium of its own ``c``);
+(2) :func:`surface_insertion`: the electrode potential that carries the applied current, and the
+surface source (point-implicit in the cell's own response); (3) :func:`cahn_hilliard_update`:
+explicit fluxes with a positivity limiter and a ``psi``-weighted implicit stabilisation (Zhu, Chen,
+Shen & Tikare 1999) ``(psi + dt (D_s k^2 + M_max kappa k^4)) dc = dt [div F + |grad psi| j]`` solved
+by :func:`phasefield.operators.krylov.pcg` with a spectral preconditioner; the Li inserted equals the
+time integral of the surface reaction to round-off; (4) :func:`mechanics` at the new ``c``
+(:func:`phasefield.physics.mechanics.solve_and_return`): one warm-started solve with the current
+plastic strain, then one radial return (plastic flow lags one step, so the yield condition holds at
+the end of the next step).
+
+Parameters and structure. The validated :class:`Config` is the parameter pytree: its floats are
+leaves (vmapped by batches, differentiable) and every step, init, fields, diagnostics and stop
+function reads them from its ``params`` argument (:class:`Parameters` derives the nondimensional
+coefficients there). Static (``static=True`` or not a float): the cell ``size`` and ``shape`` (the
+grid), the particles and what places them (``particles``, ``random_particles``, ``particle_radius``,
+``particle_gap``, ``seed``), ``interface_thickness``, ``collector_thickness`` and
+``separator_thickness``: they build the indicator arrays of :class:`Geometry` once, at build; and
+the branches ``control``, ``out_of_plane``, ``stress_coupling`` and ``mechanics_max_iterations``
+(a loop bound).
+
+The carry (:mod:`phasefield.schemes`):
+
+* ``state``: ``c``; the material's mechanics, ``plastic_strain`` (tensor), its accumulated
+  ``equivalent_plastic_strain`` and the returned ``stress`` (the next step's ``mu`` reads it);
+  ``voltage`` (the electrode potential; the cutoff event reads it); ``inserted`` (time integral
+  of the surface reaction); ``step``; ``initial_mean_strain`` (the reference of the swelling
+  diagnostic, fixed at t = 0);
+* ``history``: what the next step needs besides the state: ``elasticity`` (displacement and mean
+  strain of the last solve, the warm start; its ``mean_strain["xx"]`` is the stack thickness),
+  ``axial_strain`` (the carried ``eps_zz`` of generalized plane strain), ``change`` and
+  ``last_dt`` (the last ``dc`` and step, the scaled warm start of the Cahn-Hilliard solve);
+* ``cache``: ``mechanics_iterations`` and ``filter_iterations`` of the last step (diagnostics only).
 
 What small strain misses here: a Si particle at full lithiation has ``J`` near 4 (the radius grows
 59 %). The Hencky measure keeps the eigenstrain finite and symmetric in expansion and contraction
@@ -67,24 +92,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, option
+from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient, pad_axis
 from phasefield.operators.elasticity import (
     hydrostatic_stress,
     isotropic_moduli,
     normal_stress,
-    solve_elasticity,
     tensor_components,
     von_mises_stress,
 )
-from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT
-from phasefield.physics.plasticity import add_strains, radial_return
-from phasefield.schemes import Stepper
+from phasefield.operators.krylov import pcg
+from phasefield.physics.mechanics import WarmStart, mix_moduli, series_yield_stress, solve_and_return
+from phasefield.registry import register_scenario
+from phasefield.schemes import Stepper, unconditionally_stable
 from phasefield.simulation import Quantity, Simulation
+from phasefield.units import (
+    FARADAY,
+    GAS_CONSTANT,
+    GPA_IN_MPA,
+    MICRON,
+    MPA,
+    SECONDS_PER_HOUR,
+    current_density_to_si,
+)
 
-MICRON = 1e-6
-GPA = 1e9
+GPA = GPA_IN_MPA * MPA  # Pa per GPa: the model's stress unit
 INDICATOR_FLOOR = 1e-3  # psi below this is treated as electrolyte in the time derivative (psi dc/dt)
 CONCENTRATION_GUARD = 1e-9  # c kept inside (guard, 1 - guard) in the logarithms
 AFFINITY_LIMIT = 60.0  # |mu| used in the Butler-Volmer exponentials
@@ -94,12 +127,13 @@ FILTER_TOLERANCE = 1e-10  # relative residual of the stabilised Cahn-Hilliard so
 FILTER_MAX_ITERATIONS = 200
 
 
+@scenario_parameters
 @dataclass
 class Config:
     """``scenario=swelling``: alloy-anode lithiation (um, s, V, GPa, MPa, mol/m^3, m^2/s, mA/cm^2)."""
 
     name: str = option("swelling", help="scenario name")
-    size: list[float] = option(lambda: [8.0, 8.0], min=0.0, exclusive=True,
+    size: list[float] = option(lambda: [8.0, 8.0], min=0.0, exclusive=True, static=True,
                                help="cell size per axis in um (x first: the stack direction)")
     shape: list[int] = option(lambda: [128, 128], min=4, help="cells per axis (2 or 3 entries)")
     t_end: float = option(7200.0, min=0.0, exclusive=True,
@@ -135,16 +169,20 @@ class Config:
     particle_poisson: float = option(0.22, min=-0.99, max=0.49, help="Poisson's ratio of the particles")
     host_yield_stress: float = option(2.0, min=0.0, help="yield stress at c = 0, GPa (0: elastic particles)")
     lithiated_yield_stress: float = option(0.5, min=0.0, help="yield stress at c = 1, GPa")
-    # geometry
+    # geometry: static, it builds the particle and collector indicator arrays once, at build
     particles: list[list[float]] = option(list, help="particles [x, y, radius] (2D) or [x, y, z, radius] (3D), um")
     random_particles: int = option(3, min=0, help="particles placed at random (non-overlapping) in the electrode layer")
-    particle_radius: float = option(1.0, min=0.0, exclusive=True, help="radius of the random particles, um")
-    particle_gap: float = option(0.3, min=0.0, help="smallest surface-to-surface gap of random particles, um")
+    particle_radius: float = option(1.0, min=0.0, exclusive=True, static=True,
+                                    help="radius of the random particles, um")
+    particle_gap: float = option(0.3, min=0.0, static=True,
+                                 help="smallest surface-to-surface gap of random particles, um")
     seed: int = option(0, min=0, help="seed of the random particle positions")
-    interface_thickness: float = option(0.12, min=0.0, exclusive=True,
+    interface_thickness: float = option(0.12, min=0.0, exclusive=True, static=True,
                                         help="width of the smooth particle surface, psi = (1 - tanh(2 d / w)) / 2, um")
-    collector_thickness: float = option(0.5, min=0.0, help="current-collector layer at the low-x end, um (0: none)")
-    separator_thickness: float = option(1.0, min=0.0, help="electrolyte separator layer at the high-x end, um")
+    collector_thickness: float = option(0.5, min=0.0, static=True,
+                                        help="current-collector layer at the low-x end, um (0: none)")
+    separator_thickness: float = option(1.0, min=0.0, static=True,
+                                        help="electrolyte separator layer at the high-x end, um")
     # solid electrolyte and collector (defaults: Li6PS5Cl and Cu)
     electrolyte_modulus: float = option(22.0, min=0.0, exclusive=True, help="Young's modulus, GPa (LPSC 22, LLZO 150)")
     electrolyte_poisson: float = option(0.3, min=-0.99, max=0.49, help="Poisson's ratio (LPSC 0.3, LLZO 0.257)")
@@ -196,33 +234,36 @@ class Config:
         return self.size[0] - self.collector_thickness - self.separator_thickness
 
 
-@dataclass(frozen=True)
-class Parameters:
-    """Nondimensional parameters (um, s, GPa; chemical potential over R T; c over c_max)."""
+class Parameters(NamedTuple):
+    """Nondimensional coefficients (um, s, GPa; chemical potential over R T; c over c_max), computed from
+    the parameter pytree inside the step (jnp arithmetic: traced, vmapped, differentiable)."""
 
-    diffusivity: float  # um^2/s
-    kappa: float  # gradient coefficient over c_max R T, um^2
-    chi: float
-    beta: float
-    f: float  # F / (R T), 1/V
-    alpha: float
-    reaction_speed: float  # i0 / (F c_max), um/s
-    elastic_coupling: float  # 1 GPa / (c_max R T)
-    c_initial: float
+    diffusivity: jax.Array  # um^2/s
+    kappa: jax.Array  # gradient coefficient over c_max R T, um^2
+    chi: jax.Array
+    beta: jax.Array
+    f: jax.Array  # F / (R T), 1/V
+    alpha: jax.Array
+    reaction_speed: jax.Array  # i0 / (F c_max), um/s
+    elastic_coupling: jax.Array  # 1 GPa / (c_max R T)
+    c_initial: jax.Array
+    open_circuit_potential: jax.Array  # V vs Li/Li+
 
     @classmethod
-    def from_config(cls, config: Config) -> "Parameters":
-        rt = GAS_CONSTANT * config.temperature
+    def from_config(cls, params: Config) -> "Parameters":
+        rt = GAS_CONSTANT * params.temperature
         return cls(
-            diffusivity=config.diffusivity / MICRON**2,
-            kappa=config.gradient_length**2,
-            chi=config.interaction,
-            beta=config.volume_expansion,
+            diffusivity=params.diffusivity / MICRON**2,
+            kappa=params.gradient_length**2,
+            chi=params.interaction,
+            beta=params.volume_expansion,
             f=FARADAY / rt,
-            alpha=config.transfer_coefficient,
-            reaction_speed=config.exchange_current_density * 10.0 / (FARADAY * config.max_concentration) / MICRON,
-            elastic_coupling=GPA / (config.max_concentration * rt),
-            c_initial=config.initial_fraction,
+            alpha=params.transfer_coefficient,
+            reaction_speed=current_density_to_si(params.exchange_current_density)
+            / (FARADAY * params.max_concentration) / MICRON,
+            elastic_coupling=GPA / (params.max_concentration * rt),
+            c_initial=params.initial_fraction,
+            open_circuit_potential=params.open_circuit_potential,
         )
 
 
@@ -282,11 +323,60 @@ def collector_indicator(grid: Grid, config: Config) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(2.0 * inside / config.interface_thickness))
 
 
-class WarmStart(NamedTuple):
-    """The last elasticity solution, as ``solve_elasticity`` takes it to start from."""
+class Geometry(NamedTuple):
+    """The fixed arrays of a cell, built once from the static geometry options (reference configuration).
 
-    displacement: jax.Array
-    mean_strain: dict
+    psi: particle indicator (1 in the particles); psi_weight: ``max(psi, INDICATOR_FLOOR)``, the weight
+    of the time derivative; psi_faces: per axis, psi on each cell's low face (the smaller of its two
+    cells); surface: ``|grad psi|`` (1/um); collector: collector indicator; matrix: electrolyte
+    indicator ``(1 - psi)(1 - collector)``; normal: ``grad psi / |grad psi|`` (inward); masks of the
+    diagnostics; particle_volume ``int psi`` and electrode_area (um^3, um^2); reference_weight:
+    the ``psi_0`` of the Cahn-Hilliard preconditioner.
+    """
+
+    psi: jax.Array
+    psi_weight: jax.Array
+    psi_faces: tuple
+    surface: jax.Array
+    collector: jax.Array
+    matrix: jax.Array
+    normal: tuple
+    in_particles: jax.Array
+    in_electrolyte: jax.Array
+    interface_band: jax.Array
+    surface_band: jax.Array
+    particle_volume: float
+    electrode_area: float
+    reference_weight: float
+
+
+def make_geometry(grid: Grid, config: Config) -> Geometry:
+    """The arrays of :class:`Geometry` from the static options (particles, layers, interface width)."""
+    ndim = grid.ndim
+    periodic = Boundary.uniform(ndim, "periodic")
+    psi_np = particle_indicator(grid, config, particle_list(grid, config))
+    psi = jnp.asarray(psi_np)
+    # psi on a face is the smaller of its two cells: psi_face / psi_cell <= 1, so no cell of the
+    # particle's tanh tail diffuses faster than the bulk (the explicit terms' stability bound)
+    psi_faces = tuple(face_minimum(psi, periodic, a) for a in range(ndim))
+    surface = jnp.sqrt(sum(g * g for g in gradient(psi, grid, periodic)))
+    collector = jnp.asarray(collector_indicator(grid, config))
+    return Geometry(
+        psi=psi,
+        psi_weight=jnp.maximum(psi, INDICATOR_FLOOR),
+        psi_faces=psi_faces,
+        surface=surface,
+        collector=collector,
+        matrix=(1.0 - psi) * (1.0 - collector),
+        normal=tuple(g / jnp.maximum(surface, 1e-12) for g in gradient(psi, grid, periodic)),  # outward: -grad psi
+        in_particles=psi > 0.5,
+        in_electrolyte=(psi < 0.5) & (collector < 0.5),
+        interface_band=(psi > 0.25) & (psi < 0.75),
+        surface_band=(psi > 0.75) & (psi < 0.95),  # the particle side of its surface
+        particle_volume=float(np.sum(psi_np)) * grid.cell_volume,
+        electrode_area=float(np.prod(grid.lengths[1:])),
+        reference_weight=float(np.sqrt(max(INDICATOR_FLOOR, float(np.min(psi_np))) * float(np.max(psi_np)))),
+    )
 
 
 def arrays_per_cell(scheme: str) -> int:
@@ -294,18 +384,18 @@ def arrays_per_cell(scheme: str) -> int:
     return 60
 
 
-def regular_solution_potential(c, chi: float):
+def regular_solution_potential(c, chi):
     """``df/dc / (R T c_max) = ln(c / (1 - c)) + chi (1 - 2 c)`` (regular solution)."""
     c = jnp.clip(c, CONCENTRATION_GUARD, 1.0 - CONCENTRATION_GUARD)
     return jnp.log(c / (1.0 - c)) + chi * (1.0 - 2.0 * c)
 
 
-def hencky_eigenstrain(c, beta: float, c_reference: float):
+def hencky_eigenstrain(c, beta, c_reference):
     """``(ln(1 + beta c) - ln(1 + beta c_ref)) / 3``: the dilatational eigenstrain of the volume ratio."""
-    return (jnp.log1p(beta * c) - np.log1p(beta * c_reference)) / 3.0
+    return (jnp.log1p(beta * c) - jnp.log1p(beta * c_reference)) / 3.0
 
 
-def insertion_potential(weights_forward, weights_backward, target, alpha: float):
+def insertion_potential(weights_forward, weights_backward, target, alpha):
     """Solve ``A e^{alpha u} - B e^{-(1 - alpha) u} = T`` for ``u = f (U0 - E)`` (Newton in ``u``).
 
     ``A = sum w j0 e^{-alpha mu}``, ``B = sum w j0 e^{(1-alpha) mu}`` (both > 0); the left side
@@ -332,296 +422,345 @@ def face_minimum(u, boundary: Boundary, axis: int):
                        jax.lax.slice_in_dim(padded, 1, count, axis=axis))
 
 
-def build(config: Config, solver) -> Simulation:
-    if solver.scheme != "imex1":
-        raise ConfigError("solver.scheme", solver.scheme, "'imex1' for scenario swelling (solver=swelling)")
-    if solver.precision != "float64":
-        raise ConfigError("solver.precision", solver.precision, "'float64' for scenario swelling "
-                                                                "(GPa stresses in RT units, exponential kinetics)")
-    grid = make_grid(config)
-    p = Parameters.from_config(config)
-    ndim = grid.ndim
-    periodic = Boundary.uniform(ndim, "periodic")
-    basis = SpectralBasis(grid, periodic)
-    particles = particle_list(grid, config)
-    psi_np = particle_indicator(grid, config, particles)
-    psi = jnp.asarray(psi_np)
-    psi_weight = jnp.maximum(psi, INDICATOR_FLOOR)
-    # psi on a face is the smaller of its two cells: psi_face / psi_cell <= 1, so no cell of the
-    # particle's tanh tail diffuses faster than the bulk (the explicit terms' stability bound)
-    psi_faces = [face_minimum(psi, periodic, a) for a in range(ndim)]
-    surface = jnp.sqrt(sum(g * g for g in gradient(psi, grid, periodic)))  # |grad psi|, 1/um
-    collector = jnp.asarray(collector_indicator(grid, config))
-    matrix = (1.0 - psi) * (1.0 - collector)
-    in_particles = psi > 0.5
-    in_electrolyte = (psi < 0.5) & (collector < 0.5)
-    volume = grid.cell_volume
-    particle_volume = float(np.sum(psi_np)) * volume
-    electrode_area = float(np.prod(grid.lengths[1:]))
-    components = tensor_components(ndim)
+# ----------------------------------------------------------------------------- derived parameters
 
-    # applied current as the insertion rate d(int psi c)/dt, um^3/s
-    if config.control == "c_rate":
-        insertion_rate = config.c_rate / 3600.0 * particle_volume
-    else:
-        insertion_rate = (config.current_density * 10.0 / (FARADAY * config.max_concentration) / MICRON
-                          * electrode_area)
 
-    # stiffness of the elastic coupling in RT units (Cahn 1961: Y eps'^2), for the stabilisation
-    stiffest = max(config.host_modulus / (1 - config.particle_poisson), config.electrolyte_modulus
-                   / (1 - config.electrolyte_poisson))
-    elastic_curvature = stiffest * (p.beta / 3.0) ** 2 * p.elastic_coupling if config.stress_coupling else 0.0
-    stabilizing_diffusivity = p.diffusivity * (1.0 + 0.25 * elastic_curvature)
+def insertion_rate(params: Config, geometry: Geometry):
+    """The applied current as the insertion rate ``d(int psi c)/dt``, um^3/s (``control`` is static)."""
+    if params.control == "c_rate":
+        return params.c_rate / SECONDS_PER_HOUR * geometry.particle_volume
+    return (current_density_to_si(params.current_density) / (FARADAY * params.max_concentration) / MICRON
+            * geometry.electrode_area)
+
+
+def elastic_curvature(params: Config, p: Parameters):
+    """``Y (beta/3)^2 / (c_max R T)``: the coherency stiffness of the stiffest phase in RT units (Cahn
+    1961: ``Y eps'^2``), ``Y = E / (1 - nu)``; 0 without the stress coupling. It sizes the
+    stabilisation and the point-implicit damping of the surface source."""
+    if not params.stress_coupling:
+        return 0.0
+    stiffest = jnp.maximum(params.host_modulus / (1 - params.particle_poisson),
+                           params.electrolyte_modulus / (1 - params.electrolyte_poisson))
+    return stiffest * (p.beta / 3.0) ** 2 * p.elastic_coupling
+
+
+def stabilization_symbol(params: Config, p: Parameters, k2):
+    """``L = D_s k^2 + M_max kappa k^4`` with ``D_s = D (1 + Y eps'^2 / 4)`` and ``M_max = D / 4``
+    (``k2``: the stencil's ``-laplacian`` symbol)."""
+    stabilizing_diffusivity = p.diffusivity * (1.0 + 0.25 * elastic_curvature(params, p))
     mobility_max = 0.25 * p.diffusivity
-    k2 = -basis.laplacian_symbol
-    implicit_symbol = stabilizing_diffusivity * k2 + mobility_max * p.kappa * k2 * k2
-    reference_weight = float(np.sqrt(max(INDICATOR_FLOOR, float(np.min(psi_np))) * float(np.max(psi_np))))
+    return stabilizing_diffusivity * k2 + mobility_max * p.kappa * k2 * k2
 
-    particle_moduli = [isotropic_moduli(e, config.particle_poisson) for e in
-                       (config.host_modulus, config.lithiated_modulus)]
-    electrolyte_moduli = isotropic_moduli(config.electrolyte_modulus, config.electrolyte_poisson)
-    collector_moduli = isotropic_moduli(config.collector_modulus, config.collector_poisson)
 
-    def moduli(c):
-        lithiated = jnp.clip(c, 0.0, 1.0)
-        lam = psi * ((1 - lithiated) * particle_moduli[0][0] + lithiated * particle_moduli[1][0])
-        mu = psi * ((1 - lithiated) * particle_moduli[0][1] + lithiated * particle_moduli[1][1])
-        lam = lam + matrix * electrolyte_moduli[0] + (1 - psi) * collector * collector_moduli[0]
-        mu = mu + matrix * electrolyte_moduli[1] + (1 - psi) * collector * collector_moduli[1]
-        return lam, mu
+def particle_moduli(params: Config):
+    """Lame pairs (GPa) of the phases in the order of :func:`moduli`' weights."""
+    return [isotropic_moduli(params.host_modulus, params.particle_poisson),
+            isotropic_moduli(params.lithiated_modulus, params.particle_poisson),
+            isotropic_moduli(params.electrolyte_modulus, params.electrolyte_poisson),
+            isotropic_moduli(params.collector_modulus, params.collector_poisson)]
 
-    particles_yield = config.host_yield_stress > 0
-    electrolyte_yield = config.electrolyte_yield_stress if config.electrolyte_yield_stress > 0 else ELASTIC_YIELD
 
-    def yield_stress(c):
-        """Series mix ``1/Y = psi/Y_p + (1 - psi)/Y_m``: an elastic matrix leaves interface cells at Y_p / psi."""
-        lithiated = jnp.clip(c, 0.0, 1.0)
-        if not particles_yield:
-            return jnp.full(grid.shape, ELASTIC_YIELD)
-        particle = config.host_yield_stress + (config.lithiated_yield_stress - config.host_yield_stress) * lithiated
-        return 1.0 / (psi / particle + (1.0 - psi) / electrolyte_yield)
+def moduli(c, params: Config, geometry: Geometry):
+    """Lame fields (GPa): the Voigt mix of host particle ``psi (1 - c)``, lithiated particle ``psi c``,
+    electrolyte ``(1 - psi)(1 - collector)`` and collector ``(1 - psi) collector``."""
+    lithiated = jnp.clip(c, 0.0, 1.0)
+    psi = geometry.psi
+    weights = [psi * (1 - lithiated), psi * lithiated, geometry.matrix, (1 - psi) * geometry.collector]
+    return mix_moduli(weights, particle_moduli(params))
 
-    pressure = config.stack_pressure * 1e-3  # GPa
+
+def yield_stress(c, params: Config, geometry: Geometry):
+    """Series mix ``1/Y = psi/Y_p + (1 - psi)/Y_m`` (GPa), ``Y_p = Y_0 + (Y_1 - Y_0) c``: an elastic matrix
+    leaves interface cells at ``Y_p / psi``. A zero yield stress (host particle, electrolyte) means
+    elastic (``ELASTIC_YIELD``), chosen with ``jnp.where`` so the values may be traced."""
+    lithiated = jnp.clip(c, 0.0, 1.0)
+    particles_yield = params.host_yield_stress > 0
+    electrolyte_yield = jnp.where(params.electrolyte_yield_stress > 0, params.electrolyte_yield_stress, ELASTIC_YIELD)
+    particle = params.host_yield_stress + (params.lithiated_yield_stress - params.host_yield_stress) * lithiated
+    particle = jnp.where(particles_yield, particle, 1.0)  # no 0/0 in the branch not taken
+    return jnp.where(particles_yield, series_yield_stress(geometry.psi, particle, electrolyte_yield), ELASTIC_YIELD)
+
+
+def macroscopic_load(params: Config, ndim: int):
+    """``(mean_strain, mean_stress)``: ``<sigma_xx> = -p`` (GPa), zero mean shear stresses, zero lateral mean
+    strains (2D plane strain: the in-plane ``yy``; 3D: ``yy`` and ``zz``)."""
+    components = tensor_components(ndim)
+    pressure = params.stack_pressure / GPA_IN_MPA
     mean_stress = {"xx": -pressure, **{n: 0.0 for n in components if n[0] != n[1]}}
     mean_strain = {n: 0.0 for n in components if n[0] == n[1] and n != "xx" and (ndim == 3 or n != "zz")}
+    return mean_strain, mean_stress
 
-    generalized = ndim == 2 and config.out_of_plane == "generalized"
 
-    def mechanics(c, plastic, initial, axial_strain):
-        """One elasticity solve at ``c`` (warm-started from ``initial``: displacement and mean strain) and
-        one radial return. Generalized plane strain: the uniform ``eps_zz`` enters as an eigenstrain
-        offset; a first solve gives the mean ``sigma_zz``, one Newton correction of ``eps_zz`` with the mean
-        stiffness ``<lam + 2 mu>`` (exact for equal moduli) and a second, warm-started solve follow.
-        Returns ``(solution, returned, eps_zz)``."""
-        lam, mu = moduli(c)
-        swelling = psi * hencky_eigenstrain(c, p.beta, p.c_initial)
+# ----------------------------------------------------------------------------- the sub-steps
 
-        def solve(axial_strain, initial):
-            eigen = add_strains({"xx": swelling, "yy": swelling, "zz": swelling - axial_strain}, plastic)
-            return solve_elasticity(lam, mu, grid, eigen, mean_strain, mean_stress, initial=initial,
-                                    tolerance=config.mechanics_tolerance,
-                                    max_iterations=config.mechanics_max_iterations)
 
-        solution = solve(axial_strain, initial)
-        if generalized:
-            axial_strain = axial_strain - jnp.mean(solution.stress["zz"]) / jnp.mean(lam + 2.0 * mu)
-            first = solution.iterations
-            solution = solve(axial_strain, solution)
-            solution = solution._replace(iterations=solution.iterations + first)
-        return solution, radial_return(solution.stress, mu, yield_stress(c)), axial_strain
+def chemical_potential(c, stress, p: Parameters, geometry: Geometry, grid: Grid, stress_coupling: bool):
+    """``mu = ln(c/(1-c)) + chi (1 - 2c) - (kappa/psi) div(psi grad c) + mu_el`` over R T, with
+    ``mu_el = -sigma_kk beta / (3 (1 + beta c)) / (c_max R T)`` only with the stress coupling."""
+    periodic = Boundary.uniform(grid.ndim, "periodic")
+    gradient_term = divergence([geometry.psi_faces[a] * face_gradient(c, grid, periodic, a)
+                                for a in range(grid.ndim)], grid)
+    mu = regular_solution_potential(c, p.chi) - p.kappa * gradient_term / geometry.psi_weight
+    if stress_coupling:
+        trace = stress["xx"] + stress["yy"] + stress["zz"]
+        mu = mu - p.elastic_coupling * trace * p.beta / (3.0 * (1.0 + p.beta * jnp.clip(c, 0.0, 1.0)))
+    return mu
 
-    def chemical_potential(c, stress):
-        gradient_term = divergence([psi_faces[a] * face_gradient(c, grid, periodic, a) for a in range(ndim)], grid)
-        mu = regular_solution_potential(c, p.chi) - p.kappa * gradient_term / psi_weight
-        if config.stress_coupling:
-            trace = stress["xx"] + stress["yy"] + stress["zz"]
-            mu = mu - p.elastic_coupling * trace * p.beta / (3.0 * (1.0 + p.beta * jnp.clip(c, 0.0, 1.0)))
-        return mu
 
-    def local_stiffness(c):
-        """``dmu/dc`` of a cell's own change: regular solution (convex part), gradient self-term and the
-        coherent elastic term ``Y (d eps*/dc)^2 / (c_max R T)`` (shape independent for a dilatation)."""
-        c = jnp.clip(c, CONCENTRATION_GUARD, 1.0 - CONCENTRATION_GUARD)
-        chemical = jnp.maximum(1.0 / (c * (1.0 - c)) - 2.0 * p.chi, 0.0)
-        return chemical + 2.0 * p.kappa * sum(1.0 / h**2 for h in grid.spacing) + elastic_curvature / (1 + p.beta * c) ** 2
+def local_stiffness(c, p: Parameters, grid: Grid, curvature):
+    """``dmu/dc`` of a cell's own change: regular solution (convex part), gradient self-term and the
+    coherent elastic term ``Y (d eps*/dc)^2 / (c_max R T)`` (shape independent for a dilatation;
+    ``curvature``: :func:`elastic_curvature`)."""
+    c = jnp.clip(c, CONCENTRATION_GUARD, 1.0 - CONCENTRATION_GUARD)
+    chemical = jnp.maximum(1.0 / (c * (1.0 - c)) - 2.0 * p.chi, 0.0)
+    return chemical + 2.0 * p.kappa * sum(1.0 / h**2 for h in grid.spacing) + curvature / (1 + p.beta * c) ** 2
 
-    def surface_reaction(mu, c, dt):
-        """Electrode potential (V) carrying the applied current, and the insertion source
-        ``|grad psi| j`` (1/s, c per time per unit psi).
 
-        The source is point-implicit: each cell's share is damped by ``1 + dt dS/dc / psi``, with
-        ``dS/dc = |grad psi| |dj/dmu| dmu/dc``, then all shares are scaled to the applied total.
-        Explicitly, a cell whose Li raises its own chemical potential (by GPa of coherency stress
-        near the surface) would overshoot at the steps the front allows.
-        """
-        mu_s = jnp.clip(mu, -AFFINITY_LIMIT, AFFINITY_LIMIT)
-        weight = surface * volume * p.reaction_speed
-        forward = jnp.sum(weight * jnp.exp(-p.alpha * mu_s))
-        backward = jnp.sum(weight * jnp.exp((1 - p.alpha) * mu_s))
-        u = insertion_potential(forward, backward, insertion_rate, p.alpha)
-        cathodic, anodic = jnp.exp(p.alpha * (u - mu_s)), jnp.exp(-(1 - p.alpha) * (u - mu_s))
-        source = surface * p.reaction_speed * (cathodic - anodic)
-        slope = surface * p.reaction_speed * (p.alpha * cathodic + (1 - p.alpha) * anodic) * local_stiffness(c)
-        damped = source / (1.0 + dt * slope / psi_weight)
-        damped = damped * jnp.sum(source) / jnp.sum(damped)
-        return config.open_circuit_potential - u / p.f, damped
+@jax.named_call
+def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: Grid, curvature):
+    """Electrode potential (V) carrying the insertion ``rate`` (um^3/s), and the insertion source
+    ``|grad psi| j`` (1/s, c per time per unit psi), Butler-Volmer::
 
+        j = k0 [exp(alpha (u - mu)) - exp(-(1 - alpha)(u - mu))],   u = f (U0 - E),   int |grad psi| j = rate
+
+    (``u`` by :func:`insertion_potential`). The source is point-implicit: each cell's share is damped
+    by ``1 + dt dS/dc / psi``, with ``dS/dc = |grad psi| |dj/dmu| dmu/dc``, then all shares are
+    scaled to the applied total. Explicitly, a cell whose Li raises its own chemical potential (by
+    GPa of coherency stress near the surface) would overshoot at the steps the front allows.
+    """
+    surface, volume = geometry.surface, grid.cell_volume
+    mu_s = jnp.clip(mu, -AFFINITY_LIMIT, AFFINITY_LIMIT)
+    weight = surface * volume * p.reaction_speed
+    forward = jnp.sum(weight * jnp.exp(-p.alpha * mu_s))
+    backward = jnp.sum(weight * jnp.exp((1 - p.alpha) * mu_s))
+    u = insertion_potential(forward, backward, rate, p.alpha)
+    cathodic, anodic = jnp.exp(p.alpha * (u - mu_s)), jnp.exp(-(1 - p.alpha) * (u - mu_s))
+    source = surface * p.reaction_speed * (cathodic - anodic)
+    slope = surface * p.reaction_speed * (p.alpha * cathodic + (1 - p.alpha) * anodic) * local_stiffness(
+        c, p, grid, curvature)
+    damped = source / (1.0 + dt * slope / geometry.psi_weight)
+    damped = damped * jnp.sum(source) / jnp.sum(damped)
+    return p.open_circuit_potential - u / p.f, damped
+
+
+def bounded_divergence(fluxes, c, dt, geometry: Geometry, grid: Grid):
+    """``-div F`` of the Li fluxes ``F_a`` on each cell's low face, each scaled down where, over ``dt``, it
+    would take more Li from its upwind cell than ``psi c`` or bring more into its downwind cell than
+    ``psi (1 - c)`` (a conservative positivity limiter: the stress-driven drift across the particle
+    surface, GPa over a few cells, is far faster than diffusion)."""
+    outflow = sum((jnp.maximum(jnp.roll(f, -1, a), 0.0) + jnp.maximum(-f, 0.0)) / grid.spacing[a]
+                  for a, f in enumerate(fluxes)) * dt
+    inflow = sum((jnp.maximum(-jnp.roll(f, -1, a), 0.0) + jnp.maximum(f, 0.0)) / grid.spacing[a]
+                 for a, f in enumerate(fluxes)) * dt
+    room_out = geometry.psi_weight * jnp.maximum(c, 0.0)
+    room_in = geometry.psi_weight * jnp.maximum(1.0 - c, 0.0)
+    giving = jnp.where(outflow > room_out, room_out / jnp.where(outflow > room_out, outflow, 1.0), 1.0)
+    taking = jnp.where(inflow > room_in, room_in / jnp.where(inflow > room_in, inflow, 1.0), 1.0)
+    total = 0.0
+    for a, f in enumerate(fluxes):
+        scale = jnp.where(f > 0, jnp.minimum(jnp.roll(giving, 1, a), taking),
+                          jnp.minimum(giving, jnp.roll(taking, 1, a)))
+        f = f * scale
+        total = total - (jnp.roll(f, -1, a) - f) / grid.spacing[a]
+    return total
+
+
+def stabilized_change(increment, dt, guess, geometry: Geometry, basis: SpectralBasis, symbol):
+    """``dc`` from ``(psi + dt L) dc = increment``, ``L`` the spectral ``symbol`` (:func:`stabilization_symbol`).
+
+    The stabilisation is weighted by ``psi`` like the time derivative, so it moves Li without creating
+    or destroying any (``sum L dc = 0``). :func:`pcg`, preconditioned by ``(psi_0 + dt L)^-1`` with
+    ``psi_0`` the geometric mean of the extremes of ``psi``, from ``guess``; it stops when
+    ``sqrt(r . M^-1 r) <= FILTER_TOLERANCE sqrt(b . M^-1 b)``. Returns ``(dc, PCGStats)``.
+    """
+    def operator(x):
+        return geometry.psi_weight * x + dt * basis.inverse(symbol * basis.forward(x))
+
+    def precondition(r):
+        return basis.inverse(basis.forward(r) / (geometry.reference_weight + dt * symbol))
+
+    norm = jnp.sqrt(jnp.sum(increment * precondition(increment)))
+    return pcg(operator, increment, guess, precondition, FILTER_TOLERANCE * norm, FILTER_MAX_ITERATIONS,
+               residual_norm=lambda x, r, rz: jnp.sqrt(jnp.abs(rz)))
+
+
+@jax.named_call
+def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geometry, grid: Grid,
+                         basis: SpectralBasis, symbol):
+    """One smoothed-boundary Cahn-Hilliard step ``psi dc = dt [div(psi M grad mu) + |grad psi| j]``,
+    ``M = D c (1 - c)``: explicit face fluxes through the positivity limiter (:func:`bounded_divergence`),
+    the ``psi``-weighted implicit stabilisation (:func:`stabilized_change`, from ``guess``), and the
+    CG residual's Li put back so that ``int psi dc = dt int |grad psi| j`` to round-off.
+
+    Returns ``(c_new, dc, PCGStats)``.
+    """
+    ndim = grid.ndim
+    periodic = Boundary.uniform(ndim, "periodic")
     low_faces = [tuple(slice(0, n) if b == a else slice(None) for b, n in enumerate(grid.shape)) for a in range(ndim)]
+    mobility = p.diffusivity * jnp.clip(c, 0.0, 1.0) * (1.0 - jnp.clip(c, 0.0, 1.0))
+    fluxes = [-geometry.psi_faces[a][low_faces[a]] * face_average(mobility, periodic, a, "arithmetic")[low_faces[a]]
+              * face_gradient(mu, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
+    change, stats = stabilized_change(dt * (bounded_divergence(fluxes, c, dt, geometry, grid) + source), dt, guess,
+                                      geometry, basis, symbol)
+    # CG leaves a residual of 1e-10: put the exact inserted Li back (round-off)
+    psi, psi_weight = geometry.psi, geometry.psi_weight
+    missing = dt * jnp.sum(source) - jnp.sum(psi_weight * change)
+    change = change + psi * missing / jnp.sum(psi_weight * psi)
+    return c + change, change, stats
 
-    def bounded_divergence(fluxes, c, dt):
-        """``-div F`` of the Li fluxes ``F_a`` on each cell's low face, each scaled down where, over
-        ``dt``, it would take more Li from its upwind cell than ``psi c`` or bring more into its downwind
-        cell than ``psi (1 - c)`` (a conservative positivity limiter: the stress-driven drift across the
-        particle surface, GPa over a few cells, is far faster than diffusion)."""
-        outflow = sum((jnp.maximum(jnp.roll(f, -1, a), 0.0) + jnp.maximum(-f, 0.0)) / grid.spacing[a]
-                      for a, f in enumerate(fluxes)) * dt
-        inflow = sum((jnp.maximum(-jnp.roll(f, -1, a), 0.0) + jnp.maximum(f, 0.0)) / grid.spacing[a]
-                     for a, f in enumerate(fluxes)) * dt
-        room_out = psi_weight * jnp.maximum(c, 0.0)
-        room_in = psi_weight * jnp.maximum(1.0 - c, 0.0)
-        giving = jnp.where(outflow > room_out, room_out / jnp.where(outflow > room_out, outflow, 1.0), 1.0)
-        taking = jnp.where(inflow > room_in, room_in / jnp.where(inflow > room_in, inflow, 1.0), 1.0)
-        total = 0.0
-        for a, f in enumerate(fluxes):
-            scale = jnp.where(f > 0, jnp.minimum(jnp.roll(giving, 1, a), taking),
-                              jnp.minimum(giving, jnp.roll(taking, 1, a)))
-            f = f * scale
-            total = total - (jnp.roll(f, -1, a) - f) / grid.spacing[a]
-        return total
 
-    def stabilized_change(increment, dt, guess):
-        """``dc`` from ``(psi + dt L) dc = increment``, ``L = D_s k^2 + M_max kappa k^4`` (spectral).
+def swelling_eigenstrain(c, p: Parameters, geometry: Geometry) -> dict:
+    """``psi [ln(1 + beta c) - ln(1 + beta c_0)] / 3 I`` (Hencky), the chemical part of ``eps*``."""
+    swelling = geometry.psi * hencky_eigenstrain(c, p.beta, p.c_initial)
+    return {"xx": swelling, "yy": swelling, "zz": swelling}
 
-        The stabilisation is weighted by ``psi`` like the time derivative, so it moves Li without
-        creating or destroying any (``sum L dc = 0``). CG, preconditioned by ``(psi_0 + dt L)^-1``
-        with ``psi_0`` the geometric mean of the extremes of ``psi``; warm-started from the last ``dc``.
-        """
-        def operator(x):
-            return psi_weight * x + dt * basis.inverse(implicit_symbol * basis.forward(x))
 
-        def precondition(r):
-            return basis.inverse(basis.forward(r) / (reference_weight + dt * implicit_symbol))
+@jax.named_call
+def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geometry: Geometry, grid: Grid):
+    """The mechanics of the cell at ``c``: one warm-started elasticity solve with the lagged plastic strain
+    and one radial return (:func:`phasefield.physics.mechanics.solve_and_return`), under the stack
+    pressure; generalized plane strain when ``out_of_plane`` asks for it."""
+    p = Parameters.from_config(params)
+    lam, mu = moduli(c, params, geometry)
+    mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
+    return solve_and_return(lam, mu, yield_stress(c, params, geometry), grid, swelling_eigenstrain(c, p, geometry),
+                            plastic_strain, mean_strain, mean_stress, warm_start=warm_start,
+                            axial_strain=axial_strain,
+                            generalized=grid.ndim == 2 and params.out_of_plane == "generalized",
+                            tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations)
 
-        def body(state):
-            x, r, z, d, rz, count = state
-            q = operator(d)
-            step_length = rz / jnp.sum(d * q)
-            x, r = x + step_length * d, r - step_length * q
-            z = precondition(r)
-            rz_new = jnp.sum(r * z)
-            return x, r, z, z + (rz_new / rz) * d, rz_new, count + 1
 
-        def keep_going(state):
-            return (jnp.sqrt(jnp.abs(state[4])) > FILTER_TOLERANCE * norm) & (state[5] < FILTER_MAX_ITERATIONS)
+# ----------------------------------------------------------------------------- diagnostics helpers
 
-        norm = jnp.sqrt(jnp.sum(increment * precondition(increment)))
-        x = guess
-        r = increment - operator(x)
-        z = precondition(r)
-        rz = jnp.sum(r * z)
-        x, _, _, _, _, count = jax.lax.while_loop(keep_going, body, (x, r, z, z, rz, jnp.asarray(0, jnp.int32)))
-        return x, count
 
-    def step(carry, dt):
-        dt = jnp.asarray(dt, jnp.float64)
-        c = carry["c"]
-        mu = chemical_potential(c, carry["stress"])
-        voltage, source = surface_reaction(mu, c, dt)
-        mobility = p.diffusivity * jnp.clip(c, 0.0, 1.0) * (1.0 - jnp.clip(c, 0.0, 1.0))
-        fluxes = [-psi_faces[a][low_faces[a]] * face_average(mobility, periodic, a, "arithmetic")[low_faces[a]]
-                  * face_gradient(mu, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
-        change, filter_iterations = stabilized_change(dt * (bounded_divergence(fluxes, c, dt) + source), dt,
-                                                      carry["change"] * dt / carry["last_dt"])
-        # CG leaves a residual of 1e-10: put the exact inserted Li back (round-off)
-        missing = dt * jnp.sum(source) - jnp.sum(psi_weight * change)
-        change = change + psi * missing / jnp.sum(psi_weight * psi)
-        c_new = c + change
-        solution, returned, axial_strain = mechanics(c_new, carry["plastic_strain"], WarmStart(**carry["elasticity"]),
-                                                     carry["axial_strain"])
-        return {
-            "c": c_new,
-            "plastic_strain": add_strains(carry["plastic_strain"], returned.plastic_increment),
-            "axial_strain": axial_strain,
-            "equivalent_plastic_strain": carry["equivalent_plastic_strain"] + returned.equivalent_increment,
-            "elasticity": {"displacement": solution.displacement, "mean_strain": solution.mean_strain},
-            "stress": returned.stress,
-            "voltage": voltage,
-            "inserted": carry["inserted"] + dt * jnp.sum(source) * volume,
-            "step": carry["step"] + 1,
-            "mechanics_iterations": solution.iterations,
-            "filter_iterations": filter_iterations,
-            "change": change,
-            "last_dt": dt,
-            "initial_mean_strain": carry["initial_mean_strain"],
-        }
+def state_of_charge(params: Config, state: dict, geometry: Geometry, grid: Grid):
+    """Li in the particles over their capacity: ``c_0 + int psi (c - c_0) / int psi``."""
+    c0 = params.initial_fraction
+    return c0 + jnp.sum(geometry.psi_weight * (state["c"] - c0)) * grid.cell_volume / geometry.particle_volume
 
-    def init(fields):
+
+def hoop_stress(stress, normal, ndim: int):
+    """Mean in-plane tangential stress ``(tr_plane(sigma) - sigma_nn) / (d - 1)`` at a surface."""
+    in_plane = sum(stress["xyz"[a] * 2] for a in range(ndim))
+    return (in_plane - normal_stress(stress, normal)) / (ndim - 1)
+
+
+def masked_mean(values, mask):
+    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def masked_max(values, mask):
+    return jnp.max(jnp.where(mask, values, -jnp.inf))
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@register_scenario("swelling", Config, TimeSolverConfig)
+def build(config: Config, solver: TimeSolverConfig) -> Simulation:
+    """The swelling simulation. Structure (grid, geometry arrays, branches) comes from the static options
+    of ``config``; every number is read from the ``params`` argument of the stepper's functions."""
+    grid = make_grid(config)
+    ndim = grid.ndim
+    basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"))
+    geometry = make_geometry(grid, config)
+    k2 = -basis.laplacian_symbol
+    components = tensor_components(ndim)
+    stress_coupling = config.stress_coupling
+    electrode_thickness = config.electrode_thickness  # static: size and layer thicknesses
+
+    def init(params, fields):
         c = jnp.asarray(fields["c"], jnp.float64)
         plastic = {n: jnp.zeros(grid.shape) for n in components}
-        solution, returned, axial_strain = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64))
-        return {
+        solved = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64), params, geometry, grid)
+        state = {
             "c": c,
-            "plastic_strain": add_strains(plastic, returned.plastic_increment),
-            "axial_strain": axial_strain,
-            "equivalent_plastic_strain": returned.equivalent_increment,
-            "elasticity": {"displacement": solution.displacement, "mean_strain": solution.mean_strain},
-            "stress": returned.stress,
-            "voltage": jnp.asarray(config.open_circuit_potential, jnp.float64),
+            "plastic_strain": solved.plastic_strain,
+            "equivalent_plastic_strain": solved.equivalent_increment,
+            "stress": solved.stress,
+            "voltage": jnp.asarray(params.open_circuit_potential, jnp.float64),
             "inserted": jnp.asarray(0.0, jnp.float64),
             "step": jnp.asarray(0, jnp.int64),
-            "mechanics_iterations": solution.iterations,
-            "filter_iterations": jnp.asarray(0, jnp.int32),
+            "initial_mean_strain": solved.solution.mean_strain["xx"],
+        }
+        history = {
+            "elasticity": WarmStart.of(solved.solution)._asdict(),
+            "axial_strain": solved.axial_strain,
             "change": jnp.zeros(grid.shape),
             "last_dt": jnp.asarray(1.0, jnp.float64),
-            "initial_mean_strain": solution.mean_strain["xx"],
         }
+        cache = {"mechanics_iterations": solved.iterations, "filter_iterations": jnp.asarray(0, jnp.int32)}
+        return {"state": state, "history": history, "cache": cache}
 
-    def state_of_charge(carry):
-        return p.c_initial + jnp.sum(psi_weight * (carry["c"] - p.c_initial)) * volume / particle_volume
+    def step(params, carry, dt):
+        dt = jnp.asarray(dt, jnp.float64)
+        state, history = carry["state"], carry["history"]
+        p = Parameters.from_config(params)
+        curvature = elastic_curvature(params, p)
+        c = state["c"]
+        mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling)
+        voltage, source = surface_insertion(mu, c, dt, insertion_rate(params, geometry), p, geometry, grid, curvature)
+        c_new, change, filter_stats = cahn_hilliard_update(
+            c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
+            stabilization_symbol(params, p, k2))
+        solved = mechanics(c_new, state["plastic_strain"], WarmStart(**history["elasticity"]),
+                           history["axial_strain"], params, geometry, grid)
+        state = {
+            "c": c_new,
+            "plastic_strain": solved.plastic_strain,
+            "equivalent_plastic_strain": state["equivalent_plastic_strain"] + solved.equivalent_increment,
+            "stress": solved.stress,
+            "voltage": voltage,
+            "inserted": state["inserted"] + dt * jnp.sum(source) * grid.cell_volume,
+            "step": state["step"] + 1,
+            "initial_mean_strain": state["initial_mean_strain"],
+        }
+        history = {
+            "elasticity": WarmStart.of(solved.solution)._asdict(),
+            "axial_strain": solved.axial_strain,
+            "change": change,
+            "last_dt": dt,
+        }
+        cache = {"mechanics_iterations": solved.iterations, "filter_iterations": filter_stats.iterations}
+        return {"state": state, "history": history, "cache": cache}
 
-    def fields(carry):
+    psi = geometry.psi
+
+    def fields(params, carry):
+        state = carry["state"]
         return {
-            "c": jnp.where(psi > SHOWN_INDICATOR, carry["c"], 0.0),
-            "hydrostatic_stress": hydrostatic_stress(carry["stress"]),
-            "von_mises_stress": von_mises_stress(carry["stress"]),
-            "equivalent_plastic_strain": carry["equivalent_plastic_strain"],
+            "c": jnp.where(psi > SHOWN_INDICATOR, state["c"], 0.0),
+            "hydrostatic_stress": hydrostatic_stress(state["stress"]),
+            "von_mises_stress": von_mises_stress(state["stress"]),
+            "equivalent_plastic_strain": state["equivalent_plastic_strain"],
             "particles": psi,
         }
 
     def change(new, old):
-        return jnp.max(jnp.where(psi > 0.05, jnp.abs(new["c"] - old["c"]), 0.0))
+        return jnp.max(jnp.where(psi > 0.05, jnp.abs(new["state"]["c"] - old["state"]["c"]), 0.0))
 
-    def finished(carry):
-        return (state_of_charge(carry) >= config.final_state_of_charge) | (carry["voltage"] <= config.cutoff_voltage)
+    def finished(params, carry):
+        state = carry["state"]
+        return ((state_of_charge(params, state, geometry, grid) >= params.final_state_of_charge)
+                | (state["voltage"] <= params.cutoff_voltage))
 
-    normal = [g / jnp.maximum(surface, 1e-12) for g in gradient(psi, grid, periodic)]  # outward: -grad psi
-    interface_band = (psi > 0.25) & (psi < 0.75)
-    surface_band = (psi > 0.75) & (psi < 0.95)  # the particle side of its surface
+    in_particles, in_electrolyte = geometry.in_particles, geometry.in_electrolyte
 
-    def hoop_stress(stress):
-        """Mean in-plane tangential stress ``(tr_plane(sigma) - sigma_nn) / (d - 1)`` at a surface."""
-        in_plane = sum(stress["xyz"[a] * 2] for a in range(ndim))
-        return (in_plane - normal_stress(stress, normal)) / (ndim - 1)
-
-    def masked_mean(values, mask):
-        return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
-
-    def masked_max(values, mask):
-        return jnp.max(jnp.where(mask, values, -jnp.inf))
-
-    def diagnostics(carry):
-        stress = carry["stress"]
+    def diagnostics(params, carry):
+        state, history, cache = carry["state"], carry["history"], carry["cache"]
+        stress = state["stress"]
         hydrostatic = hydrostatic_stress(stress)
         mises = von_mises_stress(stress)
-        sigma_nn = normal_stress(stress, normal)
-        thickness_change = (carry["elasticity"]["mean_strain"]["xx"] - carry["initial_mean_strain"]) * grid.lengths[0]
+        sigma_nn = normal_stress(stress, geometry.normal)
+        thickness_change = (history["elasticity"]["mean_strain"]["xx"] - state["initial_mean_strain"]) * grid.lengths[0]
+        c0 = params.initial_fraction
         return {
-            "state_of_charge": state_of_charge(carry),
-            "electrode_potential": carry["voltage"],
-            "swelling": 100.0 * thickness_change / config.electrode_thickness,
-            "inserted_li": carry["inserted"],
-            "li_content": jnp.sum(psi_weight * (carry["c"] - p.c_initial)) * volume,
-            "concentration_max": masked_max(carry["c"], in_particles),
+            "state_of_charge": state_of_charge(params, state, geometry, grid),
+            "electrode_potential": state["voltage"],
+            "swelling": 100.0 * thickness_change / electrode_thickness,
+            "inserted_li": state["inserted"],
+            "li_content": jnp.sum(geometry.psi_weight * (state["c"] - c0)) * grid.cell_volume,
+            "concentration_max": masked_max(state["c"], in_particles),
             "particle_pressure_mean": -masked_mean(hydrostatic, in_particles),
             "particle_pressure_max": masked_max(-hydrostatic, in_particles),
             "particle_von_mises_mean": masked_mean(mises, in_particles),
@@ -630,24 +769,25 @@ def build(config: Config, solver) -> Simulation:
             "electrolyte_pressure_max": masked_max(-hydrostatic, in_electrolyte),
             "electrolyte_von_mises_mean": masked_mean(mises, in_electrolyte),
             "electrolyte_von_mises_max": masked_max(mises, in_electrolyte),
-            "interface_tension_max": masked_max(sigma_nn, interface_band),
-            "interface_normal_stress_mean": masked_mean(sigma_nn, interface_band),
-            "surface_hoop_stress": masked_mean(hoop_stress(stress), surface_band),
-            "plastic_strain_max": masked_max(carry["equivalent_plastic_strain"], in_particles),
-            "plastic_strain_mean": masked_mean(carry["equivalent_plastic_strain"], in_particles),
+            "interface_tension_max": masked_max(sigma_nn, geometry.interface_band),
+            "interface_normal_stress_mean": masked_mean(sigma_nn, geometry.interface_band),
+            "surface_hoop_stress": masked_mean(hoop_stress(stress, geometry.normal, ndim), geometry.surface_band),
+            "plastic_strain_max": masked_max(state["equivalent_plastic_strain"], in_particles),
+            "plastic_strain_mean": masked_mean(state["equivalent_plastic_strain"], in_particles),
             "mean_stress_xx": jnp.mean(stress["xx"]),
-            "mechanics_iterations": carry["mechanics_iterations"].astype(jnp.float64),
-            "filter_iterations": jnp.asarray(carry["filter_iterations"], jnp.float64),
+            "mechanics_iterations": cache["mechanics_iterations"].astype(jnp.float64),
+            "filter_iterations": jnp.asarray(cache["filter_iterations"], jnp.float64),
         }
 
-    stop_reason = (f"lithiation finished: state of charge {config.final_state_of_charge:g} reached or the electrode "
-                   f"potential fell to the cutoff {config.cutoff_voltage:g} V")
-    stepper = Stepper(init, step, fields, float("inf"), 1, change, finished, stop_reason)
+    stop_reason = ("lithiation finished: state of charge final_state_of_charge reached or the electrode potential "
+                   "fell to cutoff_voltage")
+    stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, finished, stop_reason)
     c_start = np.full(grid.shape, config.initial_fraction)
 
     return Simulation(
         name="swelling",
         grid=grid,
+        parameters=config,
         stepper=stepper,
         initial_fields=lambda: {"c": c_start},
         field_info={

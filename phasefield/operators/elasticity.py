@@ -13,7 +13,7 @@ stress ``<sigma>`` of that component is prescribed (stack pressure along x:
 ``mean_stress={"xx": -p, "yy": 0, "xy": 0}``). In plane strain the total ``eps_zz`` is zero,
 ``sigma_zz`` follows from the in-plane strain and the eigenstrain, which may carry a ``zz``
 component. Voids and cracks need a small positive stiffness: the caller floors the moduli
-(e.g. ``1e-6`` of the matrix, :func:`mix_moduli`); the solver converges at any finite
+(e.g. ``1e-6`` of the matrix, :func:`phasefield.physics.mechanics.mix_moduli`); the solver converges at any finite
 contrast, more slowly as it grows.
 
 Tensors are dicts keyed by component name, Voigt order: ``("xx", "yy", "zz", "xy")`` in 2D,
@@ -127,23 +127,6 @@ def isotropic_moduli(young, poisson):
     ``mu = E / (2 (1 + nu))`` (the unit of ``young``; arrays broadcast)."""
     young, poisson = jnp.asarray(young), jnp.asarray(poisson)
     return young * poisson / ((1.0 + poisson) * (1.0 - 2.0 * poisson)), young / (2.0 * (1.0 + poisson))
-
-
-def mix_moduli(weights, moduli, floor: float = 0.0):
-    """Linear (Voigt) mix of per-phase Lame pairs plus a residual stiffness for voids and cracks.
-
-    ``lam = sum_p w_p lam_p + floor * lam_s`` and ``mu = sum_p w_p mu_p + floor * mu_s``, with
-    ``weights`` one interpolation field per phase (e.g. ``h(xi)`` and ``1 - h(xi)``; a damaged
-    phase carries ``g(d) h``), ``moduli`` one ``(lam_p, mu_p)`` pair of numbers per phase, and
-    ``s`` the phase of largest shear modulus. ``floor`` (1e-6 to 1e-3) keeps the stiffness
-    positive where every weight vanishes, with the stiff phase's Poisson ratio.
-    """
-    if len(weights) != len(moduli):
-        raise ValueError(f"{len(weights)} weight fields for {len(moduli)} phases")
-    stiff = max(moduli, key=lambda pair: pair[1])
-    lam = floor * stiff[0] + sum(w * m[0] for w, m in zip(weights, moduli))
-    mu = floor * stiff[1] + sum(w * m[1] for w, m in zip(weights, moduli))
-    return jnp.asarray(lam), jnp.asarray(mu)
 
 
 # ----------------------------------------------------------------------------- tensor helpers
@@ -418,7 +401,7 @@ def _check_moduli(lam, mu, grid: Grid):
     if not (low_mu > 0.0 and low_bulk > 0.0 and np.isfinite(high)):
         raise ValueError(
             "moduli must be finite with mu > 0 and bulk modulus lam + 2 mu / 3 > 0 in every cell "
-            f"(min mu {low_mu:g}, min bulk {low_bulk:g}); floor voids and cracks (see mix_moduli)")
+            f"(min mu {low_mu:g}, min bulk {low_bulk:g}); floor voids and cracks (see physics.mechanics.mix_moduli)")
 
 
 def _loading(mean_strain, mean_stress, ndim: int):
