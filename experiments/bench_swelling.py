@@ -47,12 +47,13 @@ def simulation_for(size: int, particles: int):
 
 def lithiate(simulation, control, config, t_end):
     """Step from the initial state to ``t_end`` or the stop event; returns (carry, clock, iteration sums)."""
-    from phasefield.integrate import make_advance
+    from phasefield.integrate import empty_records, make_advance
     from phasefield.runner import device_parameters, initial_carry
 
-    advance = make_advance(simulation.stepper, control)
+    advance = make_advance(simulation.stepper, control, simulation.diagnostics, 60.0)
     params = device_parameters(simulation.parameters, config.solver.precision)
     carry = initial_carry(simulation, params)
+    empty = empty_records(simulation.diagnostics, params, carry)
     clock = {"t": 0.0, "step": 0, "dt": config.solver.dt}
     mechanics = stabilisation = 0
     record = 60.0
@@ -60,7 +61,7 @@ def lithiate(simulation, control, config, t_end):
     while t < t_end:
         t = min(t + record, t_end)
         steps_before = int(clock["step"])
-        carry, clock, _ = advance(params, carry, clock, t)
+        carry, clock, _, _ = advance(params, carry, clock, t, empty)
         clock = {k: v.item() for k, v in clock.items()}
         steps = int(clock["step"]) - steps_before
         mechanics += steps * int(carry["cache"]["mechanics_iterations"])  # per-record sample, times the steps
