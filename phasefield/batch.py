@@ -146,8 +146,7 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
                     lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), old, new), carry, start[0])
                 clock = {k: np.where(finite, new_clock[k], start[1][k]) for k in new_clock}
                 for i in np.flatnonzero(finite & active):
-                    for record_clock, values_i in host_records(member(records, i)):
-                        writers[i].write_scalars(record_clock, values_i)
+                    writers[i].write_scalar_records(host_records(member(records, i)))
                 stopped = np.asarray(stop(params, carry)) if stop is not None else np.zeros(count, bool)
                 reached = clock["t"] >= t_stop * (1 - TIME_TOLERANCE)
                 framed = [i for i in range(count) if status[i] == "running" and (reached[i] or stopped[i])]

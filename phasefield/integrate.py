@@ -160,27 +160,38 @@ def make_advance(stepper: Stepper, control: TimeControl, diagnostics: Callable, 
         last = remaining <= dt * (1 + 1e-6)  # absorbs round-off accumulated in t
         dt_step = jnp.where(last, remaining, jnp.where(remaining < 2 * dt, 0.5 * remaining, dt))
         t_new = jnp.where(last, t_stop, t + dt_step)
-        # a step never crosses more record times than the buffer has room for (only when records are
-        # denser than steps): it then ends on the last record time that fits
-        room = records["time"].shape[0] - records["count"]
+        # a step that would cross more record times than the buffer has room for ends the chunk before
+        # it is taken (the next chunk takes it); only a step that overflows an empty buffer (records
+        # far denser than steps) is cut, on the last record time that fits
+        capacity = records["time"].shape[0]
+        room = capacity - records["count"]
         t_full = (jnp.floor(t / interval * (1 + TIME_TOLERANCE)) + room) * interval
         full = t_new > t_full
         t_new, dt_step = jnp.where(full, t_full, t_new), jnp.where(full, t_full - t, dt_step)
-        new = stepper.step(params, carry, dt_step)
-        if checked:
-            change = measure_change(params, new, carry)
-            finite = jnp.isfinite(change)
-        else:
-            finite = jnp.asarray(True)
-        if control.adaptive:
-            factor = control.target_change / jnp.maximum(change, 1e-300)
-            proposal = jnp.clip(dt_step * factor, control.max_shrink * dt, control.max_growth * dt)
-            dt = jnp.where(finite, jnp.clip(proposal, control.dt_min, control.dt_max), dt)
-        step = clock["step"] + 1
-        records = jax.lax.cond(finite, lambda r: record_crossed(params, carry, new, t, t_new, step, r),
-                               lambda r: r, records)
-        clock = {"t": t_new, "step": step, "dt": dt, "dt_taken": dt_step}
-        return params, new, clock, finite, t_stop, records, steps_left - 1
+
+        def take_step(state):
+            params, carry, clock, _, t_stop, records, steps_left = state
+            dt = clock["dt"]
+            new = stepper.step(params, carry, dt_step)
+            if checked:
+                change = measure_change(params, new, carry)
+                finite = jnp.isfinite(change)
+            else:
+                finite = jnp.asarray(True)
+            if control.adaptive:
+                factor = control.target_change / jnp.maximum(change, 1e-300)
+                proposal = jnp.clip(dt_step * factor, control.max_shrink * dt, control.max_growth * dt)
+                dt = jnp.where(finite, jnp.clip(proposal, control.dt_min, control.dt_max), dt)
+            step = clock["step"] + 1
+            records = jax.lax.cond(finite, lambda r: record_crossed(params, carry, new, t, t_new, step, r),
+                                   lambda r: r, records)
+            clock = {"t": t_new, "step": step, "dt": dt, "dt_taken": dt_step}
+            return params, new, clock, finite, t_stop, records, steps_left - 1
+
+        def end_chunk(state):
+            return state[:-1] + (jnp.zeros_like(steps_left),)
+
+        return jax.lax.cond(full & (room < capacity), end_chunk, take_step, state)
 
     @jax.jit
     def advance_compiled(params, carry, clock, t_stop, records, max_steps):

@@ -208,8 +208,7 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
     progress = Progress(t_end, clock["t"])
 
     def on_chunk(carry, clock, records, frame):
-        for record_clock, scalars in records:
-            writer.write_scalars(record_clock, scalars)
+        writer.write_scalar_records(records)
         now = _time.perf_counter()
         rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
         progress.update(clock, rate)

@@ -191,7 +191,9 @@ def test_scalar_records_do_not_cap_the_adaptive_step():
 
     dense, clock_dense = records(0.005, 50.0, 0.5)
     sparse, clock_sparse = records(0.005, 50.0, 50.0)
-    assert clock_dense["step"] == clock_sparse["step"] and clock_dense["dt"] == clock_sparse["dt"]
+    densest, clock_densest = records(0.005, 50.0, 0.1)  # 1000 records: the 256-record buffer fills 3 times
+    assert clock_dense["step"] == clock_sparse["step"] == clock_densest["step"]
+    assert clock_dense["dt"] == clock_sparse["dt"] == clock_densest["dt"] and len(densest) == 1000
     assert np.allclose(dense[:, 0], np.arange(0.5, 100.01, 0.5), rtol=0, atol=1e-9)
     landed, clock_landed = records(0.005, 0.5, 0.5)
     assert clock_landed["step"] > clock_dense["step"]  # landing on records costs steps

@@ -106,11 +106,19 @@ class RunWriter:
         return self
 
     def write_scalars(self, clock, scalars: dict):
+        self.write_scalar_records([(clock, scalars)])
+
+    def write_scalar_records(self, records: list):
+        """Append ``(clock, scalars)`` records (one resize per dataset, one flush)."""
+        if not records:
+            return
         group = self.file["scalars"]
-        _append(group["time"], clock["t"] * self.time_scale)
-        _append(group["step"], clock["step"])
-        for name, value in scalars.items():
-            _append(group[name], float(value))
+        columns = {"time": [c["t"] * self.time_scale for c, _ in records], "step": [c["step"] for c, _ in records]}
+        columns.update({name: [float(s[name]) for _, s in records] for name in records[0][1]})
+        for name, values in columns.items():
+            dataset = group[name]
+            dataset.resize(dataset.shape[0] + len(values), axis=0)
+            dataset[-len(values):] = values
         self.file.flush()
 
     def write_frame(self, clock, fields: dict):
