@@ -213,7 +213,8 @@ def test_warm_start():
     assert float(residual) <= 1e-8
     assert scaled_residual(np.asarray(moved), phi2, np.asarray(reaction), grid, boundary) <= 1.001e-8
     assert np.max(np.abs(np.asarray(phi2) - np.asarray(fresh_phi))) < 1e-6 * abs(WALL)
-    r0_warm, r0_fresh = (float(solve(moved, reaction, start, 1e-8, 0)[2]) for start in (phi, jnp.zeros(shape)))
+    r0_warm, r0_fresh = (scaled_residual(np.asarray(moved), start, np.asarray(reaction), grid, boundary)
+                         for start in (np.asarray(phi), np.zeros(shape)))  # the stopping measure at the start
     rate = np.log(r0_fresh / 1e-8) / int(fresh)  # log(1/contraction) per iteration
     predicted = np.log(r0_warm / 1e-8) / rate
     print("cold", int(cold), "warm", int(warm), "fresh", int(fresh), "predicted", predicted)
