@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from phasefield.config import ConfigError, validate_run
-from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT, interpolation
+from phasefield.physics.electrochemistry import GAS_CONSTANT, interpolation
 from scenario_runs import run_scenario
 
 SOLVER = {"scheme": "imex1", "dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
@@ -96,19 +96,23 @@ def test_flat_front_under_uniform_pressure_deposits_slower_by_exp_minus_alpha_om
         front = np.abs(carry["xi"] - 0.5) < 0.45
         assert np.allclose(carry["reaction_pressure"][front], pressure, rtol=1e-6)  # CG tolerance 1e-8
         assert np.min(carry["pressure"][front]) < 0.95 * pressure  # the hydrostatic measure differs here
-    per_mpa = scalars["tip_mechanical_overpotential"][-1] / pressure
-    assert abs(per_mpa / (OMEGA_LI * 1e6 / FARADAY * 1e3) - 1) < 1e-7 and abs(per_mpa - 0.135) < 1e-3
+    # the uniform stack pressure is the pressure at the tip (CG tolerance 1e-8), and the tip's overpotential per
+    # MPa of applied pressure is physics.md 7.11's 0.135 mV/MPa (given to 3 digits)
+    assert abs(scalars["tip_pressure"][-1] / pressure - 1) < 1e-6, scalars["tip_pressure"][-1]
+    assert abs(scalars["tip_mechanical_overpotential"][-1] / pressure - 0.135) < 1e-3
 
 
 def test_deposition_eigenstrain_compresses_the_metal_at_a_growing_tip():
     """Li deposited with a misfit eps0 = 0.01 in stiff LLZO is compressed; the pressure at the growing tip
-    gives a positive mechanical overpotential."""
+    gives a positive mechanical overpotential. The stress-dependent rate still moves Li between the ions and
+    the metal without loss: Li gained equals Li that entered through the far wall, to round-off."""
     _, scalars, carry = simulate("dendrite_solid", 0.3, 0.1, FIXED, deposition_eigenstrain=0.01, stack_pressure=0.0,
                                  **SMALL)
     assert np.all(scalars["tip_pressure"][1:] > 5.0), scalars["tip_pressure"]  # MPa
-    per_mpa = 1e3 * OMEGA_LI * 1e6 / FARADAY  # mV
-    assert np.allclose(scalars["tip_mechanical_overpotential"], per_mpa * scalars["tip_pressure"])
     assert np.all(scalars["tip_mechanical_overpotential"][1:] > 0.5)  # mV
+    balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
+    assert np.max(np.abs(balance)) < 1e-12 * scalars["total_li"][0], balance
+    assert scalars["li_inflow"][-1] > 0
     assert scalars["interface_pressure"][-1] > 1.0 and scalars["metal_pressure_max"][-1] > 10.0
     deposit = interpolation(carry["xi"]) - carry["eigenstrain_reference"] > 0.5
     assert np.mean(carry["pressure"][deposit]) > 0  # the new metal is under compression

@@ -312,33 +312,33 @@ def contrast_iterations(n, ndim, contrast, stiff_particles, shear_mean="arithmet
     return int(result.iterations)
 
 
-def test_iterations_bounded_at_contrast_1e3():
+def test_iterations_independent_of_resolution_at_contrast_1e3():
     """Particles 1e3 stiffer / softer than the matrix, eigenstrain and stack pressure, tolerance 1e-8.
 
-    Measured (stiff, soft particles): 2D 67, 51 at 128^2 and 256^2 (65, 49 at 512^2);
-    3D 86, 58 at 32^3 and 96, 64 at 48^3. The count does not grow with resolution.
+    The FFT reference-medium preconditioner makes the condition number independent of the grid, so the
+    count at 4x the cells (2D 128^2 -> 256^2; 3D 32^3 -> 48^3, 3.4x) is at most 1.5x the count at the
+    base grid; without it (a diagonal preconditioner) CG needs ~2x per halving of h.
     """
     counts = {(n, ndim, stiff): contrast_iterations(n, ndim, 1e3, stiff)
               for ndim, sizes in ((2, (128, 256)), (3, (32, 48))) for n in sizes for stiff in (True, False)}
     print(counts)
-    for (n, ndim, stiff), count in counts.items():
-        assert count <= (80 if ndim == 2 else 110), counts
     for stiff in (True, False):
-        assert abs(counts[256, 2, stiff] - counts[128, 2, stiff]) <= 3
-        assert counts[48, 3, stiff] <= counts[32, 3, stiff] + 12
+        assert counts[256, 2, stiff] <= 1.5 * counts[128, 2, stiff], counts
+        assert counts[48, 3, stiff] <= 1.5 * counts[32, 3, stiff], counts
 
 
 def test_converges_at_contrast_1e6():
-    """Contrast 1e6 (near-voids or near-rigid particles) still converges, more slowly.
-
-    Measured: 2D 256^2 91 (stiff particles) and 51 (soft); 3D 48^3 132 and 67; the harmonic
-    edge mean needs 161 for the 2D stiff particles.
-    """
+    """Contrast 1e6 (near-voids or near-rigid particles) still converges to the tolerance (checked on the
+    recomputed residual, before the 2000-iteration cap), in 2D with a count independent of the grid
+    (256^2 at most 1.5x 128^2)."""
     counts = {"2d stiff": contrast_iterations(256, 2, 1e6, True), "2d soft": contrast_iterations(256, 2, 1e6, False),
               "3d stiff": contrast_iterations(48, 3, 1e6, True), "3d soft": contrast_iterations(48, 3, 1e6, False),
               "2d stiff harmonic": contrast_iterations(256, 2, 1e6, True, "harmonic")}
-    print(counts)
-    assert max(counts.values()) < 300, counts
+    base = {"2d stiff": contrast_iterations(128, 2, 1e6, True), "2d soft": contrast_iterations(128, 2, 1e6, False)}
+    print(counts, base)
+    assert max(counts.values()) < 2000, counts
+    for case, count in base.items():
+        assert counts[case] <= 1.5 * count, (counts, base)
 
 
 def test_kirsch_hole_under_uniaxial_stress():
@@ -382,10 +382,18 @@ def test_warm_start():
     scale = float(jnp.max(jnp.abs(cold.stress["xx"])))
     assert float(jnp.max(jnp.abs(again.stress["xx"] - cold.stress["xx"]))) < 1e-8 * scale
     # A step of a swelling simulation: the eigenstrain grows by 0.1 %.
+    # The warm start needs the iterations that the convergence rate of a fresh solve predicts for its smaller
+    # initial residual, log(r0/tol) / log(1/rate) (+1 for rounding), and converges to the fresh solution.
     warm = solve(lam, mu, 1.001 * eigen, mean_stress, None, cold)
     fresh = solve(lam, mu, 1.001 * eigen, mean_stress)
-    print("cold", int(cold.iterations), "warm", int(warm.iterations))
-    assert int(warm.iterations) <= int(fresh.iterations) - 4
+    probe = solver(grid, 1e-8, 0)  # the relative residual of the start itself
+    r0_warm = float(probe(lam, mu, 1.001 * eigen, mean_stress, None, cold).residual)
+    r0_fresh = float(probe(lam, mu, 1.001 * eigen, mean_stress).residual)
+    predicted = np.log(r0_warm / 1e-8) / (np.log(r0_fresh / 1e-8) / int(fresh.iterations))
+    print("cold", int(cold.iterations), "warm", int(warm.iterations), "fresh", int(fresh.iterations), "predicted", predicted)
+    assert float(warm.residual) <= 1e-8
+    assert 0 < int(warm.iterations) < int(fresh.iterations)
+    assert int(warm.iterations) <= np.ceil(predicted) + 1, (int(warm.iterations), predicted)
     print("difference", float(jnp.max(jnp.abs(warm.stress["xx"] - fresh.stress["xx"]))) / scale)
     assert float(jnp.max(jnp.abs(warm.stress["xx"] - fresh.stress["xx"]))) < 1e-6 * scale
 

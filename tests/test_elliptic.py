@@ -101,16 +101,20 @@ def manufactured(grid, low, high):
     ],
 )
 def test_second_order_manufactured_solution(shapes, lengths):
-    errors = []
+    """Error against the analytic u at second order; the multigrid-CG count does not grow with the grid
+    (16x / 64x the cells: at most 1.5x the count; Jacobi-preconditioned CG needs ~2x per halving of h, 4x here)."""
+    errors, counts = [], []
     for shape in shapes:
         grid = Grid(shape, tuple(length / n for length, n in zip(lengths, shape)))
         u, sigma, source = manufactured(grid, WALL, 0.2)
         boundary = electrode_boundary(grid.ndim, WALL, 0.2)
         phi, iterations, residual = solver(grid, boundary)(jnp.asarray(sigma), jnp.asarray(source), jnp.zeros(shape), 1e-11)
-        assert float(residual) <= 1e-11 and int(iterations) < 30
+        assert float(residual) <= 1e-11
         errors.append(np.max(np.abs(np.asarray(phi) - u)))
-    print(errors, np.log2(errors[-2] / errors[-1]))
+        counts.append(int(iterations))
+    print(errors, np.log2(errors[-2] / errors[-1]), counts)
     assert np.log2(errors[-2] / errors[-1]) > 1.8, errors
+    assert counts[-1] <= 1.5 * counts[0], counts
 
 
 @pytest.mark.parametrize("shape", [(25, 15), (24, 16), (9, 11, 7), (40,)])
@@ -140,7 +144,7 @@ def test_solution_satisfies_the_stencil_equation(shape):
     solve = solver(grid, boundary)
     for tolerance in (1e-6, 1e-10):
         phi, iterations, residual = solve(jnp.asarray(sigma), jnp.asarray(source), jnp.zeros(shape), tolerance)
-        assert iterations.dtype == jnp.int32 and 0 < int(iterations) < 40
+        assert iterations.dtype == jnp.int32 and 0 < int(iterations) < 100  # stopped by the tolerance, not the cap
         assert float(residual) <= tolerance
         assert scaled_residual(sigma, phi, source, grid, boundary) <= 1.001 * tolerance
     if grid.size > 1000:
@@ -153,12 +157,9 @@ def test_solution_satisfies_the_stencil_equation(shape):
     assert np.max(np.abs(np.asarray(phi) - direct)) < 1e-7 * np.max(np.abs(direct))
 
 
-@pytest.mark.parametrize("shape,bound", [((64, 48), 16), ((200, 200), 18)])
-def test_iterations_bounded_at_high_contrast(shape, bound):
-    """Metal slab + branched finger + disc on the electrode; 1e3 to 1e7 contrast, tolerance 1e-8.
-
-    Measured: 64x48 needs 7-10 iterations, 200x200 needs 10-12 (zero or linear start).
-    """
+def dendrite_counts(shape):
+    """CG iterations for the dendrite at contrasts 1e3, 1e5, 1e7 from a zero and a linear start (tolerance 1e-8),
+    each solution checked against the stencil equation independently of the solver's own residual."""
     boundary = electrode_boundary(2)
     grid, _ = dendrite(shape, 1.0)
     solve = solver(grid, boundary)
@@ -171,12 +172,30 @@ def test_iterations_bounded_at_high_contrast(shape, bound):
             assert float(residual) <= 1e-8
             assert scaled_residual(sigma, phi, np.zeros(shape), grid, boundary) <= 1.001e-8
             counts[contrast, name] = int(iterations)
-    assert max(counts.values()) <= bound, counts
-    for name in ("zero", "linear"):
-        assert counts[1e7, name] <= counts[1e3, name] + 3, counts
+    return counts
+
+
+def test_iterations_independent_of_grid_and_contrast():
+    """Metal slab + branched finger + disc on the electrode, same geometry on 64x48 and 128x96 cells.
+
+    Multigrid-preconditioned CG is optimal: the count at 4x the cells is at most 1.5x the count at the base
+    grid (Jacobi-preconditioned CG needs ~2x per halving of h, as cond ~ h^-2: 2.1x here), and the count at
+    contrast 1e7 is at most 1.5x the count at 1e3 (plain CG does not reach 1e-8 at all at 1e3).
+    """
+    base, fine = dendrite_counts((64, 48)), dendrite_counts((128, 96))
+    print(base, fine)
+    for key in base:
+        assert fine[key] <= 1.5 * base[key], (key, base, fine)
+    for counts in (base, fine):
+        for name in ("zero", "linear"):
+            assert counts[1e7, name] <= 1.5 * counts[1e3, name], counts
 
 
 def test_warm_start():
+    """From its own solution a solve takes 0 iterations. After a small change (the metal surface moves by 1 %
+    of a cell, a small reaction source appears) the warm start needs the iterations that the convergence rate
+    of a fresh solve of the same problem predicts for its smaller initial residual, log(r0/tol) / log(1/rate)
+    (+1 for rounding), and it converges to the fresh solution."""
     shape = (64, 48)
     boundary = electrode_boundary(2)
     grid, sigma = dendrite(shape, 1e6)
@@ -186,13 +205,21 @@ def test_warm_start():
     again, iterations, residual = solve(jnp.asarray(sigma), jnp.asarray(source), phi)
     assert int(iterations) == 0 and float(residual) <= 1e-8
     assert np.array_equal(np.asarray(again), np.asarray(phi))
-    # One phase-field step later: the metal surface moved by 1% of a cell, a small reaction source appeared.
     _, moved = dendrite(shape, 1e6, interface=0.01 * grid.spacing[0])
     reaction = 1e-3 * np.exp(-((np.arange(64)[:, None] - 40.0) ** 2 + (np.arange(48)[None, :] - 24.0) ** 2) / 20.0)
-    phi2, warm, residual = solve(jnp.asarray(moved), jnp.asarray(reaction), phi)
+    moved, reaction = jnp.asarray(moved), jnp.asarray(reaction)
+    phi2, warm, residual = solve(moved, reaction, phi)
+    fresh_phi, fresh, _ = solve(moved, reaction, jnp.zeros(shape))
     assert float(residual) <= 1e-8
-    print("cold", int(cold), "warm", int(warm))
-    assert 0 < int(warm) <= int(cold) // 2, (int(warm), int(cold))  # measured 6 against 12
+    assert scaled_residual(np.asarray(moved), phi2, np.asarray(reaction), grid, boundary) <= 1.001e-8
+    assert np.max(np.abs(np.asarray(phi2) - np.asarray(fresh_phi))) < 1e-6 * abs(WALL)
+    r0_warm, r0_fresh = (scaled_residual(np.asarray(moved), start, np.asarray(reaction), grid, boundary)
+                         for start in (np.asarray(phi), np.zeros(shape)))  # the stopping measure at the start
+    rate = np.log(r0_fresh / 1e-8) / int(fresh)  # log(1/contraction) per iteration
+    predicted = np.log(r0_warm / 1e-8) / rate
+    print("cold", int(cold), "warm", int(warm), "fresh", int(fresh), "predicted", predicted)
+    assert 0 < int(warm) < int(fresh)
+    assert int(warm) <= np.ceil(predicted) + 1, (int(warm), predicted)
 
 
 def test_jit_vmap_and_outer_loop():
@@ -250,5 +277,5 @@ def test_shifted_problem_without_dirichlet_walls():
     source = jnp.asarray(np.cos(x) * np.sin(y))
     u, iterations, _ = solve_potential(sigma, source, grid, boundary, jnp.zeros(grid.shape), 1e-12, 60, shift=mass)
     residual = flux_divergence(sigma, u, grid, boundary) - mass * u - source
-    assert int(iterations) < 40
+    assert int(iterations) < 60  # stopped by the tolerance, not the cap
     assert np.max(np.abs(residual)) < 1e-8 * np.max(np.abs(source))
