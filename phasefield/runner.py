@@ -21,7 +21,7 @@ import yaml
 
 from phasefield.config import ConfigError, RunConfig, validate_run
 from phasefield.integrate import NonFiniteError, TimeControl, device_clock, empty_records, integrate, make_advance
-from phasefield.io import RunWriter, read_checkpoint
+from phasefield.io import CheckpointError, RunWriter, read_checkpoint
 from phasefield.registry import scenario
 from phasefield.schemes import CHECKPOINTED
 from phasefield.simulation import Simulation
@@ -155,8 +155,11 @@ class Progress:
 
 
 def _stored_config(path: Path) -> tuple[dict, str]:
-    with h5py.File(path, "r") as f:
-        text, status = f.attrs["config"], f.attrs["status"]
+    try:
+        with h5py.File(path, "r") as f:
+            text, status = f.attrs["config"], f.attrs["status"]
+    except (OSError, KeyError, ValueError) as error:
+        raise RunDirectoryError(f"{path} is not a readable phasefield run ({error}); nothing to resume") from None
     if status == "finished":
         raise RunDirectoryError(f"{path} holds a finished run; nothing to resume")
     return yaml.safe_load(text) or {}, text
@@ -184,7 +187,10 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
     advance = make_run_advance(simulation, config)
     check_memory(simulation, config, params, advance=advance)
     if resume:
-        saved, clock = read_checkpoint(path)
+        try:
+            saved, clock = read_checkpoint(path)
+        except CheckpointError as error:
+            raise RunDirectoryError(f"cannot resume: {error}") from None
         carry = restore_carry(simulation, params, saved)
         writer = RunWriter.reopen(path, simulation, clock)
         log.info("resuming %s from t = %g (step %d)", path, clock["t"], clock["step"])

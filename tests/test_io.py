@@ -77,3 +77,50 @@ def test_non_finite_run_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         assert np.all(np.isfinite(f["fields/c"][()]))
     carry, clock = read_checkpoint(tmp_path / "run.h5")
     assert np.all(np.isfinite(carry["state"]["c"])) and clock["t"] > 0
+
+
+def test_checkpoint_slots_survive_a_torn_or_corrupted_write(tmp_path):
+    """Two alternating slots with a checksum: a slot left incomplete (a kill while writing) or with a
+    flipped bit is skipped and the other, older slot is used; with neither valid, a one-line error."""
+    from phasefield.io import CheckpointError
+
+    path = run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, tmp_path)
+    newest, clock = read_checkpoint(path)
+    with h5py.File(path, "r+") as f:
+        slots = {name: int(g.attrs["step"]) for name, g in f["checkpoints"].items()}
+        assert len(slots) == 2 and f["checkpoint"].attrs["step"] == max(slots.values()) == clock["step"]
+        newest_name = max(slots, key=slots.get)
+        older_name = min(slots, key=slots.get)
+        values = f[f"checkpoints/{newest_name}/state/c"]
+        flipped = values[()].copy()
+        flipped.view(np.uint64)[3, 4] ^= np.uint64(1) << np.uint64(20)  # one mantissa bit
+        values[...] = flipped
+    carry, older = read_checkpoint(path)
+    assert older["step"] == slots[older_name] < clock["step"]
+    with h5py.File(path, "r+") as f:
+        f[f"checkpoints/{older_name}"].attrs["complete"] = False  # torn write of the other slot
+    with pytest.raises(CheckpointError, match="no valid checkpoint.*checksum.*incomplete|no valid checkpoint.*incomplete.*checksum"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "directory", "not_hdf5", "no_checkpoint"])
+def test_resume_of_a_damaged_run_is_a_one_line_refusal(tmp_path, damage):
+    from phasefield.runner import RunDirectoryError as Refused
+
+    folder = tmp_path / "run"
+    if damage == "directory":
+        (folder / "run.h5").mkdir(parents=True)
+    elif damage == "not_hdf5":
+        folder.mkdir()
+        (folder / "run.h5").write_text("not a run")
+    else:
+        path = run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, folder)
+        with h5py.File(path, "r+") as f:
+            f.attrs["status"] = "preempted"
+            if damage == "no_checkpoint":
+                del f["checkpoint"], f["checkpoints"]
+        if damage == "truncated":
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(Refused):
+        run(None, folder, resume=True)

@@ -6,7 +6,8 @@ Layout (see README, "Output"):
 * ``/time``, ``/step``  simulated time (physical units) and step index of each frame
 * ``/scalars/<name>``  diagnostics at every record, with ``/scalars/time`` and ``/scalars/step``
 * ``/grid/<axis>``     cell-centre coordinates (physical units)
-* ``/checkpoint``      the model's state and scheme history plus ``t``, ``step``, ``dt`` attributes
+* ``/checkpoint``      link to the newest of ``/checkpoints/slot_0|1``: the model's state and scheme
+                       history plus ``t``, ``step``, ``dt``, ``checksum`` (SHA-256) attributes
 * root attributes      config (YAML), phasefield_version, scenario, scale_*, started, ended,
                        finished, status, and stop_reason when a model's stop event ended the run
 
@@ -15,6 +16,7 @@ Every record is flushed, so a run that is killed leaves a file with every comple
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from pathlib import Path
 
 import h5py
@@ -129,13 +131,25 @@ class RunWriter:
         self.file.flush()
 
     def write_checkpoint(self, carry: dict, clock):
-        """Overwrite ``/checkpoint`` with ``carry`` (the model's state and scheme history); ``complete``
-        is False while it is being written."""
-        group = self.file.require_group("checkpoint")
+        """Write ``carry`` (the model's state and scheme history) into the older of two slots
+        ``/checkpoints/slot_0|1``, with a SHA-256 of its arrays, then point ``/checkpoint`` at it.
+
+        A kill while a slot is written leaves it marked incomplete and the other slot intact; a
+        corrupted slot fails its checksum; :func:`read_checkpoint` takes the newest valid one.
+        """
+        slots = self.file.require_group("checkpoints")
+        current = self.file.get("checkpoint", getlink=True)
+        newest = current.path.rsplit("/", 1)[-1] if isinstance(current, h5py.SoftLink) else "slot_1"
+        group = slots.require_group("slot_0" if newest == "slot_1" else "slot_1")
         group.attrs["complete"] = False
         self.file.flush()
         _write_tree(group, carry)
-        group.attrs.update(t=clock["t"], step=clock["step"], dt=clock["dt"], complete=True)
+        group.attrs.update(t=clock["t"], step=clock["step"], dt=clock["dt"], checksum=tree_checksum(carry),
+                           complete=True)
+        self.file.flush()
+        if "checkpoint" in self.file:
+            del self.file["checkpoint"]
+        self.file["checkpoint"] = h5py.SoftLink(group.name)
         self.file.flush()
 
     def close(self, status: str):
@@ -165,14 +179,60 @@ def _read_tree(group) -> dict:
     return {name: _read_tree(item) if isinstance(item, h5py.Group) else item[()] for name, item in group.items()}
 
 
+class CheckpointError(RuntimeError):
+    """No complete, valid checkpoint to resume from."""
+
+
+def tree_checksum(tree: dict) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of a nested dict of arrays (sorted by name)."""
+    digest = hashlib.sha256()
+
+    def add(prefix, node):
+        for name in sorted(node):
+            value = node[name]
+            if isinstance(value, dict):
+                add(f"{prefix}{name}/", value)
+            else:
+                value = np.ascontiguousarray(value)
+                digest.update(f"{prefix}{name}:{value.shape}:{value.dtype.str}".encode())
+                digest.update(value.tobytes())
+
+    add("", tree)
+    return digest.hexdigest()
+
+
 def read_checkpoint(path):
-    """``(carry, clock)`` from a run file's ``/checkpoint``."""
-    with h5py.File(path, "r") as f:
-        group = f["checkpoint"]
-        if not group.attrs.get("complete", False):
-            raise RuntimeError(f"{path}: the checkpoint was being written when the run stopped")
-        carry = _read_tree(group)
-        clock = {"t": float(group.attrs["t"]), "step": int(group.attrs["step"]), "dt": float(group.attrs["dt"])}
+    """``(carry, clock)`` of the newest complete checkpoint slot whose checksum holds.
+
+    Raises :class:`CheckpointError` (one line: what is wrong with which file) when the file cannot
+    be read as a run or holds no valid checkpoint.
+    """
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable run file ({error})") from None
+    with f:
+        slots = f.get("checkpoints")
+        if not isinstance(slots, h5py.Group):
+            raise CheckpointError(f"{path} holds no checkpoint to resume from")
+        problems, found = [], []
+        for name, group in slots.items():
+            if not group.attrs.get("complete", False):
+                problems.append(f"{name} incomplete (the run stopped while writing it)")
+                continue
+            try:
+                carry = _read_tree(group)
+            except (OSError, KeyError, ValueError) as error:
+                problems.append(f"{name} unreadable ({error})")
+                continue
+            if tree_checksum(carry) != group.attrs.get("checksum"):
+                problems.append(f"{name} fails its checksum (corrupted)")
+                continue
+            found.append((int(group.attrs["step"]), carry, group.attrs))
+        if not found:
+            raise CheckpointError(f"{path}: no valid checkpoint: {'; '.join(problems) or 'none written'}")
+        step, carry, attrs = max(found, key=lambda item: item[0])
+        clock = {"t": float(attrs["t"]), "step": int(attrs["step"]), "dt": float(attrs["dt"])}
     return carry, clock
 
 
