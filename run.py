@@ -2,6 +2,9 @@
 import hydra
 
 from phasefield.cli import main as run_config
+from phasefield.cli import register_resolvers
+
+register_resolvers()
 
 
 @hydra.main(version_base=None, config_path="configs", config_name="config")

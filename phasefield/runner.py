@@ -154,29 +154,43 @@ class Progress:
             self._redirect.__exit__(None, None, None)
 
 
-def _stored_config(path: Path) -> tuple[dict, str]:
+# what a resume may change: how far the run goes and what it writes, not what it computes
+RESUMABLE = ("scenario.t_end", "output.interval", "output.scalar_interval", "output.checkpoint_minutes",
+             "output.plots")
+
+
+def _stored_config(path: Path, changes: dict) -> tuple[dict, str]:
     try:
         with h5py.File(path, "r") as f:
             text, status = f.attrs["config"], f.attrs["status"]
     except (OSError, KeyError, ValueError) as error:
         raise RunDirectoryError(f"{path} is not a readable phasefield run ({error}); nothing to resume") from None
-    if status == "finished":
-        raise RunDirectoryError(f"{path} holds a finished run; nothing to resume")
-    return yaml.safe_load(text) or {}, text
+    stored = yaml.safe_load(text) or {}
+    if status == "finished" and not changes.get("scenario.t_end", 0.0) > stored.get("scenario", {}).get("t_end", 0.0):
+        raise RunDirectoryError(f"{path} holds a finished run; nothing to resume (extend it with scenario.t_end=...)")
+    return stored, text
 
 
-def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False) -> Path:
+def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False,
+        changes: dict | None = None) -> Path:
     """Validate ``config_dict``, run it and write ``run_dir/run.h5`` (+ PNGs). Returns the file path.
 
     With ``resume=True`` the config stored in ``run_dir/run.h5`` is used and the run continues
     from its checkpoint exactly as if it had never stopped (records after the checkpoint are dropped).
+    ``changes`` (``{"scenario.t_end": 200.0, ...}``, keys of ``RESUMABLE``) extend or re-schedule it; a
+    finished run can be resumed to a later ``t_end``.
     """
     run_dir = Path(run_dir)
     path = run_dir / "run.h5"
     if resume:
         if not path.exists():
             raise RunDirectoryError(f"nothing to resume: {path} does not exist")
-        config_dict, config_yaml = _stored_config(path)
+        config_dict, config_yaml = _stored_config(path, changes or {})
+        if changes:
+            for key, value in changes.items():
+                section, name = key.split(".", 1)
+                config_dict.setdefault(section, {})[name] = value
+            config_yaml = yaml.safe_dump(config_dict, sort_keys=False)
     config = validate_run(config_dict)
     config_yaml = config_yaml or yaml.safe_dump(config_dict, sort_keys=False)
     check_grid(config)
@@ -193,6 +207,9 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
             raise RunDirectoryError(f"cannot resume: {error}") from None
         carry = restore_carry(simulation, params, saved)
         writer = RunWriter.reopen(path, simulation, clock)
+        if changes:
+            writer.file.attrs["config"] = config_yaml
+            log.info("resuming with %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
         log.info("resuming %s from t = %g (step %d)", path, clock["t"], clock["step"])
     else:
         run_dir.mkdir(parents=True, exist_ok=True)

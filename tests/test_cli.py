@@ -129,3 +129,11 @@ def test_progress_bar_on_a_terminal_and_plain_lines_in_batch_logs(tmp_path):
     piped = run_cli(*TINY, "output.plots=false", f"hydra.run.dir={tmp_path / 'pipe'}")
     assert "100%" not in piped.stderr + piped.stdout
     assert "t = 2 / 2  step" in piped.stdout + piped.stderr
+
+
+def test_a_refused_job_of_a_sweep_does_not_stop_the_others(tmp_path):
+    result = run_cli(*TINY, "output.plots=false", "-m", "scenario.mobility=5,-1,3", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "0" / "run.h5").exists() and (tmp_path / "2" / "run.h5").exists()
+    assert not (tmp_path / "1" / "run.h5").exists()
+    assert "job 1 refused: invalid config: scenario.mobility = -1.0" in result.stderr + result.stdout

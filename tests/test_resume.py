@@ -122,3 +122,35 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(tmp_path):
     data = read_run(tmp_path / "run.h5")
     assert data["attrs"]["finished"]
     assert np.allclose(data["time"], np.arange(0, 60.1, 5)) and list(data["step"]) == list(range(0, 1201, 100))
+
+
+def test_resume_extends_t_end_and_refuses_other_changes(tmp_path):
+    """A finished run resumed to a later t_end continues bit for bit (against a straight run to it);
+    an override that would change what is computed is refused with the keys a resume may change."""
+    short = {**CONFIG, "scenario": {**CONFIG["scenario"], "t_end": 2.0}}
+    run(short, tmp_path / "extended")
+    extended = read_run(run(None, tmp_path / "extended", resume=True, changes={"scenario.t_end": 3.0}))
+    straight = read_run(run(CONFIG, tmp_path / "straight"))
+    assert np.array_equal(extended["time"], straight["time"]) and np.array_equal(extended["step"], straight["step"])
+    assert np.array_equal(extended["fields"]["c"], straight["fields"]["c"])
+    assert "t_end: 3.0" in extended["attrs"]["config"]
+    with pytest.raises(RunDirectoryError, match="finished"):
+        run(None, tmp_path / "extended", resume=True)
+    from phasefield.cli import resume_changes
+
+    data = {"scenario": {"t_end": 5.0, "mobility": -5.0}, "output": {"interval": 1.0}}
+    assert resume_changes(data, ["resume=x", "scenario.t_end=5"]) == {"scenario.t_end": 5.0}
+    with pytest.raises(ConfigError, match=r"scenario.mobility.*scenario.t_end"):
+        resume_changes(data, ["resume=x", "scenario.mobility=-5"])
+
+
+def test_runs_started_together_get_their_own_directories(monkeypatch):
+    from phasefield.cli import run_id
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert run_id() == f"pid{os.getpid()}"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "812")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert run_id() == "812_3"
