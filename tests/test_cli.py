@@ -132,7 +132,7 @@ def test_progress_bar_on_a_terminal_and_plain_lines_in_batch_logs(tmp_path):
 
 
 def test_a_refused_job_of_a_sweep_does_not_stop_the_others(tmp_path):
-    result = run_cli(*TINY, "output.plots=false", "-m", "scenario.mobility=5,-1,3", f"hydra.sweep.dir={tmp_path}")
+    result = run_cli("-m", *TINY, "output.plots=false", "scenario.mobility=5,-1,3", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "0" / "run.h5").exists() and (tmp_path / "2" / "run.h5").exists()
     assert not (tmp_path / "1" / "run.h5").exists()
