@@ -98,7 +98,7 @@ def main():
             seconds = run_case(name, args.record / name)
             print(f"recorded {name:24s} {seconds:6.1f} s", flush=True)
         return
-    print(f"| scenario | same steps | largest field difference | largest scalar difference | wall s |")
+    print("| scenario | same steps | largest field difference | largest scalar difference | wall s |")
     print("|---|---|---|---|---|")
     worst = 0.0
     for name in args.cases:

@@ -225,7 +225,10 @@ def locate_non_finite(stepper, control, diagnostics, record_interval, params, ca
 
 
 def frame_times(t_now: float, t_end: float, interval: float):
-    """The frame times ``k * interval`` after ``t_now``, then ``t_end``: generated, never listed."""
+    """The frame times ``k * interval`` after ``t_now``, then ``t_end`` (nothing once ``t_now`` reached it):
+    generated, never listed, so a huge ``t_end`` costs no memory."""
+    if t_now >= t_end * (1 - TIME_TOLERANCE):
+        return
     k = int(np.floor(t_now / interval * (1 + TIME_TOLERANCE))) + 1
     while k * interval < t_end * (1 - TIME_TOLERANCE):
         yield k * interval

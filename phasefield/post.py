@@ -11,27 +11,27 @@ import argparse
 import csv
 from pathlib import Path
 
-import h5py
 import numpy as np
 import yaml
 
+from phasefield.io.hdf5 import open_run_file, read_scalars
 from phasefield.analysis.plots import plot_frame, plot_scalars
 from phasefield.io.xdmf import write_xdmf
 
 
 def final_metrics(run_file) -> dict:
     """Last value of every scalar, plus the status of the run."""
-    with h5py.File(run_file, "r") as f:
-        metrics = {name: ds[-1].item() for name, ds in f["scalars"].items() if ds.shape[0]}
+    with open_run_file(run_file) as f:
+        metrics = {name: values[-1].item() for name, values in read_scalars(f).items() if values.shape[0]}
         metrics["status"] = f.attrs["status"]
         metrics["frames"] = f["time"].shape[0]
     return metrics
 
 
 def write_scalars_csv(run_file, out):
-    with h5py.File(run_file, "r") as f:
-        names = list(f["scalars"])
-        columns = [f["scalars"][n][()] for n in names]
+    with open_run_file(run_file) as f:
+        scalars = read_scalars(f)
+        names, columns = list(scalars), list(scalars.values())
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(names)
@@ -47,7 +47,7 @@ def process_run(run_file, times=None) -> dict:
         writer = csv.writer(handle)
         writer.writerow(list(metrics))
         writer.writerow(list(metrics.values()))
-    with h5py.File(run_file, "r") as f:
+    with open_run_file(run_file) as f:
         frame_times = f["time"][()]
     wanted = times if times else [frame_times[0], frame_times[-1]]
     for t in wanted:

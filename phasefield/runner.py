@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time as _time
@@ -20,7 +22,15 @@ import numpy as np
 import yaml
 
 from phasefield.config import ConfigError, RunConfig, validate_run
-from phasefield.integrate import NonFiniteError, TimeControl, device_clock, empty_records, integrate, make_advance
+from phasefield.integrate import (
+    NonFiniteError,
+    TimeControl,
+    device_clock,
+    empty_records,
+    integrate,
+    make_advance,
+    non_finite_fields,
+)
 from phasefield.io import CheckpointError, RunWriter, read_checkpoint
 from phasefield.registry import scenario
 from phasefield.schemes import CHECKPOINTED
@@ -101,7 +111,55 @@ def stored_fields(config: RunConfig, simulation: Simulation) -> list[str]:
 
 
 class RunDirectoryError(RuntimeError):
-    """The run directory already holds a run, or holds nothing to resume."""
+    """The run directory already holds a run, holds nothing to resume, or another process writes it."""
+
+
+class RunLock:
+    """``run.lock`` next to ``run.h5``: one writer per run, also where HDF5 file locking is off (Lustre, NFS).
+
+    The lock file holds ``host pid``; it is created exclusively and removed when the run ends. A lock
+    left by a process that no longer exists on this host is stale and taken over; a lock held by a
+    live process, or by another host, refuses the run with who holds it.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "run.lock"
+        self.held = False
+
+    def __enter__(self):
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                host, _, pid = self.path.read_text().partition(" ")
+                if host == socket.gethostname() and not _process_alive(int(pid or 0)):
+                    self.path.unlink(missing_ok=True)  # stale: its writer is gone
+                    continue
+                raise RunDirectoryError(f"{self.path.parent} is being written by process {pid} on {host} "
+                                        f"({self.path}; delete it if that process is gone)") from None
+            with os.fdopen(descriptor, "w") as f:
+                f.write(me)
+            self.held = True
+            return self
+        raise RunDirectoryError(f"could not take {self.path}")
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Preempted(RuntimeError):
@@ -171,35 +229,12 @@ def _stored_config(path: Path, changes: dict) -> tuple[dict, str]:
     return stored, text
 
 
-def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False,
-        changes: dict | None = None) -> Path:
-    """Validate ``config_dict``, run it and write ``run_dir/run.h5`` (+ PNGs). Returns the file path.
-
-    With ``resume=True`` the config stored in ``run_dir/run.h5`` is used and the run continues
-    from its checkpoint exactly as if it had never stopped (records after the checkpoint are dropped).
-    ``changes`` (``{"scenario.t_end": 200.0, ...}``, keys of ``RESUMABLE``) extend or re-schedule it; a
-    finished run can be resumed to a later ``t_end``.
-    """
-    run_dir = Path(run_dir)
+def _execute(simulation, config, config_yaml, params, advance, fields_to_store, run_dir: Path, resume: bool,
+             changes: dict | None) -> dict:
+    """The run itself, under its lock: open or create ``run.h5``, integrate, write records, frames and
+    checkpoints. Returns the wall-clock bookkeeping."""
     path = run_dir / "run.h5"
-    if resume:
-        if not path.exists():
-            raise RunDirectoryError(f"nothing to resume: {path} does not exist")
-        config_dict, config_yaml = _stored_config(path, changes or {})
-        if changes:
-            for key, value in changes.items():
-                section, name = key.split(".", 1)
-                config_dict.setdefault(section, {})[name] = value
-            config_yaml = yaml.safe_dump(config_dict, sort_keys=False)
-    config = validate_run(config_dict)
-    config_yaml = config_yaml or yaml.safe_dump(config_dict, sort_keys=False)
-    check_grid(config)
-    simulation = build(config)
-    fields_to_store = stored_fields(config, simulation)
     stepper = simulation.stepper
-    params = device_parameters(simulation.parameters, config.solver.precision)
-    advance = make_run_advance(simulation, config)
-    check_memory(simulation, config, params, advance=advance)
     if resume:
         try:
             saved, clock = read_checkpoint(path)
@@ -212,12 +247,15 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
             log.info("resuming with %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
         log.info("resuming %s from t = %g (step %d)", path, clock["t"], clock["step"])
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         if path.exists():
             raise RunDirectoryError(f"{path} already exists; choose a new run directory (hydra.run.dir=...) "
                                     f"or continue it with resume={run_dir}")
         carry, clock = initial_carry(simulation, params), {"t": 0.0, "step": 0, "dt": config.solver.dt}
         fields = stepper.fields(params, carry)
+        bad = non_finite_fields(fields)
+        if bad:
+            raise ConfigError("scenario", config.scenario.name,
+                              f"a config whose initial state is finite; field(s) {', '.join(bad)} are not")
         writer = RunWriter(path, simulation, {name: fields[name].dtype for name in fields_to_store}, config_yaml,
                            config.output.compression)
     log.info("scenario %s on grid %s, dt %g, %s on %s", simulation.name, simulation.grid.shape,
@@ -235,7 +273,9 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
         now = _time.perf_counter()
         rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
         progress.update(clock, rate)
-        stop = bool(signals)  # one snapshot: a signal arriving later is handled after the next chunk
+        # one snapshot: a signal arriving later is handled after the next chunk; a run that reached its
+        # end has nothing left to resume
+        stop = bool(signals) and not (frame and clock["t"] >= t_end * (1 - 1e-12))
         checkpoint = frame or stop or now - wall["checkpoint"] > 60 * output.checkpoint_minutes
         if frame:
             writer.write_frame(clock, stepper.fields(params, carry))
@@ -277,8 +317,46 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
         finally:
             progress.close()
             writer.close(status)
+    return wall
+
+
+def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False,
+        changes: dict | None = None) -> Path:
+    """Validate ``config_dict``, run it and write ``run_dir/run.h5`` (+ PNGs). Returns the file path.
+
+    With ``resume=True`` the config stored in ``run_dir/run.h5`` is used and the run continues
+    from its checkpoint exactly as if it had never stopped (records after the checkpoint are dropped).
+    ``changes`` (``{"scenario.t_end": 200.0, ...}``, keys of ``RESUMABLE``) extend or re-schedule it; a
+    finished run can be resumed to a later ``t_end``.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "run.h5"
+    if resume:
+        if not path.exists():
+            raise RunDirectoryError(f"nothing to resume: {path} does not exist")
+        config_dict, config_yaml = _stored_config(path, changes or {})
+        if changes:
+            for key, value in changes.items():
+                section, name = key.split(".", 1)
+                config_dict.setdefault(section, {})[name] = value
+            config_yaml = yaml.safe_dump(config_dict, sort_keys=False)
+    config = validate_run(config_dict)
+    config_yaml = config_yaml or yaml.safe_dump(config_dict, sort_keys=False)
+    check_grid(config)
+    simulation = build(config)
+    fields_to_store = stored_fields(config, simulation)
+    params = device_parameters(simulation.parameters, config.solver.precision)
+    advance = make_run_advance(simulation, config)
+    check_memory(simulation, config, params, advance=advance)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir):
+            wall = _execute(simulation, config, config_yaml, params, advance, fields_to_store, run_dir, resume,
+                            changes)
+    except PermissionError as error:
+        raise RunDirectoryError(f"cannot write the run in {run_dir}: {error}") from None
     log.info("finished in %.2f s; wrote %s", _time.perf_counter() - wall["start"], path)
-    if output.plots:
+    if config.output.plots:
         from phasefield.analysis.plots import write_run_plots
 
         write_run_plots(run_dir)

@@ -120,8 +120,80 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     data = read_run(tmp_path / "run.h5")
-    assert data["attrs"]["finished"]
+    assert data["attrs"]["finished"] and not (tmp_path / "run.lock").exists()
     assert np.allclose(data["time"], np.arange(0, 60.1, 5)) and list(data["step"]) == list(range(0, 1201, 100))
+
+
+def test_a_running_run_can_be_read(tmp_path):
+    """No HDF5 lock is held by the writer: plain h5py and phasefield.post read run.h5 while it runs."""
+    process = start_cli(*LONG, f"hydra.run.dir={tmp_path}")
+    try:
+        assert wait_for_frames(process, 2) >= 2
+        with h5py.File(tmp_path / "run.h5", "r") as f:
+            assert f.attrs["status"] == "running" and f["time"].shape[0] >= 2
+        assert (tmp_path / "run.lock").exists()
+        post = subprocess.run([sys.executable, "-m", "phasefield.post", str(tmp_path / "run.h5")], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert post.returncode == 0, post.stderr
+        assert process.poll() is None  # still running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+    assert process.returncode == 75
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import socket
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.lock").write_text(f"{socket.gethostname()} 1")  # pid 1 is alive: a live writer
+    with pytest.raises(RunDirectoryError, match="being written by process 1"):
+        run(CONFIG, folder)
+    assert not (folder / "run.h5").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / "run.lock").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")  # its process is gone
+    assert read_run(run(CONFIG, folder))["attrs"]["finished"] and not (folder / "run.lock").exists()
+
+
+def test_non_finite_initial_state_is_refused_before_anything_is_written(tmp_path):
+    config = {**CONFIG, "scenario": {**CONFIG["scenario"], "epsilon": 1e308}}
+    with pytest.raises(ConfigError, match="initial state is finite"):
+        run(config, tmp_path)
+    assert not (tmp_path / "run.h5").exists()
+
+
+def test_preemption_at_the_last_frame_finishes_without_a_duplicate(tmp_path, monkeypatch):
+    original = Progress.update
+
+    def update_then_signal(self, clock, rate):
+        original(self, clock, rate)
+        if clock["t"] >= CONFIG["scenario"]["t_end"]:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    monkeypatch.setattr(Progress, "update", update_then_signal)
+    data = read_run(run(CONFIG, tmp_path))
+    assert data["attrs"]["status"] == "finished" and list(data["time"]) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_huge_t_end_starts_at_once_and_stops_on_a_signal(tmp_path, monkeypatch):
+    """t_end = 1e12 with records every 1e-6: nothing is listed up front (the memory stays small)."""
+    import phasefield.integrate
+
+    original = Progress.update
+
+    def update_then_signal(self, clock, rate):
+        original(self, clock, rate)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    monkeypatch.setattr(Progress, "update", update_then_signal)
+    monkeypatch.setattr(phasefield.integrate, "CHUNK_SECONDS", 1e-9)
+    config = {**CONFIG, "scenario": {**CONFIG["scenario"], "t_end": 1e12},
+              "output": {"interval": 1e6, "scalar_interval": 1e-6, "plots": False}}
+    with pytest.raises(Preempted):
+        run(config, tmp_path)
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        assert f.attrs["status"] == "preempted" and f["scalars/time"].shape[0] >= 2
 
 
 def test_resume_extends_t_end_and_refuses_other_changes(tmp_path):

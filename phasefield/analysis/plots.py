@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from phasefield.io.hdf5 import open_run_file, read_scalars  # noqa: E402
 
 
 def plot_last_frame(run_file, out_png):
@@ -17,7 +18,7 @@ def plot_last_frame(run_file, out_png):
 
 def plot_frame(run_file, out_png, frame: int):
     """Each stored field at one frame (the middle z-plane in 3D)."""
-    with h5py.File(run_file, "r") as f:
+    with open_run_file(run_file) as f:
         names = list(f["fields"])
         t = f["time"][frame]
         units = f["time"].attrs.get("units", "")
@@ -43,12 +44,12 @@ def plot_frame(run_file, out_png, frame: int):
 
 def plot_scalars(run_file, out_png, names=None):
     """Every recorded scalar (or ``names``) against time, one panel each."""
-    with h5py.File(run_file, "r") as f:
-        scalars = f["scalars"]
-        time = scalars["time"][()]
-        units = scalars["time"].attrs.get("units", "")
-        names = names or [n for n in scalars if n not in ("time", "step")]
-        series = {n: (scalars[n][()], scalars[n].attrs.get("units", "")) for n in names}
+    with open_run_file(run_file) as f:
+        values = read_scalars(f)
+        time = values["time"]
+        units = f["scalars/time"].attrs.get("units", "")
+        names = names or [n for n in values if n not in ("time", "step")]
+        series = {n: (values[n], f["scalars"][n].attrs.get("units", "")) for n in names}
     fig, axes = plt.subplots(len(names), 1, figsize=(6, 2.4 * len(names)), sharex=True, squeeze=False)
     for ax, name in zip(axes[:, 0], names):
         values, unit = series[name]

@@ -11,7 +11,8 @@ Layout (see README, "Output"):
 * root attributes      config (YAML), phasefield_version, scenario, scale_*, started, ended,
                        finished, status, and stop_reason when a model's stop event ended the run
 
-Every record is flushed, so a run that is killed leaves a file with every completed frame.
+Every record is flushed, so a run that is killed leaves a file with every completed frame, and the
+file can be read while the run writes it (the writer takes no HDF5 file lock; see ``RunLock``).
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ class RunWriter:
         """``field_dtypes``: the fields to store in ``/fields``, name -> dtype."""
         self.path = Path(path)
         self.simulation = simulation
-        self.file = h5py.File(self.path, "x")  # 'x': fail if it exists; nothing a user wrote is lost
+        # 'x': fail if it exists; nothing a user wrote is lost. No HDF5 file lock: a run is guarded by its
+        # own lock file (phasefield.runner.RunLock), and readers (post, h5py) can open it while it runs.
+        self.file = h5py.File(self.path, "x", locking=False)
         f = self.file
         f.attrs.update(
             config=config_yaml,
@@ -95,7 +98,7 @@ class RunWriter:
         self = cls.__new__(cls)
         self.path, self.simulation = Path(path), simulation
         self.time_scale = simulation.scales.get("time", (1.0, "1"))[0]
-        self.file = f = h5py.File(self.path, "r+")
+        self.file = f = h5py.File(self.path, "r+", locking=False)
         limit = clock["step"]
         keep_frames = int(np.searchsorted(f["step"][()], limit, side="right"))
         for ds in [f["time"], f["step"], *f["fields"].values()]:
@@ -115,8 +118,9 @@ class RunWriter:
         if not records:
             return
         group = self.file["scalars"]
-        columns = {"time": [c["t"] * self.time_scale for c, _ in records], "step": [c["step"] for c, _ in records]}
-        columns.update({name: [float(s[name]) for _, s in records] for name in records[0][1]})
+        # /scalars/time last: a reader that takes its length first never counts a half-written record
+        columns = {name: [float(s[name]) for _, s in records] for name in records[0][1]}
+        columns.update(step=[c["step"] for c, _ in records], time=[c["t"] * self.time_scale for c, _ in records])
         for name, values in columns.items():
             dataset = group[name]
             dataset.resize(dataset.shape[0] + len(values), axis=0)
@@ -126,8 +130,8 @@ class RunWriter:
     def write_frame(self, clock, fields: dict):
         for name, ds in self.file["fields"].items():
             _append(ds, np.asarray(fields[name]))
-        _append(self.file["time"], clock["t"] * self.time_scale)
         _append(self.file["step"], clock["step"])
+        _append(self.file["time"], clock["t"] * self.time_scale)  # last: /time counts the complete frames
         self.file.flush()
 
     def write_checkpoint(self, carry: dict, clock):
@@ -236,14 +240,37 @@ def read_checkpoint(path):
     return carry, clock
 
 
+def open_run_file(path, attempts: int = 50, wait: float = 0.1) -> h5py.File:
+    """``run.h5`` opened for reading, also while a run writes it: a reader that opens the file in the
+    middle of a flush sees it truncated; it tries again (up to ``attempts`` times, ``wait`` s apart).
+    A file that stays unreadable raises the last error."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return h5py.File(path, "r", locking=False)
+        except OSError:
+            if attempt == attempts - 1 or not Path(path).is_file():
+                raise
+            time.sleep(wait)
+
+
+def read_scalars(f) -> dict:
+    """Every ``/scalars`` series of an open run, cut to the records complete when ``/scalars/time`` was
+    read (it is written last), so a file being written reads consistently."""
+    count = f["scalars/time"].shape[0]
+    return {name: ds[:count] for name, ds in f["scalars"].items()}
+
+
 def read_run(path) -> dict:
     """Plain arrays of a run: ``time``, ``step``, ``fields``, ``scalars``, ``grid`` and ``attrs``."""
-    with h5py.File(path, "r") as f:
+    with open_run_file(path) as f:
+        frames = f["time"].shape[0]  # written last: the number of complete frames
         return {
-            "time": f["time"][()],
-            "step": f["step"][()],
-            "fields": {name: ds[()] for name, ds in f["fields"].items()},
-            "scalars": {name: ds[()] for name, ds in f["scalars"].items()},
+            "time": f["time"][:frames],
+            "step": f["step"][:frames],
+            "fields": {name: ds[:frames] for name, ds in f["fields"].items()},
+            "scalars": read_scalars(f),
             "grid": {name: ds[()] for name, ds in f["grid"].items()},
             "attrs": dict(f.attrs),
         }

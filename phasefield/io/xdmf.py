@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-import h5py
+from phasefield.io.hdf5 import open_run_file
 
 
 def write_xdmf(run_file, out=None) -> Path:
     run_file = Path(run_file)
     out = Path(out) if out else run_file.with_suffix(".xdmf")
-    with h5py.File(run_file, "r") as f:
+    with open_run_file(run_file) as f:
         axes = [name for name in "xyz" if name in f["grid"]]
         coords = [f["grid"][a][()] for a in axes]
         times = f["time"][()]
