@@ -7,7 +7,7 @@ from phasefield.config import ConfigError, validate_run
 from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT
 from scenario_runs import run_scenario
 
-SOLVER = {"scheme": "imex1", "dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
+SOLVER = {"dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
 
 
 def simulate(t_end, record=1.0, solver=None, **scenario):
@@ -58,7 +58,7 @@ def test_kinetics_limited_front_velocity_and_tafel_slope():
         # 1/((c_s/c_ref) L_eta h'^2 e^{-a f eta}) at -0.2 V
         times, scalars, carry = simulate(4.0, 0.5, solver={"dt": 0.01, "adaptive": False}, voltage=voltage, **PLANAR)
         measured.append(front_velocity(times, scalars, 1.0))
-        xi, c, phi = (np.asarray(carry[k])[:, 0] for k in ("xi", "c", "phi"))
+        xi, c, phi = (np.asarray(carry["state"][k])[:, 0] for k in ("xi", "c", "phi"))
         front = np.argmin(np.abs(xi - 0.5))
         eta, conc = phi[front], c[front + 4]  # c just ahead of the front (inside the metal it is ~0)
         predicted.append(1.5 * reaction_rate * (conc * np.exp(-0.5 * f * eta) - np.exp(0.5 * f * eta)))
@@ -148,7 +148,7 @@ def test_anisotropy_speeds_growth_along_the_preferred_directions():
 
 
 def test_same_seed_same_result_other_seed_differs():
-    run = lambda seed: np.asarray(simulate(1.0, 0.5, seed=seed, **SMALL)[2]["xi"])  # noqa: E731
+    run = lambda seed: np.asarray(simulate(1.0, 0.5, seed=seed, **SMALL)[2]["state"]["xi"])  # noqa: E731
     first, again, other = run(3), run(3), run(4)
     assert np.array_equal(first, again)
     assert np.max(np.abs(first - other)) > 1e-6
@@ -159,7 +159,7 @@ def test_three_dimensional_run_grows_and_conserves():
         1.0, 0.5, size=[12.0, 8.0, 8.0], shape=[12, 8, 8], electrode_position=3.0,
         nuclei=[[4.0, 4.0, 2.0]], conductivity_metal=1e6, exchange_current_density=1.106,
         temperature=300.0, electrolyte_boundary="closed", short_circuit_gap=2.0)
-    assert np.asarray(carry["xi"]).shape == (12, 8, 8)
+    assert np.asarray(carry["state"]["xi"]).shape == (12, 8, 8)
     assert scalars["dendrite_height"][-1] > scalars["dendrite_height"][0]
     assert np.max(np.abs(scalars["total_li"] / scalars["total_li"][0] - 1)) < 1e-12
 
