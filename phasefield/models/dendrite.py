@@ -403,7 +403,9 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         dt = jnp.asarray(dt, jnp.float64)
         p = Parameters.from_config(params)
         state, history = carry["state"], carry["history"]
-        xi, c, voltage = state["xi"], state["c"], state["voltage"]
+        xi, c = state["xi"], state["c"]
+        # the electrode potential: held (a parameter) or controlled (state, moved by hold_current)
+        voltage = state["voltage"] if galvanostatic else jnp.asarray(params.voltage, jnp.float64)
 
         # 0. coupled physics at the step's starting xi (quasi-static)
         sigma = conductivity(p, xi)
