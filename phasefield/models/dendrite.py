@@ -47,9 +47,14 @@ seed) are leaves that every stepper function reads from its ``params`` argument,
 nondimensional numbers (:class:`Parameters`) there, so one compiled step serves any values.
 Static (they shape the computation): ``size`` and ``shape`` (the grid), ``control``,
 ``migration``, ``electrolyte_boundary`` (branches and boundary conditions), ``electrons`` and
-``anisotropy_mode`` (small integers of the formulas), ``potential_max_iterations``. Anisotropy
+``anisotropy_mode`` (small integers of the formulas), ``potential_max_iterations`` (a loop
+bound), and the host-side initial geometry ``nuclei`` and ``random_nuclei``. Everything else is a
+leaf, ``electrode_position`` and ``short_circuit_gap`` included (the height diagnostic and the
+stop event compare coordinates with them in jnp, no index is built from them); the initial
+fields are built on the host from the concrete config (nuclei, roughness, ``seed``). Anisotropy
 and noise are switched by their (traced) amplitudes with ``lax.cond``, so a run without them
-does no work for them. The noise of step ``n`` is ``fold_in(PRNGKey(seed), n)``: a function of
+does no work for them (batched under ``vmap``, both branches run). A held electrode potential is
+read from ``params.voltage``; a controlled one is state. The noise of step ``n`` is ``fold_in(PRNGKey(seed), n)``: a function of
 the seed and the step count, so it needs no carry entry and a resumed run draws the same noise.
 The carry (:mod:`phasefield.schemes`):
 
