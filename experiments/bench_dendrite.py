@@ -18,13 +18,11 @@ import jax
 import phasefield  # noqa: F401  (float64)
 from timing import best_time  # experiments/timing.py (the script's folder is on sys.path)
 
-from phasefield.runner import build
 from phasefield.config import validate_run
-from phasefield.grid import Boundary, Side
-from phasefield.models.dendrite import Parameters
+from phasefield.models.dendrite import Parameters, conductivity
 from phasefield.operators import laplacian
-from phasefield.operators.elliptic import solve_potential
-from phasefield.physics.electrochemistry import interpolation
+from phasefield.physics.electrodeposition import cell_boundary, solve_cell_potential
+from phasefield.runner import build, device_parameters, initial_carry
 
 BYTES_PER_CELL_UPDATE = 12 * 8  # xi, c, phi, rates: read + write, float64 (a lower bound)
 
@@ -37,38 +35,38 @@ def scenario(n: int) -> dict:
 
 
 def bench(n: int, steps: int, dt: float):
-    config = validate_run({"scenario": scenario(n), "solver": {"scheme": "imex1", "dt": dt}, "output": {}})
+    config = validate_run({"scenario": scenario(n), "solver": {"dt": dt}, "output": {}})
     simulation = build(config)
     stepper, grid = simulation.stepper, simulation.grid
-    carry = stepper.init(simulation.initial_fields())
+    params = device_parameters(simulation.parameters, config.solver.precision)
+    carry = initial_carry(simulation, params)
 
     @jax.jit
     def chunk(carry):
-        return jax.lax.fori_loop(0, steps, lambda _, c: stepper.step(c, dt), carry)
+        return jax.lax.fori_loop(0, steps, lambda _, c: stepper.step(params, c, dt), carry)
 
     carry = chunk(carry)  # warm-up: compile and leave the cold first potential solves behind
     wall, carry = best_time(chunk, carry, repeat=2)
     per_step = wall / steps
 
-    boundary = Boundary(((Side("dirichlet"), Side("dirichlet")),) + ((Side("neumann"), Side("neumann")),))
     # the potential solve of the next step, as the step makes it (the model's sigma, source and tolerance)
-    p, scenario_config = Parameters.from_config(config.scenario), config.scenario
-    h = interpolation(carry["xi"])
-    sigma = p.conductivity_metal * h + p.conductivity_electrolyte * (1 - h)
-    source = (p.charge_density * carry["metal_rate"]).at[0].add(
-        -2.0 * sigma[0] * scenario_config.voltage / grid.spacing[0] ** 2)
-    solve = jax.jit(lambda s, x0: solve_potential(sigma, s, grid, boundary, x0, scenario_config.potential_tolerance,
-                                                  scenario_config.potential_max_iterations))
-    solve_time, (_, iterations, _) = best_time(solve, source, carry["phi"])
-    lap = jax.jit(lambda u: laplacian(u, grid, boundary))
-    lap_time, _ = best_time(lap, carry["phi"], repeat=10)
+    p, scenario_config = Parameters.from_config(params), config.scenario
+    state = carry["state"]
+    sigma = conductivity(p, state["xi"])
+    source = p.charge_density * carry["history"]["metal_rate"]
+    solve = jax.jit(lambda s, x0: solve_cell_potential(sigma, s, params.voltage, grid, x0, params.potential_tolerance,
+                                                       scenario_config.potential_max_iterations))
+    solve_time, solution = best_time(solve, source, state["phi"])
+    iterations = solution.iterations
+    lap = jax.jit(lambda u: laplacian(u, grid, cell_boundary(grid.ndim)))
+    lap_time, _ = best_time(lap, state["phi"], repeat=10)
     cells = grid.size
     return {
         "n": n, "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
         "gb_per_s": cells * BYTES_PER_CELL_UPDATE / per_step / 1e9,
         "solve_ms": solve_time * 1e3, "solve_share": solve_time / per_step,
         "solve_laplacians": solve_time / lap_time, "iterations": int(iterations),
-        "mean_iterations": float(carry["potential_iterations_total"]) / float(carry["step"]),
+        "mean_iterations": float(state["potential_iterations_total"]) / float(state["step"]),
     }
 
 

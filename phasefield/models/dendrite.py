@@ -21,68 +21,102 @@ the weighting of Hong & Viswanathan's grand-potential form), and total Li is
 the interface, where it takes 76 ions per unit of ``xi`` from a depleted electrolyte and drives
 ``c`` negative; weighted by ``h'`` it stays positive.
 
-One step of size ``dt`` (first order, operator split, every part conservative):
+One step of size ``dt`` (first order, operator split, every part conservative), each part a
+sub-step of :mod:`phasefield.physics.electrodeposition`:
 
-1. potential: a multigrid-preconditioned CG solve, warm-started from the last step, with the
-   last step's ``dxi/dt`` as source (the potential is quasi-static);
-2. Allen-Cahn: the isotropic gradient term implicit in the cosine basis, barrier and
-   anisotropy explicit, Langevin noise ``A sqrt(dt) N(0,1) 16 xi^2 (1-xi)^2``; ``c`` gives or
-   takes the Li that ``h(xi)`` changes by, so total Li is exact;
-3. transport and reaction: diffusion, migration and the Butler-Volmer exchange (linear in
-   ``c`` for frozen ``phi`` and ``h'``) together, backward Euler in Slotboom variables
-   ``c = exp(-f phi) u`` (a symmetric problem for the same multigrid CG): stable at any dt,
-   no Courant limit from the strong field near tips, c stays positive, and the reaction can
-   use the Li+ that diffuses in during the step; the metal then pays its exact Li cost.
+0. coupled physics (:class:`Coupling`, optional) at the step's starting ``xi`` (quasi-static): its
+   own update, a shift of the Butler-Volmer argument and/or a changed conductivity;
+1. potential (:func:`solve_cell_potential`): a multigrid-preconditioned CG solve, warm-started
+   from the last step, with the last step's ``dh/dt`` as source (the potential is quasi-static);
+2. Allen-Cahn (:func:`allen_cahn_update`): the isotropic gradient term implicit in the cosine
+   basis, barrier and anisotropy explicit, Langevin noise ``A sqrt(dt) N(0,1) 16 xi^2 (1-xi)^2``;
+   ``c`` gives or takes the Li that ``h(xi)`` changes by (:func:`metal_growth`), so total Li is exact;
+3. transport and reaction (:func:`transport_exchange`): diffusion, migration and the
+   Butler-Volmer exchange (linear in ``c`` for frozen ``phi`` and ``h'``) together, backward
+   Euler in Slotboom variables ``c = exp(-f phi) u`` (a symmetric problem for the same multigrid
+   CG): stable at any dt, no Courant limit from the strong field near tips, c stays positive, and
+   the reaction can use the Li+ that diffuses in during the step; the metal then pays its exact
+   Li cost.
 
 Galvanostatic control (``control=current``) solves for the electrode potential each step:
-``phi`` is linear in it (``phi_0 + V psi``), and a secant iteration on V over step 3 makes the
-step's metal growth equal the applied current.
+``phi`` is linear in it (``phi_0 + V psi``), and a secant iteration on V over step 3
+(:func:`hold_current`) makes the step's metal growth equal the applied current.
+
+Parameters and carry. The validated :class:`Config` is the parameter pytree: its floats (and the
+seed) are leaves that every stepper function reads from its ``params`` argument, deriving the
+nondimensional numbers (:class:`Parameters`) there, so one compiled step serves any values.
+Static (they shape the computation): ``size`` and ``shape`` (the grid), ``control``,
+``migration``, ``electrolyte_boundary`` (branches and boundary conditions), ``electrons`` and
+``anisotropy_mode`` (small integers of the formulas), ``potential_max_iterations`` (a loop
+bound), and the host-side initial geometry ``nuclei`` and ``random_nuclei``. Everything else is a
+leaf, ``electrode_position`` and ``short_circuit_gap`` included (the height diagnostic and the
+stop event compare coordinates with them in jnp, no index is built from them); the initial
+fields are built on the host from the concrete config (nuclei, roughness, ``seed``). Anisotropy
+and noise are switched by their (traced) amplitudes with ``lax.cond``, so a run without them
+does no work for them (batched under ``vmap``, both branches run). A held electrode potential is
+read from ``params.voltage``; a controlled one is state. The noise of step ``n`` is ``fold_in(PRNGKey(seed), n)``: a function of
+the seed and the step count, so it needs no carry entry and a resumed run draws the same noise.
+The carry (:mod:`phasefield.schemes`):
+
+* ``state``: ``xi``, ``c``, ``phi`` (the stored fields; ``phi`` also warm-starts the next
+  potential solve), ``voltage`` (the electrode potential, which the galvanostatic control
+  moves), ``step``, and the integrated ``passed_charge``, ``li_inflow``,
+  ``potential_iterations_total`` and ``metal_initial_total`` (the metal at t = 0, the reference
+  of the deposited charge);
+* ``history``: ``metal_rate`` (last step's ``dh/dt``: the lagged source of the next potential
+  solve), ``last_dt`` (its step, for ``passed_charge``), ``psi`` (galvanostatic: the warm start
+  of the unit response);
+* ``cache``: ``rate`` (last ``dxi/dt``, for the tip velocity), ``cell_current``, the iteration
+  counts and the potential residual: diagnostics only.
 
 A :class:`Coupling` adds physics that acts on the deposition through the Butler-Volmer argument
-(``f phi -> f phi + s``): ``dendrite_solid`` passes its mechanics (the stress of the solid
-electrolyte and the metal) this way; without one the model is exactly the liquid one.
+(``f phi -> f phi + s``) or the conductivity of the potential equation: ``dendrite_solid`` passes
+its mechanics (the stress of the solid electrolyte and the metal) this way; without one the model
+is exactly the liquid one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, option
-from phasefield.grid import Boundary, Grid, Side
-from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient
-from phasefield.operators.elliptic import solve_potential
-from phasefield.physics.electrochemistry import (
-    FARADAY,
-    GAS_CONSTANT,
-    barrier_slope,
-    butler_volmer_linear,
-    interface_parameters,
-    interpolation,
-    metal_growth,
-    thermal_factor,
+from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.grid import Boundary, Grid
+from phasefield.operators import SpectralBasis, face_gradient
+from phasefield.physics.electrochemistry import interface_parameters, interpolation, metal_growth, thermal_factor
+from phasefield.physics.electrodeposition import (
+    Kinetics,
+    allen_cahn_update,
+    anisotropy_stable_dt,
+    growth_per_area,
+    hold_current,
+    solve_cell_potential,
+    transport_exchange,
+    wall_current,
 )
-from phasefield.physics.transport import drift_diffusion_step
+from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper
 from phasefield.simulation import Quantity, Simulation
+from phasefield.units import (
+    FARADAY,
+    GAS_CONSTANT,
+    MICRON,
+    charge_from_si,
+    current_density_from_si,
+    current_density_to_si,
+)
 
-MICRON = 1e-6
-SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
-TRANSPORT_TOLERANCE = 1e-10  # Slotboom solve; Li conservation does not depend on it (flux-form update)
-F_PHI_LIMIT = 80.0  # |f phi| kept below this in the exponentials (|phi| < 2 V at 298 K)
-VOLTAGE_RANGE = (-2.0, 0.5)  # galvanostatic control keeps the electrode potential in this range, V
-CURRENT_TOLERANCE = 1e-6  # galvanostatic control: relative deviation from the applied current per step
 
-
+@scenario_parameters
 @dataclass
 class Config:
     """``scenario=dendrite``: Li electrodeposition (physical units: um, s, V, mol/m^3, S/m, m^2/s)."""
 
     name: str = option("dendrite", help="scenario name")
-    size: list[float] = option(lambda: [100.0, 100.0], min=0.0, exclusive=True,
+    size: list[float] = option(lambda: [100.0, 100.0], min=0.0, exclusive=True, static=True,
                                help="domain size per axis in um (x first: electrode to electrolyte)")
     shape: list[int] = option(lambda: [200, 200], min=1, help="cells per axis (2 or 3 entries)")
     t_end: float = option(100.0, min=0.0, exclusive=True, help="simulated time, s")
@@ -114,7 +148,7 @@ class Config:
     anisotropy_mode: int = option(4, min=1, help="fold m of the anisotropy")
     anisotropy_angle: float = option(0.0, help="theta0: a preferred growth direction, degrees from x")
     noise_amplitude: float = option(0.0, min=0.0, help="Langevin amplitude A, 1/sqrt(s): xi += A sqrt(dt) N(0,1) at the interface")
-    seed: int = option(0, min=0, help="seed of the noise, the random nuclei and the rough surface")
+    seed: int = option(0, min=0, static=False, help="seed of the noise, the random nuclei and the rough surface")
     electrode_position: float = option(10.0, min=0.0, help="initial flat metal surface, um from the x = 0 wall")
     nuclei: list[list[float]] = option(list, help="nuclei on the surface: [y, radius] (2D) or [y, z, radius] (3D), um")
     random_nuclei: int = option(0, min=0, help="number of nuclei at random positions on the surface")
@@ -157,31 +191,36 @@ class Config:
                                   f"[{'y, ' if len(self.shape) == 2 else 'y, z, '}radius > 0] in um")
 
 
-@dataclass(frozen=True)
-class Parameters:
-    """Nondimensional parameters (um, s, V; energy density over R T c_ref; c over c_ref)."""
+class Parameters(NamedTuple):
+    """Nondimensional parameters (um, s, V; energy density over R T c_ref; c over c_ref).
 
-    allen_cahn_mobility: float  # L_sigma R T c_ref, 1/s
-    barrier: float  # W / (R T c_ref)
-    kappa: float  # kappa / (R T c_ref um^2)
-    reaction_rate: float  # L_eta, 1/s
-    site_ratio: float  # c_s / c_ref
-    f: float  # n F / (R T), 1/V
-    alpha: float
-    diffusivity_electrolyte: float  # um^2/s
-    diffusivity_metal: float
-    conductivity_electrolyte: float  # S/m
-    conductivity_metal: float
-    charge_density: float  # n F c_s um^2: div(sigma grad phi) = charge_density dxi/dt with grad in 1/um
-    bulk: float  # c_bulk / c_ref
-    slope: float  # k = 2 / delta, 1/um
-    energy_scale: float  # R T c_ref, J/m^3
+    :meth:`from_config` computes them with plain arithmetic from the scenario's numbers, so it
+    serves a concrete config (host floats, e.g. for the initial fields) and the traced parameter
+    pytree inside the stepper alike.
+    """
+
+    allen_cahn_mobility: Any  # L_sigma R T c_ref, 1/s
+    barrier: Any  # W / (R T c_ref)
+    kappa: Any  # kappa / (R T c_ref um^2)
+    reaction_rate: Any  # L_eta, 1/s
+    site_ratio: Any  # c_s / c_ref
+    f: Any  # n F / (R T), 1/V
+    alpha: Any
+    diffusivity_electrolyte: Any  # um^2/s
+    diffusivity_metal: Any
+    conductivity_electrolyte: Any  # S/m
+    conductivity_metal: Any
+    charge_density: Any  # n F c_s um^2: div(sigma grad phi) = charge_density dxi/dt with grad in 1/um
+    bulk: Any  # c_bulk / c_ref
+    slope: Any  # k = 2 / delta, 1/um
+    energy_scale: Any  # R T c_ref, J/m^3
 
     @classmethod
     def from_config(cls, config: Config) -> "Parameters":
         energy = GAS_CONSTANT * config.temperature * config.reference_concentration
         interface = interface_parameters(config.interface_energy, config.interface_thickness * MICRON,
-                                         config.exchange_current_density * 10.0, config.site_density, config.electrons)
+                                         current_density_to_si(config.exchange_current_density), config.site_density,
+                                         config.electrons)
         return cls(
             allen_cahn_mobility=config.interface_mobility * energy,
             barrier=interface["barrier"] / energy,
@@ -199,6 +238,10 @@ class Parameters:
             slope=interface["slope"] * MICRON,
             energy_scale=energy,
         )
+
+    def kinetics(self) -> Kinetics:
+        """The numbers of :func:`transport_exchange`."""
+        return Kinetics(self.f, self.reaction_rate, self.alpha, self.site_ratio, self.bulk)
 
 
 def make_grid(config: Config) -> Grid:
@@ -231,8 +274,10 @@ def nucleus_list(grid: Grid, config: Config) -> list[list[float]]:
     return nuclei
 
 
-def initial_condition(grid: Grid, config: Config, params: Parameters) -> dict:
-    """Equilibrium tanh profile ``xi = (1 - tanh(k d))/2`` of the signed distance ``d`` to the metal."""
+def initial_condition(grid: Grid, config: Config) -> dict:
+    """Equilibrium tanh profile ``xi = (1 - tanh(k d))/2`` of the signed distance ``d`` to the metal,
+    ``c`` (over ``c_ref``) and ``phi`` for a concrete ``config`` (host arrays)."""
+    params = Parameters.from_config(config)
     rng = np.random.default_rng(config.seed + 1)
     coords = grid.coordinates()
     x = coords[0]
@@ -255,16 +300,34 @@ def arrays_per_cell(scheme: str) -> int:
     return 40
 
 
-class Coupling(NamedTuple):
-    """Extra physics riding on the dendrite step, as pure functions over the shared carry.
+class CouplingEffect(NamedTuple):
+    """What coupled physics changes in one dendrite step (``None``: nothing).
 
-    init(xi) -> carry entries of its own;
-    update(carry, xi) -> (its new carry entries, ``s``): called once per step with the step's
-                         starting ``xi`` (quasi-static, like the potential); ``s`` (a field or
-                         scalar) shifts the Butler-Volmer argument ``f phi`` to ``f phi + s``, i.e.
-                         multiplies the cathodic term by ``e^{-a s}`` and the anodic by ``e^{(1-a) s}``;
-    fields(carry) -> extra stored fields;  field_info: their units;
-    diagnostics(carry) -> extra scalars;  scalar_info: their units.
+    shift:        ``s`` (field or scalar) added to the Butler-Volmer argument ``f phi``: the
+                  cathodic term times ``e^{-a s}``, the anodic times ``e^{(1-a) s}`` (a mechanical
+                  overpotential ``Omega p / RT``);
+    conductivity: the conductivity field (S/m) of the potential equation in place of
+                  ``sigma(xi)`` (e.g. a damage-dependent one, or Li filling cracks).
+    """
+
+    shift: Any = None
+    conductivity: Any = None
+
+
+class Coupling(NamedTuple):
+    """Extra physics riding on the dendrite step, as pure functions of the parameters and the carry.
+
+    init(params, xi) -> ``{"state": ..., "history": ..., "cache": ...}``: its own carry entries
+        (merged into the model's; names must not collide), with the same meaning as the model's
+        (:mod:`phasefield.schemes`): what it must checkpoint in state/history, diagnostics in cache;
+    update(params, carry, xi, conductivity) -> (its new entries like init's, :class:`CouplingEffect`):
+        called first in every step with the step's starting ``xi`` (quasi-static, like the potential)
+        and the model's ``sigma(xi)``;
+    fields(params, carry) -> extra stored fields (from its state);  field_info: their units;
+    diagnostics(params, carry) -> extra scalars;  scalar_info: their units.
+
+    ``params`` is the scenario's parameter pytree (a :class:`Config` subclass with the coupling's
+    own options).
     """
 
     init: Callable
@@ -275,260 +338,184 @@ class Coupling(NamedTuple):
     scalar_info: dict
 
 
+CARRY_PARTS = ("state", "history", "cache")
+
+
+def conductivity(params: Parameters, xi):
+    """``sigma(xi) = sigma_s h + sigma_l (1 - h)``, S/m."""
+    h = interpolation(xi)
+    return params.conductivity_metal * h + params.conductivity_electrolyte * (1.0 - h)
+
+
+def applied_growth(params: Config):
+    """The applied current density as metal growth per electrode area, um/s: ``i / (n F c_s)``."""
+    return current_density_to_si(params.current_density) / (params.electrons * FARADAY * params.site_density) / MICRON
+
+
+@register_scenario("dendrite", Config, TimeSolverConfig)
 def build(config: Config, solver, coupling: Coupling | None = None) -> Simulation:
-    if solver.scheme != "imex1":
-        raise ConfigError("solver.scheme", solver.scheme, f"'imex1' for scenario {config.name} (solver=dendrite)")
-    if solver.precision != "float64":
-        raise ConfigError("solver.precision", solver.precision, f"'float64' for scenario {config.name} "
-                                                                "(Butler-Volmer exponentials, contrast 1e7)")
+    """The dendrite simulation; ``coupling`` adds physics (``dendrite_solid``: mechanics).
+
+    Only the static options set up structure here (grid, basis, branches); every number is read
+    from ``params`` inside the stepper's functions.
+    """
     grid = make_grid(config)
-    params = Parameters.from_config(config)
-    p = params
     ndim = grid.ndim
-    neumann = Boundary.uniform(ndim, "neumann")
-    phase_basis = SpectralBasis(grid, neumann)
+    basis = SpectralBasis(grid, Boundary.uniform(ndim, "neumann"))
     electrode_area = float(np.prod(grid.lengths[1:]))  # um^(d-1)
-    volume = grid.cell_volume
-    transverse_area = volume / grid.spacing[0]
-    theta0 = np.deg2rad(config.anisotropy_angle)
+    transverse_area = grid.cell_volume / grid.spacing[0]
     reservoir = config.electrolyte_boundary == "reservoir"
-    stabilization = 2.0 * p.barrier  # largest W g''(xi) (at xi = 0 and 1): unconditionally stable barrier
-    delta, m = config.anisotropy_strength, config.anisotropy_mode
-    # explicit anisotropic flux: an extra diffusivity of at most L kappa delta (m^2 + 2) (1 + delta)
-    anisotropy_dt = (0.5 / (p.allen_cahn_mobility * p.kappa * delta * (m * m + 2) * (1 + delta)
-                            * sum(1 / h**2 for h in grid.spacing)) if delta > 0 else float("inf"))
-
     galvanostatic = config.control == "current"
-    # applied current as metal growth, um/s per electrode area: i / (n F c_s)
-    target_growth = config.current_density * 10.0 / (config.electrons * FARADAY * config.site_density) / MICRON
+    migration = config.migration
+    mode = config.anisotropy_mode
+    anisotropic = ndim == 2  # Kobayashi anisotropy is 2D (the config refuses it in 3D)
+    max_iterations = config.potential_max_iterations
+    x = grid.axis_coordinates(0)
 
-    def metal_growth_rate(xi_start, xi_end, dt):
-        """Metal growth per electrode area, um/s."""
-        return jnp.sum(interpolation(xi_end) - interpolation(xi_start)) * volume / electrode_area / dt
+    def init(params, fields):
+        xi = jnp.asarray(fields["xi"], jnp.float64)
+        own = {
+            "state": {
+                "xi": xi,
+                "c": jnp.asarray(fields["c"], jnp.float64) / params.reference_concentration,
+                "phi": jnp.asarray(fields["phi"], jnp.float64),
+                "voltage": jnp.asarray(params.voltage, jnp.float64),
+                "step": jnp.asarray(0, jnp.int64),
+                "passed_charge": jnp.asarray(0.0, jnp.float64),
+                "li_inflow": jnp.asarray(0.0, jnp.float64),
+                "potential_iterations_total": jnp.asarray(0, jnp.int64),
+                "metal_initial_total": jnp.sum(interpolation(xi)) * grid.cell_volume / electrode_area,
+            },
+            "history": {
+                "metal_rate": jnp.zeros(grid.shape, jnp.float64),
+                "last_dt": jnp.asarray(0.0, jnp.float64),
+                **({"psi": interpolation(xi)} if galvanostatic else {}),  # a warm start for the unit response
+            },
+            "cache": {
+                "rate": jnp.zeros(grid.shape, jnp.float64),
+                "cell_current": jnp.asarray(0.0, jnp.float64),
+                "transport_iterations": jnp.asarray(0, jnp.int32),
+                "potential_iterations": jnp.asarray(0, jnp.int32),
+                "potential_residual": jnp.asarray(0.0, jnp.float64),
+            },
+        }
+        if coupling is None:
+            return own
+        extra = coupling.init(params, xi)
+        return {part: {**extra.get(part, {}), **own[part]} for part in CARRY_PARTS}
 
-    def hold_current(exchange_at, xi_start, c, guess, dt):
-        """The electrode potential V at which the step grows the applied current; secant iterations.
-
-        ``exchange_at(V, c_guess)`` is the transport-and-exchange step at ``phi_0 + V psi``;
-        growth falls monotonically with V. Each trial is one warm-started transport solve.
-        Returns ``(V, exchange result)``; V stays in VOLTAGE_RANGE (at the lower end past Sand's
-        time, where no potential can deliver the current).
-        """
-        def mismatch(result):
-            return metal_growth_rate(xi_start, result[0], dt) / target_growth - 1.0
-
-        def trial(v, c_guess):
-            result = exchange_at(v, c_guess)
-            return result, mismatch(result)
-
-        first, g_first = trial(guess, c)
-        v_second = guess + 1e-3 * jnp.where(g_first > 0, 1.0, -1.0)  # growth falls with V
-        second, g_second = trial(v_second, first[2])
-        iterations = first[4] + second[4]
-
-        def keep_going(state):
-            v_old, g_old, v, g, result, iterations, count = state
-            return (jnp.abs(g) > CURRENT_TOLERANCE) & (count < 12) & (v_old != v)
-
-        def secant(state):
-            v_old, g_old, v, g, result, iterations, count = state
-            denominator = jnp.where(g != g_old, g - g_old, 1.0)
-            update = jnp.clip(-g * (v - v_old) / denominator, -0.1, 0.1)
-            v_next = jnp.clip(v + update, VOLTAGE_RANGE[0], VOLTAGE_RANGE[1])
-            result_next, g_next = trial(v_next, result[2])
-            return v, g, v_next, g_next, result_next, iterations + result_next[4], count + 1
-
-        state = jax.lax.while_loop(keep_going, secant, (guess, g_first, v_second, g_second, second, iterations, 0))
-        _, _, v, _, result, iterations, _ = state
-        return v, result[:4] + (iterations,)
-
-    grounded = Boundary(((Side("dirichlet", 0.0), Side("dirichlet", 0.0)),)
-                        + ((Side("neumann"), Side("neumann")),) * (ndim - 1))
-
-    def conductivity(xi):
-        h = interpolation(xi)
-        return p.conductivity_metal * h + p.conductivity_electrolyte * (1.0 - h)
-
-    def anisotropy_divergence(xi):
-        """``div J - kappa0 lap xi`` of the Kobayashi flux J (2D), the explicit part of the gradient term."""
-        gx, gy = gradient(xi, grid, neumann)
-        norm2 = gx**2 + gy**2
-        theta = jnp.arctan2(gy, gx)
-        eps_ratio = 1.0 + delta * jnp.cos(m * (theta - theta0))
-        deps_ratio = -delta * m * jnp.sin(m * (theta - theta0))
-        present = norm2 > 1e-12
-        excess = jnp.where(present, eps_ratio**2 - 1.0, 0.0)
-        cross = jnp.where(present, eps_ratio * deps_ratio, 0.0)
-        jx = p.kappa * (excess * gx - cross * gy)
-        jy = p.kappa * (excess * gy + cross * gx)
-        face_x = face_average(jx, neumann, 0, "arithmetic").at[jnp.array([0, -1])].set(0.0)
-        face_y = face_average(jy, neumann, 1, "arithmetic").at[:, jnp.array([0, -1])].set(0.0)
-        return divergence([face_x, face_y], grid)
-
-    def step(carry, dt):
+    def step(params, carry, dt):
         dt = jnp.asarray(dt, jnp.float64)
-        xi, c = carry["xi"], carry["c"]
-        voltage = carry["voltage"]
+        p = Parameters.from_config(params)
+        state, history = carry["state"], carry["history"]
+        xi, c = state["xi"], state["c"]
+        # the electrode potential: held (a parameter) or controlled (state, moved by hold_current)
+        voltage = state["voltage"] if galvanostatic else jnp.asarray(params.voltage, jnp.float64)
+
+        # 0. coupled physics at the step's starting xi (quasi-static)
+        sigma = conductivity(p, xi)
+        coupled, effect = {}, CouplingEffect()
+        if coupling is not None:
+            coupled, effect = coupling.update(params, carry, xi, sigma)
+            if effect.conductivity is not None:
+                sigma = effect.conductivity
 
         # 1. potential (quasi-static, source lagged by one step)
-        sigma = conductivity(xi)
-        # the electrode potential enters as the wall-cell source of the Dirichlet ghost,
-        # -2 sigma_0 V / h^2, so the solver sees homogeneous walls
-        wall_source = jnp.zeros_like(xi).at[0].set(-2.0 * sigma[0] / grid.spacing[0] ** 2)
-        source = p.charge_density * carry["metal_rate"]
-        if galvanostatic:
-            # phi is linear in V: phi = phi_0 + V psi, with psi the response to a unit electrode potential
-            psi, psi_iterations, _ = solve_potential(
-                sigma, wall_source, grid, grounded, carry["psi"],
-                config.potential_tolerance, config.potential_max_iterations)
-            phi_0, iterations, residual = solve_potential(
-                sigma, source, grid, grounded, carry["phi"] - voltage * carry["psi"],
-                config.potential_tolerance, config.potential_max_iterations)
-            iterations = iterations + psi_iterations
-            phi = phi_0 + voltage * psi
-        else:
-            phi, iterations, residual = solve_potential(
-                sigma, source + voltage * wall_source, grid, grounded, carry["phi"],
-                config.potential_tolerance, config.potential_max_iterations)
-        # A/m^2: the net flux sigma dphi/dn through the walls (Dirichlet ghosts: 2 sigma (g - phi) / h),
-        # which by Gauss equals n F c_s int dh/dt
-        far_wall = -2.0 * sigma[-1] * phi[-1] / grid.spacing[0]
-        electrode_wall = 2.0 * sigma[0] * (phi[0] - voltage) / grid.spacing[0]
-        cell_current = (jnp.sum(far_wall) - jnp.sum(electrode_wall)) * transverse_area / electrode_area / MICRON
+        potential = solve_cell_potential(sigma, p.charge_density * history["metal_rate"], voltage, grid,
+                                         state["phi"], params.potential_tolerance, max_iterations,
+                                         response_guess=history["psi"] if galvanostatic else None)
+        cell_current = wall_current(sigma, potential.phi, voltage, grid)
 
-        # 2. Allen-Cahn: implicit isotropic gradient term and stabilisation S (xi' - xi), S = max W g''
-        explicit = -p.allen_cahn_mobility * (p.barrier * barrier_slope(xi) - stabilization * xi)
-        if config.anisotropy_strength > 0:
-            explicit = explicit + p.allen_cahn_mobility * anisotropy_divergence(xi)
-        symbol = 1.0 / dt + p.allen_cahn_mobility * (stabilization - p.kappa * phase_basis.laplacian_symbol)
-        xi_relaxed = phase_basis.inverse(phase_basis.forward(xi / dt + explicit) / symbol)
-        if config.noise_amplitude > 0:
-            key = jax.random.fold_in(carry["key"], carry["step"])
-            kick = jax.random.normal(key, grid.shape, jnp.float64)
-            xi_relaxed = xi_relaxed + config.noise_amplitude * jnp.sqrt(dt) * kick * 16.0 * (xi * (1.0 - xi)) ** 2
+        # 2. Allen-Cahn; c pays for the metal that h(xi) gains
+        noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
+        anisotropy = (params.anisotropy_strength, mode, params.anisotropy_angle * (np.pi / 180.0))
+        xi_relaxed = allen_cahn_update(xi, dt, basis, p.allen_cahn_mobility, p.barrier, p.kappa,
+                                       anisotropy if anisotropic else None, (params.noise_amplitude, noise_key))
         xi_relaxed, c = metal_growth(xi, xi_relaxed, c, p.site_ratio)
 
-        # 3. Li+ transport and the Butler-Volmer exchange together (see exchange), the Butler-Volmer
-        # argument shifted by the coupled physics, which sees the step's starting xi (quasi-static)
-        coupled, shift = coupling.update(carry, xi) if coupling is not None else ({}, None)
+        # 3. Li+ transport with the Butler-Volmer exchange (its argument shifted by the coupled physics)
         h = interpolation(xi_relaxed)
         diffusivity = p.diffusivity_metal * h + p.diffusivity_electrolyte * (1.0 - h)
 
-        def exchange(phi, c_guess):
-            """Transport with the Butler-Volmer exchange as its implicit linear sink
-            (:func:`drift_diffusion_step`): the reaction draws on the Li+ that diffuses in during
-            the step; ``dxi = dt r (c' - c_eq)`` then pays its exact Li cost from the transported
-            (flux-form, conservative) ``c`` (:func:`metal_growth`).
-            Returns ``(xi', c', c'_solved, wall inflow, iterations)``."""
-            if config.migration:
-                f_phi = p.f * (phi - jnp.max(phi))
-                weight = jnp.exp(-jnp.clip(f_phi, -SLOTBOOM_LIMIT, 0.0))
-                wall_weight = jnp.exp(p.f * jnp.max(phi))  # w at the reservoir wall (phi = 0)
-            else:
-                weight, wall_weight = jnp.ones_like(c), 1.0
-            argument = p.f * phi if shift is None else p.f * phi + shift
-            rate, c_eq, k = butler_volmer_linear(xi_relaxed, jnp.clip(argument, -F_PHI_LIMIT, F_PHI_LIMIT),
-                                                 p.reaction_rate, p.site_ratio, p.alpha)
-            moved = drift_diffusion_step(c, dt, diffusivity, weight, grid, reservoir, p.bulk, wall_weight,
-                                         k, c_eq, initial_guess=c_guess, tolerance=TRANSPORT_TOLERANCE)
-            xi_new = jnp.clip(xi_relaxed + dt * rate * (moved.solved - c_eq), 0.0, 1.0)
-            xi_new, c_new = metal_growth(xi_relaxed, xi_new, moved.transported, p.site_ratio)
-            return xi_new, c_new, moved.solved, moved.wall_inflow, moved.iterations
+        def exchange_at(phi, c_guess):
+            return transport_exchange(xi_relaxed, c, phi, dt, diffusivity, grid, p.kinetics(), reservoir, migration,
+                                      effect.shift, c_guess)
 
         if galvanostatic:
-            voltage, (xi_new, c, _, wall_inflow, transport_iterations) = hold_current(
-                lambda v, guess: exchange(phi_0 + v * psi, guess), xi, c, voltage, dt)
-            phi = phi_0 + voltage * psi
+            voltage, exchange = hold_current(
+                lambda v, guess: exchange_at(potential.base + v * potential.response, guess),
+                lambda result: growth_per_area(xi, result.xi, dt, grid), applied_growth(params), voltage, c)
+            phi = potential.base + voltage * potential.response
         else:
-            xi_new, c, _, wall_inflow, transport_iterations = exchange(phi, c)
+            exchange = exchange_at(potential.phi, c)
+            phi = potential.phi
 
-        extra = {"psi": psi} if galvanostatic else {}
-        return {
-            **extra,
-            **coupled,
-            "voltage": voltage,
-            "xi": xi_new,
-            "c": c,
-            "phi": phi,
-            "rate": (xi_new - xi) / dt,
-            "metal_rate": (interpolation(xi_new) - interpolation(xi)) / dt,
-            "key": carry["key"],
-            "step": carry["step"] + 1,
-            # the wall current carries the last step's deposition (the lagged source), over that step's dt
-            "passed_charge": carry["passed_charge"] + carry["last_dt"] * cell_current,
-            "last_dt": dt,
-            "cell_current": cell_current,
-            "li_inflow": carry["li_inflow"] + dt * jnp.sum(wall_inflow) * transverse_area / electrode_area,
-            "transport_iterations": transport_iterations,
-            "potential_iterations": iterations,
-            "potential_iterations_total": carry["potential_iterations_total"] + iterations,
-            "potential_residual": residual,
-            "metal_initial_total": carry["metal_initial_total"],
+        own = {
+            "state": {
+                "xi": exchange.xi,
+                "c": exchange.c,
+                "phi": phi,
+                "voltage": voltage,
+                "step": state["step"] + 1,
+                # the wall current carries the last step's deposition (the lagged source), over that step's dt
+                "passed_charge": state["passed_charge"] + history["last_dt"] * cell_current,
+                "li_inflow": state["li_inflow"] + dt * jnp.sum(exchange.wall_inflow) * transverse_area / electrode_area,
+                "potential_iterations_total": state["potential_iterations_total"] + potential.iterations,
+                "metal_initial_total": state["metal_initial_total"],
+            },
+            "history": {
+                "metal_rate": (interpolation(exchange.xi) - interpolation(xi)) / dt,
+                "last_dt": dt,
+                **({"psi": potential.response} if galvanostatic else {}),
+            },
+            "cache": {
+                "rate": (exchange.xi - xi) / dt,
+                "cell_current": cell_current,
+                "transport_iterations": exchange.iterations,
+                "potential_iterations": potential.iterations,
+                "potential_residual": potential.residual,
+            },
         }
+        return {part: {**coupled.get(part, {}), **own[part]} for part in CARRY_PARTS}
 
-    def total_li(xi, c):
-        """Li per electrode area, um * c_ref: ions plus metal."""
-        return (jnp.sum(c) + p.site_ratio * jnp.sum(interpolation(xi))) * volume / electrode_area
-
-    def init(fields):
-        xi = jnp.asarray(fields["xi"], jnp.float64)
-        c = jnp.asarray(fields["c"], jnp.float64) / config.reference_concentration
-        extra = {"psi": interpolation(xi)} if galvanostatic else {}  # a warm start for the unit response
-        if coupling is not None:
-            extra.update(coupling.init(xi))
-        return {
-            **extra,
-            "voltage": jnp.asarray(config.voltage, jnp.float64),
-            "xi": xi,
-            "c": c,
-            "phi": jnp.asarray(fields["phi"], jnp.float64),
-            "rate": jnp.zeros(grid.shape, jnp.float64),
-            "metal_rate": jnp.zeros(grid.shape, jnp.float64),
-            "key": jax.random.PRNGKey(config.seed),
-            "step": jnp.asarray(0, jnp.int64),
-            "passed_charge": jnp.asarray(0.0, jnp.float64),
-            "last_dt": jnp.asarray(0.0, jnp.float64),
-            "cell_current": jnp.asarray(0.0, jnp.float64),
-            "li_inflow": jnp.asarray(0.0, jnp.float64),
-            "transport_iterations": jnp.asarray(0, jnp.int32),
-            "potential_iterations": jnp.asarray(0, jnp.int32),
-            "potential_iterations_total": jnp.asarray(0, jnp.int64),
-            "potential_residual": jnp.asarray(0.0, jnp.float64),
-            "metal_initial_total": jnp.sum(interpolation(xi)) * volume / electrode_area,
-        }
-
-    def fields(carry):
-        own = {"xi": carry["xi"], "c": carry["c"] * config.reference_concentration, "phi": carry["phi"]}
-        return own if coupling is None else {**own, **coupling.fields(carry)}
+    def fields(params, carry):
+        state = carry["state"]
+        own = {"xi": state["xi"], "c": state["c"] * params.reference_concentration, "phi": state["phi"]}
+        return own if coupling is None else {**own, **coupling.fields(params, carry)}
 
     def change(new, old):
-        return jnp.max(jnp.abs(new["xi"] - old["xi"]))
+        return jnp.max(jnp.abs(new["state"]["xi"] - old["state"]["xi"]))
 
-    gap_cells = grid.axis_coordinates(0) > grid.lengths[0] - config.short_circuit_gap
-    first_gap_cell = int(np.argmax(gap_cells)) if gap_cells.any() else grid.shape[0]
+    def short_circuit(params, carry):
+        """Metal (xi > 1/2) in the cells within ``short_circuit_gap`` of the far wall."""
+        gap = jnp.asarray(x).reshape((-1,) + (1,) * (ndim - 1)) > grid.lengths[0] - params.short_circuit_gap
+        return jnp.any(gap & (carry["state"]["xi"] > 0.5))
 
-    def short_circuit(carry):
-        return jnp.any(carry["xi"][first_gap_cell:] > 0.5)
+    def stable_dt(params):
+        """The explicit anisotropic flux is the only conditionally stable part."""
+        if not anisotropic:
+            return jnp.inf
+        p = Parameters.from_config(params)
+        return anisotropy_stable_dt(grid, p.allen_cahn_mobility, p.kappa, params.anisotropy_strength, mode)
 
-    # the explicit anisotropic flux is the only conditionally stable part
-    stepper = Stepper(init, step, fields, anisotropy_dt, 1, change, short_circuit,
-                      f"short circuit: the metal came within {config.short_circuit_gap:g} um of the far wall")
-    diagnostics = make_diagnostics(grid, config, params, electrode_area, total_li)
+    stepper = Stepper(init, step, fields, stable_dt, 1, change, short_circuit,
+                      f"short circuit: the metal came within short_circuit_gap = {config.short_circuit_gap:g} um "
+                      "of the far wall")
+    diagnostics = make_diagnostics(grid, config)
     if coupling is not None:
         own_diagnostics = diagnostics
 
-        def diagnostics(carry):
-            return {**own_diagnostics(carry), **coupling.diagnostics(carry)}
-
-    raw_initial = initial_condition(grid, config, params)
+        def diagnostics(params, carry):
+            return {**own_diagnostics(params, carry), **coupling.diagnostics(params, carry)}
 
     def initial_fields():
-        return {"xi": raw_initial["xi"], "c": raw_initial["c"] * config.reference_concentration,
-                "phi": raw_initial["phi"]}
+        raw = initial_condition(grid, config)
+        return {"xi": raw["xi"], "c": raw["c"] * config.reference_concentration, "phi": raw["phi"]}
 
     return Simulation(
         name=config.name,
         grid=grid,
+        parameters=config,
         stepper=stepper,
         initial_fields=initial_fields,
         field_info={
@@ -544,7 +531,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             "time": (1.0, "s"),
             "potential": (1.0, "V"),
             "concentration": (config.reference_concentration, "mol/m^3"),
-            "energy_density": (params.energy_scale, "J/m^3"),
+            "energy_density": (Parameters.from_config(config).energy_scale, "J/m^3"),
         },
     )
 
@@ -584,43 +571,48 @@ def front_crossings(xi, x, spacing: float):
     return jnp.where(crossing, x[:-1] + spacing * fraction, -jnp.inf), fraction
 
 
-def make_diagnostics(grid: Grid, config: Config, params: Parameters, electrode_area: float, total_li):
-    p = params
+def make_diagnostics(grid: Grid, config: Config):
+    """``diagnostics(params, carry)``: the scalars of :data:`SCALAR_INFO` (only ``grid`` is fixed here)."""
     h0 = grid.spacing[0]
     x = jnp.asarray(grid.axis_coordinates(0)).reshape((-1,) + (1,) * (grid.ndim - 1))
     neumann = Boundary.uniform(grid.ndim, "neumann")
-    charge_per_um = config.electrons * FARADAY * config.site_density * MICRON  # C/m^2 per um of Li
-    li_per_um = config.reference_concentration * MICRON  # mol/m^2 per (um * c_ref)
+    electrode_area = float(np.prod(grid.lengths[1:]))
 
-    def diagnostics(carry):
-        xi, rate = carry["xi"], carry["rate"]
+    def diagnostics(params, carry):
+        p = Parameters.from_config(params)
+        state, history, cache = carry["state"], carry["history"], carry["cache"]
+        charge_per_um = params.electrons * FARADAY * params.site_density * MICRON  # C/m^2 per um of Li
+        li_per_um = params.reference_concentration * MICRON  # mol/m^2 per (um * c_ref)
+        xi, c, rate = state["xi"], state["c"], cache["rate"]
         here, ahead = xi[:-1], xi[1:]
         position, fraction = front_crossings(xi, x, h0)
         tip = jnp.argmax(position)
-        height = jnp.max(position) - config.electrode_position
+        height = jnp.max(position) - params.electrode_position
         slope = (here - ahead).ravel()[tip] / h0
         tip_rate = (rate[:-1] * (1 - fraction) + rate[1:] * fraction).ravel()[tip]
         # int |grad xi|^2 dV with one face gradient per cell and axis; a flat tanh front gives k/3 per area
         gradient_squared = sum(jnp.sum(face_gradient(xi, grid, neumann, a) ** 2) for a in range(grid.ndim))
         area = 3.0 / p.slope * gradient_squared * grid.cell_volume / electrode_area
-        deposited_um = jnp.sum(interpolation(xi)) * grid.cell_volume / electrode_area - carry["metal_initial_total"]
-        steps = jnp.maximum(carry["step"], 1)
+        deposited_um = jnp.sum(interpolation(xi)) * grid.cell_volume / electrode_area - state["metal_initial_total"]
+        total_li = (jnp.sum(c) + p.site_ratio * jnp.sum(interpolation(xi))) * grid.cell_volume / electrode_area
+        steps = jnp.maximum(state["step"], 1)
         return {
             "dendrite_height": height,
             "tip_velocity": jnp.where(jnp.isfinite(height), tip_rate / jnp.maximum(slope, 1e-12), 0.0),
             "interface_area": area,
-            "current_density": charge_per_um * jnp.sum(carry["metal_rate"]) * grid.cell_volume / electrode_area / 10.0,
-            "cell_current_density": carry["cell_current"] / 10.0,
-            "electrode_potential": carry["voltage"],
-            "deposited_charge": charge_per_um * deposited_um * 1e-4,
-            "passed_charge": carry["passed_charge"] * 1e-4,
-            "total_li": total_li(xi, carry["c"]) * li_per_um,
-            "li_inflow": carry["li_inflow"] * li_per_um,
-            "c_min": jnp.min(carry["c"]) * config.reference_concentration,
-            "potential_iterations": carry["potential_iterations"].astype(jnp.float64),
-            "potential_iterations_mean": carry["potential_iterations_total"] / steps,
-            "potential_residual": carry["potential_residual"],
-            "transport_iterations": carry["transport_iterations"].astype(jnp.float64),
+            "current_density": current_density_from_si(
+                charge_per_um * jnp.sum(history["metal_rate"]) * grid.cell_volume / electrode_area),
+            "cell_current_density": current_density_from_si(cache["cell_current"]),
+            "electrode_potential": state["voltage"],
+            "deposited_charge": charge_from_si(charge_per_um * deposited_um),
+            "passed_charge": charge_from_si(state["passed_charge"]),
+            "total_li": total_li * li_per_um,
+            "li_inflow": state["li_inflow"] * li_per_um,
+            "c_min": jnp.min(c) * params.reference_concentration,
+            "potential_iterations": cache["potential_iterations"].astype(jnp.float64),
+            "potential_iterations_mean": state["potential_iterations_total"] / steps,
+            "potential_residual": cache["potential_residual"],
+            "transport_iterations": cache["transport_iterations"].astype(jnp.float64),
         }
 
     return diagnostics

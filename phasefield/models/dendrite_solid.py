@@ -48,7 +48,7 @@ cell, in plane strain ``sigma_zz`` follows from ``eps_zz = 0``). Mean shear stre
 except ``clamped`` (mean shear strains zero).
 
 One step: the dendrite step (:mod:`phasefield.models.dendrite`), whose Butler-Volmer argument is
-shifted by ``s`` from this step's mechanics, solved at the start of the step for that step's
+shifted by ``s`` from this step's mechanics (its :class:`~phasefield.models.dendrite.Coupling`), solved at the start of the step for that step's
 ``xi`` (quasi-static, like the potential): one conjugate-gradient elasticity solve warm-started
 from the last step, then one radial return (:func:`phasefield.physics.plasticity.radial_return`)
 that adds the plastic increment to ``eps_p`` for the next solve. Plastic flow therefore lags one
@@ -63,6 +63,17 @@ step. With ``eps0 = 0`` and no stack pressure every solve has a zero right-hand 
 is exactly zero, ``s = 0`` and the run is the liquid model's to the bit.
 
 Stresses are in MPa inside the model (moduli input in GPa, yield stress and stack pressure in MPa).
+
+Parameters and carry: as the dendrite model's (every float option, the mechanics' included, is a
+parameter read from ``params`` in the step; ``lateral``, ``reaction_pressure`` and
+``mechanics_max_iterations`` are static). The mechanics adds to the carry
+
+* ``state``: ``plastic_strain`` (tensor), ``equivalent_plastic_strain``, ``eigenstrain_reference``
+  (``h(xi_0)``: the metal that carries no misfit), ``pressure``, ``reaction_pressure`` and
+  ``von_mises`` of the last equilibrium (stored fields), ``mechanics_iterations_total``;
+* ``history``: ``displacement`` and ``mean_strain`` of the last solve (its warm start; the mean
+  strain is also the stack strain of the diagnostics);
+* ``cache``: ``yield_overshoot``, ``mechanics_iterations``, ``mechanics_residual``.
 """
 from __future__ import annotations
 
@@ -72,7 +83,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from phasefield.config import ConfigError, option
+from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
 from phasefield.grid import Boundary
 from phasefield.models import dendrite
 from phasefield.operators import gradient
@@ -85,17 +96,17 @@ from phasefield.operators.elasticity import (
     tensor_components,
     von_mises_stress,
 )
-from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT, interpolation, interpolation_slope
+from phasefield.physics.electrochemistry import interpolation, interpolation_slope
 from phasefield.physics.plasticity import add_strains, equivalent_stress, plastic_equilibrium, radial_return
+from phasefield.registry import register_scenario
 from phasefield.simulation import Quantity, Simulation
-
-MPA = 1e6  # Pa
-GPA_IN_MPA = 1e3
+from phasefield.units import FARADAY, GAS_CONSTANT, GPA_IN_MPA, MPA
 INITIAL_RETURNS = 500  # most solve-and-return passes of the initial plastic equilibrium
 NORMAL_GRADIENT = 1e-6  # |grad xi| (1/um) below which no interface normal is defined (hydrostatic p there)
 INITIAL_RETURN_TOLERANCE = 1e-3  # ... until the largest plastic increment changes a stress by this fraction of yield
 
 
+@scenario_parameters
 @dataclass
 class Config(dendrite.Config):
     """``scenario=dendrite_solid``: the dendrite options plus the mechanics (GPa, MPa, m^3/mol)."""
@@ -158,126 +169,143 @@ def macroscopic_load(pressure, lateral: str, ndim: int):
     return None, {"xx": -pressure, **{n: across if n[0] == n[1] else 0.0 for n in others}}
 
 
-def mechanical_shift(pressure_mpa, molar_volume: float, temperature: float):
+def mechanical_shift(pressure_mpa, molar_volume, temperature):
     """``s = Omega_Li p / (R T)``: the shift of the Butler-Volmer argument ``f phi`` (p in MPa, Omega in m^3/mol)."""
     return molar_volume * MPA * pressure_mpa / (GAS_CONSTANT * temperature)
 
 
+def phase_moduli(params: Config):
+    """Lame pairs (MPa) of the metal and of the electrolyte."""
+    metal = isotropic_moduli(params.metal_young_modulus * GPA_IN_MPA, params.metal_poisson_ratio)
+    electrolyte = isotropic_moduli(params.electrolyte_young_modulus * GPA_IN_MPA, params.electrolyte_poisson_ratio)
+    return metal, electrolyte
+
+
+@register_scenario("dendrite_solid", Config, TimeSolverConfig)
 def build(config: Config, solver) -> Simulation:
     """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling."""
     grid = dendrite.make_grid(config)
     ndim = grid.ndim
     components = tensor_components(ndim)
     names = mean_components(ndim)
-    metal = isotropic_moduli(config.metal_young_modulus * GPA_IN_MPA, config.metal_poisson_ratio)
-    electrolyte = isotropic_moduli(config.electrolyte_young_modulus * GPA_IN_MPA, config.electrolyte_poisson_ratio)
-    mean_strain, mean_stress = macroscopic_load(config.stack_pressure, config.lateral, ndim)
-    # mV of mechanical overpotential per MPa: Omega / (n F)
-    overpotential_per_mpa = config.li_molar_volume * MPA / (config.electrons * FARADAY) * 1e3
+    lateral = config.lateral
+    normal_traction = config.reaction_pressure == "normal_traction"
+    max_iterations = config.mechanics_max_iterations
     x = jnp.asarray(grid.axis_coordinates(0)).reshape((-1,) + (1,) * (ndim - 1))
     neumann = Boundary.uniform(ndim, "neumann")
 
     def reaction_pressure(xi, stress):
         """The pressure (MPa) in ``Omega p``: ``-tr(sigma)/3``, or ``-n.sigma.n`` where ``|grad xi| > 0``."""
         hydrostatic = -hydrostatic_stress(stress)
-        if config.reaction_pressure == "hydrostatic":
+        if not normal_traction:
             return hydrostatic
         slopes = gradient(xi, grid, neumann)
         size = jnp.sqrt(sum(g * g for g in slopes))
         traction = normal_stress(stress, [g / jnp.maximum(size, NORMAL_GRADIENT) for g in slopes])
         return jnp.where(size > NORMAL_GRADIENT, -traction, hydrostatic)
 
-    def materials(xi):
+    def materials(params, xi):
         """Voigt-mixed Lame fields and the yield stress field (MPa) of ``xi``."""
+        metal, electrolyte = phase_moduli(params)
         h = interpolation(xi)
         lam = h * metal[0] + (1.0 - h) * electrolyte[0]
         mu = h * metal[1] + (1.0 - h) * electrolyte[1]
-        yield_stress = jnp.where(h > 0, config.metal_yield_stress / jnp.where(h > 0, h, 1.0), jnp.inf)
+        yield_stress = jnp.where(h > 0, params.metal_yield_stress / jnp.where(h > 0, h, 1.0), jnp.inf)
         return lam, mu, yield_stress
 
-    def deposition(xi, reference):
+    def deposition(params, xi, reference):
         """``eps0 [h(xi) - h(xi_0)] I``: the misfit of the metal deposited since the start."""
-        return {n: config.deposition_eigenstrain * (interpolation(xi) - reference) for n in components if n[0] == n[1]}
+        return {n: params.deposition_eigenstrain * (interpolation(xi) - reference) for n in components if n[0] == n[1]}
 
-    def state(xi, solution, mu, yield_stress, plastic, accumulated):
+    def equilibrium(xi, solution, mu, yield_stress, plastic, accumulated):
         """Carry entries after an equilibrium ``solution``: its pressure and von Mises stress, and the
         plastic strain (tensor and accumulated) grown by the radial return of its stress."""
         returned = radial_return(solution.stress, mu, yield_stress)
         plastic = add_strains(plastic, returned.plastic_increment)
         return {
-            "plastic_strain": jnp.stack([jnp.broadcast_to(plastic[n], grid.shape) for n in components]),
-            "equivalent_plastic_strain": accumulated + returned.equivalent_increment,
-            "displacement": solution.displacement,
-            "mean_strain": jnp.stack([solution.mean_strain[n] for n in names]),
-            "pressure": -hydrostatic_stress(solution.stress),
-            "reaction_pressure": reaction_pressure(xi, solution.stress),
-            "von_mises": von_mises_stress(solution.stress),
-            "yield_overshoot": jnp.max(3.0 * mu * returned.equivalent_increment),  # q - sigma_Y where it yields
-            "mechanics_iterations": solution.iterations,
-            "mechanics_residual": solution.residual,
+            "state": {
+                "plastic_strain": jnp.stack([jnp.broadcast_to(plastic[n], grid.shape) for n in components]),
+                "equivalent_plastic_strain": accumulated + returned.equivalent_increment,
+                "pressure": -hydrostatic_stress(solution.stress),
+                "reaction_pressure": reaction_pressure(xi, solution.stress),
+                "von_mises": von_mises_stress(solution.stress),
+            },
+            "history": {
+                "displacement": solution.displacement,
+                "mean_strain": jnp.stack([solution.mean_strain[n] for n in names]),
+            },
+            "cache": {
+                "yield_overshoot": jnp.max(3.0 * mu * returned.equivalent_increment),  # q - sigma_Y where it yields
+                "mechanics_iterations": solution.iterations,
+                "mechanics_residual": solution.residual,
+            },
         }
 
     @jax.jit  # one compiled solve-and-return loop instead of an eager one
-    def init(xi):
+    def init(params, xi):
         """Plastic equilibrium of the initial cell under the stack pressure (no deposit yet)."""
-        lam, mu, yield_stress = materials(xi)
+        lam, mu, yield_stress = materials(params, xi)
+        mean_strain, mean_stress = macroscopic_load(params.stack_pressure, lateral, ndim)
+        metal_shear = phase_moduli(params)[0][1]
         relaxed = plastic_equilibrium(
             lam, mu, yield_stress, grid, {}, mean_strain=mean_strain, mean_stress=mean_stress,
-            tolerance=INITIAL_RETURN_TOLERANCE * config.metal_yield_stress / (3.0 * metal[1]),
-            max_returns=INITIAL_RETURNS, solver_tolerance=config.mechanics_tolerance)
+            tolerance=INITIAL_RETURN_TOLERANCE * params.metal_yield_stress / (3.0 * metal_shear),
+            max_returns=INITIAL_RETURNS, solver_tolerance=params.mechanics_tolerance)
         # sqrt(2/3 e:e) = (2/3) sqrt(3/2 e:e) of the (deviatoric) plastic strain
         accumulated = (2.0 / 3.0) * equivalent_stress(relaxed.plastic_strain)
-        return {
-            **state(xi, relaxed.elasticity, mu, yield_stress, relaxed.plastic_strain, accumulated),
-            "eigenstrain_reference": interpolation(xi),
-            "mechanics_iterations_total": jnp.asarray(0, jnp.int64),
-        }
+        entries = equilibrium(xi, relaxed.elasticity, mu, yield_stress, relaxed.plastic_strain, accumulated)
+        entries["state"].update(eigenstrain_reference=interpolation(xi),
+                                mechanics_iterations_total=jnp.asarray(0, jnp.int64))
+        return entries
 
-    def update(carry, xi):
+    def update(params, carry, xi, conductivity):
         """This step's equilibrium and return, and the Butler-Volmer shift ``Omega p / (R T)``."""
-        lam, mu, yield_stress = materials(xi)
-        plastic = dict(zip(components, carry["plastic_strain"]))
-        start = _WarmStart(carry["displacement"], dict(zip(names, carry["mean_strain"])))
-        eigenstrain = add_strains(deposition(xi, carry["eigenstrain_reference"]), plastic)
+        state, history = carry["state"], carry["history"]
+        lam, mu, yield_stress = materials(params, xi)
+        mean_strain, mean_stress = macroscopic_load(params.stack_pressure, lateral, ndim)
+        plastic = dict(zip(components, state["plastic_strain"]))
+        start = _WarmStart(history["displacement"], dict(zip(names, history["mean_strain"])))
+        eigenstrain = add_strains(deposition(params, xi, state["eigenstrain_reference"]), plastic)
         solution = solve_elasticity(lam, mu, grid, eigenstrain, mean_strain, mean_stress, initial=start,
-                                    tolerance=config.mechanics_tolerance,
-                                    max_iterations=config.mechanics_max_iterations)
-        entries = {
-            **state(xi, solution, mu, yield_stress, plastic, carry["equivalent_plastic_strain"]),
-            "eigenstrain_reference": carry["eigenstrain_reference"],
-            "mechanics_iterations_total": carry["mechanics_iterations_total"] + solution.iterations,
-        }
-        return entries, mechanical_shift(entries["reaction_pressure"], config.li_molar_volume, config.temperature)
+                                    tolerance=params.mechanics_tolerance, max_iterations=max_iterations)
+        entries = equilibrium(xi, solution, mu, yield_stress, plastic, state["equivalent_plastic_strain"])
+        entries["state"].update(
+            eigenstrain_reference=state["eigenstrain_reference"],
+            mechanics_iterations_total=state["mechanics_iterations_total"] + solution.iterations)
+        shift = mechanical_shift(entries["state"]["reaction_pressure"], params.li_molar_volume, params.temperature)
+        return entries, dendrite.CouplingEffect(shift=shift)
 
-    normal_traction = config.reaction_pressure == "normal_traction"
+    def fields(params, carry):
+        state = carry["state"]
+        extra = {"reaction_pressure": state["reaction_pressure"]} if normal_traction else {}
+        return {"pressure": state["pressure"], "von_mises": state["von_mises"],
+                "plastic_strain": state["equivalent_plastic_strain"], **extra}
 
-    def fields(carry):
-        extra = {"reaction_pressure": carry["reaction_pressure"]} if normal_traction else {}
-        return {"pressure": carry["pressure"], "von_mises": carry["von_mises"],
-                "plastic_strain": carry["equivalent_plastic_strain"], **extra}
-
-    def diagnostics(carry):
-        xi, pressure = carry["xi"], carry["reaction_pressure"]
+    def diagnostics(params, carry):
+        state, history, cache = carry["state"], carry["history"], carry["cache"]
+        # mV of mechanical overpotential per MPa: Omega / (n F)
+        overpotential_per_mpa = params.li_molar_volume * MPA / (params.electrons * FARADAY) * 1e3
+        xi, pressure = state["xi"], state["reaction_pressure"]
         in_metal = xi >= 0.5
         weight = interpolation_slope(xi)
         position, fraction = dendrite.front_crossings(xi, x, grid.spacing[0])
         tip = jnp.argmax(position)
         tip_pressure = (pressure[:-1] * (1 - fraction) + pressure[1:] * fraction).ravel()[tip]
         tip_pressure = jnp.where(jnp.isfinite(jnp.max(position)), tip_pressure, 0.0)
-        steps = jnp.maximum(carry["step"], 1)
+        steps = jnp.maximum(state["step"], 1)
         return {
             "interface_pressure": jnp.sum(weight * pressure) / jnp.maximum(jnp.sum(weight), 1e-300),
             "tip_pressure": tip_pressure,
             "tip_mechanical_overpotential": overpotential_per_mpa * tip_pressure,
             "metal_pressure_max": jnp.max(jnp.where(in_metal, pressure, -jnp.inf)),
-            "metal_von_mises_max": jnp.max(jnp.where(in_metal, carry["von_mises"], 0.0)),
-            "electrolyte_von_mises_max": jnp.max(jnp.where(in_metal, 0.0, carry["von_mises"])),
-            "plastic_strain_max": jnp.max(carry["equivalent_plastic_strain"]),
-            "yield_overshoot": carry["yield_overshoot"],
-            "stack_strain": carry["mean_strain"][0],
-            "mechanics_iterations": carry["mechanics_iterations"].astype(jnp.float64),
-            "mechanics_iterations_mean": carry["mechanics_iterations_total"] / steps,
-            "mechanics_residual": carry["mechanics_residual"],
+            "metal_von_mises_max": jnp.max(jnp.where(in_metal, state["von_mises"], 0.0)),
+            "electrolyte_von_mises_max": jnp.max(jnp.where(in_metal, 0.0, state["von_mises"])),
+            "plastic_strain_max": jnp.max(state["equivalent_plastic_strain"]),
+            "yield_overshoot": cache["yield_overshoot"],
+            "stack_strain": history["mean_strain"][0],
+            "mechanics_iterations": cache["mechanics_iterations"].astype(jnp.float64),
+            "mechanics_iterations_mean": state["mechanics_iterations_total"] / steps,
+            "mechanics_residual": cache["mechanics_residual"],
         }
 
     coupling = dendrite.Coupling(

@@ -1,0 +1,163 @@
+"""The electrodeposition sub-steps (phasefield/physics/electrodeposition.py) against independent references:
+the linear potential between two held walls and Gauss's law, a still equilibrium front, the secant current
+control on a toy exchange, and Li conservation of transport with and without the exchange."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phasefield.grid import Boundary, Grid
+from phasefield.operators import SpectralBasis
+from phasefield.physics.electrochemistry import interpolation
+from phasefield.physics.electrodeposition import (
+    CURRENT_TOLERANCE,
+    VOLTAGE_RANGE,
+    Exchange,
+    Kinetics,
+    allen_cahn_update,
+    hold_current,
+    solve_cell_potential,
+    transport_exchange,
+    wall_current,
+)
+from phasefield.units import MICRON
+
+STRIP = Grid((64, 2), (0.25, 0.5))  # 16 um along x
+
+
+def potential(sigma, source, voltage, tolerance, max_iterations, response_guess=None):
+    """:func:`solve_cell_potential` on STRIP from a zero start, compiled (eager CG loops are slow)."""
+    solve = jax.jit(lambda sigma, source, voltage, guess: solve_cell_potential(
+        sigma, source, voltage, STRIP, jnp.zeros(STRIP.shape), tolerance, max_iterations, guess))
+    return solve(sigma, source, voltage, response_guess)
+
+
+def test_cell_potential_is_linear_between_the_walls_and_galvanostatic_split_agrees():
+    """Uniform sigma, no source: phi = V (1 - x/L) at the cell centres (exact for the two-point flux);
+    the galvanostatic pair phi_0 + V psi gives the same phi, with psi = 1 - x/L and phi_0 = 0."""
+    x = STRIP.axis_coordinates(0)[:, None]
+    voltage = -0.3
+    sigma = jnp.full(STRIP.shape, 2.0)
+    zero = jnp.zeros(STRIP.shape)
+    exact = voltage * (1 - x / STRIP.lengths[0]) * np.ones(STRIP.shape)
+    direct = potential(sigma, zero, voltage, 1e-12, 200)
+    assert np.max(np.abs(direct.phi - exact)) < 1e-11 and direct.iterations > 0 and direct.response is None
+    split = potential(sigma, zero, voltage, 1e-12, 200, response_guess=zero)
+    assert np.max(np.abs(split.response - exact / voltage)) < 1e-11
+    assert np.max(np.abs(split.base)) < 1e-12 and np.max(np.abs(split.phi - exact)) < 1e-11
+    through_each_wall = 2.0 * abs(voltage) / STRIP.lengths[0] / MICRON  # sigma V / L, A/m^2
+    assert abs(float(wall_current(sigma, direct.phi, voltage, STRIP))) < 1e-11 * through_each_wall  # in = out
+
+
+def test_wall_current_carries_the_source_by_gauss():
+    """div(sigma grad phi) = q with a metal/electrolyte contrast of 1e6: the net wall current equals int q dV / A
+    (to the solve's tolerance 1e-12 times the contrast: the metal's wall flux is sigma_s times a tiny phi - V)."""
+    x = STRIP.axis_coordinates(0)[:, None]
+    h = interpolation(0.5 * (1 - np.tanh(2 * (x - 5.0)))) * np.ones(STRIP.shape)
+    sigma = jnp.asarray(1e6 * h + 1.0 * (1 - h))
+    source = jnp.asarray(1e-3 * h * (1 - h) * np.ones(STRIP.shape))
+    solution = potential(sigma, source, -0.2, 1e-12, 500)
+    expected = float(jnp.sum(source)) * STRIP.cell_volume / STRIP.lengths[1] / MICRON
+    assert abs(float(wall_current(sigma, solution.phi, -0.2, STRIP)) / expected - 1) < 1e-5
+
+
+def flat_front(grid, slope, position):
+    x = grid.axis_coordinates(0)[:, None]
+    return jnp.asarray(0.5 * (1 - np.tanh(slope * (x - position))) * np.ones(grid.shape))
+
+
+def test_allen_cahn_keeps_a_flat_equilibrium_front_still():
+    """W g'(xi) = kappa xi'' holds for xi = (1 - tanh(k x))/2 with k = sqrt(W / (2 kappa)) (here k = 2 /um,
+    W = 12, kappa = 1.5: an interface 1 um thick), so 200 steps of 20 relaxation times 1/(L W) leave it in
+    place up to the discretisation; a profile twice as wide relaxes a hundred times farther. Zero
+    anisotropy and noise amplitudes are no-ops to the bit."""
+    grid = Grid((160, 2), (0.0625, 0.5))
+    basis = SpectralBasis(grid, Boundary.uniform(2, "neumann"))
+    step = jax.jit(lambda xi, anisotropy, noise: allen_cahn_update(xi, 0.01, basis, 1.0, 12.0, 1.5, anisotropy, noise))
+    key = jax.random.PRNGKey(0)
+    off = ((jnp.asarray(0.0), 4, jnp.asarray(0.0)), (jnp.asarray(0.0), key))
+
+    def relax(xi, anisotropy=None, noise=None):
+        for _ in range(200):
+            xi = step(xi, anisotropy, noise)
+        return xi
+
+    equilibrium = flat_front(grid, 2.0, 5.0)
+    moved = float(jnp.max(jnp.abs(relax(equilibrium) - equilibrium)))
+    assert moved < 2e-3, moved
+    wide = flat_front(grid, 1.0, 5.0)
+    assert float(jnp.max(jnp.abs(relax(wide) - wide))) > 100 * moved
+    assert np.array_equal(relax(equilibrium, *off), relax(equilibrium))
+    kicked = step(equilibrium, None, (jnp.asarray(0.1), key))
+    plain = step(equilibrium, None, None)
+    assert float(jnp.max(jnp.abs(kicked - plain))) > 1e-3  # the noise acts at the interface ...
+    ends = jnp.concatenate([kicked[:8] - plain[:8], kicked[-8:] - plain[-8:]])
+    assert float(jnp.max(jnp.abs(ends))) < 1e-12  # ... only (16 xi^2 (1 - xi)^2 < 1e-14 there)
+
+
+def toy_exchange(growth_at):
+    """An exchange whose growth (stored as ``xi``, a scalar) is ``growth_at(V)``; one 'iteration' per call."""
+
+    def exchange_at(voltage, c_guess):
+        return Exchange(growth_at(voltage), c_guess, c_guess, jnp.zeros(()), jnp.asarray(1, jnp.int32))
+
+    return exchange_at
+
+
+def test_hold_current_finds_the_potential_of_a_monotone_exchange():
+    """Tafel-like growth 2 e^{-20 V}: the secant lands on V = -ln(target / 2) / 20 to the control's tolerance."""
+    target = 7.0
+    control = jax.jit(lambda guess: hold_current(toy_exchange(lambda v: 2.0 * jnp.exp(-20.0 * v)),
+                                                 lambda result: result.xi, target, guess, jnp.zeros(3)))
+    voltage, result = control(jnp.asarray(-0.01))
+    assert abs(float(result.xi) / target - 1) <= CURRENT_TOLERANCE
+    assert abs(float(voltage) - (-np.log(target / 2.0) / 20.0)) < CURRENT_TOLERANCE / 20.0
+    assert 3 <= int(result.iterations) <= 14  # every trial's iterations are summed
+
+
+def test_hold_current_stays_at_the_lowest_potential_when_no_potential_delivers_the_current():
+    """Past Sand's time the growth saturates below the target: V goes to the bottom of VOLTAGE_RANGE."""
+    control = jax.jit(lambda guess: hold_current(toy_exchange(lambda v: 1.0 - jnp.exp(v)),
+                                                 lambda result: result.xi, 5.0, guess, jnp.zeros(3)))
+    voltage, _ = control(jnp.asarray(-1.5))
+    assert float(voltage) == VOLTAGE_RANGE[0]
+
+
+KINETICS = Kinetics(jnp.asarray(38.9), jnp.asarray(1e-3), jnp.asarray(0.5), jnp.asarray(76.4), jnp.asarray(1.0))
+
+
+def transport_case(grid, seed=0):
+    rng = np.random.default_rng(seed)
+    x = grid.axis_coordinates(0)[:, None]
+    c = jnp.asarray(1.0 + 0.5 * rng.random(grid.shape))
+    phi = jnp.asarray(-0.1 * (1 - x / grid.lengths[0]) * np.ones(grid.shape) + 0.01 * rng.random(grid.shape))
+    return c, phi, jnp.full(grid.shape, 300.0)
+
+
+def test_transport_without_exchange_conserves_li_to_round_off():
+    """No metal (h' = 0): drift and diffusion only move Li+; a closed cell keeps sum(c) to round-off, and
+    with a reservoir the change is exactly the wall inflow."""
+    grid = Grid((24, 12), (0.5, 0.5))
+    c, phi, diffusivity = transport_case(grid)
+    xi = jnp.zeros(grid.shape)
+    step = jax.jit(lambda reservoir: transport_exchange(xi, c, phi, 0.05, diffusivity, grid, KINETICS, reservoir,
+                                                        migration=True), static_argnums=0)
+    closed = step(False)
+    assert np.array_equal(closed.xi, xi)
+    assert float(jnp.max(jnp.abs(closed.c - c))) > 1e-2  # it moved
+    assert abs(float(jnp.sum(closed.c) / jnp.sum(c)) - 1) < 1e-14
+    open_cell = step(True)
+    gained = float(jnp.sum(open_cell.c) - jnp.sum(c))
+    assert abs(gained - 0.05 * float(open_cell.wall_inflow) / grid.spacing[0]) < 1e-12 * float(jnp.sum(c))
+    assert abs(gained) > 1e-3
+
+
+def test_transport_with_exchange_conserves_total_li_in_a_closed_cell():
+    """A front at -0.1 V deposits: Li+ plus metal, c + (c_s/c_ref) h(xi), is kept to round-off."""
+    grid = Grid((24, 12), (0.5, 0.5))
+    c, phi, diffusivity = transport_case(grid, 1)
+    xi = flat_front(grid, 2.0, 4.0)
+    result = jax.jit(lambda: transport_exchange(xi, c, phi, 0.05, diffusivity, grid, KINETICS, reservoir=False,
+                                                migration=True))()
+    total = lambda xi, c: float(jnp.sum(c) + KINETICS.site_ratio * jnp.sum(interpolation(xi)))  # noqa: E731
+    assert float(jnp.sum(interpolation(result.xi) - interpolation(xi))) > 1e-3  # metal grew
+    assert abs(total(result.xi, result.c) / total(xi, c) - 1) < 1e-14
