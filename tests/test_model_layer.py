@@ -25,7 +25,8 @@ SMALL = {
     "spinodal": ["scenario=spinodal", "scenario.shape=[16,16]"],
     "dendrite": ["scenario=dendrite", "scenario.shape=[16,16]"],
     "dendrite_solid": ["scenario=dendrite_solid", "scenario.shape=[16,16]"],
-    "swelling": ["scenario=swelling", "scenario.shape=[32,32]", "scenario.interface_thickness=0.4"],
+    "swelling": ["scenario=swelling", "scenario.shape=[32,32]", "scenario.interface_thickness=0.4",
+                 "scenario.gradient_length=0.15"],
 }
 
 
@@ -153,7 +154,6 @@ def test_solver_options_a_scenario_has_no_use_for_are_refused(family):
 
 
 def test_every_registered_scenario_has_a_yaml():
-    named = set()
-    for path in (ROOT / "configs" / "scenario").glob("*.yaml"):
-        named.add(OmegaConf.load(path)["name"])
+    named = {composed([f"scenario={path.stem}"])["scenario"]["name"]
+             for path in (ROOT / "configs" / "scenario").glob("*.yaml")}
     assert set(scenario_names()) <= named
