@@ -295,10 +295,6 @@ def initial_condition(grid: Grid, config: Config) -> dict:
     return {"xi": xi.copy(), "c": params.bulk * (1.0 - h), "phi": voltage * h}
 
 
-def arrays_per_cell(scheme: str) -> int:
-    """Field-sized arrays alive during a step (fields, potential solver work, multigrid levels)."""
-    return 40
-
 
 class CouplingEffect(NamedTuple):
     """What coupled physics changes in one dendrite step (``None``: nothing).

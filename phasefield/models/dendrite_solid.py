@@ -78,7 +78,6 @@ parameter read from ``params`` in the step; ``lateral``, ``reaction_pressure`` a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,11 +91,11 @@ from phasefield.operators.elasticity import (
     isotropic_moduli,
     mean_components,
     normal_stress,
-    solve_elasticity,
     tensor_components,
     von_mises_stress,
 )
 from phasefield.physics.electrochemistry import interpolation, interpolation_slope
+from phasefield.physics.mechanics import WarmStart, mix_moduli, series_yield_stress, solve_and_return
 from phasefield.physics.plasticity import add_strains, equivalent_stress, plastic_equilibrium, radial_return
 from phasefield.registry import register_scenario
 from phasefield.simulation import Quantity, Simulation
@@ -146,18 +145,6 @@ class Config(dendrite.Config):
                                                             "no finite bulk modulus)")
 
 
-def arrays_per_cell(scheme: str) -> int:
-    """Field-sized arrays alive during a step: the dendrite model's plus the mechanics'
-    (displacements, strains and stresses, plastic strain, CG vectors)."""
-    return dendrite.arrays_per_cell(scheme) + 40
-
-
-class _WarmStart(NamedTuple):
-    """The last solution in the form ``solve_elasticity(initial=...)`` reads."""
-
-    displacement: jnp.ndarray
-    mean_strain: dict
-
 
 def macroscopic_load(pressure, lateral: str, ndim: int):
     """``(mean_strain, mean_stress)`` for :func:`solve_elasticity`: ``<sigma_xx> = -pressure`` and
@@ -205,27 +192,24 @@ def build(config: Config, solver) -> Simulation:
         return jnp.where(size > NORMAL_GRADIENT, -traction, hydrostatic)
 
     def materials(params, xi):
-        """Voigt-mixed Lame fields and the yield stress field (MPa) of ``xi``."""
-        metal, electrolyte = phase_moduli(params)
+        """Voigt-mixed Lame fields and the Reuss-mixed yield stress field (MPa) of ``xi``: ``sigma_Y / h``
+        against an electrolyte that never yields."""
         h = interpolation(xi)
-        lam = h * metal[0] + (1.0 - h) * electrolyte[0]
-        mu = h * metal[1] + (1.0 - h) * electrolyte[1]
-        yield_stress = jnp.where(h > 0, params.metal_yield_stress / jnp.where(h > 0, h, 1.0), jnp.inf)
-        return lam, mu, yield_stress
+        lam, mu = mix_moduli([h, 1.0 - h], phase_moduli(params))
+        return lam, mu, series_yield_stress(h, params.metal_yield_stress, jnp.inf)
 
     def deposition(params, xi, reference):
         """``eps0 [h(xi) - h(xi_0)] I``: the misfit of the metal deposited since the start."""
         return {n: params.deposition_eigenstrain * (interpolation(xi) - reference) for n in components if n[0] == n[1]}
 
-    def equilibrium(xi, solution, mu, yield_stress, plastic, accumulated):
-        """Carry entries after an equilibrium ``solution``: its pressure and von Mises stress, and the
-        plastic strain (tensor and accumulated) grown by the radial return of its stress."""
-        returned = radial_return(solution.stress, mu, yield_stress)
-        plastic = add_strains(plastic, returned.plastic_increment)
+    def equilibrium(xi, solution, mu, plastic, accumulated, increment):
+        """Carry entries after an equilibrium ``solution`` and the radial return of its stress: its
+        pressure and von Mises stress, the plastic strain ``plastic`` (returned), the accumulated
+        equivalent plastic strain and this return's ``increment`` of it."""
         return {
             "state": {
                 "plastic_strain": jnp.stack([jnp.broadcast_to(plastic[n], grid.shape) for n in components]),
-                "equivalent_plastic_strain": accumulated + returned.equivalent_increment,
+                "equivalent_plastic_strain": accumulated,
                 "pressure": -hydrostatic_stress(solution.stress),
                 "reaction_pressure": reaction_pressure(xi, solution.stress),
                 "von_mises": von_mises_stress(solution.stress),
@@ -235,7 +219,7 @@ def build(config: Config, solver) -> Simulation:
                 "mean_strain": jnp.stack([solution.mean_strain[n] for n in names]),
             },
             "cache": {
-                "yield_overshoot": jnp.max(3.0 * mu * returned.equivalent_increment),  # q - sigma_Y where it yields
+                "yield_overshoot": jnp.max(3.0 * mu * increment),  # q - sigma_Y where it yields
                 "mechanics_iterations": solution.iterations,
                 "mechanics_residual": solution.residual,
             },
@@ -253,7 +237,9 @@ def build(config: Config, solver) -> Simulation:
             max_returns=INITIAL_RETURNS, solver_tolerance=params.mechanics_tolerance)
         # sqrt(2/3 e:e) = (2/3) sqrt(3/2 e:e) of the (deviatoric) plastic strain
         accumulated = (2.0 / 3.0) * equivalent_stress(relaxed.plastic_strain)
-        entries = equilibrium(xi, relaxed.elasticity, mu, yield_stress, relaxed.plastic_strain, accumulated)
+        returned = radial_return(relaxed.elasticity.stress, mu, yield_stress)
+        entries = equilibrium(xi, relaxed.elasticity, mu, add_strains(relaxed.plastic_strain, returned.plastic_increment),
+                              accumulated + returned.equivalent_increment, returned.equivalent_increment)
         entries["state"].update(eigenstrain_reference=interpolation(xi),
                                 mechanics_iterations_total=jnp.asarray(0, jnp.int64))
         return entries
@@ -264,14 +250,16 @@ def build(config: Config, solver) -> Simulation:
         lam, mu, yield_stress = materials(params, xi)
         mean_strain, mean_stress = macroscopic_load(params.stack_pressure, lateral, ndim)
         plastic = dict(zip(components, state["plastic_strain"]))
-        start = _WarmStart(history["displacement"], dict(zip(names, history["mean_strain"])))
-        eigenstrain = add_strains(deposition(params, xi, state["eigenstrain_reference"]), plastic)
-        solution = solve_elasticity(lam, mu, grid, eigenstrain, mean_strain, mean_stress, initial=start,
-                                    tolerance=params.mechanics_tolerance, max_iterations=max_iterations)
-        entries = equilibrium(xi, solution, mu, yield_stress, plastic, state["equivalent_plastic_strain"])
+        start = WarmStart(history["displacement"], dict(zip(names, history["mean_strain"])))
+        mechanics = solve_and_return(lam, mu, yield_stress, grid, deposition(params, xi, state["eigenstrain_reference"]),
+                                     plastic, mean_strain, mean_stress, warm_start=start,
+                                     tolerance=params.mechanics_tolerance, max_iterations=max_iterations)
+        entries = equilibrium(xi, mechanics.solution, mu, mechanics.plastic_strain,
+                              state["equivalent_plastic_strain"] + mechanics.equivalent_increment,
+                              mechanics.equivalent_increment)
         entries["state"].update(
             eigenstrain_reference=state["eigenstrain_reference"],
-            mechanics_iterations_total=state["mechanics_iterations_total"] + solution.iterations)
+            mechanics_iterations_total=state["mechanics_iterations_total"] + mechanics.iterations)
         shift = mechanical_shift(entries["state"]["reaction_pressure"], params.li_molar_volume, params.temperature)
         return entries, dendrite.CouplingEffect(shift=shift)
 

@@ -379,10 +379,6 @@ def make_geometry(grid: Grid, config: Config) -> Geometry:
     )
 
 
-def arrays_per_cell(scheme: str) -> int:
-    """Field-sized arrays alive during a step (fields, stresses, plastic strain, CG work)."""
-    return 60
-
 
 def regular_solution_potential(c, chi):
     """``df/dc / (R T c_max) = ln(c / (1 - c)) + chi (1 - 2 c)`` (regular solution)."""
