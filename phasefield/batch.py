@@ -36,8 +36,18 @@ from phasefield.integrate import (
 )
 from phasefield.io import RunWriter
 from phasefield.registry import scenario
-from phasefield.runner import build, check_grid, check_memory, checkpoint_part, device_parameters, initial_carry, stable_dt, \
-    stored_fields, time_control
+from phasefield.runner import (
+    build,
+    check_grid,
+    check_memory,
+    checkpoint_part,
+    device_parameters,
+    initial_carry,
+    plain,
+    stable_dt,
+    stored_fields,
+    time_control,
+)
 
 log = logging.getLogger("phasefield")
 
@@ -68,6 +78,7 @@ def _check_key(config_dict: dict, key: str, values):
 
 def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
     """Run ``config_dict`` once per value of ``key`` (a parameter ``scenario.*``) in one vmapped loop."""
+    config_dict, values = plain(config_dict), plain(values)
     base = _check_key(config_dict, key, values)
     values = list(values)
     members = [validate_run(member_config(config_dict, key, v)) for v in values]  # each value checked

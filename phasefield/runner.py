@@ -320,6 +320,17 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
     return wall
 
 
+def plain(value):
+    """A config from Python as plain YAML-able values: numpy scalars and arrays become numbers and lists."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False,
         changes: dict | None = None) -> Path:
     """Validate ``config_dict``, run it and write ``run_dir/run.h5`` (+ PNGs). Returns the file path.
@@ -331,6 +342,7 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
     """
     run_dir = Path(run_dir)
     path = run_dir / "run.h5"
+    config_dict = plain(config_dict)
     if resume:
         if not path.exists():
             raise RunDirectoryError(f"nothing to resume: {path} does not exist")

@@ -47,11 +47,15 @@ def test_cli_multirun_sweep(tmp_path):
         ("solver.scheme=rk4", ["solver.scheme", "'rk4'", "'sbdf2'"]),
         ("scenario.t_end=0", ["scenario.t_end", "> 0.0"]),
         ("solver=explicit", ["solver.dt", "stability limit"]),
+        ("scenario.spacing=1e-200", ["scenario.spacing", ">= 0.001"]),
+        ("scenario=dendrite scenario.shape=[1,1]", ["scenario.shape", "at least 8 cells along x"]),
+        ("batch.key=scenario.mobility batch.values=5", ["batch.values", "a non-empty list"]),
+        ("scenario=dendrite +solver.scheme=sbdf2", ["solver.scheme", "a known key of solver: dt, adaptive"]),
     ],
 )
 def test_bad_config_rejected_with_clear_message(tmp_path, override, fragments):
     extra = ["solver.dt=0.01"] if override == "solver=explicit" else []
-    result = run_cli(*TINY, override, *extra, f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(*TINY, *override.split(), *extra, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:
@@ -137,3 +141,15 @@ def test_a_refused_job_of_a_sweep_does_not_stop_the_others(tmp_path):
     assert (tmp_path / "0" / "run.h5").exists() and (tmp_path / "2" / "run.h5").exists()
     assert not (tmp_path / "1" / "run.h5").exists()
     assert "job 1 refused: invalid config: scenario.mobility = -1.0" in result.stderr + result.stdout
+
+
+def test_numpy_numbers_in_a_python_config_are_plain_values(tmp_path):
+    import numpy as np
+
+    from phasefield.runner import run
+
+    config = {"scenario": {"name": "spinodal", "shape": np.array([16, 16]), "t_end": np.float64(1.0),
+                           "mobility": np.float32(2.0)},
+              "solver": {"dt": np.float64(0.1)}, "output": {"interval": 1, "plots": False}}
+    with h5py.File(run(config, tmp_path), "r") as f:
+        assert f.attrs["status"] == "finished" and "mobility: 2.0" in f.attrs["config"]

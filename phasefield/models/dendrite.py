@@ -110,6 +110,9 @@ from phasefield.units import (
 )
 
 
+MIN_CELLS_ACROSS = 8  # cells along x: the metal, the diffuse interface and the electrolyte each need some
+
+
 @scenario_parameters
 @dataclass
 class Config:
@@ -164,6 +167,9 @@ class Config:
     def check(self, prefix: str):
         if len(self.shape) not in (2, 3) or len(self.size) != len(self.shape):
             raise ConfigError(f"{prefix}.shape", self.shape, f"2 or 3 cell counts, one per entry of size = {self.size}")
+        if self.shape[0] < MIN_CELLS_ACROSS:
+            raise ConfigError(f"{prefix}.shape", self.shape, f"at least {MIN_CELLS_ACROSS} cells along x (electrode, "
+                                                             "interface and electrolyte)")
         if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")

@@ -40,7 +40,7 @@ class Config:
     name: str = option("spinodal", help="scenario name")
     variant: str = option("a", choices=VARIANTS, help="a: periodic square, b: no-flux square, cube: 3D no-flux")
     shape: list[int] = option(lambda: [200, 200], min=4, help="cells per axis (2 entries, 3 for cube)")
-    spacing: float = option(1.0, min=0.0, exclusive=True, static=True, help="cell size (sets the grid)")
+    spacing: float = option(1.0, min=1e-3, max=1e3, static=True, help="cell size (sets the grid; PFHub: 1)")
     c0: float = option(0.5, min=0.0, max=1.0, help="mean composition")
     epsilon: float = option(0.01, min=0.0, help="amplitude of the initial perturbation")
     rho_s: float = option(5.0, min=0.0, exclusive=True, help="double-well height")
