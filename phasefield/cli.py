@@ -12,7 +12,7 @@ import os
 import sys
 
 from phasefield.config import ConfigError
-from phasefield.integrate import NonFiniteError
+from phasefield.integrate import EnergyIncreaseError, NonFiniteError
 from phasefield.runner import RESUMABLE, Preempted, RunDirectoryError, run
 
 EXIT_USER_ERROR, EXIT_NON_FINITE, EXIT_PREEMPTED = 2, 3, 75  # 75: EX_TEMPFAIL, "try again" (resume)
@@ -82,7 +82,7 @@ def main(cfg) -> int:
             log.error("job %s refused: %s", hydra.job.num, error)
             return EXIT_USER_ERROR
         sys.exit(EXIT_USER_ERROR)
-    except NonFiniteError as error:
+    except (NonFiniteError, EnergyIncreaseError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_NON_FINITE)
     except Preempted as stop:

@@ -65,6 +65,27 @@ class NonFiniteError(RuntimeError):
                 f"(t = {self.last_good_time:.6g}) is kept")
 
 
+class EnergyIncreaseError(RuntimeError):
+    """The free energy of a gradient flow rose: the step is beyond what the scheme resolves."""
+
+
+LYAPUNOV_TOLERANCE = 1e-8  # relative rise of a gradient flow's energy taken as round-off
+
+
+def check_lyapunov(name: str, records: list, previous: float | None, dt: float) -> float | None:
+    """Raise :class:`EnergyIncreaseError` if scalar ``name`` rose between consecutive records (or from
+    ``previous``); returns its last value."""
+    for clock, scalars in records:
+        value = scalars[name]
+        if previous is not None and value > previous + LYAPUNOV_TOLERANCE * abs(previous):
+            raise EnergyIncreaseError(
+                f"{name} rose from {previous:.8g} to {value:.8g} by t = {clock['t']:.6g} (step {clock['step']}), "
+                f"which a gradient flow never does: the time step (dt = {dt:.4g}) is beyond what the scheme "
+                "resolves; reduce solver.dt or use solver.adaptive=true")
+        previous = value
+    return previous
+
+
 def max_change(new: dict, old: dict):
     """``max |u_new - u|`` over all fields (float64): drives adaptive dt; NaN flags a blow-up."""
     return jnp.max(jnp.stack([jnp.max(jnp.abs(new[k] - old[k])).astype(jnp.float64) for k in new]))

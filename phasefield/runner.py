@@ -23,8 +23,10 @@ import yaml
 
 from phasefield.config import ConfigError, RunConfig, validate_run
 from phasefield.integrate import (
+    EnergyIncreaseError,
     NonFiniteError,
     TimeControl,
+    check_lyapunov,
     device_clock,
     empty_records,
     integrate,
@@ -269,6 +271,8 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
     progress = Progress(t_end, clock["t"])
 
     def on_chunk(carry, clock, records, frame):
+        if simulation.lyapunov is not None:
+            wall["energy"] = check_lyapunov(simulation.lyapunov, records, wall.get("energy"), clock["dt_taken"])
         writer.write_scalar_records(records)
         now = _time.perf_counter()
         rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
@@ -296,6 +300,8 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
             if not resume:
                 scalars = {k: float(v) for k, v in jax.device_get(jax.jit(diagnostics)(params, carry)).items()}
                 writer.write_scalars(clock, scalars)
+                if simulation.lyapunov is not None:
+                    wall["energy"] = scalars[simulation.lyapunov]
                 writer.write_frame(clock, stepper.fields(params, carry))
                 writer.write_checkpoint(checkpoint_part(carry), clock)
             carry, clock = integrate(stepper, time_control(config.solver, stable_dt(simulation)), params, carry,
@@ -307,6 +313,9 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
         except NonFiniteError as error:
             status = "non-finite"
             error.last_good_time = wall["checkpoint_t"]
+            raise
+        except EnergyIncreaseError:
+            status = "energy-increase"
             raise
         except Preempted:
             status = "preempted"

@@ -30,6 +30,8 @@ class Simulation:
     diagnostics:    (params, carry) -> dict of scalars (jit-able), recorded in ``/scalars``.
     scales:         physical size of one model unit, e.g. ``{"length": (1e-6, "m")}``;
                     coordinates and times are written in physical units.
+    lyapunov:       the scalar a gradient flow never increases (``"free_energy"``), or ``None``: a
+                    run in which it rises has left what its time step resolves and is stopped.
     """
 
     name: str
@@ -41,3 +43,4 @@ class Simulation:
     diagnostics: Callable
     scalar_info: dict[str, Quantity]
     scales: dict[str, tuple[float, str]] = field(default_factory=dict)
+    lyapunov: str | None = None

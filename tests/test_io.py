@@ -124,3 +124,20 @@ def test_resume_of_a_damaged_run_is_a_one_line_refusal(tmp_path, damage):
             path.write_bytes(data[: len(data) // 2])
     with pytest.raises(Refused):
         run(None, folder, resume=True)
+
+
+def test_a_rising_free_energy_stops_a_fixed_step_run(tmp_path):
+    """SBDF2 at dt = 0.5 on PFHub 1a (a step beyond what it resolves): the free energy of a gradient flow
+    rises, the run stops naming the key to change, and keeps its frames and last checkpoint; dt = 0.1 runs."""
+    from phasefield.integrate import EnergyIncreaseError
+
+    config = {"scenario": {"name": "spinodal", "shape": [64, 64], "t_end": 200.0},
+              "solver": {"scheme": "sbdf2", "dt": 0.5},
+              "output": {"interval": 20.0, "scalar_interval": 1.0, "plots": False}}
+    with pytest.raises(EnergyIncreaseError, match=r"free_energy rose .* reduce solver.dt"):
+        run(config, tmp_path / "coarse")
+    with h5py.File(tmp_path / "coarse" / "run.h5", "r") as f:
+        assert f.attrs["status"] == "energy-increase" and f["checkpoint"].attrs["complete"]
+    fine = {**config, "solver": {"scheme": "sbdf2", "dt": 0.1}}
+    energy = read_run(run(fine, tmp_path / "fine"))["scalars"]["free_energy"]
+    assert np.all(np.diff(energy) <= 0)

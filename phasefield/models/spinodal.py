@@ -130,4 +130,5 @@ def build(config: Config, solver) -> Simulation:
             "c_max": Quantity("1", "maximum composition"),
         },
         scales={"length": (1.0, "1"), "time": (1.0, "1"), "energy_density": (1.0, "1")},
+        lyapunov="free_energy",
     )
