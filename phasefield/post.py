@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,25 @@ def write_scalars_csv(run_file, out):
         writer.writerows(zip(*columns))
 
 
+class BadRunError(RuntimeError):
+    """A file that is not a readable run with at least one frame."""
+
+
+def check_run_file(run_file: Path):
+    """Refuse, with one line, a path that is not an HDF5 run file with at least one complete frame."""
+    try:
+        with open_run_file(run_file, attempts=3) as f:
+            if "time" not in f or "scalars" not in f or "fields" not in f:
+                raise BadRunError(f"{run_file} is an HDF5 file but not a phasefield run (no /time, /scalars, /fields)")
+            if f["time"].shape[0] == 0:
+                raise BadRunError(f"{run_file} holds no frame yet")
+    except OSError as error:
+        raise BadRunError(f"{run_file} is not a readable run file ({error})") from None
+
+
 def process_run(run_file, times=None) -> dict:
     run_file = Path(run_file)
+    check_run_file(run_file)
     folder = run_file.parent
     write_scalars_csv(run_file, folder / "scalars.csv")
     metrics = final_metrics(run_file)
@@ -69,9 +87,13 @@ def process_sweep(sweep_dir, times=None) -> Path:
     rows = []
     for run_file in sorted(sweep_dir.glob("**/run.h5")):
         overrides = dict(o.split("=", 1) for o in run_overrides(run_file.parent) if "=" in o)
-        rows.append({"run": str(run_file.parent.relative_to(sweep_dir)), **overrides, **process_run(run_file, times)})
+        try:
+            metrics = process_run(run_file, times)
+        except BadRunError as error:  # listed as bad; the other runs are still tabulated
+            metrics = {"status": f"bad: {error}"}
+        rows.append({"run": str(run_file.parent.relative_to(sweep_dir)), **overrides, **metrics})
     if not rows:
-        raise SystemExit(f"error: no run.h5 below {sweep_dir}")
+        raise BadRunError(f"no run.h5 below {sweep_dir}")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     out = sweep_dir / "sweep.csv"
     with open(out, "w", newline="") as handle:
@@ -88,16 +110,24 @@ def main(argv=None):
     parser.add_argument("--times", type=float, nargs="*", help="times of the field figures (nearest frame)")
     args = parser.parse_args(argv)
     path = Path(args.path)
+    try:
+        summary = _post(path, args.times)
+    except BadRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(summary)
+
+
+def _post(path: Path, times) -> str:
     if path.is_file():
-        process_run(path, args.times)
-        print(f"wrote scalars.csv, metrics.csv, figures and run.xdmf in {path.parent}")
-    elif (path / "run.h5").exists():
-        process_run(path / "run.h5", args.times)
-        print(f"wrote scalars.csv, metrics.csv, figures and run.xdmf in {path}")
-    elif path.is_dir():
-        print(f"wrote {process_sweep(path, args.times)}")
-    else:
-        raise SystemExit(f"error: {path} is neither a run file nor a directory")
+        process_run(path, times)
+        return f"wrote scalars.csv, metrics.csv, figures and run.xdmf in {path.parent}"
+    if (path / "run.h5").exists():
+        process_run(path / "run.h5", times)
+        return f"wrote scalars.csv, metrics.csv, figures and run.xdmf in {path}"
+    if path.is_dir():
+        return f"wrote {process_sweep(path, times)}"
+    raise BadRunError(f"{path} is neither a run file nor a directory")
 
 
 if __name__ == "__main__":

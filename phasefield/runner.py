@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -292,7 +293,8 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
                      clock["step"], clock["dt_taken"], headline, scalars[headline], rate)
         if stop:
             raise Preempted(f"received signal {signals[0]}: checkpoint written at t = {clock['t']:.6g} "
-                            f"(step {clock['step']}); continue with: python run.py resume={run_dir}")
+                            f"(step {clock['step']}); continue with: python run.py "
+                            f"{shlex.quote(f'resume={run_dir}')}")
 
     status = "failed"
     with preemption_signals() as signals:

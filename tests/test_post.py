@@ -74,3 +74,31 @@ def test_post_sweep_table_has_overrides_and_final_metrics(tmp_path):
         with h5py.File(sweep / row["run"] / "run.h5", "r") as f:
             assert np.isclose(float(row["free_energy"]), f["scalars/free_energy"][-1])
         assert row["status"] == "finished"
+
+
+def test_post_refuses_a_bad_file_in_one_line_and_lists_it_in_a_sweep(tmp_path):
+    good = small_run(tmp_path / "sweep" / "0")
+    bad = tmp_path / "sweep" / "1" / "run.h5"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("not HDF5")
+    empty = tmp_path / "sweep" / "2" / "run.h5"
+    empty.parent.mkdir(parents=True)
+    with h5py.File(empty, "w") as f:
+        f.create_dataset("time", shape=(0,), dtype="f8")
+        f.create_group("scalars")
+        f.create_group("fields")
+    for path, message in ((bad, "not a readable run file"), (empty, "holds no frame")):
+        result = subprocess.run([sys.executable, "-m", "phasefield.post", str(path)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    result = subprocess.run([sys.executable, "-m", "phasefield.post", str(truncated)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    from phasefield.post import process_sweep
+
+    with open(process_sweep(tmp_path / "sweep")) as handle:
+        rows = {row["run"]: row for row in csv.DictReader(handle)}
+    assert rows["0"]["status"] == "finished"
+    assert rows["1"]["status"].startswith("bad:") and rows["2"]["status"].startswith("bad:")
