@@ -15,8 +15,11 @@ parameters: sweep those with a Hydra multirun (``python run.py -m scenario.shape
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import shlex
+import time
 from pathlib import Path
 
 import jax
@@ -25,6 +28,7 @@ import numpy as np
 import yaml
 
 from phasefield.config import ConfigError, parameter_names, validate_run
+import phasefield.integrate as integration
 from phasefield.integrate import (
     TIME_TOLERANCE,
     device_clock,
@@ -37,6 +41,7 @@ from phasefield.integrate import (
 from phasefield.io import RunWriter
 from phasefield.registry import scenario
 from phasefield.runner import (
+    Preempted,
     build,
     check_grid,
     check_memory,
@@ -44,6 +49,7 @@ from phasefield.runner import (
     device_parameters,
     initial_carry,
     plain,
+    preemption_signals,
     stable_dt,
     stored_fields,
     time_control,
@@ -128,11 +134,26 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
             writers[i].write_frame(member_clock, member(host["fields"], i))
             writers[i].write_checkpoint(member(host["carry"], i), member_clock)
 
+    def preempt(carry, clock, signum):
+        """Checkpoint every running member and stop: each member resumes as a single run."""
+        host = jax.device_get(checkpoint_part(carry))
+        commands = []
+        for i in range(count):
+            if status[i] == "running":
+                writers[i].write_checkpoint(member(host, i), {k: v[i].item() for k, v in clock.items()})
+                status[i] = "preempted"
+                commands.append(f"python run.py {shlex.quote(f'resume={paths[i].parent}')}")
+        raise Preempted(f"received signal {signum}: batch members checkpointed; continue each with: "
+                        + "; ".join(commands))
+
+    stack = contextlib.ExitStack()
     scalars = jax.device_get(diagnose(params, carry))
     for i, writer in enumerate(writers):
         writer.write_scalars({"t": 0.0, "step": 0}, member(scalars, i))
     write_frames(carry, clock, range(count))
+    max_steps = 8  # then as many as take about CHUNK_SECONDS: signals are handled between chunks
     try:
+        signals = stack.enter_context(preemption_signals())
         for t_frame in frame_times(0.0, float(t_ends.max()), output.interval):
             t_stop = np.minimum(t_frame, t_ends)
             while True:
@@ -140,10 +161,14 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
                 # members not running are held where they are: a chunk to their own time takes no step
                 target = np.where(active, t_stop, clock["t"])
                 start = (carry, clock)
+                started = time.perf_counter()
                 carry, new_clock, finite, records = advance(params, carry, jax.tree_util.tree_map(
-                    jnp.asarray, device_clock(clock)), jnp.asarray(target), empty, jnp.asarray(2**62, jnp.int64))
+                    jnp.asarray, device_clock(clock)), jnp.asarray(target), empty, jnp.asarray(max_steps, jnp.int64))
                 new_clock = jax.tree_util.tree_map(np.asarray, jax.device_get(new_clock))
                 finite = np.asarray(finite)
+                steps = int(np.max(new_clock["step"] - start[1]["step"]))
+                if steps > 0:
+                    max_steps = int(np.clip(steps / max(time.perf_counter() - started, 1e-6) * integration.CHUNK_SECONDS, 1, 2**62))
                 for i in np.flatnonzero(~finite & active):
                     error = locate_non_finite(stepper, control, diagnostics, output.scalar_interval, member(params, i),
                                               member(start[0], i), member(start[1], i), target[i],
@@ -174,6 +199,8 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
                         status[i] = "finished"
                     elif clock["t"][i] >= t_ends[i] * (1 - TIME_TOLERANCE):
                         status[i] = "finished"
+                if signals:
+                    preempt(carry, clock, signals[0])
                 running = [s == "running" for s in status]
                 if not any(r and not reached[i] for i, r in enumerate(running)):
                     break
@@ -181,6 +208,7 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
             if not any(s == "running" for s in status):
                 break
     finally:
+        stack.close()
         for i, writer in enumerate(writers):
             if writer.file:
                 writer.close("failed" if status[i] == "running" else status[i])

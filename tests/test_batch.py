@@ -116,3 +116,36 @@ def test_batch_from_command_line(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert sorted(p.parent.name for p in tmp_path.glob("member_*/run.h5")) == ["member_0", "member_1"]
+
+
+def test_batch_checkpoints_every_member_on_sigterm_and_each_resumes(tmp_path, monkeypatch):
+    """SIGTERM (or SIGUSR1) during a batch: every running member is checkpointed and marked preempted,
+    the batch stops with the resume commands, and each member resumes as a single run to its end."""
+    import os
+    import signal
+
+    import phasefield.batch as batch
+    import phasefield.integrate
+    from phasefield.runner import Preempted
+
+    original = batch.host_records
+    sent = []
+
+    def records_then_signal(records):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(records)
+
+    monkeypatch.setattr(batch, "host_records", records_then_signal)
+    monkeypatch.setattr(phasefield.integrate, "CHUNK_SECONDS", 1e-9)  # chunks of one step
+    with pytest.raises(Preempted, match="member_1"):
+        run_batch(CONFIG, "scenario.mobility", [2.0, 5.0], tmp_path)
+    for index, value in enumerate([2.0, 5.0]):
+        folder = tmp_path / f"member_{index}"
+        with pytest.importorskip("h5py").File(folder / "run.h5", "r") as f:
+            assert f.attrs["status"] == "preempted" and f["checkpoint"].attrs["t"] < CONFIG["scenario"]["t_end"]
+        resumed = read_run(run(None, folder, resume=True))
+        single = read_run(run(member_config(CONFIG, "scenario.mobility", value), tmp_path / f"single_{index}"))
+        assert resumed["attrs"]["finished"] and np.array_equal(resumed["step"], single["step"])
+        assert np.allclose(resumed["fields"]["c"], single["fields"]["c"], rtol=0, atol=1e-12)
