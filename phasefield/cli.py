@@ -75,7 +75,8 @@ def main(cfg) -> int:
 
             run_batch(data, batch["key"], batch.get("values"), hydra.runtime.output_dir)
         else:
-            run(data, hydra.runtime.output_dir, OmegaConf.to_yaml(OmegaConf.create(data)))
+            run(data, hydra.runtime.output_dir, OmegaConf.to_yaml(OmegaConf.create(data)),
+                overrides=list(hydra.overrides.task))
     except (ConfigError, RunDirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         if hydra.mode == RunMode.MULTIRUN:  # the other jobs of the sweep still run

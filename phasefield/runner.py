@@ -232,8 +232,17 @@ def _stored_config(path: Path, changes: dict) -> tuple[dict, str]:
     return stored, text
 
 
+def record_config(run_dir: Path, config_yaml: str, overrides: list[str] | None):
+    """``.hydra/config.yaml`` and ``.hydra/overrides.yaml`` of an accepted run (what Hydra would write,
+    but only once nothing can refuse the run any more; ``phasefield.post`` tabulates sweeps by them)."""
+    folder = run_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.yaml").write_text(config_yaml)
+    (folder / "overrides.yaml").write_text(yaml.safe_dump(list(overrides or []), sort_keys=False))
+
+
 def _execute(simulation, config, config_yaml, params, advance, fields_to_store, run_dir: Path, resume: bool,
-             changes: dict | None) -> dict:
+             changes: dict | None, overrides: list[str] | None = None) -> dict:
     """The run itself, under its lock: open or create ``run.h5``, integrate, write records, frames and
     checkpoints. Returns the wall-clock bookkeeping."""
     path = run_dir / "run.h5"
@@ -261,6 +270,7 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
                               f"a config whose initial state is finite; field(s) {', '.join(bad)} are not")
         writer = RunWriter(path, simulation, {name: fields[name].dtype for name in fields_to_store}, config_yaml,
                            config.output.compression)
+        record_config(run_dir, config_yaml, overrides)
     log.info("scenario %s on grid %s, dt %g, %s on %s", simulation.name, simulation.grid.shape,
              config.solver.dt, config.solver.precision, jax.default_backend())
 
@@ -343,13 +353,14 @@ def plain(value):
 
 
 def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool = False,
-        changes: dict | None = None) -> Path:
+        changes: dict | None = None, overrides: list[str] | None = None) -> Path:
     """Validate ``config_dict``, run it and write ``run_dir/run.h5`` (+ PNGs). Returns the file path.
 
     With ``resume=True`` the config stored in ``run_dir/run.h5`` is used and the run continues
     from its checkpoint exactly as if it had never stopped (records after the checkpoint are dropped).
     ``changes`` (``{"scenario.t_end": 200.0, ...}``, keys of ``RESUMABLE``) extend or re-schedule it; a
-    finished run can be resumed to a later ``t_end``.
+    finished run can be resumed to a later ``t_end``. ``overrides`` (the command line's) are recorded in
+    ``run_dir/.hydra/overrides.yaml`` with the config, once the new run is accepted.
     """
     run_dir = Path(run_dir)
     path = run_dir / "run.h5"
@@ -375,7 +386,7 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
         run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(run_dir):
             wall = _execute(simulation, config, config_yaml, params, advance, fields_to_store, run_dir, resume,
-                            changes)
+                            changes, overrides)
     except PermissionError as error:
         raise RunDirectoryError(f"cannot write the run in {run_dir}: {error}") from None
     log.info("finished in %.2f s; wrote %s", _time.perf_counter() - wall["start"], path)

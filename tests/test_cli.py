@@ -153,3 +153,13 @@ def test_numpy_numbers_in_a_python_config_are_plain_values(tmp_path):
               "solver": {"dt": np.float64(0.1)}, "output": {"interval": 1, "plots": False}}
     with h5py.File(run(config, tmp_path), "r") as f:
         assert f.attrs["status"] == "finished" and "mobility: 2.0" in f.attrs["config"]
+
+
+def test_a_refused_run_leaves_the_records_of_the_run_in_its_directory(tmp_path):
+    folder = tmp_path / "run"
+    assert run_cli(*TINY, "output.plots=false", f"hydra.run.dir={folder}").returncode == 0
+    before = {p.name: p.read_text() for p in (folder / ".hydra").iterdir()}
+    assert "scenario.shape=[24,24]" in before["overrides.yaml"]
+    refused = run_cli("scenario=spinodal", "scenario.shape=[48,48]", "scenario.mobility=1", f"hydra.run.dir={folder}")
+    assert refused.returncode == 2 and "already exists" in refused.stderr
+    assert {p.name: p.read_text() for p in (folder / ".hydra").iterdir()} == before
