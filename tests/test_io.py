@@ -70,13 +70,15 @@ def test_non_finite_run_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         "solver": {"scheme": "explicit", "dt": 0.0035},  # 1.2x the limit: round-off grows for ~100 steps
         "output": {"interval": 0.035, "scalar_interval": 0.035, "plots": False},
     }
-    with pytest.raises(NonFiniteError, match="'c'"):
+    with pytest.raises(NonFiniteError, match="'c'") as info:
         run(config, tmp_path)
     with h5py.File(tmp_path / "run.h5", "r") as f:
         assert f.attrs["status"] == "non-finite" and not f.attrs["finished"]
         assert np.all(np.isfinite(f["fields/c"][()]))
     carry, clock = read_checkpoint(tmp_path / "run.h5")
     assert np.all(np.isfinite(carry["state"]["c"])) and clock["t"] > 0
+    assert info.value.last_good_time == clock["t"]  # the state the message says is kept is the checkpoint
+    assert f"last good state (t = {clock['t']:.6g}) is kept" in str(info.value)
 
 
 def test_checkpoint_slots_survive_a_torn_or_corrupted_write(tmp_path):
