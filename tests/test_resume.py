@@ -156,6 +156,7 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path):
     assert read_run(run(CONFIG, folder))["attrs"]["finished"] and not (folder / "run.lock").exists()
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the initial condition overflows
 def test_non_finite_initial_state_is_refused_before_anything_is_written(tmp_path):
     config = {**CONFIG, "scenario": {**CONFIG["scenario"], "epsilon": 1e308}}
     with pytest.raises(ConfigError, match="initial state is finite"):
