@@ -83,3 +83,14 @@ def test_spinodal_frame_dimensionless_and_movie(spinodal, tmp_path):
 
     with Image.open(tmp_path / "movie.gif") as gif, h5py.File(spinodal, "r") as f:
         assert gif.n_frames == f["time"].shape[0]
+
+
+def test_sweep_figure_one_line_per_second_parameter(tmp_path):
+    rows = [{"run": str(i), "a.m": str(m), "a.k": k, "free_energy": str(m * (1 + (k == "2"))), "status": "finished",
+             "potential_iterations": "3"} for i, (m, k) in enumerate((m, k) for m in (1, 2, 5) for k in ("1", "2"))]
+    fig = plots.plot_sweep(rows, ["a.m", "a.k"], tmp_path / "sweep.png")
+    ax, = [ax for ax in fig.axes if ax.get_visible()]
+    assert ax.get_xlabel() == "a.m" and ax.get_ylabel() == "free_energy"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["a.k = 2"].get_xdata()) == [1, 2, 5] and list(lines["a.k = 2"].get_ydata()) == [2, 4, 10]
+    assert (tmp_path / "sweep.png").exists()

@@ -47,7 +47,7 @@ def test_xdmf_sidecar_matches_hdf5(tmp_path):
 
 def test_post_single_run_writes_csv_figures_and_xdmf(tmp_path):
     path = small_run(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "phasefield.post", str(path), "--times", "1"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "phasefield.post", str(path), "--times", "1", "--movie"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "scalars.csv") as handle:
@@ -57,6 +57,7 @@ def test_post_single_run_writes_csv_figures_and_xdmf(tmp_path):
         assert np.isclose(float(rows[-1]["free_energy"]), f["scalars/free_energy"][-1])
     assert (tmp_path / "fields_t1.png").exists() and (tmp_path / "scalars.png").exists()
     assert (tmp_path / "run.xdmf").exists() and (tmp_path / "metrics.csv").exists()
+    assert (tmp_path / "movie.gif").exists()
 
 
 def test_post_sweep_table_has_overrides_and_final_metrics(tmp_path):
@@ -74,6 +75,7 @@ def test_post_sweep_table_has_overrides_and_final_metrics(tmp_path):
         with h5py.File(sweep / row["run"] / "run.h5", "r") as f:
             assert np.isclose(float(row["free_energy"]), f["scalars/free_energy"][-1])
         assert row["status"] == "finished"
+    assert (sweep / "sweep.png").exists()
 
 
 def test_post_refuses_a_bad_file_in_one_line_and_lists_it_in_a_sweep(tmp_path):

@@ -319,3 +319,48 @@ def write_run_plots(run_dir):
     plot_last_frame(run_dir / "run.h5", run_dir / "last_frame.png")
     plot_scalars(run_dir / "run.h5", run_dir / "scalars.png")
     plot_solver(run_dir / "run.h5", run_dir / "solver.png")
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot_sweep(rows, swept, out_png=None) -> Figure:
+    """Each numeric final metric of a sweep against the first swept parameter, one line per value of the
+    second (if two or more are swept). ``rows``: dicts of ``sweep.csv``; ``swept``: the swept keys."""
+    first, second = swept[0], (swept[1] if len(swept) > 1 else None)
+    skip = {"run", "status", "frames", "time", "step", *swept}
+    metrics = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip
+               and scalar_group(k) != "solver" and any(_number(row.get(k)) is not None for row in rows)]
+    numeric_x = all(_number(row.get(first)) is not None for row in rows)
+    xs = sorted({row.get(first) for row in rows}, key=lambda v: _number(v) if numeric_x else str(v))
+    cols = min(3, max(len(metrics), 1))
+    n_rows = max(1, -(-len(metrics) // cols))
+    fig = Figure(figsize=(4.2 * cols, 3.0 * n_rows + 0.4))
+    axes = fig.subplots(n_rows, cols, squeeze=False)
+    groups = sorted({row.get(second) for row in rows}, key=str) if second else [None]
+    for ax, metric in zip(axes.flat, metrics):
+        for group in groups:
+            chosen = sorted((row for row in rows if second is None or row.get(second) == group),
+                            key=lambda row: xs.index(row.get(first)))
+            x = [_number(r[first]) if numeric_x else xs.index(r[first]) for r in chosen]
+            y = [_number(r.get(metric)) for r in chosen]
+            y = [np.nan if v is None else v for v in y]
+            ax.plot(x, y, "o-", label=None if second is None else f"{second} = {group}")
+        if not numeric_x:
+            ax.set_xticks(range(len(xs)), xs)
+        ax.set_xlabel(first)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        if second is not None:
+            ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle("final values across the sweep")
+    fig.tight_layout()
+    if out_png is not None:
+        fig.savefig(out_png, dpi=100)
+    return fig
