@@ -94,3 +94,18 @@ def test_sweep_figure_one_line_per_second_parameter(tmp_path):
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["a.k = 2"].get_xdata()) == [1, 2, 5] and list(lines["a.k = 2"].get_ydata()) == [2, 4, 10]
     assert (tmp_path / "sweep.png").exists()
+
+
+def test_open_run_is_an_xarray_dataset_with_units(dendrite):
+    xr = pytest.importorskip("xarray")
+    from phasefield.io import open_run
+
+    ds = open_run(dendrite)
+    assert isinstance(ds, xr.Dataset) and ds.x.attrs["units"] == "m" and ds.time.attrs["units"] == "s"
+    assert ds.xi.dims == ("time", "x", "y") and ds.xi.attrs["units"] == "1"
+    assert ds.dendrite_height.dims == ("record_time",) and ds.dendrite_height.attrs["units"] == "um"
+    profile = ds.c.isel(time=-1).sel(y=50e-6, method="nearest")
+    with h5py.File(dendrite, "r") as f:
+        assert ds.sizes["time"] == f["time"].shape[0]
+        assert np.array_equal(profile.values, f["fields/c"][-1][:, np.argmin(abs(f["grid/y"][()] - 50e-6))])
+        assert [d[0].name for d in f["fields/xi"].dims] == ["/time", "/grid/x", "/grid/y"]  # dimension scales

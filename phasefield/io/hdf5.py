@@ -83,6 +83,13 @@ class RunWriter:
         for name, dtype, units in (("time", "f8", time_units), ("step", "i8", "1")):
             ds = f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
             ds.attrs["units"] = units
+        # HDF5 dimension scales: netCDF-aware readers see each field on (time, x, y[, z])
+        f["time"].make_scale("time")
+        for axis in range(simulation.grid.ndim):
+            grid[AXES[axis]].make_scale(AXES[axis])
+        for name in field_dtypes:
+            for k, scale in enumerate([f["time"], *(grid[AXES[a]] for a in range(simulation.grid.ndim))]):
+                fields[name].dims[k].attach_scale(scale)
         scalars = f.create_group("scalars")
         for name, dtype, units in (("time", "f8", time_units), ("step", "i8", "1")):
             scalars.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,)).attrs["units"] = units
