@@ -68,6 +68,8 @@ def test_scalars_grouped_with_units_and_solver_apart(dendrite, tmp_path):
     solver = plots.plot_solver(dendrite, tmp_path / "solver.png")
     solver_lines = [line.get_label() for ax in solver.axes for line in ax.get_lines()]
     assert "potential_iterations" in solver_lines and "potential_residual" in solver_lines
+    panels = {ax.get_title(): [line.get_label() for line in ax.get_lines()] for ax in solver.axes}
+    assert "potential_residual" in panels["solver: residuals"] and "potential_residual" not in panels["solver: iterations"]
     assert (tmp_path / "scalars.png").exists() and (tmp_path / "solver.png").exists()
 
 

@@ -297,17 +297,22 @@ def plot_scalars(run_file, out_png=None, names=None) -> Figure:
 def plot_solver(run_file, out_png=None):
     """Solver health (iterations, residuals) against time; ``None`` (nothing saved) if the run records none."""
     time, time_units, scenario, series = _scalar_series(run_file)
-    panels = _panels(series, lambda g: g == "solver")
-    if not panels:
+    names = [n for panel in _panels(series, lambda g: g == "solver") for n in panel[2]]
+    if not names:
         return None
-    panels = [(f"solver: {'residuals' if any('residual' in n for n in names) else 'iterations'}", u, names)
-              for _, u, names in panels]
-    fig = _plot_panels(panels, series, time, time_units, f"{scenario}: solver health", width=4.0, height=2.4)
+    kinds = {}  # iterations and residuals apart (both are dimensionless)
+    for name in names:
+        kinds.setdefault("residuals" if "residual" in name else "iterations" if "iterations" in name else "other",
+                         []).append(name)
+    panels = [(f"solver: {kind}", "1", kinds[kind]) for kind in ("iterations", "residuals", "other") if kind in kinds]
+    fig = _plot_panels(panels, series, time, time_units, f"{scenario}: solver health", width=4.0, height=2.6)
     for ax in fig.axes:
-        if any("residual" in line.get_label() for line in ax.get_lines()):
+        ax.set_ylabel({"solver: iterations": "iterations", "solver: residuals": "relative residual"}.get(
+            ax.get_title(), ax.get_ylabel()))
+        if ax.get_title() == "solver: residuals":
             data = np.concatenate([line.get_ydata() for line in ax.get_lines()])
-            if np.all(data[np.isfinite(data)] > 0):
-                ax.set_yscale("log")
+            if np.any(data > 0):
+                ax.set_yscale("log")  # zero (no solve yet) is left out
     if out_png is not None:
         fig.savefig(out_png, dpi=100)
     return fig
