@@ -9,7 +9,17 @@ Initial-condition placements (all with unit spacing and no-flux walls):
 * ``node201``: 201 cells, IC at x = 0 .. 200 (a node-centred FD grid of 201 points with mirror walls,
                as a dx = 1 finite-difference code with points on both walls sees it; domain [-0.5, 200.5]);
 * ``node200``: 200 cells, IC at x = 0 .. 199 (shifted by half a cell);
-* ``half``:    400 cells of 0.5, IC at cell centres (a resolution check of ``cell``).
+* ``half``:    400 cells of 0.5, IC at cell centres (a resolution check of ``cell``);
+* ``cell199``: 199 cells, IC at cell centres: the continuum problem a node-centred no-flux FD code
+               with 200 points x = 0 .. 199 and mirror ghosts about the end points (u_-1 = u_1) solves
+               (its domain is [0, 199]).
+
+``--noise A`` adds uniform noise of amplitude A to the IC (is the late path chaotic?);
+``--laplacian spectral`` swaps the 5-point stencil's DCT symbol ``-(4/h^2) sin^2(pi k / 2n)`` for the
+continuous ``-(pi k / n h)^2`` in the semi-implicit solve *and* the explicit part is unchanged (the
+solver's f'(c) is pointwise; the Laplacian enters only through the symbol), i.e. a pseudo-spectral
+cosine discretisation like a Fourier/cosine code would use. Done by patching
+``phasefield.operators.spectral.SpectralBasis`` from here (an experiment, not a package option).
 
 Writes experiments/results/bm1b_<ic>_<solver>.npz (times, free energy, domain counts, fields) and
 prints a table of F(t) and the number of c > 0.5 / c < 0.5 regions.
@@ -44,6 +54,8 @@ def placement(ic):
     """(shape, spacing, initial field or None for the scenario's own)."""
     if ic == "cell":
         return [200, 200], 1.0, None
+    if ic == "cell199":
+        return [199, 199], 1.0, None
     if ic == "half":
         return [400, 400], 0.5, None
     if ic == "node201":
@@ -58,22 +70,39 @@ def placement(ic):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ic", default="cell", choices=["cell", "half", "node201", "node200"])
+    ap.add_argument("--ic", default="cell", choices=["cell", "half", "node201", "node200", "cell199"])
     ap.add_argument("--solver", default="adaptive", choices=list(SOLVERS))
     ap.add_argument("--t-end", type=float, default=1e5)
+    ap.add_argument("--noise", type=float, default=0.0, help="uniform IC noise amplitude (seed 0)")
+    ap.add_argument("--laplacian", default="stencil", choices=["stencil", "spectral"])
     args = ap.parse_args(argv)
     shape, spacing, initial = placement(args.ic)
+    if args.noise:
+        if initial is None:
+            X, Y = np.meshgrid(*[(np.arange(n) + 0.5) * spacing for n in shape], indexing="ij")
+            initial = pfhub_ic(X, Y)
+        initial = initial + args.noise * np.random.default_rng(0).uniform(-1, 1, initial.shape)
+    if args.laplacian == "spectral":
+        from phasefield.operators import spectral
+
+        def continuous(self, axis):
+            n, h = self.grid.shape[axis], self.grid.spacing[axis]
+            assert self.kinds[axis] == "neumann", self.kinds[axis]
+            return -(np.pi * np.arange(n) / (n * h)) ** 2
+
+        spectral.SpectralBasis._axis_eigenvalues = continuous
     times = [t for t in TIMES if t <= args.t_end]
     started = time.perf_counter()
     res = staged_run({"name": "spinodal", "variant": "b", "shape": shape, "spacing": spacing},
-                     SOLVERS[args.solver], times, field="c", initial=initial, keep_fields=True)
+                     SOLVERS[args.solver], times, field="c", initial=initial, keep_fields=True, progress=True)
     F = res["scalars"]["free_energy"]
     counts = np.array([count_domains(c) for c in res["fields"]])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"bm1b_{args.ic}_{args.solver}.npz"
+    tag = (f"_noise{args.noise:g}" if args.noise else "") + ("_spectral" if args.laplacian == "spectral" else "")
+    out = RESULTS / f"bm1b_{args.ic}_{args.solver}{tag}.npz"
     np.savez_compressed(out, times=res["times"], free_energy=F, domains=counts, fields=np.array(res["fields"]),
                         mass=res["scalars"]["total_mass"])
-    print(f"# 1b ic={args.ic} solver={args.solver} shape={shape} h={spacing}: wall {time.perf_counter() - started:.0f} s,"
+    print(f"# 1b ic={args.ic} noise={args.noise:g} laplacian={args.laplacian} solver={args.solver} shape={shape} h={spacing}: wall {time.perf_counter() - started:.0f} s,"
           f" {res['steps']} steps")
     print(f"{'t':>8} {'F':>10} {'c>0.5':>6} {'c<0.5':>6}")
     for t, f, (a, b) in zip(res["times"], F, counts):

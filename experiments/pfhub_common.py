@@ -30,7 +30,7 @@ def count_domains(c, threshold=0.5):
     return int(ndimage.label(above)[1]), int(ndimage.label(~above)[1])
 
 
-def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, keep_fields=False):
+def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, keep_fields=False, progress=False):
     """Run ``scenario`` with ``solver`` through ``times`` (ascending, > 0).
 
     Returns dict: times (0 included), scalars {name: array}, fields (list, if keep_fields; field
@@ -59,6 +59,9 @@ def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, ke
                                  simulation.diagnostics, advance=advance)
         clock = {k: (v.item() if hasattr(v, "item") else v) for k, v in clock.items()}
         rows.append({k: float(v) for k, v in jax.device_get(diagnose(params, carry)).items()})
+        if progress:
+            print(f"  t = {t:g}: F = {rows[-1].get('free_energy', float('nan')):.4f}, step {clock['step']},"
+                  f" {time.perf_counter() - started:.0f} s", flush=True)
         if keep_fields:
             out_fields.append(np.asarray(jax.device_get(simulation.stepper.fields(params, carry)[field])))
     wall = time.perf_counter() - started
