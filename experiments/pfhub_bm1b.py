@@ -73,10 +73,17 @@ def main(argv=None):
     ap.add_argument("--ic", default="cell", choices=["cell", "half", "node201", "node200", "cell199"])
     ap.add_argument("--solver", default="adaptive", choices=list(SOLVERS))
     ap.add_argument("--t-end", type=float, default=1e5)
+    ap.add_argument("--dt-max", type=float, default=None, help="override the adaptive solver's dt_max")
+    ap.add_argument("--target", type=float, default=None, help="override the adaptive solver's target_change")
     ap.add_argument("--noise", type=float, default=0.0, help="uniform IC noise amplitude (seed 0)")
     ap.add_argument("--laplacian", default="stencil", choices=["stencil", "spectral"])
     args = ap.parse_args(argv)
     shape, spacing, initial = placement(args.ic)
+    solver = dict(SOLVERS[args.solver])
+    if args.dt_max is not None:
+        solver["dt_max"] = args.dt_max
+    if args.target is not None:
+        solver["target_change"] = args.target
     if args.noise:
         if initial is None:
             X, Y = np.meshgrid(*[(np.arange(n) + 0.5) * spacing for n in shape], indexing="ij")
@@ -94,15 +101,16 @@ def main(argv=None):
     times = [t for t in TIMES if t <= args.t_end]
     started = time.perf_counter()
     res = staged_run({"name": "spinodal", "variant": "b", "shape": shape, "spacing": spacing},
-                     SOLVERS[args.solver], times, field="c", initial=initial, keep_fields=True, progress=True)
+                     solver, times, field="c", initial=initial, keep_fields=True, progress=True)
     F = res["scalars"]["free_energy"]
     counts = np.array([count_domains(c) for c in res["fields"]])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tag = (f"_noise{args.noise:g}" if args.noise else "") + ("_spectral" if args.laplacian == "spectral" else "")
+    tag = (f"_noise{args.noise:g}" if args.noise else "") + ("_spectral" if args.laplacian == "spectral" else "") \
+        + (f"_dtmax{args.dt_max:g}" if args.dt_max is not None else "") + (f"_target{args.target:g}" if args.target else "")
     out = RESULTS / f"bm1b_{args.ic}_{args.solver}{tag}.npz"
     np.savez_compressed(out, times=res["times"], free_energy=F, domains=counts, fields=np.array(res["fields"]),
                         mass=res["scalars"]["total_mass"])
-    print(f"# 1b ic={args.ic} noise={args.noise:g} laplacian={args.laplacian} solver={args.solver} shape={shape} h={spacing}: wall {time.perf_counter() - started:.0f} s,"
+    print(f"# 1b ic={args.ic} noise={args.noise:g} laplacian={args.laplacian} solver={args.solver} {solver} shape={shape} h={spacing}: wall {time.perf_counter() - started:.0f} s,"
           f" {res['steps']} steps")
     print(f"{'t':>8} {'F':>10} {'c>0.5':>6} {'c<0.5':>6}")
     for t, f, (a, b) in zip(res["times"], F, counts):
