@@ -2,6 +2,8 @@
 
     python experiments/pfhub_bm1b.py --ic cell --solver adaptive --t-end 1e5     # our default grid
     python experiments/pfhub_bm1b.py --ic node201 --solver adaptive --t-end 1e5  # nodes x = 0..200
+    python experiments/pfhub_bm1b.py --target 0.001      # the adaptive solver with target_change 0.001
+    python experiments/pfhub_bm1b.py --summary           # table + plot of every saved run
 
 Initial-condition placements (all with unit spacing and no-flux walls):
 
@@ -68,6 +70,41 @@ def placement(ic):
     return [len(x), len(x)], 1.0, pfhub_ic(X, Y)
 
 
+REFERENCE = {"MEMPHIS FD": {1e4: 38.63, 2e4: 26.00, 5e4: 24.07, 1e5: 18.70},
+             "MOOSE mfrichtl": {1e4: 40.01, 2e4: 30.63, 5e4: 23.31, 1e5: 18.56},
+             "FEniCS smondal": {1e4: 39.78, 2e4: 30.49, 5e4: 23.19, 1e5: 18.48}}
+
+
+def summary():
+    """Table of every bm1b_*.npz at t = 10, 1000, 1e4, 2e4, 5e4, 1e5, a plot of F(t) and the fields."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = sorted(RESULTS.glob("bm1b_*.npz"))
+    show = [10, 1000, 1e4, 2e4, 5e4, 1e5]
+    print("| run | " + " | ".join(f"F({t:g})" for t in show) + " | domains c>0.5 / c<0.5 at 1e4, 1e5 |")
+    print("|---|" + "---|" * (len(show) + 1))
+    fig, (ax, *maps) = plt.subplots(1, 1 + len(runs), figsize=(3.2 * (1 + len(runs)), 3.2))
+    for run, mp in zip(runs, maps):
+        d = np.load(run)
+        t, F, dom = list(d["times"]), d["free_energy"], d["domains"]
+        cells = [f"{F[t.index(x)]:.2f}" if x in t else "-" for x in show]
+        doms = ", ".join(f"{dom[t.index(x)][0]}/{dom[t.index(x)][1]}" for x in (1e4, 1e5) if x in t)
+        name = run.stem.removeprefix("bm1b_")
+        print(f"| {name} | " + " | ".join(cells) + f" | {doms} |")
+        ax.loglog(d["times"][1:], F[1:], label=name, lw=1)
+        mp.imshow(d["fields"][-1].T, origin="lower", vmin=0.3, vmax=0.7, cmap="RdBu")
+        mp.set_title(f"{name}\nt={t[-1]:g} F={F[-1]:.2f}", fontsize=7)
+        mp.axis("off")
+    for (code, ref), marker in zip(REFERENCE.items(), "osd"):
+        ax.loglog(sorted(ref), [ref[x] for x in sorted(ref)], "k" + marker, mfc="none", label=code)
+    ax.set(xlabel="t", ylabel="F", title="PFHub 1b", xlim=(1e3, 1.2e5), ylim=(14, 80))
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "bm1b_summary.png", dpi=90)
+    print(f"wrote {RESULTS / 'bm1b_summary.png'}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ic", default="cell", choices=["cell", "half", "node201", "node200", "cell199"])
@@ -77,7 +114,10 @@ def main(argv=None):
     ap.add_argument("--target", type=float, default=None, help="override the adaptive solver's target_change")
     ap.add_argument("--noise", type=float, default=0.0, help="uniform IC noise amplitude (seed 0)")
     ap.add_argument("--laplacian", default="stencil", choices=["stencil", "spectral"])
+    ap.add_argument("--summary", action="store_true", help="only tabulate and plot the saved runs")
     args = ap.parse_args(argv)
+    if args.summary:
+        return summary()
     shape, spacing, initial = placement(args.ic)
     solver = dict(SOLVERS[args.solver])
     if args.dt_max is not None:
