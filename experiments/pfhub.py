@@ -177,7 +177,7 @@ def main(argv=None):
         csv.writer(f).writerows([header, *rows])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for v, s, q, ours, pub, wall in rows:
-        lines.append(f"| {v} | {s} | {q} | {ours:.4g} | {pub} | {wall:.1f} |")
+        lines.append(f"| {v} | {s} | {q} | {ours:.6g} | {pub} | {wall:.1f} |")
     (RESULTS / "pfhub.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if curves:
