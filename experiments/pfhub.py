@@ -26,17 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pfhub_common import staged_run  # noqa: E402
+from pfhub_common import RESULTS, SOLVERS, staged_run  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SOLVERS = {
-    "sbdf2": {"scheme": "sbdf2", "dt": 0.1, "stabilization": 0.0, "adaptive": False, "precision": "float64"},
-    "adaptive": {"scheme": "sbdf2", "dt": 0.05, "stabilization": 1.0, "adaptive": True, "dt_min": 1e-3,
-                 "dt_max": 5.0, "target_change": 0.005, "precision": "float64"},
-    # the adaptive solver with a 5x tighter per-step change: resolves the early spinodal growth (see 1b notes)
-    "adaptive_0.001": {"scheme": "sbdf2", "dt": 0.05, "stabilization": 1.0, "adaptive": True, "dt_min": 1e-3,
-                       "dt_max": 5.0, "target_change": 0.001, "precision": "float64"},
-}
 
 # BM1 uploads (pfhub.md 1.2, 1.3): t -> {code: F}
 BM1_F0 = {"PRISMS-PF FE": 319.034, "MOOSE Guan": 319.06, "FiPy/MMSP": 319.09, "MEMPHIS": 319.10,

@@ -36,14 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pfhub_common import count_domains, staged_run  # noqa: E402
+from pfhub_common import RESULTS, SOLVERS, count_domains, staged_run  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SOLVERS = {
-    "sbdf2": {"scheme": "sbdf2", "dt": 0.1, "stabilization": 0.0, "adaptive": False, "precision": "float64"},
-    "adaptive": {"scheme": "sbdf2", "dt": 0.05, "stabilization": 1.0, "adaptive": True, "dt_min": 1e-3,
-                 "dt_max": 5.0, "target_change": 0.005, "precision": "float64"},
-}
 TIMES = [1, 10, 100, 1000, 2000, 5000, 1e4, 2e4, 3e4, 5e4, 7e4, 1e5, 1.5e5, 2e5, 3e5]
 
 

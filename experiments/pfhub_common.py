@@ -7,6 +7,7 @@ reporting time, optionally the field (for domain counts) and an optional replace
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -21,6 +22,16 @@ try:
 except ImportError:  # pragma: no cover
     ndimage = None
 
+
+RESULTS = Path(__file__).resolve().parent / "results"  # gitignored
+SOLVERS = {
+    "sbdf2": {"scheme": "sbdf2", "dt": 0.1, "stabilization": 0.0, "adaptive": False, "precision": "float64"},
+    "adaptive": {"scheme": "sbdf2", "dt": 0.05, "stabilization": 1.0, "adaptive": True, "dt_min": 1e-3,
+                 "dt_max": 5.0, "target_change": 0.005, "precision": "float64"},
+    # the adaptive solver with a 5x tighter per-step change: resolves the early spinodal growth (see 1b notes)
+    "adaptive_0.001": {"scheme": "sbdf2", "dt": 0.05, "stabilization": 1.0, "adaptive": True, "dt_min": 1e-3,
+                       "dt_max": 5.0, "target_change": 0.001, "precision": "float64"},
+}
 
 def count_domains(c, threshold=0.5):
     """Connected regions of c > threshold and of c <= threshold (4-connectivity, no periodic wrap)."""
