@@ -54,6 +54,7 @@ from phasefield.runner import (
     stored_fields,
     time_control,
 )
+from phasefield.schemes import describe_stop
 
 log = logging.getLogger("phasefield")
 
@@ -195,7 +196,8 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
                     write_frames(carry, clock, framed)
                 for i in framed:
                     if stopped[i] and clock["t"][i] < t_ends[i] * (1 - TIME_TOLERANCE):
-                        writers[i].file.attrs["stop_reason"] = stepper.stop_reason
+                        writers[i].file.attrs["stop_reason"] = describe_stop(stepper, member(params, i),
+                                                                             member(carry, i))
                         status[i] = "finished"
                     elif clock["t"][i] >= t_ends[i] * (1 - TIME_TOLERANCE):
                         status[i] = "finished"

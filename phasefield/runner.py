@@ -36,7 +36,7 @@ from phasefield.integrate import (
 )
 from phasefield.io import CheckpointError, RunWriter, read_checkpoint
 from phasefield.registry import scenario
-from phasefield.schemes import CHECKPOINTED
+from phasefield.schemes import CHECKPOINTED, describe_stop
 from phasefield.simulation import Simulation
 
 log = logging.getLogger("phasefield")
@@ -320,8 +320,9 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
                                      clock, t_end, output.interval, output.scalar_interval, diagnostics, on_chunk, advance)
             status = "finished"
             if clock["t"] < t_end * (1 - 1e-12):
-                writer.file.attrs["stop_reason"] = stepper.stop_reason
-                log.info("stopped at t = %.6g (step %d): %s", clock["t"], clock["step"], stepper.stop_reason)
+                reason = describe_stop(stepper, params, carry)
+                writer.file.attrs["stop_reason"] = reason
+                log.info("stopped at t = %.6g (step %d): %s", clock["t"], clock["step"], reason)
         except NonFiniteError as error:
             status = "non-finite"
             error.last_good_time = wall["checkpoint_t"]

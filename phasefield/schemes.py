@@ -41,7 +41,8 @@ class Stepper(NamedTuple):
     stable_dt(params) -> the explicit stability limit (``inf`` for unconditionally stable parts).
     ``change(new, old)`` is the per-step change that adaptive dt controls (default: the largest
     change of any stored field). ``stop(params, carry) -> bool`` ends the run early at a physical
-    event (a short circuit); ``stop_reason`` says what it was.
+    event (a short circuit); ``stop_reason`` says what it was: a string, or a host function of the
+    parameters and the final carry that returns one (:func:`describe_stop`).
     """
 
     init: Callable
@@ -51,7 +52,14 @@ class Stepper(NamedTuple):
     order: int
     change: Callable | None = None
     stop: Callable | None = None
-    stop_reason: str = ""
+    stop_reason: str | Callable = ""
+
+
+def describe_stop(stepper: Stepper, params, carry) -> str:
+    """Why ``stepper.stop`` ended a run with this final ``carry`` (one member's, in a batch)."""
+    if callable(stepper.stop_reason):
+        return stepper.stop_reason(params, carry)
+    return stepper.stop_reason
 
 
 def unconditionally_stable(params):

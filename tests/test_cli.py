@@ -50,7 +50,9 @@ def test_cli_multirun_sweep(tmp_path):
         ("scenario.spacing=1e-200", ["scenario.spacing", ">= 0.001"]),
         ("scenario=dendrite scenario.shape=[1,1]", ["scenario.shape", "at least 8 cells along x"]),
         ("batch.key=scenario.mobility batch.values=5", ["batch.values", "a non-empty list"]),
-        ("scenario=dendrite +solver.scheme=sbdf2", ["solver.scheme", "a known key of solver: dt, adaptive"]),
+        ("scenario=dendrite scenario.shape=[96,96] +solver.scheme=sbdf2",
+         ["solver.scheme", "a known key of solver: dt, adaptive"]),
+        ("scenario=dendrite", ["scenario.interface_thickness = 2.0", ">= 4 cells of 2 um = 8 um"]),
     ],
 )
 def test_bad_config_rejected_with_clear_message(tmp_path, override, fragments):

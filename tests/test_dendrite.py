@@ -1,5 +1,6 @@
-"""Electrodeposition phase field: Nernst equilibrium, Butler-Volmer front kinetics, Sand's time,
-conservation of Li and charge, anisotropy, reproducibility, 3D, and input checks (physics.md 3.6)."""
+"""The chen2015 formulation (the literal single-potential model, physics.md 3.1): Nernst equilibrium,
+Butler-Volmer front kinetics, conservation of Li and charge, anisotropy, reproducibility, 3D, and
+input checks (physics.md 3.6). The reaction formulation (the default): test_electrochemistry.py."""
 import numpy as np
 import pytest
 
@@ -11,8 +12,9 @@ SOLVER = {"dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_c
 
 
 def simulate(t_end, record=1.0, solver=None, **scenario):
-    """Run the dendrite model; returns (times, scalars dict of arrays, final carry)."""
-    times, scalars, carry, _ = run_scenario("dendrite", t_end, record, {**SOLVER, **(solver or {})}, **scenario)
+    """Run the dendrite model (chen2015 unless given); returns (times, scalars dict of arrays, final carry)."""
+    times, scalars, carry, _ = run_scenario("dendrite", t_end, record, {**SOLVER, **(solver or {})},
+                                            **{"formulation": "chen2015", **scenario})
     return times, scalars, carry
 
 
@@ -82,7 +84,8 @@ def test_galvanostatic_control_holds_the_current_and_tafel_shift():
     assert abs(shift / (2.303 / (0.5 * f)) - 1) < 0.05, shift
 
 
-SMALL = {"size": [24.0, 16.0], "shape": [24, 16], "electrode_position": 5.0, "nuclei": [[8.0, 2.5]],
+SMALL = {"formulation": "chen2015", "size": [24.0, 16.0], "shape": [24, 16], "electrode_position": 5.0,
+         "nuclei": [[8.0, 2.5]],
          "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
          "noise_amplitude": 0.01, "anisotropy_strength": 0.04}
 
@@ -174,7 +177,8 @@ def test_three_dimensional_run_grows_and_conserves():
 ])
 def test_invalid_inputs_rejected_with_clear_messages(override, fragments):
     with pytest.raises(ConfigError) as error:
-        validate_run({"scenario": {"name": "dendrite", **override}, "solver": SOLVER, "output": {}})
+        validate_run({"scenario": {"name": "dendrite", "formulation": "chen2015", **override}, "solver": SOLVER,
+                      "output": {}})
     for fragment in fragments:
         assert fragment in str(error.value), str(error.value)
 
@@ -188,16 +192,17 @@ def test_default_job_is_the_dendrite_scenario_and_writes_scales(tmp_path):
     import h5py
 
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, str(root / "run.py"), "scenario.shape=[32,32]", "scenario.t_end=1",
-                             "output.interval=0.5", "output.scalar_interval=0.5", "output.plots=false",
-                             f"hydra.run.dir={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(root / "run.py"), "scenario.size=[24,8]", "scenario.shape=[48,16]",
+                             "scenario.short_circuit_gap=4", "scenario.t_end=1", "output.interval=0.5",
+                             "output.scalar_interval=0.5", "output.plots=false", f"hydra.run.dir={tmp_path}"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     with h5py.File(tmp_path / "run.h5", "r") as f:
         assert f.attrs["scenario"] == "dendrite" and f.attrs["finished"]
         assert f.attrs["scale_length"] == 1e-6 and f.attrs["scale_length_units"] == "m"
-        assert f.attrs["scale_concentration"] == 1000.0
-        assert f["fields/xi"].shape == (3, 32, 32) and f["fields/c"].attrs["units"] == "mol/m^3"
-        assert np.isclose(f["grid/x"][-1], 100e-6 * (1 - 0.5 / 32))
+        assert f.attrs["scale_concentration"] == 100.0
+        assert f["fields/xi"].shape == (3, 48, 16) and f["fields/c"].attrs["units"] == "mol/m^3"
+        assert np.isclose(f["grid/x"][-1], 24e-6 * (1 - 0.5 / 48))
         assert f["scalars/potential_iterations"].shape == (3,)
 
 

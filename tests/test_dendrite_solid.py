@@ -27,7 +27,8 @@ def simulate(name, t_end, record, solver=None, **scenario):
 
 
 # a nucleus growing into the electrolyte, with anisotropy and noise (every part of the dendrite step)
-SMALL = {"size": [24.0, 16.0], "shape": [24, 16], "electrode_position": 5.0, "nuclei": [[8.0, 2.5]],
+SMALL = {"formulation": "chen2015", "size": [24.0, 16.0], "shape": [24, 16], "electrode_position": 5.0,
+         "nuclei": [[8.0, 2.5]],
          "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
          "noise_amplitude": 0.01, "anisotropy_strength": 0.04}
 
@@ -61,38 +62,49 @@ STRIP = {"size": [16.0, 0.5, 0.5], "shape": [128, 2, 2], "electrode_position": 6
          "short_circuit_gap": 0.0}
 
 
-def front_velocity(name, **extra):
+FORMULATIONS = {"chen2015": {"formulation": "chen2015"},
+                # the solid-electrolyte mode: a single-ion conductor (c fixed), the reaction-only interface
+                "single_ion": {"formulation": "reaction", "electrolyte": "single_ion", "conductivity_electrolyte": 1e3}}
+
+
+def front_velocity(name, formulation="chen2015", **extra):
     """Deposition rate of the flat strip front after the profile settles, and the last scalars and carry."""
-    times, scalars, carry = simulate(name, 2.0, 0.25, {"dt": 0.05, "adaptive": False}, **STRIP, **extra)
+    times, scalars, carry = simulate(name, 2.0, 0.25, {"dt": 0.05, "adaptive": False}, **STRIP,
+                                     **FORMULATIONS[formulation], **extra)
     keep = times >= 0.5
     return np.polyfit(times[keep], scalars["deposited_charge"][keep], 1)[0], scalars, carry
 
 
 @functools.lru_cache(maxsize=None)
-def liquid_front_velocity():
-    return front_velocity("dendrite")[0]
+def liquid_front_velocity(formulation="chen2015"):
+    return front_velocity("dendrite", formulation)[0]
 
 
-@pytest.mark.parametrize("loading", ["isostatic", "uniaxial"])
-def test_flat_front_under_uniform_pressure_deposits_slower_by_exp_minus_alpha_omega_p_over_rt(loading):
+@pytest.mark.parametrize("loading,formulation", [("isostatic", "chen2015"), ("uniaxial", "chen2015"),
+                                                 ("uniaxial", "single_ion")])
+def test_flat_front_under_uniform_pressure_deposits_slower_by_exp_minus_alpha_omega_p_over_rt(loading, formulation):
     """physics.md 4.5: a flat front under pressure p moves exp(-a Omega p / RT) = 0.769 times as fast as at
     p = 0 (100 MPa, a = 0.5, 298.15 K); the tip reports Omega p / F = 0.1347 mV per MPa (physics.md 7.11: 0.135).
 
     isostatic: homogeneous moduli, all-round pressure (3D), so sigma = -p I and the hydrostatic pressure is p.
     uniaxial: the stack pressure along x alone (lateral free), LLZO against Li yielding at 1 MPa: only the
     normal traction -sigma_xx = p is uniform across the front (the hydrostatic pressure of the interface
-    cells is 93 MPa and the rate 0.9 % off), so ``reaction_pressure: normal_traction`` gives the exact ratio."""
+    cells is 93 MPa and the rate 0.9 % off), so ``reaction_pressure: normal_traction`` gives the exact ratio.
+    single_ion: the same in the solid-electrolyte mode (reaction formulation, c fixed), whose unloaded rate
+    is the liquid-free single-ion conductor's: no concentration polarisation (c stays c_bulk)."""
     pressure = 100.0
     mechanics = {"deposition_eigenstrain": 0.0, "stack_pressure": pressure}
     if loading == "isostatic":
         mechanics.update(electrolyte_young_modulus=7.8, electrolyte_poisson_ratio=0.38, lateral="isostatic")
     else:
         mechanics.update(lateral="free", reaction_pressure="normal_traction")
-    velocity, scalars, carry = front_velocity("dendrite_solid", **mechanics)
+    velocity, scalars, carry = front_velocity("dendrite_solid", formulation, **mechanics)
     state = carry["state"]
     expected = np.exp(-0.5 * OMEGA_LI * pressure * 1e6 / (GAS_CONSTANT * 298.15))
-    ratio = velocity / liquid_front_velocity()
+    ratio = velocity / liquid_front_velocity(formulation)
     assert abs(ratio / expected - 1) < 5e-4, (ratio, expected)
+    if formulation == "single_ion":
+        assert np.all(state["c"] == 1.0)
     if loading == "isostatic":
         assert np.allclose(state["pressure"], pressure, rtol=1e-12)
     else:

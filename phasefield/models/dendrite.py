@@ -85,15 +85,28 @@ import numpy as np
 
 from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
 from phasefield.grid import Boundary, Grid
-from phasefield.operators import SpectralBasis, face_gradient
-from phasefield.physics.electrochemistry import interface_parameters, interpolation, metal_growth, thermal_factor
+from phasefield.operators import SpectralBasis, face_gradient, gradient
+from phasefield.physics.electrochemistry import (
+    interface_parameters,
+    interpolation,
+    interpolation_slope,
+    metal_growth,
+    thermal_factor,
+)
 from phasefield.physics.electrodeposition import (
+    F_PHI_LIMIT,
+    IONIC_FLOOR,
+    VOLTAGE_RANGE,
     Kinetics,
     allen_cahn_update,
     anisotropy_stable_dt,
+    electrolyte_current,
     growth_per_area,
     hold_current,
+    interface_curvature,
+    reaction_weight,
     solve_cell_potential,
+    solve_electrolyte_potential,
     transport_exchange,
     wall_current,
 )
@@ -111,6 +124,9 @@ from phasefield.units import (
 
 
 MIN_CELLS_ACROSS = 8  # cells along x: the metal, the diffuse interface and the electrolyte each need some
+CONTROL_MARGIN = 1e-3  # V: galvanostatic control counts as lost within this of the bottom of VOLTAGE_RANGE
+MIN_CELLS_PER_INTERFACE = 4.0  # reaction formulation: interface thickness 2/k in cells (a flat front then moves at
+# the kinetic speed within 2 %, no stick-slip; at 3 cells within 4 %, at 2 it sticks at low current)
 
 
 @scenario_parameters
@@ -119,7 +135,7 @@ class Config:
     """``scenario=dendrite``: Li electrodeposition (physical units: um, s, V, mol/m^3, S/m, m^2/s)."""
 
     name: str = option("dendrite", help="scenario name")
-    size: list[float] = option(lambda: [100.0, 100.0], min=0.0, exclusive=True, static=True,
+    size: list[float] = option(lambda: [50.0, 50.0], min=0.0, exclusive=True, static=True,
                                help="domain size per axis in um (x first: electrode to electrolyte)")
     shape: list[int] = option(lambda: [200, 200], min=1, help="cells per axis (2 or 3 entries)")
     t_end: float = option(100.0, min=0.0, exclusive=True, help="simulated time, s")
@@ -129,6 +145,28 @@ class Config:
                                                   "with control=current, the starting value")
     current_density: float = option(1.0, min=0.0, exclusive=True, max=1000.0,
                                      help="applied deposition current density, mA/cm^2 (control=current)")
+    formulation: str = option("reaction", choices=("reaction", "chen2015"),
+                              help="reaction: metal and electrolyte potentials coupled only by the Butler-Volmer "
+                                   "current (battery conditions); chen2015: the literal single-potential model of "
+                                   "Chen et al. 2015, an ohmic interface (for reproducing papers)")
+    electrolyte: str = option("binary", choices=("binary", "single_ion"),
+                              help="reaction formulation: binary salt (Li+ and anion, electroneutral, "
+                                   "transference_number) or single-ion conductor (ceramic: c fixed, t+ = 1)")
+    transference_number: float = option(0.38, min=0.0, max=1.0, exclusive=True,
+                                        help="Li+ transference number t+ of the binary electrolyte")
+    interface_resistance: float = option(0.0, min=0.0,
+                                         help="charge-transfer resistance R_ct, ohm cm^2; > 0 replaces "
+                                              "exchange_current_density by i0 = R T / (n F R_ct)")
+    reference_temperature: float = option(298.15, min=200.0, max=600.0,
+                                          help="temperature of conductivity_electrolyte and the exchange current, K")
+    conductivity_activation_energy: float = option(0.0, min=0.0, max=200.0,
+                                                   help="Arrhenius activation energy of the ionic conductivity, kJ/mol")
+    exchange_activation_energy: float = option(0.0, min=0.0, max=200.0,
+                                               help="Arrhenius activation energy of the exchange current, kJ/mol")
+    profile_relaxation: float = option(100.0, min=1.0,
+                                       help="reaction formulation: the interface profile's relaxation rate L W over "
+                                            "k v (v: the largest cathodic front speed of the step where the reaction acts); "
+                                            "interface_mobility is then not used")
     temperature: float = option(298.15, min=200.0, max=600.0, help="temperature, K")
     electrons: int = option(1, min=1, max=4, help="electrons transferred, n")
     transfer_coefficient: float = option(0.5, min=0.0, max=1.0, exclusive=True, help="Butler-Volmer alpha")
@@ -164,12 +202,22 @@ class Config:
                                              "(1e-9 keeps the charge balance within 0.1 % at contrast 1e6)")
     potential_max_iterations: int = option(200, min=1, help="potential solve: most CG iterations per step")
 
+    def cells_across_interface(self) -> float:
+        """The interface thickness ``2/k`` over the largest cell size."""
+        return self.interface_thickness / max(s / n for s, n in zip(self.size, self.shape))
+
     def check(self, prefix: str):
         if len(self.shape) not in (2, 3) or len(self.size) != len(self.shape):
             raise ConfigError(f"{prefix}.shape", self.shape, f"2 or 3 cell counts, one per entry of size = {self.size}")
         if self.shape[0] < MIN_CELLS_ACROSS:
             raise ConfigError(f"{prefix}.shape", self.shape, f"at least {MIN_CELLS_ACROSS} cells along x (electrode, "
                                                              "interface and electrolyte)")
+        if self.formulation == "reaction" and self.cells_across_interface() < MIN_CELLS_PER_INTERFACE:
+            spacing = max(s / n for s, n in zip(self.size, self.shape))
+            raise ConfigError(f"{prefix}.interface_thickness", self.interface_thickness,
+                              f">= {MIN_CELLS_PER_INTERFACE:g} cells of {spacing:.3g} um = "
+                              f"{MIN_CELLS_PER_INTERFACE * spacing:.3g} um (or finer cells: shape); a thinner "
+                              "interface sticks to the grid (physics.md 3.1)")
         if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")
@@ -220,13 +268,16 @@ class Parameters(NamedTuple):
     bulk: Any  # c_bulk / c_ref
     slope: Any  # k = 2 / delta, 1/um
     energy_scale: Any  # R T c_ref, J/m^3
+    interface_speed: Any  # v0 = i0 / (n F c_s), um/s: the front speed per unit Butler-Volmer bracket
+    transference: Any  # t+ (1 for a single-ion conductor; unused by chen2015)
+    capillary_length: Any  # gamma / (c_s R T), um: the Gibbs-Thomson shift of the Butler-Volmer argument per curvature
 
     @classmethod
     def from_config(cls, config: Config) -> "Parameters":
         energy = GAS_CONSTANT * config.temperature * config.reference_concentration
+        exchange_current = exchange_current_density(config)
         interface = interface_parameters(config.interface_energy, config.interface_thickness * MICRON,
-                                         current_density_to_si(config.exchange_current_density), config.site_density,
-                                         config.electrons)
+                                         exchange_current, config.site_density, config.electrons)
         return cls(
             allen_cahn_mobility=config.interface_mobility * energy,
             barrier=interface["barrier"] / energy,
@@ -237,17 +288,41 @@ class Parameters(NamedTuple):
             alpha=config.transfer_coefficient,
             diffusivity_electrolyte=config.diffusivity_electrolyte / MICRON**2,
             diffusivity_metal=config.diffusivity_metal / MICRON**2,
-            conductivity_electrolyte=config.conductivity_electrolyte,
+            conductivity_electrolyte=config.conductivity_electrolyte
+            * arrhenius(config.conductivity_activation_energy, config.temperature, config.reference_temperature),
             conductivity_metal=config.conductivity_metal,
             charge_density=config.electrons * FARADAY * config.site_density * MICRON**2,
             bulk=config.bulk_concentration / config.reference_concentration,
             slope=interface["slope"] * MICRON,
             energy_scale=energy,
+            interface_speed=exchange_current / (config.electrons * FARADAY * config.site_density) / MICRON,
+            transference=1.0 if config.electrolyte == "single_ion" else config.transference_number,
+            capillary_length=config.interface_energy / (config.site_density * GAS_CONSTANT * config.temperature) / MICRON,
         )
 
     def kinetics(self) -> Kinetics:
-        """The numbers of :func:`transport_exchange`."""
+        """The numbers of :func:`transport_exchange` (chen2015)."""
         return Kinetics(self.f, self.reaction_rate, self.alpha, self.site_ratio, self.bulk)
+
+    def reaction_kinetics(self) -> Kinetics:
+        """The reaction formulation's: the rate is the front speed ``v0`` (um/s, with
+        :func:`reaction_weight`), and ``c`` pays the share ``1 - t+`` of the metal's Li (migration the rest)."""
+        return Kinetics(self.f, self.interface_speed, self.alpha, self.site_ratio * (1.0 - self.transference), self.bulk)
+
+
+def arrhenius(activation_energy, temperature, reference_temperature):
+    """``exp[-(E_a / R)(1/T - 1/T_ref)]``, ``E_a`` in kJ/mol."""
+    return jnp.exp(-activation_energy * 1e3 / GAS_CONSTANT * (1.0 / temperature - 1.0 / reference_temperature))
+
+
+def exchange_current_density(config: Config):
+    """``i0`` (A/m^2) at the temperature: ``exchange_current_density``, or ``R T_ref / (n F R_ct)`` from
+    ``interface_resistance`` ``R_ct`` (ohm cm^2) where that is set, times the Arrhenius factor."""
+    resistance = config.interface_resistance * 1e-4  # ohm m^2
+    from_resistance = GAS_CONSTANT * config.reference_temperature / (
+        config.electrons * FARADAY * jnp.where(resistance > 0, resistance, 1.0))
+    given = jnp.where(resistance > 0, from_resistance, current_density_to_si(config.exchange_current_density))
+    return given * arrhenius(config.exchange_activation_energy, config.temperature, config.reference_temperature)
 
 
 def make_grid(config: Config) -> Grid:
@@ -297,8 +372,9 @@ def initial_condition(grid: Grid, config: Config) -> dict:
     xi = 0.5 * (1.0 - np.tanh(params.slope * distance))
     xi = np.broadcast_to(xi, grid.shape)
     h = np.asarray(interpolation(xi))
-    voltage = config.voltage
-    return {"xi": xi.copy(), "c": params.bulk * (1.0 - h), "phi": voltage * h}
+    if config.formulation == "reaction":  # c: the electrolyte's, extended through the metal; phi: phi_e
+        return {"xi": xi.copy(), "c": np.full(grid.shape, params.bulk), "phi": np.zeros(grid.shape)}
+    return {"xi": xi.copy(), "c": params.bulk * (1.0 - h), "phi": config.voltage * h}
 
 
 
@@ -349,6 +425,37 @@ def conductivity(params: Parameters, xi):
     return params.conductivity_metal * h + params.conductivity_electrolyte * (1.0 - h)
 
 
+def ionic_conductivity(params: Parameters, c, xi, binary: bool):
+    """The electrolyte potential's conductivity (S/m): ``kappa_l (c / c_bulk) (1 - h)`` for a binary
+    salt (dilute-solution scaling; ``c / c_bulk`` floored at 1e-3), ``kappa_l (1 - h)`` for a
+    single-ion conductor, plus :data:`IONIC_FLOOR` ``kappa_l`` (the metal: a dead end, no current path)."""
+    share = jnp.maximum(c / params.bulk, 1e-3) if binary else 1.0
+    return params.conductivity_electrolyte * (share * (1.0 - interpolation(xi)) + IONIC_FLOOR)
+
+
+def capillary_shift(params: Parameters, config: Config, xi, grid: Grid):
+    """Gibbs-Thomson in the Butler-Volmer argument: ``s = (gamma + gamma'') K / (c_s R T)`` (the metal's
+    chemical potential raised by ``Omega gamma K``; ``K`` the curvature, 1/um, positive on a convex
+    deposit), the stiffness ``gamma + gamma'' = gamma (1 + delta (1 - m^2) cos(m (theta - theta0)))`` of
+    the 2D anisotropy (``theta`` the angle of the outward normal), ``gamma`` in 3D."""
+    curvature, _ = interface_curvature(xi, grid)
+    stiffness = 1.0
+    if grid.ndim == 2:
+        gx, gy = gradient(xi, grid, Boundary.uniform(2, "neumann"))
+        theta = jnp.arctan2(-gy, -gx)
+        stiffness = 1.0 + config.anisotropy_strength * (1 - config.anisotropy_mode**2) * jnp.cos(
+            config.anisotropy_mode * (theta - config.anisotropy_angle * (np.pi / 180.0)))
+    return params.capillary_length * stiffness * curvature
+
+
+def relaxation_rate(config: Config, params: Parameters, fastest):
+    """The reaction formulation's profile relaxation ``L W`` (1/s): ``profile_relaxation`` times ``k v``,
+    ``v`` the largest cathodic front speed of the step where the reaction acts (``fastest``, um/s:
+    ``v0 max(c e^{-a A})``), at least the applied growth and ``v0``."""
+    speed = jnp.maximum(fastest, applied_growth(config)) if config.control == "current" else fastest
+    return config.profile_relaxation * params.slope * jnp.maximum(speed, params.interface_speed)
+
+
 def applied_growth(params: Config):
     """The applied current density as metal growth per electrode area, um/s: ``i / (n F c_s)``."""
     return current_density_to_si(params.current_density) / (params.electrons * FARADAY * params.site_density) / MICRON
@@ -373,6 +480,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     anisotropic = ndim == 2  # Kobayashi anisotropy is 2D (the config refuses it in 3D)
     max_iterations = config.potential_max_iterations
     x = grid.axis_coordinates(0)
+    reaction = config.formulation == "reaction"
+    binary = config.electrolyte == "binary"
 
     def init(params, fields):
         xi = jnp.asarray(fields["xi"], jnp.float64)
@@ -391,7 +500,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             "history": {
                 "metal_rate": jnp.zeros(grid.shape, jnp.float64),
                 "last_dt": jnp.asarray(0.0, jnp.float64),
-                **({"psi": interpolation(xi)} if galvanostatic else {}),  # a warm start for the unit response
+                **({"psi": interpolation(xi)} if galvanostatic and not reaction else {}),  # unit response warm start
             },
             "cache": {
                 "rate": jnp.zeros(grid.shape, jnp.float64),
@@ -406,7 +515,88 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         extra = coupling.init(params, xi)
         return {part: {**extra.get(part, {}), **own[part]} for part in CARRY_PARTS}
 
-    def step(params, carry, dt):
+    def reaction_step(params, carry, dt):
+        """One step of the reaction formulation (module docstring)."""
+        dt = jnp.asarray(dt, jnp.float64)
+        p = Parameters.from_config(params)
+        kinetics = p.reaction_kinetics()
+        state = carry["state"]
+        xi, c = state["xi"], state["c"]
+        voltage = state["voltage"] if galvanostatic else jnp.asarray(params.voltage, jnp.float64)
+        metal_start = jnp.sum(interpolation(xi))
+
+        # 0. coupled physics at the step's starting xi (quasi-static)
+        ionic = ionic_conductivity(p, c, xi, binary)
+        coupled, effect = {}, CouplingEffect()
+        if coupling is not None:
+            coupled, effect = coupling.update(params, carry, xi, ionic)
+            if effect.conductivity is not None:
+                ionic = effect.conductivity
+        weight = reaction_weight(xi, grid, p.slope)
+        shift = capillary_shift(p, params, xi, grid)
+        if effect.shift is not None:
+            shift = shift + effect.shift
+
+        # 1. the electrolyte potential, the Butler-Volmer current its only source (linearised, implicit)
+        potential = solve_electrolyte_potential(ionic, xi, c, voltage, state["phi"], grid, kinetics, weight, shift,
+                                                p.charge_density, params.potential_tolerance, max_iterations,
+                                                applied_growth(params) * electrode_area if galvanostatic else None)
+        cell_current = electrolyte_current(ionic, potential.phi, grid)
+
+        # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
+        noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
+        argument = jnp.clip(p.f * (voltage - potential.phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+        fastest = p.interface_speed * jnp.max(jnp.where(weight > 0, jnp.maximum(c, 0.0), 0.0)
+                                              * jnp.exp(-p.alpha * argument))
+        mobility = relaxation_rate(params, p, fastest) / p.barrier
+        xi_relaxed = allen_cahn_update(xi, dt, basis, mobility, p.barrier, p.kappa, None,
+                                       (params.noise_amplitude, noise_key), curvature_free=True)
+        xi_relaxed, c = metal_growth(xi, xi_relaxed, c, kinetics.site_ratio)
+
+        # 3. salt diffusion with the reaction's share 1 - t+ of the Li as an implicit sink, then the metal grows
+        h = interpolation(xi_relaxed)
+        diffusivity = p.diffusivity_metal * h + p.diffusivity_electrolyte * (1.0 - h)
+
+        def exchange_at(v, c_guess):
+            return transport_exchange(xi_relaxed, c, v - potential.phi, dt, diffusivity, grid, kinetics, reservoir,
+                                      False, shift, c_guess, weight)
+
+        if galvanostatic:
+            voltage, exchange = hold_current(exchange_at, lambda result: growth_per_area(xi, result.xi, dt, grid),
+                                             applied_growth(params), voltage, c)
+        else:
+            exchange = exchange_at(voltage, c)
+        migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
+
+        own = {
+            "state": {
+                "xi": exchange.xi,
+                "c": exchange.c,
+                "phi": potential.phi,
+                "voltage": voltage,
+                "step": state["step"] + 1,
+                "passed_charge": state["passed_charge"] + dt * cell_current,
+                "li_inflow": state["li_inflow"]
+                + (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area,
+                "potential_iterations_total": state["potential_iterations_total"] + potential.iterations,
+                "metal_initial_total": state["metal_initial_total"],
+            },
+            "history": {
+                "metal_rate": (interpolation(exchange.xi) - interpolation(xi)) / dt,
+                "last_dt": dt,
+            },
+            "cache": {
+                "rate": (exchange.xi - xi) / dt,
+                "cell_current": cell_current,
+                "transport_iterations": exchange.iterations,
+                "potential_iterations": potential.iterations,
+                "potential_residual": potential.residual,
+            },
+        }
+        return {part: {**coupled.get(part, {}), **own[part]} for part in CARRY_PARTS}
+
+    def chen_step(params, carry, dt):
+        """One step of the chen2015 formulation (module docstring)."""
         dt = jnp.asarray(dt, jnp.float64)
         p = Parameters.from_config(params)
         state, history = carry["state"], carry["history"]
@@ -486,7 +676,17 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         return own if coupling is None else {**own, **coupling.fields(params, carry)}
 
     def change(new, old):
-        return jnp.max(jnp.abs(new["state"]["xi"] - old["state"]["xi"]))
+        """The largest change of ``xi`` per step; under galvanostatic control (reaction formulation) also
+        of ``c`` in the electrolyte (``xi < 1e-3``) over its largest value: near Sand's time the salt at the
+        deposit runs out fast, and the control must follow it (inside the interface ``c`` pays for the
+        metal cell by cell and is not controlled)."""
+        largest = jnp.max(jnp.abs(new["state"]["xi"] - old["state"]["xi"]))
+        if reaction and galvanostatic:
+            scale = jnp.maximum(jnp.max(old["state"]["c"]), 1e-12)  # about c_bulk
+            electrolyte = (old["state"]["xi"] < 1e-3) & (new["state"]["xi"] < 1e-3)
+            moved = jnp.where(electrolyte, jnp.abs(new["state"]["c"] - old["state"]["c"]), 0.0)
+            largest = jnp.maximum(largest, jnp.max(moved) / scale)
+        return largest
 
     def short_circuit(params, carry):
         """Metal (xi > 1/2) in the cells within ``short_circuit_gap`` of the far wall."""
@@ -494,15 +694,31 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         return jnp.any(gap & (carry["state"]["xi"] > 0.5))
 
     def stable_dt(params):
-        """The explicit anisotropic flux is the only conditionally stable part."""
-        if not anisotropic:
+        """The explicit anisotropic flux is the only conditionally stable part (chen2015)."""
+        if not anisotropic or reaction:
             return jnp.inf
         p = Parameters.from_config(params)
         return anisotropy_stable_dt(grid, p.allen_cahn_mobility, p.kappa, params.anisotropy_strength, mode)
 
-    stepper = Stepper(init, step, fields, stable_dt, 1, change, short_circuit,
-                      f"short circuit: the metal came within short_circuit_gap = {config.short_circuit_gap:g} um "
-                      "of the far wall")
+    def control_lost(params, carry):
+        """Galvanostatic, reaction formulation: the electrode potential reached the bottom of its range
+        (past Sand's time no potential carries the applied current through the depleted electrolyte)."""
+        return carry["state"]["voltage"] <= VOLTAGE_RANGE[0] + CONTROL_MARGIN
+
+    def stop(params, carry):
+        if galvanostatic and reaction:
+            return short_circuit(params, carry) | control_lost(params, carry)
+        return short_circuit(params, carry)
+
+    def stop_reason(params, carry):
+        if galvanostatic and reaction and bool(control_lost(params, carry)):
+            return (f"the applied {float(params.current_density):g} mA/cm^2 could no longer be carried: the electrode "
+                    f"potential reached {VOLTAGE_RANGE[0]:g} V (the electrolyte at the deposit ran out: Sand's time)")
+        return f"short circuit: the metal came within short_circuit_gap = {float(params.short_circuit_gap):g} um " \
+               "of the far wall"
+
+    step = reaction_step if reaction else chen_step
+    stepper = Stepper(init, step, fields, stable_dt, 1, change, stop, stop_reason)
     diagnostics = make_diagnostics(grid, config)
     if coupling is not None:
         own_diagnostics = diagnostics
@@ -527,7 +743,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             **(coupling.field_info if coupling is not None else {}),
         },
         diagnostics=diagnostics,
-        scalar_info={**SCALAR_INFO, **(coupling.scalar_info if coupling is not None else {})},
+        scalar_info={**SCALAR_INFO, **(REACTION_SCALAR_INFO if reaction else {}),
+                     **(coupling.scalar_info if coupling is not None else {})},
         scales={
             "length": (MICRON, "m"),
             "time": (1.0, "s"),
@@ -549,12 +766,20 @@ SCALAR_INFO = {
     "passed_charge": Quantity("C/cm^2", "time integral of cell_current_density: the charge the potential equation "
                                         "carried for the deposition up to the previous step"),
     "total_li": Quantity("mol/m^2", "Li+ plus Li metal per electrode area"),
+    "deposited_capacity": Quantity("mAh/cm^2", "deposited_charge in mAh/cm^2 (1 mAh/cm^2 = 4.85 um of dense Li)"),
     "li_inflow": Quantity("mol/m^2", "Li+ that entered through the far wall per electrode area"),
     "c_min": Quantity("mol/m^3", "smallest Li+ concentration"),
     "potential_iterations": Quantity("1", "CG iterations of the last potential solve"),
     "potential_iterations_mean": Quantity("1", "CG iterations per step since the start"),
     "potential_residual": Quantity("1", "relative residual of the last potential solve"),
     "transport_iterations": Quantity("1", "CG iterations of the last Li+ transport solve"),
+}
+
+
+REACTION_SCALAR_INFO = {
+    "kinetic_overpotential": Quantity("V", "surface overpotential phi_s - phi_e - (RT/nF) ln(c/c_ref) over the interface"),
+    "concentration_overpotential": Quantity("V", "(RT/nF) ln(c/c_ref) over the interface"),
+    "ohmic_overpotential": Quantity("V", "electrolyte potential phi_e over the interface (counter electrode at 0 V)"),
 }
 
 
@@ -598,7 +823,22 @@ def make_diagnostics(grid: Grid, config: Config):
         deposited_um = jnp.sum(interpolation(xi)) * grid.cell_volume / electrode_area - state["metal_initial_total"]
         total_li = (jnp.sum(c) + p.site_ratio * jnp.sum(interpolation(xi))) * grid.cell_volume / electrode_area
         steps = jnp.maximum(state["step"], 1)
+        extra = {}
+        if config.formulation == "reaction":
+            # the overpotentials, averaged over the interface with the reaction's weight |grad h|:
+            # V = kinetic + concentration + electrolyte (ohmic) exactly
+            weight = interpolation_slope(xi) * reaction_weight(xi, grid, p.slope)
+            total = jnp.maximum(jnp.sum(weight), 1e-300)
+            electrolyte = jnp.sum(weight * state["phi"]) / total
+            concentration = jnp.sum(weight * jnp.log(jnp.maximum(c, 1e-12))) / total / p.f
+            extra = {
+                "ohmic_overpotential": electrolyte,
+                "concentration_overpotential": concentration,
+                "kinetic_overpotential": state["voltage"] - electrolyte - concentration,
+            }
         return {
+            **extra,
+            "deposited_capacity": charge_from_si(charge_per_um * deposited_um) / 3.6,
             "dendrite_height": height,
             "tip_velocity": jnp.where(jnp.isfinite(height), tip_rate / jnp.maximum(slope, 1e-12), 0.0),
             "interface_area": area,

@@ -36,16 +36,17 @@ def equilibrium_concentration(f_phi):
     return jnp.exp(f_phi)
 
 
-def butler_volmer_linear(xi, f_phi, reaction_rate: float, site_ratio: float, alpha: float):
+def butler_volmer_linear(xi, f_phi, reaction_rate: float, site_ratio: float, alpha: float, weight=None):
     """The Butler-Volmer law as linear in ``c`` for frozen ``h'(xi)`` and ``phi``.
 
-    ``dxi/dt = L_eta h'(xi) [c e^{-a f phi} - e^{(1-a) f phi}] = r (c - c_eq)`` with
-    ``r = L_eta h' e^{-a f phi}`` and the Nernst ``c_eq = e^{f phi}``; the Li+ it consumes,
+    ``dxi/dt = L_eta w [c e^{-a f phi} - e^{(1-a) f phi}] = r (c - c_eq)`` with
+    ``r = L_eta w e^{-a f phi}`` and the Nernst ``c_eq = e^{f phi}``; the Li+ it consumes,
     ``(c_s/c_ref) h' dxi/dt``, is ``k (c - c_eq)`` with ``k = (c_s/c_ref) h' r`` (1/s).
-    Returns ``(r, c_eq, k)``.
+    The localisation ``w`` is ``h'(xi)`` (Chen 2015) unless ``weight`` is given (e.g.
+    :func:`phasefield.physics.electrodeposition.reaction_weight`). Returns ``(r, c_eq, k)``.
     """
     slope = interpolation_slope(xi)
-    rate = reaction_rate * slope * jnp.exp(-alpha * f_phi)
+    rate = reaction_rate * (slope if weight is None else weight) * jnp.exp(-alpha * f_phi)
     return rate, equilibrium_concentration(f_phi), site_ratio * slope * rate
 
 

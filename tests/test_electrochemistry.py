@@ -1,0 +1,144 @@
+"""Electrochemistry at battery conditions (reaction formulation, physics.md 3.1 caution and 3.6):
+current only through the Butler-Volmer reaction, binary and single-ion electrolytes, fronts that move
+at the kinetic speed on the default scenarios' grid (4 cells across the interface), Sand's time,
+Li and charge balance. Flat fronts in thin strips (2 cells across), at 0.1-20 mA/cm^2."""
+import numpy as np
+import pytest
+
+from phasefield.config import ConfigError, validate_run
+from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT
+from scenario_runs import run_scenario
+
+T = 298.15
+F_RT = FARADAY / (GAS_CONSTANT * T)
+SITE = 7.64e4  # mol/m^3
+SOLVER = {"dt": 0.5, "adaptive": True, "dt_min": 1e-5, "dt_max": 5.0, "target_change": 0.02}
+# the default scenarios' resolution: interface 2 um over 0.5 um cells
+STRIP = {"size": [40.0, 1.0], "shape": [80, 2], "electrode_position": 8.0, "temperature": T,
+         "interface_thickness": 2.0, "short_circuit_gap": 4.0, "anisotropy_strength": 0.0, "noise_amplitude": 0.0,
+         "bulk_concentration": 1000.0, "reference_concentration": 1000.0}
+
+
+def simulate(t_end, record, solver=None, **scenario):
+    times, scalars, carry, _ = run_scenario("dendrite", t_end, record, {**SOLVER, **(solver or {})},
+                                            **{**STRIP, **scenario})
+    return times, scalars, carry
+
+
+def thickness(scalars):
+    """Deposited thickness, um: charge / (n F c_s)."""
+    return scalars["deposited_charge"] * 1e4 / (FARADAY * SITE) * 1e6
+
+
+def butler_volmer_overpotential(current, exchange, concentration=1.0):
+    """Surface overpotential (V) of a deposition current (A/m^2, > 0), alpha = 1/2:
+    i = i0 c^(1/2) [e^{-f eta/2} - e^{f eta/2}] = -2 i0 c^(1/2) sinh(f eta / 2)."""
+    return -2.0 / F_RT * np.arcsinh(current / (2.0 * exchange * np.sqrt(concentration)))
+
+
+@pytest.mark.parametrize("voltage", [-0.05, -0.1])
+def test_flat_front_moves_at_the_kinetic_speed_on_the_default_grid_without_stick_slip(voltage):
+    """Single-ion conductor of high conductivity (eta = V): the front grows at i0 [e^{-a f V} - e^{(1-a) f V}]
+    / (n F c_s) within 5 %, and steadily (every window of one cell of growth within 5 % of the mean) over
+    ten cells (5 um)."""
+    exchange = 3.0  # mA/cm^2
+    speed = exchange * 10 * (np.exp(-0.5 * F_RT * voltage) - np.exp(0.5 * F_RT * voltage)) / (FARADAY * SITE) * 1e6
+    t_end = 5.2 / speed
+    times, scalars, _ = simulate(t_end, t_end / 52, electrolyte="single_ion", conductivity_electrolyte=1e3,
+                                 exchange_current_density=exchange, voltage=voltage)
+    grown = thickness(scalars)
+    assert grown[-1] > 5.0
+    windows = np.diff(grown[2::5]) / np.diff(times[2::5])  # one window per 0.5 um (a cell) of growth
+    assert np.all(np.abs(windows / speed - 1) < 0.05), windows / speed
+    assert abs(np.polyfit(times[2:], grown[2:], 1)[0] / speed - 1) < 0.05
+
+
+def test_current_vanishes_with_the_exchange_current_and_voltage_is_kinetic_plus_ohmic():
+    """Held voltage, single-ion conductor (LLZO-like 0.05 S/m): the current falls with i0 (not an ohmic
+    contact) and obeys V = eta_BV(i) + i L / sigma within 1 % of V; no concentration polarisation."""
+    voltage, sigma, length = -0.1, 0.05, 40.0 - 8.0
+    currents = []
+    for exchange in (0.01, 0.1, 1.0):
+        times, scalars, carry = simulate(20.0, 10.0, electrolyte="single_ion", conductivity_electrolyte=sigma,
+                                         exchange_current_density=exchange, voltage=voltage)
+        current = scalars["cell_current_density"][-1] * 10  # A/m^2
+        currents.append(current)
+        ohmic = current * (length - thickness(scalars)[-1]) * 1e-6 / sigma
+        predicted = butler_volmer_overpotential(current, exchange * 10) - ohmic
+        assert abs(predicted / voltage - 1) < 0.01, (exchange, predicted, voltage)
+        assert np.all(np.asarray(carry["state"]["c"]) == 1.0)  # c fixed at c_bulk / c_ref
+    currents = np.array(currents)
+    assert currents[0] < 0.02 * currents[2] and currents[0] / currents[1] < 0.15
+
+
+def test_galvanostatic_potential_is_butler_volmer_plus_ohmic_within_2_mv():
+    """control=current at 1 and 10 mA/cm^2 (LLZO-like conductivity, i0 = 0.5 mA/cm^2): the electrode
+    potential equals eta_BV(i) + i L / sigma within 2 mV, and the deposit carries the applied charge."""
+    sigma, length, exchange = 0.05, 40.0 - 8.0, 0.5
+    for current in (1.0, 10.0):
+        times, scalars, _ = simulate(30.0, 10.0, electrolyte="single_ion", conductivity_electrolyte=sigma,
+                                     exchange_current_density=exchange, control="current",
+                                     current_density=current, voltage=-0.01)
+        i = current * 10  # A/m^2
+        expected = butler_volmer_overpotential(i, exchange * 10) - i * (length - thickness(scalars)[-1]) * 1e-6 / sigma
+        assert abs(scalars["electrode_potential"][-1] - expected) < 2e-3, (scalars["electrode_potential"][-1], expected)
+        assert abs(scalars["deposited_charge"][-1] / (current * 1e-3 * times[-1]) - 1) < 1e-4
+
+
+def test_binary_electrolyte_steady_state_splits_the_cell_voltage():
+    """Binary salt (t+ = 0.38, kappa proportional to c) at a held current: the steady concentration at the
+    front is c_b - (1 - t+) i L / (F D), the ohmic drop that of kappa(c) along the linear profile,
+    (i L / kappa_b) c_b ln(c_b / c_0) / (c_b - c_0), and V their sum with eta_BV(i, c_0), within 1 % of V;
+    c <= c_bulk everywhere."""
+    current, exchange, diffusivity, sigma, t_plus = 10.0, 3.0, 3e-10, 1.19, 0.38
+    length = 40.0 - 8.0
+    times, scalars, carry = simulate(30.0, 10.0, control="current", current_density=current, voltage=-0.01,
+                                     exchange_current_density=exchange, diffusivity_electrolyte=diffusivity,
+                                     conductivity_electrolyte=sigma, transference_number=t_plus)
+    i = current * 10
+    gap = (length - thickness(scalars)[-1]) * 1e-6
+    front = 1.0 - (1 - t_plus) * i * gap / (FARADAY * diffusivity * 1000.0)  # over c_bulk
+    ohmic = i * gap / sigma * np.log(1.0 / front) / (1.0 - front)
+    expected = butler_volmer_overpotential(i, exchange * 10, front) + np.log(front) / F_RT - ohmic
+    assert abs(scalars["electrode_potential"][-1] / expected - 1) < 0.01, (scalars["electrode_potential"][-1], expected)
+    assert abs(np.exp(F_RT * scalars["concentration_overpotential"][-1]) / front - 1) < 0.01
+    assert np.max(np.asarray(carry["state"]["c"])) <= 1.0 + 1e-12
+
+
+def test_sand_time_of_the_binary_electrolyte():
+    """Galvanostatic plating at 10 mA/cm^2 into 0.1 M salt (semi-infinite: 200 um): the concentration at
+    the front falls as c0 - 2 (1 - t+) (i/F) sqrt(t / (pi D)), so it reaches zero at Sand's time
+    tau = pi D (F c0 / (2 i t_a))^2 (5.70 s), within 3 % (fitted from 20 to 80 % of tau: the first
+    steps, while the interface's profile of c forms, lie off the sqrt(t) law)."""
+    current, diffusivity, t_plus, bulk = 10.0, 3e-10, 0.38, 100.0
+    tau = np.pi * diffusivity * (FARADAY * bulk / (2 * current * 10 * (1 - t_plus))) ** 2
+    times, scalars, _ = simulate(0.8 * tau, 0.05 * tau, solver={"dt_max": 0.005 * tau},
+                                 size=[200.0, 1.0], shape=[400, 2], control="current", current_density=current,
+                                 voltage=-0.01, bulk_concentration=bulk, reference_concentration=bulk,
+                                 diffusivity_electrolyte=diffusivity, diffusivity_metal=1e-16,
+                                 conductivity_electrolyte=0.12, transference_number=t_plus,
+                                 exchange_current_density=3.0)
+    front = np.exp(F_RT * scalars["concentration_overpotential"])  # c / c0 at the front
+    keep = times > 0.2 * tau
+    slope = np.polyfit(np.sqrt(times[keep]), front[keep], 1)[0]
+    assert abs((1.0 / slope) ** 2 / tau - 1) < 0.03, ((1.0 / slope) ** 2, tau)
+
+
+def test_li_conserved_to_round_off_and_deposited_charge_equals_passed_charge():
+    """Binary salt, closed far wall (Li+ enters only by migration, t+ i/F) and a reservoir: total Li
+    changes by the recorded inflow to round-off; the charge through the counter electrode equals the
+    deposited charge within 0.1 %."""
+    for boundary in ("closed", "reservoir"):
+        times, scalars, _ = simulate(40.0, 10.0, control="current", current_density=5.0, voltage=-0.01,
+                                     electrolyte_boundary=boundary)
+        balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
+        assert np.max(np.abs(balance)) < 1e-12 * scalars["total_li"][0], boundary
+        assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3, boundary
+
+
+def test_an_interface_thinner_than_four_cells_is_refused_with_the_minimum():
+    with pytest.raises(ConfigError) as error:
+        validate_run({"scenario": {"name": "dendrite", **STRIP, "shape": [40, 2]}, "solver": SOLVER, "output": {}})
+    message = str(error.value)
+    for fragment in ("scenario.interface_thickness", ">= 4 cells of 1 um", "4 um"):
+        assert fragment in message, message
