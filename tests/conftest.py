@@ -1,1 +1,46 @@
+"""Suite-wide setup: float64 (importing phasefield enables it before any test builds arrays), and one
+JAX compilation cache per test session, shared by the xdist workers and the CLI subprocesses.
+
+Most of the suite's time is XLA compiling: every ``run()`` builds a fresh simulation, so JAX's in-memory
+cache (keyed on the Python function) never sees the same stepper twice, although many tests compile the
+same program (same scenario, grid and solver). The persistent cache is keyed on the lowered program
+itself, so a second test compiling an identical program loads the first one's executable instead: the
+same machine code, so results are unchanged bit for bit. The directory is made fresh for each session
+(by the controller, handed to the workers and subprocesses through the environment) and removed at its
+end, so nothing carries over between sessions and every session compiles everything at least once.
+Set ``PHASEFIELD_TEST_NO_JAX_CACHE=1`` to run without it.
+"""
+import os
+import shutil
+import tempfile
+
+import jax
+
 import phasefield  # noqa: F401  (enables float64 before any test builds arrays)
+
+_SESSION_DIR = "PHASEFIELD_TEST_JAX_CACHE"
+_OWNER = {}
+
+
+def _enable_cache(path):
+    settings = {"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)  # CLI subprocesses read these when they import jax
+
+
+def pytest_configure(config):
+    if os.environ.get("PHASEFIELD_TEST_NO_JAX_CACHE"):
+        return
+    path = os.environ.get(_SESSION_DIR)
+    if path is None or not os.path.isdir(path):  # the controller (or a run without xdist) owns the folder
+        path = tempfile.mkdtemp(prefix="phasefield-jax-cache-")
+        os.environ[_SESSION_DIR] = path
+        _OWNER["path"] = path
+    _enable_cache(path)
+
+
+def pytest_unconfigure(config):
+    if "path" in _OWNER:
+        shutil.rmtree(_OWNER.pop("path"), ignore_errors=True)

@@ -1,4 +1,6 @@
 """run.h5 layout, round trip of frames and checkpoint, and never overwriting a run."""
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -40,8 +42,19 @@ def test_hdf5_round_trip_layout_and_checkpoint(tmp_path):
     assert (tmp_path / "last_frame.png").stat().st_size > 1000 and (tmp_path / "scalars.png").stat().st_size > 1000
 
 
-def test_existing_run_is_never_overwritten(tmp_path):
-    path = run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, tmp_path)
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """CONFIG without plots, run once for the module; tests that change it work on a copy (``copied``)."""
+    return run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, tmp_path_factory.mktemp("finished"))
+
+
+def copied(path, folder):
+    shutil.copytree(path.parent, folder, dirs_exist_ok=True)
+    return folder / path.name
+
+
+def test_existing_run_is_never_overwritten(tmp_path, finished_run):
+    path = copied(finished_run, tmp_path)
     before = path.read_bytes()
     with pytest.raises(RunDirectoryError, match="already exists"):
         run(CONFIG, tmp_path)
@@ -82,12 +95,12 @@ def test_non_finite_run_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert f"last good state (t = {clock['t']:.6g}) is kept" in str(info.value)
 
 
-def test_checkpoint_slots_survive_a_torn_or_corrupted_write(tmp_path):
+def test_checkpoint_slots_survive_a_torn_or_corrupted_write(tmp_path, finished_run):
     """Two alternating slots with a checksum: a slot left incomplete (a kill while writing) or with a
     flipped bit is skipped and the other, older slot is used; with neither valid, a one-line error."""
     from phasefield.io import CheckpointError
 
-    path = run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, tmp_path)
+    path = copied(finished_run, tmp_path)
     newest, clock = read_checkpoint(path)
     with h5py.File(path, "r+") as f:
         slots = {name: int(g.attrs["step"]) for name, g in f["checkpoints"].items()}
@@ -107,7 +120,7 @@ def test_checkpoint_slots_survive_a_torn_or_corrupted_write(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "directory", "not_hdf5", "no_checkpoint"])
-def test_resume_of_a_damaged_run_is_a_one_line_refusal(tmp_path, damage):
+def test_resume_of_a_damaged_run_is_a_one_line_refusal(tmp_path, damage, finished_run):
     from phasefield.runner import RunDirectoryError as Refused
 
     folder = tmp_path / "run"
@@ -117,7 +130,7 @@ def test_resume_of_a_damaged_run_is_a_one_line_refusal(tmp_path, damage):
         folder.mkdir()
         (folder / "run.h5").write_text("not a run")
     else:
-        path = run(CONFIG | {"output": CONFIG["output"] | {"plots": False}}, folder)
+        path = copied(finished_run, folder)
         with h5py.File(path, "r+") as f:
             f.attrs["status"] = "preempted"
             if damage == "no_checkpoint":

@@ -58,15 +58,17 @@ def test_free_homogeneous_eigenstrain_in_a_uniform_material_is_stress_free():
     free = {"xx": 0.0, "yy": 0.0, "xy": 0.0}
     fields = {k: jnp.full(grid.shape, v) for k, v in eigen.items()}
     zero = {k: jnp.zeros(grid.shape) for k in ("xx", "yy", "zz", "xy")}
-    held = solve_and_return(lam, mu, jnp.full(grid.shape, 0.01), grid, fields, zero, mean_stress=free,
-                            tolerance=1e-12)
+    # each solve compiled (as in a stepper): eager dispatch of the CG loops costs ~15 s a solve
+    held = jax.jit(lambda: solve_and_return(lam, mu, jnp.full(grid.shape, 0.01), grid, fields, zero,
+                                            mean_stress=free, tolerance=1e-12))()
     # plane strain holds eps_zz = 0: in-plane free, a uniaxial sigma_zz = -E eps*_zz remains
     np.testing.assert_allclose(held.solution.stress["zz"], -50.0 * eigen["zz"], rtol=1e-12)
     # generalized plane strain, a dilatation with the in-plane mean strains held at it: the one Newton
     # correction of eps_zz is exact for uniform moduli (in-plane strains held), and nothing is left
     dilatation = {k: jnp.full(grid.shape, 0.01) for k in ("xx", "yy", "zz")}
-    step = solve_and_return(lam, mu, jnp.full(grid.shape, 0.01), grid, dilatation, zero,
-                            mean_strain={"xx": 0.01, "yy": 0.01, "xy": 0.0}, generalized=True, tolerance=1e-12)
+    step = jax.jit(lambda: solve_and_return(lam, mu, jnp.full(grid.shape, 0.01), grid, dilatation, zero,
+                                            mean_strain={"xx": 0.01, "yy": 0.01, "xy": 0.0}, generalized=True,
+                                            tolerance=1e-12))()
     for name, value in step.solution.stress.items():
         np.testing.assert_allclose(value, 0.0, atol=1e-12, err_msg=name)
     assert float(step.axial_strain) == pytest.approx(0.01, rel=1e-12)
@@ -76,9 +78,9 @@ def test_free_homogeneous_eigenstrain_in_a_uniform_material_is_stress_free():
     lam, mu = _uniform(grid3)
     eigen3 = {"xx": 0.01, "yy": -0.004, "zz": 0.02, "yz": 0.001, "xz": -0.002, "xy": 0.003}
     free3 = {k: 0.0 for k in eigen3}
-    step = solve_and_return(lam, mu, jnp.full(grid3.shape, jnp.inf), grid3,
-                            {k: jnp.full(grid3.shape, v) for k, v in eigen3.items()}, {}, mean_stress=free3,
-                            tolerance=1e-12)
+    step = jax.jit(lambda: solve_and_return(lam, mu, jnp.full(grid3.shape, jnp.inf), grid3,
+                                            {k: jnp.full(grid3.shape, v) for k, v in eigen3.items()}, {},
+                                            mean_stress=free3, tolerance=1e-12))()
     for name, value in step.stress.items():
         np.testing.assert_allclose(value, 0.0, atol=1e-12, err_msg=name)
     for name, value in eigen3.items():

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
+from phasefield.post import main as post_main
 from phasefield.runner import run
 from phasefield.io.xdmf import write_xdmf
 
@@ -67,7 +69,7 @@ def test_post_sweep_table_has_overrides_and_final_metrics(tmp_path):
          "output.interval=1", "output.plots=false", "scenario.mobility=2,5", f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    subprocess.run([sys.executable, "-m", "phasefield.post", str(sweep)], cwd=ROOT, check=True, timeout=120)
+    post_main([str(sweep)])  # in process: the command line of phasefield.post is tested on a run file above
     with open(sweep / "sweep.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(r["scenario.mobility"] for r in rows) == ["2", "5"]
@@ -78,7 +80,7 @@ def test_post_sweep_table_has_overrides_and_final_metrics(tmp_path):
     assert (sweep / "sweep.png").exists()
 
 
-def test_post_refuses_a_bad_file_in_one_line_and_lists_it_in_a_sweep(tmp_path):
+def test_post_refuses_a_bad_file_in_one_line_and_lists_it_in_a_sweep(tmp_path, capsys):
     good = small_run(tmp_path / "sweep" / "0")
     bad = tmp_path / "sweep" / "1" / "run.h5"
     bad.parent.mkdir(parents=True)
@@ -89,15 +91,18 @@ def test_post_refuses_a_bad_file_in_one_line_and_lists_it_in_a_sweep(tmp_path):
         f.create_dataset("time", shape=(0,), dtype="f8")
         f.create_group("scalars")
         f.create_group("fields")
-    for path, message in ((bad, "not a readable run file"), (empty, "holds no frame")):
-        result = subprocess.run([sys.executable, "-m", "phasefield.post", str(path)], cwd=ROOT, capture_output=True,
-                                text=True, timeout=120)
-        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    # one true command line (exit status 2, the message, no traceback), the other files through its main()
+    result = subprocess.run([sys.executable, "-m", "phasefield.post", str(bad)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "not a readable run file" in result.stderr and "Traceback" not in result.stderr
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(good.read_bytes()[:2000])
-    result = subprocess.run([sys.executable, "-m", "phasefield.post", str(truncated)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for path, message in ((empty, "holds no frame"), (truncated, "")):
+        with pytest.raises(SystemExit) as exit_info:  # any other exception would be a traceback
+            post_main([str(path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
     from phasefield.post import process_sweep
 
     with open(process_sweep(tmp_path / "sweep")) as handle:

@@ -1,5 +1,6 @@
 """Checkpoint and resume bit for bit, preemption signals, SIGKILL mid-run, memory guard."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,12 +25,18 @@ CONFIG = {
 }
 
 
-def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """CONFIG run straight to its end, once for the module (read only; copy it to change it)."""
+    return run(CONFIG, tmp_path_factory.mktemp("straight"))
+
+
+def test_resume_continues_bit_for_bit(tmp_path, monkeypatch, straight_run):
     """Straight run vs the same run stopped by SIGUSR1 between frames (after the first chunk past t = 1.5,
     chunks of one step) and resumed."""
     import phasefield.integrate
 
-    straight = read_run(run(CONFIG, tmp_path / "straight"))
+    straight = read_run(straight_run)
 
     original = Progress.update
     signalled = []
@@ -57,8 +64,8 @@ def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
         assert np.array_equal(resumed["scalars"][name], values), name
 
 
-def test_resume_refuses_finished_or_missing_run(tmp_path):
-    run(CONFIG, tmp_path / "done")
+def test_resume_refuses_finished_or_missing_run(tmp_path, straight_run):
+    shutil.copytree(straight_run.parent, tmp_path / "done")
     with pytest.raises(RunDirectoryError, match="finished"):
         run(None, tmp_path / "done", resume=True)
     with pytest.raises(RunDirectoryError, match="nothing to resume"):
@@ -198,13 +205,13 @@ def test_a_huge_t_end_starts_at_once_and_stops_on_a_signal(tmp_path, monkeypatch
         assert f.attrs["status"] == "preempted" and f["scalars/time"].shape[0] >= 2
 
 
-def test_resume_extends_t_end_and_refuses_other_changes(tmp_path):
+def test_resume_extends_t_end_and_refuses_other_changes(tmp_path, straight_run):
     """A finished run resumed to a later t_end continues bit for bit (against a straight run to it);
     an override that would change what is computed is refused with the keys a resume may change."""
     short = {**CONFIG, "scenario": {**CONFIG["scenario"], "t_end": 2.0}}
     run(short, tmp_path / "extended")
     extended = read_run(run(None, tmp_path / "extended", resume=True, changes={"scenario.t_end": 3.0}))
-    straight = read_run(run(CONFIG, tmp_path / "straight"))
+    straight = read_run(straight_run)
     assert np.array_equal(extended["time"], straight["time"]) and np.array_equal(extended["step"], straight["step"])
     assert np.array_equal(extended["fields"]["c"], straight["fields"]["c"])
     assert "t_end: 3.0" in extended["attrs"]["config"]

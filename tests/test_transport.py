@@ -62,8 +62,10 @@ def test_closed_cell_conserves_and_drift_reaches_boltzmann_equilibrium():
     c = jnp.ones(grid.shape)
     total = float(jnp.sum(c))
     diffusivity = jnp.full(grid.shape, 2.0)
+    # one compiled step (eager dispatch of the solver's set-up and loops costs seconds per step)
+    step = jax.jit(lambda c: drift_diffusion_step(c, 50.0, diffusivity, weight, grid, False).transported)
     for _ in range(12):
-        c = drift_diffusion_step(c, 50.0, diffusivity, weight, grid, False).transported
+        c = step(c)
         assert abs(float(jnp.sum(c)) / total - 1) < 1e-13
     boltzmann = weight * total / float(jnp.sum(weight))
     assert float(jnp.max(jnp.abs(c - boltzmann))) < 1e-6
