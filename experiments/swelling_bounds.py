@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--pressure", type=float, default=None)
     parser.add_argument("--shape", type=int, nargs=2, default=None)
     parser.add_argument("--dt-max", type=float, default=None)
+    parser.add_argument("--cutoff", type=float, default=None, help="cutoff_voltage, V (-1: run to 95 %% SOC)")
     args = parser.parse_args()
     scenario = scenario_for("silicon")
     scenario.pop("name"), scenario.pop("t_end")
@@ -44,6 +45,8 @@ def main():
         scenario["stack_pressure"] = args.pressure
     if args.shape is not None:
         scenario["shape"] = args.shape
+    if args.cutoff is not None:
+        scenario["cutoff_voltage"] = args.cutoff
     solver = load_yaml(ROOT / "configs/solver/swelling.yaml")
     if args.dt_max is not None:
         solver["dt_max"] = args.dt_max
@@ -54,11 +57,14 @@ def main():
     pressure = scenario["stack_pressure"] / 1000.0
     print(f"c_rate {args.c_rate}: wall {time.time() - start:.0f} s, t {times[-1]:.0f} s, "
           f"SOC {s['state_of_charge'][-1]:.4f}, V {s['electrode_potential'][-1]:.3f}")
-    print(f"  max c (psi>0.5) over run {s['concentration_max'].max():.6f}; final c in psi>0.01: "
-          f"[{c[psi > 0.01].min():.3e}, {c[psi > 0.01].max():.6f}], share >1: {np.mean(c[psi > 0.5] > 1):.3f}")
+    print(f"  c over the run's records: max {s['concentration_max'].max():.6f} (max - 1 = "
+          f"{s['concentration_max'].max() - 1:.1e}), min {s['concentration_min'].min():.3e}"
+          if "concentration_min" in s else f"  max c (psi>0.5) over run {s['concentration_max'].max():.6f}")
+    print(f"  final c in psi>0.01: [{c[psi > 0.01].min():.3e}, {c[psi > 0.01].max():.6f}], "
+          f"share >1: {np.mean(c[psi > 0.5] > 1):.3f}")
     print(f"  Li: inserted {s['inserted_li'][-1]:.6e}, content {s['li_content'][-1]:.6e}, "
           f"rel diff {abs(s['inserted_li'][-1] - s['li_content'][-1]) / s['inserted_li'][-1]:.2e}")
-    print(f"  mean sigma_xx + p: max |err| {1000 * np.abs(s['mean_stress_xx'] + pressure).max():.3f} MPa; "
+    print(f"  mean sigma_xx + p: max |err| {1000 * np.abs(s['mean_stress_xx'] + pressure).max():.3g} MPa; "
           f"plastic_strain_max {s['plastic_strain_max'][-1]:.3f}, hoop {s['surface_hoop_stress'][-1]:.3f} GPa")
 
 

@@ -207,6 +207,9 @@ def test_lithium_fraction_stays_in_0_1_through_full_lithiation_at_2c():
     assert c.max() <= 1.0 + 1e-6 and c.min() >= -1e-6 and c.max() > 0.999  # the surface is full
     np.testing.assert_allclose(scalars["li_content"], scalars["inserted_li"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(scalars["state_of_charge"], 0.01 + 2.0 * times / 3600.0, rtol=1e-10)
+    # item 2 along the way: the particle yields and the stack pressure (10 MPa) holds at every record
+    assert scalars["plastic_strain_max"][-1] > 0.1
+    np.testing.assert_allclose(scalars["mean_stress_xx"], -0.010, rtol=0, atol=1e-7)
 
 
 def test_swelling_run_writes_stress_fields_and_stops_at_the_final_state_of_charge(tmp_path):
@@ -291,6 +294,40 @@ def test_surface_insertion_carries_the_applied_rate_at_the_butler_volmer_potenti
     expected = 0.4 - 0.5 * (low + high) / float(p.f)
     assert float(voltage) == pytest.approx(expected, abs=1e-12)
     assert float(voltage) < 0.4 - mu_value / float(p.f)  # cathodic: below the open-circuit potential
+
+
+@pytest.mark.parametrize("targets", [{"xx": -0.010, "xy": 0.0}, {"xx": -0.010, "xy": 0.0, "zz": 0.0}])
+def test_return_under_load_holds_the_stack_pressure_on_the_yield_surface(targets):
+    """Issue 16 item 2, the return itself: a trial stress (mean sigma_xx = -10 MPa, GPa deviators) of
+    which half the cells yield; the return under the load keeps the prescribed means (and <sigma_zz> = 0
+    of free fibres) to round-off with every cell on or inside the yield surface, by a uniform strain it
+    adds to the solution. The plain return moves <sigma_xx> by hundreds of MPa here."""
+    from phasefield.operators.elasticity import Elasticity
+    from phasefield.physics.mechanics import return_under_load
+
+    rng = np.random.default_rng(1)
+    shape = (16, 16)
+    soft = jnp.arange(16)[:, None] < 8  # the yielding half
+    bias = {"xx": -2.0, "yy": 1.0, "zz": 1.0, "xy": 0.5}  # GPa: a compressive deviator there, undone elsewhere
+    stress = {n: jnp.where(soft, bias[n], -bias[n]) + jnp.asarray(rng.normal(0, 0.3, shape)) for n in bias}
+    stress = {n: v - jnp.mean(v) + targets.get(n, 0.0) for n, v in stress.items()}
+    lam, mu = (jnp.full(shape, float(v)) * (1 + 0.5 * jnp.asarray(rng.random(shape))) for v in isotropic_moduli(80, 0.25))
+    yield_stress = jnp.where(soft, 0.5, 1e6) * jnp.ones(shape)
+    zero = jnp.asarray(0.0)
+    solution = Elasticity(jnp.zeros((2, *shape)), {"xx": zero, "yy": zero, "xy": zero},
+                          {n: jnp.mean(stress[n]) for n in ("xx", "yy", "xy")}, {n: jnp.zeros(shape) for n in stress},
+                          stress, jnp.asarray(0), zero)
+    plain = radial_return(stress, mu, yield_stress)
+    assert abs(float(jnp.mean(plain.stress["xx"])) + 0.010) > 0.1  # GPa
+    held, returned, added = return_under_load(solution, lam, mu, yield_stress, targets)
+    assert float(jnp.max(returned.equivalent_increment)) > 0.01
+    for name, value in targets.items():
+        assert float(jnp.mean(returned.stress[name])) == pytest.approx(value, abs=1e-12)
+    q = np.asarray(equivalent_stress(deviator(returned.stress)))
+    assert np.all(q <= np.asarray(yield_stress) * (1 + 1e-12))
+    assert float(held.mean_strain["xx"]) == pytest.approx(float(added["xx"])) and abs(float(added["xx"])) > 1e-4
+    np.testing.assert_allclose(held.strain["xx"], float(added["xx"]))  # the uniform strain, carried
+    np.testing.assert_allclose(returned.stress["xx"], radial_return(held.stress, mu, yield_stress).stress["xx"])
 
 
 def test_zero_yield_stresses_mean_elastic_even_when_traced():

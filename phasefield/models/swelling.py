@@ -48,8 +48,9 @@ Shen & Tikare 1999) ``(psi + dt (D_s k^2 + M_max kappa k^4)) dc = dt [div F + |g
 by :func:`phasefield.operators.krylov.pcg` with a spectral preconditioner; the Li inserted equals the
 time integral of the surface reaction to round-off; (4) :func:`mechanics` at the new ``c``
 (:func:`phasefield.physics.mechanics.solve_and_return`): one warm-started solve with the current
-plastic strain, then one radial return (plastic flow lags one step, so the yield condition holds at
-the end of the next step).
+plastic strain, then one radial return under the macroscopic load (plastic flow lags one step in the
+solve; the return adds the uniform strain that keeps ``<sigma_xx> = -p``, the zero mean shears and,
+for ``generalized``, ``<sigma_zz> = 0`` exactly, :func:`phasefield.physics.mechanics.return_under_load`).
 
 Parameters and structure. The validated :class:`Config` is the parameter pytree: its floats are
 leaves (vmapped by batches, differentiable) and every step, init, fields, diagnostics and stop
@@ -751,8 +752,8 @@ def swelling_eigenstrain(c, p: Parameters, geometry: Geometry) -> dict:
 @jax.named_call
 def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geometry: Geometry, grid: Grid):
     """The mechanics of the cell at ``c``: one warm-started elasticity solve with the lagged plastic strain
-    and one radial return (:func:`phasefield.physics.mechanics.solve_and_return`), under the stack
-    pressure; generalized plane strain when ``out_of_plane`` asks for it."""
+    and one radial return that holds the stack pressure (:func:`phasefield.physics.mechanics.solve_and_return`,
+    ``hold_mean_stress``); generalized plane strain when ``out_of_plane`` asks for it."""
     p = Parameters.from_config(params)
     lam, mu = moduli(c, params, geometry)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
@@ -760,7 +761,8 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
                             plastic_strain, mean_strain, mean_stress, warm_start=warm_start,
                             axial_strain=axial_strain,
                             generalized=grid.ndim == 2 and params.out_of_plane == "generalized",
-                            tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations)
+                            tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations,
+                            hold_mean_stress=True)
 
 
 # ----------------------------------------------------------------------------- diagnostics helpers
