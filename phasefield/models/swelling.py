@@ -130,6 +130,7 @@ GPA = GPA_IN_MPA * MPA  # Pa per GPa: the model's stress unit
 INDICATOR_FLOOR = 1e-3  # psi below this is treated as electrolyte in the time derivative (psi dc/dt)
 CONCENTRATION_GUARD = 1e-9  # c kept inside (guard, 1 - guard) in the logarithms
 AFFINITY_LIMIT = 300.0  # |mu| in the Butler-Volmer exponentials (an overflow guard only)
+EXPONENT_LIMIT = 1000.0  # |u - mu| in the cell-wise Butler-Volmer exponentials (overflow guard)
 ELASTIC_YIELD = 1e6  # GPa: "no yield"
 SHOWN_INDICATOR = 0.01  # c is written where psi exceeds this (elsewhere it is not a Li fraction: 0)
 FILTER_TOLERANCE = 1e-10  # relative residual of the stabilised Cahn-Hilliard solve
@@ -592,11 +593,12 @@ def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: 
     forward = jnp.sum(weight * jnp.exp(-p.alpha * mu_s))
     backward = jnp.sum(weight * jnp.exp((1 - p.alpha) * mu_s))
     u = insertion_potential(forward, backward, rate, p.alpha)
-    cathodic, anodic = jnp.exp(p.alpha * (u - mu_s)), jnp.exp(-(1 - p.alpha) * (u - mu_s))
+    affinity = jnp.clip(u - mu_s, -EXPONENT_LIMIT, EXPONENT_LIMIT)  # a saturated surface sends u to hundreds
+    cathodic, anodic = jnp.exp(p.alpha * affinity), jnp.exp(-(1 - p.alpha) * affinity)
     source = exchange * (cathodic - anodic)
     slope = exchange * (p.alpha * cathodic + (1 - p.alpha) * anodic) * local_stiffness(c, p, grid, curvature)
     damped = source / (1.0 + dt * slope / geometry.psi_weight)
-    total = jnp.sum(source)
+    total = rate / volume  # the applied rate, whatever the exponentials did
     cl = jnp.clip(c, 0.0, 1.0)
     capacity = 0.5 * geometry.psi_weight * jnp.where(source > 0, 1.0 - cl, cl) / dt
     placed, overflow = fill_to_capacity(damped, total, capacity)
@@ -634,9 +636,9 @@ def bounded_divergence(fluxes, c, dt, geometry: Geometry, grid: Grid, source=0.0
 
 def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: int = LIMITER_PASSES):
     """``-dt div F`` of correction fluxes ``F_a`` (on each cell's low face; per time) added to a bounded
-    state ``c``, per unit ``psi``, scaled face by face so that ``0 <= c + result <= 1`` in the cells
-    held to the bounds (``psi > SHOWN_INDICATOR``; the electrolyte cells, of weight ``INDICATOR_FLOOR``,
-    are free).
+    state ``c``, per unit ``psi``, scaled face by face so that ``0 <= c + result <= 1`` in every cell
+    (the electrolyte cells too: their weight is ``INDICATOR_FLOOR``, and unbounded values there feed
+    the gradient term of the particle's tail cells).
 
     The correction of the stabilisation is a large diffusion of the step's change, gross fluxes far
     above the net ones, so a gross-flux limiter (Zalesak's, :func:`bounded_divergence`) would cut it
@@ -649,7 +651,7 @@ def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: in
     """
     ndim = grid.ndim
     weight = geometry.psi_weight
-    held = geometry.psi > SHOWN_INDICATOR
+    held = geometry.psi >= 0.0
     room_in = jnp.where(held, weight * (1.0 - c), jnp.inf)
     room_out = jnp.where(held, weight * c, jnp.inf)
     amounts = [f * dt / grid.spacing[a] for a, f in enumerate(fluxes)]  # psi c moved through each low face
@@ -716,11 +718,9 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     (:func:`stabilized_change`, from ``guess``) ``(psi + dt L) dc = dt [div F + |grad psi| j]``,
     ``L = D_s k^2 + M_max kappa k^4`` (``stabilization = (D_s, M_max kappa)``, the stencil's Laplacian).
     (3) What the stabilisation adds to the low-order update, ``-dt L dc = dt lap(D_s dc - M_max kappa lap dc)``,
-    is written as face fluxes and passed through the same limiter from the low-order state, in the
-    cells where ``c`` is a Li fraction (``psi > SHOWN_INDICATOR``; the electrolyte cells, of weight
-    ``INDICATOR_FLOOR``, carry the stabilisation's spill unlimited): where no bound is near, the step
-    is the stabilised one (to the CG residual); near ``c = 0`` or ``1`` the constant-mobility
-    stabilisation cannot move Li past the bound. Every part is a flux difference or
+    is written as face fluxes and passed through a limiter on the net change from the low-order state
+    (:func:`limited_correction`): where no bound is near, the step is the stabilised one (to the CG
+    residual); near ``c = 0`` or ``1`` the constant-mobility stabilisation cannot move Li past the bound. Every part is a flux difference or
     the source, so ``int psi dc = dt int |grad psi| j`` to round-off.
 
     Returns ``(c_new, dc, PCGStats)``.
