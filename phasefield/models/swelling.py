@@ -48,8 +48,9 @@ Shen & Tikare 1999) ``(psi + dt (D_s k^2 + M_max kappa k^4)) dc = dt [div F + |g
 by :func:`phasefield.operators.krylov.pcg` with a spectral preconditioner; the Li inserted equals the
 time integral of the surface reaction to round-off; (4) :func:`mechanics` at the new ``c``
 (:func:`phasefield.physics.mechanics.solve_and_return`): one warm-started solve with the current
-plastic strain, then one radial return (plastic flow lags one step, so the yield condition holds at
-the end of the next step).
+plastic strain, then one radial return under the macroscopic load (plastic flow lags one step in the
+solve; the return adds the uniform strain that keeps ``<sigma_xx> = -p``, the zero mean shears and,
+for ``generalized``, ``<sigma_zz> = 0`` exactly, :func:`phasefield.physics.mechanics.return_under_load`).
 
 Parameters and structure. The validated :class:`Config` is the parameter pytree: its floats are
 leaves (vmapped by batches, differentiable) and every step, init, fields, diagnostics and stop
@@ -94,7 +95,15 @@ import numpy as np
 
 from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
 from phasefield.grid import Boundary, Grid
-from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient, pad_axis
+from phasefield.operators import (
+    SpectralBasis,
+    divergence,
+    face_average,
+    face_gradient,
+    gradient,
+    laplacian,
+    pad_axis,
+)
 from phasefield.operators.elasticity import (
     hydrostatic_stress,
     isotropic_moduli,
@@ -120,11 +129,13 @@ from phasefield.units import (
 GPA = GPA_IN_MPA * MPA  # Pa per GPa: the model's stress unit
 INDICATOR_FLOOR = 1e-3  # psi below this is treated as electrolyte in the time derivative (psi dc/dt)
 CONCENTRATION_GUARD = 1e-9  # c kept inside (guard, 1 - guard) in the logarithms
-AFFINITY_LIMIT = 60.0  # |mu| used in the Butler-Volmer exponentials
+AFFINITY_LIMIT = 300.0  # |mu| in the Butler-Volmer exponentials (an overflow guard only)
+EXPONENT_LIMIT = 1000.0  # |u - mu| in the cell-wise Butler-Volmer exponentials (overflow guard)
 ELASTIC_YIELD = 1e6  # GPa: "no yield"
 SHOWN_INDICATOR = 0.01  # c is written where psi exceeds this (elsewhere it is not a Li fraction: 0)
 FILTER_TOLERANCE = 1e-10  # relative residual of the stabilised Cahn-Hilliard solve
 FILTER_MAX_ITERATIONS = 200
+LIMITER_PASSES = 8  # passes of the net-change limiter on the stabilisation's correction (limited_correction)
 
 
 @scenario_parameters
@@ -440,12 +451,17 @@ def elastic_curvature(params: Config, p: Parameters):
     return stiffest * (p.beta / 3.0) ** 2 * p.elastic_coupling
 
 
+def stabilization_coefficients(params: Config, p: Parameters):
+    """``(D_s, M_max kappa)`` of the stabilisation ``L = D_s k^2 + M_max kappa k^4``, with
+    ``D_s = D (1 + Y eps'^2 / 4)`` and ``M_max = D / 4``."""
+    return p.diffusivity * (1.0 + 0.25 * elastic_curvature(params, p)), 0.25 * p.diffusivity * p.kappa
+
+
 def stabilization_symbol(params: Config, p: Parameters, k2):
-    """``L = D_s k^2 + M_max kappa k^4`` with ``D_s = D (1 + Y eps'^2 / 4)`` and ``M_max = D / 4``
-    (``k2``: the stencil's ``-laplacian`` symbol)."""
-    stabilizing_diffusivity = p.diffusivity * (1.0 + 0.25 * elastic_curvature(params, p))
-    mobility_max = 0.25 * p.diffusivity
-    return stabilizing_diffusivity * k2 + mobility_max * p.kappa * k2 * k2
+    """``L = D_s k^2 + M_max kappa k^4`` (:func:`stabilization_coefficients`; ``k2``: the stencil's
+    ``-laplacian`` symbol)."""
+    diffusive, hyper = stabilization_coefficients(params, p)
+    return diffusive * k2 + hyper * k2 * k2
 
 
 def particle_moduli(params: Config):
@@ -512,44 +528,101 @@ def local_stiffness(c, p: Parameters, grid: Grid, curvature):
     return chemical + 2.0 * p.kappa * sum(1.0 / h**2 for h in grid.spacing) + curvature / (1 + p.beta * c) ** 2
 
 
+def exchange_factor(c, alpha):
+    """``c^(1 - alpha) (1 - c)^alpha / (1/2)``: the concentration dependence of the exchange current,
+    1 at ``c = 1/2`` (``exchange_current_density`` is ``i0`` there) and 0 at ``c = 0`` and ``c = 1``."""
+    c = jnp.clip(c, 0.0, 1.0)
+    return 2.0 * c ** (1.0 - alpha) * (1.0 - c) ** alpha
+
+
+def fill_to_capacity(share, total, capacity, steps: int = 64):
+    """Scale the positive ``share`` by one factor ``s`` and cap each cell at ``capacity``:
+    ``sum min(s share, capacity) = total`` for the positive part (the negative cells are kept, floored
+    by ``-capacity``), found by bisection in ``log s`` and closed exactly by rescaling the cells below
+    their cap. When the caps cannot hold ``total`` the cells are filled to their caps and the rest is
+    returned as ``overflow`` (to be placed elsewhere). Returns ``(filled, overflow)``."""
+    negative = jnp.maximum(jnp.minimum(share, 0.0), -capacity)
+    positive = jnp.maximum(share, 0.0)
+    wanted = total - jnp.sum(negative)
+    held = jnp.sum(jnp.where(positive > 0, capacity, 0.0))
+
+    def placed(log_s):
+        return jnp.sum(jnp.minimum(jnp.exp(log_s) * positive, capacity))
+
+    def bisect(_, bracket):
+        low, high = bracket
+        middle = 0.5 * (low + high)
+        below = placed(middle) < wanted
+        return jnp.where(below, middle, low), jnp.where(below, high, middle)
+
+    ratio = jnp.where(positive > 0, capacity / jnp.where(positive > 0, positive, 1.0), jnp.inf)
+    high = jnp.log(jnp.maximum(jnp.max(jnp.where(positive > 0, ratio, 0.0)), 1e-300)) + 1.0
+    low = jnp.minimum(jnp.log(jnp.maximum(wanted, 1e-300) / jnp.maximum(jnp.sum(positive), 1e-300)), high) - 1.0
+    _, log_s = jax.lax.fori_loop(0, steps, bisect, (low, high))
+    filled = jnp.minimum(jnp.exp(log_s) * positive, capacity)
+    free = filled < capacity
+    room = wanted - jnp.sum(jnp.where(free, 0.0, filled))
+    free_sum = jnp.sum(jnp.where(free, filled, 0.0))
+    scale = jnp.where((free_sum > 0) & (wanted < held), room / jnp.where(free_sum > 0, free_sum, 1.0), 1.0)
+    filled = jnp.where(free, filled * scale, filled)
+    overflow = jnp.where(wanted < held, 0.0, wanted - jnp.sum(filled))
+    return negative + filled, overflow
+
+
 @jax.named_call
 def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: Grid, curvature):
     """Electrode potential (V) carrying the insertion ``rate`` (um^3/s), and the insertion source
-    ``|grad psi| j`` (1/s, c per time per unit psi), Butler-Volmer::
+    ``|grad psi| j`` (1/s, c per time per unit psi), Butler-Volmer with the exchange current
+    ``i0(c) = i0 c^(1-alpha) (1-c)^alpha / (1/2)`` (:func:`exchange_factor`)::
 
-        j = k0 [exp(alpha (u - mu)) - exp(-(1 - alpha)(u - mu))],   u = f (U0 - E),   int |grad psi| j = rate
+        j = k0 g(c) [exp(alpha (u - mu)) - exp(-(1 - alpha)(u - mu))],   u = f (U0 - E),   int |grad psi| j = rate
 
     (``u`` by :func:`insertion_potential`). The source is point-implicit: each cell's share is damped
     by ``1 + dt dS/dc / psi``, with ``dS/dc = |grad psi| |dj/dmu| dmu/dc``, then all shares are
     scaled to the applied total. Explicitly, a cell whose Li raises its own chemical potential (by
     GPa of coherency stress near the surface) would overshoot at the steps the front allows.
+    Bounds: no cell takes more than half its room ``psi (1 - c)`` (or gives more than half its Li)
+    in one step (:func:`fill_to_capacity`); Li the surface cannot take (a saturated surface, where the
+    potential plunges to the cutoff) goes to the particle cells in proportion to their room. The total
+    is the applied rate exactly. ``mu`` is clipped at ``AFFINITY_LIMIT`` only against overflow.
     """
     surface, volume = geometry.surface, grid.cell_volume
     mu_s = jnp.clip(mu, -AFFINITY_LIMIT, AFFINITY_LIMIT)
-    weight = surface * volume * p.reaction_speed
+    exchange = surface * p.reaction_speed * exchange_factor(c, p.alpha)
+    weight = exchange * volume
     forward = jnp.sum(weight * jnp.exp(-p.alpha * mu_s))
     backward = jnp.sum(weight * jnp.exp((1 - p.alpha) * mu_s))
     u = insertion_potential(forward, backward, rate, p.alpha)
-    cathodic, anodic = jnp.exp(p.alpha * (u - mu_s)), jnp.exp(-(1 - p.alpha) * (u - mu_s))
-    source = surface * p.reaction_speed * (cathodic - anodic)
-    slope = surface * p.reaction_speed * (p.alpha * cathodic + (1 - p.alpha) * anodic) * local_stiffness(
-        c, p, grid, curvature)
+    affinity = jnp.clip(u - mu_s, -EXPONENT_LIMIT, EXPONENT_LIMIT)  # a saturated surface sends u to hundreds
+    cathodic, anodic = jnp.exp(p.alpha * affinity), jnp.exp(-(1 - p.alpha) * affinity)
+    source = exchange * (cathodic - anodic)
+    slope = exchange * (p.alpha * cathodic + (1 - p.alpha) * anodic) * local_stiffness(c, p, grid, curvature)
     damped = source / (1.0 + dt * slope / geometry.psi_weight)
-    damped = damped * jnp.sum(source) / jnp.sum(damped)
-    return p.open_circuit_potential - u / p.f, damped
+    total = rate / volume  # the applied rate, whatever the exponentials did
+    cl = jnp.clip(c, 0.0, 1.0)
+    capacity = 0.5 * geometry.psi_weight * jnp.where(source > 0, 1.0 - cl, cl) / dt
+    placed, overflow = fill_to_capacity(damped, total, capacity)
+    room = geometry.psi_weight * (1.0 - cl) - dt * jnp.maximum(placed, 0.0)
+    room = jnp.where(geometry.psi > SHOWN_INDICATOR, jnp.maximum(room, 0.0), 0.0)
+    placed = placed + overflow * room / jnp.maximum(jnp.sum(room), 1e-300)
+    return p.open_circuit_potential - u / p.f, placed
 
 
-def bounded_divergence(fluxes, c, dt, geometry: Geometry, grid: Grid):
+def bounded_divergence(fluxes, c, dt, geometry: Geometry, grid: Grid, source=0.0, bounded=None):
     """``-div F`` of the Li fluxes ``F_a`` on each cell's low face, each scaled down where, over ``dt``, it
     would take more Li from its upwind cell than ``psi c`` or bring more into its downwind cell than
-    ``psi (1 - c)`` (a conservative positivity limiter: the stress-driven drift across the particle
-    surface, GPa over a few cells, is far faster than diffusion)."""
+    ``psi (1 - c)``, less what the cell's ``source`` (per time, per unit psi) takes or gives over ``dt``
+    (a conservative positivity limiter, Zalesak's in one pass: the stress-driven drift across the
+    particle surface, GPa over a few cells, is far faster than diffusion). With ``0 <= c + dt source /
+    psi <= 1`` the result keeps ``0 <= c + dt (source - div F) / psi <= 1``."""
     outflow = sum((jnp.maximum(jnp.roll(f, -1, a), 0.0) + jnp.maximum(-f, 0.0)) / grid.spacing[a]
                   for a, f in enumerate(fluxes)) * dt
     inflow = sum((jnp.maximum(-jnp.roll(f, -1, a), 0.0) + jnp.maximum(f, 0.0)) / grid.spacing[a]
                  for a, f in enumerate(fluxes)) * dt
-    room_out = geometry.psi_weight * jnp.maximum(c, 0.0)
-    room_in = geometry.psi_weight * jnp.maximum(1.0 - c, 0.0)
+    room_out = jnp.maximum(geometry.psi_weight * c + dt * jnp.minimum(source, 0.0), 0.0)
+    room_in = jnp.maximum(geometry.psi_weight * (1.0 - c) - dt * jnp.maximum(source, 0.0), 0.0)
+    if bounded is not None:
+        room_out, room_in = jnp.where(bounded, room_out, jnp.inf), jnp.where(bounded, room_in, jnp.inf)
     giving = jnp.where(outflow > room_out, room_out / jnp.where(outflow > room_out, outflow, 1.0), 1.0)
     taking = jnp.where(inflow > room_in, room_in / jnp.where(inflow > room_in, inflow, 1.0), 1.0)
     total = 0.0
@@ -559,6 +632,59 @@ def bounded_divergence(fluxes, c, dt, geometry: Geometry, grid: Grid):
         f = f * scale
         total = total - (jnp.roll(f, -1, a) - f) / grid.spacing[a]
     return total
+
+
+def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: int = LIMITER_PASSES):
+    """``-dt div F`` of correction fluxes ``F_a`` (on each cell's low face; per time) added to a bounded
+    state ``c``, per unit ``psi``, scaled face by face so that ``0 <= c + result <= 1`` in every cell
+    (the electrolyte cells too: their weight is ``INDICATOR_FLOOR``, and unbounded values there feed
+    the gradient term of the particle's tail cells).
+
+    The correction of the stabilisation is a large diffusion of the step's change, gross fluxes far
+    above the net ones, so a gross-flux limiter (Zalesak's, :func:`bounded_divergence`) would cut it
+    everywhere near ``c = 0``. This one works on the net change: a cell that would pass 1 has its
+    incoming faces scaled by ``(room + out) / in`` (one that would pass 0, its outgoing faces by
+    ``(Li + in) / out``), and the passes repeat (``passes``) since a cut flux changes the neighbour's
+    balance. What overshoot is left after the passes (normally none; at most round-off) is clipped and
+    put back into the held cells in proportion to their room, so the Li moved is exactly conserved.
+    Returns ``(change, moved)``: the change of ``c`` and the Li the last clip moved (``int psi``, cells).
+    """
+    ndim = grid.ndim
+    weight = geometry.psi_weight
+    held = geometry.psi >= 0.0
+    room_in = jnp.where(held, weight * (1.0 - c), jnp.inf)
+    room_out = jnp.where(held, weight * c, jnp.inf)
+    amounts = [f * dt / grid.spacing[a] for a, f in enumerate(fluxes)]  # psi c moved through each low face
+
+    def balance(scales):
+        moved = [s * m for s, m in zip(scales, amounts)]
+        inflow = sum(jnp.maximum(m, 0.0) + jnp.maximum(-jnp.roll(m, -1, a), 0.0) for a, m in enumerate(moved))
+        outflow = sum(jnp.maximum(-m, 0.0) + jnp.maximum(jnp.roll(m, -1, a), 0.0) for a, m in enumerate(moved))
+        return inflow, outflow
+
+    def one_pass(_, scales):
+        inflow, outflow = balance(scales)
+        over = inflow - outflow > room_in
+        under = outflow - inflow > room_out
+        cut_in = jnp.where(over, jnp.clip((room_in + outflow) / jnp.where(over, inflow, 1.0), 0.0, 1.0), 1.0)
+        cut_out = jnp.where(under, jnp.clip((room_out + inflow) / jnp.where(under, outflow, 1.0), 0.0, 1.0), 1.0)
+        new = []
+        for a, (s, m) in enumerate(zip(scales, amounts)):
+            # m > 0 flows from the low neighbour into this cell: in here, out there
+            factor = jnp.where(m > 0, jnp.minimum(cut_in, jnp.roll(cut_out, 1, a)),
+                               jnp.minimum(cut_out, jnp.roll(cut_in, 1, a)))
+            new.append(s * factor)
+        return new
+
+    scales = jax.lax.fori_loop(0, passes, one_pass, [jnp.ones(grid.shape) for _ in range(ndim)])
+    moved = [s * m for s, m in zip(scales, amounts)]
+    net = -sum(jnp.roll(m, -1, a) - m for a, m in enumerate(moved))  # psi dc
+    state = c + net / weight
+    clipped = jnp.where(held, jnp.clip(state, 0.0, 1.0), state)
+    excess = jnp.sum(weight * (state - clipped))  # > 0: Li to put into held cells with room
+    room = jnp.where(held, weight * jnp.where(excess > 0, 1.0 - clipped, clipped), 0.0)
+    clipped = clipped + jnp.where(held, excess / jnp.maximum(jnp.sum(room), 1e-300) * room / weight, 0.0)
+    return clipped - c, jnp.sum(jnp.abs(weight * (state - clipped)))
 
 
 def stabilized_change(increment, dt, guess, geometry: Geometry, basis: SpectralBasis, symbol):
@@ -582,11 +708,20 @@ def stabilized_change(increment, dt, guess, geometry: Geometry, basis: SpectralB
 
 @jax.named_call
 def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geometry, grid: Grid,
-                         basis: SpectralBasis, symbol):
+                         basis: SpectralBasis, stabilization):
     """One smoothed-boundary Cahn-Hilliard step ``psi dc = dt [div(psi M grad mu) + |grad psi| j]``,
-    ``M = D c (1 - c)``: explicit face fluxes through the positivity limiter (:func:`bounded_divergence`),
-    the ``psi``-weighted implicit stabilisation (:func:`stabilized_change`, from ``guess``), and the
-    CG residual's Li put back so that ``int psi dc = dt int |grad psi| j`` to round-off.
+    ``M = D c (1 - c)``, bounded: ``0 <= c <= 1`` after the step wherever it held before.
+
+    (1) The low-order update: explicit face fluxes through the positivity limiter
+    (:func:`bounded_divergence`, which leaves room for the surface source) plus the source (bounded by
+    :func:`surface_insertion`). (2) The ``psi``-weighted implicit stabilisation
+    (:func:`stabilized_change`, from ``guess``) ``(psi + dt L) dc = dt [div F + |grad psi| j]``,
+    ``L = D_s k^2 + M_max kappa k^4`` (``stabilization = (D_s, M_max kappa)``, the stencil's Laplacian).
+    (3) What the stabilisation adds to the low-order update, ``-dt L dc = dt lap(D_s dc - M_max kappa lap dc)``,
+    is written as face fluxes and passed through a limiter on the net change from the low-order state
+    (:func:`limited_correction`): where no bound is near, the step is the stabilised one (to the CG
+    residual); near ``c = 0`` or ``1`` the constant-mobility stabilisation cannot move Li past the bound. Every part is a flux difference or
+    the source, so ``int psi dc = dt int |grad psi| j`` to round-off.
 
     Returns ``(c_new, dc, PCGStats)``.
     """
@@ -596,13 +731,16 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     mobility = p.diffusivity * jnp.clip(c, 0.0, 1.0) * (1.0 - jnp.clip(c, 0.0, 1.0))
     fluxes = [-geometry.psi_faces[a][low_faces[a]] * face_average(mobility, periodic, a, "arithmetic")[low_faces[a]]
               * face_gradient(mu, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
-    change, stats = stabilized_change(dt * (bounded_divergence(fluxes, c, dt, geometry, grid) + source), dt, guess,
-                                      geometry, basis, symbol)
-    # CG leaves a residual of 1e-10: put the exact inserted Li back (round-off)
-    psi, psi_weight = geometry.psi, geometry.psi_weight
-    missing = dt * jnp.sum(source) - jnp.sum(psi_weight * change)
-    change = change + psi * missing / jnp.sum(psi_weight * psi)
-    return c + change, change, stats
+    increment = dt * (bounded_divergence(fluxes, c, dt, geometry, grid, source) + source)
+    low_order = c + increment / geometry.psi_weight
+    diffusive, hyper = stabilization
+    k2 = -basis.laplacian_symbol
+    change, stats = stabilized_change(increment, dt, guess, geometry, basis, diffusive * k2 + hyper * k2 * k2)
+    potential = diffusive * change - hyper * laplacian(change, grid, periodic)
+    corrections = [-face_gradient(potential, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
+    correction, _ = limited_correction(corrections, low_order, dt, geometry, grid)
+    c_new = low_order + correction
+    return c_new, c_new - c, stats
 
 
 def swelling_eigenstrain(c, p: Parameters, geometry: Geometry) -> dict:
@@ -614,8 +752,8 @@ def swelling_eigenstrain(c, p: Parameters, geometry: Geometry) -> dict:
 @jax.named_call
 def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geometry: Geometry, grid: Grid):
     """The mechanics of the cell at ``c``: one warm-started elasticity solve with the lagged plastic strain
-    and one radial return (:func:`phasefield.physics.mechanics.solve_and_return`), under the stack
-    pressure; generalized plane strain when ``out_of_plane`` asks for it."""
+    and one radial return that holds the stack pressure (:func:`phasefield.physics.mechanics.solve_and_return`,
+    ``hold_mean_stress``); generalized plane strain when ``out_of_plane`` asks for it."""
     p = Parameters.from_config(params)
     lam, mu = moduli(c, params, geometry)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
@@ -623,7 +761,8 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
                             plastic_strain, mean_strain, mean_stress, warm_start=warm_start,
                             axial_strain=axial_strain,
                             generalized=grid.ndim == 2 and params.out_of_plane == "generalized",
-                            tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations)
+                            tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations,
+                            hold_mean_stress=True)
 
 
 # ----------------------------------------------------------------------------- diagnostics helpers
@@ -660,7 +799,6 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     ndim = grid.ndim
     basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"))
     geometry = make_geometry(grid, config)
-    k2 = -basis.laplacian_symbol
     components = tensor_components(ndim)
     stress_coupling = config.stress_coupling
     electrode_thickness = config.electrode_thickness  # static: size and layer thicknesses
@@ -698,7 +836,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         voltage, source = surface_insertion(mu, c, dt, insertion_rate(params, geometry), p, geometry, grid, curvature)
         c_new, change, filter_stats = cahn_hilliard_update(
             c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
-            stabilization_symbol(params, p, k2))
+            stabilization_coefficients(params, p))
         solved = mechanics(c_new, state["plastic_strain"], WarmStart(**history["elasticity"]),
                            history["axial_strain"], params, geometry, grid)
         state = {
@@ -741,6 +879,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                 | (state["voltage"] <= params.cutoff_voltage))
 
     in_particles, in_electrolyte = geometry.in_particles, geometry.in_electrolyte
+    shown = psi > SHOWN_INDICATOR
 
     def diagnostics(params, carry):
         state, history, cache = carry["state"], carry["history"], carry["cache"]
@@ -756,7 +895,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "swelling": 100.0 * thickness_change / electrode_thickness,
             "inserted_li": state["inserted"],
             "li_content": jnp.sum(geometry.psi_weight * (state["c"] - c0)) * grid.cell_volume,
-            "concentration_max": masked_max(state["c"], in_particles),
+            "concentration_max": masked_max(state["c"], shown),
+            "concentration_min": -masked_max(-state["c"], shown),
             "particle_pressure_mean": -masked_mean(hydrostatic, in_particles),
             "particle_pressure_max": masked_max(-hydrostatic, in_particles),
             "particle_von_mises_mean": masked_mean(mises, in_particles),
@@ -807,8 +947,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
 
 SCALAR_INFO = {
     "state_of_charge": Quantity("1", "Li in the particles over their capacity"),
-    "concentration_max": Quantity("1", "largest c in the particles (psi > 1/2); above 1 late in lithiation, where "
-                                       "the stabilisation pushes near-full cells past saturation (README)"),
+    "concentration_max": Quantity("1", "largest c where it is a Li fraction (psi > 0.01); at most 1"),
+    "concentration_min": Quantity("1", "smallest c where it is a Li fraction (psi > 0.01); at least 0"),
     "electrode_potential": Quantity("V", "electrode potential against Li/Li+ that carries the applied current"),
     "swelling": Quantity("%", "electrode thickness change since the start (mean strain xx times the cell length) "
                               "over the electrode thickness"),

@@ -8,7 +8,10 @@ Shared by the models that carry stresses (swelling, dendrite_solid, fracture). E
     eps_p <- eps_p + d eps_p
 
 (:func:`solve_and_return`). Plastic flow lags one step: the solve sees the plastic strain of the
-previous returns, and the return of this step's stress feeds the next solve. A model that wants
+previous returns, and the return of this step's stress feeds the next solve. Under a prescribed mean
+stress (stack pressure) the plain return moves the mean stress off the load; ``hold_mean_stress``
+returns under the load instead (:func:`return_under_load`: one more uniform strain in the loaded
+components, so the returned stress keeps the prescribed means exactly). A model that wants
 plastic equilibrium at one load instead iterates (:func:`phasefield.physics.plasticity.plastic_equilibrium`).
 
 Generalized plane strain (2D only, ``generalized=True``): instead of ``eps_zz = 0`` the total
@@ -108,7 +111,7 @@ class MechanicsStep(NamedTuple):
 def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plastic_strain: dict,
                      mean_strain=None, mean_stress=None, warm_start: WarmStart | None = None,
                      axial_strain=0.0, generalized: bool = False, tolerance=1e-8, max_iterations: int = 2000,
-                     shear_mean: str = "arithmetic") -> MechanicsStep:
+                     shear_mean: str = "arithmetic", hold_mean_stress: bool = False) -> MechanicsStep:
     """One elasticity solve with eigenstrain ``eigenstrain + plastic_strain`` and one radial return.
 
     lam, mu:        Lame fields (:func:`mix_moduli`; degraded moduli for fracture), stress unit;
@@ -119,7 +122,11 @@ def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plast
     mean_strain, mean_stress: the macroscopic load (:func:`solve_elasticity`);
     warm_start:     the previous solution (``None``: from zero);
     axial_strain:   generalized plane strain: the carried uniform ``eps_zz`` (module notes);
-    generalized:    2D only: ``<sigma_zz> = 0`` instead of ``eps_zz = 0``.
+    generalized:    2D only: ``<sigma_zz> = 0`` instead of ``eps_zz = 0``;
+    hold_mean_stress: return under the macroscopic load (:func:`return_under_load`): the prescribed
+                    mean stresses (and ``<sigma_zz> = 0`` when ``generalized``) hold after the return,
+                    not only after the solve; ``solution`` then carries the uniform strain the
+                    return added (its mean strain, strain and stress; the stress is the return's trial).
     """
     if generalized and grid.ndim != 2:
         raise ValueError("generalized plane strain is a 2D option")
@@ -139,7 +146,15 @@ def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plast
         axial_strain = axial_strain - jnp.mean(solution.stress["zz"]) / jnp.mean(lam + 2.0 * mu)
         solution = solve(axial_strain, solution)
         iterations = iterations + solution.iterations
-    returned = radial_return(solution.stress, mu, yield_stress)
+    if hold_mean_stress:
+        targets = {n: v for n, v in (mean_stress or {}).items()}
+        if generalized:
+            targets["zz"] = 0.0
+        solution, returned, offset = return_under_load(solution, lam, mu, yield_stress, targets)
+        if generalized:
+            axial_strain = axial_strain + offset["zz"]
+    else:
+        returned = radial_return(solution.stress, mu, yield_stress)
     return MechanicsStep(
         solution=solution,
         stress=returned.stress,
@@ -148,3 +163,53 @@ def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plast
         axial_strain=axial_strain,
         iterations=iterations,
     )
+
+
+def return_under_load(solution, lam, mu, yield_stress, targets: dict, iterations: int = 60):
+    """Radial return of ``solution.stress`` with the mean stresses of ``targets`` held.
+
+    The return relaxes the deviator at fixed total strain, which moves the mean stress off the load the
+    solve imposed (by ``<2 mu d eps_p>``: tens of MPa against a stack pressure of 10 MPa once particles
+    yield). Here the total strain of every cell takes one more uniform part ``dE`` over the loaded
+    components (the macroscopic strain is free in them), and ``dE`` is found so that the returned
+    stress has the prescribed means: ``<R(sigma + C : dE)>_k = targets_k``. The map is monotone (the
+    elastic-plastic tangent is positive, at least the bulk part, and below the elastic one), so the
+    fixed point ``dE += K^-1 (targets - <R(.)>)`` with ``K`` the mean elastic stiffness of the loaded
+    components converges; ``iterations`` passes (each pointwise) reach round-off. Within the cells the
+    returned stress is on the yield surface wherever it was exceeded, as with a plain return.
+
+    ``targets``: ``{component: mean stress}`` (``zz`` allowed in 2D: the generalized plane-strain axial
+    strain). Returns ``(solution with dE added, Return, dE)``.
+    """
+    names = tuple(targets)
+    normal = [n[0] == n[1] for n in names]
+    lam_mean, mu_mean = jnp.mean(lam), jnp.mean(mu)
+    stiffness = jnp.asarray([[lam_mean * (a and b) + 2.0 * mu_mean * (i == j) for j, b in enumerate(normal)]
+                             for i, a in enumerate(normal)])
+    inverse = jnp.linalg.inv(stiffness)
+    goal = jnp.asarray([targets[n] for n in names], dtype=jnp.result_type(lam))
+
+    def loaded(offset):
+        trace = sum(offset[i] for i, n in enumerate(names) if normal[i])
+        stress = {}
+        for k, v in solution.stress.items():
+            extra = lam * trace if k[0] == k[1] else 0.0
+            if k in names:
+                extra = extra + 2.0 * mu * offset[names.index(k)]
+            stress[k] = v + extra
+        return stress
+
+    def update(_, offset):
+        returned = radial_return(loaded(offset), mu, yield_stress)
+        means = jnp.stack([jnp.mean(returned.stress[n]) for n in names])
+        return offset + inverse @ (goal - means)
+
+    offset = jax.lax.fori_loop(0, iterations, update, jnp.zeros(len(names), goal.dtype))
+    trial = loaded(offset)
+    returned = radial_return(trial, mu, yield_stress)
+    added = {n: offset[i] for i, n in enumerate(names)}
+    mean_strain = {k: v + added.get(k, 0.0) for k, v in solution.mean_strain.items()}
+    strain = {k: v + added[k] if k in added and k in solution.mean_strain else v for k, v in solution.strain.items()}
+    mean_stress = {k: jnp.mean(trial[k]) if k in trial else v for k, v in solution.mean_stress.items()}
+    solution = solution._replace(mean_strain=mean_strain, strain=strain, stress=trial, mean_stress=mean_stress)
+    return solution, returned, added
