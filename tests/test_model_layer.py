@@ -23,7 +23,8 @@ PACKAGE = ROOT / "phasefield"
 # small grids of each scenario family's YAML (the scenario YAML sets everything else)
 SMALL = {
     "spinodal": ["scenario=spinodal", "scenario.shape=[16,16]"],
-    "dendrite": ["scenario=dendrite", "scenario.shape=[16,16]"],
+    "dendrite": ["scenario=dendrite", "scenario.size=[12,8]", "scenario.shape=[24,16]",
+                 "scenario.electrode_position=3", "scenario.short_circuit_gap=3"],
     "dendrite_solid": ["scenario=dendrite_solid", "scenario.shape=[16,16]"],
     "swelling": ["scenario=swelling", "scenario.shape=[32,32]", "scenario.interface_thickness=0.4",
                  "scenario.gradient_length=0.15"],

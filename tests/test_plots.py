@@ -17,7 +17,8 @@ def spinodal(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dendrite(tmp_path_factory):
-    return run({"scenario": {"name": "dendrite", "shape": [32, 32], "t_end": 0.05},
+    return run({"scenario": {"name": "dendrite", "size": [16.0, 16.0], "shape": [32, 32], "interface_thickness": 2.0,
+                             "electrode_position": 4.0, "short_circuit_gap": 4.0, "t_end": 0.05},
                 "output": {"interval": 0.025, "scalar_interval": 0.005, "plots": False}},
                tmp_path_factory.mktemp("dendrite"))
 

@@ -1,4 +1,26 @@
-"""Li dendrites during electrodeposition: the nonlinear phase-field model of Chen et al. (2015).
+"""Li dendrites during electrodeposition: a reaction-only interface at battery conditions (the default),
+or the literal nonlinear phase-field model of Chen et al. (2015).
+
+Two formulations (``formulation``, static):
+
+* ``reaction`` (default): the metal is an equipotential at the electrode potential ``V``; the
+  electrolyte potential ``phi_e`` carries the ionic current, ``div(kappa (1 - h) grad phi_e) =
+  n F c_s dh/dt`` (counter electrode at the far wall, 0 V), so current crosses the interface only
+  through the Butler-Volmer reaction ``i = i0 [c e^{-a A} - e^{(1-a) A}]``, ``A = f (V - phi_e) + s``
+  (``s``: Gibbs-Thomson and, with a coupling, the mechanical overpotential). The reaction advects the
+  interface, ``dxi/dt = (i / n F c_s) C |grad xi|`` (:func:`reaction_weight`); the Allen-Cahn part
+  only keeps the tanh profile (curvature-free, its rate from ``profile_relaxation``). Binary salt:
+  ``dc/dt = div(D grad c) - (1 - t+) (c_s/c_ref) dh/dt``, the share ``t+`` of the Li carried by
+  migration from the counter electrode (``li_inflow`` counts it), ``kappa = kappa_l c / c_bulk``;
+  single-ion conductor: ``c`` fixed, ``t+ = 1``. One step: 0. coupling; 1. ``phi_e`` (Newton on the
+  linearised reaction; galvanostatic: the cathodic distribution scaled to the applied current);
+  2. Allen-Cahn (curvature-free, noise); 3. salt diffusion with the reaction's share as implicit sink
+  and the metal growth (:func:`transport_exchange` with the reaction's localisation), the electrode
+  potential found by :func:`hold_current` under galvanostatic control. ``phi`` stores ``phi_e``.
+* ``chen2015``: the single-potential model below, kept for reproducing papers (its interface is an
+  ohmic contact: physics.md 3.1).
+
+The rest of this docstring describes ``chen2015``; both share the carry layout and the diagnostics.
 
 Fields (x, the first axis, points from the electrode at x = 0 into the electrolyte):
 
