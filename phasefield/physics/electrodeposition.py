@@ -389,16 +389,22 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
     the last state). Walls: :func:`electrolyte_boundary_conditions`.
 
     ``total`` (galvanostatic control: the applied metal growth per electrode area, um/s, times the
-    electrode area): the source is instead the cathodic distribution ``h' w c e^{-a A}`` scaled to
-    that total, so the current through the counter electrode is the applied one (by Gauss) and
-    equals the deposit that :func:`hold_current` then holds; no linearisation is needed.
+    electrode area): the source is instead the reaction's distribution at ``guess`` and the last
+    ``V`` (its cathodic part alone where the net is under a tenth of it: a starting ``V`` near
+    equilibrium) scaled to that total, so the current through the counter electrode is the applied
+    one (by Gauss) and equals the deposit that :func:`hold_current` then holds.
     """
     argument = jnp.clip(kinetics.f * (voltage - guess) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
     rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
     slope = interpolation_slope(xi)
     if total is not None:
         cathodic = slope * rate * jnp.maximum(c, 0.0)
-        source = charge_density * total * cathodic / jnp.maximum(jnp.sum(cathodic) * grid.cell_volume, 1e-300)
+        net = slope * rate * (c - c_eq)
+        cathodic_sum, net_sum = jnp.sum(cathodic), jnp.sum(net)
+        # the Butler-Volmer distribution at the last V, unless that V is near equilibrium or anodic
+        shape, shape_sum = jax.tree.map(lambda a, b: jnp.where(net_sum > 0.1 * cathodic_sum, a, b),
+                                        (net, net_sum), (cathodic, cathodic_sum))
+        source = charge_density * total * shape / jnp.maximum(shape_sum * grid.cell_volume, 1e-300)
         phi, iterations, residual = solve_potential(conductivity, source, grid,
                                                     electrolyte_boundary_conditions(grid.ndim), guess, tolerance,
                                                     max_iterations)
