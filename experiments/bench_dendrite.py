@@ -1,13 +1,15 @@
 """Benchmark of the electrodeposition model: cell-updates per second and the potential solve's share.
 
-For each grid (a square domain of 1 um cells, Hong's parameters at -0.45 V, a few nuclei) the
-script runs a warm-up, then times a chunk of steps of the full model, the potential solve alone
-on the state reached (warm-started from the last potential, as the next step does) and one
-application of the stencil Laplacian. It prints cell-updates per second (CU/s), the effective
-memory bandwidth of the step (at ~12 field reads/writes of 8 bytes per cell), the solve's share
-of a step, and the solve's cost in Laplacian applications.
+For each grid (a square domain of 1 um cells, a few nuclei) and formulation the script runs a
+warm-up, then times a chunk of steps of the full model; for chen2015 (Hong's parameters at -0.45 V)
+also the potential solve alone on the state reached (warm-started from the last potential, as the
+next step does) and one application of the stencil Laplacian. It prints cell-updates per second
+(CU/s), the effective memory bandwidth of the step (at ~12 field reads/writes of 8 bytes per cell),
+the solve's share of a step, and the solve's cost in Laplacian applications. The reaction formulation
+(the default scenario's: 0.1 M binary salt at -0.4 V, a 4 um interface on the 1 um cells) reports the
+CG iterations of its potential (Newton) and transport solves per step.
 
-    python experiments/bench_dendrite.py --sizes 256 1024 2048 --steps 20
+    python experiments/bench_dendrite.py --sizes 256 1024 2048 --steps 20 --formulations chen2015 reaction
 """
 from __future__ import annotations
 
@@ -27,15 +29,19 @@ from phasefield.runner import build, device_parameters, initial_carry
 BYTES_PER_CELL_UPDATE = 12 * 8  # xi, c, phi, rates: read + write, float64 (a lower bound)
 
 
-def scenario(n: int) -> dict:
-    return {"name": "dendrite", "size": [float(n), float(n)], "shape": [n, n], "t_end": 1.0,
-            "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
-            "electrode_position": 10.0, "random_nuclei": max(2, n // 64), "nucleus_radius": 3.0,
+def scenario(n: int, formulation: str) -> dict:
+    common = {"name": "dendrite", "formulation": formulation, "size": [float(n), float(n)], "shape": [n, n],
+              "t_end": 1.0, "electrode_position": 10.0, "random_nuclei": max(2, n // 64), "nucleus_radius": 3.0}
+    if formulation == "reaction":
+        return {**common, "voltage": -0.4, "interface_thickness": 4.0, "bulk_concentration": 100.0,
+                "reference_concentration": 100.0, "conductivity_electrolyte": 0.12, "diffusivity_electrolyte": 3e-10,
+                "noise_amplitude": 0.001, "nucleus_radius": 6.0}
+    return {**common, "conductivity_metal": 1e6, "exchange_current_density": 1.106, "temperature": 300.0,
             "noise_amplitude": 0.003}
 
 
-def bench(n: int, steps: int, dt: float):
-    config = validate_run({"scenario": scenario(n), "solver": {"dt": dt}, "output": {}})
+def bench(n: int, steps: int, dt: float, formulation: str = "chen2015"):
+    config = validate_run({"scenario": scenario(n, formulation), "solver": {"dt": dt}, "output": {}})
     simulation = build(config)
     stepper, grid = simulation.stepper, simulation.grid
     params = device_parameters(simulation.parameters, config.solver.precision)
@@ -48,6 +54,13 @@ def bench(n: int, steps: int, dt: float):
     carry = chunk(carry)  # warm-up: compile and leave the cold first potential solves behind
     wall, carry = best_time(chunk, carry, repeat=2)
     per_step = wall / steps
+    cells = grid.size
+    rates = {"n": n, "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
+             "gb_per_s": cells * BYTES_PER_CELL_UPDATE / per_step / 1e9,
+             "mean_iterations": float(carry["state"]["potential_iterations_total"]) / float(carry["state"]["step"])}
+    if formulation == "reaction":
+        return {**rates, "solve_ms": float("nan"), "solve_share": float("nan"), "solve_laplacians": float("nan"),
+                "iterations": int(carry["cache"]["transport_iterations"])}
 
     # the potential solve of the next step, as the step makes it (the model's sigma, source and tolerance)
     p, scenario_config = Parameters.from_config(params), config.scenario
@@ -60,30 +73,27 @@ def bench(n: int, steps: int, dt: float):
     iterations = solution.iterations
     lap = jax.jit(lambda u: laplacian(u, grid, cell_boundary(grid.ndim)))
     lap_time, _ = best_time(lap, state["phi"], repeat=10)
-    cells = grid.size
-    return {
-        "n": n, "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
-        "gb_per_s": cells * BYTES_PER_CELL_UPDATE / per_step / 1e9,
-        "solve_ms": solve_time * 1e3, "solve_share": solve_time / per_step,
-        "solve_laplacians": solve_time / lap_time, "iterations": int(iterations),
-        "mean_iterations": float(state["potential_iterations_total"]) / float(state["step"]),
-    }
+    return {**rates, "solve_ms": solve_time * 1e3, "solve_share": solve_time / per_step,
+            "solve_laplacians": solve_time / lap_time, "iterations": int(iterations)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--dt", type=float, default=0.004)
+    parser.add_argument("--dt", type=float, default=0.004, help="chen2015 step, s (reaction: 50 times this)")
+    parser.add_argument("--formulations", nargs="+", default=["chen2015", "reaction"])
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}, device {jax.devices()[0].device_kind}")
-    print(f"{'grid':>9} {'ms/step':>9} {'CU/s':>10} {'GB/s':>6} {'solve ms':>9} {'share':>6} "
+    print(f"{'formulation':>11} {'grid':>9} {'ms/step':>9} {'CU/s':>10} {'GB/s':>6} {'solve ms':>9} {'share':>6} "
           f"{'lap-eq':>7} {'iters':>5} {'mean it':>7}")
-    for n in args.sizes:
-        r = bench(n, args.steps, args.dt)
-        print(f"{n:>5}^2   {r['ms_per_step']:9.2f} {r['cu_per_s']:10.3g} {r['gb_per_s']:6.2f} {r['solve_ms']:9.2f} "
-              f"{r['solve_share']:6.2f} {r['solve_laplacians']:7.0f} {r['iterations']:5d} {r['mean_iterations']:7.2f}",
-              flush=True)
+    for formulation in args.formulations:
+        for n in args.sizes:
+            dt = args.dt * (50 if formulation == "reaction" else 1)
+            r = bench(n, args.steps, dt, formulation)
+            print(f"{formulation:>11} {n:>5}^2   {r['ms_per_step']:9.2f} {r['cu_per_s']:10.3g} {r['gb_per_s']:6.2f} "
+                  f"{r['solve_ms']:9.2f} {r['solve_share']:6.2f} {r['solve_laplacians']:7.0f} {r['iterations']:5d} "
+                  f"{r['mean_iterations']:7.2f}", flush=True)
 
 
 if __name__ == "__main__":
