@@ -537,6 +537,34 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         extra = coupling.init(params, xi)
         return {part: {**extra.get(part, {}), **own[part]} for part in CARRY_PARTS}
 
+    def next_carry(state, coupled, xi, dt, exchange, phi, voltage, potential, cell_current, passed, inflow,
+                   history_extra):
+        """The carry after a step from ``xi`` (either formulation): the exchange's fields, the step's
+        potential, ``passed`` charge and Li ``inflow`` added to their totals, and the coupling's entries."""
+        own = {
+            "state": {
+                "xi": exchange.xi,
+                "c": exchange.c,
+                "phi": phi,
+                "voltage": voltage,
+                "step": state["step"] + 1,
+                "passed_charge": state["passed_charge"] + passed,
+                "li_inflow": state["li_inflow"] + inflow,
+                "potential_iterations_total": state["potential_iterations_total"] + potential.iterations,
+                "metal_initial_total": state["metal_initial_total"],
+            },
+            "history": {"metal_rate": (interpolation(exchange.xi) - interpolation(xi)) / dt, "last_dt": dt,
+                        **history_extra},
+            "cache": {
+                "rate": (exchange.xi - xi) / dt,
+                "cell_current": cell_current,
+                "transport_iterations": exchange.iterations,
+                "potential_iterations": potential.iterations,
+                "potential_residual": potential.residual,
+            },
+        }
+        return {part: {**coupled.get(part, {}), **own[part]} for part in CARRY_PARTS}
+
     def reaction_step(params, carry, dt):
         """One step of the reaction formulation (module docstring)."""
         dt = jnp.asarray(dt, jnp.float64)
@@ -589,33 +617,9 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         else:
             exchange = exchange_at(voltage, c)
         migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
-
-        own = {
-            "state": {
-                "xi": exchange.xi,
-                "c": exchange.c,
-                "phi": potential.phi,
-                "voltage": voltage,
-                "step": state["step"] + 1,
-                "passed_charge": state["passed_charge"] + dt * cell_current,
-                "li_inflow": state["li_inflow"]
-                + (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area,
-                "potential_iterations_total": state["potential_iterations_total"] + potential.iterations,
-                "metal_initial_total": state["metal_initial_total"],
-            },
-            "history": {
-                "metal_rate": (interpolation(exchange.xi) - interpolation(xi)) / dt,
-                "last_dt": dt,
-            },
-            "cache": {
-                "rate": (exchange.xi - xi) / dt,
-                "cell_current": cell_current,
-                "transport_iterations": exchange.iterations,
-                "potential_iterations": potential.iterations,
-                "potential_residual": potential.residual,
-            },
-        }
-        return {part: {**coupled.get(part, {}), **own[part]} for part in CARRY_PARTS}
+        inflow = (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area
+        return next_carry(state, coupled, xi, dt, exchange, potential.phi, voltage, potential, cell_current,
+                          dt * cell_current, inflow, {})
 
     def chen_step(params, carry, dt):
         """One step of the chen2015 formulation (module docstring)."""
@@ -664,33 +668,11 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             exchange = exchange_at(potential.phi, c)
             phi = potential.phi
 
-        own = {
-            "state": {
-                "xi": exchange.xi,
-                "c": exchange.c,
-                "phi": phi,
-                "voltage": voltage,
-                "step": state["step"] + 1,
-                # the wall current carries the last step's deposition (the lagged source), over that step's dt
-                "passed_charge": state["passed_charge"] + history["last_dt"] * cell_current,
-                "li_inflow": state["li_inflow"] + dt * jnp.sum(exchange.wall_inflow) * transverse_area / electrode_area,
-                "potential_iterations_total": state["potential_iterations_total"] + potential.iterations,
-                "metal_initial_total": state["metal_initial_total"],
-            },
-            "history": {
-                "metal_rate": (interpolation(exchange.xi) - interpolation(xi)) / dt,
-                "last_dt": dt,
-                **({"psi": potential.response} if galvanostatic else {}),
-            },
-            "cache": {
-                "rate": (exchange.xi - xi) / dt,
-                "cell_current": cell_current,
-                "transport_iterations": exchange.iterations,
-                "potential_iterations": potential.iterations,
-                "potential_residual": potential.residual,
-            },
-        }
-        return {part: {**coupled.get(part, {}), **own[part]} for part in CARRY_PARTS}
+        # the wall current carries the last step's deposition (the lagged source), over that step's dt
+        return next_carry(state, coupled, xi, dt, exchange, phi, voltage, potential, cell_current,
+                          history["last_dt"] * cell_current,
+                          dt * jnp.sum(exchange.wall_inflow) * transverse_area / electrode_area,
+                          {"psi": potential.response} if galvanostatic else {})
 
     def fields(params, carry):
         state = carry["state"]
