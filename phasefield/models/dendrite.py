@@ -455,12 +455,12 @@ def ionic_conductivity(params: Parameters, c, xi, binary: bool):
     return params.conductivity_electrolyte * (share * (1.0 - interpolation(xi)) + IONIC_FLOOR)
 
 
-def capillary_shift(params: Parameters, config: Config, xi, grid: Grid):
+def capillary_shift(params: Parameters, config: Config, xi, grid: Grid, curvature):
     """Gibbs-Thomson in the Butler-Volmer argument: ``s = (gamma + gamma'') K / (c_s R T)`` (the metal's
     chemical potential raised by ``Omega gamma K``; ``K`` the curvature, 1/um, positive on a convex
     deposit), the stiffness ``gamma + gamma'' = gamma (1 + delta (1 - m^2) cos(m (theta - theta0)))`` of
-    the 2D anisotropy (``theta`` the angle of the outward normal), ``gamma`` in 3D."""
-    curvature, _ = interface_curvature(xi, grid)
+    the 2D anisotropy (``theta`` the angle of the outward normal), ``gamma`` in 3D. ``curvature``: ``K``
+    of :func:`interface_curvature`."""
     stiffness = 1.0
     if grid.ndim == 2:
         gx, gy = gradient(xi, grid, Boundary.uniform(2, "neumann"))
@@ -583,7 +583,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             if effect.conductivity is not None:
                 ionic = effect.conductivity
         weight = reaction_weight(xi, grid, p.slope)
-        shift = capillary_shift(p, params, xi, grid)
+        curvature = interface_curvature(xi, grid)
+        shift = capillary_shift(p, params, xi, grid, curvature[0])
         if effect.shift is not None:
             shift = shift + effect.shift
 
@@ -600,7 +601,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                                               * jnp.exp(-p.alpha * argument))
         mobility = relaxation_rate(params, p, fastest) / p.barrier
         xi_relaxed = allen_cahn_update(xi, dt, basis, mobility, p.barrier, p.kappa, None,
-                                       (params.noise_amplitude, noise_key), curvature_free=True)
+                                       (params.noise_amplitude, noise_key), curvature=curvature)
         xi_relaxed, c = metal_growth(xi, xi_relaxed, c, kinetics.site_ratio)
 
         # 3. salt diffusion with the reaction's share 1 - t+ of the Li as an implicit sink, then the metal grows

@@ -152,7 +152,7 @@ def anisotropy_stable_dt(grid: Grid, mobility, kappa, strength, mode: int):
 
 @jax.named_call
 def allen_cahn_update(xi, dt, basis: SpectralBasis, mobility, barrier, kappa, anisotropy=None, noise=None,
-                      curvature_free: bool = False):
+                      curvature=None):
     """One step of ``dxi/dt = -L [W g'(xi) - div(kappa(theta) grad xi)] + noise`` (no-flux walls).
 
     The isotropic gradient term is implicit in the cosine ``basis``, the barrier explicit with the
@@ -164,8 +164,8 @@ def allen_cahn_update(xi, dt, basis: SpectralBasis, mobility, barrier, kappa, an
         :func:`anisotropy_divergence`, skipped (``lax.cond``) where ``delta = 0``;
     noise: ``None`` or ``(A, key)``: ``xi += A sqrt(dt) N(0,1) 16 xi^2 (1 - xi)^2`` (1/sqrt(s)),
         skipped where ``A = 0``.
-    curvature_free: add the counter term ``L kappa |grad xi| K`` (``K``: :func:`interface_curvature`),
-        explicit, which cancels the curvature part of ``kappa lap xi`` (Folch et al. 1999; Sun &
+    curvature: ``None`` or ``(K, |grad xi|)`` of ``xi`` (:func:`interface_curvature`): add the counter
+        term ``L kappa |grad xi| K``, explicit, which cancels the curvature part of ``kappa lap xi`` (Folch et al. 1999; Sun &
         Beckermann 2007): the interface keeps its tanh profile but does not move by curvature;
         capillarity then enters the Butler-Volmer exponent instead.
     Returns ``xi'`` (the Li it costs is paid by :func:`metal_growth`).
@@ -173,9 +173,9 @@ def allen_cahn_update(xi, dt, basis: SpectralBasis, mobility, barrier, kappa, an
     grid = basis.grid
     stabilization = 2.0 * barrier
     explicit = -mobility * (barrier * barrier_slope(xi) - stabilization * xi)
-    if curvature_free:
-        curvature, norm = interface_curvature(xi, grid)
-        explicit = explicit + mobility * kappa * norm * curvature
+    if curvature is not None:
+        mean_curvature, norm = curvature
+        explicit = explicit + mobility * kappa * norm * mean_curvature
     if anisotropy is not None:
         strength, mode, angle = anisotropy
         explicit = jax.lax.cond(
