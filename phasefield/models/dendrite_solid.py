@@ -12,7 +12,12 @@ same units and options) plus small-strain mechanics of the cell, in plane strain
 * Li deposited during the run carries a dilatational deposition eigenstrain, and the metal its
   plastic strain::
 
-      eps* = eps0 [h(xi) - h(xi_0)] I + eps_p,    sigma = C(xi) : (eps - eps*),    div sigma = 0;
+      sigma = h C_Li (eps - e_Li I - eps_p) + (1 - h) C_SE (eps - eps_p),    div sigma = 0,
+      h e_Li = eps0 [h(xi) - h(xi_0)],
+
+  phase by phase (only the metal carries the misfit), i.e. ``sigma = C(xi) : (eps - eps*)`` with
+  ``eps* = (K_Li / K(xi)) eps0 [h(xi) - h(xi_0)] I + eps_p``
+  (:func:`phasefield.physics.mechanics.phase_dilatation`);
 
   ``eps0`` is a phenomenological misfit of the new metal against the space it fills (the
   electrolyte's reference configuration): a real deposit pushes the electrolyte aside by its
@@ -95,7 +100,13 @@ from phasefield.operators.elasticity import (
     von_mises_stress,
 )
 from phasefield.physics.electrochemistry import interpolation, interpolation_slope
-from phasefield.physics.mechanics import WarmStart, mix_moduli, series_yield_stress, solve_and_return
+from phasefield.physics.mechanics import (
+    WarmStart,
+    mix_moduli,
+    phase_dilatation,
+    series_yield_stress,
+    solve_and_return,
+)
 from phasefield.physics.plasticity import add_strains, equivalent_stress, plastic_equilibrium, radial_return
 from phasefield.registry import register_scenario
 from phasefield.simulation import Quantity, Simulation
@@ -198,9 +209,11 @@ def build(config: Config, solver) -> Simulation:
         lam, mu = mix_moduli([h, 1.0 - h], phase_moduli(params))
         return lam, mu, series_yield_stress(h, params.metal_yield_stress, jnp.inf)
 
-    def deposition(params, xi, reference):
-        """``eps0 [h(xi) - h(xi_0)] I``: the misfit of the metal deposited since the start."""
-        return {n: params.deposition_eigenstrain * (interpolation(xi) - reference) for n in components if n[0] == n[1]}
+    def deposition(params, xi, reference, lam, mu):
+        """The cell eigenstrain of the misfit ``eps0 [h(xi) - h(xi_0)] I`` of the metal deposited since the
+        start, carried by the metal phase alone (:func:`phasefield.physics.mechanics.phase_dilatation`)."""
+        metal = phase_moduli(params)[0]
+        return phase_dilatation(params.deposition_eigenstrain * (interpolation(xi) - reference), metal, lam, mu)
 
     def equilibrium(xi, solution, mu, plastic, accumulated, increment):
         """Carry entries after an equilibrium ``solution`` and the radial return of its stress: its
@@ -251,9 +264,9 @@ def build(config: Config, solver) -> Simulation:
         mean_strain, mean_stress = macroscopic_load(params.stack_pressure, lateral, ndim)
         plastic = dict(zip(components, state["plastic_strain"]))
         start = WarmStart(history["displacement"], dict(zip(names, history["mean_strain"])))
-        mechanics = solve_and_return(lam, mu, yield_stress, grid, deposition(params, xi, state["eigenstrain_reference"]),
-                                     plastic, mean_strain, mean_stress, warm_start=start,
-                                     tolerance=params.mechanics_tolerance, max_iterations=max_iterations)
+        eigenstrain = deposition(params, xi, state["eigenstrain_reference"], lam, mu)
+        mechanics = solve_and_return(lam, mu, yield_stress, grid, eigenstrain, plastic, mean_strain, mean_stress,
+                                     warm_start=start, tolerance=params.mechanics_tolerance, max_iterations=max_iterations)
         entries = equilibrium(xi, mechanics.solution, mu, mechanics.plastic_strain,
                               state["equivalent_plastic_strain"] + mechanics.equivalent_increment,
                               mechanics.equivalent_increment)

@@ -29,10 +29,17 @@ with the electrode potential ``E`` against Li/Li+ (V) and the open-circuit poten
 ``int |grad psi| j`` is exponential in ``E`` with cell-wise prefactors, a scalar Newton solve.
 
 Mechanics (small strain, the elasticity solver's periodic staggered grid): Lame moduli mix the
-particle (``E(c) = E_0 + (E_1 - E_0) c``), the electrolyte and the collector; the eigenstrain is
-the chemical swelling in Hencky measure plus the plastic strain::
+particle (``E(c) = E_0 + (E_1 - E_0) c``), the electrolyte and the collector. The stress is mixed
+phase by phase (equal strain): only the particle phase swells, by the chemical strain in Hencky measure,
+and the plastic strain acts on the cell::
 
-    eps* = psi [ln(1 + beta c) - ln(1 + beta c_0)] / 3 I + eps_p,   J = V / V_0 = 1 + beta c
+    sigma = psi C_p (eps - e* I - eps_p) + (1 - psi) C_m (eps - eps_p),
+    e* = [ln(1 + beta c) - ln(1 + beta c_0)] / 3,   J = V / V_0 = 1 + beta c
+
+which the solver sees as the Voigt moduli ``C = psi C_p + (1 - psi) C_m`` and the cell eigenstrain
+``(psi K_p / K) e* I + eps_p`` (:func:`swelling_eigenstrain`). A psi-weighted eigenstrain ``psi e* I`` would
+make the diffuse surface a stiff skin that swells too little, and the swelling core would stretch it into
+a spurious hoop tension of about 1.2 GPa on an elastic free particle (measured before this form).
 
 and the particles yield (J2, perfectly plastic, ``sigma_Y(c) = Y_0 + (Y_1 - Y_0) c``; the
 electrolyte is elastic unless given a yield stress). Stack pressure ``p`` is the mean stress
@@ -65,7 +72,8 @@ the branches ``control``, ``out_of_plane``, ``stress_coupling`` and ``mechanics_
 The carry (:mod:`phasefield.schemes`):
 
 * ``state``: ``c``; the material's mechanics, ``plastic_strain`` (tensor), its accumulated
-  ``equivalent_plastic_strain`` and the returned ``stress`` (the next step's ``mu`` reads it);
+  ``equivalent_plastic_strain``, the returned cell ``stress`` (the next step's ``mu`` reads it) and
+  the ``particle_stress`` (:func:`particle_stress`, the surface hoop stress reads it);
   ``voltage`` (the electrode potential; the cutoff event reads it); ``inserted`` (time integral
   of the surface reaction); ``step``; ``initial_mean_strain`` (the reference of the swelling
   diagnostic, fixed at t = 0);
@@ -81,8 +89,8 @@ What small strain misses here: a Si particle at full lithiation has ``J`` near 4
 surfaces, normals and the particle/electrolyte interface do not move, rotations are linearised,
 and ``c`` is per reference volume. Elastic stresses at these strains are only bounded because
 the particles yield; elastic predictions (tens of GPa) are artefacts. The shell-core stress
-reversal is reproduced qualitatively; magnitudes within a factor of order one of finite-strain
-models (physics.md 6.3 item 2).
+reversal of a sharp (two-phase) lithiation front is reproduced qualitatively; magnitudes within a
+factor of order one of finite-strain models (physics.md 6.3 item 2).
 """
 from __future__ import annotations
 
@@ -108,11 +116,19 @@ from phasefield.operators.elasticity import (
     hydrostatic_stress,
     isotropic_moduli,
     normal_stress,
+    stress_from_strain,
     tensor_components,
     von_mises_stress,
 )
 from phasefield.operators.krylov import pcg
-from phasefield.physics.mechanics import WarmStart, mix_moduli, series_yield_stress, solve_and_return
+from phasefield.physics.mechanics import (
+    WarmStart,
+    mix_moduli,
+    phase_dilatation,
+    series_yield_stress,
+    solve_and_return,
+)
+from phasefield.physics.plasticity import add_strains
 from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper, unconditionally_stable
 from phasefield.simulation import Quantity, Simulation
@@ -173,7 +189,16 @@ class Config:
     cutoff_voltage: float = option(0.0, min=-1.0, max=3.0,
                                    help="the run stops when the electrode potential falls to this, V vs Li/Li+")
     final_state_of_charge: float = option(0.95, min=0.0, max=1.0, exclusive=True,
-                                          help="the run stops at this state of charge")
+                                          help="lithiation ends at this state of charge (the run stops, or "
+                                               "delithiation starts when cycles > 0)")
+    cycles: int = option(0, min=0, max=10000,
+                         help="lithiation-delithiation cycles at the same C-rate (0: one lithiation; the run "
+                              "stops at final_state_of_charge or cutoff_voltage)")
+    delithiated_state_of_charge: float = option(0.05, min=0.0, max=1.0, exclusive=True,
+                                                help="delithiation ends at this state of charge (cycles > 0)")
+    delithiation_cutoff_voltage: float = option(1.0, min=-1.0, max=5.0,
+                                                help="delithiation ends when the electrode potential rises to "
+                                                     "this, V vs Li/Li+ (cycles > 0)")
     initial_fraction: float = option(0.01, min=0.0, max=0.5, exclusive=True, help="initial c in the particles")
     host_modulus: float = option(130.0, min=0.0, exclusive=True, help="Young's modulus at c = 0, GPa")
     lithiated_modulus: float = option(40.0, min=0.0, exclusive=True, help="Young's modulus at c = 1, GPa")
@@ -223,6 +248,12 @@ class Config:
             raise ConfigError(f"{prefix}.separator_thickness", self.separator_thickness,
                               f"< size[0] - collector_thickness = {self.size[0] - self.collector_thickness:g} um "
                               "(the electrode layer needs room)")
+        if self.cycles and self.delithiated_state_of_charge >= self.final_state_of_charge:
+            raise ConfigError(f"{prefix}.delithiated_state_of_charge", self.delithiated_state_of_charge,
+                              f"< final_state_of_charge = {self.final_state_of_charge:g} (cycles > 0)")
+        if self.cycles and self.delithiation_cutoff_voltage <= self.cutoff_voltage:
+            raise ConfigError(f"{prefix}.delithiation_cutoff_voltage", self.delithiation_cutoff_voltage,
+                              f"> cutoff_voltage = {self.cutoff_voltage:g} V (cycles > 0)")
         if 0 < self.host_yield_stress and self.lithiated_yield_stress <= 0:
             raise ConfigError(f"{prefix}.lithiated_yield_stress", self.lithiated_yield_stress,
                               "> 0 when host_yield_stress > 0 (or both 0: elastic particles)")
@@ -508,7 +539,12 @@ def macroscopic_load(params: Config, ndim: int):
 
 def chemical_potential(c, stress, p: Parameters, geometry: Geometry, grid: Grid, stress_coupling: bool):
     """``mu = ln(c/(1-c)) + chi (1 - 2c) - (kappa/psi) div(psi grad c) + mu_el`` over R T, with
-    ``mu_el = -sigma_kk beta / (3 (1 + beta c)) / (c_max R T)`` only with the stress coupling."""
+    ``mu_el = -sigma_kk beta / (3 (1 + beta c)) / (c_max R T)`` only with the stress coupling.
+
+    ``stress`` is the cell stress: in the particles' interior it is the particle phase's; in the diffuse
+    surface the equal-strain mix hands the particle phase the matrix's strain, and its own stress there
+    (tens of GPa where psi -> 0, which a sharp interface does not have) would block the insertion that
+    ``|grad psi|`` spreads into those cells."""
     periodic = Boundary.uniform(grid.ndim, "periodic")
     gradient_term = divergence([geometry.psi_faces[a] * face_gradient(c, grid, periodic, a)
                                 for a in range(grid.ndim)], grid)
@@ -583,8 +619,9 @@ def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: 
     GPa of coherency stress near the surface) would overshoot at the steps the front allows.
     Bounds: no cell takes more than half its room ``psi (1 - c)`` (or gives more than half its Li)
     in one step (:func:`fill_to_capacity`); Li the surface cannot take (a saturated surface, where the
-    potential plunges to the cutoff) goes to the particle cells in proportion to their room. The total
-    is the applied rate exactly. ``mu`` is clipped at ``AFFINITY_LIMIT`` only against overflow.
+    potential plunges to the cutoff) goes to the particle cells in proportion to their room, and on
+    extraction (``rate < 0``) Li the surface cannot give comes from them in proportion to their Li. The
+    total is the applied rate exactly. ``mu`` is clipped at ``AFFINITY_LIMIT`` only against overflow.
     """
     surface, volume = geometry.surface, grid.cell_volume
     mu_s = jnp.clip(mu, -AFFINITY_LIMIT, AFFINITY_LIMIT)
@@ -601,10 +638,11 @@ def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: 
     total = rate / volume  # the applied rate, whatever the exponentials did
     cl = jnp.clip(c, 0.0, 1.0)
     capacity = 0.5 * geometry.psi_weight * jnp.where(source > 0, 1.0 - cl, cl) / dt
-    placed, overflow = fill_to_capacity(damped, total, capacity)
-    room = geometry.psi_weight * (1.0 - cl) - dt * jnp.maximum(placed, 0.0)
+    direction = jnp.where(rate < 0, -1.0, 1.0)  # fill_to_capacity places a positive total
+    placed, overflow = fill_to_capacity(direction * damped, direction * total, capacity)
+    room = geometry.psi_weight * jnp.where(direction > 0, 1.0 - cl, cl) - dt * jnp.maximum(placed, 0.0)
     room = jnp.where(geometry.psi > SHOWN_INDICATOR, jnp.maximum(room, 0.0), 0.0)
-    placed = placed + overflow * room / jnp.maximum(jnp.sum(room), 1e-300)
+    placed = direction * (placed + overflow * room / jnp.maximum(jnp.sum(room), 1e-300))
     return p.open_circuit_potential - u / p.f, placed
 
 
@@ -743,10 +781,37 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     return c_new, c_new - c, stats
 
 
-def swelling_eigenstrain(c, p: Parameters, geometry: Geometry) -> dict:
-    """``psi [ln(1 + beta c) - ln(1 + beta c_0)] / 3 I`` (Hencky), the chemical part of ``eps*``."""
-    swelling = geometry.psi * hencky_eigenstrain(c, p.beta, p.c_initial)
+def particle_lame(c, params: Config):
+    """Lame pair (GPa) of the particle phase at Li fraction ``c``: host and lithiated mixed linearly."""
+    (lam_h, mu_h), (lam_l, mu_l) = particle_moduli(params)[:2]
+    lithiated = jnp.clip(c, 0.0, 1.0)
+    return lam_h + (lam_l - lam_h) * lithiated, mu_h + (mu_l - mu_h) * lithiated
+
+
+def chemical_eigenstrain(c, p: Parameters) -> dict:
+    """``e* I`` with ``e* = [ln(1 + beta c) - ln(1 + beta c_0)] / 3`` (Hencky): the particle phase's own
+    swelling strain (no ``psi``)."""
+    swelling = hencky_eigenstrain(c, p.beta, p.c_initial)
     return {"xx": swelling, "yy": swelling, "zz": swelling}
+
+
+def swelling_eigenstrain(c, p: Parameters, params: Config, geometry: Geometry, lam, mu) -> dict:
+    """The cell eigenstrain ``(psi K_p / K) e* I`` of the phase-wise stress (module notes;
+    :func:`phasefield.physics.mechanics.phase_dilatation`), without the plastic strain."""
+    swelling = geometry.psi * hencky_eigenstrain(c, p.beta, p.c_initial)
+    return phase_dilatation(swelling, particle_lame(c, params), lam, mu)
+
+
+def particle_stress(c, solved, params: Config, p: Parameters, generalized: bool) -> dict:
+    """Stress of the particle phase, ``sigma_p = C_p(c) (eps - e* I - eps_p)`` (GPa), from the total strain of the
+    equilibrium ``solved`` (:class:`MechanicsStep`; with generalized plane strain its uniform ``eps_zz``)
+    and the plastic strain after the return. Under the Voigt (equal-strain) mix it is the stress the Li in a
+    cell feels; in the particles' interior it equals the cell stress."""
+    strain = dict(solved.solution.strain)
+    if generalized:
+        strain["zz"] = strain["zz"] + solved.axial_strain
+    lam_p, mu_p = particle_lame(c, params)
+    return stress_from_strain(lam_p, mu_p, strain, add_strains(chemical_eigenstrain(c, p), solved.plastic_strain))
 
 
 @jax.named_call
@@ -757,7 +822,8 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
     p = Parameters.from_config(params)
     lam, mu = moduli(c, params, geometry)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
-    return solve_and_return(lam, mu, yield_stress(c, params, geometry), grid, swelling_eigenstrain(c, p, geometry),
+    eigenstrain = swelling_eigenstrain(c, p, params, geometry, lam, mu)
+    return solve_and_return(lam, mu, yield_stress(c, params, geometry), grid, eigenstrain,
                             plastic_strain, mean_strain, mean_stress, warm_start=warm_start,
                             axial_strain=axial_strain,
                             generalized=grid.ndim == 2 and params.out_of_plane == "generalized",
@@ -772,6 +838,19 @@ def state_of_charge(params: Config, state: dict, geometry: Geometry, grid: Grid)
     """Li in the particles over their capacity: ``c_0 + int psi (c - c_0) / int psi``."""
     c0 = params.initial_fraction
     return c0 + jnp.sum(geometry.psi_weight * (state["c"] - c0)) * grid.cell_volume / geometry.particle_volume
+
+
+def turn_current(params: Config, state: dict, geometry: Geometry, grid: Grid) -> dict:
+    """Cycling (``cycles > 0``): lithiation turns to delithiation at ``final_state_of_charge`` or
+    ``cutoff_voltage``, delithiation to lithiation at ``delithiated_state_of_charge`` or
+    ``delithiation_cutoff_voltage``; each turn ends a half cycle. Returns ``direction`` (+1: lithiation)
+    and ``half_cycles``; with ``cycles = 0`` the current never turns (the run stops instead)."""
+    soc, voltage, lithiating = state_of_charge(params, state, geometry, grid), state["voltage"], state["direction"] > 0
+    full = (soc >= params.final_state_of_charge) | (voltage <= params.cutoff_voltage)
+    empty = (soc <= params.delithiated_state_of_charge) | (voltage >= params.delithiation_cutoff_voltage)
+    turn = (params.cycles > 0) & jnp.where(lithiating, full, empty)
+    return {"direction": jnp.where(turn, -state["direction"], state["direction"]),
+            "half_cycles": state["half_cycles"] + turn.astype(state["half_cycles"].dtype)}
 
 
 def hoop_stress(stress, normal, ndim: int):
@@ -801,6 +880,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     geometry = make_geometry(grid, config)
     components = tensor_components(ndim)
     stress_coupling = config.stress_coupling
+    generalized = ndim == 2 and config.out_of_plane == "generalized"
     electrode_thickness = config.electrode_thickness  # static: size and layer thicknesses
 
     def init(params, fields):
@@ -812,7 +892,10 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "plastic_strain": solved.plastic_strain,
             "equivalent_plastic_strain": solved.equivalent_increment,
             "stress": solved.stress,
+            "particle_stress": particle_stress(c, solved, params, Parameters.from_config(params), generalized),
             "voltage": jnp.asarray(params.open_circuit_potential, jnp.float64),
+            "direction": jnp.asarray(1.0, jnp.float64),
+            "half_cycles": jnp.asarray(0, jnp.int64),
             "inserted": jnp.asarray(0.0, jnp.float64),
             "step": jnp.asarray(0, jnp.int64),
             "initial_mean_strain": solved.solution.mean_strain["xx"],
@@ -833,7 +916,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         curvature = elastic_curvature(params, p)
         c = state["c"]
         mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling)
-        voltage, source = surface_insertion(mu, c, dt, insertion_rate(params, geometry), p, geometry, grid, curvature)
+        rate = state["direction"] * insertion_rate(params, geometry)
+        voltage, source = surface_insertion(mu, c, dt, rate, p, geometry, grid, curvature)
         c_new, change, filter_stats = cahn_hilliard_update(
             c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
             stabilization_coefficients(params, p))
@@ -844,11 +928,15 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "plastic_strain": solved.plastic_strain,
             "equivalent_plastic_strain": state["equivalent_plastic_strain"] + solved.equivalent_increment,
             "stress": solved.stress,
+            "particle_stress": particle_stress(c_new, solved, params, p, generalized),
             "voltage": voltage,
+            "direction": state["direction"],
+            "half_cycles": state["half_cycles"],
             "inserted": state["inserted"] + dt * jnp.sum(source) * grid.cell_volume,
             "step": state["step"] + 1,
             "initial_mean_strain": state["initial_mean_strain"],
         }
+        state.update(turn_current(params, state, geometry, grid))
         history = {
             "elasticity": WarmStart.of(solved.solution)._asdict(),
             "axial_strain": solved.axial_strain,
@@ -875,8 +963,9 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
 
     def finished(params, carry):
         state = carry["state"]
-        return ((state_of_charge(params, state, geometry, grid) >= params.final_state_of_charge)
-                | (state["voltage"] <= params.cutoff_voltage))
+        lithiated = ((state_of_charge(params, state, geometry, grid) >= params.final_state_of_charge)
+                     | (state["voltage"] <= params.cutoff_voltage))
+        return jnp.where(params.cycles > 0, state["half_cycles"] >= 2 * params.cycles, lithiated)
 
     in_particles, in_electrolyte = geometry.in_particles, geometry.in_electrolyte
     shown = psi > SHOWN_INDICATOR
@@ -892,6 +981,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         return {
             "state_of_charge": state_of_charge(params, state, geometry, grid),
             "electrode_potential": state["voltage"],
+            "current_direction": state["direction"],
+            "half_cycles": state["half_cycles"].astype(jnp.float64),
             "swelling": 100.0 * thickness_change / electrode_thickness,
             "inserted_li": state["inserted"],
             "li_content": jnp.sum(geometry.psi_weight * (state["c"] - c0)) * grid.cell_volume,
@@ -907,7 +998,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "electrolyte_von_mises_max": masked_max(mises, in_electrolyte),
             "interface_tension_max": masked_max(sigma_nn, geometry.interface_band),
             "interface_normal_stress_mean": masked_mean(sigma_nn, geometry.interface_band),
-            "surface_hoop_stress": masked_mean(hoop_stress(stress, geometry.normal, ndim), geometry.surface_band),
+            "surface_hoop_stress": masked_mean(hoop_stress(state["particle_stress"], geometry.normal, ndim),
+                                               geometry.surface_band),
             "plastic_strain_max": masked_max(state["equivalent_plastic_strain"], in_particles),
             "plastic_strain_mean": masked_mean(state["equivalent_plastic_strain"], in_particles),
             "mean_stress_xx": jnp.mean(stress["xx"]),
@@ -915,8 +1007,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "filter_iterations": jnp.asarray(cache["filter_iterations"], jnp.float64),
         }
 
-    stop_reason = ("lithiation finished: state of charge final_state_of_charge reached or the electrode potential "
-                   "fell to cutoff_voltage")
+    stop_reason = ("lithiation finished (cycles = 0: state of charge final_state_of_charge reached or the electrode "
+                   "potential fell to cutoff_voltage) or the cycles are done")
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, finished, stop_reason)
     c_start = np.full(grid.shape, config.initial_fraction)
 
@@ -950,6 +1042,8 @@ SCALAR_INFO = {
     "concentration_max": Quantity("1", "largest c where it is a Li fraction (psi > 0.01); at most 1"),
     "concentration_min": Quantity("1", "smallest c where it is a Li fraction (psi > 0.01); at least 0"),
     "electrode_potential": Quantity("V", "electrode potential against Li/Li+ that carries the applied current"),
+    "current_direction": Quantity("1", "+1 lithiation, -1 delithiation (the next step's)"),
+    "half_cycles": Quantity("1", "lithiations and delithiations completed (cycles > 0)"),
     "swelling": Quantity("%", "electrode thickness change since the start (mean strain xx times the cell length) "
                               "over the electrode thickness"),
     "inserted_li": Quantity("um^3 c_max", "time integral of the surface reaction"),
@@ -965,7 +1059,9 @@ SCALAR_INFO = {
     "interface_tension_max": Quantity("GPa", "largest normal stress n.sigma.n on the particle/electrolyte interface "
                                              "(> 0: tension, a contact-loss indicator)"),
     "interface_normal_stress_mean": Quantity("GPa", "mean n.sigma.n on the interface"),
-    "surface_hoop_stress": Quantity("GPa", "mean tangential (hoop) stress in the outer layer of the particles"),
+    "surface_hoop_stress": Quantity("GPa", "mean tangential (hoop) stress of the particle phase (particle_stress, "
+                                           "not the cell's mix) in the outer layer of the particles "
+                                           "(0.75 < psi < 0.95)"),
     "plastic_strain_max": Quantity("1", "largest accumulated plastic strain in the particles"),
     "plastic_strain_mean": Quantity("1", "mean accumulated plastic strain in the particles"),
     "mean_stress_xx": Quantity("GPa", "mean stack-direction stress (-stack pressure)"),

@@ -61,6 +61,22 @@ def mix_moduli(weights, moduli, floor=0.0):
     return jnp.asarray(lam), jnp.asarray(mu)
 
 
+def phase_dilatation(dilatation, phase_moduli, lam, mu):
+    """Cell eigenstrain of a dilatation carried by one phase only, under the equal-strain (Voigt) mix.
+
+    The phase-wise stress ``sigma = sum_p w_p C_p (eps - eps*_p)`` with ``eps*_s = e I / w_s`` in the
+    swelling phase ``s`` (``dilatation = e``: its eigenstrain times its weight, e.g. ``psi e*``) and none
+    in the others is ``C (eps - eps*)`` with the mixed moduli ``C`` (``lam``, ``mu``: :func:`mix_moduli`)
+    and ``eps* = C^-1 C_s e I = (K_s / K) e I``, ``K = lam + 2 mu / 3`` (isotropic phases).
+    ``phase_moduli``: the swelling phase's ``(lam_s, mu_s)``. Returns the normal components (dict).
+    A stiff phase in a soft one then swells fully inside the diffuse interface (``K_s / K -> 1 / w_s``),
+    where ``w_s e`` with Voigt moduli would make a stiff skin that swells too little.
+    """
+    lam_s, mu_s = phase_moduli
+    strain = dilatation * (lam_s + 2.0 * mu_s / 3.0) / (lam + 2.0 * mu / 3.0)
+    return {"xx": strain, "yy": strain, "zz": strain}
+
+
 def series_yield_stress(weight, phase_yield, other_yield):
     """Reuss (series) mix of yield stresses ``1/Y = w/Y_1 + (1 - w)/Y_2`` of two phases.
 
