@@ -111,6 +111,38 @@ def test_a_member_that_blows_up_fails_alone(tmp_path, monkeypatch):
     assert np.allclose(good["fields"]["c"], single["fields"]["c"], rtol=0, atol=1e-12)
 
 
+SHARDED_BATCH = """
+import json, logging, sys
+import jax
+logging.basicConfig(level=logging.INFO)
+jax.config.update("jax_enable_x64", True)
+from phasefield.batch import run_batch
+assert len(jax.local_devices()) == 2
+run_batch(json.loads(sys.argv[1]), "scenario.mobility", [2.0, 5.0, 8.0], sys.argv[2])
+"""
+
+
+def test_batch_members_spread_over_devices_equal_their_single_runs(tmp_path):
+    """Two (forced CPU) devices, three members: padded to four, sharded along the member axis (two per
+    device); each member takes its single run's step sequence and ends at its fields to round-off."""
+    import json
+    import os
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", SHARDED_BATCH, json.dumps(CONFIG), str(tmp_path / "batch")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "batch of 3 members on 2 devices" in result.stderr
+    assert sorted(p.parent.name for p in (tmp_path / "batch").glob("member_*/run.h5")) == [
+        "member_0", "member_1", "member_2"]  # the padding member is never written
+    for index, value in enumerate([2.0, 5.0, 8.0]):
+        member = read_run(tmp_path / "batch" / f"member_{index}" / "run.h5")
+        single = read_run(run(member_config(CONFIG, "scenario.mobility", value), tmp_path / f"single_{index}"))
+        assert member["attrs"]["status"] == "finished"
+        assert np.array_equal(member["step"], single["step"])
+        assert np.allclose(member["fields"]["c"], single["fields"]["c"], rtol=0, atol=1e-12)
+
+
 def test_batch_from_command_line(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "run.py"), "scenario=spinodal", "scenario.shape=[16,16]", "scenario.t_end=1",
                              "output.interval=1", "output.plots=false", "batch.key=scenario.mobility",
