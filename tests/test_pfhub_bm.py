@@ -195,7 +195,7 @@ def test_dendrite_initial_excess_energy_matches_quadrature(dendrite_run):
     """F(0) minus the uniform liquid's energy (what the seed adds) against a numpy quadrature of the
     analytic seed phi = tanh((8 - r)/sqrt 2) on h = 0.02 (|grad phi| = phi'(r), n radial, W(n) from it):
     within 2 % at dx = 1 (the 120 x 120 run) and 0.5 % at dx = 0.5 (24 x 24 box); the excess is about -240.
-    Its dx = 1 value on PFHub's 960 x 960 domain is F(0) = 2122272, against MEMPHIS' upload 2122200
+    Its dx = 1 value on PFHub's 960 x 960 domain is F(0) = 2122249, against MEMPHIS' upload 2122200
     (node-centred, which also counts 8 half cells of solid more)."""
     lam = 10.0 / 0.6267
     liquid = -0.25 + lam * (-0.3) * (-1) * (1 - 2 / 3 + 1 / 5)

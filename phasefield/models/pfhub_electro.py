@@ -263,6 +263,8 @@ def staircase_stepper(grid: Grid, poisson: MaskedPoisson) -> Stepper:
 @register_scenario("pfhub_electro", Config, SolverConfig)
 def build(config: Config, solver) -> Simulation:
     grid = make_grid(config)
+    if solver.precision != "float64":
+        raise ConfigError("solver.precision", solver.precision, "'float64' for pfhub_electro")
     mask_host = domain_mask(grid, config.variant)
     mask = jnp.asarray(mask_host)
     if config.variant == "a":
