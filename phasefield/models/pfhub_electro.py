@@ -243,10 +243,13 @@ def square_stepper(grid: Grid, config: Config, solver) -> Stepper:
 def staircase_stepper(grid: Grid, poisson: MaskedPoisson) -> Stepper:
     """6b: forward Euler on the masked stencils, Poisson by CG warm-started from the last potential."""
 
+    @jax.jit
+    def initial_potential(params, c):  # one compiled solve (run eagerly, CG's loop is traced op by op)
+        return poisson.solve(params, c, jnp.zeros_like(c))
+
     def init(params, fields):
         c = jnp.asarray(fields["c"], jnp.float64)
-        phi = poisson.solve(params, c, jnp.zeros_like(c))
-        return {"state": {"c": c, "potential": phi}, "history": {}, "cache": {}}
+        return {"state": {"c": c, "potential": initial_potential(params, c)}, "history": {}, "cache": {}}
 
     def step(params, carry, dt):
         c, phi = carry["state"]["c"], carry["state"]["potential"]
