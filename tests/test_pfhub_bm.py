@@ -133,7 +133,8 @@ def ostwald_initial_fields(x, y):
         a = 0.001 * i
         etas.append(0.1 * (np.cos(0.01 * i * x - 4) * np.cos((0.007 + 0.01 * i) * y)
                            + np.cos((0.11 + 0.01 * i) * x) * np.cos((0.11 + 0.01 * i) * y)
-                           + 1.5 * (np.cos((0.046 + a) * x + (0.0405 + a) * y) * np.cos((0.031 + a) * x - (0.004 + a) * y)) ** 2) ** 2)
+                           + 1.5 * (np.cos((0.046 + a) * x + (0.0405 + a) * y)
+                                    * np.cos((0.031 + a) * x - (0.004 + a) * y)) ** 2) ** 2)
     return c, etas
 
 

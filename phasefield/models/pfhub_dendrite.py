@@ -23,7 +23,8 @@ MOOSE-itgreenquist, itgreenquist/moose ``benchmark_uploads/prob_3/time_vals.csv`
   ``-(dphi/dt) / (dphi/dx)``).
 
 Scheme: ``phi`` by forward Euler (the flux ``W^2 grad phi + W W' grad phi^perp`` on cell faces,
-:func:`face_flux_divergence`: compact, the 5-point Laplacian without anisotropy), then ``U`` by backward Euler in the cosine basis with the latent-heat
+:func:`face_flux_divergence`: compact, the 5-point Laplacian without anisotropy), then ``U`` by
+backward Euler in the cosine basis with the latent-heat
 source ``(phi' - phi) / 2`` (so the diffusion limit ``h^2 / 4D`` does not bind and ``U + phi/2`` is
 conserved exactly); dt is limited by the ``phi`` equation (``stable_dt``). Nondimensional, as in
 the benchmark.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -153,7 +153,8 @@ def tip_position(phi, grid: Grid):
 
 def stable_dt(grid: Grid, params: Config):
     """Forward-Euler limit of the ``phi`` equation: the isotropic flux (``W0^2 (1 + eps)^2``), the
-    anisotropic excess (the bound of :func:`phasefield.physics.electrodeposition.anisotropy_stable_dt`) and the force, whose slope
+    anisotropic excess (the bound of :func:`phasefield.physics.electrodeposition.anisotropy_stable_dt`)
+    and the force, whose slope
     ``1 - 3 phi^2 + 4 lambda U phi (1 - phi^2)`` is at least ``-(2 + 1.54 lambda |U|)`` for ``|U| <= |Delta|``
     (``max phi (1 - phi^2) = 0.385``), each over ``tau_min = tau0 (1 - eps)^2``."""
     lam_max = sum(4.0 / h**2 for h in grid.spacing)
@@ -182,10 +183,12 @@ def build(config: Config, solver) -> Simulation:
         rate = phase_rate(phi, u, grid, params)
         phi_new = phi + dt * rate
         # (1 - dt D lap) U' = U + (phi' - phi)/2
-        u_new = basis.inverse(basis.forward(u + 0.5 * (phi_new - phi)) / (1.0 - dt * params.diffusivity * basis.laplacian_symbol))
+        implicit = 1.0 - dt * params.diffusivity * basis.laplacian_symbol
+        u_new = basis.inverse(basis.forward(u + 0.5 * (phi_new - phi)) / implicit)
         _, last = tip_position(phi, grid)
         slope = (phi[last + 1, 0] - phi[last, 0]) / grid.spacing[0]
-        velocity = jnp.where(slope < 0, -0.5 * (rate[last, 0] + rate[last + 1, 0]) / jnp.where(slope < 0, slope, -1.0), 0.0)
+        falling = slope < 0
+        velocity = jnp.where(falling, -0.5 * (rate[last, 0] + rate[last + 1, 0]) / jnp.where(falling, slope, -1.0), 0.0)
         return {"state": {"phi": phi_new, "U": u_new}, "history": {}, "cache": {"tip_velocity": velocity}}
 
     def diagnostics(params, carry):

@@ -122,9 +122,8 @@ def chemical_derivatives(c, etas, params: Config):
     d_c = 2.0 * params.rho_squared * ((c - params.c_alpha) * (1.0 - h) - (params.c_beta - c) * h)
     jump = params.rho_squared * ((params.c_beta - c) ** 2 - (c - params.c_alpha) ** 2)  # f_b - f_a
     total_squares = sum(e**2 for e in etas)
-    d_etas = [jump * interpolation_slope(e)
-              + params.barrier * (2.0 * e * (1.0 - e) * (1.0 - 2.0 * e) + 4.0 * params.alpha * e * (total_squares - e**2))
-              for e in etas]
+    d_etas = [jump * interpolation_slope(e) + params.barrier * (
+        2.0 * e * (1.0 - e) * (1.0 - 2.0 * e) + 4.0 * params.alpha * e * (total_squares - e**2)) for e in etas]
     return d_c, d_etas
 
 
@@ -142,7 +141,8 @@ def explicit_limit(grid: Grid, params: Config):
     with a bound 12 w (1 + alpha) of ``d2f/deta2`` near [0, 1] plus the ``h''`` term."""
     lam = sum(4.0 / h**2 for h in grid.spacing)
     ch = 2.0 / (params.mobility * lam * (params.kappa_c * lam + 2.0 * params.rho_squared))
-    curvature = 12.0 * params.barrier * (1.0 + params.alpha) + 6.0 * params.rho_squared * (params.c_beta - params.c_alpha) ** 2
+    jump = params.rho_squared * (params.c_beta - params.c_alpha) ** 2
+    curvature = 12.0 * params.barrier * (1.0 + params.alpha) + 6.0 * jump
     ac = 2.0 / (params.relaxation * (params.kappa_eta * lam + curvature))
     return jnp.minimum(ch, ac)
 
@@ -208,7 +208,8 @@ def build(config: Config, solver) -> Simulation:
         return {k: np.broadcast_to(v, grid.shape).copy() for k, v in initial_condition(x, y, config).items()}
 
     info = {"c": Quantity("1", "composition")}
-    info.update({n: Quantity("1", f"order parameter {n[-1]} (precipitate orientation variant)") for n in ORDER_PARAMETERS})
+    info.update({n: Quantity("1", f"order parameter {n[-1]} (precipitate orientation variant)")
+                 for n in ORDER_PARAMETERS})
     return Simulation(
         name=config.name,
         grid=grid,
@@ -218,7 +219,8 @@ def build(config: Config, solver) -> Simulation:
         field_info=info,
         diagnostics=diagnostics,
         scalar_info={
-            "free_energy": Quantity("1", "PFHub F = int f_chem + kappa_c/2 |grad c|^2 + sum kappa_eta/2 |grad eta_i|^2"),
+            "free_energy": Quantity("1", "PFHub F = int f_chem + kappa_c/2 |grad c|^2"
+                                         " + sum kappa_eta/2 |grad eta_i|^2"),
             "total_mass": Quantity("1", "int c dV (conserved)"),
             "precipitate_fraction": Quantity("1", "mean of h = sum_i h(eta_i)"),
             "eta_max": Quantity("1", "largest order parameter"),
