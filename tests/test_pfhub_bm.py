@@ -94,12 +94,13 @@ def electro_half_disc_run():
 
 
 def test_electro_half_disc_initial_energy_matches_pfhub_quadrature(electro_half_disc_run):
-    """6b at dx = 1: the chemical + gradient part within 0.2 % of 68.00 and F(0+) within 1.5 % of 149.2
-    (shared/pfhub.md 4.2; our staircase of whole cells for c, cut cells for Phi on the arc, h = 1), and the
-    potential next to the left wall and to the arc as the boundary conditions ask."""
+    """6b at dx = 1: the chemical + gradient part within 0.2 % of 68.00 and F(0+) within 0.5 % of 149.2
+    (shared/pfhub.md 4.2, its own staircase quadrature at h = 0.25 is good to 0.5 %; ours: whole cells for c,
+    cut cells for Phi on the arc), and the potential next to the left wall and to the arc as the boundary
+    conditions ask."""
     _, scalars, carry, _ = electro_half_disc_run
     assert scalars["chemical_gradient_energy"][0] == pytest.approx(68.00, rel=2e-3)
-    assert scalars["free_energy"][0] == pytest.approx(149.2, rel=1.5e-2)
+    assert scalars["free_energy"][0] == pytest.approx(149.2, rel=5e-3)
     phi = np.asarray(carry["state"]["potential"])
     # the cell next to the arc on the line y = 50 (x = 99.5, y = 49.5): sin(y/7) +- O(h)
     assert phi[99, 49] == pytest.approx(np.sin(49.5 / 7), abs=0.05)

@@ -130,7 +130,8 @@ class MaskedPoisson:
 
     ``A Phi = sum_faces (Phi_j - Phi_i)/h^2`` over faces between inside cells, ``-Phi_i / (theta h^2)``
     on Dirichlet faces (the left wall, theta = 1/2, and faces to outside cells, theta h the distance to
-    the arc), nothing on the top and bottom walls; the Dirichlet values ``g / (theta h^2)`` go to the
+    the arc; for cells with x > 50 the arc also lies past the box's top and bottom walls), nothing on the
+    top and bottom walls of the rectangle (x < 50); the Dirichlet values ``g / (theta h^2)`` go to the
     right-hand side. ``-A`` is symmetric positive definite. ``c`` sees the staircase (no flux through
     inside-outside faces).
     """
@@ -164,13 +165,13 @@ class MaskedPoisson:
         count += right_out / theta
         value += right_out * np.sin(Y / 7.0) / theta
         span = np.sqrt(np.maximum(radius**2 - (X - half) ** 2, 0.0))
-        up_out = np.zeros(grid.shape, bool)
-        up_out[:, :-1] = inside[:, :-1] & ~inside[:, 1:]
+        # past the top and bottom walls: outside where x > 50 (there the arc, not the wall, bounds the domain)
+        disc_part = X > half
+        up_out = inside & ~np.concatenate([inside[:, 1:], ~disc_part[:, -1:]], axis=1)
         theta = np.clip((half + span - Y) / h, THETA_MIN, 1.0)
         count += up_out / theta
         value += up_out * np.sin((half + span) / 7.0) / theta
-        down_out = np.zeros(grid.shape, bool)
-        down_out[:, 1:] = inside[:, 1:] & ~inside[:, :-1]
+        down_out = inside & ~np.concatenate([~disc_part[:, :1], inside[:, :-1]], axis=1)
         theta = np.clip((Y - half + span) / h, THETA_MIN, 1.0)
         count += down_out / theta
         value += down_out * np.sin((half - span) / 7.0) / theta
