@@ -1,8 +1,14 @@
-"""PFHub conformance: every PFHub variant phasefield runs (1a, 1b, 7a, 7b, 7c) beside the uploads.
+"""PFHub conformance: every PFHub variant phasefield runs (1a, 1b, 2a, 2b, 3a, 6a, 6b, 7a, 7b, 7c) beside
+the uploads.
 
-    python experiments/pfhub.py            # BM1 to t = 1e4, BM7 at h = 0.01 .. 0.00125
-    python experiments/pfhub.py --quick    # BM1 to t = 1000, BM7 at h = 0.01 .. 0.0025 (a few minutes)
+    python experiments/pfhub.py            # BM1 to t = 1e4, BM7 at h = 0.01 .. 0.00125, BM2 to 1e4,
+                                           # BM3 to 1500 on 960^2 at dx = 1 and 0.5, BM6 to 400
+                                           # (BM2, 3a, 6b: for a GPU)
+    python experiments/pfhub.py --quick    # BM1 to t = 1000, BM7 at h = 0.01 .. 0.0025, BM2 to 100,
+                                           # BM3 to 150 on a 240^2 corner (and dx = 0.5 to 60
+                                           # on 120^2), 6a to 400, 6b to 5 (about 6 CPU minutes)
     python experiments/pfhub.py --long     # + 1b with the adaptive solvers to t = 1e5 (minutes more)
+    python experiments/pfhub.py --quick --only 2a,2b,3a,6a,6b   # the BM2/3/6 rows only
 
 Reference numbers: the uploaded codes' values read from their data (shared/pfhub.md, sections 1.3 and
 5.2): for BM1 the resolved codes only (the coarse PRISMS-PF 128^2 run and MOOSE-Guan's 1b, which
@@ -13,8 +19,22 @@ t = 0, 1, 10, 100, 1000 (1e4, and 2e4, 5e4, 1e5 with --long for 1b). BM7: forwar
 at PFHub's resolutions with dt = min(0.002, 0.8 x stable dt), stable dt = 2 / (kappa 8 / h^2 + 2);
 the fitted order in h and (7a, h = 0.01) in dt. Wall time per run includes compilation.
 
-Writes under experiments/results/: pfhub.csv and pfhub.md (all rows), pfhub_1{a,b}_<solver>.csv
-(PFHub's upload format: time,free_energy) and pfhub_bm1.png (our F(t) and the uploads' points).
+BM2 (2a periodic, 2b no-flux; pfhub.md 2.3, the authors' set: MOOSE sta/ia, FEniCS ivan, MOOSE mfrichtl):
+the default adaptive SBDF2 (configs/solver/pfhub_ostwald.yaml), F at t = 0, 1, 10, 100, 1000, ...
+BM3a (uploads read from the code repositories: MEMPHIS, memphis-snl/memphis benchmark/BM_003, FD dx = 1
+explicit dt = 0.01; MOOSE-itgreenquist, itgreenquist/moose benchmark_uploads/prob_3/time_vals.csv, adaptive
+FE; values at our times interpolated linearly): dx = 1, dt = 0.075; F, solid fraction, tip position and
+velocity at t = 30 ... 1500. --quick runs a 240 x 240 corner of the 960 x 960 domain: the tip and the
+field near it are the full domain's (the thermal field has reached ~40 by t = 150 and stays at Delta
+beyond), F is reported for the full domain by adding the uniform liquid's energy of the rest
+(f(-1, Delta) (960^2 - 240^2), exact while U = Delta there) and the solid fraction over the full area.
+BM6 (pfhub.md 4.3: MEMPHIS and FiPy 6a, FiPy 6b rescaled by 1/2.31): 6a SBDF2 dt = 0.05 on 100^2,
+6b forward Euler dt = 0.0025 on the 100^2 box (staircase), F at t = 0+, 1, 5, 10, 20, 50, 100, 200, 400.
+
+Writes under experiments/results/: pfhub.csv and pfhub.md (all rows), pfhub_1{a,b}_<solver>.csv,
+pfhub_2{a,b}.csv and pfhub_6{a,b}.csv (PFHub's upload format: time,free_energy), pfhub_3a.csv
+(time,free_energy,solid_fraction,tip_position,tip_velocity) and pfhub_bm1.png (our F(t) and the uploads'
+points).
 """
 from __future__ import annotations
 
@@ -52,10 +72,56 @@ BM7A_ORDER_DT = (0.97, 1.00)
 BM7BC_MEMPHIS = {"b": {0.01: 9.50e-4, 0.005: 2.77e-4, 0.0025: 1.44e-5, 0.001: 1.96e-7},
                  "c": {0.01: 6.42e-4, 0.005: 1.76e-4, 0.0025: 1.18e-5, 0.001: 1.84e-7}}
 BM7_KAPPA = {"a": 4e-4, "b": 4e-4 / 256, "c": 4e-4 / 256}
+# BM2 uploads, the authors' set (pfhub.md 2.3): variant -> code -> {t: F}
+BM2_F0 = 9023.65  # pfhub.md 2.2, converged quadrature (no jump term)
+BM2_REF = {
+    "a": {"MOOSE sta": {1: 3486.0, 10: 2071.0, 100: 916.4, 1000: 647.2, 2000: 635.1, 5000: 460.1, 1e4: 329.6},
+          "MOOSE ia": {1: 3485.6, 10: 2067.6, 100: 916.3, 1000: 647.1, 2000: 634.6, 5000: 459.2, 1e4: 328.6},
+          "FEniCS ivan": {1: 3479.4, 10: 2068.9, 100: 990.7, 1000: 653.7, 2000: 640.5, 5000: 434.5, 1e4: 335.8},
+          "MOOSE mfrichtl": {1: 3486.3, 10: 2111.9, 100: 944.0, 1000: 755.3, 2000: 534.4, 5000: 327.0, 1e4: 326.9}},
+    "b": {"MOOSE sta": {1: 3496, 10: 2216, 100: 806.1, 1000: 576.5, 5000: 410.5, 1e4: 339.6},
+          "MOOSE ia": {1: 3496, 10: 2211, 100: 806.1, 1000: 576.5, 5000: 410.1, 1e4: 338.4},
+          "MOOSE mfrichtl": {1: 3493, 10: 2309, 100: 795.7, 1000: 611.3, 5000: 373.7, 1e4: 334.9},
+          "FEniCS ivan": {1: 3487, 10: 2118, 100: 867.0, 1000: 637.3, 5000: 482.0, 1e4: 388.2}},
+}
+# BM3a uploads at our reporting times: quantity -> code -> {t: value}
+BM3_TIMES = (30, 60, 90, 150, 300, 600, 900, 1200, 1500)
+BM3_REF = {
+    "tip_position": {
+        "MEMPHIS": dict(zip(BM3_TIMES, (20.835, 27.264, 32.675, 42.489, 66.046, 109.5, 147.69, 183.23, 216.84))),
+        "MOOSE itg": dict(zip(BM3_TIMES, (20.43, 27.50, 33.76, 45.53, 74.52, 126.56, 174.21, 219.59, 264.0)))},
+    "free_energy": {
+        "MEMPHIS": dict(zip((0,) + BM3_TIMES, (2122199.97, 2120109.92, 2118334.37, 2116614.77, 2113212.07, 2104417.20,
+                                               2084048.73, 2060822.63, 2035496.61, 2008429.13))),
+        "MOOSE itg": dict(zip(BM3_TIMES, (2120083.6, 2118233.7, 2116429.2, 2112787.1, 2103111.2, 2079640.0,
+                                          2052220.8, 2021677.8, 1988325.6)))},
+    "solid_fraction": {
+        "MEMPHIS": dict(zip(BM3_TIMES, (3.68432e-4, 5.95101e-4, 8.14738e-4, 1.249941e-3, 2.378160e-3, 4.991207e-3,
+                                        7.966133e-3, 1.1204200e-2, 1.4661100e-2))),
+        "MOOSE itg": dict(zip(BM3_TIMES, (3.5399e-4, 5.7479e-4, 7.9004e-4, 1.22189e-3, 2.41730e-3, 5.36411e-3,
+                                          8.83539e-3, 1.272242e-2, 1.69843e-2)))},
+    # secant speeds of the uploads' tip series around t = 150 and at the end
+    "tip_velocity": {"MEMPHIS": {150: 0.1589, 1500: 0.1097}, "MOOSE itg": {150: 0.198, 1500: 0.1496}},
+}
+# BM6 uploads (pfhub.md 4.2, 4.3): variant -> code -> {t: F}; t = 0 is F(0+) (Phi solved at t = 0)
+BM6_TIMES = (1, 5, 10, 20, 50, 100, 200, 400)
+BM6_REF = {
+    "a": {"pfhub.md quadrature": {0: 183.07},
+          "MEMPHIS": {1: 181.0, 5: 171.5, 10: 154.0, 20: 144.0, 50: 137.5, 100: 128.0, 200: 120.0, 400: 103.0},
+          "FiPy": {5: 171.3, 10: 154.0, 20: 144.8, 50: 138.9, 100: 133.9, 200: 126.1, 400: 114.3}},
+    "b": {"pfhub.md quadrature": {0: 149.2},
+          "FiPy / 2.31": {1: 148.4, 5: 139.2, 10: 123.2, 20: 114.8, 50: 108.3, 100: 102.7, 200: 95.8, 400: 80.5}},
+}
+# 6a at t = 400 along y = 50 (pfhub.md 4.3): x -> (MEMPHIS, FiPy)
+BM6A_CUT_X = (10, 20, 30, 40, 50, 60, 70, 80)
+BM6A_CUT_PHI = {"MEMPHIS": dict(zip(BM6A_CUT_X, (0.242, 0.401, 0.497, 0.558, 0.587, 0.584, 0.542, 0.462))),
+                "FiPy": dict(zip(BM6A_CUT_X, (0.233, 0.402, 0.513, 0.572, 0.596, 0.582, 0.528, 0.447)))}
+BM2_SOLVER = {"scheme": "sbdf2", "dt": 0.001, "stabilization": 2.0, "adaptive": True, "dt_min": 1e-4, "dt_max": 1.0,
+              "target_change": 0.01}
 
 
 def spread(values):
-    return f"{min(values):.4g} - {max(values):.4g}" if len(values) > 1 else f"{values[0]:.4g}"
+    return f"{min(values):.4g} - {max(values):.4g}" if min(values) != max(values) else f"{values[0]:.4g}"
 
 
 def bm1(variant, solver, t_end, rows, curves):
@@ -118,6 +184,104 @@ def bm7_time(rows, h=0.01, dts=(0.04, 0.02, 0.01, 0.005)):
     rows.append(("7a", "euler", "order in dt", order, f"{BM7A_ORDER_DT[0]} - {BM7A_ORDER_DT[1]}", walls))
 
 
+def write_upload(name, times, columns):
+    """PFHub's upload format: a header ``time,<quantity>,...`` and one row per record."""
+    with open(RESULTS / f"pfhub_{name}.csv", "w") as f:
+        f.write(",".join(["time", *columns]) + "\n")
+        for i, t in enumerate(times):
+            f.write(",".join([f"{t:.10g}"] + [f"{columns[k][i]:.10g}" for k in columns]) + "\n")
+
+
+def compare(rows, name, solver, quantity, times, values, refs, wall, report):
+    """One row per reporting time: ours (the record at that time) and the uploads' spread."""
+    for t in report:
+        i = int(np.argmin(abs(np.asarray(times) - t)))
+        pub = [ref[t] for ref in refs.values() if t in ref]
+        rows.append((name, solver, f"{quantity}({t:g})", values[i], spread(pub) if pub else "-", wall))
+
+
+def bm2(variant, t_end, rows):
+    report = [t for t in (1, 10, 100, 1000, 2000, 5000, 1e4) if t <= t_end]
+    dense = np.unique(np.concatenate([report, np.geomspace(0.01, t_end, int(8 * np.log10(t_end / 0.01)) + 1)]))
+    res = staged_run({"name": "pfhub_ostwald", "variant": variant}, BM2_SOLVER, dense)
+    times, F = res["times"], res["scalars"]["free_energy"]
+    write_upload(f"2{variant}", times, {"free_energy": F})
+    rows.append((f"2{variant}", "sbdf2 adaptive", "F(0)", F[0], f"{BM2_F0} (quadrature, no edge jump)", res["wall"]))
+    compare(rows, f"2{variant}", "sbdf2 adaptive", "F", times, F, BM2_REF[variant], res["wall"], report)
+    mass = res["scalars"]["total_mass"]
+    print(f"  2{variant}: {res['steps']} steps, {res['wall']:.1f} s, mass drift {abs(mass[-1] / mass[0] - 1):.1e}",
+          flush=True)
+
+
+def bm3(t_end, size, rows, spacing=1.0):
+    """3a on a ``size`` x ``size`` corner of PFHub's 960 x 960 domain at cell size ``spacing``, dt 0.9 x the
+    explicit limit (0.075 at dx = 1); F and the solid fraction reported for the full domain (see the module
+    docstring). Writes pfhub_3a.csv (dx = 1) or pfhub_3a_dx<spacing>.csv."""
+    from phasefield.grid import Grid
+    from phasefield.models.pfhub_dendrite import Config, chemical_energy_density, stable_dt
+
+    n = int(round(size / spacing))
+    dt = 0.075 if spacing == 1.0 else float(0.9 * stable_dt(Grid((n, n), spacing), Config()))
+    report = [t for t in BM3_TIMES if t <= t_end]
+    dense = np.unique(np.concatenate([report, np.arange(15.0, t_end + 1e-9, 15.0)]))
+    res = staged_run({"name": "pfhub_dendrite", "shape": [n, n], "spacing": spacing}, {"dt": dt}, dense)
+    times, sc = res["times"], res["scalars"]
+    liquid = float(chemical_energy_density(-1.0, Config().undercooling, Config()))
+    full, ours = 960.0**2, float(size) ** 2
+    columns = {"free_energy": sc["free_energy"] + liquid * (full - ours),
+               "solid_fraction": sc["solid_fraction"] * ours / full,
+               "tip_position": sc["tip_position"], "tip_velocity": sc["tip_velocity"]}
+    write_upload("3a" if spacing == 1.0 else f"3a_dx{spacing:g}", times, columns)
+    solver = f"dx={spacing:g} dt={dt:.3g}, {size:g}^2 corner"
+    rows.append(("3a", solver, "F(0)", columns["free_energy"][0], spread([BM3_REF["free_energy"]["MEMPHIS"][0]]),
+                 res["wall"]))
+    for quantity in ("tip_position", "tip_velocity", "free_energy", "solid_fraction"):
+        refs = BM3_REF[quantity]
+        marks = sorted({t for ref in refs.values() for t in ref if 0 < t <= t_end}) if quantity == "tip_velocity" else report
+        compare(rows, "3a", solver, quantity, times, columns[quantity], refs, res["wall"], marks)
+    print(f"  3a dx={spacing:g}: {res['steps']} steps, {res['wall']:.1f} s, tip {sc['tip_position'][-1]:.2f} at"
+          f" t = {times[-1]:g}", flush=True)
+
+
+def bm6(variant, t_end, rows):
+    report = [t for t in BM6_TIMES if t <= t_end]
+    dense = np.unique(np.concatenate([report, np.arange(1.0, t_end + 1e-9, 1.0 if t_end <= 20 else 5.0)]))
+    solver = {"scheme": "sbdf2", "dt": 0.05} if variant == "a" else {"scheme": "explicit", "dt": 0.0025}
+    res = staged_run({"name": "pfhub_electro", "variant": variant}, solver, dense)
+    times, F = res["times"], res["scalars"]["free_energy"]
+    write_upload(f"6{variant}", times, {"free_energy": F})
+    label = f"{solver['scheme']} dt={solver['dt']}"
+    rows.append((f"6{variant}", label, "F(0+)", F[0], spread([BM6_REF[variant]["pfhub.md quadrature"][0]]), res["wall"]))
+    refs = {k: v for k, v in BM6_REF[variant].items() if k != "pfhub.md quadrature"}
+    compare(rows, f"6{variant}", label, "F", times, F, refs, res["wall"], report)
+    if variant == "a" and times[-1] == 400.0:
+        cut_planes(res["final_fields"], rows, label, res["wall"])
+    mass = res["scalars"]["total_mass"]
+    print(f"  6{variant}: {res['steps']} steps, {res['wall']:.1f} s, mass drift {abs(mass[-1] / mass[0] - 1):.1e}",
+          flush=True)
+
+
+def cut_planes(fields, rows, label, wall):
+    """6a at t = 400: c and Phi along y = 50 and x = 50 (PFHub's cut-plane uploads: x or y, concentration,
+    potential), interpolated between the two rows of cell centres (49.5 and 50.5); Phi along y = 50 beside
+    the two uploads."""
+    c, phi = fields["c"], fields["potential"]
+    n = c.shape[0]
+    centres = (np.arange(n) + 0.5) * 100.0 / n
+    mid = n // 2
+    along_x = {"concentration": 0.5 * (c[:, mid - 1] + c[:, mid]), "potential": 0.5 * (phi[:, mid - 1] + phi[:, mid])}
+    along_y = {"concentration": 0.5 * (c[mid - 1] + c[mid]), "potential": 0.5 * (phi[mid - 1] + phi[mid])}
+    for name, coordinate, columns in (("6a_cut_y50", "x", along_x), ("6a_cut_x50", "y", along_y)):
+        with open(RESULTS / f"pfhub_{name}.csv", "w") as f:
+            f.write(f"{coordinate},concentration,potential\n")
+            f.writelines(f"{p:.6g},{a:.10g},{b:.10g}\n" for p, a, b in zip(centres, columns["concentration"],
+                                                                          columns["potential"]))
+    for x in BM6A_CUT_X:
+        ours = np.interp(x, centres, along_x["potential"])
+        rows.append(("6a", label, f"Phi(x={x}, y=50, t=400)", ours,
+                     spread([ref[x] for ref in BM6A_CUT_PHI.values()]), wall))
+
+
 def plot(curves, path):
     try:
         import matplotlib
@@ -142,10 +306,11 @@ def plot(curves, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="BM1 to t = 1000; BM7 h down to 0.0025")
+    ap.add_argument("--quick", action="store_true",
+                    help="BM1 to t = 1000; BM7 h down to 0.0025; BM2 to 100; BM3 to 150 on 240^2; 6b to 5")
     ap.add_argument("--long", action="store_true", help="also 1b, solver=adaptive, to t = 1e5")
     ap.add_argument("--h-min", type=float, default=None, help="finest BM7 h (default 0.00125, --quick 0.0025)")
-    ap.add_argument("--only", default="1a,1b,7a,7b,7c", help="comma list of variants")
+    ap.add_argument("--only", default="1a,1b,2a,2b,3a,6a,6b,7a,7b,7c", help="comma list of variants")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     only = args.only.split(",")
@@ -158,6 +323,19 @@ def main(argv=None):
             for solver in SOLVERS:
                 t_end = 1e5 if (args.long and variant == "b" and solver.startswith("adaptive")) else t_bm1
                 bm1(variant, solver, t_end, rows, curves)
+    for variant in "ab":
+        if f"2{variant}" in only:
+            bm2(variant, 100.0 if args.quick else 1e4, rows)
+    if "3a" in only:
+        if args.quick:
+            bm3(150.0, 240.0, rows)
+            bm3(60.0, 120.0, rows, spacing=0.5)  # the resolution check: the tip speeds up 20 % from dx = 1
+        else:
+            bm3(1500.0, 960.0, rows)
+            bm3(1500.0, 960.0, rows, spacing=0.5)
+    for variant in "ab":
+        if f"6{variant}" in only:
+            bm6(variant, 400.0 if (variant == "a" or not args.quick) else 5.0, rows)
     for variant in "abc":
         if f"7{variant}" in only:
             bm7(variant, hs, rows)
@@ -173,7 +351,7 @@ def main(argv=None):
     print("\n".join(lines))
     if curves:
         plot(curves, RESULTS / "pfhub_bm1.png")
-    print(f"wrote {RESULTS}/pfhub.csv, pfhub.md, pfhub_1*_*.csv, pfhub_bm1.png")
+    print(f"wrote {RESULTS}/pfhub.csv, pfhub.md, pfhub_<variant>*.csv, pfhub_bm1.png")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, ke
     """Run ``scenario`` with ``solver`` through ``times`` (ascending, > 0).
 
     Returns dict: times (0 included), scalars {name: array}, fields (list, if keep_fields; field
-    ``field`` at each time), wall (stepping seconds, compilation of the first segment included),
-    steps, simulation. ``initial``: a replacement initial field array for ``field``.
+    ``field`` at each time), final_fields (every stored field at the last time, host arrays), wall
+    (stepping seconds, compilation of the first segment included), steps, simulation. ``initial``: a replacement initial field array for ``field``.
     """
     times = [float(t) for t in times]
     config = validate_run({"scenario": {**scenario, "t_end": times[-1]}, "solver": solver, "output": {}})
@@ -76,6 +76,7 @@ def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, ke
         if keep_fields:
             out_fields.append(np.asarray(jax.device_get(simulation.stepper.fields(params, carry)[field])))
     wall = time.perf_counter() - started
+    final_fields = {k: np.asarray(v) for k, v in jax.device_get(simulation.stepper.fields(params, carry)).items()}
     scalars = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-    return {"times": np.array([0.0] + times), "scalars": scalars, "fields": out_fields, "wall": wall,
+    return {"times": np.array([0.0] + times), "scalars": scalars, "fields": out_fields, "final_fields": final_fields, "wall": wall,
             "steps": int(clock["step"]), "simulation": simulation}

@@ -113,3 +113,47 @@ def semi_implicit(name: str, basis: SpectralBasis, symbols: Callable, pointwise:
 
     return Stepper(init, semi_implicit_step, lambda params, carry: {name: carry["state"][name]},
                    unconditionally_stable, order)
+
+
+def semi_implicit_fields(names: tuple, basis: SpectralBasis, symbols: Callable, pointwise: Callable,
+                         order: int) -> Stepper:
+    """:func:`semi_implicit` for coupled fields that share one basis (each its own linear symbol).
+
+    ``symbols(params) -> {name: (L, S)}``; ``pointwise(params, state) -> {name: g}`` sees every field,
+    so the explicit part of each field may depend on all of them (``N_name = S_name * T[g_name]``).
+    The step of each field is :func:`semi_implicit`'s, with one shared ``dt`` history.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"semi-implicit order must be 1 or 2, got {order}")
+    dtype = basis.dtype
+
+    def init(params, fields):
+        state = {name: jnp.asarray(fields[name], dtype) for name in names}
+        u_hat = {name: basis.forward(state[name]) for name in names}
+        zeros = {name: jnp.zeros_like(u) for name, u in u_hat.items()}
+        history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": dict(zeros), "dt_prev": jnp.asarray(jnp.inf, dtype)}
+        return {"state": state, "history": history, "cache": {}}
+
+    @jax.named_call
+    def semi_implicit_fields_step(params, carry, dt):
+        dt = jnp.asarray(dt, dtype)
+        state, history = carry["state"], carry["history"]
+        sym = symbols(params)
+        explicit = pointwise(params, state)
+        w = dt / history["dt_prev"] if order == 2 else jnp.zeros((), dtype)
+        a0 = (1 + 2 * w) / (1 + w)
+        a2 = w * w / (1 + w)
+        new_state, u_hats, n_hats = {}, {}, {}
+        for name in names:
+            linear_symbol, nonlinear_symbol = sym[name]
+            n_hat = nonlinear_symbol * basis.forward(explicit[name])
+            rhs = (((1 + w) * history["u_hat"][name] - a2 * history["u_hat_prev"][name]) / dt
+                   + (1 + w) * n_hat - w * history["n_hat_prev"][name])
+            u_hats[name] = rhs / (a0 / dt - linear_symbol)
+            n_hats[name] = n_hat
+            new_state[name] = basis.inverse(u_hats[name])
+        history = {"u_hat": u_hats, "u_hat_prev": history["u_hat"], "n_hat_prev": n_hats, "dt_prev": dt}
+        return {**carry, "state": new_state, "history": history}
+
+    return Stepper(init, semi_implicit_fields_step, lambda params, carry: dict(carry["state"]),
+                   unconditionally_stable, order)
