@@ -197,3 +197,30 @@ def test_compression_never_cracks(step, precracked):
     assert float(jnp.max(jnp.abs(state.damage - precracked.damage))) == 0.0
     stress = fr.stress(state, mat, PROBLEM, loading(eigenstrain=swelling).eigenstrain)
     assert float(jnp.max(jnp.abs(stress["xx"] / (-3.0 * bulk * swelling) - 1.0))) < 1e-6  # carried by the crack
+
+
+def test_fracture_scenario_builds_from_its_yaml():
+    """The shipped configs validate and build (no run: a run compiles the step again, see the load tests)."""
+    import pathlib
+
+    import yaml
+
+    from phasefield.config import validate_run
+    from phasefield.models import fracture as scenario
+    from phasefield.runner import build
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    section = yaml.safe_load((root / "scenario" / "fracture.yaml").read_text())
+    section.pop("defaults")
+    solver = yaml.safe_load((root / "solver" / "fracture.yaml").read_text())
+    for variant in scenario.VARIANTS:
+        config = validate_run({"scenario": {**section, "variant": variant}, "solver": solver, "output": {}})
+        simulation = build(config)
+        damage = simulation.initial_fields()["damage"]
+        assert damage.sum() * simulation.grid.spacing[1] == pytest.approx(section["notch_length"])
+        assert set(simulation.field_info) >= {"damage", "crack_opening"}
+    params = config.scenario
+    modulus = params.young / (1 - params.poisson**2)
+    ell = 3 * modulus * params.toughness * 1e-3 / (8 * (params.strength * 1e-3) ** 2)  # um, GPa, GPa um
+    assert float(scenario.material(params).length) == pytest.approx(ell)
+    assert 4.0 < ell < 4.3  # LLZO, K_Ic = 1 MPa m^1/2, 300 MPa: physics.md 5.4 quotes 0.58 GPa at ell = 1 um
