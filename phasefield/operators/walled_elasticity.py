@@ -311,14 +311,15 @@ def cell_displacement(u, walls: Walls) -> list:
 
 
 def wall_reactions(u, bulk_tension, bulk_compression, shear, grid: Grid, walls: Walls, wall_displacement,
-                   eigenstrain=None, internal_pressure=None):
+                   eigenstrain=None, internal_pressure=None, extra_energy=None):
     """Normal force on the high and low wall faces, ``dW/du_wall`` summed over each wall (per unit thickness in
     2D; stress * length^(ndim-1)). For a cell pulled apart the high wall force is positive (tension)."""
     w = walls.axis
 
     def energy(values):
         v = with_wall_values(u, walls, values)
-        return (stored_energy(v, bulk_tension, bulk_compression, shear, grid, walls, eigenstrain)
+        extra = 0.0 if extra_energy is None else extra_energy(v)
+        return (stored_energy(v, bulk_tension, bulk_compression, shear, grid, walls, eigenstrain) + extra
                 - load_potential(v, grid, walls, internal_pressure))
 
     forces = jax.grad(energy)(jnp.asarray(wall_displacement, u[w].dtype))
@@ -488,7 +489,8 @@ def _apply_reference(ref: _Reference, r, grid: Grid, walls: Walls):
 def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, walls: Walls,
                             wall_displacement=(0.0, 0.0), wall_traction=(0.0, 0.0), eigenstrain=None,
                             internal_pressure=None, initial=None, reference_moduli=None, tolerance=1e-8,
-                            max_iterations=2000, max_newton=8, scale_preconditioner=True) -> WalledElasticity:
+                            max_iterations=2000, max_newton=8, scale_preconditioner=True,
+                            extra_energy=None, preconditioner_moduli=None) -> WalledElasticity:
     """Minimise the module's ``W`` over the displacement (equilibrium with the walls' conditions).
 
     bulk_tension, bulk_compression, shear: cell fields, shape ``grid.shape`` (stress unit, > 0; a broken zone
@@ -502,6 +504,11 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
     tolerance: CG stops at the relative residual ``sqrt(r.M^-1 r / b.M^-1 b) <= tolerance``.
     max_newton: active-set passes for the tension/compression split (1: one linear solve with the sign set of
         ``initial``, for callers that iterate it themselves). scale_preconditioner: False drops ``S``.
+    extra_energy: ``u -> scalar``, a convex (C1, piecewise C2) energy added to ``W`` (the compressive energy of a
+        spectral split); each pass is then a Newton step linearised at the current iterate, and the loop runs
+        ``max_newton`` passes or until the residual, relative to that of the undeformed state, is below
+        ``tolerance``. preconditioner_moduli: ``(bulk, shear)`` cell fields whose diagonal scales the
+        preconditioner (default: the tension/compression bulk modulus and ``shear``).
 
     CG iterations to 1e-9 on a 128 x 64 plate between clamped walls, pulled, with a 32-cell crack (AT1 profile,
     ``g = (1 - d)^2 + k``), ``experiments/fracture_convergence.py``: 44, 45, 47, 47, 47, 47 for
@@ -568,6 +575,11 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
         x, stats = pcg(operator, rhs, x0, precondition, tolerance, max_iterations)
         return with_wall_values(x, walls, wall_displacement), stats
 
+    if extra_energy is not None:
+        return _newton(u, kt, kc, mu, grid, walls, wall_displacement, wall_traction, eigen, internal_pressure,
+                       extra_energy, preconditioner_moduli, mask, ref, diag0, interior, trace_of, tolerance,
+                       max_iterations, max_newton, dtype)
+
     def keep_going(state):
         _, _, changed, passes, _, _ = state
         return changed & (passes < max_newton)
@@ -588,3 +600,79 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
              jnp.zeros((), dtype))
     u, tension, _, passes, iterations, residual = jax.lax.while_loop(keep_going, newton, start)
     return WalledElasticity(u, tension, iterations, passes, residual)
+
+
+def _newton(u, kt, kc, mu, grid, walls, wall_displacement, wall_traction, eigen, internal_pressure, extra_energy,
+            preconditioner_moduli, mask, ref, diag0, interior, trace_of, tolerance, max_iterations, max_newton, dtype):
+    """Newton-CG on ``W + extra_energy`` (see :func:`solve_walled_elasticity`)."""
+
+    def energy(x):
+        x = with_wall_values(x, walls, wall_displacement)
+        e = stored_energy(x, kt, kc, mu, grid, walls, eigen) + extra_energy(x)
+        return e - load_potential(x, grid, walls, internal_pressure, wall_traction)
+
+    force = jax.grad(energy)
+    if preconditioner_moduli is None:
+        preconditioner_moduli = (jnp.where(trace_of(u) > 0, kt, kc), mu)
+    diag = _diagonal(preconditioner_moduli[0], preconditioner_moduli[1], grid, walls)
+    scale = tuple(jnp.where(i > 0, jnp.sqrt(d0 / d), 0.0) for d0, d, i in zip(diag0, diag, interior))
+
+    def precondition(r):
+        z = _apply_reference(ref, tuple(s * ri for s, ri in zip(scale, r)), grid, walls)
+        z = tuple(s * zi for s, zi in zip(scale, z))
+        return tuple(zi + (1.0 - i) * (m * ri / d + (1.0 - m) * ri)
+                     for zi, ri, d, i, m in zip(z, r, diag, interior, mask))
+
+    undeformed = with_wall_values(tuple(jnp.zeros_like(x) for x in u), walls, wall_displacement)
+    f0 = tuple(f * m for f, m in zip(force(undeformed), mask))
+    load_norm = tree_dot(f0, precondition(f0))
+    load_norm = jnp.where(load_norm > 0, load_norm, 1.0)
+
+    def measure(x, r, rz):
+        return jnp.sqrt(jnp.maximum(rz, 0.0) / load_norm)
+
+    def residual_of(v):
+        f = tuple(fi * m for fi, m in zip(force(v), mask))
+        return measure(None, f, tree_dot(f, precondition(f)))
+
+    def keep_going(state):
+        _, passes, _, residual = state
+        return (residual > tolerance) & (passes < max_newton)
+
+    def step(state):
+        v, passes, iterations, _ = state
+        fv, apply = jax.linearize(force, v)
+        rhs = tuple(-f * m for f, m in zip(fv, mask))
+
+        def operator(x):
+            ax = apply(tuple(xi * m for xi, m in zip(x, mask)))
+            return tuple(m * a + (1.0 - m) * xi for a, xi, m in zip(ax, x, mask))
+
+        x, stats = pcg(operator, rhs, tuple(jnp.zeros_like(vi) for vi in v), precondition, tolerance,
+                       max_iterations, measure)
+        v = tuple(vi + m * xi for vi, m, xi in zip(v, mask, x))
+        return v, passes + 1, iterations + stats.iterations, residual_of(v)
+
+    start = (u, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), residual_of(u))
+    u, passes, iterations, residual = jax.lax.while_loop(keep_going, step, start)
+    return WalledElasticity(u, (trace_of(u) > 0).astype(dtype), iterations, passes, residual)
+
+
+def cell_strains(u, grid: Grid, walls: Walls, eigenstrain=None) -> dict:
+    """Elastic strain per cell: normal components at the centre (2D ``zz`` = ``-eps*_zz``), shear components the
+    mean of the edges around the cell (wall edges of roller and free walls count as zero)."""
+    elastic, _ = _elastic_normals(u, grid, walls, eigenstrain)
+    out = {"xx": elastic[0], "yy": elastic[1], "zz": elastic[2]}
+    weights = _edge_weights(grid, walls, elastic[0].dtype)
+    w = walls.axis
+    for (a, b), strain in shear_strains(u, grid, walls).items():
+        strain = strain * (weights[a, b] > 0)
+        if _wall_pair(a, b, w):
+            t = b if a == w else a
+            along_t = 0.5 * (strain + jnp.roll(strain, -1, t))
+            cell = 0.5 * (_slab(along_t, w, slice(None, -1)) + _slab(along_t, w, slice(1, None)))
+        else:
+            along_a = 0.5 * (strain + jnp.roll(strain, -1, a))
+            cell = 0.5 * (along_a + jnp.roll(along_a, -1, b))
+        out[AXES[a] + AXES[b]] = cell
+    return out

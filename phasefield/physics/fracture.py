@@ -7,10 +7,20 @@ Energy (physics.md 5.1; ``d`` = 0 intact, 1 broken)::
     AT1: w = d,   c_w = 8/3  (elastic until sigma_c = sqrt(3 E G_c / (8 ell)); needs 0 <= d, bound-constrained)
     AT2: w = d^2, c_w = 2    (damage from the first load; sigma_peak = (3 sqrt(3) / 16) sqrt(E G_c / ell))
 
-``W_el`` is the staggered-grid elastic energy of :mod:`phasefield.operators.walled_elasticity`, with the
-volumetric-deviatoric split of Amor et al. (2009): ``g(d)`` multiplies ``1/2 K <tr e>_+^2 + mu dev e : dev e``
-(cells and shear edges), while ``1/2 K <tr e>_-^2`` is never degraded, so compression and stack pressure
-neither soften a crack nor drive it (``split="none"``: everything degraded). ``p`` is the pressure in the crack
+``W_el`` is the staggered-grid elastic energy of :mod:`phasefield.operators.walled_elasticity` with a
+tension/compression split (:func:`elastic_terms`):
+
+* ``volumetric_deviatoric`` (Amor et al. 2009, default): ``g(d)`` multiplies ``1/2 K <tr e>_+^2 + mu dev e : dev e``
+  (cells and shear edges), ``1/2 K <tr e>_-^2`` is never degraded: hydrostatic compression never softens or
+  drives a crack, and an intact plate under confined uniaxial compression (stack pressure) is elastic up to
+  ``sqrt(3 (lam + 2 mu) / (4 mu))`` times the tensile critical strain (1.5 at nu = 0.25). But a closed crack
+  loses its deviatoric stiffness, so confined compression loads the diffuse zone of a pre-crack (its damage
+  grows roughly as the square of the pressure: +4e-4 at 5 %, +0.04 at 50 % of the tensile strength);
+* ``spectral`` (Miehe et al. 2010; 2D plane strain): ``g psi+ + psi-`` over the principal strains, written as
+  ``g W_iso + (1 - g) sum V psi-(e_cell)`` so that the staggered shear edges stay (no zero-energy modes) and
+  only the compressive energy of the cell strain is restored; a closed crack carries confined compression in
+  full contact with zero driving force (tested exactly). Nonlinear: Newton-CG per elasticity solve;
+* ``none``: everything degraded (compression cracks too). ``p`` is the pressure in the crack
 (a Li- or fluid-filled crack, Bourdin et al. 2012: ``-int p d div u = int p u . grad d``, which tends to
 ``p`` times the crack volume); its work is also a driving force of the damage, so the pressurised crack grows
 when ``p sqrt(pi a) = K_Ic``.
@@ -58,6 +68,7 @@ from phasefield.operators.krylov import pcg
 from phasefield.operators.stencils import face_gradient, laplacian
 from phasefield.operators.walled_elasticity import (
     Walls,
+    cell_strains,
     cell_stress,
     normal_strains,
     solve_walled_elasticity,
@@ -68,7 +79,7 @@ from phasefield.operators.walled_elasticity import (
 )
 
 MODELS = ("AT1", "AT2")
-SPLITS = ("volumetric_deviatoric", "none")
+SPLITS = ("volumetric_deviatoric", "spectral", "none")
 
 
 class DamageModel(NamedTuple):
@@ -115,6 +126,7 @@ class FractureProblem(NamedTuple):
     damage_tolerance: float = 1e-10
     damage_max_iterations: int = 1000
     max_active_set: int = 30
+    max_newton: int = 10  # spectral split: Newton steps per elasticity solve
 
     @property
     def damage_boundary(self) -> Boundary:
@@ -214,25 +226,61 @@ def crack_length(damage, grid: Grid, boundary: Boundary, model: DamageModel, len
     return grid.cell_volume * jnp.sum(crack_density(damage, grid, boundary, model, length))
 
 
-def _moduli(damage, material: FractureMaterial, split: str):
+def compressive_energy_density(strain: dict, lam, mu):
+    """Spectral split (Miehe et al. 2010), 2D plane strain: ``psi- = lam/2 <tr e>_-^2 + mu sum_i <e_i>_-^2`` over
+    the principal strains (in-plane pair ``m +- r`` and ``e_zz``); ``strain`` a dict of cell components."""
+    m = 0.5 * (strain["xx"] + strain["yy"])
+    q = 0.5 * (strain["xx"] - strain["yy"])
+    r = jnp.sqrt(q * q + strain["xy"] ** 2 + 1e-60)  # the floor keeps the derivative finite at r = 0
+    negative = lambda x: jnp.minimum(x, 0.0) ** 2  # noqa: E731
+    trace = strain["xx"] + strain["yy"] + strain["zz"]
+    return 0.5 * lam * negative(trace) + mu * (negative(m + r) + negative(m - r) + negative(strain["zz"]))
+
+
+def elastic_terms(damage, material: FractureMaterial, problem: FractureProblem, eigenstrain=None):
+    """``(K_t, K_c, mu, extra)`` of the degraded elastic energy ``W = W_staggered(K_t, K_c, mu) + extra(u)``.
+
+    volumetric_deviatoric (Amor): ``K_t = g K``, ``K_c = K``, ``mu = g mu``, no extra;
+    spectral (Miehe, 2D): ``g W_iso + (1 - g) sum V psi-(e_cell)``, i.e. ``g psi+ + psi-`` written so that the
+    staggered isotropic energy keeps the shear edges (no zero-energy modes) and only the compressive energy
+    ``psi-`` of the cell strain (edge shears averaged to the cell) is restored undegraded;
+    none: everything degraded.
+    """
     bulk, shear = bulk_and_shear(material.young, material.poisson)
     g = degradation(damage, material.residual)
-    compression = bulk * jnp.ones_like(g) if split == "volumetric_deviatoric" else g * bulk
-    return g * bulk, compression, g * shear
+    if problem.split == "volumetric_deviatoric":
+        return g * bulk, bulk * jnp.ones_like(g), g * shear, None
+    if problem.split == "none":
+        return g * bulk, g * bulk, g * shear, None
+    if problem.grid.ndim != 2:
+        raise NotImplementedError("the spectral split is 2D (plane strain) only; use volumetric_deviatoric in 3D")
+    lam = bulk - 2.0 * shear / 3.0
+
+    def extra(u):
+        psi = compressive_energy_density(cell_strains(u, problem.grid, problem.walls, eigenstrain), lam, shear)
+        return problem.grid.cell_volume * jnp.sum((1.0 - g) * psi)
+
+    return g * bulk, g * bulk, g * shear, extra
 
 
 def driving_force(displacement, damage, material: FractureMaterial, problem: FractureProblem, eigenstrain=None):
     """``H = (1/V) dW_el/dg`` per cell: the elastic energy density the degradation multiplies (the tensile part
-    with the Amor split), shear edges shared among their cells."""
+    of the split), shear edges shared among their cells; floored at 0."""
     bulk, shear = bulk_and_shear(material.young, material.poisson)
-    split = problem.split == "volumetric_deviatoric"
+    lam = bulk - 2.0 * shear / 3.0
+    grid, walls = problem.grid, problem.walls
 
     def energy(g):
-        compression = bulk * jnp.ones_like(g) if split else g * bulk
-        return stored_energy(displacement, g * bulk, compression, g * shear, problem.grid, problem.walls, eigenstrain)
+        if problem.split == "volumetric_deviatoric":
+            return stored_energy(displacement, g * bulk, bulk * jnp.ones_like(g), g * shear, grid, walls, eigenstrain)
+        total = stored_energy(displacement, g * bulk, g * bulk, g * shear, grid, walls, eigenstrain)
+        if problem.split == "spectral":
+            psi = compressive_energy_density(cell_strains(displacement, grid, walls, eigenstrain), lam, shear)
+            total = total + grid.cell_volume * jnp.sum((1.0 - g) * psi)
+        return total
 
     g = degradation(damage, material.residual)
-    return jax.grad(energy)(g) / problem.grid.cell_volume
+    return jnp.maximum(jax.grad(energy)(g) / grid.cell_volume, 0.0)
 
 
 # ----------------------------------------------------------------------------- damage sub-problem
@@ -360,13 +408,23 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
 
     def iterate(carry):
         u, d, tension, history, it, cg_u, cg_d, _ = carry
-        kt, kc, mu = _moduli(d, material, problem.split)
+        kt, kc, mu, extra = elastic_terms(d, material, problem, eigen)
         kt_eff = jnp.where(tension > 0, kt, kc)
-        solution = solve_walled_elasticity(
-            kt_eff, kt_eff, mu, grid, walls, wall_displacement=loading.wall_displacement,
-            wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
-            reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
-            max_iterations=problem.elasticity_max_iterations, max_newton=1)
+        if extra is None:  # piecewise quadratic: one linear solve on the current sign set
+            solution = solve_walled_elasticity(
+                kt_eff, kt_eff, mu, grid, walls, wall_displacement=loading.wall_displacement,
+                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
+                reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
+                max_iterations=problem.elasticity_max_iterations, max_newton=1)
+        else:  # spectral: Newton-CG; the preconditioner sees the undegraded moduli where compressed
+            g = degradation(d, material.residual)
+            restored = jnp.where(tension > 0, 0.0, 1.0 - g)
+            solution = solve_walled_elasticity(
+                kt, kc, mu, grid, walls, wall_displacement=loading.wall_displacement,
+                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
+                reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
+                max_iterations=problem.elasticity_max_iterations, max_newton=problem.max_newton,
+                extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear))
         u = solution.displacement
         elastic_trace, total_trace = _elastic_trace(u, grid, walls, eigen)
         new_tension = (elastic_trace > 0).astype(dtype)
@@ -395,8 +453,9 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
 
 
 def elastic_energy(state: FractureState, material: FractureMaterial, problem: FractureProblem, eigenstrain=None):
-    kt, kc, mu = _moduli(state.damage, material, problem.split)
-    return stored_energy(state.displacement, kt, kc, mu, problem.grid, problem.walls, eigenstrain)
+    kt, kc, mu, extra = elastic_terms(state.damage, material, problem, eigenstrain)
+    total = stored_energy(state.displacement, kt, kc, mu, problem.grid, problem.walls, eigenstrain)
+    return total if extra is None else total + extra(state.displacement)
 
 
 def fracture_energy(damage, material: FractureMaterial, model: DamageModel, problem: FractureProblem):
@@ -404,15 +463,23 @@ def fracture_energy(damage, material: FractureMaterial, model: DamageModel, prob
 
 
 def stress(state: FractureState, material: FractureMaterial, problem: FractureProblem, eigenstrain=None) -> dict:
-    kt, kc, mu = _moduli(state.damage, material, problem.split)
-    return cell_stress(state.displacement, kt, kc, mu, problem.grid, problem.walls, eigenstrain)
+    kt, kc, mu, extra = elastic_terms(state.damage, material, problem, eigenstrain)
+    out = cell_stress(state.displacement, kt, kc, mu, problem.grid, problem.walls, eigenstrain)
+    if extra is not None:  # + (1 - g) d psi- / d e per cell
+        bulk, shear = bulk_and_shear(material.young, material.poisson)
+        g = degradation(state.damage, material.residual)
+        strain = cell_strains(state.displacement, problem.grid, problem.walls, eigenstrain)
+        psi = lambda e: jnp.sum((1.0 - g) * compressive_energy_density(e, bulk - 2.0 * shear / 3.0, shear))  # noqa
+        derivative = jax.grad(psi)(strain)
+        out = {k: v + derivative[k] * (0.5 if k[0] != k[1] else 1.0) for k, v in out.items()}
+    return out
 
 
 def reactions(state: FractureState, material: FractureMaterial, problem: FractureProblem, loading: Loading):
     """Normal force on the ``(low, high)`` walls (per unit thickness in 2D), positive when pulling."""
-    kt, kc, mu = _moduli(state.damage, material, problem.split)
+    kt, kc, mu, extra = elastic_terms(state.damage, material, problem, loading.eigenstrain)
     return wall_reactions(state.displacement, kt, kc, mu, problem.grid, problem.walls, loading.wall_displacement,
-                          loading.eigenstrain, jnp.asarray(loading.crack_pressure) * state.damage)
+                          loading.eigenstrain, jnp.asarray(loading.crack_pressure) * state.damage, extra)
 
 
 def opening_density(state: FractureState, problem: FractureProblem):
