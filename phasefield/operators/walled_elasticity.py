@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.grid import Grid
-from phasefield.operators.krylov import pcg, tree_axpy, tree_dot
+from phasefield.operators.krylov import pcg, tree_dot
 
 CLAMPED, ROLLER, FREE = "clamped", "roller", "free"
 WALL_KINDS = (CLAMPED, ROLLER, FREE)
@@ -396,7 +396,8 @@ def _small_inverse(m):
 
 
 def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
-    """Per-mode inverse of the homogeneous roller-wall operator ``K0 = V [lam0 c^H c + 2 mu0 diag|c|^2 + mu0 sum s^H s]``."""
+    """Per-mode inverse of the homogeneous roller-wall operator
+    ``K0 = V [lam0 c^H c + 2 mu0 diag|c|^2 + mu0 sum s^H s]`` (``c``: normal-strain symbols, ``s``: shear ones)."""
     ndim, w, h = grid.ndim, walls.axis, grid.spacing
     n = grid.shape[w]
     cosine, sine = _transform_matrices(n)

@@ -2,7 +2,8 @@
 
 Energy (physics.md 5.1; ``d`` = 0 intact, 1 broken)::
 
-    Psi(u, d) = W_el(u; g(d)) + G_c / c_w sum_cells V [ w(d) / ell + ell |grad d|^2 ] - p sum_cells V d tr(eps) - W_walls
+    Psi(u, d) = W_el(u; g(d)) + G_c / c_w sum_cells V [ w(d) / ell + ell |grad d|^2 ]
+              - p sum_cells V d tr(eps) - W_walls
     g(d) = (1 - d)^2 + k
     AT1: w = d,   c_w = 8/3  (elastic until sigma_c = sqrt(3 E G_c / (8 ell)); needs 0 <= d, bound-constrained)
     AT2: w = d^2, c_w = 2    (damage from the first load; sigma_peak = (3 sqrt(3) / 16) sqrt(E G_c / ell))
@@ -74,7 +75,6 @@ from phasefield.operators.walled_elasticity import (
     solve_walled_elasticity,
     stored_energy,
     wall_reactions,
-    with_wall_values,
     zero_displacement,
 )
 
