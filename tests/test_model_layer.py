@@ -28,6 +28,7 @@ SMALL = {
     "dendrite_solid": ["scenario=dendrite_solid", "scenario.shape=[16,16]"],
     "swelling": ["scenario=swelling", "scenario.shape=[32,32]", "scenario.interface_thickness=0.4",
                  "scenario.gradient_length=0.15"],
+    "fracture": ["scenario=fracture", "scenario.shape=[16,16]", "scenario.size=[16,16]", "scenario.notch_length=4"],
 }
 
 
