@@ -45,11 +45,12 @@ def read(run_file: Path) -> dict:
         return {k: np.asarray(f["scalars"][k][()]) for k in SCALARS}
 
 
-def half_cycle_rows(s: dict) -> list[dict]:
-    """One row per half cycle (the records between turns of the current)."""
+def half_cycle_rows(s: dict, cycles: int) -> list[dict]:
+    """One row per half cycle (the records between turns of the current; records inside the step that
+    ends the last cycle carry its new half-cycle count and are left out)."""
     rows, starts = [], [0, *list(np.flatnonzero(np.diff(s["half_cycles"]) > 0) + 1), len(s["time"])]
     for number, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
-        if b - a < 2:
+        if b - a < 2 or number >= 2 * cycles:
             continue
         part = slice(a, b)
         rows.append({
@@ -91,7 +92,7 @@ def main():
                 run(cycling_config(material, pressure, args.cycles, args.shape), run_dir)
             wall = time.perf_counter() - start
             s = series[material, pressure] = read(run_dir / "run.h5")
-            for row in half_cycle_rows(s):
+            for row in half_cycle_rows(s, args.cycles):
                 print(f"{material:8s} {pressure:6.1f} {row['half']:4d} {row['kind']:>12s} {row['soc_end']:8.3f} "
                       f"{row['potential_mean']:8.3f} {row['swelling_end']:8.2f} {row['plastic_increment']:8.4f} "
                       f"{row['pressure_max']:9.3f} {row['tension_max']:11.3f}")

@@ -894,7 +894,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "stress": solved.stress,
             "particle_stress": particle_stress(c, solved, params, Parameters.from_config(params), generalized),
             "voltage": jnp.asarray(params.open_circuit_potential, jnp.float64),
-            "direction": jnp.asarray(1.0, jnp.float64),
+            "direction": jnp.asarray(1, jnp.int64),  # an integer: scalar records between steps take the new value
             "half_cycles": jnp.asarray(0, jnp.int64),
             "inserted": jnp.asarray(0.0, jnp.float64),
             "step": jnp.asarray(0, jnp.int64),
@@ -916,7 +916,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         curvature = elastic_curvature(params, p)
         c = state["c"]
         mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling)
-        rate = state["direction"] * insertion_rate(params, geometry)
+        rate = state["direction"].astype(jnp.float64) * insertion_rate(params, geometry)
         voltage, source = surface_insertion(mu, c, dt, rate, p, geometry, grid, curvature)
         c_new, change, filter_stats = cahn_hilliard_update(
             c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
@@ -981,7 +981,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         return {
             "state_of_charge": state_of_charge(params, state, geometry, grid),
             "electrode_potential": state["voltage"],
-            "current_direction": state["direction"],
+            "current_direction": state["direction"].astype(jnp.float64),
             "half_cycles": state["half_cycles"].astype(jnp.float64),
             "swelling": 100.0 * thickness_change / electrode_thickness,
             "inserted_li": state["inserted"],
