@@ -119,6 +119,20 @@ def wall_current(conductivity, phi, voltage, grid: Grid):
     return (jnp.sum(far_wall) - jnp.sum(electrode_wall)) * transverse_area / electrode_area / MICRON
 
 
+def gradient_norm(components):
+    """``|grad u|`` from its components, with a zero derivative where it is zero (that of ``sqrt`` is
+    infinite there, and a differentiated run would carry NaN tangents out of every flat region)."""
+    squared = sum(g * g for g in components)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def gradient_angle(gy, gx):
+    """``arctan2(gy, gx)``, 0 with a zero derivative where the gradient vanishes (``arctan2``'s is 0/0)."""
+    present = (gx != 0) | (gy != 0)
+    return jnp.where(present, jnp.arctan2(gy, jnp.where(present, gx, 1.0)), 0.0)
+
+
 def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
     """``div J - kappa lap xi`` of the Kobayashi flux ``J`` (2D): the anisotropic excess of the gradient term.
 
@@ -129,7 +143,7 @@ def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
     neumann = Boundary.uniform(2, "neumann")
     gx, gy = gradient(xi, grid, neumann)
     norm2 = gx**2 + gy**2
-    theta = jnp.arctan2(gy, gx)
+    theta = gradient_angle(gy, gx)
     eps_ratio = 1.0 + strength * jnp.cos(mode * (theta - angle))
     deps_ratio = -strength * mode * jnp.sin(mode * (theta - angle))
     present = norm2 > 1e-12
@@ -317,7 +331,7 @@ def reaction_weight(xi, grid: Grid, slope):
     """
     neumann = Boundary.uniform(grid.ndim, "neumann")
     components = gradient(xi, grid, neumann)
-    norm = jnp.sqrt(sum(g * g for g in components))
+    norm = gradient_norm(components)
     return jnp.where(xi > REACTION_CUTOFF, front_weight_correction(slope * grid.spacing[0]) * norm, 0.0)
 
 
@@ -339,7 +353,7 @@ def interface_curvature(xi, grid: Grid):
     where ``|grad xi|`` is below 1e-6 of its largest value, clipped to ``+-1/h`` (no radius below a cell)."""
     neumann = Boundary.uniform(grid.ndim, "neumann")
     components = gradient(xi, grid, neumann)
-    norm = jnp.sqrt(sum(g * g for g in components))
+    norm = gradient_norm(components)
     present = norm > 1e-6 * jnp.max(norm)
     safe = jnp.where(present, norm, 1.0)
     curvature = 0.0
