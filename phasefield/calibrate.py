@@ -246,6 +246,34 @@ def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> 
     return jax.jit(jax.value_and_grad(objective))
 
 
+def memory_comparison(problem: Problem, observations, loss: str = "squared") -> dict[str, int]:
+    """Peak device bytes (XLA's compiled memory analysis, :func:`phasefield.memory.peak_bytes`) of one
+    call of: the run alone (``forward``), its forward-mode Jacobian along every parameter
+    (``jacobian_forward``, what :func:`fit` uses) and the reverse-mode gradient of the loss
+    (``gradient_reverse``, :func:`loss_and_gradient`; only where reverse mode passes the step).
+    Nothing of grid size is allocated (abstract arguments)."""
+    from phasefield.memory import peak_bytes
+
+    theta = jax.ShapeDtypeStruct((len(problem.names),), jnp.float64)
+    directions = jax.ShapeDtypeStruct((len(problem.names), len(problem.names)), jnp.float64)
+    series = model_series(problem)
+
+    def jacobian(theta, directions):
+        return jax.vmap(lambda d: jax.jvp(series, (theta,), (d,)), out_axes=(None, -1))(directions)
+
+    def measured(function, *args):
+        lowered = jax.jit(function).lower(*args)
+        return peak_bytes(lowered, lowered.compile())
+
+    result = {"forward": measured(series, theta), "jacobian_forward": measured(jacobian, theta, directions)}
+    try:
+        result["gradient_reverse"] = measured(loss_and_gradient(problem, observations, loss), theta)
+    except Exception as error:  # a while_loop outside a linear solve: no reverse mode for this scenario
+        if "while_loop" not in str(error) and "Reverse-mode" not in str(error):
+            raise
+    return result
+
+
 @dataclass
 class FitResult:
     """The outcome of :func:`fit` (parameters in the config's units)."""
@@ -423,8 +451,9 @@ def read_observations(path, observables: Sequence[str]) -> tuple[np.ndarray, np.
     return table[:, header.index(time_column)], np.stack([table[:, header.index(n)] for n in observables])
 
 
-def write_outputs(result: FitResult, directory, scalar_info: dict | None = None) -> dict[str, Path]:
-    """``fit.json``, ``observations_vs_model.csv`` and ``fit.png`` (overlay and loss history) in ``directory``."""
+def write_outputs(result: FitResult, directory, scalar_info: dict | None = None, time_unit: str = "") -> dict[str, Path]:
+    """``fit.json``, ``observations_vs_model.csv`` and ``fit.png`` (overlay and loss history) in ``directory``;
+    ``scalar_info`` (the simulation's) and ``time_unit`` label the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -449,7 +478,7 @@ def write_outputs(result: FitResult, directory, scalar_info: dict | None = None)
         axes[i].plot(result.times, result.observations[i], "o", ms=3, color="k", label="observed")
         axes[i].plot(result.times, result.fitted[i], "-", color="C0", label="fitted model")
         axes[i].plot(result.times, result.initial[i], "--", color="C1", label="initial guess")
-        axes[i].set_xlabel("time")
+        axes[i].set_xlabel(f"time ({time_unit})" if time_unit and time_unit != "1" else "time")
         axes[i].set_ylabel(name + units)
         axes[i].legend(fontsize=8)
     fitted = ", ".join(f"{n} = {v:.4g} ± {s:.2g}" for n, v, s in zip(result.names, result.values,
@@ -516,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    paths = write_outputs(result, args.output, problem.simulation.scalar_info)
+    paths = write_outputs(result, args.output, problem.simulation.scalar_info,
+                          problem.simulation.scales.get("time", (1.0, ""))[1])
     for name, value, error in zip(result.names, result.values, result.standard_errors):
         print(f"{name} = {value:.6g} ± {error:.2g}")
     print(f"loss {result.loss:.4g} after {result.evaluations} evaluations ({result.message}); wrote "
