@@ -52,7 +52,7 @@ BOUNDS = {"exchange_current_density": (0.1, 100.0), "diffusivity_electrolyte": (
 def dendrite_overrides(cells: int, length: float, dt: float) -> list[str]:
     return ["scenario=dendrite", f"scenario.size=[{length},1]", f"scenario.shape=[{cells},2]",
             "scenario.random_nuclei=0", "scenario.noise_amplitude=0", "scenario.control=current",
-            "scenario.current_density=10", f"solver.dt={dt}", "solver.adaptive=false"]
+            "scenario.current_density=10", "scenario.voltage=-0.1", f"solver.dt={dt}", "solver.adaptive=false"]
 
 
 def main():

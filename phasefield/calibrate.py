@@ -26,10 +26,12 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   of every intermediate of every step;
 * iterative solves are differentiated implicitly: every CG solve (:func:`phasefield.operators.krylov.pcg`)
   is a ``lax.custom_linear_solve``, so a tangent or a cotangent is one more solve with the same
-  operator, to the same tolerance, not a derivative through the iterations. Outer loops of the models
-  (the dendrite's Newton iterations on the electrolyte potential, the galvanostatic secant, the swelling
-  model's plastic returns) are part of the discrete scheme and are differentiated as such in forward
-  mode; their ``while_loop`` blocks reverse mode, which therefore serves the spinodal scenario here.
+  operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
+  iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
+  derivative at the converged root: one more linear solve, or a division for the scalar electrode
+  potential). Reverse mode therefore passes spinodal and dendrite steps. The swelling model's plastic
+  returns (:func:`phasefield.physics.plasticity`) are still a plain ``while_loop``: differentiated
+  through, as part of the discrete scheme, in forward mode, and blocking reverse mode.
 
 Parameters: :data:`SUPPORTED` lists, per scenario, those whose derivative is checked against finite
 differences (tests/test_calibrate.py). Others are refused: a parameter that sets the initial fields
@@ -144,8 +146,8 @@ def with_values(params, names: Sequence[str], values):
 def model_series(problem: Problem) -> Callable:
     """``series(theta) -> (n_observables, n_times)``: the observed diagnostics of a fixed-dt run.
 
-    Pure and jit-able; differentiable in forward mode for every scenario, in reverse mode where the
-    step has no ``while_loop`` outside a CG solve (module docstring). A time between step ends is
+    Pure and jit-able; differentiable in forward mode for every scenario, in reverse mode for spinodal
+    and dendrite (module docstring). A time between step ends is
     interpolated linearly between them (the order of the first-order splittings' own error).
     """
     simulation, dt = problem.simulation, problem.dt
@@ -199,9 +201,10 @@ def residual_weights(observations: np.ndarray, loss: str) -> np.ndarray:
     return np.where(scale > 0, scale, np.max(scale) if np.max(scale) > 0 else 1.0)
 
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
-"""XLA options of ``fast_compile``: about half the compile time of a large step (swelling) on the CPU, for
-slower runs; for tiny grids, where compiling is most of the cost (tests)."""
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+"""XLA options of ``fast_compile`` (CPU): a third to a half of the compile time of the dendrite and swelling
+steps, for code that may run slower on large grids; for tiny grids, where compiling is most of the cost
+(tests)."""
 
 
 def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callable:
@@ -234,7 +237,7 @@ def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callabl
 
 def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> Callable:
     """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode through the checkpointed loop (any number of
-    parameters; scenarios whose step reverse mode can pass, see the module docstring)."""
+    parameters; spinodal and dendrite, see the module docstring)."""
     series = model_series(problem)
     observations = np.asarray(observations, np.float64)
     weights = residual_weights(observations, loss)

@@ -7,13 +7,16 @@ shared by the derivative check and the recovery fits; the file runs in about 40 
 """
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
 from phasefield.calibrate import (
+    FAST_COMPILE,
     SUPPORTED,
     Problem,
     fit,
+    loss_and_gradient,
     main,
     make_problem,
     read_observations,
@@ -24,7 +27,7 @@ from phasefield.config import ConfigError, validate_run
 from phasefield.runner import build
 from tests.test_model_layer import composed
 
-RELATIVE_STEP = 1e-4  # of central differences: truncation ~1e-8; the noise of the solvers' tolerances (the
+RELATIVE_STEP = 3e-4  # of central differences: truncation ~1e-7; the noise of the solvers' tolerances (the
 # galvanostatic secant's relative 1e-6 and more) over the step stays below 1e-4 for the weakest parameters
 
 
@@ -49,12 +52,15 @@ def spinodal():
 def dendrite():
     """A flat front on a thin 24 x 1 um strip (1D-like) under galvanostatic control: the electrode
     potential is the observed voltage curve, whose offset is set by the kinetics and whose rise as the
-    salt depletes by the diffusivity (about L^2/D = 1 s)."""
+    salt depletes by the diffusivity (about L^2/D = 1 s). The control starts near its first value
+    (-0.1 V): from the default -0.4 V the first step's secant ends where the step is not smooth in the
+    parameters, and finite differences of 1e-4 to 1e-3 differ from the derivative by up to 5 %."""
     names = ("exchange_current_density", "diffusivity_electrolyte") + tuple(
         n for n in SUPPORTED["dendrite"] if n not in ("exchange_current_density", "diffusivity_electrolyte"))
     overrides = ["scenario=dendrite", "scenario.size=[24,1]", "scenario.shape=[48,2]", "scenario.random_nuclei=0",
                  "scenario.noise_amplitude=0", "scenario.control=current", "scenario.current_density=10",
-                 "scenario.potential_tolerance=1e-12", "solver.dt=0.05", "solver.adaptive=false"]
+                 "scenario.voltage=-0.1", "scenario.potential_tolerance=1e-12", "solver.dt=0.05",
+                 "solver.adaptive=false"]
     return compiled_problem(overrides, names, np.linspace(0.0, 3.0, 31), ["electrode_potential"])
 
 
@@ -155,15 +161,16 @@ def test_unsupported_parameters_are_refused(names, key):
         make_problem(config, names, [0.0, 1.0], "free_energy")
 
 
-def test_reverse_mode_gradient_through_the_checkpointed_loop_equals_forward_mode(spinodal):
+def assert_reverse_mode_matches_forward_mode(problem, evaluate, theta, rtol):
     """dL/dtheta of the loss by reverse mode (checkpointed chunks) is J^T r of the forward-mode Jacobian."""
-    from phasefield.calibrate import loss_and_gradient
-
-    problem, evaluate, theta = spinodal
     values, jacobian = evaluate(theta, np.eye(theta.size)[:2])
     observations = np.asarray(values) * 1.01
-    loss, gradient = loss_and_gradient(problem, observations)(theta)
+    loss, gradient = jax.jit(loss_and_gradient(problem, observations), compiler_options=FAST_COMPILE)(theta)
     residual = (np.asarray(values) - observations).ravel()
     expected = np.asarray(jacobian).reshape(residual.size, -1).T @ residual
     assert np.isclose(float(loss), 0.5 * residual @ residual, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(gradient)[:2], expected, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(gradient)[:2], expected, rtol=rtol)
+
+
+def test_reverse_mode_gradient_through_the_checkpointed_loop_equals_forward_mode(spinodal):
+    assert_reverse_mode_matches_forward_mode(*spinodal, rtol=1e-9)
