@@ -78,7 +78,20 @@ SUPPORTED = {
                  "open_circuit_potential", "host_modulus", "electrolyte_modulus", "stack_pressure",
                  "volume_expansion"),
 }
-"""Parameters per scenario whose derivative through the solver is supported (and tested)."""
+"""Parameters per scenario whose derivative through the solver is supported (and tested); see
+:func:`supported_parameters` for the options of a scenario that narrow them."""
+
+
+def supported_parameters(scenario_config) -> tuple[str, ...]:
+    """:data:`SUPPORTED` for this scenario config: the dendrite's are those of the reaction formulation
+    (chen2015 is not checked), ``current_density`` only under galvanostatic control."""
+    names = SUPPORTED.get(scenario_config.name, ())
+    if scenario_config.name == "dendrite":
+        if scenario_config.formulation != "reaction":
+            return ()
+        if scenario_config.control != "current":
+            names = tuple(n for n in names if n != "current_density")
+    return names
 
 LOSSES = ("squared", "relative")
 MAX_PARAMETERS = 6
@@ -108,25 +121,26 @@ class Problem:
         return int(math.ceil(self.times.max() / self.dt - STEP_TOLERANCE))
 
 
-def check_names(scenario_name: str, names: Sequence[str]) -> tuple[str, ...]:
-    """The free parameters, checked: 1 to :data:`MAX_PARAMETERS` distinct names of :data:`SUPPORTED`."""
+def check_names(scenario_config, names: Sequence[str]) -> tuple[str, ...]:
+    """The free parameters, checked: 1 to :data:`MAX_PARAMETERS` distinct names of :func:`supported_parameters`."""
     names = tuple(names)
-    allowed = SUPPORTED.get(scenario_name, ())
+    allowed = supported_parameters(scenario_config)
     if not allowed:
-        raise ConfigError("scenario.name", scenario_name, "a calibratable scenario: " + ", ".join(SUPPORTED))
+        raise ConfigError("scenario.name", scenario_config.name, "a calibratable scenario: " + ", ".join(SUPPORTED)
+                          + " (dendrite: formulation=reaction)")
     if not 1 <= len(names) <= MAX_PARAMETERS or len(set(names)) != len(names):
         raise ConfigError("params", ",".join(names), f"1 to {MAX_PARAMETERS} distinct parameter names")
-    leaves = parameter_names(registered(scenario_name).Config)
+    leaves = parameter_names(registered(scenario_config.name).Config)
     for name in names:
         if name not in allowed or name not in leaves:
-            raise ConfigError("params", name, f"a parameter of {scenario_name}: " + ", ".join(allowed))
+            raise ConfigError("params", name, f"a parameter of this {scenario_config.name} run: " + ", ".join(allowed))
     return names
 
 
 def make_problem(config: RunConfig, names: Sequence[str], times, observables: Sequence[str] | str,
                  chunk: int | None = None) -> Problem:
     """The :class:`Problem` of a validated run config; ``times`` in the scenario's physical time unit."""
-    names = check_names(config.scenario.name, names)
+    names = check_names(config.scenario, names)
     simulation = build(config)
     observables = (observables,) if isinstance(observables, str) else tuple(observables)
     for name in observables:
@@ -413,7 +427,8 @@ def fit(problem: Problem, observations, guess, bounds, loss: str = "squared", ma
     jacobian = np.asarray(jac).reshape(target.size, -1) / weights[:, None]
     covariance, variance = gauss_newton_covariance(jacobian, residual)
     return FitResult(
-        names=tuple(problem.names[i] for i in free), values=theta, standard_errors=np.sqrt(np.maximum(np.diag(covariance), 0.0)),
+        names=tuple(problem.names[i] for i in free), values=theta,
+        standard_errors=np.sqrt(np.maximum(np.diag(covariance), 0.0)),
         covariance=covariance, guess=guess, bounds=bounds, loss_history=history,
         loss=0.5 * float(residual @ residual), residual_variance=variance, evaluations=int(solution.nfev),
         success=bool(solution.success), message=str(solution.message),
@@ -454,7 +469,8 @@ def read_observations(path, observables: Sequence[str]) -> tuple[np.ndarray, np.
     return table[:, header.index(time_column)], np.stack([table[:, header.index(n)] for n in observables])
 
 
-def write_outputs(result: FitResult, directory, scalar_info: dict | None = None, time_unit: str = "") -> dict[str, Path]:
+def write_outputs(result: FitResult, directory, scalar_info: dict | None = None,
+                  time_unit: str = "") -> dict[str, Path]:
     """``fit.json``, ``observations_vs_model.csv`` and ``fit.png`` (overlay and loss history) in ``directory``;
     ``scalar_info`` (the simulation's) and ``time_unit`` label the axes."""
     import matplotlib
@@ -507,7 +523,8 @@ def compose_config(overrides: Sequence[str]) -> dict:
     root = Path(__file__).resolve().parents[1] / "configs"
     with initialize_config_dir(str(root), version_base=None):
         data = OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=False)
-    return {k: OmegaConf.to_container(OmegaConf.create(data[k]), resolve=True) for k in ("scenario", "solver", "output")}
+    return {k: OmegaConf.to_container(OmegaConf.create(data[k]), resolve=True)
+            for k in ("scenario", "solver", "output")}
 
 
 def parse_bounds(text: str, count: int) -> list[tuple[float, float]]:
@@ -532,14 +549,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default="calibration", help="directory for fit.json, fit.png, the CSV")
     args = parser.parse_args(argv)
     try:
-        config = validate_run(compose_config(args.overrides))
+        data = compose_config(args.overrides)
+        config = validate_run(data)
         names = [n.strip() for n in args.params.split(",") if n.strip()]
         observables = [n.strip() for n in args.observable.split(",") if n.strip()]
         bounds = parse_bounds(args.bounds, len(names))
         for name, pair in zip(names, bounds):  # the bounds must be valid values of the config
             for value in pair:
-                validate_run({"scenario": {**compose_config(args.overrides)["scenario"], name: value},
-                              "solver": dataclasses.asdict(config.solver), "output": dataclasses.asdict(config.output)})
+                validate_run({**data, "scenario": {**data["scenario"], name: value}})
         times, observations = read_observations(args.observations, observables)
         problem = make_problem(config, names, times, observables)
         guess = ([float(v) for v in args.guess.split(",")] if args.guess

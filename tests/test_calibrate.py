@@ -20,8 +20,8 @@ from phasefield.calibrate import (
     main,
     make_problem,
     read_observations,
+    supported_parameters,
     values_and_jacobian,
-    write_outputs,
 )
 from phasefield.config import ConfigError, validate_run
 from phasefield.runner import build
@@ -161,6 +161,15 @@ def test_unsupported_parameters_are_refused(names, key):
         make_problem(config, names, [0.0, 1.0], "free_energy")
 
 
+def test_dendrite_parameters_follow_formulation_and_control():
+    """current_density only acts under galvanostatic control; chen2015 is not checked, so not offered."""
+    held = validate_run(composed(["scenario=dendrite"])).scenario
+    assert "current_density" not in supported_parameters(held)
+    controlled = dataclasses.replace(held, control="current")
+    assert "current_density" in supported_parameters(controlled)
+    assert supported_parameters(dataclasses.replace(held, formulation="chen2015")) == ()
+
+
 def assert_reverse_mode_matches_forward_mode(problem, evaluate, theta, rtol):
     """dL/dtheta of the loss by reverse mode (checkpointed chunks) is J^T r of the forward-mode Jacobian."""
     values, jacobian = evaluate(theta, np.eye(theta.size)[:2])
@@ -174,3 +183,18 @@ def assert_reverse_mode_matches_forward_mode(problem, evaluate, theta, rtol):
 
 def test_reverse_mode_gradient_through_the_checkpointed_loop_equals_forward_mode(spinodal):
     assert_reverse_mode_matches_forward_mode(*spinodal, rtol=1e-9)
+
+
+def test_observations_are_read_from_a_run_file_or_root_datasets(tmp_path):
+    import h5py
+
+    times, energy = np.linspace(0.0, 1.0, 5), np.linspace(2.0, 1.5, 5)
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f["scalars/time"], f["scalars/free_energy"] = times, energy
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f["time"], f["free_energy"] = times, energy
+    for name in ("run.h5", "plain.h5"):
+        read_times, values = read_observations(tmp_path / name, ["free_energy"])
+        assert np.array_equal(read_times, times) and np.array_equal(values[0], energy)
+    with pytest.raises(ConfigError, match="missing: c_max"):
+        read_observations(tmp_path / "run.h5", ["c_max"])
