@@ -198,3 +198,22 @@ def test_observations_are_read_from_a_run_file_or_root_datasets(tmp_path):
         assert np.array_equal(read_times, times) and np.array_equal(values[0], energy)
     with pytest.raises(ConfigError, match="missing: c_max"):
         read_observations(tmp_path / "run.h5", ["c_max"])
+
+
+def test_cg_solve_derivatives_are_implicit_and_match_a_dense_solve():
+    """pcg (a while_loop) differentiates in both modes as x = A(s)^-1 b(s): through its implicit derivative."""
+    from phasefield.operators.krylov import pcg
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6, 6))
+    spd, rhs = base @ base.T + 6 * np.eye(6), rng.standard_normal(6)
+
+    def solved(scale, solver):
+        matrix, b = spd + scale * np.diag(np.arange(6.0)), rhs * (1 + scale)
+        if solver == "dense":
+            return jax.numpy.linalg.solve(matrix, b)
+        return pcg(lambda x: matrix @ x, b, jax.numpy.ones(6), lambda r: r, 1e-13, 100)[0]
+
+    for derivative in (jax.jacfwd, jax.jacrev):
+        cg, dense = (derivative(lambda s: solved(s, solver))(0.3) for solver in ("cg", "dense"))
+        np.testing.assert_allclose(cg, dense, rtol=1e-10, atol=1e-12)
