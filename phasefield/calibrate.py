@@ -29,9 +29,8 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
   iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
   derivative at the converged root: one more linear solve, or a division for the scalar electrode
-  potential). Reverse mode therefore passes spinodal and dendrite steps. The swelling model's plastic
-  returns (:func:`phasefield.physics.plasticity`) are still a plain ``while_loop``: differentiated
-  through, as part of the discrete scheme, in forward mode, and blocking reverse mode.
+  potential). Reverse mode therefore passes the steps of all three scenarios (the swelling step's other
+  loops are ``fori_loop``s of fixed length: the radial return's load iterations, the limiter's passes).
 
 Parameters: :data:`SUPPORTED` lists, per scenario, those whose derivative is checked against finite
 differences (tests/test_calibrate.py). Others are refused: a parameter that sets the initial fields
@@ -160,8 +159,7 @@ def with_values(params, names: Sequence[str], values):
 def model_series(problem: Problem) -> Callable:
     """``series(theta) -> (n_observables, n_times)``: the observed diagnostics of a fixed-dt run.
 
-    Pure and jit-able; differentiable in forward mode for every scenario, in reverse mode for spinodal
-    and dendrite (module docstring). A time between step ends is
+    Pure and jit-able; differentiable in forward and reverse mode (module docstring). A time between step ends is
     interpolated linearly between them (the order of the first-order splittings' own error).
     """
     simulation, dt = problem.simulation, problem.dt
@@ -251,7 +249,7 @@ def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callabl
 
 def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> Callable:
     """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode through the checkpointed loop (any number of
-    parameters; spinodal and dendrite, see the module docstring)."""
+    parameters; the memory it takes: :func:`memory_comparison`)."""
     series = model_series(problem)
     observations = np.asarray(observations, np.float64)
     weights = residual_weights(observations, loss)
@@ -267,7 +265,7 @@ def memory_comparison(problem: Problem, observations, loss: str = "squared") -> 
     """Peak device bytes (XLA's compiled memory analysis, :func:`phasefield.memory.peak_bytes`) of one
     call of: the run alone (``forward``), its forward-mode Jacobian along every parameter
     (``jacobian_forward``, what :func:`fit` uses) and the reverse-mode gradient of the loss
-    (``gradient_reverse``, :func:`loss_and_gradient`; only where reverse mode passes the step).
+    (``gradient_reverse``, :func:`loss_and_gradient`).
     Nothing of grid size is allocated (abstract arguments)."""
     from phasefield.memory import peak_bytes
 
@@ -282,13 +280,8 @@ def memory_comparison(problem: Problem, observations, loss: str = "squared") -> 
         lowered = jax.jit(function).lower(*args)
         return peak_bytes(lowered, lowered.compile())
 
-    result = {"forward": measured(series, theta), "jacobian_forward": measured(jacobian, theta, directions)}
-    try:
-        result["gradient_reverse"] = measured(loss_and_gradient(problem, observations, loss), theta)
-    except Exception as error:  # a while_loop outside a linear solve: no reverse mode for this scenario
-        if "while_loop" not in str(error) and "Reverse-mode" not in str(error):
-            raise
-    return result
+    return {"forward": measured(series, theta), "jacobian_forward": measured(jacobian, theta, directions),
+            "gradient_reverse": measured(loss_and_gradient(problem, observations, loss), theta)}
 
 
 @dataclass
