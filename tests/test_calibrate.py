@@ -3,7 +3,10 @@ with central finite differences for every supported parameter of spinodal, dendr
 fit recovers known parameters of synthetic observations from a guess 2x off (with and without noise).
 
 Budget: one compiled problem per scenario (module fixtures, tiny grids, few steps, XLA's fast compile),
-shared by the derivative check and the recovery fits; the file runs in about 40 s on 2 busy CPU cores.
+shared by the derivative check and the recovery fits. Measured single-process (-n 0) on 2 CPU cores
+shared with other jobs: 40 s wall at load 3.5, 52-75 s at load 6 (38-55 s of CPU); compiling the
+dendrite and swelling steps with their tangents is most of it. The reverse-mode checks of those two
+steps (another 20-30 s of compiling each) are in tests/test_calibrate_reverse.py.
 """
 import dataclasses
 
@@ -214,6 +217,8 @@ def test_cg_solve_derivatives_are_implicit_and_match_a_dense_solve():
             return jax.numpy.linalg.solve(matrix, b)
         return pcg(lambda x: matrix @ x, b, jax.numpy.ones(6), lambda r: r, 1e-13, 100)[0]
 
-    for derivative in (jax.jacfwd, jax.jacrev):
-        cg, dense = (derivative(lambda s: solved(s, solver))(0.3) for solver in ("cg", "dense"))
+    def derivatives(solver):
+        return jax.jit(lambda s: (jax.jacfwd(lambda t: solved(t, solver))(s), jax.jacrev(lambda t: solved(t, solver))(s)))
+
+    for cg, dense in zip(derivatives("cg")(0.3), derivatives("dense")(0.3)):  # forward mode, reverse mode
         np.testing.assert_allclose(cg, dense, rtol=1e-10, atol=1e-12)
