@@ -123,6 +123,7 @@ from phasefield.physics.electrodeposition import (
     allen_cahn_update,
     anisotropy_stable_dt,
     electrolyte_current,
+    gradient_angle,
     growth_per_area,
     hold_current,
     interface_curvature,
@@ -464,7 +465,7 @@ def capillary_shift(params: Parameters, config: Config, xi, grid: Grid, curvatur
     stiffness = 1.0
     if grid.ndim == 2:
         gx, gy = gradient(xi, grid, Boundary.uniform(2, "neumann"))
-        theta = jnp.arctan2(-gy, -gx)
+        theta = gradient_angle(-gy, -gx)
         stiffness = 1.0 + config.anisotropy_strength * (1 - config.anisotropy_mode**2) * jnp.cos(
             config.anisotropy_mode * (theta - config.anisotropy_angle * (np.pi / 180.0)))
     return params.capillary_length * stiffness * curvature

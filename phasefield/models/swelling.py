@@ -739,9 +739,8 @@ def stabilized_change(increment, dt, guess, geometry: Geometry, basis: SpectralB
     def precondition(r):
         return basis.inverse(basis.forward(r) / (geometry.reference_weight + dt * symbol))
 
-    norm = jnp.sqrt(jnp.sum(increment * precondition(increment)))
-    return pcg(operator, increment, guess, precondition, FILTER_TOLERANCE * norm, FILTER_MAX_ITERATIONS,
-               residual_norm=lambda x, r, rz: jnp.sqrt(jnp.abs(rz)))
+    # pcg's default measure sqrt(r . M^-1 r / b . M^-1 b): each solve (a tangent one too) relative to its own b
+    return pcg(operator, increment, guess, precondition, FILTER_TOLERANCE, FILTER_MAX_ITERATIONS)
 
 
 @jax.named_call

@@ -36,7 +36,7 @@ import numpy as np
 
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.operators import SpectralBasis, divergence, face_average, gradient, pad_axis
-from phasefield.operators.elliptic import solve_potential
+from phasefield.operators.elliptic import apply_operator, solve_potential
 from phasefield.physics.electrochemistry import (
     barrier_slope,
     butler_volmer_linear,
@@ -119,6 +119,20 @@ def wall_current(conductivity, phi, voltage, grid: Grid):
     return (jnp.sum(far_wall) - jnp.sum(electrode_wall)) * transverse_area / electrode_area / MICRON
 
 
+def gradient_norm(components):
+    """``|grad u|`` from its components, with a zero derivative where it is zero (that of ``sqrt`` is
+    infinite there, and a differentiated run would carry NaN tangents out of every flat region)."""
+    squared = sum(g * g for g in components)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def gradient_angle(gy, gx):
+    """``arctan2(gy, gx)``, 0 with a zero derivative where the gradient vanishes (``arctan2``'s is 0/0)."""
+    present = (gx != 0) | (gy != 0)
+    return jnp.where(present, jnp.arctan2(gy, jnp.where(present, gx, 1.0)), 0.0)
+
+
 def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
     """``div J - kappa lap xi`` of the Kobayashi flux ``J`` (2D): the anisotropic excess of the gradient term.
 
@@ -129,7 +143,7 @@ def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
     neumann = Boundary.uniform(2, "neumann")
     gx, gy = gradient(xi, grid, neumann)
     norm2 = gx**2 + gy**2
-    theta = jnp.arctan2(gy, gx)
+    theta = gradient_angle(gy, gx)
     eps_ratio = 1.0 + strength * jnp.cos(mode * (theta - angle))
     deps_ratio = -strength * mode * jnp.sin(mode * (theta - angle))
     present = norm2 > 1e-12
@@ -273,27 +287,36 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
         result = exchange_at(v, guess)
         return result, growth_rate(result) / target - 1.0
 
-    first, g_first = trial(voltage_guess, c_guess)
-    v_second = voltage_guess + 1e-3 * jnp.where(g_first > 0, 1.0, -1.0)
-    second, g_second = trial(v_second, first.solved)
-    iterations = first.iterations + second.iterations
+    def secant_iterations(_, start):
+        first, g_first = trial(start, c_guess)
+        v_second = start + 1e-3 * jnp.where(g_first > 0, 1.0, -1.0)
+        second, g_second = trial(v_second, first.solved)
+        iterations = first.iterations + second.iterations
 
-    def keep_going(state):
-        v_old, g_old, v, g, result, iterations, count = state
-        return (jnp.abs(g) > CURRENT_TOLERANCE) & (count < SECANT_ITERATIONS) & (v_old != v)
+        def keep_going(state):
+            v_old, g_old, v, g, result, iterations, count = state
+            return (jnp.abs(g) > CURRENT_TOLERANCE) & (count < SECANT_ITERATIONS) & (v_old != v)
 
-    def secant(state):
-        v_old, g_old, v, g, result, iterations, count = state
-        denominator = jnp.where(g != g_old, g - g_old, 1.0)
-        update = jnp.clip(-g * (v - v_old) / denominator, -0.1, 0.1)
-        v_next = jnp.clip(v + update, VOLTAGE_RANGE[0], VOLTAGE_RANGE[1])
-        result_next, g_next = trial(v_next, result.solved)
-        return v, g, v_next, g_next, result_next, iterations + result_next.iterations, count + 1
+        def secant(state):
+            v_old, g_old, v, g, result, iterations, count = state
+            denominator = jnp.where(g != g_old, g - g_old, 1.0)
+            update = jnp.clip(-g * (v - v_old) / denominator, -0.1, 0.1)
+            v_next = jnp.clip(v + update, VOLTAGE_RANGE[0], VOLTAGE_RANGE[1])
+            result_next, g_next = trial(v_next, result.solved)
+            return v, g, v_next, g_next, result_next, iterations + result_next.iterations, count + 1
 
-    state = jax.lax.while_loop(keep_going, secant,
-                               (voltage_guess, g_first, v_second, g_second, second, iterations, 0))
-    _, _, v, _, result, iterations, _ = state
-    return v, result._replace(iterations=iterations)
+        state = jax.lax.while_loop(keep_going, secant, (start, g_first, v_second, g_second, second, iterations, 0))
+        _, _, v, _, result, iterations, _ = state
+        return v, (result.solved, iterations.astype(result.solved.dtype))  # custom_root's aux: floating point
+
+    # V is differentiated implicitly (dV = -(dg/dtheta) / (dg/dV) at the root of the growth mismatch g), so
+    # reverse mode passes the while_loop; the step at V is taken again from its own converged solution (a
+    # converged start: no CG iterations, the same values) to carry V's and the parameters' derivatives
+    v, (solved, iterations) = jax.lax.custom_root(lambda v: trial(v, c_guess)[1], voltage_guess, secant_iterations,
+                                                  lambda linearised, y: y / linearised(jnp.ones_like(y)),
+                                                  has_aux=True)
+    result = exchange_at(v, solved)
+    return v, result._replace(iterations=iterations.astype(result.iterations.dtype) + result.iterations)
 
 
 def growth_per_area(xi_start, xi_end, dt, grid: Grid):
@@ -317,7 +340,7 @@ def reaction_weight(xi, grid: Grid, slope):
     """
     neumann = Boundary.uniform(grid.ndim, "neumann")
     components = gradient(xi, grid, neumann)
-    norm = jnp.sqrt(sum(g * g for g in components))
+    norm = gradient_norm(components)
     return jnp.where(xi > REACTION_CUTOFF, front_weight_correction(slope * grid.spacing[0]) * norm, 0.0)
 
 
@@ -339,7 +362,7 @@ def interface_curvature(xi, grid: Grid):
     where ``|grad xi|`` is below 1e-6 of its largest value, clipped to ``+-1/h`` (no radius below a cell)."""
     neumann = Boundary.uniform(grid.ndim, "neumann")
     components = gradient(xi, grid, neumann)
-    norm = jnp.sqrt(sum(g * g for g in components))
+    norm = gradient_norm(components)
     present = norm > 1e-6 * jnp.max(norm)
     safe = jnp.where(present, norm, 1.0)
     curvature = 0.0
@@ -411,24 +434,52 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
         return ElectrolytePotential(phi, iterations, residual)
     boundary = electrolyte_boundary_conditions(grid.ndim)
 
-    def newton(state):
-        phi, _, iterations, _, count = state
+    def reaction_source(phi):
+        """``Q h' dxi/dt`` at the electrolyte potential ``phi``."""
         argument = jnp.clip(kinetics.f * (voltage - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
         rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
-        source = charge_density * slope * rate * (c - c_eq)
-        derivative = charge_density * slope * kinetics.f * rate * (kinetics.alpha * c + (1.0 - kinetics.alpha) * c_eq)
-        solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi, grid, boundary,
-                                                             phi, tolerance, max_iterations, shift=derivative)
-        update = jnp.clip(solved - phi, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
-        return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
+        return charge_density * slope * rate * (c - c_eq)
 
-    def going(state):
-        _, change, _, _, count = state
-        return (count < NEWTON_ITERATIONS) & (change > NEWTON_TOLERANCE)
+    def balance(phi):
+        """``A phi + V q(phi)`` (``A = -V div(kappa grad)``, ``V`` the cell volume): zero at the solution."""
+        return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * reaction_source(phi)
 
-    start = (guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32), jnp.asarray(0.0, guess.dtype), 0)
-    phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
-    return ElectrolytePotential(phi, iterations, residual)
+    def newton_iterations(_, start_guess):
+        def newton(state):
+            phi, _, iterations, _, count = state
+            argument = jnp.clip(kinetics.f * (voltage - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+            rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
+            source = charge_density * slope * rate * (c - c_eq)
+            derivative = (charge_density * slope * kinetics.f * rate
+                          * (kinetics.alpha * c + (1.0 - kinetics.alpha) * c_eq))
+            solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi, grid,
+                                                                 boundary, phi, tolerance, max_iterations,
+                                                                 shift=derivative)
+            update = jnp.clip(solved - phi, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
+            return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
+
+        def going(state):
+            _, change, _, _, count = state
+            return (count < NEWTON_ITERATIONS) & (change > NEWTON_TOLERANCE)
+
+        start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
+                 jnp.asarray(0.0, guess.dtype), 0)
+        phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
+        return phi, (iterations.astype(guess.dtype), residual)  # custom_root's aux: floating point only
+
+    def linear_solve(linearised, rhs):
+        """``x`` with ``(A + V D) x = rhs``, ``D = dq/dphi >= 0`` (diagonal, read off the linearised balance):
+        the symmetric definite problem of one Newton step, for the same multigrid CG."""
+        ones = jnp.ones_like(rhs)
+        diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
+        solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
+                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0))
+        return solved
+
+    # the converged Newton iterations are differentiated implicitly (a tangent or cotangent is one more
+    # linear solve at the solution), so reverse mode passes the while_loop; the values are the loop's own
+    phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
+    return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
 
 
 def electrolyte_current(conductivity, phi, grid: Grid):

@@ -1,0 +1,571 @@
+"""Calibration: fit scenario parameters to observed scalar time series by differentiating the solver.
+
+Given a validated run config, 1-6 scalar parameters ``theta`` (leaves of the scenario's parameter
+pytree, :func:`phasefield.config.scenario_parameters`) and observations ``y_k`` of diagnostics
+(``free_energy``, ``dendrite_height``, ``current_density``, ...) at times ``t_k``, :func:`fit`
+minimises the least-squares loss
+
+    L(theta) = 1/2 sum_k r_k^2,   r_k = (m_k(theta) - y_k) / w_k
+
+(``w_k = 1`` for ``loss="squared"``, ``w_k = |y_k|`` for ``loss="relative"``) within bounds, with the
+trust-region-reflective Levenberg-Marquardt of ``scipy.optimize.least_squares`` (bounds handled by the
+method itself). ``m_k(theta)`` is the diagnostic of a differentiable run of the scenario, and the
+Jacobian ``J = dm/dtheta`` comes from forward-mode AD through the whole jitted time loop
+(``jax.jacfwd``: one tangent per parameter, the right mode for few parameters and many data).
+After the fit, the Gauss-Newton (Fisher) covariance ``cov = s^2 (J^T J)^-1`` with
+``s^2 = sum r^2 / (n - p)`` gives the parameters' standard errors.
+
+The differentiable run (:func:`model_series`) differs from a production run (:mod:`phasefield.integrate`):
+
+* fixed dt (``solver.dt``): adaptive dt is off (its step sizes would depend on the parameters through
+  a ``while_loop``, a discrete, non-differentiable choice), no stop events (short circuit, cutoff,
+  final state of charge: the run always takes its steps), no non-finite guard, no output;
+* a two-level ``lax.scan``: an outer scan over chunks of ``chunk`` steps, each chunk and each step under
+  ``jax.checkpoint``, so that reverse mode (:func:`loss_and_gradient`) stores one carry per chunk and
+  one per step of the chunk being differentiated, about ``2 sqrt(n)`` carries for ``n`` steps, instead
+  of every intermediate of every step;
+* iterative solves are differentiated implicitly: every CG solve (:func:`phasefield.operators.krylov.pcg`)
+  is a ``lax.custom_linear_solve``, so a tangent or a cotangent is one more solve with the same
+  operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
+  iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
+  derivative at the converged root: one more linear solve, or a division for the scalar electrode
+  potential). Reverse mode therefore passes the steps of all three scenarios (the swelling step's other
+  loops are ``fori_loop``s of fixed length: the radial return's load iterations, the limiter's passes).
+
+Parameters: :data:`SUPPORTED` lists, per scenario, those whose derivative is checked against finite
+differences (tests/test_calibrate.py). Others are refused: a parameter that sets the initial fields
+(built on the host from the concrete config, e.g. ``interface_thickness``) would get a derivative
+without its effect on the initial state.
+
+Command line::
+
+    python -m phasefield.calibrate scenario=spinodal scenario.shape=[32,32] solver.dt=0.5 \\
+        --observations energy.csv --observable free_energy --params kappa,mobility \\
+        --bounds 0.5:8,1:20 --guess 4,10 --output fit_dir
+
+writes ``fit.json`` (values, standard errors, covariance, loss history), ``observations_vs_model.csv``
+and ``fit.png`` (observation against the fitted and the initial model, and the loss history).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phasefield.config import ConfigError, RunConfig, parameter_names, validate_run
+from phasefield.registry import scenario as registered
+from phasefield.runner import build, device_parameters
+from phasefield.simulation import Simulation
+
+SUPPORTED = {
+    "spinodal": ("kappa", "mobility", "rho_s", "c_alpha", "c_beta"),
+    "dendrite": ("exchange_current_density", "diffusivity_electrolyte", "conductivity_electrolyte",
+                 "transfer_coefficient", "transference_number", "profile_relaxation", "diffusivity_metal",
+                 "temperature", "current_density"),
+    "swelling": ("diffusivity", "exchange_current_density", "interaction", "gradient_length", "c_rate",
+                 "open_circuit_potential", "host_modulus", "electrolyte_modulus", "stack_pressure",
+                 "volume_expansion"),
+}
+"""Parameters per scenario whose derivative through the solver is supported (and tested); see
+:func:`supported_parameters` for the options of a scenario that narrow them."""
+
+
+def supported_parameters(scenario_config) -> tuple[str, ...]:
+    """:data:`SUPPORTED` for this scenario config: the dendrite's are those of the reaction formulation
+    (chen2015 is not checked), ``current_density`` only under galvanostatic control."""
+    names = SUPPORTED.get(scenario_config.name, ())
+    if scenario_config.name == "dendrite":
+        if scenario_config.formulation != "reaction":
+            return ()
+        if scenario_config.control != "current":
+            names = tuple(n for n in names if n != "current_density")
+    return names
+
+LOSSES = ("squared", "relative")
+MAX_PARAMETERS = 6
+STEP_TOLERANCE = 1e-9  # an observation time within this many steps of a step end is on it
+
+
+@dataclass
+class Problem:
+    """A differentiable run: ``simulation`` with parameters ``names`` free, fixed ``dt`` (model time),
+    diagnostics ``observables`` at model times ``times`` (sorted, >= 0)."""
+
+    simulation: Simulation
+    names: tuple[str, ...]
+    dt: float
+    times: np.ndarray
+    observables: tuple[str, ...]
+    chunk: int | None = None
+    base_parameters: object = field(init=False)
+
+    def __post_init__(self):
+        self.times = np.asarray(self.times, np.float64)
+        self.base_parameters = device_parameters(self.simulation.parameters, "float64")
+
+    @property
+    def steps(self) -> int:
+        """Steps of the run: through the last observation time."""
+        return int(math.ceil(self.times.max() / self.dt - STEP_TOLERANCE))
+
+
+def check_names(scenario_config, names: Sequence[str]) -> tuple[str, ...]:
+    """The free parameters, checked: 1 to :data:`MAX_PARAMETERS` distinct names of :func:`supported_parameters`."""
+    names = tuple(names)
+    allowed = supported_parameters(scenario_config)
+    if not allowed:
+        raise ConfigError("scenario.name", scenario_config.name, "a calibratable scenario: " + ", ".join(SUPPORTED)
+                          + " (dendrite: formulation=reaction)")
+    if not 1 <= len(names) <= MAX_PARAMETERS or len(set(names)) != len(names):
+        raise ConfigError("params", ",".join(names), f"1 to {MAX_PARAMETERS} distinct parameter names")
+    leaves = parameter_names(registered(scenario_config.name).Config)
+    for name in names:
+        if name not in allowed or name not in leaves:
+            raise ConfigError("params", name, f"a parameter of this {scenario_config.name} run: " + ", ".join(allowed))
+    return names
+
+
+def make_problem(config: RunConfig, names: Sequence[str], times, observables: Sequence[str] | str,
+                 chunk: int | None = None) -> Problem:
+    """The :class:`Problem` of a validated run config; ``times`` in the scenario's physical time unit."""
+    names = check_names(config.scenario, names)
+    simulation = build(config)
+    observables = (observables,) if isinstance(observables, str) else tuple(observables)
+    for name in observables:
+        if name not in simulation.scalar_info:
+            raise ConfigError("observable", name, "a scalar of the scenario: " + ", ".join(simulation.scalar_info))
+    times = np.asarray(times, np.float64) / simulation.scales.get("time", (1.0, ""))[0]
+    if times.ndim != 1 or times.size == 0 or np.any(times < 0) or np.any(np.diff(times) < 0):
+        raise ConfigError("observations", "time", "a non-empty, non-decreasing list of times >= 0")
+    return Problem(simulation, names, float(config.solver.dt), times, observables, chunk)
+
+
+def with_values(params, names: Sequence[str], values):
+    """``params`` (a scenario parameter pytree) with leaves ``names`` set to ``values`` (traced or not)."""
+    return dataclasses.replace(params, **{n: values[i] for i, n in enumerate(names)})
+
+
+def model_series(problem: Problem) -> Callable:
+    """``series(theta) -> (n_observables, n_times)``: the observed diagnostics of a fixed-dt run.
+
+    Pure and jit-able; differentiable in forward and reverse mode (module docstring). A time between step ends is
+    interpolated linearly between them (the order of the first-order splittings' own error).
+    """
+    simulation, dt = problem.simulation, problem.dt
+    stepper = simulation.stepper
+    position = problem.times / dt
+    lower = np.floor(position + STEP_TOLERANCE).astype(np.int64)
+    weight = np.where(position - lower > STEP_TOLERANCE, position - lower, 0.0)
+    upper = np.where(weight > 0, lower + 1, lower)
+    steps = problem.steps
+    chunk = problem.chunk or max(1, int(round(math.sqrt(steps))))
+    chunks = max(1, -(-steps // chunk))
+    wanted = np.zeros(chunks * chunk + 1, bool)
+    wanted[lower], wanted[upper] = True, True
+    indices = np.arange(1, chunks * chunk + 1).reshape(chunks, chunk)
+    fields = simulation.initial_fields()
+    names, observables = problem.names, problem.observables
+
+    def observe(params, carry):
+        scalars = simulation.diagnostics(params, carry)
+        return jnp.stack([jnp.asarray(scalars[n], jnp.float64) for n in observables])
+
+    def series(theta):
+        params = with_values(problem.base_parameters, names, jnp.asarray(theta, jnp.float64))
+        carry = stepper.init(params, fields)
+        nothing = jnp.zeros(len(observables), jnp.float64)
+
+        @jax.checkpoint
+        def one_step(carry, index):
+            carry = jax.lax.cond(index <= steps, lambda c: stepper.step(params, c, dt), lambda c: c, carry)
+            value = jax.lax.cond(jnp.asarray(wanted)[index], lambda c: observe(params, c), lambda c: nothing, carry)
+            return carry, value
+
+        @jax.checkpoint
+        def one_chunk(carry, chunk_indices):
+            return jax.lax.scan(one_step, carry, chunk_indices)
+
+        _, values = jax.lax.scan(one_chunk, carry, jnp.asarray(indices))
+        per_step = jnp.concatenate([observe(params, carry)[None], values.reshape(-1, len(observables))])
+        return (per_step[lower] * (1.0 - weight[:, None]) + per_step[upper] * weight[:, None]).T
+
+    return series
+
+
+def residual_weights(observations: np.ndarray, loss: str) -> np.ndarray:
+    """``w_k`` of the loss (module docstring)."""
+    if loss not in LOSSES:
+        raise ConfigError("loss", loss, "one of " + ", ".join(LOSSES))
+    if loss == "squared":
+        return np.ones_like(observations)
+    scale = np.abs(observations)
+    return np.where(scale > 0, scale, np.max(scale) if np.max(scale) > 0 else 1.0)
+
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+"""XLA options of ``fast_compile`` (CPU): a third to a half of the compile time of the dendrite and swelling
+steps, for code that may run slower on large grids; for tiny grids, where compiling is most of the cost
+(tests)."""
+
+
+def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callable:
+    """``evaluate(theta, directions=None) -> (series, J)`` by forward mode: ``series`` ``(m, n)`` and the
+    directional derivatives ``J[..., j] = d series / d theta . directions[j]`` ``(m, n, k)``.
+
+    ``directions`` ``(k, p)`` defaults to the identity (the full Jacobian). A fit of a subset of the
+    parameters passes the unit vectors of that subset, so it pays for those tangents only; each
+    number ``k`` of directions is compiled once. ``fast_compile``: compile with :data:`FAST_COMPILE`
+    (less optimised code, sooner).
+    """
+    series = model_series(problem)
+
+    def pushed(theta, directions):
+        def along(direction):
+            return jax.jvp(series, (theta,), (direction,))
+
+        return jax.vmap(along, out_axes=(None, -1))(directions)
+
+    compiled = jax.jit(pushed, compiler_options=FAST_COMPILE if fast_compile else None)
+
+    def evaluate(theta, directions=None):
+        theta = jnp.asarray(theta, jnp.float64)
+        if directions is None:
+            directions = jnp.eye(theta.size)
+        return compiled(theta, jnp.asarray(directions, jnp.float64))
+
+    return evaluate
+
+
+def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> Callable:
+    """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode through the checkpointed loop (any number of
+    parameters; the memory it takes: :func:`memory_comparison`)."""
+    series = model_series(problem)
+    observations = np.asarray(observations, np.float64)
+    weights = residual_weights(observations, loss)
+
+    def objective(theta):
+        residual = (series(theta) - observations) / weights
+        return 0.5 * jnp.sum(residual**2)
+
+    return jax.jit(jax.value_and_grad(objective))
+
+
+def memory_comparison(problem: Problem, observations, loss: str = "squared") -> dict[str, int]:
+    """Peak device bytes (XLA's compiled memory analysis, :func:`phasefield.memory.peak_bytes`) of one
+    call of: the run alone (``forward``), its forward-mode Jacobian along every parameter
+    (``jacobian_forward``, what :func:`fit` uses) and the reverse-mode gradient of the loss
+    (``gradient_reverse``, :func:`loss_and_gradient`).
+    Nothing of grid size is allocated (abstract arguments)."""
+    from phasefield.memory import peak_bytes
+
+    theta = jax.ShapeDtypeStruct((len(problem.names),), jnp.float64)
+    directions = jax.ShapeDtypeStruct((len(problem.names), len(problem.names)), jnp.float64)
+    series = model_series(problem)
+
+    def jacobian(theta, directions):
+        return jax.vmap(lambda d: jax.jvp(series, (theta,), (d,)), out_axes=(None, -1))(directions)
+
+    def measured(function, *args):
+        lowered = jax.jit(function).lower(*args)
+        return peak_bytes(lowered, lowered.compile())
+
+    return {"forward": measured(series, theta), "jacobian_forward": measured(jacobian, theta, directions),
+            "gradient_reverse": measured(loss_and_gradient(problem, observations, loss), theta)}
+
+
+@dataclass
+class FitResult:
+    """The outcome of :func:`fit` (parameters in the config's units)."""
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    standard_errors: np.ndarray
+    covariance: np.ndarray
+    guess: np.ndarray
+    bounds: np.ndarray  # (p, 2)
+    loss_history: list[float]
+    loss: float
+    residual_variance: float
+    evaluations: int
+    success: bool
+    message: str
+    times: np.ndarray  # physical units
+    observables: tuple[str, ...]
+    observations: np.ndarray
+    fitted: np.ndarray
+    initial: np.ndarray
+    wall_seconds: float
+    compile_seconds: float
+
+    def as_dict(self) -> dict:
+        return {
+            "parameters": {n: {"value": float(v), "standard_error": float(s), "guess": float(g),
+                               "bounds": [float(b) for b in bounds]}
+                           for n, v, s, g, bounds in zip(self.names, self.values, self.standard_errors, self.guess,
+                                                          self.bounds)},
+            "covariance": self.covariance.tolist(),
+            "loss": self.loss,
+            "residual_variance": self.residual_variance,
+            "loss_history": self.loss_history,
+            "evaluations": self.evaluations,
+            "success": self.success,
+            "message": self.message,
+            "observables": list(self.observables),
+            "wall_seconds": self.wall_seconds,
+            "compile_seconds": self.compile_seconds,
+        }
+
+
+def _log_scaled(bounds: np.ndarray) -> np.ndarray:
+    """Which parameters are fitted in ``log theta`` (positive bounds spanning more than a factor 1.5):
+    the scale a physical rate constant is uncertain in."""
+    return (bounds[:, 0] > 0) & (bounds[:, 1] > 1.5 * bounds[:, 0])
+
+
+def gauss_newton_covariance(jacobian: np.ndarray, residual: np.ndarray):
+    """``(cov, s^2)``: ``cov = s^2 (J^T J)^-1``, ``s^2 = |r|^2 / (n - p)`` (pseudo-inverse if singular).
+
+    The columns are scaled to unit norm before the inversion and back after: parameters in SI units
+    (a diffusivity of 1e-10 m^2/s next to a current density of 3 mA/cm^2) square to a condition number
+    beyond what the pseudo-inverse resolves, and it would drop the weaker direction."""
+    n, p = jacobian.shape
+    variance = float(residual @ residual) / max(n - p, 1)
+    norms = np.linalg.norm(jacobian, axis=0)
+    norms = np.where(norms > 0, norms, 1.0)
+    scaled = jacobian / norms
+    return variance * np.linalg.pinv(scaled.T @ scaled) / np.outer(norms, norms), variance
+
+
+def fit(problem: Problem, observations, guess, bounds, loss: str = "squared", max_evaluations: int = 60,
+        tolerance: float = 1e-10, evaluate: Callable | None = None, free: Sequence[int] | None = None) -> FitResult:
+    """Fit ``problem.names`` to ``observations`` (``(n_observables, n_times)``, or ``(n_times,)`` for one).
+
+    guess: starting values; bounds: ``[(low, high), ...]`` (the fit stays inside). Parameters with
+    positive bounds spanning more than a factor 1.5 are fitted in ``log theta``. ``evaluate``: the
+    :func:`values_and_jacobian` of ``problem``, if the caller has it compiled already. ``free``: the
+    indices of the parameters fitted (default all); the others stay at their ``guess`` (one compiled
+    problem then serves fits of different subsets). The result lists the fitted ones.
+    Trust-region reflective least squares (``scipy.optimize.least_squares``, ``method="trf"``, the
+    Jacobian from forward-mode AD); stops at relative changes of ``tolerance`` in the loss or the
+    parameters, or after ``max_evaluations`` model runs.
+    """
+    from scipy.optimize import least_squares
+
+    started = time.perf_counter()
+    observations = np.atleast_2d(np.asarray(observations, np.float64))
+    expected = (len(problem.observables), problem.times.size)
+    if observations.shape != expected:
+        raise ConfigError("observations", observations.shape, f"shape {expected} (observables x times)")
+    guess = np.asarray(guess, np.float64)
+    bounds = np.asarray(bounds, np.float64).reshape(-1, 2)
+    if guess.shape != (len(problem.names),) or bounds.shape[0] != guess.size:
+        raise ConfigError("guess", guess.tolist(), f"one value and one (low, high) per parameter {problem.names}")
+    if np.any(bounds[:, 0] >= bounds[:, 1]) or np.any(guess <= bounds[:, 0]) or np.any(guess >= bounds[:, 1]):
+        raise ConfigError("bounds", bounds.tolist(), f"low < guess < high for each parameter (guess {guess.tolist()})")
+    weights = residual_weights(observations, loss).ravel()
+    target = observations.ravel()
+    free = np.arange(guess.size) if free is None else np.asarray(free, np.int64)
+    full_guess, guess, bounds = guess, guess[free], bounds[free]
+    logged = _log_scaled(bounds)
+    evaluate = evaluate or values_and_jacobian(problem)
+
+    def full(theta):
+        """All of the problem's parameters: the fitted ones ``theta``, the held ones at their guess."""
+        values = full_guess.copy()
+        values[free] = theta
+        return values
+
+    compile_started = time.perf_counter()
+    directions = np.eye(full_guess.size)[free]
+    initial_values, _ = jax.block_until_ready(evaluate(full_guess, directions))
+    compile_seconds = time.perf_counter() - compile_started
+
+    def to_theta(z):
+        return np.where(logged, np.exp(z), z)
+
+    cache, history = {}, []
+
+    def at(z):
+        key = tuple(np.asarray(z, np.float64))
+        if key not in cache:
+            theta = to_theta(np.asarray(z))
+            values, jac = jax.device_get(evaluate(full(theta), directions))
+            residual = (np.asarray(values).ravel() - target) / weights
+            jac = np.asarray(jac).reshape(target.size, -1) / weights[:, None]
+            cache.clear()
+            cache[key] = (residual, jac * np.where(logged, theta, 1.0)[None, :])
+            history.append(0.5 * float(residual @ residual))
+        return cache[key]
+
+    z0 = np.where(logged, np.log(np.where(logged, guess, 1.0)), guess)
+    low = np.where(logged, np.log(np.where(logged, bounds[:, 0], 1.0)), bounds[:, 0])
+    high = np.where(logged, np.log(np.where(logged, bounds[:, 1], 1.0)), bounds[:, 1])
+    solution = least_squares(lambda z: at(z)[0], z0, jac=lambda z: at(z)[1], bounds=(low, high), method="trf",
+                             x_scale="jac", ftol=tolerance, xtol=tolerance, gtol=tolerance,
+                             max_nfev=max_evaluations)
+    theta = to_theta(solution.x)
+    values, jac = jax.device_get(evaluate(full(theta), directions))
+    residual = (np.asarray(values).ravel() - target) / weights
+    jacobian = np.asarray(jac).reshape(target.size, -1) / weights[:, None]
+    covariance, variance = gauss_newton_covariance(jacobian, residual)
+    return FitResult(
+        names=tuple(problem.names[i] for i in free), values=theta,
+        standard_errors=np.sqrt(np.maximum(np.diag(covariance), 0.0)),
+        covariance=covariance, guess=guess, bounds=bounds, loss_history=history,
+        loss=0.5 * float(residual @ residual), residual_variance=variance, evaluations=int(solution.nfev),
+        success=bool(solution.success), message=str(solution.message),
+        times=problem.times * problem.simulation.scales.get("time", (1.0, ""))[0],
+        observables=problem.observables, observations=observations, fitted=np.asarray(values),
+        initial=np.asarray(initial_values), wall_seconds=time.perf_counter() - started,
+        compile_seconds=compile_seconds)
+
+
+def read_observations(path, observables: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(times, values)`` from a CSV or HDF5 file; ``values`` has one row per name in ``observables``.
+
+    CSV: a header row naming the columns, ``time`` (or ``t``) and one column per observable.
+    HDF5: a phasefield ``run.h5`` (``/scalars/time`` and ``/scalars/<name>``), or a file with
+    datasets ``time`` and ``<name>`` at its root.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            group = f["scalars"] if "scalars" in f else f
+            missing = [n for n in ("time", *observables) if n not in group]
+            if missing:
+                raise ConfigError("observations", str(path), f"datasets time and {', '.join(observables)} "
+                                                             f"(missing: {', '.join(missing)})")
+            return np.asarray(group["time"], np.float64), np.stack([np.asarray(group[n], np.float64)
+                                                                   for n in observables])
+    with open(path, newline="") as f:
+        rows = list(csv.reader(row for row in f if row.strip() and not row.startswith("#")))
+    header = [h.strip() for h in rows[0]]
+    time_column = "time" if "time" in header else "t"
+    missing = [n for n in (time_column, *observables) if n not in header]
+    if missing:
+        raise ConfigError("observations", str(path), f"CSV columns time and {', '.join(observables)} "
+                                                     f"(missing: {', '.join(missing)})")
+    table = np.asarray([[float(v) for v in row] for row in rows[1:]], np.float64)
+    return table[:, header.index(time_column)], np.stack([table[:, header.index(n)] for n in observables])
+
+
+def write_outputs(result: FitResult, directory, scalar_info: dict | None = None,
+                  time_unit: str = "") -> dict[str, Path]:
+    """``fit.json``, ``observations_vs_model.csv`` and ``fit.png`` (overlay and loss history) in ``directory``;
+    ``scalar_info`` (the simulation's) and ``time_unit`` label the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "fit.json", "csv": directory / "observations_vs_model.csv",
+             "plot": directory / "fit.png"}
+    paths["json"].write_text(json.dumps(result.as_dict(), indent=2))
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["time"] + [f"{n}_{kind}" for n in result.observables
+                                    for kind in ("observed", "fitted", "initial")])
+        for k, t in enumerate(result.times):
+            writer.writerow([t] + [v for i in range(len(result.observables))
+                                   for v in (result.observations[i, k], result.fitted[i, k], result.initial[i, k])])
+    count = len(result.observables)
+    figure, axes = plt.subplots(1, count + 1, figsize=(4.5 * (count + 1), 3.6))
+    for i, name in enumerate(result.observables):
+        units = f" ({scalar_info[name].units})" if scalar_info and name in scalar_info else ""
+        axes[i].plot(result.times, result.observations[i], "o", ms=3, color="k", label="observed")
+        axes[i].plot(result.times, result.fitted[i], "-", color="C0", label="fitted model")
+        axes[i].plot(result.times, result.initial[i], "--", color="C1", label="initial guess")
+        axes[i].set_xlabel(f"time ({time_unit})" if time_unit and time_unit != "1" else "time")
+        axes[i].set_ylabel(name + units)
+        axes[i].legend(fontsize=8)
+    fitted = ", ".join(f"{n} = {v:.4g} ± {s:.2g}" for n, v, s in zip(result.names, result.values,
+                                                                      result.standard_errors))
+    axes[0].set_title(fitted, fontsize=8)
+    axes[-1].semilogy(np.arange(1, len(result.loss_history) + 1), np.maximum(result.loss_history, 1e-300), ".-")
+    axes[-1].set_xlabel("model evaluation")
+    axes[-1].set_ylabel("loss")
+    figure.tight_layout()
+    figure.savefig(paths["plot"], dpi=120)
+    plt.close(figure)
+    return paths
+
+
+def compose_config(overrides: Sequence[str]) -> dict:
+    """The resolved ``scenario``/``solver``/``output`` sections of configs/ with Hydra ``overrides``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from phasefield.cli import register_resolvers
+
+    register_resolvers()
+    root = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(str(root), version_base=None):
+        data = OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=False)
+    return {k: OmegaConf.to_container(OmegaConf.create(data[k]), resolve=True)
+            for k in ("scenario", "solver", "output")}
+
+
+def parse_bounds(text: str, count: int) -> list[tuple[float, float]]:
+    """``"low:high,low:high"`` -> ``[(low, high), ...]``."""
+    parts = [p for p in text.split(",") if p]
+    if len(parts) != count or any(p.count(":") != 1 for p in parts):
+        raise ConfigError("bounds", text, f"{count} ranges low:high separated by commas")
+    return [tuple(float(v) for v in p.split(":")) for p in parts]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m phasefield.calibrate <overrides...> --observations FILE --params a,b --bounds ...``."""
+    parser = argparse.ArgumentParser(prog="python -m phasefield.calibrate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/ (scenario=..., scenario.x=...)")
+    parser.add_argument("--observations", required=True, help="CSV (time + one column per observable) or HDF5")
+    parser.add_argument("--observable", required=True, help="diagnostic(s) observed, comma separated")
+    parser.add_argument("--params", required=True, help="parameters to fit, comma separated")
+    parser.add_argument("--bounds", required=True, help="low:high per parameter, comma separated")
+    parser.add_argument("--guess", help="starting values (default: the config's values)")
+    parser.add_argument("--loss", default="squared", choices=LOSSES)
+    parser.add_argument("--max-evaluations", type=int, default=60)
+    parser.add_argument("--output", default="calibration", help="directory for fit.json, fit.png, the CSV")
+    args = parser.parse_args(argv)
+    try:
+        data = compose_config(args.overrides)
+        config = validate_run(data)
+        names = [n.strip() for n in args.params.split(",") if n.strip()]
+        observables = [n.strip() for n in args.observable.split(",") if n.strip()]
+        bounds = parse_bounds(args.bounds, len(names))
+        for name, pair in zip(names, bounds):  # the bounds must be valid values of the config
+            for value in pair:
+                validate_run({**data, "scenario": {**data["scenario"], name: value}})
+        times, observations = read_observations(args.observations, observables)
+        problem = make_problem(config, names, times, observables)
+        guess = ([float(v) for v in args.guess.split(",")] if args.guess
+                 else [float(getattr(config.scenario, n)) for n in problem.names])
+        result = fit(problem, observations, guess, bounds, args.loss, args.max_evaluations)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    paths = write_outputs(result, args.output, problem.simulation.scalar_info,
+                          problem.simulation.scales.get("time", (1.0, ""))[1])
+    for name, value, error in zip(result.names, result.values, result.standard_errors):
+        print(f"{name} = {value:.6g} ± {error:.2g}")
+    print(f"loss {result.loss:.4g} after {result.evaluations} evaluations ({result.message}); wrote "
+          + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Calibration (phasefield.calibrate): forward-mode derivatives through the fixed-dt time loop agree
+with central finite differences for every supported parameter of spinodal, dendrite and swelling, and a
+fit recovers known parameters of synthetic observations from a guess 2x off (with and without noise).
+
+Budget: one compiled problem per scenario (module fixtures, tiny grids, few steps, XLA's fast compile),
+shared by the derivative check and the recovery fits. Measured single-process (-n 0) on 2 CPU cores
+shared with other jobs: 40 s wall at load 3.5, 52-75 s at load 6 (38-55 s of CPU); compiling the
+dendrite and swelling steps with their tangents is most of it. The reverse-mode checks of those two
+steps (another 20-30 s of compiling each) are in tests/test_calibrate_reverse.py.
+"""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from phasefield.calibrate import (
+    FAST_COMPILE,
+    SUPPORTED,
+    Problem,
+    fit,
+    loss_and_gradient,
+    main,
+    make_problem,
+    read_observations,
+    supported_parameters,
+    values_and_jacobian,
+)
+from phasefield.config import ConfigError, validate_run
+from phasefield.runner import build
+from tests.test_model_layer import composed
+
+RELATIVE_STEP = 3e-4  # of central differences: truncation ~1e-7; the noise of the solvers' tolerances (the
+# galvanostatic secant's relative 1e-6 and more) over the step stays below 1e-4 for the weakest parameters
+
+
+def compiled_problem(overrides, names, times, observables):
+    """A problem with every parameter in ``names`` free (the supported ones are more than a CLI fit's 6),
+    compiled for two tangent directions: the recovery fits free two, the derivative check takes two at a time."""
+    config = validate_run(composed(overrides))
+    problem = Problem(build(config), tuple(names), float(config.solver.dt), np.asarray(times), tuple(observables))
+    evaluate = values_and_jacobian(problem, fast_compile=True)
+    theta = np.array([float(getattr(config.scenario, n)) for n in names])
+    return problem, evaluate, theta
+
+
+@pytest.fixture(scope="module")
+def spinodal():
+    names = ("kappa", "mobility") + tuple(n for n in SUPPORTED["spinodal"] if n not in ("kappa", "mobility"))
+    return compiled_problem(["scenario=spinodal", "scenario.shape=[16,16]", "solver.dt=1.0"], names,
+                            np.linspace(0.0, 40.0, 21), ["free_energy"])
+
+
+@pytest.fixture(scope="module")
+def dendrite():
+    """A flat front on a thin 24 x 1 um strip (1D-like) under galvanostatic control: the electrode
+    potential is the observed voltage curve, whose offset is set by the kinetics and whose rise as the
+    salt depletes by the diffusivity (about L^2/D = 1 s). The control starts near its first value
+    (-0.1 V): from the default -0.4 V the first step's secant ends where the step is not smooth in the
+    parameters, and finite differences of 1e-4 to 1e-3 differ from the derivative by up to 5 %."""
+    names = ("exchange_current_density", "diffusivity_electrolyte") + tuple(
+        n for n in SUPPORTED["dendrite"] if n not in ("exchange_current_density", "diffusivity_electrolyte"))
+    overrides = ["scenario=dendrite", "scenario.size=[24,1]", "scenario.shape=[48,2]", "scenario.random_nuclei=0",
+                 "scenario.noise_amplitude=0", "scenario.control=current", "scenario.current_density=10",
+                 "scenario.voltage=-0.1", "scenario.potential_tolerance=1e-12", "solver.dt=0.05",
+                 "solver.adaptive=false"]
+    return compiled_problem(overrides, names, np.linspace(0.0, 3.0, 31), ["electrode_potential"])
+
+
+@pytest.fixture(scope="module")
+def swelling():
+    overrides = ["scenario=swelling", "scenario.shape=[16,16]", "scenario.interface_thickness=0.75",
+                 "scenario.gradient_length=0.25", "scenario.random_particles=1", "scenario.mechanics_tolerance=1e-12",
+                 "solver.dt=20", "solver.adaptive=false"]
+    return compiled_problem(overrides, SUPPORTED["swelling"], np.linspace(0.0, 100.0, 6),
+                            ["electrode_potential", "swelling"])
+
+
+def finite_difference_errors(problem, evaluate, theta):
+    """Per parameter: max |AD - FD| / max |AD| over the observed series (central FD, two directions per call)."""
+    errors = {}
+    for first in range(0, theta.size, 2):
+        pair = [first, min(first + 1, theta.size - 1)]
+        directions = np.eye(theta.size)[pair]
+        _, jacobian = evaluate(theta, directions)
+        for column, index in enumerate(pair):
+            step = RELATIVE_STEP * abs(theta[index])
+            shifted = [theta + sign * step * np.eye(theta.size)[index] for sign in (1, -1)]
+            plus, minus = (np.asarray(evaluate(t, directions)[0]) for t in shifted)
+            automatic = np.asarray(jacobian)[..., column]
+            assert np.max(np.abs(automatic)) > 0, f"{problem.names[index]}: zero derivative"
+            errors[problem.names[index]] = float(np.max(np.abs((plus - minus) / (2 * step) - automatic))
+                                                 / np.max(np.abs(automatic)))
+    return errors
+
+
+@pytest.mark.parametrize("scenario", ["spinodal", "dendrite", "swelling"])
+def test_forward_mode_derivatives_match_central_differences(scenario, request):
+    problem, evaluate, theta = request.getfixturevalue(scenario)
+    assert set(problem.names) == set(SUPPORTED[scenario])
+    errors = finite_difference_errors(problem, evaluate, theta)
+    print(scenario, {k: f"{v:.1e}" for k, v in errors.items()})
+    assert max(errors.values()) < 1e-4, errors
+
+
+def recover(problem, evaluate, theta, noise, bounds, seed=0):
+    """Fit the first two parameters to the model's own series (times 1 + noise N(0,1)) from (2x, x/2)."""
+    clean = np.asarray(evaluate(theta, np.eye(theta.size)[:2])[0])
+    observed = clean * (1.0 + noise * np.random.default_rng(seed).standard_normal(clean.shape))
+    guess = theta.copy()
+    guess[0], guess[1] = 2.0 * theta[0], 0.5 * theta[1]
+    full_bounds = [(0.5 * v, 2.0 * v) if v > 0 else (v - 1.0, v + 1.0) for v in theta]  # held ones: not used
+    full_bounds[:2] = bounds
+    result = fit(problem, observed, guess, full_bounds, evaluate=evaluate, free=(0, 1))
+    return result, (result.values - theta[:2]) / theta[:2]
+
+
+@pytest.mark.parametrize("noise,tolerance", [(0.0, 0.01), (0.02, 0.05)])
+def test_spinodal_fit_recovers_kappa_and_mobility_from_the_free_energy(spinodal, noise, tolerance):
+    result, error = recover(*spinodal, noise, [(0.2, 20.0), (0.5, 50.0)])
+    print(result.values, result.standard_errors, error, result.evaluations)
+    assert np.all(np.abs(error) < tolerance), (result.values, result.message)
+    assert result.loss_history[-1] <= result.loss_history[0]
+    if noise:  # the Gauss-Newton standard errors cover the actual error
+        assert np.all(np.abs(result.values - spinodal[2][:2]) < 4 * result.standard_errors)
+
+
+@pytest.mark.parametrize("noise,tolerance", [(0.0, 0.01), (0.02, 0.05)])
+def test_dendrite_fit_recovers_exchange_current_and_diffusivity_from_the_voltage(dendrite, noise, tolerance):
+    result, error = recover(*dendrite, noise, [(0.1, 100.0), (1e-11, 1e-8)])
+    print(result.values, result.standard_errors, error, result.evaluations)
+    assert np.all(np.abs(error) < tolerance), (result.values, result.message)
+    if noise:
+        assert np.all(np.abs(result.values - dendrite[2][:2]) < 4 * result.standard_errors)
+
+
+def test_command_line_fits_a_csv_and_writes_values_history_and_plot(spinodal, tmp_path):
+    problem, evaluate, theta = spinodal
+    clean = np.asarray(evaluate(theta, np.eye(theta.size)[:2])[0])[0]
+    observations = tmp_path / "energy.csv"
+    np.savetxt(observations, np.column_stack([problem.times, clean]), delimiter=",", header="time,free_energy",
+               comments="")
+    assert np.allclose(read_observations(observations, ["free_energy"])[1][0], clean)
+    status = main(["scenario=spinodal", "scenario.shape=[16,16]", "solver.dt=1.0", "--observations",
+                   str(observations), "--observable", "free_energy", "--params", "kappa,mobility",
+                   "--bounds", "0.2:20,0.5:50", "--guess", "4,2.5", "--output", str(tmp_path / "fit")])
+    assert status == 0
+    import json
+
+    written = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert abs(written["parameters"]["kappa"]["value"] - 2.0) < 1e-6
+    assert abs(written["parameters"]["mobility"]["value"] - 5.0) < 1e-5
+    assert written["loss_history"] and (tmp_path / "fit" / "fit.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("names,key", [
+    (["interface_thickness"], "params"),  # sets the initial fields on the host: no derivative
+    (["kappa", "kappa"], "params"),
+    (["kappa", "mobility", "rho_s", "c_alpha", "c_beta", "kappa", "mobility"], "params"),
+])
+def test_unsupported_parameters_are_refused(names, key):
+    config = validate_run(composed(["scenario=spinodal", "scenario.shape=[16,16]"]))
+    with pytest.raises(ConfigError, match=key):
+        make_problem(config, names, [0.0, 1.0], "free_energy")
+
+
+def test_dendrite_parameters_follow_formulation_and_control():
+    """current_density only acts under galvanostatic control; chen2015 is not checked, so not offered."""
+    held = validate_run(composed(["scenario=dendrite"])).scenario
+    assert "current_density" not in supported_parameters(held)
+    controlled = dataclasses.replace(held, control="current")
+    assert "current_density" in supported_parameters(controlled)
+    assert supported_parameters(dataclasses.replace(held, formulation="chen2015")) == ()
+
+
+def assert_reverse_mode_matches_forward_mode(problem, evaluate, theta, rtol):
+    """dL/dtheta of the loss by reverse mode (checkpointed chunks) is J^T r of the forward-mode Jacobian."""
+    values, jacobian = evaluate(theta, np.eye(theta.size)[:2])
+    observations = np.asarray(values) * 1.01
+    loss, gradient = jax.jit(loss_and_gradient(problem, observations), compiler_options=FAST_COMPILE)(theta)
+    residual = (np.asarray(values) - observations).ravel()
+    expected = np.asarray(jacobian).reshape(residual.size, -1).T @ residual
+    assert np.isclose(float(loss), 0.5 * residual @ residual, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gradient)[:2], expected, rtol=rtol)
+
+
+def test_reverse_mode_gradient_through_the_checkpointed_loop_equals_forward_mode(spinodal):
+    assert_reverse_mode_matches_forward_mode(*spinodal, rtol=1e-9)
+
+
+def test_observations_are_read_from_a_run_file_or_root_datasets(tmp_path):
+    import h5py
+
+    times, energy = np.linspace(0.0, 1.0, 5), np.linspace(2.0, 1.5, 5)
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f["scalars/time"], f["scalars/free_energy"] = times, energy
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f["time"], f["free_energy"] = times, energy
+    for name in ("run.h5", "plain.h5"):
+        read_times, values = read_observations(tmp_path / name, ["free_energy"])
+        assert np.array_equal(read_times, times) and np.array_equal(values[0], energy)
+    with pytest.raises(ConfigError, match="missing: c_max"):
+        read_observations(tmp_path / "run.h5", ["c_max"])
+
+
+def test_cg_solve_derivatives_are_implicit_and_match_a_dense_solve():
+    """pcg (a while_loop) differentiates in both modes as x = A(s)^-1 b(s): through its implicit derivative."""
+    from phasefield.operators.krylov import pcg
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6, 6))
+    spd, rhs = base @ base.T + 6 * np.eye(6), rng.standard_normal(6)
+
+    def solved(scale, solver):
+        matrix, b = spd + scale * np.diag(np.arange(6.0)), rhs * (1 + scale)
+        if solver == "dense":
+            return jax.numpy.linalg.solve(matrix, b)
+        return pcg(lambda x: matrix @ x, b, jax.numpy.ones(6), lambda r: r, 1e-13, 100)[0]
+
+    def derivatives(solver):
+        return jax.jit(lambda s: (jax.jacfwd(lambda t: solved(t, solver))(s), jax.jacrev(lambda t: solved(t, solver))(s)))
+
+    for cg, dense in zip(derivatives("cg")(0.3), derivatives("dense")(0.3)):  # forward mode, reverse mode
+        np.testing.assert_allclose(cg, dense, rtol=1e-10, atol=1e-12)
