@@ -33,24 +33,13 @@ def onset(depth, toughness=CONFIG.toughness):
     return fl.onset_overpotential(CONFIG.young, CONFIG.poisson, g_eff, depth, OMEGA, fm.GEOMETRY_FACTOR)
 
 
-def filling_time(params):
-    """Time to plate the Li that brings the flaw to ``p_max = F |eta| / Omega`` at the initial rate:
-    ``(V_ref / K_Li + pi a^2 / E') p_max / (rate 2 a i(eta, 0))``, s."""
-    p_max = float(fl.equilibrium_pressure(params.overpotential, OMEGA))
-    compliance = np.pi * params.flaw_depth**2 / fr.plane_strain_modulus(params.young, params.poisson)
-    volume = (params.flaw_width * params.flaw_depth / params.li_bulk_modulus + compliance) * p_max
-    current = float(fl.plating_current(params.overpotential, 0.0, fm.exchange_current(params), 0.5,
-                                       params.temperature, OMEGA))
-    return volume / (fm.deposition_rate(params) * 2.0 * params.flaw_depth * current)
-
-
 def run(steps, growth=1.25, first=0.125, stop_depth=None, keep_fields=False, **changes):
-    """Plate with the given parameter changes, ``dt`` from ``first * filling_time`` growing by ``growth`` per step;
+    """Plate with the given parameter changes, ``dt`` from ``first * fm.filling_time`` growing by ``growth`` per step;
     stop early once the crack reaches ``stop_depth``. Returns the diagnostics per step (and the carries)."""
     params = dataclasses.replace(CONFIG, **changes)
     carry = SIMULATION.stepper.init(params, {"damage": fm.flaw_cells(GRID, params.flaw_depth)})
     records, carries = [{k: float(v) for k, v in DIAGNOSTICS(params, carry).items()}], [carry]
-    dt = first * filling_time(params) if params.overpotential != 0.0 else 1.0
+    dt = first * fm.filling_time(params) if params.overpotential != 0.0 else 1.0
     for _ in range(steps):
         carry = STEP(params, carry, dt)
         records.append({k: float(v) for k, v in DIAGNOSTICS(params, carry).items()} | {"dt": dt})

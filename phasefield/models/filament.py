@@ -170,6 +170,18 @@ def deposition_rate(params: Config):
     return 1e6 * params.li_molar_volume / fl.FARADAY
 
 
+def filling_time(params: Config) -> float:
+    """Time (s) to plate, at the initial rate, the Li that brings the flaw to ``p_max = F |eta| / Omega``:
+    ``(V_ref / K_Li + pi a^2 / E') p_max / (rate 2 a i(eta, 0))`` (Sneddon's compliance of half a centre crack).
+    A time scale for the steps of a run at a held overpotential."""
+    p_max = float(fl.equilibrium_pressure(params.overpotential, params.li_molar_volume))
+    compliance = np.pi * params.flaw_depth**2 / fr.plane_strain_modulus(params.young, params.poisson)
+    volume = (params.flaw_width * params.flaw_depth / params.li_bulk_modulus + compliance) * p_max
+    current = float(fl.plating_current(params.overpotential, 0.0, exchange_current(params),
+                                       params.transfer_coefficient, params.temperature, params.li_molar_volume))
+    return volume / (deposition_rate(params) * 2.0 * params.flaw_depth * current)
+
+
 def _to_carry(state: fr.FractureState) -> dict:
     out = state._asdict()
     out["displacement"] = {"xyz"[a]: u for a, u in enumerate(state.displacement)}
@@ -226,16 +238,24 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         return depth, front, jnp.sum(columns)
 
     def compliance(params, state: fr.FractureState):
-        """``dV/dp`` at fixed damage (um^2/GPa): the crack volume under a unit pressure alone."""
+        """``dV/dp`` at fixed damage (um^2/GPa): the crack volume under a unit pressure alone (0 without damage:
+        the solve is skipped, its right-hand side would be zero)."""
         mat = material(params)
-        kt, kc, mu, _ = fr.elastic_terms(state.damage, mat, problem)
-        zero = f64(0.0)
-        solution = solve_walled_elasticity(
-            kt, kc, mu, grid, WALLS, wall_displacement=(zero, zero), internal_pressure=state.damage,
-            reference_moduli=fr.bulk_and_shear(mat.young, mat.poisson), tolerance=problem.elasticity_tolerance,
-            max_iterations=problem.elasticity_max_iterations, max_newton=8)
-        trace = sum(normal_strains(solution.displacement, grid, WALLS))
-        return grid.cell_volume * jnp.sum(state.damage * trace), solution.iterations
+
+        def solve(damage):
+            kt, kc, mu, _ = fr.elastic_terms(damage, mat, problem)
+            zero = f64(0.0)
+            solution = solve_walled_elasticity(
+                kt, kc, mu, grid, WALLS, wall_displacement=(zero, zero), internal_pressure=damage,
+                reference_moduli=fr.bulk_and_shear(mat.young, mat.poisson), tolerance=problem.elasticity_tolerance,
+                max_iterations=problem.elasticity_max_iterations, max_newton=8)
+            trace = sum(normal_strains(solution.displacement, grid, WALLS))
+            return grid.cell_volume * jnp.sum(damage * trace), solution.iterations
+
+        def skip(damage):
+            return f64(0.0), jnp.zeros((), jnp.int32)
+
+        return jax.lax.cond(jnp.any(state.damage > 0), solve, skip, state.damage)
 
     def equilibrate(params, state: fr.FractureState, pressure, li_volume):
         """Mechanics at fixed Li volume: a load step at ``pressure``, then the crack volume and compliance of the
