@@ -22,9 +22,10 @@ Measured (2 shared CPU cores, float64, 2026-11-30; one quiet step: 1 pass, 1 u-d
         N  elasticity (s)  CG its  damage (s)  electrochem (s)  step (s)  passes  u-d its  CG its
       128           0.702     145       0.011           0.0005     1.085       1        1     204
       256           5.028     227       0.064           0.0006     7.462       1        1     323
+      512          41.860     374       0.274           0.0008    56.770       1        1     545
 
 The elasticity solves are the step (98 %+); the damage solve is 1-2 % of one of them; the lumped
-electrochemistry is scalar work (0.5 ms at any N). CG iterations grow slowly with N (145 -> 227).
+electrochemistry is scalar work (0.5 ms at any N). CG iterations grow about as N^0.7 (145, 227, 374).
 """
 from __future__ import annotations
 
