@@ -1,0 +1,490 @@
+"""Crack-guided Li filament growth through a ceramic electrolyte (issue 14; physics.md 5.2 option 1, lumped).
+
+Geometry (2D plane strain, x the stack axis, periodic along y with pitch L_y)::
+
+    Li anode (x = 0) | ceramic slab (LLZO, LPSC) | counter electrode (x = L_x)
+
+A surface flaw of depth ``a0`` starts at the anode (centred at y = L_y / 2, inclined ``flaw_angle`` from x),
+pre-damaged (``d = 1`` on a line of cells, relaxed to the optimal AT1 profile) and pre-filled with Li connected
+to the anode: stress-free Li volume ``V_ref = flaw_width * a0`` per unit thickness.
+
+Mechanics: the phase-field fracture library (:mod:`phasefield.physics.fracture`; AT1, Amor split, ``ell`` from
+the strength unless given). The anode face is a roller (``u_x = 0``, no shear: the soft Li anode carries no
+shear, and its normal stiffness is taken as rigid), so the anode is a mirror plane and the flaw is half of a
+centre crack of length ``2 a``: ``K_I = p sqrt(pi a)`` (a traction-free face would give the edge crack's
+1.12; the true soft anode lies in between: :data:`GEOMETRY_FACTOR`). The counter-electrode face is clamped; a
+stack pressure is imposed as the displacement of that face that loads the intact slab to ``sigma_xx = -p_s``
+under the lateral confinement (a rigid press; Amor split: confined compression is never degraded, so it cracks
+nothing by itself).
+
+The filament is a pressurised crack (:mod:`phasefield.physics.filament`): one uniform Li pressure ``p`` per
+filament from its volume, ``V_Li = V_c (1 + p / K_Li)``, ``V_c = V_ref + int d div u``; ``p`` enters the crack
+as ``crack_pressure`` of :func:`~phasefield.physics.fracture.load_step` (work ``p d div u``), so the crack opens
+and, at ``p sqrt(pi a) = K_Ic``, advances. Per step:
+
+1. Geometry of the last state by columns of x: the crack depth (contiguous columns from the anode with
+   ``max_y d >= 1/2``), the opening volume per column, and the Li front: the depth the Li volume fills from the
+   mouth, and no deeper than the opening reaches ``li_min_opening`` (Li cannot enter a sub-nm gap). The
+   Li/electrolyte interface of the filament is its two faces, ``2 * front / cos(angle)``;
+2. Deposition, backward Euler on ``V_Li`` with the pressure of the end of the step (the crack linearised by its
+   compliance ``C = dV/dp``, one elastic solve under a unit pressure): plating current on the faces
+   ``i(eta, p)`` (Butler-Volmer with the mechanical overpotential, exchange current ``RT / (F R_ct)``), on the
+   flat anode ``i(eta, p_s)``. Overpotential control holds ``eta``; current control finds ``eta`` whose total
+   current is the applied one (bisection). The ionic potential drop along the filament (``i a / sigma``: 1 mV
+   for 10 um at 0.5 mA/cm^2 in LLZO) is neglected: every Li surface sees the same ``eta``;
+3. Mechanics at fixed ``V_Li``: ``p`` from the volume balance, :func:`load_step` at ``p``, then ``C`` and ``V_c``
+   again from the new state, until the Li volume balance holds to ``pressure_tolerance`` (a crack that advances
+   gains volume and lowers ``p``: volume control, which makes the growth stable).
+
+The run stops at a short circuit: the crack tip within ``short_circuit_gap`` of the counter electrode
+(``time_to_short``). Cell voltage ``eta - i L_x / sigma`` (a reversible counter electrode).
+
+Units: um, s, V; GPa inside (MPa and mA/cm^2 in the options and scalars), J/m^2 for toughness; 2D volumes per
+unit thickness (um^2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.grid import Grid
+from phasefield.operators.walled_elasticity import (
+    CLAMPED,
+    ROLLER,
+    Walls,
+    cell_displacement,
+    normal_strains,
+    solve_walled_elasticity,
+)
+from phasefield.physics import filament as fl
+from phasefield.physics import fracture as fr
+from phasefield.registry import register_scenario
+from phasefield.schemes import Stepper, unconditionally_stable
+from phasefield.simulation import Quantity, Simulation
+from phasefield.units import MICRON
+
+CONTROLS = ("overpotential", "current")
+TOUGHNESS_UNIT = 1e-3  # GPa um per J/m^2
+STRESS_UNIT = 1e-3  # GPa per MPa
+CURRENT_UNIT = 10.0  # A/m^2 per mA/cm^2
+GEOMETRY_FACTOR = 1.0  # K_I / (p sqrt(pi a)) of the flaw at the roller (mirror) anode face
+OVERPOTENTIAL_RANGE = (-1.5, 0.5)  # V: current control searches eta here
+
+
+@scenario_parameters
+@dataclass
+class Config:
+    """``scenario=filament``: a Li-filled surface flaw in a ceramic electrolyte, plated until it shorts the cell."""
+
+    name: str = option("filament", help="scenario name")
+    size: list[float] = option(lambda: [32.0, 32.0], min=1e-3, static=True,
+                               help="[L_x, L_y] um: anode-to-counter-electrode thickness, period along y")
+    shape: list[int] = option(lambda: [64, 64], min=8, help="cells per axis [n_x, n_y]")
+    model: str = option("AT1", choices=fr.MODELS, help="damage model")
+    split: str = option("volumetric_deviatoric", choices=fr.SPLITS, help="tension/compression split")
+    young: float = option(150.0, min=0.0, exclusive=True, help="electrolyte Young's modulus E, GPa")
+    poisson: float = option(0.257, min=0.0, max=0.49, help="electrolyte Poisson's ratio")
+    toughness: float = option(6.2, min=0.0, exclusive=True, help="G_c, J/m^2 (LLZO: K_Ic = 1 MPa m^1/2)")
+    strength: float = option(300.0, min=0.0, exclusive=True, help="tensile strength, MPa (sets ell if length = 0)")
+    length: float = option(0.0, min=0.0, help="regularisation length ell, um (0: 3 E' G_c / (8 strength^2))")
+    residual: float = option(1e-6, min=0.0, exclusive=True, max=1e-2, help="residual stiffness k of g(d)")
+    flaw_depth: float = option(4.0, min=0.0, exclusive=True, help="depth a0 of the surface flaw, um")
+    flaw_width: float = option(0.05, min=0.0, exclusive=True,
+                               help="stress-free width of the Li-filled flaw, um (its Li volume is width * depth)")
+    flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True, help="flaw inclination from x, degrees")
+    li_bulk_modulus: float = option(11.0, min=0.0, exclusive=True, help="Li bulk modulus K_Li, GPa")
+    li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True, help="Omega_Li, m^3/mol")
+    li_min_opening: float = option(1e-3, min=0.0, help="narrowest opening the Li enters, um")
+    control: str = option("overpotential", choices=CONTROLS, help="hold the overpotential or the current density")
+    overpotential: float = option(-0.1, help="overpotential control: eta at the Li surfaces, V (< 0 plates)")
+    current_density: float = option(1.0, help="current control: mean plating current density, mA/cm^2")
+    interface_resistance: float = option(10.0, min=0.0, exclusive=True,
+                                         help="Li|electrolyte charge-transfer resistance R_ct, ohm cm^2")
+    transfer_coefficient: float = option(0.5, min=0.0, max=1.0, help="Butler-Volmer alpha")
+    temperature: float = option(298.15, min=0.0, exclusive=True, help="K")
+    conductivity: float = option(0.05, min=0.0, exclusive=True, help="ionic conductivity, S/m (cell voltage)")
+    stack_pressure: float = option(0.0, min=0.0, help="stack pressure along x, MPa")
+    short_circuit_gap: float = option(2.0, min=0.0, help="stop when the crack tip is this close to the counter "
+                                                        "electrode, um")
+    tolerance: float = option(1e-4, min=0.0, exclusive=True, static=True, help="u-d iterations: max |d_new - d|")
+    max_iterations: int = option(10, min=1, help="u-d iterations per load step (the pressure is updated from the "
+                                 "Li volume between load steps: a growing crack is volume-controlled)")
+    pressure_tolerance: float = option(1e-6, min=0.0, exclusive=True,
+                                       help="Li volume balance, relative, between mechanics passes")
+    pressure_passes: int = option(60, min=1, help="most mechanics passes (load steps) per time step")
+    t_end: float = option(60.0, min=0.0, exclusive=True, help="s")
+
+    def check(self, prefix: str):
+        if len(self.size) != 2 or len(self.shape) != 2:
+            raise ConfigError(f"{prefix}.shape", self.shape, "two entries (and two in size): the scenario is 2D")
+        if self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
+            raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
+
+
+def make_grid(config: Config) -> Grid:
+    return Grid(tuple(config.shape), tuple(s / n for s, n in zip(config.size, config.shape)))
+
+
+WALLS = Walls(0, ROLLER, CLAMPED)
+
+
+def flaw_cells(grid: Grid, depth: float, angle: float = 0.0) -> np.ndarray:
+    """1 on the cells whose centre lies within half a cell (measured across the flaw) of the segment from
+    (0, y0) to ``depth`` along ``angle`` (degrees from x), y0 the centre of the cell row n_y / 2: a flaw one
+    cell thick on the grid."""
+    x = grid.axis_coordinates(0)[:, None]
+    y = grid.axis_coordinates(1)[None, :] - (grid.shape[1] // 2 + 0.5) * grid.spacing[1]
+    t = np.radians(angle)
+    along = x * np.cos(t) + y * np.sin(t)
+    across = -x * np.sin(t) + y * np.cos(t)
+    thickness = 0.5 * max(grid.spacing) * (abs(np.cos(t)) + abs(np.sin(t)))
+    return ((np.abs(across) <= thickness * (1 + 1e-9)) & (along >= 0) & (along < depth)).astype(float)
+
+
+def material(params: Config) -> fr.FractureMaterial:
+    toughness = params.toughness * TOUGHNESS_UNIT
+    modulus = fr.plane_strain_modulus(params.young, params.poisson)
+    from_strength = fr.length_from_strength(modulus, toughness, params.strength * STRESS_UNIT, params.model)
+    length = jnp.where(params.length > 0, params.length, from_strength)
+    return fr.FractureMaterial(params.young, params.poisson, toughness, length, params.residual)
+
+
+def stack_displacement(params: Config, thickness: float):
+    """Counter-electrode displacement that puts the intact, laterally confined slab at ``sigma_xx = -p_s``:
+    ``-p_s L_x / (lambda + 2 mu)``."""
+    bulk, shear = fr.bulk_and_shear(params.young, params.poisson)
+    return -params.stack_pressure * STRESS_UNIT * thickness / (bulk + 4.0 * shear / 3.0)
+
+
+def exchange_current(params: Config):
+    """``i0 = RT / (F R_ct)``, A/m^2 (R_ct in ohm cm^2)."""
+    return fl.GAS_CONSTANT * params.temperature / (fl.FARADAY * params.interface_resistance * 1e-4)
+
+
+def deposition_rate(params: Config):
+    """Stress-free Li volume per charge: um per s per A/m^2 (``1e6 Omega / F``)."""
+    return 1e6 * params.li_molar_volume / fl.FARADAY
+
+
+def filling_time(params: Config) -> float:
+    """Time (s) to plate, at the initial rate, the Li that brings the flaw to ``p_max = F |eta| / Omega``:
+    ``(V_ref / K_Li + pi a^2 / E') p_max / (rate 2 a i(eta, 0))`` (Sneddon's compliance of half a centre crack).
+    A time scale for the steps of a run at a held overpotential."""
+    p_max = float(fl.equilibrium_pressure(params.overpotential, params.li_molar_volume))
+    compliance = np.pi * params.flaw_depth**2 / fr.plane_strain_modulus(params.young, params.poisson)
+    volume = (params.flaw_width * params.flaw_depth / params.li_bulk_modulus + compliance) * p_max
+    current = float(fl.plating_current(params.overpotential, 0.0, exchange_current(params),
+                                       params.transfer_coefficient, params.temperature, params.li_molar_volume))
+    return volume / (deposition_rate(params) * 2.0 * params.flaw_depth * current)
+
+
+def _to_carry(state: fr.FractureState) -> dict:
+    out = state._asdict()
+    out["displacement"] = {"xyz"[a]: u for a, u in enumerate(state.displacement)}
+    return out
+
+
+def _from_carry(carry: dict) -> fr.FractureState:
+    values = dict(carry)
+    values["displacement"] = tuple(carry["displacement"][k] for k in sorted(carry["displacement"]))
+    return fr.FractureState(**values)
+
+
+@register_scenario("filament", Config, TimeSolverConfig)
+def build(config: Config, solver: TimeSolverConfig) -> Simulation:
+    grid = make_grid(config)
+    problem = fr.FractureProblem(grid, WALLS, split=config.split, tolerance=config.tolerance,
+                                 max_iterations=config.max_iterations)
+    model = fr.damage_model(config.model)
+    hx, hy = grid.spacing
+    thickness, period = grid.lengths
+    x_centres = jnp.asarray(grid.axis_coordinates(0))
+    cos_angle = float(np.cos(np.radians(config.flaw_angle)))
+    f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+
+    def loading(params, pressure):
+        zero = f64(0.0)
+        return fr.Loading((zero, f64(stack_displacement(params, thickness))), (zero, zero), f64(pressure), None)
+
+    def reference_columns(params):
+        """Stress-free flaw volume per column of x (um^2): ``width / cos`` per unit length of x over the flaw."""
+        extent = params.flaw_depth * cos_angle
+        overlap = jnp.clip(jnp.minimum(x_centres + hx / 2, extent) - (x_centres - hx / 2), 0.0, hx)
+        return params.flaw_width / cos_angle * overlap
+
+    def opening_columns(state: fr.FractureState):
+        """``sum_y V d div u`` per column of x: the opening volume of the diffuse crack (um^2)."""
+        trace = sum(normal_strains(state.displacement, grid, WALLS))
+        return grid.cell_volume * jnp.sum(state.damage * trace, axis=1)
+
+    def leading(mask):
+        """Length of the run of True columns that starts at the anode, um."""
+        return hx * jnp.sum(jnp.cumprod(mask.astype(jnp.float64)))
+
+    def geometry(params, state: fr.FractureState, pressure, li_volume):
+        """Crack depth, Li front depth, crack volume ``V_c`` (um, um, um^2)."""
+        depth = leading(jnp.max(state.damage, axis=1) >= 0.5)
+        columns = reference_columns(params) + opening_columns(state)
+        filled_volume = li_volume / (1.0 + pressure / params.li_bulk_modulus)
+        # a slack of 1e-3 of the volume: the balance closes to pressure_tolerance, and the columns past the tip hold
+        # round-off volumes
+        by_volume = leading(jnp.cumsum(columns) <= filled_volume * (1.0 + 1e-3))
+        by_opening = leading(columns / hx >= params.li_min_opening)
+        front = jnp.minimum(jnp.minimum(by_volume, by_opening), depth)
+        return depth, front, jnp.sum(columns)
+
+    def compliance(params, state: fr.FractureState):
+        """``dV/dp`` at fixed damage (um^2/GPa): the crack volume under a unit pressure alone (0 without damage:
+        the solve is skipped, its right-hand side would be zero)."""
+        mat = material(params)
+
+        def solve(damage):
+            kt, kc, mu, _ = fr.elastic_terms(damage, mat, problem)
+            zero = f64(0.0)
+            solution = solve_walled_elasticity(
+                kt, kc, mu, grid, WALLS, wall_displacement=(zero, zero), internal_pressure=damage,
+                reference_moduli=fr.bulk_and_shear(mat.young, mat.poisson), tolerance=problem.elasticity_tolerance,
+                max_iterations=problem.elasticity_max_iterations, max_newton=8)
+            trace = sum(normal_strains(solution.displacement, grid, WALLS))
+            return grid.cell_volume * jnp.sum(damage * trace), solution.iterations
+
+        def skip(damage):
+            return f64(0.0), jnp.zeros((), jnp.int32)
+
+        return jax.lax.cond(jnp.any(state.damage > 0), solve, skip, state.damage)
+
+    def equilibrate(params, state: fr.FractureState, pressure, li_volume):
+        """Mechanics at fixed Li volume: a load step at ``pressure``, then the crack volume and compliance of the
+        new state and the pressure that closes the Li balance (the crack linearised), until the balance holds to
+        ``pressure_tolerance``. Returns the state, the pressure it carries, its compliance, and iteration counts."""
+        mat = material(params)
+
+        def body(carry):
+            state, target, previous, c_previous, peak, passes, iterations, cg, volume_previous = carry
+            state, info = fr.load_step(problem, mat, model, state, loading(params, target), params.max_iterations)
+            c, its = compliance(params, state)
+            volume = jnp.sum(reference_columns(params) + opening_columns(state))
+            mismatch = (volume * (1.0 + target / params.li_bulk_modulus) - li_volume) / li_volume
+            # the secant of the last two passes where it is a compliance (a stack pressure or a growing crack
+            # makes the response to p differ from the unit-pressure solve's); else that solve
+            secant = (volume - volume_previous) / (target - previous)
+            usable = (passes > 0) & (jnp.abs(target - previous) > 1e-9) & (secant > 0.0) & jnp.isfinite(secant)
+            c_used = jnp.where(usable, secant, c)
+            following = fl.li_pressure(li_volume, volume - c_used * target, c_used, params.li_bulk_modulus)
+            return (state, following, target, c, jnp.maximum(peak, target), passes + 1, iterations + info.iterations,
+                    cg + its + info.elasticity_iterations, volume), (mismatch, info.converged)
+
+        def loop_body(carry):
+            inner, _ = carry
+            return body(inner)
+
+        def keep_going(carry):
+            inner, (mismatch, converged) = carry
+            passes = inner[5]
+            unbalanced = (jnp.abs(mismatch) > params.pressure_tolerance) | ~converged
+            return unbalanced & (passes < params.pressure_passes)
+
+        zero = jnp.zeros((), jnp.int32)
+        start = (state, f64(pressure), f64(pressure), f64(0.0), f64(pressure), zero, zero, zero, f64(0.0))
+        (state, _, applied, c, peak, passes, iterations, cg, _), (mismatch, converged) = jax.lax.while_loop(
+            keep_going, loop_body, (start, (f64(jnp.inf), jnp.asarray(False))))
+        info = {"passes": passes, "iterations": iterations, "elasticity_iterations": cg, "mismatch": mismatch,
+                "peak_pressure": peak, "converged": converged}
+        return state, applied, c, info
+
+    def currents(params, eta, pressure):
+        return fl.plating_current(eta, pressure, exchange_current(params), params.transfer_coefficient,
+                                  params.temperature, params.li_molar_volume)
+
+    def deposit(params, state: fr.FractureState, pressure, c, li_volume, dt):
+        """Backward-Euler deposition into the filament and onto the flat anode (the crack linearised by its
+        compliance ``c`` about ``pressure``); returns the new Li volume, the overpotential, the flat and
+        filament current densities (A/m^2) and the filament's interface length (um)."""
+        _, front, volume = geometry(params, state, pressure, li_volume)
+        area = 2.0 * front / cos_angle
+        base = volume - c * pressure
+        pressure_of = lambda v: fl.li_pressure(v, base, c, params.li_bulk_modulus)  # noqa: E731
+        current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
+        rate = deposition_rate(params)
+        stack = params.stack_pressure * STRESS_UNIT
+
+        def new_volume(eta):
+            return fl.implicit_deposit(li_volume, dt, area, eta, pressure_of, current_of, rate)
+
+        def excess(eta):  # applied minus carried total current, increasing in eta
+            carried = period * current_of(eta, stack) + (new_volume(eta) - li_volume) / (dt * rate)  # A/m^2 um
+            return params.current_density * CURRENT_UNIT * period - carried
+
+        if config.control == "current":
+            eta = fl.bisect(excess, f64(OVERPOTENTIAL_RANGE[0]), f64(OVERPOTENTIAL_RANGE[1]), 50)
+        else:
+            eta = f64(params.overpotential)
+        volume = new_volume(eta)
+        filament_current = (volume - li_volume) / (dt * rate * jnp.maximum(area, 1e-30))
+        return volume, eta, current_of(eta, stack), filament_current, area
+
+    def init(params, fields):
+        """The flaw as given (``d = 1`` on its cells, no displacement), filled with its stress-free Li; the first
+        step relaxes it to the optimal damage profile (its first load step) while it plates."""
+        state = fr.initial_state(problem, fields["damage"])
+        li_volume = f64(params.flaw_width * params.flaw_depth)
+        zero = f64(0.0)
+        izero = jnp.zeros((), jnp.int32)
+        info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "mismatch": zero,
+                "peak_pressure": zero, "converged": jnp.asarray(True)}
+        return {
+            "state": {"fracture": _to_carry(state), "li_volume": li_volume, "li_pressure": zero,
+                      "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan)},
+            # compliance of the state; before the first step Sneddon's, pi a^2 / E' (half a centre crack)
+            "history": {"compliance": f64(np.pi * params.flaw_depth**2
+                                          / fr.plane_strain_modulus(params.young, params.poisson))},
+            "cache": {"info": info, "overpotential": zero, "anode_current": zero, "filament_current": zero,
+                      "filament_area": f64(2.0 * params.flaw_depth)},
+        }
+
+    def step(params, carry, dt):
+        dt = f64(dt)
+        s = carry["state"]
+        state = _from_carry(s["fracture"])
+        volume, eta, anode_current, filament_current, area = deposit(
+            params, state, s["li_pressure"], carry["history"]["compliance"], s["li_volume"], dt)
+        rate = deposition_rate(params)
+        anode = s["anode_volume"] + dt * rate * period * anode_current
+        plated = s["plated_volume"] + dt * rate * period * anode_current + (volume - s["li_volume"])
+        c = carry["history"]["compliance"]
+        base = geometry(params, state, s["li_pressure"], s["li_volume"])[2] - c * s["li_pressure"]
+        target = fl.li_pressure(volume, base, c, params.li_bulk_modulus)
+        state, pressure, c, info = equilibrate(params, state, target, volume)
+        time = s["time"] + dt
+        depth, _, _ = geometry(params, state, pressure, volume)
+        shorted = depth >= thickness - params.short_circuit_gap
+        short_time = jnp.where(jnp.isnan(s["short_time"]) & shorted, time, s["short_time"])
+        new = {"fracture": _to_carry(state), "li_volume": volume, "li_pressure": pressure, "plated_volume": plated,
+               "anode_volume": anode, "time": time, "short_time": short_time}
+        cache = {"info": info, "overpotential": eta, "anode_current": anode_current,
+                 "filament_current": filament_current, "filament_area": area}
+        return {"state": new, "history": {"compliance": c}, "cache": cache}
+
+    def fields(params, carry):
+        s = carry["state"]
+        state = _from_carry(s["fracture"])
+        ux, uy = cell_displacement(state.displacement, WALLS)
+        sigma = fr.stress(state, material(params), problem)
+        _, front, _ = geometry(params, state, s["li_pressure"], s["li_volume"])
+        lithium = ((state.damage >= 0.5) & (x_centres[:, None] <= front)).astype(jnp.float64)
+        return {"damage": state.damage, "lithium": lithium, "displacement_x": ux, "displacement_y": uy,
+                "stress_xx": sigma["xx"], "stress_yy": sigma["yy"]}
+
+    def change(new, old):
+        """Largest damage change, or the change of the Li pressure relative to itself (50 MPa at least)."""
+        dd = jnp.max(jnp.abs(new["state"]["fracture"]["damage"] - old["state"]["fracture"]["damage"]))
+        p_new, p_old = new["state"]["li_pressure"], old["state"]["li_pressure"]
+        return jnp.maximum(dd, jnp.abs(p_new - p_old) / jnp.maximum(p_new, 0.05))
+
+    def stop(params, carry):
+        return ~jnp.isnan(carry["state"]["short_time"])
+
+    def stop_reason(params, carry):
+        return f"short circuit at t = {float(carry['state']['short_time']):.6g} s"
+
+    def diagnostics(params, carry):
+        s, cache = carry["state"], carry["cache"]
+        state = _from_carry(s["fracture"])
+        mat = material(params)
+        pressure = s["li_pressure"]
+        depth, front, volume = geometry(params, state, pressure, s["li_volume"])
+        eta = cache["overpotential"]
+        mean_current = (period * cache["anode_current"] + cache["filament_area"] * cache["filament_current"]) / period
+        load = loading(params, pressure)
+        as_float = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
+        return {
+            "crack_length": fr.crack_length(state.damage, grid, problem.damage_boundary, model, mat.length),
+            "crack_depth": depth,
+            "filament_depth": front,
+            "front_gap": depth - front,
+            "counter_gap": thickness - depth,
+            "crack_volume": volume,
+            "li_volume": s["li_volume"],
+            "plated_volume": s["plated_volume"],
+            "anode_volume": s["anode_volume"],
+            "li_pressure": pressure / STRESS_UNIT,
+            "equilibrium_pressure": fl.equilibrium_pressure(eta, params.li_molar_volume) * 1e3,
+            "stress_intensity": GEOMETRY_FACTOR * pressure * jnp.sqrt(jnp.pi * depth),
+            "overpotential": eta * 1e3,
+            "mechanical_overpotential": fl.mechanical_overpotential(pressure, params.li_molar_volume) * 1e3,
+            "current_density": mean_current / CURRENT_UNIT,
+            "filament_current_density": cache["filament_current"] / CURRENT_UNIT,
+            "cell_voltage": eta - mean_current * thickness * MICRON / params.conductivity,
+            "elastic_energy": fr.elastic_energy(state, mat, problem),
+            "fracture_energy": fr.fracture_energy(state.damage, mat, model, problem),
+            "damage_max": jnp.max(state.damage),
+            "iterations": as_float(cache["info"]["iterations"]),
+            "pressure_passes": as_float(cache["info"]["passes"]),
+            "elasticity_iterations": as_float(cache["info"]["elasticity_iterations"]),
+            "volume_mismatch": cache["info"]["mismatch"],
+            "peak_pressure": cache["info"]["peak_pressure"] / STRESS_UNIT,
+            "converged": as_float(cache["info"]["converged"]),
+            "time_to_short": s["short_time"],
+            "regularisation_length": mat.length,
+            "reaction_force": fr.reactions(state, mat, problem, load)[1] * 1e3,
+        }
+
+    stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, stop, stop_reason)
+    damage0 = flaw_cells(grid, config.flaw_depth, config.flaw_angle)
+    return Simulation(
+        name="filament",
+        grid=grid,
+        parameters=config,
+        stepper=stepper,
+        initial_fields=lambda: {"damage": damage0},
+        field_info=FIELD_INFO,
+        diagnostics=diagnostics,
+        scalar_info=SCALAR_INFO,
+        scales={"length": (MICRON, "m"), "time": (1.0, "s"), "stress": (1e9, "Pa")},
+    )
+
+
+FIELD_INFO = {
+    "damage": Quantity("1", "phase-field damage d (0 intact, 1 broken)"),
+    "lithium": Quantity("1", "1 on the crack (d >= 1/2) up to the Li front"),
+    "displacement_x": Quantity("um", "displacement along x (anode to counter electrode), at cell centres"),
+    "displacement_y": Quantity("um", "displacement along y, at cell centres"),
+    "stress_xx": Quantity("GPa", "sigma_xx"),
+    "stress_yy": Quantity("GPa", "sigma_yy (opens a crack along x)"),
+}
+
+SCALAR_INFO = {
+    "crack_length": Quantity("um", "regularised crack length (fracture energy / G_c)"),
+    "crack_depth": Quantity("um", "depth along x of the crack (contiguous columns with max d >= 1/2)"),
+    "filament_depth": Quantity("um", "depth along x of the Li front"),
+    "front_gap": Quantity("um", "crack tip minus Li front"),
+    "counter_gap": Quantity("um", "distance from the crack tip to the counter electrode"),
+    "crack_volume": Quantity("um^2", "crack volume V_ref + int d div u per unit thickness"),
+    "li_volume": Quantity("um^2", "stress-free volume of the Li in the filament per unit thickness"),
+    "plated_volume": Quantity("um^2", "Li plated since t = 0 (charge Omega / F), per unit thickness"),
+    "anode_volume": Quantity("um^2", "Li plated on the flat anode since t = 0, per unit thickness"),
+    "li_pressure": Quantity("MPa", "pressure of the Li in the filament"),
+    "equilibrium_pressure": Quantity("MPa", "F |eta| / Omega_Li: the pressure at which plating stops"),
+    "stress_intensity": Quantity("MPa m^1/2", "K_I = p sqrt(pi a) at the crack depth (mirror anode face)"),
+    "overpotential": Quantity("mV", "eta at the Li surfaces"),
+    "mechanical_overpotential": Quantity("mV", "Omega_Li p / F of the filament"),
+    "current_density": Quantity("mA/cm^2", "mean plating current density over the anode"),
+    "filament_current_density": Quantity("mA/cm^2", "plating current density on the filament faces"),
+    "cell_voltage": Quantity("V", "eta - i L_x / sigma (reversible counter electrode)"),
+    "elastic_energy": Quantity("mJ/m", "stored elastic energy per unit thickness"),
+    "fracture_energy": Quantity("mJ/m", "G_c int (w(d)/ell + ell |grad d|^2) / c_w per unit thickness"),
+    "damage_max": Quantity("1", "largest damage"),
+    "iterations": Quantity("1", "u-d iterations of the last step (all mechanics passes)"),
+    "pressure_passes": Quantity("1", "mechanics passes (load steps) of the last step"),
+    "elasticity_iterations": Quantity("1", "CG iterations of the elasticity solves of the last step"),
+    "volume_mismatch": Quantity("1", "relative Li volume balance left after the last step"),
+    "peak_pressure": Quantity("MPa", "highest Li pressure a load step of the last step applied"),
+    "converged": Quantity("1", "1 if the last step's mechanics met both tolerances (u-d and Li volume)"),
+    "time_to_short": Quantity("s", "time at which the crack came within short_circuit_gap (NaN before)"),
+    "regularisation_length": Quantity("um", "ell used"),
+    "reaction_force": Quantity("N/m", "force on the counter electrode per unit thickness (< 0: compression)"),
+}

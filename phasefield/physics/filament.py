@@ -1,0 +1,112 @@
+"""A Li-filled crack in a ceramic electrolyte, lumped (physics.md 5.2 option 1): the filament as a pressurised crack.
+
+The Li in a crack is connected metal at the electrode potential. It flows along the crack (Li yields at ~1 MPa,
+three orders of magnitude below the pressures that crack a ceramic), so one filament carries one uniform pressure
+``p``. Its amount is the volume ``V_Li`` the deposited Li would have stress free (deposited charge times
+``Omega_Li / F``); squeezed into the crack-opening volume ``V_c`` it is compressed elastically::
+
+    p = K_Li (V_Li - V_c) / V_c   for V_Li > V_c,  else 0                       (Li bulk modulus K_Li)
+
+(equivalently ``V_Li = V_c (1 + p / K_Li)``). ``V_c = V_ref + V_open``: the stress-free volume of the initial flaw
+(depth times width) plus the opening of the diffuse crack, ``int d div u``, which depends on ``p`` through the
+elastic solve. At fixed damage ``V_open(p) = V_open(p0) + C (p - p0)`` with the compliance ``C = dV_open/dp``
+(exact for a crack under pressure alone: the split energy is homogeneous of degree two, so ``u`` scales with
+``p``), which makes the balance a quadratic in ``p`` (:func:`li_pressure`).
+
+Deposition into the crack follows Butler-Volmer with the mechanical overpotential (physics.md 4.2, form 1;
+Klinsmann et al. 2019): Li under pressure ``p`` has its chemical potential raised by ``Omega_Li p``, so::
+
+    i = i0 [ exp(-alpha f eta) exp(-alpha Omega p / RT) - exp((1 - alpha) f eta) exp((1 - alpha) Omega p / RT) ]
+      = i0 [ exp(-alpha f eta_eff) - exp((1 - alpha) f eta_eff) ],   eta_eff = eta + Omega p / F
+
+(``i > 0`` plates, ``eta < 0`` cathodic, ``f = F / RT``). A filled crack slows its own plating and stops at the
+equilibrium pressure ``p_max = F |eta| / Omega_Li`` (7.42 MPa per mV). It opens the crack further when
+``p_max`` exceeds the pressure at which the crack grows: for an edge flaw of depth ``a`` under uniform face
+pressure ``K_I = 1.12 p sqrt(pi a)`` (centre crack: no 1.12), so the onset overpotential is::
+
+    eta_c(a) = Omega_Li K_Ic / (1.12 F sqrt(pi a)),   K_Ic = sqrt(E' G_c)              (:func:`onset_overpotential`)
+
+Units: lengths um, pressures and moduli GPa, volumes per unit thickness um^2 (2D), current densities A/m^2,
+potentials V, time s.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FARADAY = 96485.33212  # C/mol
+GAS_CONSTANT = 8.314462618  # J/(mol K)
+EDGE_FACTOR = 1.1215  # K_I of an edge crack over p sqrt(pi a) (uniform face pressure, semi-infinite solid)
+BISECTIONS = 60
+
+
+def mechanical_overpotential(pressure, molar_volume):
+    """``Omega_Li p / F`` in V; ``pressure`` in GPa, ``molar_volume`` in m^3/mol (0.135 mV per MPa for Li)."""
+    return molar_volume * pressure * 1e9 / FARADAY
+
+
+def equilibrium_pressure(overpotential, molar_volume):
+    """``p_max = F |eta| / Omega_Li`` (GPa): the pressure at which deposition at overpotential ``eta`` (V) stops."""
+    return FARADAY * jnp.abs(overpotential) / molar_volume * 1e-9
+
+
+def plating_current(overpotential, pressure, exchange_current, alpha, temperature, molar_volume):
+    """Butler-Volmer plating current density (A/m^2, > 0 plates) of Li under ``pressure`` (GPa) at ``eta`` (V)::
+
+        i = i0 [exp(-alpha f eta_eff) - exp((1 - alpha) f eta_eff)],  eta_eff = eta + Omega p / F
+    """
+    f = FARADAY / (GAS_CONSTANT * temperature)
+    eta = overpotential + mechanical_overpotential(pressure, molar_volume)
+    eta = jnp.clip(eta, -80.0 / f, 80.0 / f)  # keeps the exponentials finite (|eta| < 2 V)
+    return exchange_current * (jnp.exp(-alpha * f * eta) - jnp.exp((1.0 - alpha) * f * eta))
+
+
+def li_pressure(li_volume, base_volume, compliance, bulk_modulus):
+    """Pressure (GPa) of ``li_volume`` (stress-free, um^2) in a crack of volume ``base + compliance * p``.
+
+    Root of ``(B + C p)(1 + p / K) = V`` (``B`` = ``base_volume``, ``C`` = ``compliance`` um^2/GPa, ``K`` = Li bulk
+    modulus, GPa), written without cancellation: ``p = 2 (V - B) / (b + sqrt(b^2 + 4 (C/K)(V - B)))``,
+    ``b = C + B / K``; 0 when ``V <= B`` (the Li does not fill the crack).
+    """
+    excess = jnp.maximum(li_volume - base_volume, 0.0)
+    b = compliance + base_volume / bulk_modulus
+    return 2.0 * excess / (b + jnp.sqrt(b * b + 4.0 * compliance / bulk_modulus * excess))
+
+
+def bisect(function, low, high, iterations: int = BISECTIONS):
+    """Root of an increasing scalar ``function`` in ``[low, high]`` (``function(low) <= 0 <= function(high)``)."""
+
+    def body(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        negative = function(mid) <= 0.0
+        return jnp.where(negative, mid, lo), jnp.where(negative, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iterations, body, (jnp.asarray(low), jnp.asarray(high)))
+    return 0.5 * (lo + hi)
+
+
+def implicit_deposit(li_volume, dt, area, overpotential, pressure_of, current_of, rate):
+    """Li volume after a backward-Euler step of ``dV/dt = rate * area * i(eta, p(V))``.
+
+    ``pressure_of(V)`` the Li pressure, ``current_of(eta, p)`` the plating current density, ``rate`` the volume per
+    charge (um per s per A/m^2: ``1e6 Omega / F``), ``area`` the Li/electrolyte interface (um per unit thickness).
+    ``i`` falls as ``V`` rises, so the residual is increasing and its root lies between ``V`` and the explicit
+    update: bisection, which cannot overshoot the equilibrium ``p_max`` however stiff the Li.
+    """
+    explicit = li_volume + dt * rate * area * current_of(overpotential, pressure_of(li_volume))
+
+    def residual(v):
+        return v - li_volume - dt * rate * area * current_of(overpotential, pressure_of(v))
+
+    return bisect(residual, jnp.minimum(li_volume, explicit), jnp.maximum(li_volume, explicit))
+
+
+def onset_overpotential(young, poisson, toughness, depth, molar_volume, geometry: float = EDGE_FACTOR):
+    """``|eta_c| = Omega_Li p_c / F`` (V), ``p_c = sqrt(E' G_c) / (geometry sqrt(pi a))``; ``young`` GPa,
+    ``toughness`` GPa um (1e-3 per J/m^2), ``depth`` um; ``geometry`` 1.1215 for an edge flaw, 1 for a centre
+    crack of half-length ``a`` (physics.md 5.5: LLZO 76 / 24 mV at 1 / 10 um)."""
+    modulus = young / (1.0 - poisson**2)
+    pressure = np.sqrt(modulus * toughness) / (geometry * np.sqrt(np.pi * depth))
+    return float(mechanical_overpotential(pressure, molar_volume))
