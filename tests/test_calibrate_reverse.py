@@ -6,16 +6,18 @@ The steps' CG solves (potential, Li+ transport, elasticity, the Cahn-Hilliard fi
 Newton iterations on the electrolyte potential and its galvanostatic secant are ``while_loop``s, which
 reverse mode cannot pass; they are differentiated implicitly (``lax.custom_linear_solve``,
 ``lax.custom_root``), so the gradient of a loss by reverse mode through the checkpointed time loop
-equals J^T r from forward mode. The dendrite's is tested here (its Newton and secant roots are custom
-code); the swelling step's loops are CG solves only, whose implicit derivatives test_calibrate.py checks
-against a dense solve; its reverse-vs-forward check costs another 30 s of compiling, so it is marked
-``slow`` (outside the suite's budget; ``python -m pytest -m slow`` runs it).
+equals J^T r from forward mode. Both checks are marked ``slow``: compiling each backward pass takes
+25-30 s, outside the 10-minute suite budget (``python -m pytest -m slow`` runs them). What the suite keeps:
+reverse mode through the spinodal run, the implicit derivatives of the CG solve against a dense solve in
+both modes (tests/test_calibrate.py), and forward-mode derivatives through every step, whose
+``custom_root`` tangents are the same implicit-function rule reverse mode transposes.
 """
 import pytest
 
 from tests.test_calibrate import assert_reverse_mode_matches_forward_mode, dendrite, swelling  # noqa: F401
 
 
+@pytest.mark.slow
 def test_reverse_mode_gradient_through_the_galvanostatic_dendrite_equals_forward_mode(dendrite):  # noqa: F811
     assert_reverse_mode_matches_forward_mode(*dendrite, rtol=1e-8)
 

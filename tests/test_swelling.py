@@ -160,12 +160,12 @@ def test_elastic_free_particle_keeps_its_surface_in_hoop_compression():
     """An elastic particle lithiating from its surface in soft surroundings: the Li-rich outer layer swells
     more than the core, which holds it back, so its hoop stress is compressive throughout lithiation
     (Cheng & Verbrugge 2009 for a sphere; it turns tensile only on delithiation). The psi-weighted
-    eigenstrain this model had before the phase-wise stress gave +1.0 GPa by SOC 0.26 (a stiff skin that
-    swells too little, stretched by the core)."""
+    eigenstrain this model had before the phase-wise stress gave +0.25 GPa by SOC 0.09 and +1.0 GPa by SOC
+    0.26 (a stiff skin that swells too little, stretched by the core)."""
     elastic = {"host_yield_stress": 0.0, "lithiated_yield_stress": 0.0}
-    _, scalars, _, _ = simulate(900.0, 150.0, c_rate=1.0, **{**SINGLE, **FREE, **elastic})
+    _, scalars, _, _ = simulate(450.0, 75.0, c_rate=1.0, **{**SINGLE, **FREE, **elastic})
     hoop = scalars["surface_hoop_stress"]
-    assert scalars["state_of_charge"][-1] > 0.25 and scalars["plastic_strain_max"].max() == 0.0
+    assert scalars["state_of_charge"][-1] > 0.12 and scalars["plastic_strain_max"].max() == 0.0
     assert np.all(hoop[1:] < 0.0) and hoop[1] < -0.2  # GPa
 
 
