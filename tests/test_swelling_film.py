@@ -158,14 +158,14 @@ def test_film_potential_hysteresis_is_the_stress_potential_coupling(cycle):
     np.testing.assert_allclose(coupling, 2.0 / 3.0 * film.partial_molar_volume(grid) / FARADAY, rtol=0.10)
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"collector_thickness": 0.0}, "scenario.collector_thickness"),  # nothing to bond to
-    ({"film_thickness": 0.1}, "scenario.film_thickness"),  # under 4 interface widths: no interior
-    ({"film_thickness": 0.48}, "scenario.film_thickness"),  # no electrolyte above it
-    ({"geometry": "slab"}, "scenario.geometry"),
+@pytest.mark.parametrize("override, key, allowed", [
+    ({"collector_thickness": 0.0}, "scenario.collector_thickness", "bonded"),  # nothing to bond to
+    ({"film_thickness": 0.1}, "scenario.film_thickness", "interior"),  # under 4 interface widths
+    ({"film_thickness": 0.48}, "scenario.film_thickness", "electrolyte above"),  # no electrolyte above it
+    ({"geometry": "slab"}, "scenario.geometry", "film"),
 ])
-def test_invalid_film_input_is_rejected_before_compute(preset, override, key):
+def test_invalid_film_input_is_rejected_before_compute(preset, override, key, allowed):
     scenario = {**preset[0], **override}
     with pytest.raises(ConfigError) as error:
         build(validate_run({"scenario": scenario, "solver": preset[1], "output": {}}))
-    assert error.value.key == key
+    assert error.value.key == key and allowed in str(error.value.allowed)
