@@ -67,8 +67,9 @@ by :func:`phasefield.operators.krylov.pcg` with a spectral preconditioner; the L
 time integral of the surface reaction to round-off; (4) :func:`mechanics` at the new ``c``
 (:func:`phasefield.physics.mechanics.solve_and_return`): one warm-started solve with the current
 plastic strain, then one radial return under the macroscopic load (plastic flow lags one step in the
-solve unless ``mechanics_passes`` repeats solve and return; the return adds the uniform strain that keeps ``<sigma_xx> = -p``, the zero mean shears and,
-for ``generalized``, ``<sigma_zz> = 0`` exactly, :func:`phasefield.physics.mechanics.return_under_load`).
+solve unless ``mechanics_passes`` repeats solve and return; the return adds the uniform strain that keeps
+``<sigma_xx> = -p``, the zero mean shears and, for ``generalized``, ``<sigma_zz> = 0`` exactly,
+:func:`phasefield.physics.mechanics.return_under_load`).
 
 Parameters and structure. The validated :class:`Config` is the parameter pytree: its floats are
 leaves (vmapped by batches, differentiable) and every step, init, fields, diagnostics and stop
@@ -445,11 +446,10 @@ class Geometry(NamedTuple):
 
     psi: particle indicator (1 in the particles); psi_weight: ``max(psi, INDICATOR_FLOOR)``, the weight
     of the time derivative; psi_faces: per axis, psi on each cell's low face (the smaller of its two
-    cells); surface: the reacting surface density ``|grad psi|`` (a film: its top face only, ``max(-dpsi/dx, 0)``;
-    1/um); collector: collector indicator; matrix: electrolyte
-    indicator ``(1 - psi)(1 - collector)``; normal: ``grad psi / |grad psi|`` (inward); masks of the
-    diagnostics; particle_volume ``int psi`` and electrode_area (um^3, um^2); reference_weight:
-    the ``psi_0`` of the Cahn-Hilliard preconditioner.
+    cells); surface: the reacting surface density, ``|grad psi|`` (a film: :func:`film_reaction_density`; 1/um);
+    collector: collector indicator; matrix: electrolyte indicator ``(1 - psi)(1 - collector)``; normal:
+    ``grad psi / |grad psi|`` (inward); masks of the diagnostics; particle_volume ``int psi`` and
+    electrode_area (um^3, um^2); reference_weight: the ``psi_0`` of the Cahn-Hilliard preconditioner.
     """
 
     psi: jax.Array
