@@ -83,6 +83,32 @@ The carry (:mod:`phasefield.schemes`):
   ``last_dt`` (the last ``dc`` and step, the scaled warm start of the Cahn-Hilliard solve);
 * ``cache``: ``mechanics_iterations`` and ``filter_iterations`` of the last step (diagnostics only).
 
+Fracture (optional, ``fracture: true``; off by default, and then the model is the one above bit for bit). A
+damage field ``d`` (0 intact, 1 cracked) of particles and electrolyte, phase-field AT1 (or AT2) with length
+``damage_length`` (ell) and the toughness ``G_c`` per phase (J/m^2 at the config surface: Si ``host_toughness``
+8.5 -> ``lithiated_toughness`` 6.0, Pharr, Suo & Vlassak, Nano Lett. 13 (2013) 5570; the electrolyte 2.5, a
+sulfide glass's K_Ic ~ 0.23 MPa m^1/2, McGrogan et al. 2017, with E ~ 22 GPa; the collector does not crack):
+
+* stiffness: the volumetric-deviatoric (Amor) split on the periodic solver, ``K -> g K`` where the elastic
+  trace was tensile in the last solve (a lagged sign set), ``mu -> g mu``, ``g = (1 - d)^2 + k``
+  (:func:`phasefield.physics.fracture.split_lame`; the eigenstrain keeps the undegraded moduli);
+* driving force: ``H = psi+(eps - eps*_cell - eps_p)`` with the undegraded Voigt moduli (the cell strain of the
+  periodic solver after the return); one damage solve per step after the mechanics
+  (:func:`phasefield.physics.fracture.solve_damage` with a periodic boundary, bounds ``d_prev <= d <= 1``:
+  irreversible), the toughness as the normalised drive ``H / G_c(x)`` (:func:`damage_update`). AT1 is elastic
+  while ``H <= 3 G_c / (16 ell)`` everywhere, i.e. up to ``sigma_c = sqrt(3 E G_c / (8 ell))`` in uniaxial stress:
+  ``ell`` is a strength as much as a length (tested with a shrinking particle against the Eshelby stress);
+* transport: ``psi`` on every face is multiplied by ``(1 - d_f)^2``, ``d_f`` the larger damage of the face's
+  cells, in the mobility, the gradient term and the stabilisation's correction fluxes: no Li crosses a fully
+  cracked face (tested against the steady flux of a ring). The surface reaction ``|grad psi| j`` is left as it
+  is: damage at the outer surface does not block insertion, and crack faces add no reaction surface (in a solid
+  electrolyte a crack is a gap with no electrolyte in it).
+
+Staggered: one damage solve per time step, no alternate minimisation within a step, so unstable crack growth
+spreads over the steps that the adaptive dt takes. The Amor split lets deviatoric energy drive damage under
+compression as well; plastic flow caps it at ``Y^2 / (6 mu)`` per cell. Triaxial tension (the core of a
+particle whose lithiated shell has flowed outward) is not capped by J2 flow.
+
 What small strain misses here: a Si particle at full lithiation has ``J`` near 4 (the radius grows
 59 %). The Hencky measure keeps the eigenstrain finite and symmetric in expansion and contraction
 (0.462 instead of the linear 0.587), but the model still works on the reference geometry:
@@ -795,7 +821,8 @@ def li_fluxes(c, mu, p: Parameters, geometry: Geometry, grid: Grid, crack=None):
     fracture, :func:`crack_weights`)."""
     periodic = Boundary.uniform(grid.ndim, "periodic")
     faces = transport_faces(geometry, crack)
-    low_faces = [tuple(slice(0, n) if b == a else slice(None) for b, n in enumerate(grid.shape)) for a in range(grid.ndim)]
+    low_faces = [tuple(slice(0, n) if b == a else slice(None) for b, n in enumerate(grid.shape))
+                 for a in range(grid.ndim)]
     mobility = p.diffusivity * jnp.clip(c, 0.0, 1.0) * (1.0 - jnp.clip(c, 0.0, 1.0))
     return [-faces[a][low_faces[a]] * face_average(mobility, periodic, a, "arithmetic")[low_faces[a]]
             * face_gradient(mu, grid, periodic, a)[low_faces[a]] for a in range(grid.ndim)]
@@ -1097,7 +1124,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                    "potential fell to cutoff_voltage) or the cycles are done")
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, finished, stop_reason)
     c_start = np.full(grid.shape, config.initial_fraction)
-    field_info = dict(FIELD_INFO, **({"damage": Quantity("1", "phase-field damage d (1: cracked)")} if fracture else {}))
+    field_info = FIELD_INFO | ({"damage": Quantity("1", "phase-field damage d (1: cracked)")} if fracture else {})
 
     return Simulation(
         name="swelling",
