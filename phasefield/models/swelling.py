@@ -95,6 +95,32 @@ The carry (:mod:`phasefield.schemes`):
   ``last_dt`` (the last ``dc`` and step, the scaled warm start of the Cahn-Hilliard solve);
 * ``cache``: ``mechanics_iterations`` and ``filter_iterations`` of the last step (diagnostics only).
 
+Fracture (optional, ``fracture: true``; off by default, and then the model is the one above bit for bit). A
+damage field ``d`` (0 intact, 1 cracked) of particles and electrolyte, phase-field AT1 (or AT2) with length
+``damage_length`` (ell) and the toughness ``G_c`` per phase (J/m^2 at the config surface: Si ``host_toughness``
+8.5 -> ``lithiated_toughness`` 6.0, Pharr, Suo & Vlassak, Nano Lett. 13 (2013) 5570; the electrolyte 2.5, a
+sulfide glass's K_Ic ~ 0.23 MPa m^1/2, McGrogan et al. 2017, with E ~ 22 GPa; the collector does not crack):
+
+* stiffness: the volumetric-deviatoric (Amor) split on the periodic solver, ``K -> g K`` where the elastic
+  trace was tensile in the last solve (a lagged sign set), ``mu -> g mu``, ``g = (1 - d)^2 + k``
+  (:func:`phasefield.physics.fracture.split_lame`; the eigenstrain keeps the undegraded moduli);
+* driving force: ``H = psi+(eps - eps*_cell - eps_p)`` with the undegraded Voigt moduli (the cell strain of the
+  periodic solver after the return); one damage solve per step after the mechanics
+  (:func:`phasefield.physics.fracture.solve_damage` with a periodic boundary, bounds ``d_prev <= d <= 1``:
+  irreversible), the toughness as the normalised drive ``H / G_c(x)`` (:func:`damage_update`). AT1 is elastic
+  while ``H <= 3 G_c / (16 ell)`` everywhere, i.e. up to ``sigma_c = sqrt(3 E G_c / (8 ell))`` in uniaxial stress:
+  ``ell`` is a strength as much as a length (tested with a shrinking particle against the Eshelby stress);
+* transport: ``psi`` on every face is multiplied by ``(1 - d_f)^2``, ``d_f`` the larger damage of the face's
+  cells, in the mobility, the gradient term and the stabilisation's correction fluxes: no Li crosses a fully
+  cracked face (tested against the steady flux of a ring). The surface reaction ``|grad psi| j`` is left as it
+  is: damage at the outer surface does not block insertion, and crack faces add no reaction surface (in a solid
+  electrolyte a crack is a gap with no electrolyte in it).
+
+Staggered: one damage solve per time step, no alternate minimisation within a step, so unstable crack growth
+spreads over the steps that the adaptive dt takes. The Amor split lets deviatoric energy drive damage under
+compression as well; plastic flow caps it at ``Y^2 / (6 mu)`` per cell. Triaxial tension (the core of a
+particle whose lithiated shell has flowed outward) is not capped by J2 flow.
+
 What small strain misses here: a Si particle at full lithiation has ``J`` near 4 (the radius grows
 59 %). The Hencky measure keeps the eigenstrain finite and symmetric in expansion and contraction
 (0.462 instead of the linear 0.587), but the model still works on the reference geometry:
@@ -140,6 +166,16 @@ from phasefield.operators.elasticity import (
     von_mises_stress,
 )
 from phasefield.operators.krylov import pcg
+from phasefield.physics.fracture import (
+    MODELS,
+    FractureMaterial,
+    FractureProblem,
+    damage_model,
+    degradation,
+    solve_damage,
+    split_lame,
+    tensile_energy_density,
+)
 from phasefield.physics.mechanics import (
     WarmStart,
     mix_moduli,
@@ -173,6 +209,7 @@ FILTER_MAX_ITERATIONS = 200
 FILM_INTERIOR = 0.99  # psi above this is the film's interior (its diagnostics)
 FILM_REACTION_DEPTH = 1.5  # interface widths between a film's top face and where it reacts (film_reaction_density)
 LIMITER_PASSES = 8  # passes of the net-change limiter on the stabilisation's correction (limited_correction)
+JOULE_PER_M2 = 1e-3  # GPa um per J/m^2: toughness at the config surface in J/m^2
 
 
 @scenario_parameters
@@ -262,6 +299,23 @@ class Config:
                                    help="solve-and-return passes per step: 1 lets the plastic flow lag the "
                                         "equilibrium by a step; each further pass re-solves with the returned "
                                         "plastic strain and returns again")
+    # fracture (off by default): damage d of particles and electrolyte, module notes
+    fracture: bool = option(False, help="phase-field fracture: damage d degrades the tensile stiffness and the "
+                                        "Li transport across cracked faces")
+    fracture_model: str = option("AT1", choices=MODELS, help="AT1 (elastic up to a strength) or AT2")
+    host_toughness: float = option(8.5, min=0.0, exclusive=True,
+                                   help="fracture energy G_c of the particle at c = 0, J/m^2 (Si; Pharr, Suo & "
+                                        "Vlassak 2013: 8.5 +- 4.3 at Li0.7Si)")
+    lithiated_toughness: float = option(6.0, min=0.0, exclusive=True,
+                                        help="G_c of the particle at c = 1, J/m^2 (5.4-6.9 at Li2.8Si, Pharr 2013)")
+    electrolyte_toughness: float = option(2.5, min=0.0, exclusive=True,
+                                          help="G_c of the solid electrolyte, J/m^2 (sulfide glass K_Ic ~ 0.23 "
+                                               "MPa m^1/2, McGrogan et al. 2017, with E ~ 22 GPa: ~2.4)")
+    damage_length: float = option(0.1, min=0.0, exclusive=True,
+                                  help="phase-field length ell, um (>= one cell; also a strength: AT1 "
+                                       "sigma_c = sqrt(3 E G_c / (8 ell)))")
+    damage_residual: float = option(1e-4, min=0.0, exclusive=True, max=0.1,
+                                    help="residual stiffness k of g(d) = (1 - d)^2 + k")
 
     def check(self, prefix: str):
         ndim = len(self.shape)
@@ -302,6 +356,9 @@ class Config:
         if self.random_particles and 2 * self.particle_radius > self.electrode_thickness:
             raise ConfigError(f"{prefix}.particle_radius", self.particle_radius,
                               f"<= half the electrode thickness, {self.electrode_thickness / 2:g} um")
+        if self.fracture and self.damage_length < spacing:
+            raise ConfigError(f"{prefix}.damage_length", self.damage_length,
+                              f">= one cell = {spacing:.4g} um (the damage profile must be resolved; fracture)")
         if not self.particles and not self.random_particles:
             raise ConfigError(f"{prefix}.random_particles", 0, ">= 1 when no particles are given")
 
@@ -622,17 +679,18 @@ def macroscopic_load(params: Config, ndim: int):
 # ----------------------------------------------------------------------------- the sub-steps
 
 
-def chemical_potential(c, stress, p: Parameters, geometry: Geometry, grid: Grid, stress_coupling: bool):
+def chemical_potential(c, stress, p: Parameters, geometry: Geometry, grid: Grid, stress_coupling: bool, crack=None):
     """``mu = ln(c/(1-c)) + chi (1 - 2c) - (kappa/psi) div(psi grad c) + mu_el`` over R T, with
     ``mu_el = -sigma_kk beta / (3 (1 + beta c)) / (c_max R T)`` only with the stress coupling.
 
     ``stress`` is the cell stress: in the particles' interior it is the particle phase's; in the diffuse
     surface the equal-strain mix hands the particle phase the matrix's strain, and its own stress there
     (tens of GPa where psi -> 0, which a sharp interface does not have) would block the insertion that
-    ``|grad psi|`` spreads into those cells."""
+    ``|grad psi|`` spreads into those cells. ``crack``: the face weights of :func:`crack_weights` (fracture),
+    which multiply ``psi`` on the faces (a crack is a free surface, like the particle's)."""
     periodic = Boundary.uniform(grid.ndim, "periodic")
-    gradient_term = divergence([geometry.psi_faces[a] * face_gradient(c, grid, periodic, a)
-                                for a in range(grid.ndim)], grid)
+    faces = transport_faces(geometry, crack)
+    gradient_term = divergence([faces[a] * face_gradient(c, grid, periodic, a) for a in range(grid.ndim)], grid)
     mu = regular_solution_potential(c, p.chi) - p.kappa * gradient_term / geometry.psi_weight
     if stress_coupling:
         trace = stress["xx"] + stress["yy"] + stress["zz"]
@@ -828,9 +886,36 @@ def stabilized_change(increment, dt, guess, geometry: Geometry, basis: SpectralB
     return pcg(operator, increment, guess, precondition, FILTER_TOLERANCE, FILTER_MAX_ITERATIONS)
 
 
+def crack_weights(damage, grid: Grid):
+    """Per axis, ``(1 - d_f)^2`` on the ``n + 1`` faces normal to it, ``d_f`` the larger damage of the face's two
+    cells (:func:`phasefield.physics.fracture.degradation` without residual): a fully damaged cell passes no Li."""
+    periodic = Boundary.uniform(grid.ndim, "periodic")
+    return tuple(degradation(-face_minimum(-damage, periodic, a), 0.0) for a in range(grid.ndim))
+
+
+def transport_faces(geometry: Geometry, crack=None):
+    """``psi`` on the faces, times the crack weights (:func:`crack_weights`) when given."""
+    if crack is None:
+        return geometry.psi_faces
+    return tuple(f * w for f, w in zip(geometry.psi_faces, crack))
+
+
+def li_fluxes(c, mu, p: Parameters, geometry: Geometry, grid: Grid, crack=None):
+    """Li fluxes ``F_a = -psi_f w_f M_f (d mu / dx_a)`` on each cell's low face (c um / s), ``M = D c (1 - c)``
+    averaged arithmetically onto the face, ``psi_f`` the face indicator, ``w_f`` the crack weight (1 without
+    fracture, :func:`crack_weights`)."""
+    periodic = Boundary.uniform(grid.ndim, "periodic")
+    faces = transport_faces(geometry, crack)
+    low_faces = [tuple(slice(0, n) if b == a else slice(None) for b, n in enumerate(grid.shape))
+                 for a in range(grid.ndim)]
+    mobility = p.diffusivity * jnp.clip(c, 0.0, 1.0) * (1.0 - jnp.clip(c, 0.0, 1.0))
+    return [-faces[a][low_faces[a]] * face_average(mobility, periodic, a, "arithmetic")[low_faces[a]]
+            * face_gradient(mu, grid, periodic, a)[low_faces[a]] for a in range(grid.ndim)]
+
+
 @jax.named_call
 def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geometry, grid: Grid,
-                         basis: SpectralBasis, stabilization):
+                         basis: SpectralBasis, stabilization, crack=None):
     """One smoothed-boundary Cahn-Hilliard step ``psi dc = dt [div(psi M grad mu) + |grad psi| j]``,
     ``M = D c (1 - c)``, bounded: ``0 <= c <= 1`` after the step wherever it held before.
 
@@ -843,16 +928,16 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     is written as face fluxes and passed through a limiter on the net change from the low-order state
     (:func:`limited_correction`): where no bound is near, the step is the stabilised one (to the CG
     residual); near ``c = 0`` or ``1`` the constant-mobility stabilisation cannot move Li past the bound. Every part is a flux difference or
-    the source, so ``int psi dc = dt int |grad psi| j`` to round-off.
+    the source, so ``int psi dc = dt int |grad psi| j`` to round-off. With ``crack`` (fracture,
+    :func:`crack_weights`) the explicit fluxes (:func:`li_fluxes`) and the correction fluxes are weighted by it, so
+    no Li crosses a fully damaged face.
 
     Returns ``(c_new, dc, PCGStats)``.
     """
     ndim = grid.ndim
     periodic = Boundary.uniform(ndim, "periodic")
     low_faces = [tuple(slice(0, n) if b == a else slice(None) for b, n in enumerate(grid.shape)) for a in range(ndim)]
-    mobility = p.diffusivity * jnp.clip(c, 0.0, 1.0) * (1.0 - jnp.clip(c, 0.0, 1.0))
-    fluxes = [-geometry.psi_faces[a][low_faces[a]] * face_average(mobility, periodic, a, "arithmetic")[low_faces[a]]
-              * face_gradient(mu, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
+    fluxes = li_fluxes(c, mu, p, geometry, grid, crack)
     increment = dt * (bounded_divergence(fluxes, c, dt, geometry, grid, source) + source)
     low_order = c + increment / geometry.psi_weight
     diffusive, hyper = stabilization
@@ -860,6 +945,8 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     change, stats = stabilized_change(increment, dt, guess, geometry, basis, diffusive * k2 + hyper * k2 * k2)
     potential = diffusive * change - hyper * laplacian(change, grid, periodic)
     corrections = [-face_gradient(potential, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
+    if crack is not None:
+        corrections = [f * crack[a][low_faces[a]] for a, f in enumerate(corrections)]
     correction, _ = limited_correction(corrections, low_order, dt, geometry, grid)
     c_new = low_order + correction
     return c_new, c_new - c, stats
@@ -886,27 +973,32 @@ def swelling_eigenstrain(c, p: Parameters, params: Config, geometry: Geometry, l
     return phase_dilatation(swelling, particle_lame(c, params), lam, mu)
 
 
-def particle_stress(c, solved, params: Config, p: Parameters, generalized: bool) -> dict:
+def particle_stress(c, solved, params: Config, p: Parameters, generalized: bool, damage=None, tension=None) -> dict:
     """Stress of the particle phase, ``sigma_p = C_p(c) (eps - e* I - eps_p)`` (GPa), from the total strain of the
     equilibrium ``solved`` (:class:`MechanicsStep`; with generalized plane strain its uniform ``eps_zz``)
     and the plastic strain after the return. Under the Voigt (equal-strain) mix it is the stress the Li in a
-    cell feels; in the particles' interior it equals the cell stress."""
-    strain = dict(solved.solution.strain)
-    if generalized:
-        strain["zz"] = strain["zz"] + solved.axial_strain
+    cell feels; in the particles' interior it equals the cell stress. With ``damage``: degraded like the cell."""
+    strain = total_strain(solved, generalized)
     lam_p, mu_p = particle_lame(c, params)
+    if damage is not None:
+        lam_p, mu_p = split_lame(lam_p, mu_p, damage, tension, params.damage_residual)
     return stress_from_strain(lam_p, mu_p, strain, add_strains(chemical_eigenstrain(c, p), solved.plastic_strain))
 
 
 @jax.named_call
-def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geometry: Geometry, grid: Grid):
+def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geometry: Geometry, grid: Grid,
+              damage=None, tension=None):
     """The mechanics of the cell at ``c``: one warm-started elasticity solve with the lagged plastic strain
     and one radial return that holds the stack pressure (:func:`phasefield.physics.mechanics.solve_and_return`,
-    ``hold_mean_stress``); generalized plane strain when ``out_of_plane`` asks for it."""
+    ``hold_mean_stress``); generalized plane strain when ``out_of_plane`` asks for it. With ``damage``
+    (fracture) the moduli are degraded by the volumetric-deviatoric split on the lagged sign set ``tension``
+    (:func:`phasefield.physics.fracture.split_lame`); the eigenstrain keeps the undegraded moduli."""
     p = Parameters.from_config(params)
     lam, mu = moduli(c, params, geometry)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
     eigenstrain = swelling_eigenstrain(c, p, params, geometry, lam, mu)
+    if damage is not None:
+        lam, mu = split_lame(lam, mu, damage, tension, params.damage_residual)
     yields = yield_stress(c, params, geometry)
 
     def solve(plastic, warm, axial):
@@ -998,11 +1090,13 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     stress_coupling = config.stress_coupling
     generalized = ndim == 2 and config.out_of_plane == "generalized"
     electrode_thickness = config.electrode_thickness  # static: size and layer thicknesses
+    fracture = config.fracture
 
     def init(params, fields):
         c = jnp.asarray(fields["c"], jnp.float64)
         plastic = {n: jnp.zeros(grid.shape) for n in components}
-        solved = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64), params, geometry, grid)
+        damage = {"damage": jnp.zeros(grid.shape), "tension": jnp.zeros(grid.shape)} if fracture else {}
+        solved = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64), params, geometry, grid, **damage)
         state = {
             "c": c,
             "plastic_strain": solved.plastic_strain,
@@ -1016,6 +1110,10 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "step": jnp.asarray(0, jnp.int64),
             "initial_mean_strain": solved.solution.mean_strain["xx"],
         }
+        if fracture:  # no damage yet: the first step's solve sees the sign set of this one
+            _, drive, tension = damage_update(damage["damage"], jnp.zeros(grid.shape), c, solved, params, geometry,
+                                              grid, generalized)
+            state.update(damage=damage["damage"], damage_drive=drive, tension=tension)
         history = {
             "elasticity": WarmStart.of(solved.solution)._asdict(),
             "axial_strain": solved.axial_strain,
@@ -1031,20 +1129,23 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         p = Parameters.from_config(params)
         curvature = elastic_curvature(params, p)
         c = state["c"]
-        mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling)
+        crack = crack_weights(state["damage"], grid) if fracture else None
+        damaged = {"damage": state["damage"], "tension": state["tension"]} if fracture else {}
+        mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling, crack)
         rate = state["direction"].astype(jnp.float64) * insertion_rate(params, geometry)
         voltage, source = surface_insertion(mu, c, dt, rate, p, geometry, grid, curvature)
         c_new, change, filter_stats = cahn_hilliard_update(
             c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
-            stabilization_coefficients(params, p))
+            stabilization_coefficients(params, p), crack)
         solved = mechanics(c_new, state["plastic_strain"], WarmStart(**history["elasticity"]),
-                           history["axial_strain"], params, geometry, grid)
+                           history["axial_strain"], params, geometry, grid, **damaged)
+        old = state
         state = {
             "c": c_new,
             "plastic_strain": solved.plastic_strain,
             "equivalent_plastic_strain": state["equivalent_plastic_strain"] + solved.equivalent_increment,
             "stress": solved.stress,
-            "particle_stress": particle_stress(c_new, solved, params, p, generalized),
+            "particle_stress": particle_stress(c_new, solved, params, p, generalized, **damaged),
             "voltage": voltage,
             "direction": state["direction"],
             "half_cycles": state["half_cycles"],
@@ -1053,6 +1154,10 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "initial_mean_strain": state["initial_mean_strain"],
         }
         state.update(turn_current(params, state, geometry, grid))
+        if fracture:
+            damage, drive, tension = damage_update(old["damage"], old["damage_drive"], c_new, solved, params,
+                                                   geometry, grid, generalized)
+            state.update(damage=damage, damage_drive=drive, tension=tension)
         history = {
             "elasticity": WarmStart.of(solved.solution)._asdict(),
             "axial_strain": solved.axial_strain,
@@ -1066,13 +1171,16 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
 
     def fields(params, carry):
         state = carry["state"]
-        return {
+        out = {
             "c": jnp.where(psi > SHOWN_INDICATOR, state["c"], 0.0),
             "hydrostatic_stress": hydrostatic_stress(state["stress"]),
             "von_mises_stress": von_mises_stress(state["stress"]),
             "equivalent_plastic_strain": state["equivalent_plastic_strain"],
             "particles": psi,
         }
+        if fracture:
+            out["damage"] = state["damage"]
+        return out
 
     def change(new, old):
         return jnp.max(jnp.where(psi > 0.05, jnp.abs(new["state"]["c"] - old["state"]["c"]), 0.0))
@@ -1096,6 +1204,12 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         sigma_nn = normal_stress(stress, geometry.normal)
         thickness_change = (history["elasticity"]["mean_strain"]["xx"] - state["initial_mean_strain"]) * grid.lengths[0]
         c0 = params.initial_fraction
+        extra = {}
+        if fracture:
+            cracked = state["damage"] > 0.5
+            extra = {"damage_max": jnp.max(state["damage"]),
+                     "cracked_particle_fraction": masked_mean(cracked, in_particles),
+                     "cracked_electrolyte_fraction": masked_mean(cracked, in_electrolyte)}
         return {
             "state_of_charge": state_of_charge(params, state, geometry, grid),
             "electrode_potential": state["voltage"],
@@ -1124,12 +1238,13 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "mechanics_iterations": cache["mechanics_iterations"].astype(jnp.float64),
             "filter_iterations": jnp.asarray(cache["filter_iterations"], jnp.float64),
             **(film_diagnostics(state, film_interior) if film else {}),
-        }
+        } | extra
 
     stop_reason = ("lithiation finished (cycles = 0: state of charge final_state_of_charge reached or the electrode "
                    "potential fell to cutoff_voltage) or the cycles are done")
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, finished, stop_reason)
     c_start = np.full(grid.shape, config.initial_fraction)
+    field_info = FIELD_INFO | ({"damage": Quantity("1", "phase-field damage d (1: cracked)")} if fracture else {})
 
     return Simulation(
         name="swelling",
@@ -1137,15 +1252,9 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         parameters=config,
         stepper=stepper,
         initial_fields=lambda: {"c": c_start},
-        field_info={
-            "c": Quantity("1", "Li fraction of full lithiation (x / 3.75 in Li_xSi); 0 outside the particles"),
-            "hydrostatic_stress": Quantity("GPa", "sigma_h = tr(sigma) / 3"),
-            "von_mises_stress": Quantity("GPa", "von Mises equivalent stress"),
-            "equivalent_plastic_strain": Quantity("1", "accumulated equivalent plastic strain"),
-            "particles": Quantity("1", "particle indicator psi (1: particle)"),
-        },
+        field_info=field_info,
         diagnostics=diagnostics,
-        scalar_info={**SCALAR_INFO, **FILM_SCALAR_INFO} if film else SCALAR_INFO,
+        scalar_info=SCALAR_INFO | (FILM_SCALAR_INFO if film else {}) | (FRACTURE_SCALAR_INFO if fracture else {}),
         scales={
             "length": (MICRON, "m"),
             "time": (1.0, "s"),
@@ -1155,6 +1264,20 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         },
     )
 
+
+FIELD_INFO = {
+    "c": Quantity("1", "Li fraction of full lithiation (x / 3.75 in Li_xSi); 0 outside the particles"),
+    "hydrostatic_stress": Quantity("GPa", "sigma_h = tr(sigma) / 3"),
+    "von_mises_stress": Quantity("GPa", "von Mises equivalent stress"),
+    "equivalent_plastic_strain": Quantity("1", "accumulated equivalent plastic strain"),
+    "particles": Quantity("1", "particle indicator psi (1: particle)"),
+}
+
+FRACTURE_SCALAR_INFO = {
+    "damage_max": Quantity("1", "largest damage d (fracture)"),
+    "cracked_particle_fraction": Quantity("1", "fraction of the particle cells (psi > 1/2) with d > 1/2"),
+    "cracked_electrolyte_fraction": Quantity("1", "fraction of the electrolyte cells with d > 1/2"),
+}
 
 SCALAR_INFO = {
     "state_of_charge": Quantity("1", "Li in the particles over their capacity"),
@@ -1193,3 +1316,51 @@ FILM_SCALAR_INFO = {
                                    "(psi > 0.99; geometry=film): < 0 compressive"),
     "film_concentration": Quantity("1", "mean Li fraction c of the film's interior (psi > 0.99; geometry=film)"),
 }
+
+def total_strain(solved, generalized: bool) -> dict:
+    """Total cell strain of a :class:`MechanicsStep` (with generalized plane strain, its uniform ``eps_zz`` added)."""
+    strain = dict(solved.solution.strain)
+    if generalized:
+        strain["zz"] = strain["zz"] + solved.axial_strain
+    return strain
+
+
+def toughness_weight(c, params: Config, geometry: Geometry):
+    """``1 / G_c`` per cell, m^2/J: the series mix ``psi / G_p(c) + (1 - psi)(1 - collector) / G_e``,
+    ``G_p = G_0 + (G_1 - G_0) c``; 0 in the collector (it does not crack)."""
+    lithiated = jnp.clip(c, 0.0, 1.0)
+    particle = params.host_toughness + (params.lithiated_toughness - params.host_toughness) * lithiated
+    return geometry.psi / particle + geometry.matrix / params.electrolyte_toughness
+
+
+def damage_problem(grid: Grid) -> FractureProblem:
+    """The damage sub-problem on the periodic cell (no walls)."""
+    return FractureProblem(grid=grid, walls=None)
+
+
+@jax.named_call
+def damage_update(damage, history, c, solved, params: Config, geometry: Geometry, grid: Grid, generalized: bool):
+    """One damage solve at the displacement of ``solved`` (staggered: one per time step).
+
+    Elastic strain ``e = eps - eps*_cell - eps_p`` (after the return); driving force the Amor tensile energy with the
+    undegraded Voigt moduli, ``H = psi+(e)`` (GPa, :func:`phasefield.physics.fracture.tensile_energy_density`);
+    AT2 takes the history maximum. The heterogeneous toughness enters as the normalised drive
+    ``H G_ref / G_c(x)`` (:func:`toughness_weight`, ``G_ref`` = 1 J/m^2) of a uniform-toughness problem, exact
+    where ``G_c`` is uniform; :func:`phasefield.physics.fracture.solve_damage` minimises
+    ``sum V [g(d) H G_ref/G_c + G_ref/c_w (w(d)/ell + ell |grad d|^2)]`` over ``d_prev <= d <= 1`` (periodic).
+    AT1 leaves ``d = 0`` exactly while ``H <= 3 G_c / (16 ell)`` everywhere. Returns ``(damage, history, tension)``,
+    ``tension`` the sign set ``tr e > 0`` (1/0) of the next solve."""
+    p = Parameters.from_config(params)
+    lam, mu = moduli(c, params, geometry)
+    eigen = add_strains(swelling_eigenstrain(c, p, params, geometry, lam, mu), solved.plastic_strain)
+    strain = total_strain(solved, generalized)
+    elastic = {k: v - eigen.get(k, 0.0) for k, v in strain.items()}
+    drive = tensile_energy_density(elastic, lam, mu)
+    model = damage_model(params.fracture_model)
+    history = jnp.maximum(history, drive)
+    used = model.history * history + (1.0 - model.history) * drive
+    material = FractureMaterial(0.0, 0.0, JOULE_PER_M2, params.damage_length, params.damage_residual)
+    new, _ = solve_damage(used * toughness_weight(c, params, geometry), jnp.zeros_like(damage),
+                          model.bounded * damage, jnp.ones_like(damage), damage, material, model, damage_problem(grid))
+    tension = ((elastic["xx"] + elastic["yy"] + elastic["zz"]) > 0).astype(damage.dtype)
+    return new, history, tension

@@ -117,7 +117,7 @@ class FractureProblem(NamedTuple):
     """Static structure: grid, walls, split, tolerances and iteration limits."""
 
     grid: Grid
-    walls: Walls
+    walls: Walls | None
     split: str = "volumetric_deviatoric"
     tolerance: float = 1e-5  # alternate minimisation: max |d_new - d|
     max_iterations: int = 300
@@ -130,9 +130,11 @@ class FractureProblem(NamedTuple):
 
     @property
     def damage_boundary(self) -> Boundary:
-        """No-flux ``d`` on the walls, periodic elsewhere."""
+        """No-flux ``d`` on the walls, periodic elsewhere (``walls=None``: a periodic cell, periodic on every axis;
+        only :func:`solve_damage` and the crack-density functions may then be used)."""
         kinds = ["periodic"] * self.grid.ndim
-        kinds[self.walls.axis] = "neumann"
+        if self.walls is not None:
+            kinds[self.walls.axis] = "neumann"
         return Boundary.per_axis(tuple(kinds))
 
 
@@ -224,6 +226,26 @@ def crack_density(damage, grid: Grid, boundary: Boundary, model: DamageModel, le
 def crack_length(damage, grid: Grid, boundary: Boundary, model: DamageModel, length):
     """Regularised crack length (2D) or area (3D), ``sum V gamma(d)`` = fracture energy / G_c."""
     return grid.cell_volume * jnp.sum(crack_density(damage, grid, boundary, model, length))
+
+
+def split_lame(lam, mu, damage, tension, residual):
+    """Lame pair of the volumetric-deviatoric (Amor) split on a cell-centred solver with a fixed sign set:
+    ``K_eff = g K`` where ``tension`` (``tr eps_el > 0``, from the last solve), else ``K``; ``mu_eff = g mu``;
+    ``lam_eff = K_eff - 2 mu_eff / 3``, ``K = lam + 2 mu / 3``, ``g`` :func:`degradation`."""
+    g = degradation(damage, residual)
+    bulk = lam + 2.0 * mu / 3.0
+    shear = g * mu
+    return jnp.where(tension > 0, g * bulk, bulk) - 2.0 * shear / 3.0, shear
+
+
+def tensile_energy_density(strain: dict, lam, mu):
+    """Amor split's degraded part ``psi+ = 1/2 K <tr e>_+^2 + mu dev e : dev e`` of an elastic strain ``e`` (dict of
+    cell components, off-diagonal entries tensor components counted twice), ``K = lam + 2 mu / 3``."""
+    trace = strain["xx"] + strain["yy"] + strain["zz"]
+    bulk = lam + 2.0 * mu / 3.0
+    deviator = sum((strain[n] - trace / 3.0) ** 2 for n in ("xx", "yy", "zz"))
+    deviator = deviator + sum(2.0 * v**2 for n, v in strain.items() if n[0] != n[1])
+    return 0.5 * bulk * jnp.maximum(trace, 0.0) ** 2 + mu * deviator
 
 
 def compressive_energy_density(strain: dict, lam, mu):
