@@ -85,6 +85,30 @@ def test_shrinking_particle_cracks_only_above_the_at1_strength(shrinking_particl
         assert np.all(np.diff(np.asarray(damage_max)) >= 0)  # irreversible
 
 
+def test_compression_alone_drives_no_crack(shrinking_particle):
+    """A swelling particle (c above c_0) is in all-round compression, ``sigma = s (1, 1, 2)``, ``s < 0``. Its
+    deviatoric energy ``s^2 / (6 mu)`` is set to twice the AT1 threshold: Amor's ``psi+`` would crack it. The
+    spectral drive (the default) of its core is zero (every principal strain compressive) and the core stays
+    intact; the matrix around it, in hoop tension, may crack."""
+    run, psi = shrinking_particle
+    shear = E / (2 * (1 + NU))
+    threshold = 3.0 * TOUGHNESS * 1e-3 / (16.0 * LENGTH)
+    stress = -np.sqrt(2.0 * threshold * 6.0 * shear)
+    eigenstrain = -stress * 2.0 * (1.0 - NU) / E
+    carry, _, initial_drive = run(jnp.full(psi.shape, concentration_for(eigenstrain)))
+    core = psi > 0.99
+    assert float(np.max(np.asarray(initial_drive)[core])) < 1e-9 * threshold
+    assert float(np.max(np.asarray(carry["state"]["damage"])[core])) == 0.0
+
+
+def test_spectral_drive_is_refused_in_3d():
+    cell = {**CELL, "size": [8.0, 8.0, 8.0], "shape": [64, 64, 64], "particles": [[4.0, 4.0, 4.0, 1.0]]}
+    with pytest.raises(ConfigError, match="fracture_drive"):
+        validate_run({"scenario": cell, "solver": {"dt": 1e-3}, "output": {}})
+    validate_run({"scenario": {**cell, "fracture_drive": "volumetric_deviatoric"}, "solver": {"dt": 1e-3},
+                  "output": {}})
+
+
 def ring_geometry(grid: Grid):
     """All-particle geometry (``psi = 1``): plain Cahn-Hilliard transport on the periodic grid."""
     ones = jnp.ones(grid.shape)

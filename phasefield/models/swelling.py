@@ -105,7 +105,9 @@ sulfide glass's K_Ic ~ 0.23 MPa m^1/2, McGrogan et al. 2017, with E ~ 22 GPa; th
   trace was tensile in the last solve (a lagged sign set), ``mu -> g mu``, ``g = (1 - d)^2 + k``
   (:func:`phasefield.physics.fracture.split_lame`; the eigenstrain keeps the undegraded moduli);
 * driving force: ``H = psi+(eps - eps*_cell - eps_p)`` with the undegraded Voigt moduli (the cell strain of the
-  periodic solver after the return); one damage solve per step after the mechanics
+  periodic solver after the return), ``psi+`` the spectral split's tensile energy (``fracture_drive: spectral``,
+  the default, 2D: no crack under compression alone; Ambati et al. 2015's hybrid with the Amor stiffness) or
+  Amor's (``volumetric_deviatoric``: its shear part also drives cracks under compression); one damage solve per step after the mechanics
   (:func:`phasefield.physics.fracture.solve_damage` with a periodic boundary, bounds ``d_prev <= d <= 1``:
   irreversible), the toughness as the normalised drive ``H / G_c(x)`` (:func:`damage_update`). AT1 is elastic
   while ``H <= 3 G_c / (16 ell)`` everywhere, i.e. up to ``sigma_c = sqrt(3 E G_c / (8 ell))`` in uniaxial stress:
@@ -174,6 +176,7 @@ from phasefield.physics.fracture import (
     degradation,
     solve_damage,
     split_lame,
+    spectral_tensile_energy_density,
     tensile_energy_density,
 )
 from phasefield.physics.mechanics import (
@@ -303,6 +306,9 @@ class Config:
     fracture: bool = option(False, help="phase-field fracture: damage d degrades the tensile stiffness and the "
                                         "Li transport across cracked faces")
     fracture_model: str = option("AT1", choices=MODELS, help="AT1 (elastic up to a strength) or AT2")
+    fracture_drive: str = option("spectral", choices=("spectral", "volumetric_deviatoric"),
+                                 help="the damage's driving force: the spectral tensile energy (2D; compression "
+                                      "alone drives no crack) or Amor's (shear drives it under compression too)")
     host_toughness: float = option(8.5, min=0.0, exclusive=True,
                                    help="fracture energy G_c of the particle at c = 0, J/m^2 (Si; Pharr, Suo & "
                                         "Vlassak 2013: 8.5 +- 4.3 at Li0.7Si)")
@@ -356,6 +362,9 @@ class Config:
         if self.random_particles and 2 * self.particle_radius > self.electrode_thickness:
             raise ConfigError(f"{prefix}.particle_radius", self.particle_radius,
                               f"<= half the electrode thickness, {self.electrode_thickness / 2:g} um")
+        if self.fracture and ndim == 3 and self.fracture_drive == "spectral":
+            raise ConfigError(f"{prefix}.fracture_drive", self.fracture_drive,
+                              "volumetric_deviatoric in 3D (the spectral split is 2D plane strain here)")
         if self.fracture and self.damage_length < spacing:
             raise ConfigError(f"{prefix}.damage_length", self.damage_length,
                               f">= one cell = {spacing:.4g} um (the damage profile must be resolved; fracture)")
@@ -1355,7 +1364,10 @@ def damage_update(damage, history, c, solved, params: Config, geometry: Geometry
     eigen = add_strains(swelling_eigenstrain(c, p, params, geometry, lam, mu), solved.plastic_strain)
     strain = total_strain(solved, generalized)
     elastic = {k: v - eigen.get(k, 0.0) for k, v in strain.items()}
-    drive = tensile_energy_density(elastic, lam, mu)
+    if params.fracture_drive == "spectral":
+        drive = spectral_tensile_energy_density(elastic, lam, mu)
+    else:
+        drive = tensile_energy_density(elastic, lam, mu)
     model = damage_model(params.fracture_model)
     history = jnp.maximum(history, drive)
     used = model.history * history + (1.0 - model.history) * drive

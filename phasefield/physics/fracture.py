@@ -248,6 +248,15 @@ def tensile_energy_density(strain: dict, lam, mu):
     return 0.5 * bulk * jnp.maximum(trace, 0.0) ** 2 + mu * deviator
 
 
+def spectral_tensile_energy_density(strain: dict, lam, mu):
+    """Spectral split's tensile part ``psi+ = psi - psi-`` (Miehe et al. 2010), 2D plane strain: zero when every
+    principal strain and the trace are compressive (:func:`compressive_energy_density`), so compression alone
+    drives no crack; ``psi = lam/2 (tr e)^2 + mu e : e``."""
+    trace = strain["xx"] + strain["yy"] + strain["zz"]
+    squares = sum((1.0 if n[0] == n[1] else 2.0) * v**2 for n, v in strain.items())
+    return 0.5 * lam * trace**2 + mu * squares - compressive_energy_density(strain, lam, mu)
+
+
 def compressive_energy_density(strain: dict, lam, mu):
     """Spectral split (Miehe et al. 2010), 2D plane strain: ``psi- = lam/2 <tr e>_-^2 + mu sum_i <e_i>_-^2`` over
     the principal strains (in-plane pair ``m +- r`` and ``e_zz``); ``strain`` a dict of cell components."""
