@@ -10,12 +10,18 @@ the solve's share of a step, and the solve's cost in Laplacian applications. The
 CG iterations of its potential (Newton) and transport solves per step.
 
     python experiments/bench_dendrite.py --sizes 256 1024 2048 --steps 20 --formulations chen2015 reaction
+
+``--precision float32`` asks for float32 fields (the model refuses it today: solver.precision is float64 only);
+:func:`precision_error` compares float32 with float64 after N steps once it is allowed. ``experiments/gpu_suite.py``
+imports :func:`bench` and :func:`precision_error`.
 """
 from __future__ import annotations
 
 import argparse
+import time
 
 import jax
+import numpy as np
 
 import phasefield  # noqa: F401  (float64)
 from timing import best_time  # experiments/timing.py (the script's folder is on sys.path)
@@ -29,8 +35,9 @@ from phasefield.runner import build, device_parameters, initial_carry
 BYTES_PER_CELL_UPDATE = 12 * 8  # xi, c, phi, rates: read + write, float64 (a lower bound)
 
 
-def scenario(n: int, formulation: str) -> dict:
-    common = {"name": "dendrite", "formulation": formulation, "size": [float(n), float(n)], "shape": [n, n],
+def scenario(n: int, formulation: str, ndim: int = 2) -> dict:
+    """n^ndim cells of 1 um, a few random nuclei on the electrode."""
+    common = {"name": "dendrite", "formulation": formulation, "size": [float(n)] * ndim, "shape": [n] * ndim,
               "t_end": 1.0, "electrode_position": 10.0, "random_nuclei": max(2, n // 64), "nucleus_radius": 3.0}
     if formulation == "reaction":
         return {**common, "voltage": -0.4, "interface_thickness": 4.0, "bulk_concentration": 100.0,
@@ -40,8 +47,15 @@ def scenario(n: int, formulation: str) -> dict:
             "noise_amplitude": 0.003}
 
 
-def bench(n: int, steps: int, dt: float, formulation: str = "chen2015"):
-    config = validate_run({"scenario": scenario(n, formulation), "solver": {"dt": dt}, "output": {}})
+def configure(n: int, dt: float, formulation: str, precision: str = "float64", ndim: int = 2, **overrides):
+    return validate_run({"scenario": {**scenario(n, formulation, ndim), **overrides},
+                         "solver": {"dt": dt, "precision": precision}, "output": {}})
+
+
+def bench(n: int, steps: int, dt: float, formulation: str = "chen2015", precision: str = "float64", ndim: int = 2):
+    """Time a chunk of ``steps`` steps on n^ndim cells: ms/step, CU/s, GB/s, compile_s (the first chunk's
+    call less a steady chunk) and, for chen2015, the potential solve's time and share of a step."""
+    config = configure(n, dt, formulation, precision, ndim)
     simulation = build(config)
     stepper, grid = simulation.stepper, simulation.grid
     params = device_parameters(simulation.parameters, config.solver.precision)
@@ -51,11 +65,14 @@ def bench(n: int, steps: int, dt: float, formulation: str = "chen2015"):
     def chunk(carry):
         return jax.lax.fori_loop(0, steps, lambda _, c: stepper.step(params, c, dt), carry)
 
-    carry = chunk(carry)  # warm-up: compile and leave the cold first potential solves behind
+    start = time.perf_counter()
+    carry = jax.block_until_ready(chunk(carry))  # compile and leave the cold first potential solves behind
+    first = time.perf_counter() - start
     wall, carry = best_time(chunk, carry, repeat=2)
     per_step = wall / steps
     cells = grid.size
-    rates = {"n": n, "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
+    rates = {"n": n, "ndim": ndim, "formulation": formulation, "precision": precision, "steps": steps,
+             "compile_s": max(first - wall, 0.0), "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
              "gb_per_s": cells * BYTES_PER_CELL_UPDATE / per_step / 1e9,
              "mean_iterations": float(carry["state"]["potential_iterations_total"]) / float(carry["state"]["step"])}
     if formulation == "reaction":
@@ -77,12 +94,28 @@ def bench(n: int, steps: int, dt: float, formulation: str = "chen2015"):
             "solve_laplacians": solve_time / lap_time, "iterations": int(iterations)}
 
 
+def precision_error(n: int, steps: int, dt: float, formulation: str = "chen2015", ndim: int = 2) -> dict:
+    """Largest |float32 - float64| of each field after ``steps`` fixed steps from the same state (noise off),
+    with the field's largest |float64| value: ``{field: (max difference, max |value|)}``."""
+    fields = {}
+    for precision in ("float64", "float32"):
+        config = configure(n, dt, formulation, precision, ndim, noise_amplitude=0.0)
+        simulation = build(config)
+        params = device_parameters(simulation.parameters, precision)
+        carry = initial_carry(simulation, params)
+        run = jax.jit(lambda c: jax.lax.fori_loop(0, steps, lambda _, c: simulation.stepper.step(params, c, dt), c))
+        fields[precision] = jax.device_get(simulation.stepper.fields(params, run(carry)))
+    return {name: (float(np.max(np.abs(np.asarray(fields["float32"][name], np.float64) - value))),
+                   float(np.max(np.abs(value)))) for name, value in fields["float64"].items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--dt", type=float, default=0.004, help="chen2015 step, s (reaction: 50 times this)")
     parser.add_argument("--formulations", nargs="+", default=["chen2015", "reaction"])
+    parser.add_argument("--precision", default="float64", choices=("float64", "float32"))
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}, device {jax.devices()[0].device_kind}")
     print(f"{'formulation':>11} {'grid':>9} {'ms/step':>9} {'CU/s':>10} {'GB/s':>6} {'solve ms':>9} {'share':>6} "
@@ -90,7 +123,7 @@ def main():
     for formulation in args.formulations:
         for n in args.sizes:
             dt = args.dt * (50 if formulation == "reaction" else 1)
-            r = bench(n, args.steps, dt, formulation)
+            r = bench(n, args.steps, dt, formulation, args.precision)
             print(f"{formulation:>11} {n:>5}^2   {r['ms_per_step']:9.2f} {r['cu_per_s']:10.3g} {r['gb_per_s']:6.2f} "
                   f"{r['solve_ms']:9.2f} {r['solve_share']:6.2f} {r['solve_laplacians']:7.0f} {r['iterations']:5d} "
                   f"{r['mean_iterations']:7.2f}", flush=True)

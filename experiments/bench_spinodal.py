@@ -34,9 +34,11 @@ RECORDS = (1.0, 10.0, 100.0)
 CPU_DRAM_GBS = 24.5  # copy bandwidth of the CI-class CPU (performance-notes.md)
 
 
-def configure(n, scheme, dt, precision, stabilization=0.0):
+def configure(n, scheme, dt, precision, stabilization=0.0, ndim=2):
+    """PFHub 1a on n^2 cells (ndim 2), or the no-flux cube variant on n^3 cells (ndim 3)."""
+    variant = "a" if ndim == 2 else "cube"
     return validate_run({
-        "scenario": {"name": "spinodal", "variant": "a", "shape": [n, n], "t_end": RECORDS[-1]},
+        "scenario": {"name": "spinodal", "variant": variant, "shape": [n] * ndim, "t_end": RECORDS[-1]},
         "solver": {"scheme": scheme, "dt": dt, "precision": precision, "stabilization": stabilization},
         "output": {},
     })
@@ -65,6 +67,40 @@ def package_run(n, scheme, dt, precision, stabilization=0.0, t_end=RECORDS[-1]):
     wall = time.perf_counter() - start
     assert bool(finite), f"{scheme} dt={dt} {precision} went non-finite"
     return wall, int(clock["step"]), energies
+
+
+def steady_rate(n, scheme, dt, precision, seconds=1.0, ndim=2, max_steps=100_000):
+    """Compile time and steady cell-updates per second of fixed-dt steps on n^ndim cells.
+
+    The first call (compilation plus 2 steps) is timed apart; a 10-step probe then sizes a timed chunk
+    of about ``seconds`` (10 to ``max_steps`` steps). No records are written inside the chunk.
+    Returns a dict: compile_s, steps, wall_s, us_per_step, cu_per_s, gb_per_s (CU/s x minimal bytes
+    per cell-update of the scheme, :func:`bytes_per_update`).
+    """
+    config = configure(n, scheme, dt, precision, ndim=ndim)
+    simulation = build(config)
+    params = device_parameters(simulation.parameters, precision)
+    control = time_control(config.solver, stable_dt(simulation))
+    advance = make_advance(simulation.stepper, control, simulation.diagnostics, 1e30)
+    carry = initial_carry(simulation, params)
+    empty = empty_records(simulation.diagnostics, params, carry)
+    clock = {"t": 0.0, "step": 0, "dt": dt}
+
+    def steps(carry, clock, count):
+        start = time.perf_counter()
+        carry, clock, finite, _ = advance(params, carry, clock, 1e30, empty, count)
+        jax.block_until_ready(carry)
+        assert bool(finite), f"{scheme} dt={dt} {precision} went non-finite"
+        return carry, clock, time.perf_counter() - start
+
+    carry, clock, compile_s = steps(carry, clock, 2)
+    carry, clock, probe = steps(carry, clock, 10)
+    count = int(min(max_steps, max(10, seconds / (probe / 10))))
+    carry, clock, wall = steps(carry, clock, count)
+    cu = n**ndim * count / wall
+    return {"n": n, "ndim": ndim, "scheme": scheme, "dt": dt, "precision": precision, "compile_s": compile_s,
+            "steps": count, "wall_s": wall, "us_per_step": wall / count * 1e6, "cu_per_s": cu,
+            "gb_per_s": cu * bytes_per_update(scheme, precision) / 1e9}
 
 
 def bare_sbdf2(n, dt, precision):

@@ -51,6 +51,64 @@ def timed(function, *args, repeats=3):
     return (time.perf_counter() - start) / repeats, out
 
 
+def time_parts(n: int, repeats: int = 3) -> dict:
+    """Seconds per call of the parts of a filament step on an n x n grid (see the module docstring), with the
+    full step's compile time (its first call less a steady one) and its mechanics counters."""
+    spacing = 32.0 / n
+    config = fm.Config(size=[32.0, 32.0], shape=[n, n], length=2 * spacing, flaw_depth=4.0, control="current",
+                       current_density=1.0)
+    simulation = fm.build(config, TimeSolverConfig())
+    grid, params = simulation.grid, config
+    problem = fr.FractureProblem(grid, fm.WALLS)
+    mat, model = fm.material(params), fr.damage_model("AT1")
+    step = jax.jit(simulation.stepper.step)
+    start = time.perf_counter()
+    carry = jax.block_until_ready(step(params, simulation.stepper.init(params, simulation.initial_fields()), 0.01))
+    first_step = time.perf_counter() - start  # compilation and one (relaxing) step
+    state = fm._from_carry(carry["state"]["fracture"])
+    pressure = 0.3  # GPa
+
+    @jax.jit
+    def elasticity(damage):
+        kt, kc, mu, _ = fr.elastic_terms(damage, mat, problem)
+        return solve_walled_elasticity(kt, kc, mu, grid, fm.WALLS, internal_pressure=pressure * damage,
+                                       reference_moduli=fr.bulk_and_shear(mat.young, mat.poisson),
+                                       tolerance=1e-9, max_iterations=2000, max_newton=8)
+
+    t_el, solution = timed(elasticity, state.damage, repeats=repeats)
+
+    @jax.jit
+    def damage(displacement, d):
+        drive = fr.driving_force(displacement, d, mat, problem)
+        trace = sum(normal_strains(displacement, grid, fm.WALLS))
+        return fr.solve_damage(drive, pressure * trace, d, jnp.ones_like(d), d, mat, model, problem)[0]
+
+    t_d, _ = timed(damage, solution.displacement, state.damage, repeats=repeats)
+
+    @jax.jit
+    def electrochemistry(d, li_volume):
+        opening = grid.cell_volume * jnp.sum(d * sum(normal_strains(solution.displacement, grid, fm.WALLS)), 1)
+        volume = jnp.sum(opening) + params.flaw_width * params.flaw_depth
+        pressure_of = lambda v: fl.li_pressure(v, volume, 0.1, params.li_bulk_modulus)  # noqa: E731
+        current_of = lambda eta, p: fl.plating_current(eta, p, fm.exchange_current(params), 0.5, 298.15,  # noqa
+                                                       params.li_molar_volume)
+        rate = fm.deposition_rate(params)
+
+        def excess(eta):
+            v = fl.implicit_deposit(li_volume, 0.1, 8.0, eta, pressure_of, current_of, rate)
+            return 10.0 * 32.0 - (32.0 * current_of(eta, 0.0) + (v - li_volume) / (0.1 * rate))
+
+        return fl.bisect(excess, -1.5, 0.5, 50)
+
+    t_e, _ = timed(electrochemistry, state.damage, jnp.asarray(0.25), repeats=repeats)
+    t_s, new = timed(step, params, carry, 0.1, repeats=repeats)
+    info = new["cache"]["info"]
+    return {"n": n, "elasticity_s": t_el, "elasticity_iterations": int(solution.iterations), "damage_s": t_d,
+            "electrochemistry_s": t_e, "step_s": t_s, "step_compile_s": max(first_step - t_s, 0.0),
+            "passes": int(info["passes"]), "ud_iterations": int(info["iterations"]),
+            "step_cg_iterations": int(info["elasticity_iterations"])}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", type=int, nargs="+", default=[128, 256, 512])
@@ -59,56 +117,10 @@ def main():
     print(f"{'N':>5s} {'elasticity (s)':>14s} {'CG its':>6s} {'damage (s)':>10s} {'electrochem (s)':>15s} "
           f"{'step (s)':>9s} {'passes':>6s} {'u-d its':>7s} {'CG its':>7s}")
     for n in args.shapes:
-        spacing = 32.0 / n
-        config = fm.Config(size=[32.0, 32.0], shape=[n, n], length=2 * spacing, flaw_depth=4.0, control="current",
-                           current_density=1.0)
-        simulation = fm.build(config, TimeSolverConfig())
-        grid, params = simulation.grid, config
-        problem = fr.FractureProblem(grid, fm.WALLS)
-        mat, model = fm.material(params), fr.damage_model("AT1")
-        step = jax.jit(simulation.stepper.step)
-        carry = step(params, simulation.stepper.init(params, simulation.initial_fields()), 0.01)  # relaxed flaw
-        state = fm._from_carry(carry["state"]["fracture"])
-        pressure = 0.3  # GPa
-
-        @jax.jit
-        def elasticity(damage):
-            kt, kc, mu, _ = fr.elastic_terms(damage, mat, problem)
-            return solve_walled_elasticity(kt, kc, mu, grid, fm.WALLS, internal_pressure=pressure * damage,
-                                           reference_moduli=fr.bulk_and_shear(mat.young, mat.poisson),
-                                           tolerance=1e-9, max_iterations=2000, max_newton=8)
-
-        t_el, solution = timed(elasticity, state.damage, repeats=args.repeats)
-
-        @jax.jit
-        def damage(displacement, d):
-            drive = fr.driving_force(displacement, d, mat, problem)
-            trace = sum(normal_strains(displacement, grid, fm.WALLS))
-            return fr.solve_damage(drive, pressure * trace, d, jnp.ones_like(d), d, mat, model, problem)[0]
-
-        t_d, _ = timed(damage, solution.displacement, state.damage, repeats=args.repeats)
-
-        @jax.jit
-        def electrochemistry(d, li_volume):
-            opening = grid.cell_volume * jnp.sum(d * sum(normal_strains(solution.displacement, grid, fm.WALLS)), 1)
-            volume = jnp.sum(opening) + params.flaw_width * params.flaw_depth
-            pressure_of = lambda v: fl.li_pressure(v, volume, 0.1, params.li_bulk_modulus)  # noqa: E731
-            current_of = lambda eta, p: fl.plating_current(eta, p, fm.exchange_current(params), 0.5, 298.15,  # noqa
-                                                           params.li_molar_volume)
-            rate = fm.deposition_rate(params)
-
-            def excess(eta):
-                v = fl.implicit_deposit(li_volume, 0.1, 8.0, eta, pressure_of, current_of, rate)
-                return 10.0 * 32.0 - (32.0 * current_of(eta, 0.0) + (v - li_volume) / (0.1 * rate))
-
-            return fl.bisect(excess, -1.5, 0.5, 50)
-
-        t_e, _ = timed(electrochemistry, state.damage, jnp.asarray(0.25), repeats=args.repeats)
-        t_s, new = timed(step, params, carry, 0.1, repeats=args.repeats)
-        info = new["cache"]["info"]
-        print(f"{n:5d} {t_el:14.3f} {int(solution.iterations):6d} {t_d:10.3f} {t_e:15.4f} {t_s:9.3f} "
-              f"{int(info['passes']):6d} {int(info['iterations']):7d} {int(info['elasticity_iterations']):7d}",
-              flush=True)
+        r = time_parts(n, args.repeats)
+        print(f"{n:5d} {r['elasticity_s']:14.3f} {r['elasticity_iterations']:6d} {r['damage_s']:10.3f} "
+              f"{r['electrochemistry_s']:15.4f} {r['step_s']:9.3f} {r['passes']:6d} {r['ud_iterations']:7d} "
+              f"{r['step_cg_iterations']:7d}", flush=True)
 
 
 if __name__ == "__main__":

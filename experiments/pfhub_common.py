@@ -41,12 +41,16 @@ def count_domains(c, threshold=0.5):
     return int(ndimage.label(above)[1]), int(ndimage.label(~above)[1])
 
 
-def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, keep_fields=False, progress=False):
+def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, keep_fields=False, progress=False,
+               deadline=None):
     """Run ``scenario`` with ``solver`` through ``times`` (ascending, > 0).
+
+    ``deadline`` (a ``time.perf_counter()`` value): stop after the first segment that ends past it; the
+    result then holds the times reached only (``complete`` False).
 
     Returns dict: times (0 included), scalars {name: array}, fields (list, if keep_fields; field
     ``field`` at each time), final_fields (every stored field at the last time, host arrays), wall
-    (stepping seconds, compilation of the first segment included), steps, simulation. ``initial``: a replacement initial field array for ``field``.
+    (stepping seconds, compilation of the first segment included), steps, simulation, complete. ``initial``: a replacement initial field array for ``field``.
     """
     times = [float(t) for t in times]
     config = validate_run({"scenario": {**scenario, "t_end": times[-1]}, "solver": solver, "output": {}})
@@ -75,8 +79,11 @@ def staged_run(scenario: dict, solver: dict, times, field=None, initial=None, ke
                   f" {time.perf_counter() - started:.0f} s", flush=True)
         if keep_fields:
             out_fields.append(np.asarray(jax.device_get(simulation.stepper.fields(params, carry)[field])))
+        if deadline is not None and time.perf_counter() > deadline:
+            break
     wall = time.perf_counter() - started
     final_fields = {k: np.asarray(v) for k, v in jax.device_get(simulation.stepper.fields(params, carry)).items()}
     scalars = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-    return {"times": np.array([0.0] + times), "scalars": scalars, "fields": out_fields, "final_fields": final_fields, "wall": wall,
-            "steps": int(clock["step"]), "simulation": simulation}
+    reached = times[:len(rows) - 1]
+    return {"times": np.array([0.0] + reached), "scalars": scalars, "fields": out_fields, "final_fields": final_fields, "wall": wall,
+            "steps": int(clock["step"]), "simulation": simulation, "complete": len(reached) == len(times)}

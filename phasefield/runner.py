@@ -419,18 +419,26 @@ def check_grid(config: RunConfig, copies: int = 1):
     check_fits(2 * itemsize * int(np.prod(config.scenario.shape)), "scenario.shape", config.scenario.shape, copies)
 
 
-def check_memory(simulation: Simulation, config: RunConfig, params, copies: int = 1, advance=None):
-    """Refuse, before allocating anything, a run (times ``copies`` batch members) that will not fit the
-    device: the peak of one compiled chunk of steps, from XLA's memory analysis (:mod:`phasefield.memory`).
-
-    Compiling ``advance`` here costs nothing extra: the run's first call finds it in JAX's cache.
-    """
-    from phasefield.memory import abstract, check_fits, compiled_memory_bytes
+def chunk_memory_bytes(simulation: Simulation, config: RunConfig, params, advance=None) -> int:
+    """Peak device bytes of one compiled chunk of steps, from XLA's memory analysis (:mod:`phasefield.memory`),
+    computed from shapes only (nothing of grid size is allocated)."""
+    from phasefield.memory import abstract, compiled_memory_bytes
 
     advance = advance or make_run_advance(simulation, config)
     carry = abstract_carry(simulation, params)
     records = jax.eval_shape(lambda p, c: empty_records(simulation.diagnostics, p, c), params, carry)
     clock = abstract(device_clock({"t": 0.0, "step": 0, "dt": config.solver.dt}))
-    needed = compiled_memory_bytes(advance.compiled, abstract(params), carry, clock,
-                                   jax.ShapeDtypeStruct((), jnp.float64), records, jax.ShapeDtypeStruct((), jnp.int64))
+    return compiled_memory_bytes(advance.compiled, abstract(params), carry, clock,
+                                 jax.ShapeDtypeStruct((), jnp.float64), records, jax.ShapeDtypeStruct((), jnp.int64))
+
+
+def check_memory(simulation: Simulation, config: RunConfig, params, copies: int = 1, advance=None):
+    """Refuse, before allocating anything, a run (times ``copies`` batch members) that will not fit the
+    device: the peak of one compiled chunk of steps (:func:`chunk_memory_bytes`).
+
+    Compiling ``advance`` here costs nothing extra: the run's first call finds it in JAX's cache.
+    """
+    from phasefield.memory import check_fits
+
+    needed = chunk_memory_bytes(simulation, config, params, advance)
     check_fits(needed, "scenario.shape", config.scenario.shape, copies)
