@@ -119,9 +119,11 @@ sulfide glass's K_Ic ~ 0.23 MPa m^1/2, McGrogan et al. 2017, with E ~ 22 GPa; th
   electrolyte a crack is a gap with no electrolyte in it).
 
 Staggered: one damage solve per time step, no alternate minimisation within a step, so unstable crack growth
-spreads over the steps that the adaptive dt takes. The Amor split lets deviatoric energy drive damage under
-compression as well; plastic flow caps it at ``Y^2 / (6 mu)`` per cell. Triaxial tension (the core of a
-particle whose lithiated shell has flowed outward) is not capped by J2 flow.
+spreads over the steps that the adaptive dt takes. With ``fracture_drive: volumetric_deviatoric`` the Amor
+split lets deviatoric energy drive damage under compression as well (plastic flow caps it at ``Y^2 / (6 mu)``
+per cell). Triaxial tension (the core of a particle whose lithiated shell has flowed outward) is not capped by
+J2 flow: with the spectral drive it is where particles of 200 nm radius and more crack
+(experiments/swelling_fracture_size.py), those of 100 nm and less staying intact at ell = 25 nm.
 
 What small strain misses here: a Si particle at full lithiation has ``J`` near 4 (the radius grows
 59 %). The Hencky measure keeps the eigenstrain finite and symmetric in expansion and contraction
