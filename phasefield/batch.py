@@ -8,14 +8,17 @@ its own adaptive dt and its own ``t_end``); each member is written to its own
 ``python -m phasefield.post`` tabulates the batch. A member that goes non-finite is marked
 ``non-finite`` and frozen; the others go on.
 
-With several local devices (GPUs, or CPU devices forced with
-``XLA_FLAGS=--xla_force_host_platform_device_count=N``) the members are spread over them: the stacked
-parameters and states are sharded along the member axis (``jax.sharding``, a one-axis mesh), so each
-member lives and steps on one device and the compiled chunk runs on all of them at once; the member count
-is padded to a multiple of the device count with idle copies of member 0, which are never written.
-A member's results equal its single run's to round-off (XLA fuses a vmapped, partitioned program
-differently from a single one; measured 4e-16 in ``c`` on the batch test's spinodal), with the same
-step sequence.
+With several devices (GPUs, CPU devices forced with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``,
+and the devices of every process of a multi-process start, :mod:`phasefield.distributed`) the members are
+spread over them: the stacked parameters and states are sharded along the member axis (``jax.sharding``,
+a one-axis mesh) and each device steps its own members (``shard_map``: nothing is exchanged); the member
+count is padded to a multiple of the device count with idle copies of member 0, which are never written.
+Every process runs this loop on the same gathered values; process 0 alone writes. A member's results
+equal its single run's to round-off (XLA fuses a vmapped program differently from a single one; measured
+4e-16 in ``c`` on the batch test's spinodal), with the same step sequence.
+
+Checkpoints are each member's host arrays, with no device layout: :func:`resume_batch` continues a batch
+on any number of devices (``python run.py resume=<batch dir>``).
 
     python run.py batch.key=scenario.mobility batch.values=[2,5,8]
 
@@ -48,7 +51,7 @@ from phasefield.integrate import (
     locate_non_finite,
     make_advance,
 )
-from phasefield.distributed import agree, any_process, is_writer, layout, to_host
+from phasefield.distributed import agree, any_process, is_writer, layout, sync_processes, to_host
 from phasefield.io import CheckpointError, RunWriter, read_checkpoint
 from phasefield.registry import scenario
 from phasefield.runner import (
@@ -184,6 +187,7 @@ def resume_batch(run_dir, changes: dict | None = None) -> list[Path]:
         texts.append(text)
         values.append(yaml.safe_load(value))
         states.append((saved, clock, running))
+    sync_processes("checkpoints read")  # before process 0 reopens the files to append
     if not any(running for _, _, running in states):
         raise RunDirectoryError(f"every member of {run_dir} has finished; nothing to resume "
                                 "(extend them with scenario.t_end=...)")

@@ -47,7 +47,6 @@ def initialize() -> bool:
     slurm = os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1
     if jax.distributed.is_initialized() or not (explicit or slurm):
         return False
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if explicit:
         if len(explicit) < len(ENV):
             missing = sorted(set(ENV) - set(explicit))
@@ -56,8 +55,10 @@ def initialize() -> bool:
         index = _integer("PHASEFIELD_PROCESS_ID", 0)
         if index >= count:
             raise ConfigError("PHASEFIELD_PROCESS_ID", index, f"0 <= id < PHASEFIELD_NUM_PROCESSES = {count}")
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(os.environ["PHASEFIELD_COORDINATOR"], count, index)
     else:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(cluster_detection_method="slurm")
     log.info("process %d of %d: %d local of %d devices (%s)", jax.process_index(), jax.process_count(),
              jax.local_device_count(), jax.device_count(), jax.default_backend())
@@ -107,3 +108,11 @@ def any_process(flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
+def sync_processes(name: str):
+    """Wait until every process got here (e.g. all have read the checkpoints before process 0 appends)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -27,7 +27,7 @@ CONFIG = {
     "output": {"interval": 1.0, "scalar_interval": 0.5, "plots": False},
 }
 
-# one process per device count: argv = json(config), folder, device count, process count, process id, port
+# argv = json(config), folder, devices per process, process count, process id, coordinator port
 SCRIPT = """
 import json, logging, os, shutil, signal, sys
 from pathlib import Path
@@ -43,10 +43,7 @@ assert jax.device_count() == devices * processes and jax.process_count() == proc
 import phasefield.batch as batch
 import phasefield.integrate
 from phasefield.runner import Preempted, run
-values = [2.0, 5.0, 8.0]
-if processes > 1:
-    batch.run_batch(config, "scenario.mobility", values, folder / "batch")
-    sys.exit()
+values, where = [2.0, 5.0, 8.0], f"{processes}x{devices}"
 if devices == 4:
     original, sent = batch.host_records, []
     def records_then_signal(records):  # SIGTERM once a member is past t = 1.2 (chunks of one step)
@@ -62,19 +59,29 @@ if devices == 4:
     except Preempted:
         pass
     run({**config, "scenario": {**config["scenario"], "t_end": 1.0}}, folder / "single_4")
-else:
-    batch.run_batch(config, "scenario.mobility", values, folder / f"straight_{devices}")
-    shutil.copytree(folder / "preempted", folder / f"resumed_{devices}")
-    batch.resume_batch(folder / f"resumed_{devices}")
-if devices == 1:
-    shutil.copytree(folder / "single_4", folder / "single_4_to_1")
-    run(None, folder / "single_4_to_1", resume=True, changes={"scenario.t_end": 2.0})
-    run(config, folder / "single_1")
+    sys.exit()
+batch.run_batch(config, "scenario.mobility", values, folder / f"straight_{where}")
+if processes > 1:
+    from phasefield.config import ConfigError
+    try:
+        run(config, folder / f"single_{where}_{index}")
+        raise SystemExit("a single run under several processes was not refused")
+    except ConfigError as error:
+        assert "batch" in str(error)
+if index == 0:
+    shutil.copytree(folder / "preempted", folder / f"resumed_{where}")
+    if processes == 1:
+        shutil.copytree(folder / "single_4", folder / "single_4_to_1")
+        run(None, folder / "single_4_to_1", resume=True, changes={"scenario.t_end": 2.0})
+        run(config, folder / "single_1")
+batch.sync_processes("copied")
+batch.resume_batch(folder / f"resumed_{where}")
 """
 
 
 def start(folder, devices, processes=1, index=0, port=0):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_"))}
+    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(CONFIG), str(folder), str(devices),
                              str(processes), str(index), str(port)], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -86,21 +93,32 @@ def finish(process, timeout=300):
     return output
 
 
-def members(folder):
-    return [read_run(folder / f"member_{i}" / "run.h5") for i in range(len(VALUES))]
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def device_runs(tmp_path_factory):
-    """Batches and runs on 4, then 1, then 2 forced CPU devices (the later ones resume the 4-device ones)."""
+    """A batch preempted on 4 forced CPU devices, then resumed (and run straight) on 1 device in one process
+    and on 2 processes of 1 device each (a localhost coordinator); a single run from the 4-device process
+    resumed on 1 device."""
     folder = tmp_path_factory.mktemp("devices")
-    logs = {devices: finish(start(folder, devices)) for devices in (4, 1, 2)}
+    logs = {"4": finish(start(folder, 4)), "1x1": finish(start(folder, 1))}
+    port = free_port()
+    processes = [start(folder, 1, 2, index, port) for index in (0, 1)]
+    logs["2x1"], logs["2x1 process 1"] = [finish(p) for p in processes]
     return folder, logs
 
 
-def test_batch_checkpointed_on_4_devices_resumes_on_1_and_2(device_runs):
+def members(folder):
+    return [read_run(folder / f"member_{i}" / "run.h5") for i in range(len(VALUES))]
+
+
+def test_batch_checkpointed_on_4_devices_resumes_on_1_device_and_on_2_processes(device_runs):
     folder, logs = device_runs
-    assert "batch of 3 members on 4 devices (1 processes)" in logs[4]
+    assert "batch of 3 members on 4 devices (1 processes)" in logs["4"]
     for i in range(len(VALUES)):
         with h5py.File(folder / "preempted" / f"member_{i}" / "run.h5", "r") as f:
             assert f.attrs["status"] == "preempted" and f.attrs["device_count"] == 4
@@ -111,14 +129,14 @@ def test_batch_checkpointed_on_4_devices_resumes_on_1_and_2(device_runs):
             assert tuple(CONFIG["scenario"]["shape"]) in shapes
             assert all(s in (None, (), tuple(CONFIG["scenario"]["shape"])) for s in shapes)
     assert not (folder / "preempted" / "member_3").exists()  # the padding member is never written
-    for devices in (1, 2):
-        resumed, straight = members(folder / f"resumed_{devices}"), members(folder / f"straight_{devices}")
+    for where, processes, devices in (("1x1", 1, 1), ("2x1", 2, 2)):
+        resumed, straight = members(folder / f"resumed_{where}"), members(folder / f"straight_{where}")
         for r, s in zip(resumed, straight):
             assert r["attrs"]["status"] == "finished" and r["attrs"]["resumed"] == 1
-            assert r["attrs"]["device_count"] == devices
+            assert r["attrs"]["device_count"] == devices and r["attrs"]["process_count"] == processes
             assert np.array_equal(r["step"], s["step"]) and np.array_equal(r["time"], s["time"])
             assert np.array_equal(r["scalars"]["time"], s["scalars"]["time"])
-            if devices == 2:  # executables over 2 and 4 devices round alike: bit for bit
+            if devices > 1:  # executables over 2 and 4 devices round alike: bit for bit
                 assert np.array_equal(r["fields"]["c"], s["fields"]["c"])
                 for name, values in s["scalars"].items():
                     assert np.array_equal(r["scalars"][name], values), name
@@ -135,32 +153,48 @@ def test_single_run_from_a_4_device_process_resumes_on_1_bit_for_bit(device_runs
     assert np.array_equal(resumed["fields"]["c"], straight["fields"]["c"])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_spread_a_batch_and_process_0_writes_it(device_runs, tmp_path):
-    """Two processes of 2 forced CPU devices each (a localhost coordinator): 3 members padded to 4 over
-    the 4 global devices; one file per member, written once."""
-    folder, _ = device_runs
-    port = free_port()
-    processes = [start(tmp_path, 2, 2, index, port) for index in (0, 1)]
-    logs = [finish(p) for p in processes]
-    assert "batch of 3 members on 4 devices (2 processes)" in logs[0]
-    assert sorted(p.parent.name for p in (tmp_path / "batch").glob("member_*/run.h5")) == [
+def test_two_processes_spread_a_batch_and_process_0_writes_it(device_runs):
+    """Two processes of one forced CPU device each: 3 members padded to 4 over the 2 global devices;
+    one file per member, written once (by process 0)."""
+    folder, logs = device_runs
+    assert "batch of 3 members on 2 devices (2 processes)" in logs["2x1"]
+    assert "process 1 of 2: 1 local of 2 devices (cpu)" in logs["2x1 process 1"]
+    assert sorted(p.parent.name for p in (folder / "straight_2x1").glob("member_*/run.h5")) == [
         "member_0", "member_1", "member_2"]
-    same_layout, one_device = members(folder / "straight_2"), members(folder / "straight_1")
-    for member, two, one in zip(members(tmp_path / "batch"), same_layout, one_device):
+    for member, one in zip(members(folder / "straight_2x1"), members(folder / "straight_1x1")):
         assert member["attrs"]["status"] == "finished"
-        assert member["attrs"]["process_count"] == 2 and member["attrs"]["device_count"] == 4
+        assert member["attrs"]["process_count"] == 2 and member["attrs"]["device_count"] == 2
         assert list(member["time"]) == [0.0, 1.0, 2.0]  # no duplicate frames
         assert len(np.unique(member["scalars"]["step"])) == len(member["scalars"]["step"])
-        # the per-device program of one process with several devices: bit for bit
-        assert np.array_equal(member["step"], two["step"]) and np.array_equal(member["fields"]["c"], two["fields"]["c"])
-        for name, values in two["scalars"].items():
-            assert np.array_equal(member["scalars"][name], values), name
-        # against one device: the same steps, fields to round-off (see above)
+        # against one process on one device: the same steps, fields to round-off (the one-device executable)
         assert np.array_equal(member["step"], one["step"])
         assert np.allclose(member["fields"]["c"], one["fields"]["c"], rtol=0, atol=1e-14)
+
+
+def test_batch_directories_are_told_from_runs(device_runs):
+    from phasefield.batch import is_batch
+
+    folder, _ = device_runs
+    assert is_batch(folder / "preempted") and not is_batch(folder / "single_1") and not is_batch(folder / "none")
+    assert not (folder / "single_2x1_0").exists() and not (folder / "single_2x1_1").exists()
+
+
+def test_multi_process_environment_is_checked_before_anything_starts(monkeypatch):
+    from phasefield.config import ConfigError
+    from phasefield.distributed import ENV, initialize
+
+    for name in (*ENV, "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert initialize() is False  # one process: nothing to start
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert initialize() is False
+    monkeypatch.setenv("PHASEFIELD_COORDINATOR", "localhost:1234")
+    with pytest.raises(ConfigError, match="PHASEFIELD_NUM_PROCESSES"):
+        initialize()
+    monkeypatch.setenv("PHASEFIELD_NUM_PROCESSES", "2")
+    monkeypatch.setenv("PHASEFIELD_PROCESS_ID", "2")
+    with pytest.raises(ConfigError, match="PHASEFIELD_PROCESS_ID"):
+        initialize()
+    monkeypatch.setenv("PHASEFIELD_PROCESS_ID", "x")
+    with pytest.raises(ConfigError, match="integer"):
+        initialize()
