@@ -300,7 +300,8 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
         signals = stack.enter_context(preemption_signals())
         for t_frame in frame_times(float(min(running_t)), float(t_ends.max()), output.interval):
             t_stop = np.minimum(t_frame, t_ends)
-            # a resumed member may be past this frame already (members checkpoint at their own times)
+            # members still to reach this frame: not one framed already (members reach it in different
+            # chunks), nor a resumed one past it (members checkpoint at their own times)
             behind = clock["t"] < t_stop * (1 - TIME_TOLERANCE)
             while True:
                 active = np.array([s == "running" for s in status]) & behind
@@ -350,8 +351,8 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
                         status[i] = "finished"
                 if any_process(bool(signals)):
                     preempt(carry, clock, signals[0] if signals else "on another process")
-                running = [s == "running" for s in status]
-                if not any(r and not reached[i] for i, r in enumerate(running)):
+                behind[framed] = False
+                if not any(s == "running" and behind[i] for i, s in enumerate(status)):
                     break
             log.info("batch of %d: t = %.6g / %g", count, t_frame, t_ends.max())
             if not any(s == "running" for s in status):
