@@ -143,6 +143,10 @@ def run_batch(config_dict: dict, key: str, values, run_dir) -> list[Path]:
     config_dict, values = plain(config_dict), plain(values)
     _check_key(config_dict, key, values)
     values = list(values)
+    taken = sorted(Path(run_dir).glob("member_*/run.h5"))
+    if taken:  # checked by every process (a shared file system) before any of them computes
+        raise RunDirectoryError(f"{taken[0]} already exists; choose a new run directory (hydra.run.dir=...) "
+                                f"or continue the batch with resume={run_dir}")
     members = [validate_run(member_config(config_dict, key, v)) for v in values]  # each value checked
     texts = [yaml.safe_dump(member_config(config_dict, key, v), sort_keys=False) for v in values]
     return _run_members(members, texts, key, values, Path(run_dir), resume=None)
@@ -247,9 +251,10 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
     writing = is_writer()
     writers, paths = [], []
     dtypes = {k: v.dtype for k, v in jax.eval_shape(jax.vmap(stepper.fields), params, carry).items()}
+    stored = [{name: dtypes[name] for name in stored_fields(m, s)} for m, s in zip(members, simulations)]
     status = (["running"] * count if resume is None else ["running" if r else "finished" for _, _, r in resume]) \
         + ["padding"] * len(padding)
-    for index, (member, simulation, value, text) in enumerate(zip(members, simulations, values, texts)):
+    for index, (simulation, value, text) in enumerate(zip(simulations, values, texts)):
         folder = run_dir / f"member_{index}"
         paths.append(folder / "run.h5")
         if not writing or status[index] != "running":
@@ -260,8 +265,7 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
         else:
             (folder / ".hydra").mkdir(parents=True, exist_ok=True)
             (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"{key}={value}"]))
-            stored = {name: dtypes[name] for name in stored_fields(member, simulation)}
-            writers.append(RunWriter(paths[-1], simulation, stored, text, output.compression))
+            writers.append(RunWriter(paths[-1], simulation, stored[index], text, output.compression))
             writers[-1].file.attrs.update(layout())
     resumable = [i for i in range(count) if status[i] == "running"]
 

@@ -178,11 +178,18 @@ def test_two_processes_spread_a_batch_and_process_0_writes_it(device_runs):
     assert not np.array_equal(one["fields"]["c"][0], one["fields"]["c"][-1])
 
 
-def test_batch_directories_are_told_from_runs(device_runs):
-    from phasefield.batch import is_batch
+def test_batch_directories_are_told_from_runs_and_never_overwritten(device_runs):
+    from phasefield.batch import is_batch, resume_batch, run_batch
+    from phasefield.runner import RunDirectoryError
 
     folder, _ = device_runs
     assert is_batch(folder / "preempted") and not is_batch(folder / "single_1") and not is_batch(folder / "none")
+    with pytest.raises(RunDirectoryError, match="resume="):
+        run_batch(CONFIG, "scenario.mobility", VALUES, folder / "straight_1x1")
+    with pytest.raises(RunDirectoryError, match="every member .* has finished"):
+        resume_batch(folder / "straight_1x1")
+    with pytest.raises(RunDirectoryError, match="no batch"):
+        resume_batch(folder / "single_1")
     assert not (folder / "single_2x1_0").exists() and not (folder / "single_2x1_1").exists()
 
 
