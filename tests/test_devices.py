@@ -214,6 +214,29 @@ def test_multi_process_environment_is_checked_before_anything_starts(monkeypatch
         initialize()
 
 
+def test_slurm_and_explicit_starts_reach_jax_distributed(monkeypatch):
+    """What initialize hands jax.distributed (recorded, not started: one process cannot join a job)."""
+    import jax
+
+    from phasefield.distributed import ENV, initialize
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.config, "update", lambda name, value: calls.append((name, value)))
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    assert initialize()
+    assert calls == [("jax_cpu_collectives_implementation", "gloo"), ((), {"cluster_detection_method": "slurm"})]
+    calls.clear()
+    monkeypatch.setenv("PHASEFIELD_COORDINATOR", "node0:4321")
+    monkeypatch.setenv("PHASEFIELD_NUM_PROCESSES", "3")
+    monkeypatch.setenv("PHASEFIELD_PROCESS_ID", "2")
+    assert initialize()  # explicit variables win over SLURM's
+    assert calls[-1] == (("node0:4321", 3, 2), {})
+
+
 def test_members_reaching_a_frame_in_different_chunks_are_framed_once(device_runs, tmp_path, monkeypatch):
     """Chunks of one step: the members reach each frame in different chunks (member 0 at step 14, the others
     at 15); each is framed once (the loop used to frame a member again in every chunk until all had
