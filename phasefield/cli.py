@@ -62,14 +62,23 @@ def main(cfg) -> int:
 
     from hydra.types import RunMode
 
+    from phasefield.distributed import initialize
+
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     hydra = HydraConfig.get()
     try:
+        initialize()  # several processes (SLURM, PHASEFIELD_COORDINATOR): before any JAX computation
         data = OmegaConf.to_container(cfg, resolve=True)
         resume = data.pop("resume", None)
         batch = data.pop("batch", None) or {}
         if resume:
-            run(None, resume, resume=True, changes=resume_changes(data, list(hydra.overrides.task)))
+            from phasefield.batch import is_batch, resume_batch
+
+            changes = resume_changes(data, list(hydra.overrides.task))
+            if is_batch(resume):
+                resume_batch(resume, changes)
+            else:
+                run(None, resume, resume=True, changes=changes)
         elif batch.get("key"):
             from phasefield.batch import run_batch
 

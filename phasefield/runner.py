@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from phasefield.config import ConfigError, RunConfig, validate_run
+from phasefield.distributed import layout
 from phasefield.integrate import (
     EnergyIncreaseError,
     NonFiniteError,
@@ -254,6 +255,7 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
             raise RunDirectoryError(f"cannot resume: {error}") from None
         carry = restore_carry(simulation, params, saved)
         writer = RunWriter.reopen(path, simulation, clock)
+        writer.file.attrs.update(layout())
         if changes:
             writer.file.attrs["config"] = config_yaml
             log.info("resuming with %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
@@ -270,6 +272,7 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
                               f"a config whose initial state is finite; field(s) {', '.join(bad)} are not")
         writer = RunWriter(path, simulation, {name: fields[name].dtype for name in fields_to_store}, config_yaml,
                            config.output.compression)
+        writer.file.attrs.update(layout())
         record_config(run_dir, config_yaml, overrides)
     log.info("scenario %s on grid %s, dt %g, %s on %s", simulation.name, simulation.grid.shape,
              config.solver.dt, config.solver.precision, jax.default_backend())
@@ -363,6 +366,10 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
     finished run can be resumed to a later ``t_end``. ``overrides`` (the command line's) are recorded in
     ``run_dir/.hydra/overrides.yaml`` with the config, once the new run is accepted.
     """
+    if jax.process_count() > 1:
+        raise ConfigError("batch.key", None, "a batch (batch.key=scenario.<parameter>) when several processes start "
+                          "together: they spread a batch's members over their devices; one run is not split "
+                          "over processes (no domain decomposition)")
     run_dir = Path(run_dir)
     path = run_dir / "run.h5"
     config_dict = plain(config_dict)

@@ -98,12 +98,18 @@ def test_every_scenario_yaml_names_every_option(scenario):
     validate_run({k: composed[k] for k in ("scenario", "solver", "output")})
 
 
-def test_slurm_launcher_config_composes_against_plugin_schema():
-    """configs/hydra/launcher/slurm.yaml is validated by hydra-submitit-launcher's structured config."""
+def test_slurm_launcher_configs_compose_against_plugin_schema():
+    """configs/hydra/launcher/slurm.yaml and slurm_multinode.yaml are validated by hydra-submitit-launcher's
+    structured config (the optional extra [cluster])."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher ([cluster]) "
+                        "is not installed")
     result = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra")
     assert result.returncode == 0, result.stderr
     assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
     assert "signal_delay_s: 120" in result.stdout
+    result = run_cli("hydra/launcher=slurm_multinode", "hydra.launcher.nodes=3", "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr
+    assert "nodes: 3" in result.stdout and "tasks_per_node: 4" in result.stdout and "gpus_per_node: 4" in result.stdout
 
 
 def test_progress_bar_on_a_terminal_and_plain_lines_in_batch_logs(tmp_path):

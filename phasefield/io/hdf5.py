@@ -9,6 +9,7 @@ Layout (see README, "Output"):
 * ``/checkpoint``      link to the newest of ``/checkpoints/slot_0|1``: the model's state and scheme
                        history plus ``t``, ``step``, ``dt``, ``checksum`` (SHA-256) attributes
 * root attributes      config (YAML), phasefield_version, scenario, scale_*, started, ended,
+                       process_count, device_count, platform (where it last started),
                        finished, status, and stop_reason when a model's stop event ended the run
 
 Every record is flushed, so a run that is killed leaves a file with every completed frame, and the
@@ -133,6 +134,11 @@ class RunWriter:
             dataset.resize(dataset.shape[0] + len(values), axis=0)
             dataset[-len(values):] = values
         self.file.flush()
+
+    def last_scalar_time(self) -> float:
+        """The (nondimensional) time of the newest scalar record; nan if there is none."""
+        times = self.file["scalars/time"]
+        return float(times[-1]) / self.time_scale if times.shape[0] else float("nan")
 
     def write_frame(self, clock, fields: dict):
         for name, ds in self.file["fields"].items():
