@@ -128,7 +128,8 @@ def test_batch_members_spread_over_devices_equal_their_single_runs(tmp_path):
     import json
     import os
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(ROOT)}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", SHARDED_BATCH, json.dumps(CONFIG), str(tmp_path / "batch")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr

@@ -76,7 +76,8 @@ batch.resume_batch(folder / f"resumed_{where}")
 
 def start(folder, devices, processes=1, index=0, port=0):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_"))}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONPATH=str(ROOT))
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    env.update(XLA_FLAGS=flags, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(CONFIG), str(folder), str(devices),
                              str(processes), str(index), str(port)], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
