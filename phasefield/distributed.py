@@ -4,8 +4,10 @@ A multi-process start is recognised from
 
 * ``PHASEFIELD_COORDINATOR`` (``host:port`` of process 0), ``PHASEFIELD_NUM_PROCESSES``,
   ``PHASEFIELD_PROCESS_ID``: an explicit start (any launcher, or several processes on one machine);
-* ``SLURM_NTASKS`` > 1 inside a job step (``srun``): JAX's own SLURM detection takes the coordinator
-  (the step's first node), the process count and index, and the local GPU from the SLURM variables.
+* ``SLURM_STEP_NUM_TASKS`` > 1, i.e. inside a job step of several tasks (``srun``): JAX's own SLURM detection
+  takes the coordinator (the step's first node), the process count and index, and the local GPU from the
+  SLURM variables. The job's ``SLURM_NTASKS`` is not enough: a plain ``python run.py`` in the batch script of an
+  ``--ntasks=8`` job sees it too, and would wait for seven processes that never start.
 
 :func:`initialize` must run before any JAX computation (the CLI calls it first). On the CPU the
 cross-process collectives go through gloo (``jax_cpu_collectives_implementation``). Every process
@@ -41,10 +43,11 @@ def _integer(name: str, minimum: int) -> int:
 def initialize() -> bool:
     """Start ``jax.distributed`` when the environment asks for several processes; ``True`` if it did.
 
-    Nothing happens for one process (no variables, or ``SLURM_NTASKS`` = 1) or when already started.
+    Nothing happens for one process (no variables, or ``SLURM_STEP_NUM_TASKS`` unset or 1) or when already started.
     """
     explicit = [name for name in ENV if os.environ.get(name)]
-    slurm = os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "1")
+    slurm = tasks.isdigit() and int(tasks) > 1
     if jax.distributed.is_initialized() or not (explicit or slurm):
         return False
     if explicit:

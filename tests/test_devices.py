@@ -198,10 +198,12 @@ def test_multi_process_environment_is_checked_before_anything_starts(monkeypatch
     from phasefield.config import ConfigError
     from phasefield.distributed import ENV, initialize
 
-    for name in (*ENV, "SLURM_NTASKS"):
+    for name in (*ENV, "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
     assert initialize() is False  # one process: nothing to start
-    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert initialize() is False
+    monkeypatch.setenv("SLURM_NTASKS", "8")  # the batch script of an 8-task job, outside srun: one process
     assert initialize() is False
     monkeypatch.setenv("PHASEFIELD_COORDINATOR", "localhost:1234")
     with pytest.raises(ConfigError, match="PHASEFIELD_NUM_PROCESSES"):
@@ -227,7 +229,7 @@ def test_slurm_and_explicit_starts_reach_jax_distributed(monkeypatch):
     monkeypatch.setattr(jax.config, "update", lambda name, value: calls.append((name, value)))
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "8")
     assert initialize()
     assert calls == [("jax_cpu_collectives_implementation", "gloo"), ((), {"cluster_detection_method": "slurm"})]
     calls.clear()
