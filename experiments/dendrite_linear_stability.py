@@ -30,8 +30,22 @@ grows measurably on a small grid), gamma = 0.5 J/m^2, held -0.425 mV (i ~ 1.9 mA
 16 x 24 um cell, interface 1 um, seeded amplitude 0.1 um, rates over t = 200..2000 s (the front advances
 ~4 um). ``profile_relaxation`` 1 (its default 100 gives the same rates: dt L W >> 1 either way).
 
-Measured (4 cells across, 96 x 64; ``python experiments/dendrite_linear_stability.py --dt 40 20 10 7``,
-25-32 s wall per dt; the adaptive dt of this front at target_change 0.02 is ~7 s):
+Measured with the model's Allen-Cahn upkeep moving no metal (``conserve_metal_locally``; 4 cells across,
+96 x 64, ``python experiments/dendrite_linear_stability.py --dt 20 7``, 30-35 s wall per dt on a loaded
+2-core machine; the adaptive dt of this front at target_change 0.02 is ~7 s). "AC step alone" is the
+relative change of the mode per curvature-free Allen-Cahn step with that conservation, no reaction
+(``allen_cahn_damping``); "ratio without it" subtracts it:
+
+    m  k (1/um)  s_theory (1/s)  ratio, dt 20 s   7 s     AC step alone (7 s)   ratio without it (7 s)
+    1  0.196      2.215e-04      1.002            1.002    3.9e-05              0.977
+    2  0.393      1.549e-04      1.029            1.018    4.4e-05              0.978
+    3  0.589     -9.03e-05       0.882            0.944    4.0e-05              1.007
+    4  0.785     -4.92e-04       0.969            0.996   -1.2e-05              0.992
+    5  0.982     -1.044e-03      0.985            1.013   -2.0e-04              0.986
+
+Every mode is within 6 % at 7 s (tests/test_electrochemistry.py checks modes 1-3 within 10 % over
+1000 s). Before that conservation, the relaxation itself damped each mode by ``c k^2`` per step
+(``c ~ 1.8e-3 um^2``), so the error grew as dt fell. The numbers below are from that version:
 
     m  k (1/um)  s_theory (1/s)   ratio s_measured / s_theory       AC step alone   ratio without it
                                   dt = 40 s   20 s    10 s    7 s   per step (20 s) 40 s   20 s   10 s   7 s
@@ -41,20 +55,10 @@ Measured (4 cells across, 96 x 64; ``python experiments/dendrite_linear_stabilit
     4  0.785     -4.93e-04        1.041      1.116   1.204   1.259  -1.06e-03       0.986  1.008  0.991  0.958
     5  0.982     -1.044e-03       1.041      1.098   1.166   1.211  -1.84e-03       0.997  1.010  0.992  0.965
 
-The measured rate is the theory's minus a damping ``c k^2`` per step (not per second), ``c ~ 1.8e-3 um^2``
-at 4 cells across: the error grows as dt falls (at the adaptive ~7 s the stable modes decay 21-71 % too
-fast, the near-marginal m = 3 worst, and m = 2 grows 16 % too slowly). Its source is the Allen-Cahn step:
-run alone on the seeded front (no reaction, ``allen_cahn_damping``), one curvature-free step with
-dt L W >> 1 (a projection onto the discrete tanh profile) shrinks the mode by that same ``c k^2``
-(the "AC step alone" column); subtracting it leaves the dispersion relation within 6 % for every mode at
-dt >= 10 s, 16 % at 7 s ("ratio without it"). The counter term ``L kappa |grad xi| K`` (centred
-differences) does not cancel the curvature part of the spectral ``kappa lap xi`` exactly: per step the
-mismatch moves the interface by ``~ -c K``. ``c`` falls with the cell (0.7-0.9e-3 um^2 at 6 cells,
-0.5-0.6e-3 at 8: roughly dx^2) and, per step, with dt L W below 1 (the step then relaxes only partly: a
-residual curvature flow at a rate ~ L W instead); but ``L W`` is ``profile_relaxation k v`` with ``v`` the
-cathodic partial speed, ``i0 / (F c_s)`` here, so dt L W >> 1 at every useful dt.
-
-Finer cells (``--cells 6 8``; 144 x 96 and 192 x 128, 45 and 80 s wall per dt):
+The cause was the counter term ``L kappa |grad xi| K`` (centred differences): it does not cancel the
+curvature part of the spectral ``kappa lap xi`` exactly, and with dt L W >> 1 (a projection onto the
+discrete tanh profile each step) the mismatch moved the interface by ``~ -c K`` per step. The same
+version, at finer cells (``--cells 6 8``):
 
     m  s_theory    ratio, 6 cells, dt 10 s   without AC   ratio, 8 cells, dt 5 s   without AC
     1  2.22e-04    0.984                     0.996        0.981                    0.997
@@ -63,13 +67,10 @@ Finer cells (``--cells 6 8``; 144 x 96 and 192 x 128, 45 and 80 s wall per dt):
     4 -4.9e-04     1.138                     1.030        1.161                    1.020
     5 -1.04e-03    1.111                     1.021        1.126                    1.011
 
-The damping per step is smaller there, but so is the largest stable step: fixed steps of 20 s at 6 cells
-and of 10 and 20 s at 8 cells (and at 4 cells of an interface of 0.5 um) go numerically unstable after ~400-800 s:
-the interface roughens at the grid scale and the current collapses (``interface_area`` from 1 to 30 in a
-flat front with 0.1 um roughness, 6 cells, dt 20 s, the ordinary integrator); adaptive dt (target_change
-0.02, ~7 s here) and fixed 5 s steps stayed stable at 6 cells.
+Fixed steps of 20 s at 6 cells and of 10 and 20 s at 8 cells went numerically unstable after ~400-800 s
+in that version (the interface roughens at the grid scale); not re-measured since.
 
-    python experiments/dendrite_linear_stability.py --dt 40 20 10 7
+    python experiments/dendrite_linear_stability.py --dt 20 7
     python experiments/dendrite_linear_stability.py --cells 6 --dt 10
     python experiments/dendrite_linear_stability.py --cells 8 --dt 5
 """
@@ -190,7 +191,7 @@ def allen_cahn_damping(mode: int, cells_across: float = 4.0, interface: float = 
     from phasefield.grid import Boundary
     from phasefield.models.dendrite import Parameters, make_grid
     from phasefield.operators import SpectralBasis
-    from phasefield.physics.electrodeposition import allen_cahn_update, interface_curvature
+    from phasefield.physics.electrodeposition import allen_cahn_update, conserve_metal_locally, interface_curvature
 
     config = validate_run({"scenario": {"name": "dendrite", **scenario(cells_across, interface)}, "solver": {},
                            "output": {}}).scenario
@@ -205,8 +206,9 @@ def allen_cahn_damping(mode: int, cells_across: float = 4.0, interface: float = 
 
     field = xi
     for _ in range(steps):
-        field = allen_cahn_update(field, relaxation_time, basis, 1.0 / p.barrier, p.barrier, p.kappa, None, None,
-                                  curvature=interface_curvature(field, grid))
+        relaxed = allen_cahn_update(field, relaxation_time, basis, 1.0 / p.barrier, p.barrier, p.kappa, None, None,
+                                    curvature=interface_curvature(field, grid))
+        field = conserve_metal_locally(field, relaxed, basis, interface)[0]
     return (amplitude_of(field) / amplitude_of(xi) - 1.0) / steps
 
 

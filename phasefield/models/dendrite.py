@@ -9,12 +9,14 @@ Two formulations (``formulation``, static):
   through the Butler-Volmer reaction ``i = i0 [c e^{-a A} - e^{(1-a) A}]``, ``A = f (V - phi_e) + s``
   (``s``: Gibbs-Thomson and, with a coupling, the mechanical overpotential). The reaction advects the
   interface, ``dxi/dt = (i / n F c_s) C |grad xi|`` (:func:`reaction_weight`); the Allen-Cahn part
-  only keeps the tanh profile (curvature-free, its rate from ``profile_relaxation``). Binary salt:
+  only keeps the tanh profile (curvature-free, its rate from ``profile_relaxation``) and moves no
+  metal (:func:`conserve_metal_locally`: otherwise it damps every bump by a fixed amount per step and,
+  paid cell by cell from a depleted interface, dissolves a share of each step's deposit). Binary salt:
   ``dc/dt = div(D grad c) - (1 - t+) (c_s/c_ref) dh/dt``, the share ``t+`` of the Li carried by
   migration from the counter electrode (``li_inflow`` counts it), ``kappa = kappa_l c / c_bulk``;
   single-ion conductor: ``c`` fixed, ``t+ = 1``. One step: 0. coupling; 1. ``phi_e`` (Newton on the
   linearised reaction; galvanostatic: the cathodic distribution scaled to the applied current);
-  2. Allen-Cahn (curvature-free, noise); 3. salt diffusion with the reaction's share as implicit sink
+  2. Allen-Cahn (curvature-free, metal given back locally, noise); 3. salt diffusion with the reaction's share as implicit sink
   and the metal growth (:func:`transport_exchange` with the reaction's localisation), the electrode
   potential found by :func:`hold_current` under galvanostatic control. ``phi`` stores ``phi_e``.
 * ``chen2015``: the single-potential model below, kept for reproducing papers (its interface is an
@@ -122,11 +124,13 @@ from phasefield.physics.electrodeposition import (
     Kinetics,
     allen_cahn_update,
     anisotropy_stable_dt,
+    conserve_metal_locally,
     electrolyte_current,
     gradient_angle,
     growth_per_area,
     hold_current,
     interface_curvature,
+    langevin_kick,
     reaction_weight,
     solve_cell_potential,
     solve_electrolyte_potential,
@@ -601,9 +605,12 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         fastest = p.interface_speed * jnp.max(jnp.where(weight > 0, jnp.maximum(c, 0.0), 0.0)
                                               * jnp.exp(-p.alpha * argument))
         mobility = relaxation_rate(params, p, fastest) / p.barrier
-        xi_relaxed = allen_cahn_update(xi, dt, basis, mobility, p.barrier, p.kappa, None,
-                                       (params.noise_amplitude, noise_key), curvature=curvature)
-        xi_relaxed, c = metal_growth(xi, xi_relaxed, c, kinetics.site_ratio)
+        xi_relaxed = allen_cahn_update(xi, dt, basis, mobility, p.barrier, p.kappa, None, curvature=curvature)
+        # ... moving no metal (only the reaction deposits); the round-off it leaves is paid where Li+ is
+        xi_relaxed, residual = conserve_metal_locally(xi, xi_relaxed, basis, 2.0 / p.slope)
+        c = c - kinetics.site_ratio * residual * c / jnp.sum(c)
+        xi_kicked = langevin_kick(xi, xi_relaxed, dt, (params.noise_amplitude, noise_key))
+        xi_relaxed, c = metal_growth(xi_relaxed, xi_kicked, c, kinetics.site_ratio)
 
         # 3. salt diffusion with the reaction's share 1 - t+ of the Li as an implicit sink, then the metal grows
         h = interpolation(xi_relaxed)

@@ -11,7 +11,7 @@ electrode wall (x = 0) into the electrolyte.
   wall at 0 V, or (galvanostatic) the pair ``phi = phi_0 + V psi`` (``psi``: the response to a unit ``V``);
 * :func:`wall_current`: the current density the potential carries through the walls (A/m^2);
 * :func:`allen_cahn_update`: the order parameter relaxed by the interface energy (implicit gradient
-  term, stabilised explicit barrier, explicit Kobayashi anisotropy, Langevin noise);
+  term, stabilised explicit barrier, explicit Kobayashi anisotropy, Langevin noise: :func:`langevin_kick`);
 * :func:`transport_exchange`: Li+ drift-diffusion and the Butler-Volmer exchange in one implicit
   solve, then the metal grows and pays its exact Li cost;
 * :func:`hold_current`: the electrode potential at which a step deposits an applied current (secant).
@@ -21,6 +21,7 @@ The reaction formulation (``formulation: reaction``, the default of the dendrite
 * :func:`reaction_weight`: the reaction localised as an advection of the interface, ``|grad xi|``
   with a grid correction, so that a flat front at any cell size deposits the Butler-Volmer current;
 * :func:`interface_curvature`: ``K = div n`` of the metal's outward normal (capillarity, counter term);
+* :func:`conserve_metal_locally`: the profile relaxation's metal given back locally (only the reaction deposits);
 * :func:`solve_electrolyte_potential`: the ionic potential ``phi_e`` with the Faradaic current as its
   only source, the Butler-Volmer law linearised about the last ``phi_e`` (one Newton step: stable
   at any ratio of ohmic to charge-transfer resistance);
@@ -198,15 +199,69 @@ def allen_cahn_update(xi, dt, basis: SpectralBasis, mobility, barrier, kappa, an
             lambda: explicit)
     symbol = 1.0 / dt + mobility * (stabilization - kappa * basis.laplacian_symbol)
     relaxed = basis.inverse(basis.forward(xi / dt + explicit) / symbol)
-    if noise is not None:
-        amplitude, key = noise
+    return relaxed if noise is None else langevin_kick(xi, relaxed, dt, noise)
 
-        def kick():
-            normal = jax.random.normal(key, grid.shape, relaxed.dtype)
-            return relaxed + amplitude * jnp.sqrt(dt) * normal * 16.0 * (xi * (1.0 - xi)) ** 2
 
-        relaxed = jax.lax.cond(amplitude > 0, kick, lambda: relaxed)
-    return relaxed
+def langevin_kick(xi, relaxed, dt, noise):
+    """``relaxed + A sqrt(dt) N(0,1) 16 xi^2 (1 - xi)^2`` (``noise = (A, key)``, A in 1/sqrt(s), dt in s): the
+    interface noise of a step from ``xi``, skipped (``lax.cond``) where ``A = 0``."""
+    amplitude, key = noise
+
+    def kick():
+        normal = jax.random.normal(key, xi.shape, relaxed.dtype)
+        return relaxed + amplitude * jnp.sqrt(dt) * normal * 16.0 * (xi * (1.0 - xi)) ** 2
+
+    return jax.lax.cond(amplitude > 0, kick, lambda: relaxed)
+
+
+@jax.named_call
+def conserve_metal_locally(xi, relaxed, basis: SpectralBasis, width, sweeps: int = 2):
+    """``relaxed`` moved along its own normal so that it holds the metal of ``xi``, locally and in total.
+
+    The profile relaxation of the reaction formulation restores the tanh shape that the reaction
+    distorts; it must not move metal, since only the reaction deposits. Its shape change moves metal by
+    less than an interface width (steepening: from ahead of the front to behind it); its translation
+    part would grow or dissolve metal by numerics every step (a per-step damping of every bump and,
+    paid cell by cell from a depleted interface, a net dissolution). With ``d = h(relaxed) - h(xi)``
+    and the advection ``xi' = relaxed + lam |grad relaxed|`` (the profile shifted by ``lam``, um),
+    ``lam`` is the metal gained over the metal one um of shift buys, both averaged over a Gaussian ``G``
+    of standard deviation ``width`` (um, about the interface thickness; the cosine ``basis``: no flux
+    across walls), in ``sweeps`` Newton passes::
+
+        lam = -G[d] / G[h'(relaxed) |grad relaxed|]
+
+    so every region of that size keeps its metal while the shape change (a dipole within the window)
+    is barely touched; then one uniform shift (``sweeps`` scalar Newton steps) makes the total exact to
+    round-off. Only cells where the averaged weight is at least 5 % of a flat front's,
+    ``1 / (sqrt(2 pi) width)``, move, each by at most ``width / 2``: far from interfaces the ratio of two
+    small numbers would amplify any haze of ``xi`` at the grid scale, step after step. Returns
+    ``(xi', residual)``, ``residual = sum h(xi') - sum h(xi)``.
+    """
+    grid = basis.grid
+    blur = jnp.exp(0.5 * width * width * basis.laplacian_symbol)
+    neumann = Boundary.uniform(grid.ndim, "neumann")
+    target = interpolation(xi)
+    reach_floor = 0.05 / (np.sqrt(2.0 * np.pi) * width)  # 5 % of a flat front's averaged weight, 1/um
+
+    def smooth(field):
+        return basis.inverse(basis.forward(field) * blur)
+
+    def shift_weight(field):
+        norm = gradient_norm(gradient(field, grid, neumann))
+        return norm, interpolation_slope(field) * norm
+
+    for _ in range(sweeps):
+        norm, weight = shift_weight(relaxed)
+        buys = smooth(weight)
+        reach = buys > reach_floor
+        lam = jnp.where(reach, -smooth(interpolation(relaxed) - target) / jnp.where(reach, buys, 1.0), 0.0)
+        lam = jnp.clip(lam, -0.5 * width, 0.5 * width)
+        relaxed = jnp.clip(relaxed + lam * norm, 0.0, 1.0)
+    for _ in range(sweeps):
+        norm, weight = shift_weight(relaxed)
+        lam = -jnp.sum(interpolation(relaxed) - target) / jnp.maximum(jnp.sum(weight), 1e-300)
+        relaxed = jnp.clip(relaxed + lam * norm, 0.0, 1.0)
+    return relaxed, jnp.sum(interpolation(relaxed) - target)
 
 
 class Exchange(NamedTuple):
