@@ -130,6 +130,7 @@ from phasefield.physics.electrodeposition import (
     growth_per_area,
     hold_current,
     interface_curvature,
+    junction_current,
     langevin_kick,
     reaction_weight,
     solve_cell_potential,
@@ -593,11 +594,17 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if effect.shift is not None:
             shift = shift + effect.shift
 
-        # 1. the electrolyte potential, the Butler-Volmer current its only source (linearised, implicit)
+        # 1. the electrolyte potential, the Butler-Volmer current its only source (linearised, implicit); a binary
+        # salt's diffusion current (liquid junction) at the step's starting c
+        junction, junction_wall = None, 0.0
+        if binary:
+            junction, junction_wall = junction_current(ionic, c, grid, reservoir, kinetics.bulk,
+                                                       (2.0 * p.transference - 1.0) / p.f)
         potential = solve_electrolyte_potential(ionic, xi, c, voltage, state["phi"], grid, kinetics, weight, shift,
                                                 p.charge_density, params.potential_tolerance, max_iterations,
-                                                applied_growth(params) * electrode_area if galvanostatic else None)
-        cell_current = electrolyte_current(ionic, potential.phi, grid)
+                                                applied_growth(params) * electrode_area if galvanostatic else None,
+                                                junction)
+        cell_current = electrolyte_current(ionic, potential.phi, grid) + junction_wall
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
         noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
@@ -791,8 +798,9 @@ SCALAR_INFO = {
 
 REACTION_SCALAR_INFO = {
     "kinetic_overpotential": Quantity("V", "surface overpotential phi_s - phi_e - (RT/nF) ln(c/c_ref) over the interface"),
-    "concentration_overpotential": Quantity("V", "(RT/nF) ln(c/c_ref) over the interface"),
-    "ohmic_overpotential": Quantity("V", "electrolyte potential phi_e over the interface (counter electrode at 0 V)"),
+    "concentration_overpotential": Quantity("V", "(RT/nF) ln(c/c_ref) over the interface, plus a binary salt's diffusion "
+                                            "potential (2 t+ - 1)(RT/nF) ln(c_bulk/c)"),
+    "ohmic_overpotential": Quantity("V", "electrolyte potential phi_e over the interface (counter electrode at 0 V), less the diffusion potential")
 }
 
 
@@ -844,6 +852,11 @@ def make_diagnostics(grid: Grid, config: Config):
             total = jnp.maximum(jnp.sum(weight), 1e-300)
             electrolyte = jnp.sum(weight * state["phi"]) / total
             concentration = jnp.sum(weight * jnp.log(jnp.maximum(c, 1e-12))) / total / p.f
+            if config.electrolyte == "binary":
+                # the diffusion potential (2 t+ - 1)/f ln(c_b / c) is in phi_e; it belongs to the concentration part:
+                # a flat steady front then shows (2 (1 - t+) / f) ln(c / c_b) (with c_ref = c_b)
+                junction = (2.0 * p.transference - 1.0) * (jnp.log(p.bulk) / p.f - concentration)
+                electrolyte, concentration = electrolyte - junction, concentration + junction
             extra = {
                 "ohmic_overpotential": electrolyte,
                 "concentration_overpotential": concentration,

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.grid import Boundary, Grid, Side
-from phasefield.operators import SpectralBasis, divergence, face_average, gradient, pad_axis
+from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient, pad_axis
 from phasefield.operators.elliptic import apply_operator, solve_potential
 from phasefield.physics.electrochemistry import (
     barrier_slope,
@@ -448,7 +448,7 @@ class ElectrolytePotential(NamedTuple):
 @jax.named_call
 def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid, kinetics: Kinetics, weight,
                                 shift, charge_density, tolerance, max_iterations: int,
-                                total=None) -> ElectrolytePotential:
+                                total=None, junction=None) -> ElectrolytePotential:
     """The ionic potential: ``div(kappa grad phi_e) = Q h'(xi) dxi/dt`` with the Butler-Volmer reaction
     ``dxi/dt = v0 w [c e^{-a A} - e^{(1-a) A}]``, ``A = f (V - phi_e) + s``, its only source.
 
@@ -471,7 +471,11 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
     ``V`` (its cathodic part alone where the net is under a tenth of it: a starting ``V`` near
     equilibrium) scaled to that total, so the current through the counter electrode is the applied
     one (by Gauss) and equals the deposit that :func:`hold_current` then holds.
+
+    ``junction`` (binary salt): ``div(k_D grad c)`` of :func:`junction_current`, the diffusion current's
+    share of the charge balance, ``div(kappa grad phi_e) = Q h' dxi/dt - junction`` (fixed over the step).
     """
+    junction = jnp.zeros_like(guess) if junction is None else junction
     argument = jnp.clip(kinetics.f * (voltage - guess) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
     rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
     slope = interpolation_slope(xi)
@@ -483,7 +487,7 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
         shape, shape_sum = jax.tree.map(lambda a, b: jnp.where(net_sum > 0.1 * cathodic_sum, a, b),
                                         (net, net_sum), (cathodic, cathodic_sum))
         source = charge_density * total * shape / jnp.maximum(shape_sum * grid.cell_volume, 1e-300)
-        phi, iterations, residual = solve_potential(conductivity, source, grid,
+        phi, iterations, residual = solve_potential(conductivity, source - junction, grid,
                                                     electrolyte_boundary_conditions(grid.ndim), guess, tolerance,
                                                     max_iterations)
         return ElectrolytePotential(phi, iterations, residual)
@@ -497,7 +501,7 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
 
     def balance(phi):
         """``A phi + V q(phi)`` (``A = -V div(kappa grad)``, ``V`` the cell volume): zero at the solution."""
-        return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * reaction_source(phi)
+        return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * (reaction_source(phi) - junction)
 
     def newton_iterations(_, start_guess):
         def newton(state):
@@ -507,8 +511,8 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
             source = charge_density * slope * rate * (c - c_eq)
             derivative = (charge_density * slope * kinetics.f * rate
                           * (kinetics.alpha * c + (1.0 - kinetics.alpha) * c_eq))
-            solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi, grid,
-                                                                 boundary, phi, tolerance, max_iterations,
+            solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi - junction,
+                                                                 grid, boundary, phi, tolerance, max_iterations,
                                                                  shift=derivative)
             update = jnp.clip(solved - phi, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
             return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
@@ -543,3 +547,28 @@ def electrolyte_current(conductivity, phi, grid: Grid):
     transverse_area = grid.cell_volume / grid.spacing[0]
     electrode_area = float(np.prod(grid.lengths[1:]))
     return jnp.sum(-2.0 * conductivity[-1] * phi[-1] / grid.spacing[0]) * transverse_area / electrode_area / MICRON
+
+
+def junction_current(conductivity, c, grid: Grid, reservoir: bool, bulk, coefficient):
+    """The diffusion (liquid-junction) current of a binary salt, ``i_D = -beta kappa grad ln c``.
+
+    Dilute 1:1 salt: ``i = F (N+ - N-) = -kappa grad phi_e - F (D+ - D-) grad c`` with
+    ``kappa = F^2 c (D+ + D-) / RT`` and ``t+ = D+ / (D+ + D-)``: ``F (D+ - D-) grad c = beta kappa grad ln c``,
+    ``beta = coefficient = (2 t+ - 1) / f`` (V). ``conductivity`` ``kappa`` (S/m) is the potential's own
+    (:func:`phasefield.models.dendrite.ionic_conductivity`, ``c / c_b`` floored at 1e-3), and ``ln c`` is
+    floored at the same ``1e-3 bulk``: where the salt is gone, so is its diffusion current, as its ohmic
+    current. Walls as the salt's (``bulk`` held at the far wall when ``reservoir``, else no flux).
+    Returns ``(div(beta kappa grad ln c), wall)``: the field that charge conservation
+    ``div(kappa grad phi_e + beta kappa grad ln c) = Q dh/dt`` moves to the potential's right-hand side,
+    and its current density through the counter electrode (A/m^2, positive for deposition).
+    """
+    from phasefield.physics.transport import electrolyte_boundary
+
+    boundary = electrolyte_boundary(grid.ndim, reservoir, jnp.log(bulk))
+    log_c = jnp.log(jnp.maximum(c, 1e-3 * bulk))
+    fluxes = [coefficient * face_average(conductivity, boundary, axis) * face_gradient(log_c, grid, boundary, axis)
+              for axis in range(grid.ndim)]
+    transverse_area = grid.cell_volume / grid.spacing[0]
+    electrode_area = float(np.prod(grid.lengths[1:]))
+    wall = jnp.sum(jax.lax.index_in_dim(fluxes[0], -1, axis=0, keepdims=False)) * transverse_area / electrode_area
+    return divergence(fluxes, grid), wall / MICRON
