@@ -8,7 +8,8 @@ least-squares loss (``reverse``, :func:`phasefield.calibrate.loss_and_gradient`)
 multiple of the forward run; then the steps the gradient re-runs per step (:func:`snapshot_schedule`;
 ``--snapshots 0``: the default number, :func:`default_snapshots`) and,
 with ``--time``, the measured wall time of the gradient over that of the forward run (compiled first, best
-of ``--repeats``).
+of ``--repeats``). ``--step-backward`` adds the peak of one step's backward pass alone, the floor under
+any schedule of the time loop.
 
 Runs at fixed dt (the solver config's first dt, adaptive off) from each scenario's default initial state;
 the observations are 11 values of one diagnostic spread over the run (the reverse pass only needs their
@@ -34,8 +35,10 @@ from phasefield.calibrate import (
     memory_comparison,
     model_series,
     snapshot_schedule,
+    with_values,
 )
 from phasefield.config import validate_run
+from phasefield.memory import peak_bytes
 from phasefield.runner import build
 
 CASES = {  # overrides, free parameters, observed diagnostic
@@ -56,6 +59,26 @@ def problem_for(scenario: str, size: int, steps: int, snapshots: int):
     return problem, np.array([float(getattr(config.scenario, n)) for n in names])
 
 
+def one_step_backward_bytes(problem: Problem, theta) -> int:
+    """Peak bytes of one step's backward pass alone (``jax.vjp`` of a step and its observation, abstract
+    carry): the part of the gradient's peak that no schedule of the time loop removes."""
+    simulation = problem.simulation
+    names, observable = problem.names, problem.observables[0]
+
+    def step(t, carry):
+        params = with_values(problem.base_parameters, names, t)
+        new = simulation.stepper.step(params, carry, problem.dt)
+        return new, simulation.diagnostics(params, new)[observable]
+
+    def backward(t, carry, cotangent):
+        return jax.vjp(step, t, carry)[1]((cotangent, jax.numpy.ones(())))
+
+    theta = jax.ShapeDtypeStruct(theta.shape, np.float64)
+    carry = jax.eval_shape(lambda t: simulation.stepper.init(with_values(problem.base_parameters, names, t),
+                                                             simulation.initial_fields()), theta)
+    return peak_bytes(jax.jit(backward).lower(theta, carry, carry))
+
+
 def best_of(function, repeats: int) -> float:
     jax.block_until_ready(function())  # compile
     best = np.inf
@@ -70,16 +93,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--size", type=int, default=128, help="cells per axis")
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 400])
+    parser.add_argument("--steps", type=int, nargs="*", default=[100, 400])
     parser.add_argument("--snapshots", type=int, nargs="+", default=[0, 2, 4],
                         help="stored carries of the gradient; 0: the default (default_snapshots)")
     parser.add_argument("--time", action="store_true", help="also run forward and gradient and time them")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--step-backward", action="store_true",
+                        help="also the peak of one step's backward pass alone (once per scenario)")
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}; peak MiB (XLA memory analysis) and multiple of the forward run")
     print(f"{'scenario':9s} {'grid':>7s} {'steps':>5s} {'snap':>4s} {'forward':>8s} {'jacobian':>14s} "
           f"{'reverse':>14s} {'rerun/step':>10s} {'t_grad/t_fwd':>12s}")
     for scenario in args.scenarios:
+        if args.step_backward:
+            problem, theta = problem_for(scenario, args.size, 10, 1)
+            forward = peak_bytes(jax.jit(model_series(problem)).lower(jax.ShapeDtypeStruct(theta.shape, np.float64)))
+            single = one_step_backward_bytes(problem, theta)
+            print(f"{scenario:9s} {args.size:>4d}^2 one step's backward alone: {single / 2**20:.2f} MiB, "
+                  f"{single / forward:.2f}x the forward run ({forward / 2**20:.2f} MiB)", flush=True)
         for steps in args.steps:
             for snapshots in args.snapshots:
                 problem, theta = problem_for(scenario, args.size, steps, snapshots or None)

@@ -431,8 +431,9 @@ def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callabl
 
 
 def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> Callable:
-    """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode through the checkpointed loop (any number of
-    parameters; the memory it takes: :func:`memory_comparison`)."""
+    """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode, the steps reversed by :func:`snapshot_schedule`
+    with ``problem.snapshots`` stored carries (any number of parameters; the memory it takes:
+    :func:`memory_comparison`)."""
     series = model_series(problem, reverse=True)
     observations = np.asarray(observations, np.float64)
     weights = residual_weights(observations, loss)
