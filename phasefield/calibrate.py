@@ -108,7 +108,9 @@ STEP_TOLERANCE = 1e-9  # an observation time within this many steps of a step en
 @dataclass
 class Problem:
     """A differentiable run: ``simulation`` with parameters ``names`` free, fixed ``dt`` (model time),
-    diagnostics ``observables`` at model times ``times`` (sorted, >= 0)."""
+    diagnostics ``observables`` at model times ``times`` (sorted, >= 0). ``chunk``: steps per checkpointed
+    chunk of the forward-mode loop (default about sqrt(steps)); ``snapshots``: carries of the reverse-mode
+    schedule (:func:`snapshot_schedule`; default :func:`default_snapshots`)."""
 
     simulation: Simulation
     names: tuple[str, ...]
@@ -121,6 +123,8 @@ class Problem:
 
     def __post_init__(self):
         self.times = np.asarray(self.times, np.float64)
+        if self.snapshots is not None and (not isinstance(self.snapshots, int) or self.snapshots < 1):
+            raise ConfigError("snapshots", self.snapshots, "an integer >= 1 (carries of the reverse-mode schedule)")
         self.base_parameters = device_parameters(self.simulation.parameters, "float64")
 
     @property
@@ -299,7 +303,7 @@ def model_series(problem: Problem, reverse: bool = False) -> Callable:
 
 def reversed_by_snapshots(run: Callable, parameters: Callable, observe: Callable, wanted: np.ndarray,
                           problem: Problem, snapshots: int) -> Callable:
-    """``run`` with a ``jax.custom_vjp``: the backward pass stores ``snapshots`` carries and walks the steps
+    """``run`` with a ``jax.custom_vjp``: the backward pass keeps ``snapshots`` carries and walks the steps
     from the last by the actions of :func:`snapshot_schedule`, re-running steps forward from the stored
     carries and taking each step's own ``jax.vjp`` (its solves' implicit derivatives) once.
 

@@ -235,6 +235,8 @@ def test_reverse_mode_peak_memory_stays_within_three_forward_runs_whatever_the_s
     short, long = (peak_bytes(loss_and_gradient(problem(steps), np.zeros((1, 11))).lower(theta)) for steps in (20, 200))
     assert short <= 3 * forward
     assert long - short <= 64 * (200 - 20)  # tables of a few scalars per step; one 32^2 field is 8 KiB
+    with pytest.raises(ConfigError, match="snapshots"):
+        Problem(simulation, ("kappa",), 1.0, np.linspace(0.0, 20, 11), ("free_energy",), snapshots=0)
 
 
 def test_observations_are_read_from_a_run_file_or_root_datasets(tmp_path):
