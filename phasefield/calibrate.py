@@ -20,17 +20,25 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
 * fixed dt (``solver.dt``): adaptive dt is off (its step sizes would depend on the parameters through
   a ``while_loop``, a discrete, non-differentiable choice), no stop events (short circuit, cutoff,
   final state of charge: the run always takes its steps), no non-finite guard, no output;
-* a two-level ``lax.scan``: an outer scan over chunks of ``chunk`` steps, each chunk and each step under
-  ``jax.checkpoint``, so that reverse mode (:func:`loss_and_gradient`) stores one carry per chunk and
-  one per step of the chunk being differentiated, about ``2 sqrt(n)`` carries for ``n`` steps, instead
-  of every intermediate of every step;
+* forward mode (:func:`values_and_jacobian`) runs a two-level ``lax.scan`` (chunks of ``chunk`` steps,
+  under ``jax.checkpoint``); reverse mode (:func:`loss_and_gradient`) runs the same loop forward keeping
+  nothing, and its backward pass (a ``jax.custom_vjp``, :func:`reversed_by_snapshots`) stores
+  ``snapshots`` carries and reverses the steps by Griewank's binomial schedule (:func:`snapshot_schedule`):
+  peak memory of ``snapshots`` carries (the initial one is rebuilt, not stored), one carry's cotangent
+  and one step's backward pass, whatever the number of steps, for ``r n - binom(s + r, s + 1)`` re-run
+  steps (``r`` the smallest with ``binom(s + r, s) >= n``). The default (:func:`default_snapshots`) is
+  the fewest snapshots that re-run at most :data:`RERUN_PER_STEP` (10) steps per step. Measured on the
+  CPU (experiments/calibrate_memory.py): spinodal 128^2, peak of the gradient over the forward run's
+  2.9x with 1 snapshot, 3.2x with 2, 3.7x with 3, 4.2x with 4, the same at 100 and 400 steps;
+* within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, limiter and
+  bisection passes, the mechanics passes) checkpoint their bodies, so that reverse mode stores one loop
+  carry per iteration, not every intermediate of every iteration;
 * iterative solves are differentiated implicitly: every CG solve (:func:`phasefield.operators.krylov.pcg`)
   is a ``lax.custom_linear_solve``, so a tangent or a cotangent is one more solve with the same
   operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
   iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
   derivative at the converged root: one more linear solve, or a division for the scalar electrode
-  potential). Reverse mode therefore passes the steps of all three scenarios (the swelling step's other
-  loops are ``fori_loop``s of fixed length: the radial return's load iterations, the limiter's passes).
+  potential). Reverse mode therefore passes the steps of all three scenarios.
 
 Parameters: :data:`SUPPORTED` lists, per scenario, those whose derivative is checked against finite
 differences (tests/test_calibrate.py). Others are refused: a parameter that sets the initial fields
@@ -100,7 +108,9 @@ STEP_TOLERANCE = 1e-9  # an observation time within this many steps of a step en
 @dataclass
 class Problem:
     """A differentiable run: ``simulation`` with parameters ``names`` free, fixed ``dt`` (model time),
-    diagnostics ``observables`` at model times ``times`` (sorted, >= 0)."""
+    diagnostics ``observables`` at model times ``times`` (sorted, >= 0). ``chunk``: steps per checkpointed
+    chunk of the forward-mode loop (default about sqrt(steps)); ``snapshots``: carries of the reverse-mode
+    schedule (:func:`snapshot_schedule`; default :func:`default_snapshots`)."""
 
     simulation: Simulation
     names: tuple[str, ...]
@@ -108,10 +118,13 @@ class Problem:
     times: np.ndarray
     observables: tuple[str, ...]
     chunk: int | None = None
+    snapshots: int | None = None
     base_parameters: object = field(init=False)
 
     def __post_init__(self):
         self.times = np.asarray(self.times, np.float64)
+        if self.snapshots is not None and (not isinstance(self.snapshots, int) or self.snapshots < 1):
+            raise ConfigError("snapshots", self.snapshots, "an integer >= 1 (carries of the reverse-mode schedule)")
         self.base_parameters = device_parameters(self.simulation.parameters, "float64")
 
     @property
@@ -137,7 +150,7 @@ def check_names(scenario_config, names: Sequence[str]) -> tuple[str, ...]:
 
 
 def make_problem(config: RunConfig, names: Sequence[str], times, observables: Sequence[str] | str,
-                 chunk: int | None = None) -> Problem:
+                 chunk: int | None = None, snapshots: int | None = None) -> Problem:
     """The :class:`Problem` of a validated run config; ``times`` in the scenario's physical time unit."""
     names = check_names(config.scenario, names)
     simulation = build(config)
@@ -148,7 +161,7 @@ def make_problem(config: RunConfig, names: Sequence[str], times, observables: Se
     times = np.asarray(times, np.float64) / simulation.scales.get("time", (1.0, ""))[0]
     if times.ndim != 1 or times.size == 0 or np.any(times < 0) or np.any(np.diff(times) < 0):
         raise ConfigError("observations", "time", "a non-empty, non-decreasing list of times >= 0")
-    return Problem(simulation, names, float(config.solver.dt), times, observables, chunk)
+    return Problem(simulation, names, float(config.solver.dt), times, observables, chunk, snapshots)
 
 
 def with_values(params, names: Sequence[str], values):
@@ -156,11 +169,85 @@ def with_values(params, names: Sequence[str], values):
     return dataclasses.replace(params, **{n: values[i] for i, n in enumerate(names)})
 
 
-def model_series(problem: Problem) -> Callable:
+RERUN_PER_STEP = 10
+"""Default number of stored carries of a reverse-mode gradient: the fewest whose schedule re-runs at most this
+many steps per step (:func:`default_snapshots`)."""
+
+
+def default_snapshots(steps: int) -> int:
+    """The fewest snapshots whose :func:`snapshot_schedule` re-runs at most :data:`RERUN_PER_STEP` steps per
+    step: 1 up to 21 steps, 2 up to 136, 3 up to 595, 4 up to 2062."""
+    snapshots = 1
+    while rerun_steps(steps, snapshots) > RERUN_PER_STEP * steps:
+        snapshots += 1
+    return snapshots
+
+
+def rerun_steps(steps: int, snapshots: int) -> int:
+    """Forward steps the optimal fixed-memory reversal re-runs (Griewank 1992): ``r n - binom(s + r, s + 1)``
+    for ``n`` steps, ``s`` snapshots and the smallest ``r`` with ``binom(s + r, s) >= n``."""
+    r = 0
+    while math.comb(snapshots + r, snapshots) < steps:
+        r += 1
+    return r * steps - math.comb(snapshots + r, snapshots + 1)
+
+
+def snapshot_schedule(steps: int, snapshots: int) -> tuple[np.ndarray, int]:
+    """The fixed-memory reversal of ``steps`` steps with ``snapshots`` stored carries (binomial checkpointing).
+
+    Returns ``(actions, recomputed)``: ``actions`` ``(k, 4)`` int rows ``(source, start, stop, target)``,
+    each one "take the carry of step ``start`` from slot ``source``, advance it to step ``stop``, then store
+    it in slot ``target``" (``target >= 0``) or "take step ``stop`` backward" (``target = -1``), in the order
+    the backward pass runs them; slot 0 holds the initial carry. ``recomputed``: the forward steps the
+    actions re-run (besides one step inside each step's backward).
+
+    The splits minimise ``recomputed`` (Griewank's treeverse, found by dynamic programming):
+    ``R(s, l) = min(R(s - 1, l), min_m [m + R(s - 1, l - m) + R(s, m)])`` for ``l`` steps with ``s`` free slots,
+    ``R(0, l) = l (l - 1) / 2``, ``R(s, 1) = 0``; about ``r l`` for the smallest ``r`` with
+    ``binom(s + r, s) >= l``.
+    """
+    if steps < 1 or snapshots < 1:
+        raise ConfigError("snapshots", snapshots, "an integer >= 1 (and at least one step)")
+    free = snapshots - 1
+    lengths = np.arange(steps + 1)
+    cost = np.zeros((free + 1, steps + 1))
+    split = np.zeros((free + 1, steps + 1), np.int64)
+    cost[0] = lengths * (lengths - 1) / 2
+    for s in range(1, free + 1):
+        cost[s] = cost[s - 1]
+        for length in range(2, steps + 1):
+            m = np.arange(1, length)
+            total = m + cost[s - 1][length - m] + cost[s][m]
+            best = int(np.argmin(total))
+            if total[best] < cost[s][length]:
+                cost[s][length], split[s][length] = total[best], m[best]
+    actions = []
+
+    def reverse(start, stop, slot, free):
+        while stop > start:
+            s = free
+            while s > 0 and split[s][stop - start] == 0:  # a free slot saves nothing here
+                s -= 1
+            m = split[s][stop - start]
+            if m == 0:  # no free slot worth using: every step from the stored carry
+                actions.extend((slot, start, k, -1) for k in range(stop - 1, start - 1, -1))
+                return
+            actions.append((slot, start, start + m, slot + 1))
+            reverse(start + m, stop, slot + 1, s - 1)
+            stop = start + m
+
+    reverse(0, steps, 0, free)
+    return np.asarray(actions, np.int32).reshape(-1, 4), int(cost[free][steps])
+
+
+def model_series(problem: Problem, reverse: bool = False) -> Callable:
     """``series(theta) -> (n_observables, n_times)``: the observed diagnostics of a fixed-dt run.
 
-    Pure and jit-able; differentiable in forward and reverse mode (module docstring). A time between step ends is
-    interpolated linearly between them (the order of the first-order splittings' own error).
+    Pure and jit-able. ``reverse=False``: a ``lax.scan`` over the steps, for forward mode (and any
+    transformation). ``reverse=True``: the same values, with a ``jax.custom_vjp`` whose backward pass
+    reverses the steps by :func:`snapshot_schedule` (``problem.snapshots`` stored carries), for
+    reverse mode only. A time between step ends is interpolated linearly between them (the order of
+    the first-order splittings' own error).
     """
     simulation, dt = problem.simulation, problem.dt
     stepper = simulation.stepper
@@ -177,12 +264,16 @@ def model_series(problem: Problem) -> Callable:
     fields = simulation.initial_fields()
     names, observables = problem.names, problem.observables
 
+    def parameters(theta):
+        return with_values(problem.base_parameters, names, jnp.asarray(theta, jnp.float64))
+
     def observe(params, carry):
         scalars = simulation.diagnostics(params, carry)
         return jnp.stack([jnp.asarray(scalars[n], jnp.float64) for n in observables])
 
-    def series(theta):
-        params = with_values(problem.base_parameters, names, jnp.asarray(theta, jnp.float64))
+    def run(theta):
+        """``(chunks * chunk + 1, n_observables)``: the diagnostics after each step (zero where not observed)."""
+        params = parameters(theta)
         carry = stepper.init(params, fields)
         nothing = jnp.zeros(len(observables), jnp.float64)
 
@@ -197,10 +288,106 @@ def model_series(problem: Problem) -> Callable:
             return jax.lax.scan(one_step, carry, chunk_indices)
 
         _, values = jax.lax.scan(one_chunk, carry, jnp.asarray(indices))
-        per_step = jnp.concatenate([observe(params, carry)[None], values.reshape(-1, len(observables))])
+        return jnp.concatenate([observe(params, carry)[None], values.reshape(-1, len(observables))])
+
+    if reverse:
+        run = reversed_by_snapshots(run, parameters, observe, wanted, problem,
+                                    problem.snapshots or default_snapshots(steps))
+
+    def series(theta):
+        per_step = run(theta)
         return (per_step[lower] * (1.0 - weight[:, None]) + per_step[upper] * weight[:, None]).T
 
     return series
+
+
+def reversed_by_snapshots(run: Callable, parameters: Callable, observe: Callable, wanted: np.ndarray,
+                          problem: Problem, snapshots: int) -> Callable:
+    """``run`` with a ``jax.custom_vjp``: the backward pass keeps ``snapshots`` carries and walks the steps
+    from the last by the actions of :func:`snapshot_schedule`, re-running steps forward from the stored
+    carries and taking each step's own ``jax.vjp`` (its solves' implicit derivatives) once.
+
+    The forward pass keeps nothing but ``theta``; the backward pass starts again from the initial carry,
+    which it rebuilds (``stepper.init``) whenever the schedule reads slot 0, so ``snapshots - 1`` carries
+    are stored. Device memory: those, the cotangent of one carry, the carry being advanced and one step's
+    backward pass, for any number of steps; time: one run, the re-run steps of the schedule, and per step
+    one step backward (which takes the step forward again). Integer leaves of the carry (step counters,
+    random keys) get no cotangent.
+    """
+    simulation, dt, steps = problem.simulation, problem.dt, problem.steps
+    stepper, fields = simulation.stepper, simulation.initial_fields()
+    actions, _ = snapshot_schedule(steps, snapshots)
+
+    def backward(theta, cotangent):
+        params = parameters(theta)
+        shapes = jax.eval_shape(lambda: stepper.init(params, fields))  # the carry itself is built where needed
+        leaves, tree = jax.tree.flatten(shapes)
+        real = [jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves]  # integer leaves get no cotangent
+
+        def split(carry):
+            """The floating-point leaves of ``carry`` (differentiated) and the others."""
+            leaves = jax.tree.leaves(carry)
+            return [x for x, r in zip(leaves, real) if r], [x for x, r in zip(leaves, real) if not r]
+
+        def join(floats, others):
+            floats, others = iter(floats), iter(others)
+            return jax.tree.unflatten(tree, [next(floats) if r else next(others) for r in real])
+
+        def step_back(index, carry, carry_cotangent, theta_cotangent):
+            """Step ``index`` backward: the cotangent of its carry from that of the next one and of its
+            observation."""
+            floats, others = split(carry)
+            new, pullback = jax.vjp(lambda t, f: split(stepper.step(parameters(t), join(f, others), dt))[0],
+                                    theta, floats)
+            theta_cotangent, carry_cotangent = jax.lax.cond(
+                jnp.asarray(wanted)[index + 1],
+                lambda: observed_back(join(new, split(carry)[1]), cotangent[index + 1], theta_cotangent,
+                                      carry_cotangent),
+                lambda: (theta_cotangent, carry_cotangent))
+            theta_step, carry_cotangent = pullback(carry_cotangent)
+            return carry_cotangent, theta_cotangent + theta_step
+
+        def observed_back(carry, value_cotangent, theta_cotangent, carry_cotangent):
+            """The cotangents plus those of an observation of ``carry``."""
+            floats, others = split(carry)
+            theta_observed, carry_observed = jax.vjp(lambda t, f: observe(parameters(t), join(f, others)), theta,
+                                                     floats)[1](value_cotangent)
+            return theta_cotangent + theta_observed, jax.tree.map(jnp.add, carry_cotangent, carry_observed)
+
+        def load(slots, source):
+            """The carry in slot ``source``: slot 0, the initial carry, is built again rather than stored."""
+            if snapshots == 1:
+                return stepper.init(params, fields)
+            return jax.lax.cond(source == 0, lambda: stepper.init(params, fields),
+                                lambda: jax.tree.map(lambda s: s[source - 1], slots))
+
+        def act(i, state):
+            slots, carry_cotangent, theta_cotangent = state
+            source, start, stop, target = (jnp.asarray(actions)[i, j] for j in range(4))
+            # each step under a cond (always taken): XLA then keeps one carry, not two, in this loop
+            carry = jax.lax.fori_loop(start, stop, lambda k, c: jax.lax.cond(
+                k < stop, lambda c: stepper.step(params, c, dt), lambda c: c, c), load(slots, source))
+            stored = target >= 0
+            if snapshots > 1:
+                slots = jax.tree.map(lambda s, c: s.at[jnp.maximum(target - 1, 0)].set(
+                    jnp.where(stored, c, s[jnp.maximum(target - 1, 0)])), slots, carry)
+            carry_cotangent, theta_cotangent = jax.lax.cond(
+                stored, lambda: (carry_cotangent, theta_cotangent),
+                lambda: step_back(stop, carry, carry_cotangent, theta_cotangent))
+            return slots, carry_cotangent, theta_cotangent
+
+        slots = jax.tree.map(lambda leaf: jnp.zeros((snapshots - 1,) + leaf.shape, leaf.dtype), shapes)
+        zero = [jnp.zeros(x.shape, x.dtype) for x in split(shapes)[0]]
+        _, carry_cotangent, theta_cotangent = jax.lax.fori_loop(
+            0, len(actions), act, (slots, zero, jnp.zeros_like(theta)))
+        carry = stepper.init(params, fields)
+        theta_cotangent, carry_cotangent = observed_back(carry, cotangent[0], theta_cotangent, carry_cotangent)
+        initial = jax.vjp(lambda t: split(stepper.init(parameters(t), fields))[0], theta)[1](carry_cotangent)[0]
+        return (theta_cotangent + initial,)
+
+    reversed_run = jax.custom_vjp(run)
+    reversed_run.defvjp(lambda theta: (run(theta), theta), backward)
+    return reversed_run
 
 
 def residual_weights(observations: np.ndarray, loss: str) -> np.ndarray:
@@ -248,9 +435,10 @@ def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callabl
 
 
 def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> Callable:
-    """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode through the checkpointed loop (any number of
-    parameters; the memory it takes: :func:`memory_comparison`)."""
-    series = model_series(problem)
+    """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode, the steps reversed by :func:`snapshot_schedule`
+    with ``problem.snapshots`` stored carries (any number of parameters; the memory it takes:
+    :func:`memory_comparison`)."""
+    series = model_series(problem, reverse=True)
     observations = np.asarray(observations, np.float64)
     weights = residual_weights(observations, loss)
 

@@ -22,7 +22,10 @@ from phasefield.calibrate import (
     loss_and_gradient,
     main,
     make_problem,
+    model_series,
     read_observations,
+    rerun_steps,
+    snapshot_schedule,
     supported_parameters,
     values_and_jacobian,
 )
@@ -174,7 +177,8 @@ def test_dendrite_parameters_follow_formulation_and_control():
 
 
 def assert_reverse_mode_matches_forward_mode(problem, evaluate, theta, rtol):
-    """dL/dtheta of the loss by reverse mode (checkpointed chunks) is J^T r of the forward-mode Jacobian."""
+    """dL/dtheta of the loss by reverse mode (the snapshot schedule's backward pass) is J^T r of the
+    forward-mode Jacobian."""
     values, jacobian = evaluate(theta, np.eye(theta.size)[:2])
     observations = np.asarray(values) * 1.01
     loss, gradient = jax.jit(loss_and_gradient(problem, observations), compiler_options=FAST_COMPILE)(theta)
@@ -185,7 +189,54 @@ def assert_reverse_mode_matches_forward_mode(problem, evaluate, theta, rtol):
 
 
 def test_reverse_mode_gradient_through_the_checkpointed_loop_equals_forward_mode(spinodal):
-    assert_reverse_mode_matches_forward_mode(*spinodal, rtol=1e-9)
+    """With 3 snapshots (two stored slots) for the 40 steps; the dendrite's check (slow) runs the default 2."""
+    problem, evaluate, theta = spinodal
+    assert_reverse_mode_matches_forward_mode(dataclasses.replace(problem, snapshots=3), evaluate, theta, rtol=1e-9)
+
+
+@pytest.mark.parametrize("steps, snapshots", [(1, 1), (9, 1), (30, 2), (137, 3), (400, 4), (50, 60)])
+def test_snapshot_schedule_reverses_each_step_once_from_its_own_carry_at_griewanks_minimum(steps, snapshots):
+    """Run the actions on step numbers: each backward step gets the carry of its own step, in order
+    n-1, ..., 0, with at most ``snapshots`` slots, re-running the fewest steps (Griewank's closed form
+    ``r n - binom(s + r, s + 1)``, computed independently from the dynamic programme that made the schedule)."""
+    from math import comb
+
+    actions, recomputed = snapshot_schedule(steps, snapshots)
+    slots, backward, advanced = {0: 0}, [], 0
+    for source, start, stop, target in actions:
+        assert slots[source] == start  # the slot still holds the carry the action starts from
+        advanced += stop - start
+        if target >= 0:
+            assert 0 < target < snapshots
+            slots[target] = stop
+        else:
+            backward.append(stop)
+    assert backward == list(range(steps - 1, -1, -1))
+    r = next(r for r in range(steps + 1) if comb(snapshots + r, snapshots) >= steps)
+    assert advanced == recomputed == rerun_steps(steps, snapshots) == r * steps - comb(snapshots + r, snapshots + 1)
+
+
+def test_reverse_mode_peak_memory_stays_within_three_forward_runs_whatever_the_steps():
+    """Compiled peaks (XLA's memory analysis, abstract arguments, nothing run; what memory_comparison reports)
+    of a 32^2 spinodal: the gradient with one snapshot needs at most 3x the forward run (issue 18), and its
+    peak does not grow with the steps (20 and 200) by anything of grid size (the two-level checkpointing
+    before stored about 2 sqrt(steps) carries)."""
+    from phasefield.memory import peak_bytes
+
+    config = validate_run(composed(["scenario=spinodal", "scenario.shape=[32,32]", "solver.dt=1.0"]))
+    simulation = build(config)
+
+    def problem(steps):
+        return Problem(simulation, ("kappa", "mobility"), 1.0, np.linspace(0.0, steps, 11), ("free_energy",),
+                       snapshots=1)
+
+    theta = jax.ShapeDtypeStruct((2,), np.float64)
+    forward = peak_bytes(jax.jit(model_series(problem(20))).lower(theta))
+    short, long = (peak_bytes(loss_and_gradient(problem(steps), np.zeros((1, 11))).lower(theta)) for steps in (20, 200))
+    assert short <= 3 * forward
+    assert long - short <= 64 * (200 - 20)  # tables of a few scalars per step; one 32^2 field is 8 KiB
+    with pytest.raises(ConfigError, match="snapshots"):
+        Problem(simulation, ("kappa",), 1.0, np.linspace(0.0, 20, 11), ("free_energy",), snapshots=0)
 
 
 def test_observations_are_read_from_a_run_file_or_root_datasets(tmp_path):

@@ -6,7 +6,8 @@ The steps' CG solves (potential, Li+ transport, elasticity, the Cahn-Hilliard fi
 Newton iterations on the electrolyte potential and its galvanostatic secant are ``while_loop``s, which
 reverse mode cannot pass; they are differentiated implicitly (``lax.custom_linear_solve``,
 ``lax.custom_root``), so the gradient of a loss by reverse mode through the checkpointed time loop
-equals J^T r from forward mode. Both checks are marked ``slow``: compiling each backward pass takes
+equals J^T r from forward mode (reversed by the default snapshot schedule: 2 stored carries for the
+dendrite's 60 steps, 1 for the swelling's 5). Both checks are marked ``slow``: compiling each backward pass takes
 25-30 s, outside the 10-minute suite budget (``python -m pytest -m slow`` runs them). What the suite keeps:
 reverse mode through the spinodal run, the implicit derivatives of the CG solve against a dense solve in
 both modes (tests/test_calibrate.py), and forward-mode derivatives through every step, whose

@@ -602,7 +602,8 @@ def insertion_potential(weights_forward, weights_backward, target, alpha):
         forward, backward = a * jnp.exp(alpha * u), b * jnp.exp(-(1.0 - alpha) * u)
         return u - (forward - backward - target) / (alpha * forward + (1.0 - alpha) * backward)
 
-    return jax.lax.fori_loop(0, 40, newton, u)
+    # body under jax.checkpoint: reverse mode keeps u per iteration, no more
+    return jax.lax.fori_loop(0, 40, jax.checkpoint(newton, prevent_cse=False), u)
 
 
 def face_minimum(u, boundary: Boundary, axis: int):
@@ -748,7 +749,8 @@ def fill_to_capacity(share, total, capacity, steps: int = 64):
     ratio = jnp.where(positive > 0, capacity / jnp.where(positive > 0, positive, 1.0), jnp.inf)
     high = jnp.log(jnp.maximum(jnp.max(jnp.where(positive > 0, ratio, 0.0)), 1e-300)) + 1.0
     low = jnp.minimum(jnp.log(jnp.maximum(wanted, 1e-300) / jnp.maximum(jnp.sum(positive), 1e-300)), high) - 1.0
-    _, log_s = jax.lax.fori_loop(0, steps, bisect, (low, high))
+    # body under jax.checkpoint: reverse mode keeps the bracket per iteration, not a field per iteration
+    _, log_s = jax.lax.fori_loop(0, steps, jax.checkpoint(bisect, prevent_cse=False), (low, high))
     filled = jnp.minimum(jnp.exp(log_s) * positive, capacity)
     free = filled < capacity
     room = wanted - jnp.sum(jnp.where(free, 0.0, filled))
@@ -868,7 +870,9 @@ def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: in
             new.append(s * factor)
         return new
 
-    scales = jax.lax.fori_loop(0, passes, one_pass, [jnp.ones(grid.shape) for _ in range(ndim)])
+    # body under jax.checkpoint: reverse mode keeps the scales per pass, not every flow of every pass
+    scales = jax.lax.fori_loop(0, passes, jax.checkpoint(one_pass, prevent_cse=False),
+                               [jnp.ones(grid.shape) for _ in range(ndim)])
     moved = [s * m for s, m in zip(scales, amounts)]
     net = -sum(jnp.roll(m, -1, a) - m for a, m in enumerate(moved))  # psi dc
     state = c + net / weight
@@ -1039,7 +1043,8 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
     if warm_start is not None:
         start = start._replace(solution=start.solution._replace(displacement=warm_start.displacement,
                                                                 mean_strain=warm_start.mean_strain))
-    return jax.lax.fori_loop(0, params.mechanics_passes, again, start)
+    # body under jax.checkpoint: reverse mode keeps each pass's result, not the intermediates of its solve
+    return jax.lax.fori_loop(0, params.mechanics_passes, jax.checkpoint(again, prevent_cse=False), start)
 
 
 # ----------------------------------------------------------------------------- diagnostics helpers

@@ -220,7 +220,9 @@ def return_under_load(solution, lam, mu, yield_stress, targets: dict, iterations
         means = jnp.stack([jnp.mean(returned.stress[n]) for n in names])
         return offset + inverse @ (goal - means)
 
-    offset = jax.lax.fori_loop(0, iterations, update, jnp.zeros(len(names), goal.dtype))
+    # body under jax.checkpoint: reverse mode keeps each iteration's offset, not its radial return's fields
+    offset = jax.lax.fori_loop(0, iterations, jax.checkpoint(update, prevent_cse=False),
+                               jnp.zeros(len(names), goal.dtype))
     trial = loaded(offset)
     returned = radial_return(trial, mu, yield_stress)
     added = {n: offset[i] for i, n in enumerate(names)}
