@@ -36,10 +36,14 @@ wall is the derivative of ``W`` with respect to its prescribed displacement.
 Solver: the tension/compression split makes ``W`` piecewise quadratic; a semismooth Newton (active-set) loop
 fixes the sign of ``tr e`` per cell, solves the linear problem, and repeats until no cell changes sign (on a
 fixed set the problem is linear, so this is Newton's method on the convex energy). Each linear solve is
-conjugate gradients preconditioned by ``S K0^-1 S``: ``K0`` the same operator for homogeneous moduli and
-roller walls: roller walls are mirror planes, so ``K0^-1`` is the periodic inverse on the grid mirrored to
-``2 n_w`` along the wall axis (``u_w`` odd, ``u_t`` even), exact per Fourier mode, one real FFT and one inverse
-per component (the sine/cosine transforms of the walls without their dense matrices); ``S = sqrt(diag K0 / diag A)``
+conjugate gradients preconditioned by ``S K0^-1 S``: ``K0`` the same operator for homogeneous moduli and the
+same walls (a free wall taken as a roller). Roller walls are mirror planes, so for them ``K0^-1`` is the periodic
+inverse on the grid mirrored to ``2 n_w`` along the wall axis (``u_w`` odd, ``u_t`` even), exact per Fourier
+mode, one real FFT and one inverse per component (the sine/cosine transforms of the walls without their dense
+matrices); a clamped wall adds a diagonal term to the ``u_t`` of its cell layer, inverted by Woodbury's formula
+with a capacitance matrix that is diagonal in the periodic modes (no further FFT; 1.5-2x fewer CG iterations
+than the roller ``K0`` alone with a crack, e.g. 217 -> 145 at 256^2 in the filament geometry, one wall
+clamped); ``S = sqrt(diag K0 / diag A)``
 rescales it to the local stiffness, which removes the dependence on the stiffness contrast of a broken zone
 (CG iterations vs residual stiffness ``k``: see :func:`solve_walled_elasticity`). Free-wall normal
 displacements are preconditioned by their diagonal.
@@ -406,8 +410,11 @@ def _diagonal(bulk, shear, grid: Grid, walls: Walls) -> tuple:
 
 
 class _Reference(NamedTuple):
-    inverse: tuple  # inverse[a][b]: per-mode inverse of K0 on the doubled grid's real-FFT modes (complex)
+    inverse: tuple  # inverse[a][b]: per-mode inverse of the roller K0 on the doubled grid's real-FFT modes (complex)
     doubled: tuple  # shape of the doubled grid (the wall axis mirrored to 2 n_w)
+    axes: tuple  # FFT axes: the wall axis first, the halved (real-FFT) axis last
+    layers: tuple  # (mirrored impulse of the cell layer along the wall axis, tangential component) per clamped term
+    capacitance: tuple  # [p][q]: per periodic mode, inverse of 1/c + P K0^-1 P^T over the clamped terms
 
 
 def _small_inverse(m):
@@ -429,7 +436,8 @@ def _small_inverse(m):
 
 
 def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
-    """Per-mode inverse of the homogeneous roller-wall operator ``K0``.
+    """``K0^-1`` of the homogeneous operator with the walls' kinds (free as roller): the roller-wall inverse per
+    mode, and the Woodbury terms of the clamped walls.
 
     Roller walls are mirror planes: ``u_w`` extended odd about the wall faces and ``u_t`` even makes a periodic
     field on the grid doubled along the wall axis, whose periodic operator maps the mirrored fields to the mirrored
@@ -439,7 +447,8 @@ def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
     dropped."""
     ndim, w, h = grid.ndim, walls.axis, grid.spacing
     doubled = tuple(2 * n if a == w else n for a, n in enumerate(grid.shape))
-    modes = doubled[:-1] + (doubled[-1] // 2 + 1,)
+    axes = (w,) + tuple(a for a in range(ndim) if a != w)
+    modes = tuple(d // 2 + 1 if a == axes[-1] else d for a, d in enumerate(doubled))
     normal, edge = [], []
     for a in range(ndim):
         shape = [1] * ndim
@@ -464,14 +473,39 @@ def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
     inverse = _small_inverse(k0) * keep[..., None, :] * keep[..., :, None]
     complex_dtype = jnp.result_type(dtype, jnp.complex64)
     entries = tuple(tuple(inverse[..., a, b].astype(complex_dtype) for b in range(ndim)) for a in range(ndim))
-    return _Reference(entries, doubled)
+    # a clamped wall adds 2 V mu0 / h_w^2 to each u_t of the cell layer next to it (its half-cell shear edges):
+    # K0_clamped = K0 + c P^T P, inverted by Woodbury on the mirrored impulses of those layers, whose capacitance
+    # matrix is diagonal in the periodic modes (the translation of u_t stays dropped)
+    n = grid.shape[w]
+    layers = []
+    for side, kind in enumerate((walls.low, walls.high)):
+        if kind != CLAMPED:
+            continue
+        cell = 0 if side == 0 else n - 1
+        k = np.arange(2 * n)
+        impulse = (np.exp(-1j * np.pi * k * cell / n) + np.exp(-1j * np.pi * k * (2 * n - 1 - cell) / n))
+        impulse = impulse / np.sqrt(2 * n)  # the layer and its mirror image, orthonormal transform
+        shape = [1] * ndim
+        shape[w] = 2 * n
+        layers += [(jnp.asarray(impulse.reshape(shape), complex_dtype), t) for t in axes[1:]]
+    capacitance = ()
+    if layers:
+        stiff = 2.0 * grid.cell_volume * mu0 / h[w] ** 2
+        m = jnp.stack([jnp.stack([0.5 * jnp.sum(jnp.conj(pi) * entries[t][u] * pj, axis=w)
+                                  for pj, u in layers], -1) for pi, t in layers], -2)
+        m = m + jnp.eye(len(layers)) / stiff
+        inv = 1.0 / m if len(layers) == 1 else _small_inverse(m) if len(layers) <= 3 else jnp.linalg.inv(m)
+        capacitance = tuple(tuple(jnp.expand_dims(inv[..., p, q], w) for q in range(len(layers)))
+                            for p in range(len(layers)))
+    return _Reference(entries, doubled, axes, tuple(layers), capacitance)
 
 
 def _apply_reference(ref: _Reference, r, grid: Grid, walls: Walls):
     """``K0^-1`` on the interior unknowns (``u_w`` on the interior faces, every ``u_t``): mirror onto the doubled
-    grid, one real FFT per component, the per-mode inverse, back; zero on the wall faces."""
-    w, ndim = walls.axis, grid.ndim
-    axes = tuple(range(ndim))
+    grid, one real FFT per component, the per-mode inverse and the clamped walls' correction, back; zero on the
+    wall faces. With a clamped wall it inverts ``K0`` on the fields whose ``u_t`` have zero mean (the
+    translations of ``u_t`` are dropped as for roller walls)."""
+    w, ndim, axes = walls.axis, grid.ndim, ref.axes
     spectra = []
     for a in range(ndim):
         if a == w:
@@ -481,11 +515,17 @@ def _apply_reference(ref: _Reference, r, grid: Grid, walls: Walls):
         else:
             mirrored = _cat([r[a], jnp.flip(r[a], w)], w)
         spectra.append(jnp.fft.rfftn(mirrored, axes=axes, norm="ortho"))
+    solved = [sum(ref.inverse[a][b] * spectra[b] for b in range(ndim)) for a in range(ndim)]
+    if ref.layers:  # Woodbury: z - K0^-1 P^T (1/c + P K0^-1 P^T)^-1 P z
+        layer = [0.5 * jnp.sum(jnp.conj(p) * solved[t], axis=w, keepdims=True) for p, t in ref.layers]
+        x = [sum(c * y for c, y in zip(row, layer)) for row in ref.capacitance]
+        solved = [z - sum(ref.inverse[a][t] * p * xq for (p, t), xq in zip(ref.layers, x))
+                  for a, z in enumerate(solved)]
     out = []
     n = grid.shape[w]
     for a in range(ndim):
-        solved = sum(ref.inverse[a][b] * spectra[b] for b in range(ndim))
-        back = jnp.fft.irfftn(solved, s=ref.doubled, axes=axes, norm="ortho").astype(r[a].dtype)
+        back = jnp.fft.irfftn(solved[a], s=[ref.doubled[x] for x in axes], axes=axes, norm="ortho")
+        back = back.astype(r[a].dtype)
         if a == w:
             zero = jnp.zeros_like(_slab(back, w, slice(0, 1)))
             out.append(_cat([zero, _slab(back, w, slice(1, n)), zero], w))
@@ -538,8 +578,9 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
         k0, mu0 = (jnp.asarray(x, dtype) for x in reference_moduli)
     ref = _reference(grid, walls, k0 - 2.0 * mu0 / 3.0, mu0, dtype)
     roller = Walls(walls.axis, ROLLER, ROLLER)
+    reference_walls = Walls(walls.axis, *(k if k == CLAMPED else ROLLER for k in (walls.low, walls.high)))
     ones = jnp.ones(grid.shape, dtype)
-    diag0 = _diagonal(k0 * ones, mu0 * ones, grid, roller)
+    diag0 = _diagonal(k0 * ones, mu0 * ones, grid, reference_walls)
     interior = _free_mask(grid, roller, dtype)  # u_w on the wall faces is outside K0
 
     if initial is None:
