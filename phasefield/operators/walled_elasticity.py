@@ -562,9 +562,12 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
         preconditioner (default: the tension/compression bulk modulus and ``shear``).
 
     CG iterations to 1e-9 on a 128 x 64 plate between clamped walls, pulled, with a 32-cell crack (AT1 profile,
-    ``g = (1 - d)^2 + k``), ``experiments/fracture_convergence.py``: 44, 45, 47, 47, 47, 47 for
-    ``k`` = 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8 (without the rescaling ``S``: 47-53); a plate cut in two by a
-    row of cells at ``k``: 5 at every ``k``.
+    ``g = (1 - d)^2 + k``), ``experiments/fracture_convergence.py``: 33, 34, 34, 34, 34, 34 for
+    ``k`` = 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8 (without the rescaling ``S``: 26-29 on this plate, but 145-191
+    against 96-102 with it for the filament's flaw at 128^2); a plate cut in two by a row of cells at ``k``: 5 at
+    every ``k``. The iterations do grow with the grid at a fixed geometry (the crack spans more cells): a cold
+    solve of the filament's pressurised flaw (ell = 2 cells, 4 Newton passes) takes 79, 101, 145, 231 at 64^2,
+    128^2, 256^2, 512^2 (``experiments/filament_timing.py``); warm starts make the solves inside a step few.
     """
     ndim = grid.ndim
     walls.check(ndim)
