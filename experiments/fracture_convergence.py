@@ -37,10 +37,10 @@ The iterations do not grow with the contrast (the soft zone adds a few isolated 
 in a few iterations each); the band, a plate cut in two, is a 1D problem. (The table is of the preconditioner with
 the clamped walls in ``K0``, 2026-11-30; with roller walls in ``K0`` it was 44-47, without scaling 47-53. On this
 plate the plain ``K0^-1`` is a little better; on the filament's flaw the rescaling halves the iterations.)
-The homogeneous-bar peak stress needs no table: a uniform state is exact on any grid (the tests check it to 2 %, it agrees to round-off when
-a load step lands on the peak). The Sneddon opening is 5 % low at the centre whatever ell/a (the clamped walls
-48 um away and the periodic images 96 um apart, both within a few %); the volume moves from -3 % to +5 %
-as the diffuse crack widens.
+The homogeneous-bar peak stress needs no table: a uniform state is exact on any grid (the tests check it to
+2 %, it agrees to round-off when a load step lands on the peak). The Sneddon opening is 5 % low at the centre
+whatever ell/a (the clamped walls 48 um away and the periodic images 96 um apart, both within a few %); the
+volume moves from -3 % to +5 % as the diffuse crack widens.
 """
 from __future__ import annotations
 
