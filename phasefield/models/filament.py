@@ -282,9 +282,9 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             usable = (passes > 0) & (jnp.abs(target - previous) > 1e-9) & (secant > 0.0) & jnp.isfinite(secant)
             c_used = jnp.where(usable, secant, c)
             following = fl.li_pressure(li_volume, volume - c_used * target, c_used, params.li_bulk_modulus)
-            return (state, following, target, unit, jnp.maximum(peak, target), passes + 1,
-                    iterations + info.iterations, cg + its + info.elasticity_iterations, volume), (c, mismatch,
-                                                                                         info.converged)
+            carry = (state, following, target, unit, jnp.maximum(peak, target), passes + 1,
+                     iterations + info.iterations, cg + its + info.elasticity_iterations, volume)
+            return carry, (c, mismatch, info.converged)
 
         def loop_body(carry):
             inner, _ = carry
