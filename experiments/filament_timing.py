@@ -1,6 +1,11 @@
 """Where a filament step spends its time: elasticity, damage, electrochemistry (scenario filament, LLZO).
 
-``python experiments/filament_timing.py [--shapes 128 256 512] [--repeats 3]``
+``python experiments/filament_timing.py [--shapes 128 256 512] [--repeats 3] [--before REV]``
+
+``--before REV`` also times the code of git revision ``REV`` (extracted with ``git archive`` to a temporary directory
+and run as a subprocess of this script, whose API it shares) and prints both side by side: per elasticity solve the
+milliseconds, the CG iterations and the cell-iterations per second (cells x CG iterations / time); per step the
+seconds and its CG iterations.
 
 On an ``N x N`` grid of a 32 um slab (cells of 32 / N um, ell = 2 cells) with a Li-filled 4 um flaw at 300 MPa
 (below its onset), each part is compiled on its own and timed over ``repeats`` calls after a warm-up:
@@ -14,23 +19,44 @@ On an ``N x N`` grid of a 32 um slab (cells of 32 / N um, ell = 2 cells) with a 
   its mechanics passes, u-d iterations and CG iterations.
 
 A step costs about ``passes * (u-d iterations * (elasticity + damage) + one more elasticity solve)`` (the
-compliance under a unit pressure), with warm starts making the elasticity solves inside the step cheaper than the
+compliance under a unit pressure). The step warm-starts its solves: each load step from ``u + dp u_unit``, each
+compliance solve from the last unit-pressure displacement, so the solves of a quiet step are much cheaper than the
 cold one timed here.
 
-Measured (2 shared CPU cores, float64, 2026-11-30; one quiet step: 1 pass, 1 u-d iteration)::
+Measured before and after the elasticity changes of 2026-11-30 (``--before dac977a``; 128^2 and 256^2 with
+``--repeats 3``, 512^2 with ``--repeats 1``; float64, 2 CPU cores shared with other jobs at a load average of 4-6,
+so every time is an upper bound and the two columns are not measured under the same load)::
+
+                   ms/solve      CG its   Mcell-its/s        step (s)   step CG its
+        N   before    after   bef   aft before  after  before   after before  after
+      128      878      165   141   100   2.63   9.91   1.043   0.056    201     33
+      256     5577      994   219   144   2.57   9.49   8.378   0.552    313     52
+      512    68348    11203   372   231   1.43   5.41  86.890   9.823    549     87
+
+(cell-iterations per second: cells x CG iterations / time of the cold solve.) What changed: ``K0^-1`` by real FFTs
+on the mirrored grid instead of dense sine/cosine matrices (O(n^3) at 512^2: 90 of the 95 ms of an iteration);
+the clamped counter electrode in ``K0`` (Woodbury), 1.5x fewer iterations; the fixed-sign operator written out;
+the warm starts of the step. A quiet 256^2 step after (``python experiments/filament_timing.py --shapes 256
+--repeats 2``): elasticity cold 0.887 s (144 its), damage 0.109 s, electrochemistry 0.4 ms, step 0.385 s (52 CG
+its); the damage solve is now a quarter of a quiet step. Before (same command, 2026-11-30, quieter machine)::
 
         N  elasticity (s)  CG its  damage (s)  electrochem (s)  step (s)  passes  u-d its  CG its
       128           0.702     145       0.011           0.0005     1.085       1        1     204
       256           5.028     227       0.064           0.0006     7.462       1        1     323
       512          41.860     374       0.274           0.0008    56.770       1        1     545
 
-The elasticity solves are the step (98 %+); the damage solve is 1-2 % of one of them; the lumped
-electrochemistry is scalar work (0.5 ms at any N). CG iterations grow about as N^0.7 (145, 227, 374).
+CG iterations of a cold solve still grow with N at this geometry (100, 144, 231: about N^0.6).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -109,11 +135,49 @@ def time_parts(n: int, repeats: int = 3) -> dict:
             "step_cg_iterations": int(info["elasticity_iterations"])}
 
 
+def run_revision(revision: str, shapes, repeats: int) -> list:
+    """``time_parts`` of the code at git ``revision`` (this script, run against that tree), one dict per shape."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tree:
+        archive = subprocess.run(["git", "-C", str(root), "archive", revision], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+        command = [sys.executable, __file__, "--json", "--repeats", str(repeats), "--shapes", *map(str, shapes)]
+        out = subprocess.run(command, env={**os.environ, "PYTHONPATH": tree}, check=True, capture_output=True,
+                             text=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def rates(r: dict) -> tuple:
+    """ms per elasticity solve, its CG iterations, and cell-iterations per second (millions)."""
+    ms = 1e3 * r["elasticity_s"]
+    return ms, r["elasticity_iterations"], r["n"] ** 2 * r["elasticity_iterations"] / r["elasticity_s"] / 1e6
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before", help="git revision to time side by side (the code before a change)")
+    parser.add_argument("--json", action="store_true", help="one JSON line per shape (for --before)")
     args = parser.parse_args()
+    if args.json:
+        for n in args.shapes:
+            print(json.dumps(time_parts(n, args.repeats)), flush=True)
+        return
+    if args.before:
+        before = run_revision(args.before, args.shapes, args.repeats)
+        print(f"elasticity solve (cold, CG to 1e-9) and one quiet step: before = {args.before}, after = this tree")
+        print(f"{'':5s} {'ms/solve':>17s} {'CG its':>11s} {'Mcell-its/s':>13s} {'step (s)':>15s} "
+              f"{'step CG its':>13s}")
+        print(f"{'N':>5s}" + " {:>8s} {:>8s}".format("before", "after") + " {:>5s} {:>5s}".format("bef", "aft")
+              + " {:>6s} {:>6s}".format("before", "after") + " {:>7s} {:>7s}".format("before", "after")
+              + " {:>6s} {:>6s}".format("before", "after"))
+        for b in before:
+            a = time_parts(b["n"], args.repeats)
+            (mb, ib, cb), (ma, ia, ca) = rates(b), rates(a)
+            print(f"{b['n']:5d} {mb:8.0f} {ma:8.0f} {ib:5d} {ia:5d} {cb:6.2f} {ca:6.2f} {b['step_s']:7.3f} "
+                  f"{a['step_s']:7.3f} {b['step_cg_iterations']:6d} {a['step_cg_iterations']:6d}", flush=True)
+        return
     print(f"{'N':>5s} {'elasticity (s)':>14s} {'CG its':>6s} {'damage (s)':>10s} {'electrochem (s)':>15s} "
           f"{'step (s)':>9s} {'passes':>6s} {'u-d its':>7s} {'CG its':>7s}")
     for n in args.shapes:

@@ -13,12 +13,12 @@ Measured (2 shared CPU cores, 2026-11-30)::
 
     CG iterations (relative residual 1e-9) vs residual stiffness k
            k   band  crack  crack, no scaling  s/solve
-       1e-02      5     44                 47    0.158
-       1e-03      5     45                 53    0.189
-       1e-04      5     47                 53    0.185
-       1e-05      5     47                 53    0.181
-       1e-06      5     47                 53    0.149
-       1e-08      5     47                 53    0.195
+       1e-02      5     33                 26    0.047
+       1e-03      5     34                 29    0.021
+       1e-04      5     34                 29    0.053
+       1e-05      5     34                 29    0.052
+       1e-06      5     34                 29    0.028
+       1e-08      5     34                 29    0.027
 
     Full crack (d = 1 on one row, optimal profile): dissipated energy / (G_c L)
      h/ell      AT1  1+(h/l)^2/32      AT2  1+(h/l)^2/8
@@ -34,11 +34,13 @@ Measured (2 shared CPU cores, 2026-11-30)::
      0.375          0.9484              0.0516  1.0476        6
 
 The iterations do not grow with the contrast (the soft zone adds a few isolated eigenvalues, which CG removes
-in a few iterations each); the band, a plate cut in two, is a 1D problem. The homogeneous-bar peak stress
-needs no table: a uniform state is exact on any grid (the tests check it to 2 %, it agrees to round-off when
-a load step lands on the peak). The Sneddon opening is 5 % low at the centre whatever ell/a (the clamped walls
-48 um away and the periodic images 96 um apart, both within a few %); the volume moves from -3 % to +5 %
-as the diffuse crack widens.
+in a few iterations each); the band, a plate cut in two, is a 1D problem. (The table is of the preconditioner with
+the clamped walls in ``K0``, 2026-11-30; with roller walls in ``K0`` it was 44-47, without scaling 47-53. On this
+plate the plain ``K0^-1`` is a little better; on the filament's flaw the rescaling halves the iterations.)
+The homogeneous-bar peak stress needs no table: a uniform state is exact on any grid (the tests check it to
+2 %, it agrees to round-off when a load step lands on the peak). The Sneddon opening is 5 % low at the centre
+whatever ell/a (the clamped walls 48 um away and the periodic images 96 um apart, both within a few %); the
+volume moves from -3 % to +5 % as the diffuse crack widens.
 """
 from __future__ import annotations
 

@@ -105,6 +105,23 @@ def test_damage_never_decreases(growing):
     assert damage[-1].max() == 1.0
 
 
+def test_warm_starts_change_the_cost_not_the_step(growing):
+    """The last growing step again, warm-started (the unit-pressure displacement in the history) and cold (it
+    zeroed): the same state to the solvers' tolerances (3e-10 in d), in fewer CG iterations warm (485 vs 525 on
+    this growing step, whose damage moves by 0.5)."""
+    records, carries = growing
+    params = dataclasses.replace(CONFIG, overpotential=-1.5 * onset(1.5), flaw_depth=1.5)
+    warm = carries[-2]
+    unit = warm["history"]["unit_displacement"]
+    cold = {**warm, "history": {**warm["history"], "unit_displacement": {k: jnp.zeros_like(v) for k, v in
+                                                                        unit.items()}}}
+    a, b = STEP(params, warm, records[-1]["dt"]), STEP(params, cold, records[-1]["dt"])
+    difference = jnp.abs(a["state"]["fracture"]["damage"] - b["state"]["fracture"]["damage"])
+    assert float(jnp.max(difference)) < 1e-6
+    assert float(a["state"]["li_pressure"]) == pytest.approx(float(b["state"]["li_pressure"]), rel=1e-8)
+    assert int(a["cache"]["info"]["elasticity_iterations"]) < int(b["cache"]["info"]["elasticity_iterations"])
+
+
 def test_stack_pressure_alone_does_not_crack():
     """100 MPa along x, no plating: the flaw does not grow; an intact slab at 300 MPa stays intact."""
     flawed = run(2, overpotential=0.0, stack_pressure=100.0)

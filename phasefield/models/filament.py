@@ -237,36 +237,43 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         front = jnp.minimum(jnp.minimum(by_volume, by_opening), depth)
         return depth, front, jnp.sum(columns)
 
-    def compliance(params, state: fr.FractureState):
+    def compliance(params, state: fr.FractureState, unit):
         """``dV/dp`` at fixed damage (um^2/GPa): the crack volume under a unit pressure alone (0 without damage:
-        the solve is skipped, its right-hand side would be zero)."""
+        the solve is skipped, its right-hand side would be zero). ``unit``: the displacement of the last such
+        solve, its warm start (the damage changes little between solves). Returns ``dV/dp``, the CG iterations
+        and the new unit-pressure displacement."""
         mat = material(params)
 
-        def solve(damage):
+        def solve(damage, unit):
             kt, kc, mu, _ = fr.elastic_terms(damage, mat, problem)
             zero = f64(0.0)
             solution = solve_walled_elasticity(
-                kt, kc, mu, grid, WALLS, wall_displacement=(zero, zero), internal_pressure=damage,
+                kt, kc, mu, grid, WALLS, wall_displacement=(zero, zero), internal_pressure=damage, initial=unit,
                 reference_moduli=fr.bulk_and_shear(mat.young, mat.poisson), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=8)
             trace = sum(normal_strains(solution.displacement, grid, WALLS))
-            return grid.cell_volume * jnp.sum(damage * trace), solution.iterations
+            return grid.cell_volume * jnp.sum(damage * trace), solution.iterations, solution.displacement
 
-        def skip(damage):
-            return f64(0.0), jnp.zeros((), jnp.int32)
+        def skip(damage, unit):
+            return f64(0.0), jnp.zeros((), jnp.int32), unit
 
-        return jax.lax.cond(jnp.any(state.damage > 0), solve, skip, state.damage)
+        return jax.lax.cond(jnp.any(state.damage > 0), solve, skip, state.damage, unit)
 
-    def equilibrate(params, state: fr.FractureState, pressure, li_volume):
+    def equilibrate(params, state: fr.FractureState, carried, unit, pressure, li_volume):
         """Mechanics at fixed Li volume: a load step at ``pressure``, then the crack volume and compliance of the
         new state and the pressure that closes the Li balance (the crack linearised), until the balance holds to
-        ``pressure_tolerance``. Returns the state, the pressure it carries, its compliance, and iteration counts."""
+        ``pressure_tolerance``. ``carried``: the pressure ``state`` is in equilibrium with; ``unit``: the
+        displacement under a unit crack pressure. Each load step starts from ``u + (p - p_carried) unit`` (exact
+        while the damage and the tension set stay), each compliance solve from the last ``unit``. Returns the
+        state, the pressure it carries, its compliance and unit-pressure displacement, and iteration counts."""
         mat = material(params)
 
         def body(carry):
-            state, target, previous, c_previous, peak, passes, iterations, cg, volume_previous = carry
-            state, info = fr.load_step(problem, mat, model, state, loading(params, target), params.max_iterations)
-            c, its = compliance(params, state)
+            state, target, previous, unit, peak, passes, iterations, cg, volume_previous = carry
+            start = tuple(u + (target - previous) * v for u, v in zip(state.displacement, unit))
+            state, info = fr.load_step(problem, mat, model, state._replace(displacement=start),
+                                       loading(params, target), params.max_iterations)
+            c, its, unit = compliance(params, state, unit)
             volume = jnp.sum(reference_columns(params) + opening_columns(state))
             mismatch = (volume * (1.0 + target / params.li_bulk_modulus) - li_volume) / li_volume
             # the secant of the last two passes where it is a compliance (a stack pressure or a growing crack
@@ -275,26 +282,27 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             usable = (passes > 0) & (jnp.abs(target - previous) > 1e-9) & (secant > 0.0) & jnp.isfinite(secant)
             c_used = jnp.where(usable, secant, c)
             following = fl.li_pressure(li_volume, volume - c_used * target, c_used, params.li_bulk_modulus)
-            return (state, following, target, c, jnp.maximum(peak, target), passes + 1, iterations + info.iterations,
-                    cg + its + info.elasticity_iterations, volume), (mismatch, info.converged)
+            carry = (state, following, target, unit, jnp.maximum(peak, target), passes + 1,
+                     iterations + info.iterations, cg + its + info.elasticity_iterations, volume)
+            return carry, (c, mismatch, info.converged)
 
         def loop_body(carry):
             inner, _ = carry
             return body(inner)
 
         def keep_going(carry):
-            inner, (mismatch, converged) = carry
+            inner, (_, mismatch, converged) = carry
             passes = inner[5]
             unbalanced = (jnp.abs(mismatch) > params.pressure_tolerance) | ~converged
             return unbalanced & (passes < params.pressure_passes)
 
         zero = jnp.zeros((), jnp.int32)
-        start = (state, f64(pressure), f64(pressure), f64(0.0), f64(pressure), zero, zero, zero, f64(0.0))
-        (state, _, applied, c, peak, passes, iterations, cg, _), (mismatch, converged) = jax.lax.while_loop(
-            keep_going, loop_body, (start, (f64(jnp.inf), jnp.asarray(False))))
+        start = (state, f64(pressure), f64(carried), unit, f64(pressure), zero, zero, zero, f64(0.0))
+        (state, _, applied, unit, peak, passes, iterations, cg, _), (c, mismatch, converged) = jax.lax.while_loop(
+            keep_going, loop_body, (start, (f64(0.0), f64(jnp.inf), jnp.asarray(False))))
         info = {"passes": passes, "iterations": iterations, "elasticity_iterations": cg, "mismatch": mismatch,
                 "peak_pressure": peak, "converged": converged}
-        return state, applied, c, info
+        return state, applied, c, unit, info
 
     def currents(params, eta, pressure):
         return fl.plating_current(eta, pressure, exchange_current(params), params.transfer_coefficient,
@@ -339,9 +347,11 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         return {
             "state": {"fracture": _to_carry(state), "li_volume": li_volume, "li_pressure": zero,
                       "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan)},
-            # compliance of the state; before the first step Sneddon's, pi a^2 / E' (half a centre crack)
+            # compliance of the state; before the first step Sneddon's, pi a^2 / E' (half a centre crack); the
+            # displacement under a unit crack pressure (the warm start of the next solves)
             "history": {"compliance": f64(np.pi * params.flaw_depth**2
-                                          / fr.plane_strain_modulus(params.young, params.poisson))},
+                                          / fr.plane_strain_modulus(params.young, params.poisson)),
+                        "unit_displacement": _to_carry(state)["displacement"]},
             "cache": {"info": info, "overpotential": zero, "anode_current": zero, "filament_current": zero,
                       "filament_area": f64(2.0 * params.flaw_depth)},
         }
@@ -358,7 +368,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         c = carry["history"]["compliance"]
         base = geometry(params, state, s["li_pressure"], s["li_volume"])[2] - c * s["li_pressure"]
         target = fl.li_pressure(volume, base, c, params.li_bulk_modulus)
-        state, pressure, c, info = equilibrate(params, state, target, volume)
+        unit = tuple(carry["history"]["unit_displacement"][k] for k in sorted(carry["history"]["unit_displacement"]))
+        state, pressure, c, unit, info = equilibrate(params, state, s["li_pressure"], unit, target, volume)
         time = s["time"] + dt
         depth, _, _ = geometry(params, state, pressure, volume)
         shorted = depth >= thickness - params.short_circuit_gap
@@ -367,7 +378,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                "anode_volume": anode, "time": time, "short_time": short_time}
         cache = {"info": info, "overpotential": eta, "anode_current": anode_current,
                  "filament_current": filament_current, "filament_area": area}
-        return {"state": new, "history": {"compliance": c}, "cache": cache}
+        history = {"compliance": c, "unit_displacement": {"xyz"[a]: v for a, v in enumerate(unit)}}
+        return {"state": new, "history": history, "cache": cache}
 
     def fields(params, carry):
         s = carry["state"]
