@@ -11,8 +11,8 @@ CG iterations of its potential (Newton) and transport solves per step.
 
     python experiments/bench_dendrite.py --sizes 256 1024 2048 --steps 20 --formulations chen2015 reaction
 
-``--precision float32`` asks for float32 fields (the model refuses it today: solver.precision is float64 only);
-:func:`precision_error` compares float32 with float64 after N steps once it is allowed. ``experiments/gpu_suite.py``
+``--precision float32`` runs float32 fields (the reaction formulation; chen2015 refuses it), ``--error`` adds
+:func:`precision_error`: float32 against float64 after N steps from the same state. ``experiments/gpu_suite.py``
 imports :func:`bench` and :func:`precision_error`.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from phasefield.operators import laplacian
 from phasefield.physics.electrodeposition import cell_boundary, solve_cell_potential
 from phasefield.runner import build, device_parameters, initial_carry
 
-BYTES_PER_CELL_UPDATE = 12 * 8  # xi, c, phi, rates: read + write, float64 (a lower bound)
+FIELD_ACCESSES_PER_CELL_UPDATE = 12  # xi, c, phi, rates: read + write (a lower bound)
 
 
 def scenario(n: int, formulation: str, ndim: int = 2) -> dict:
@@ -73,7 +73,7 @@ def bench(n: int, steps: int, dt: float, formulation: str = "chen2015", precisio
     cells = grid.size
     rates = {"n": n, "ndim": ndim, "formulation": formulation, "precision": precision, "steps": steps,
              "compile_s": max(first - wall, 0.0), "ms_per_step": per_step * 1e3, "cu_per_s": cells / per_step,
-             "gb_per_s": cells * BYTES_PER_CELL_UPDATE / per_step / 1e9,
+             "gb_per_s": cells * FIELD_ACCESSES_PER_CELL_UPDATE * np.dtype(precision).itemsize / per_step / 1e9,
              "mean_iterations": float(carry["state"]["potential_iterations_total"]) / float(carry["state"]["step"])}
     if formulation == "reaction":
         return {**rates, "solve_ms": float("nan"), "solve_share": float("nan"), "solve_laplacians": float("nan"),
@@ -116,6 +116,7 @@ def main():
     parser.add_argument("--dt", type=float, default=0.004, help="chen2015 step, s (reaction: 50 times this)")
     parser.add_argument("--formulations", nargs="+", default=["chen2015", "reaction"])
     parser.add_argument("--precision", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--error", type=int, default=0, help="also float32 vs float64 after this many steps")
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}, device {jax.devices()[0].device_kind}")
     print(f"{'formulation':>11} {'grid':>9} {'ms/step':>9} {'CU/s':>10} {'GB/s':>6} {'solve ms':>9} {'share':>6} "
@@ -127,6 +128,10 @@ def main():
             print(f"{formulation:>11} {n:>5}^2   {r['ms_per_step']:9.2f} {r['cu_per_s']:10.3g} {r['gb_per_s']:6.2f} "
                   f"{r['solve_ms']:9.2f} {r['solve_share']:6.2f} {r['solve_laplacians']:7.0f} {r['iterations']:5d} "
                   f"{r['mean_iterations']:7.2f}", flush=True)
+            if args.error:
+                error = precision_error(n, args.error, dt, formulation)
+                print("    float32 - float64 after", args.error, "steps (max |difference| / max |float64|):",
+                      ", ".join(f"{k} {d:.2e} / {v:.3g}" for k, (d, v) in error.items()), flush=True)
 
 
 if __name__ == "__main__":

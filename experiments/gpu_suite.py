@@ -15,7 +15,7 @@ than its minimum is left of the budget; a failing case prints its error and the 
 3. ``dendrite``: the electrodeposition step at 1024^2 and 4096^2, formulations chen2015 (Hong's
    parameters; the potential solve's time and share of the step) and reaction (CG iterations), float64 and
    float32 (``bench_dendrite.bench``), and the float32-vs-float64 field difference after N steps
-   (``bench_dendrite.precision_error``). The model refuses float32 today: those cases record the refusal.
+   (``bench_dendrite.precision_error``). chen2015 refuses float32: its cases record the refusal.
 4. ``pfhub``: full-length PFHub runs, each under its own cap (6a and 6b to 400, 2a and 2b to 1e4, 3a to
    1500 on 960^2 at dx 1 and 0.5), with pfhub.py's rows (ours beside the uploads' spread); a run that hits
    its cap reports the times it reached. Upload-format CSVs go to ``<out>/pfhub``.
@@ -179,9 +179,10 @@ def dendrite_row(suite: Suite, item: str, r: dict):
 def float32_refusal(formulation: str, dt: float) -> str | None:
     """Why the dendrite model refuses float32 (its config's message), or None if it accepts it."""
     from phasefield.config import ConfigError
+    from phasefield.runner import build
 
     try:
-        bench_dendrite.configure(64, dt, formulation, "float32")
+        build(bench_dendrite.configure(64, dt, formulation, "float32"))
     except ConfigError as error:
         return str(error)
     return None

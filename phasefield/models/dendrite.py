@@ -489,7 +489,16 @@ def applied_growth(params: Config):
     return current_density_to_si(params.current_density) / (params.electrons * FARADAY * params.site_density) / MICRON
 
 
-@register_scenario("dendrite", Config, TimeSolverConfig)
+@dataclass
+class SolverConfig(TimeSolverConfig):
+    """``solver`` of the dendrite scenario: the operator-split step's dt control and its precision."""
+
+    precision: str = option("float64", choices=("float32", "float64"),
+                            help="working precision of the fields (float32: reaction formulation only; the solver "
+                                 "tolerances are raised to what it resolves, 100-1000 epsilon)")
+
+
+@register_scenario("dendrite", Config, SolverConfig)
 def build(config: Config, solver, coupling: Coupling | None = None) -> Simulation:
     """The dendrite simulation; ``coupling`` adds physics (``dendrite_solid``: mechanics).
 
@@ -498,7 +507,11 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     """
     grid = make_grid(config)
     ndim = grid.ndim
-    basis = SpectralBasis(grid, Boundary.uniform(ndim, "neumann"))
+    dtype = jnp.dtype(solver.precision)
+    if dtype != jnp.float64 and (config.formulation != "reaction" or coupling is not None):
+        raise ConfigError("solver.precision", solver.precision,
+                          "'float64' for the chen2015 formulation and for dendrite_solid")
+    basis = SpectralBasis(grid, Boundary.uniform(ndim, "neumann"), dtype)
     electrode_area = float(np.prod(grid.lengths[1:]))  # um^(d-1)
     transverse_area = grid.cell_volume / grid.spacing[0]
     reservoir = config.electrolyte_boundary == "reservoir"
@@ -512,13 +525,13 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     binary = config.electrolyte == "binary"
 
     def init(params, fields):
-        xi = jnp.asarray(fields["xi"], jnp.float64)
+        xi = jnp.asarray(fields["xi"], dtype)
         own = {
             "state": {
                 "xi": xi,
-                "c": jnp.asarray(fields["c"], jnp.float64) / params.reference_concentration,
-                "phi": jnp.asarray(fields["phi"], jnp.float64),
-                "voltage": jnp.asarray(params.voltage, jnp.float64),
+                "c": jnp.asarray(fields["c"], dtype) / params.reference_concentration,
+                "phi": jnp.asarray(fields["phi"], dtype),
+                "voltage": jnp.asarray(params.voltage, dtype),
                 "step": jnp.asarray(0, jnp.int64),
                 "passed_charge": jnp.asarray(0.0, jnp.float64),
                 "li_inflow": jnp.asarray(0.0, jnp.float64),
@@ -526,16 +539,16 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "metal_initial_total": jnp.sum(interpolation(xi)) * grid.cell_volume / electrode_area,
             },
             "history": {
-                "metal_rate": jnp.zeros(grid.shape, jnp.float64),
-                "last_dt": jnp.asarray(0.0, jnp.float64),
+                "metal_rate": jnp.zeros(grid.shape, dtype),
+                "last_dt": jnp.asarray(0.0, dtype),
                 **({"psi": interpolation(xi)} if galvanostatic and not reaction else {}),  # unit response warm start
             },
             "cache": {
-                "rate": jnp.zeros(grid.shape, jnp.float64),
-                "cell_current": jnp.asarray(0.0, jnp.float64),
+                "rate": jnp.zeros(grid.shape, dtype),
+                "cell_current": jnp.asarray(0.0, dtype),
                 "transport_iterations": jnp.asarray(0, jnp.int32),
                 "potential_iterations": jnp.asarray(0, jnp.int32),
-                "potential_residual": jnp.asarray(0.0, jnp.float64),
+                "potential_residual": jnp.asarray(0.0, dtype),
             },
         }
         if coupling is None:
@@ -573,12 +586,12 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
 
     def reaction_step(params, carry, dt):
         """One step of the reaction formulation (module docstring)."""
-        dt = jnp.asarray(dt, jnp.float64)
+        dt = jnp.asarray(dt, dtype)
         p = Parameters.from_config(params)
         kinetics = p.reaction_kinetics()
         state = carry["state"]
         xi, c = state["xi"], state["c"]
-        voltage = state["voltage"] if galvanostatic else jnp.asarray(params.voltage, jnp.float64)
+        voltage = state["voltage"] if galvanostatic else jnp.asarray(params.voltage, dtype)
         metal_start = jnp.sum(interpolation(xi))
 
         # 0. coupled physics at the step's starting xi (quasi-static)

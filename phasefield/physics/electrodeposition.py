@@ -29,6 +29,7 @@ The reaction formulation (``formulation: reaction``, the default of the dendrite
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -59,6 +60,12 @@ NEWTON_ITERATIONS = 12  # electrolyte potential: most linearised solves per step
 NEWTON_STEP = 2.0  # ... each moving phi_e by at most this over f (51 mV at 298 K)
 NEWTON_TOLERANCE = 1e-6  # ... until phi_e moves less than this, V
 REACTION_CUTOFF = 1e-4  # no reaction where xi is below this: no electrons reach the far electrolyte
+
+
+def working_tolerance(tolerance: float, dtype, multiple: float) -> float:
+    """``tolerance``, raised to ``multiple`` machine epsilons of ``dtype`` (float32: 1.2e-7) where it is
+    below what that precision resolves (a float32 run would otherwise iterate to every loop's bound)."""
+    return max(tolerance, multiple * float(jnp.finfo(dtype).eps))
 
 
 def cell_boundary(ndim: int) -> Boundary:
@@ -241,7 +248,7 @@ def conserve_metal_locally(xi, relaxed, basis: SpectralBasis, width, sweeps: int
     blur = jnp.exp(0.5 * width * width * basis.laplacian_symbol)
     neumann = Boundary.uniform(grid.ndim, "neumann")
     target = interpolation(xi)
-    reach_floor = 0.05 / (np.sqrt(2.0 * np.pi) * width)  # 5 % of a flat front's averaged weight, 1/um
+    reach_floor = 0.05 / (math.sqrt(2.0 * math.pi) * width)  # 5 % of a flat front's averaged weight, 1/um
 
     def smooth(field):
         return basis.inverse(basis.forward(field) * blur)
@@ -318,7 +325,7 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
                                          kinetics.reaction_rate, kinetics.site_ratio, kinetics.alpha, localisation)
     moved = drift_diffusion_step(c, dt, diffusivity, weight, grid, reservoir, kinetics.bulk, wall_weight,
                                  k, c_eq, initial_guess=c if c_guess is None else c_guess,
-                                 tolerance=TRANSPORT_TOLERANCE)
+                                 tolerance=working_tolerance(TRANSPORT_TOLERANCE, c.dtype, 100.0))
     xi_new = jnp.clip(xi + dt * rate * (moved.solved - c_eq), 0.0, 1.0)
     xi_new, c_new = metal_growth(xi, xi_new, moved.transported, kinetics.site_ratio)
     return Exchange(xi_new, c_new, moved.solved, moved.wall_inflow, moved.iterations)
@@ -350,7 +357,8 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
 
         def keep_going(state):
             v_old, g_old, v, g, result, iterations, count = state
-            return (jnp.abs(g) > CURRENT_TOLERANCE) & (count < SECANT_ITERATIONS) & (v_old != v)
+            return ((jnp.abs(g) > working_tolerance(CURRENT_TOLERANCE, g.dtype, 1000.0))
+                    & (count < SECANT_ITERATIONS) & (v_old != v))
 
         def secant(state):
             v_old, g_old, v, g, result, iterations, count = state
@@ -396,7 +404,7 @@ def reaction_weight(xi, grid: Grid, slope):
     neumann = Boundary.uniform(grid.ndim, "neumann")
     components = gradient(xi, grid, neumann)
     norm = gradient_norm(components)
-    return jnp.where(xi > REACTION_CUTOFF, front_weight_correction(slope * grid.spacing[0]) * norm, 0.0)
+    return jnp.where(xi > REACTION_CUTOFF, front_weight_correction(slope * grid.spacing[0]).astype(xi.dtype) * norm, 0.0)
 
 
 def front_weight_correction(slope_spacing, samples: int = 16):
@@ -476,6 +484,7 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
     share of the charge balance, ``div(kappa grad phi_e) = Q h' dxi/dt - junction`` (fixed over the step).
     """
     junction = jnp.zeros_like(guess) if junction is None else junction
+    tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
     argument = jnp.clip(kinetics.f * (voltage - guess) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
     rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
     slope = interpolation_slope(xi)
@@ -519,7 +528,7 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
 
         def going(state):
             _, change, _, _, count = state
-            return (count < NEWTON_ITERATIONS) & (change > NEWTON_TOLERANCE)
+            return (count < NEWTON_ITERATIONS) & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0))
 
         start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
                  jnp.asarray(0.0, guess.dtype), 0)
