@@ -496,6 +496,10 @@ class SolverConfig(TimeSolverConfig):
     precision: str = option("float64", choices=("float32", "float64"),
                             help="working precision of the fields (float32: reaction formulation only; the solver "
                                  "tolerances are raised to what it resolves, 100-1000 epsilon)")
+    charge_tolerance: float = option(0.0, min=0.0, max=1.0,
+                                     help="held voltage, reaction formulation: adapt dt also to the step's relative "
+                                          "mismatch of passed and deposited charge, at most this (0: off; 1e-3 "
+                                          "costs tens of times the steps where the salt at the deposit is depleted)")
 
 
 @register_scenario("dendrite", Config, SolverConfig)
@@ -523,6 +527,13 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     x = grid.axis_coordinates(0)
     reaction = config.formulation == "reaction"
     binary = config.electrolyte == "binary"
+    balance_control = (reaction and not galvanostatic and getattr(solver, "adaptive", False)
+                       and getattr(solver, "charge_tolerance", 0.0) > 0)
+    charge_per_um = config.electrons * FARADAY * config.site_density * MICRON  # C/m^2 per um of Li
+    if balance_control and config.noise_amplitude > 0:
+        raise ConfigError("solver.charge_tolerance", solver.charge_tolerance,
+                          "0 while scenario.noise_amplitude > 0 (the Langevin kick is not charge-balanced: as dt "
+                          "shrinks it dominates the step's mismatch, and dt would collapse)")
 
     def init(params, fields):
         xi = jnp.asarray(fields["xi"], dtype)
@@ -712,8 +723,18 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         """The largest change of ``xi`` per step; under galvanostatic control (reaction formulation) also
         of ``c`` in the electrolyte (``xi < 1e-3``) over its largest value: near Sand's time the salt at the
         deposit runs out fast, and the control must follow it (inside the interface ``c`` pays for the
-        metal cell by cell and is not controlled)."""
+        metal cell by cell and is not controlled). With ``solver.charge_tolerance`` (held voltage) also the
+        step's |passed - deposited| charge over the larger of them, scaled so that the tolerance counts as
+        ``target_change``: the potential's source uses the step's starting c, the deposit the implicit c
+        (an operator-split error of the order of dt)."""
         largest = jnp.max(jnp.abs(new["state"]["xi"] - old["state"]["xi"]))
+        if balance_control:
+            passed = new["state"]["passed_charge"] - old["state"]["passed_charge"]  # C/m^2
+            deposited = (jnp.sum(interpolation(new["state"]["xi"])) - jnp.sum(interpolation(old["state"]["xi"]))) \
+                * grid.cell_volume / electrode_area * charge_per_um
+            scale = jnp.maximum(jnp.maximum(jnp.abs(passed), jnp.abs(deposited)), 1e-6 * charge_per_um * grid.spacing[0])
+            largest = jnp.maximum(largest, jnp.abs(passed - deposited) / scale * solver.target_change
+                                  / solver.charge_tolerance)
         if reaction and galvanostatic:
             scale = jnp.maximum(jnp.max(old["state"]["c"]), 1e-12)  # about c_bulk
             electrolyte = (old["state"]["xi"] < 1e-3) & (new["state"]["xi"] < 1e-3)
