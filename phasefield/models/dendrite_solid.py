@@ -87,7 +87,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, option, scenario_parameters
 from phasefield.grid import Boundary
 from phasefield.models import dendrite
 from phasefield.operators import gradient
@@ -179,7 +179,7 @@ def phase_moduli(params: Config):
     return metal, electrolyte
 
 
-@register_scenario("dendrite_solid", Config, TimeSolverConfig)
+@register_scenario("dendrite_solid", Config, dendrite.SolverConfig)
 def build(config: Config, solver) -> Simulation:
     """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling."""
     grid = dendrite.make_grid(config)
