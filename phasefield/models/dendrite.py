@@ -527,8 +527,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     x = grid.axis_coordinates(0)
     reaction = config.formulation == "reaction"
     binary = config.electrolyte == "binary"
-    balance_control = (reaction and not galvanostatic and getattr(solver, "adaptive", False)
-                       and getattr(solver, "charge_tolerance", 0.0) > 0)
+    balance_control = reaction and not galvanostatic and solver.adaptive and solver.charge_tolerance > 0
     charge_per_um = config.electrons * FARADAY * config.site_density * MICRON  # C/m^2 per um of Li
     if balance_control and config.noise_amplitude > 0:
         raise ConfigError("solver.charge_tolerance", solver.charge_tolerance,
