@@ -46,7 +46,7 @@ from phasefield.physics.electrochemistry import (
     interpolation_slope,
     metal_growth,
 )
-from phasefield.physics.transport import drift_diffusion_step
+from phasefield.physics.transport import drift_diffusion_step, electrolyte_boundary
 from phasefield.units import MICRON
 
 SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
@@ -571,8 +571,6 @@ def junction_current(conductivity, c, grid: Grid, reservoir: bool, bulk, coeffic
     ``div(kappa grad phi_e + beta kappa grad ln c) = Q dh/dt`` moves to the potential's right-hand side,
     and its current density through the counter electrode (A/m^2, positive for deposition).
     """
-    from phasefield.physics.transport import electrolyte_boundary
-
     boundary = electrolyte_boundary(grid.ndim, reservoir, jnp.log(bulk))
     log_c = jnp.log(jnp.maximum(c, 1e-3 * bulk))
     fluxes = [coefficient * face_average(conductivity, boundary, axis) * face_gradient(log_c, grid, boundary, axis)
