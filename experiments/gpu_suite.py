@@ -172,6 +172,10 @@ def dendrite_row(suite: Suite, item: str, r: dict):
                  f"({r['iterations']} CG iterations, {r['solve_laplacians']:.0f} Laplacian applications)")
     else:
         text += f"; transport CG iterations {r['iterations']}"
+        q = r.get("substeps")
+        if q:
+            text += (f"; sub-steps alone (ms): geometry {q['geometry']:.3g}, profile {q['profile']:.3g}, "
+                     f"potential solve {q['potential']:.3g}, exchange {q['exchange']:.3g}, balanced {q['balanced']:.3g}")
     grid = "x".join([str(r["n"])] * r["ndim"])
     suite.add(item, f"{r['formulation']} {r['precision']} {grid}", text, r)
 

@@ -155,22 +155,25 @@ def test_an_interface_thinner_than_four_cells_is_refused_with_the_minimum():
         assert fragment in message, message
 
 
-def test_charge_tolerance_balances_passed_and_deposited_charge_where_the_salt_is_depleted():
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_held_voltage_passes_the_charge_it_deposits_where_the_salt_is_depleted(noise):
     """Held -0.4 V into 0.1 M salt (the default job's electrolyte), a flat front: the salt at the front runs
-    out within seconds. With solver.charge_tolerance = 1e-3 the charge through the counter electrode equals
-    the deposited charge within 0.1 % over 20 s; with noise the option is refused before any compute."""
-    dilute = {"bulk_concentration": 100.0, "reference_concentration": 100.0, "voltage": -0.4}
-    solver = {"dt": 1e-4, "charge_tolerance": 1e-3}
-    times, scalars, _ = simulate(20.0, 5.0, solver, **dilute)
+    out within seconds. The charge through the counter electrode equals the deposited charge within 0.1 %
+    over 20 s at the default dt control, also with interface noise (it moves no net metal); and the current
+    does not depend on the step: at fixed 1 s steps it equals the 0.25 s one within 2 % from t = 6 s on
+    (first order: 0.9 % at 20 s; the first records differ by the start-up transient's time error).
+    (The split step, the potential's source at the step's starting c and the conductivity too, gave
+    passed/deposited 2.2 here and a current alternating 6 / 14 mA/cm^2 from one 1 s step to the next.)"""
+    dilute = {"bulk_concentration": 100.0, "reference_concentration": 100.0, "voltage": -0.4,
+              "noise_amplitude": noise}
+    _, scalars, _ = simulate(20.0, 5.0, {"dt": 1e-4}, **dilute)
     assert scalars["deposited_charge"][-1] > 0
     assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3
-    from phasefield.runner import build
-
-    config = validate_run({"scenario": {"name": "dendrite", **STRIP, **dilute, "noise_amplitude": 1e-3},
-                           "solver": {**SOLVER, **solver}, "output": {}})
-    with pytest.raises(ConfigError) as error:
-        build(config)
-    assert "solver.charge_tolerance" in str(error.value)
+    if noise == 0.0:
+        currents = [simulate(20.0, 2.0, {"dt": dt, "adaptive": False}, **dilute)[1]["cell_current_density"][1:]
+                    for dt in (1.0, 0.25)]
+        assert np.min(currents[1]) > 5.0  # mA/cm^2: depleted, not stalled
+        np.testing.assert_allclose(currents[0][2:], currents[1][2:], rtol=2e-2)  # past the first 4 steps of 1 s
 
 
 def test_float32_is_refused_for_the_chen2015_formulation_before_any_compute():

@@ -14,11 +14,15 @@ Two formulations (``formulation``, static):
   paid cell by cell from a depleted interface, dissolves a share of each step's deposit). Binary salt:
   ``dc/dt = div(D grad c) - (1 - t+) (c_s/c_ref) dh/dt``, the share ``t+`` of the Li carried by
   migration from the counter electrode (``li_inflow`` counts it), ``kappa = kappa_l c / c_bulk``;
-  single-ion conductor: ``c`` fixed, ``t+ = 1``. One step: 0. coupling; 1. ``phi_e`` (Newton on the
-  linearised reaction; galvanostatic: the cathodic distribution scaled to the applied current);
-  2. Allen-Cahn (curvature-free, metal given back locally, noise); 3. salt diffusion with the reaction's share as implicit sink
-  and the metal growth (:func:`transport_exchange` with the reaction's localisation), the electrode
-  potential found by :func:`hold_current` under galvanostatic control. ``phi`` stores ``phi_e``.
+  single-ion conductor: ``c`` fixed, ``t+ = 1``. One step: 0. coupling; 1. galvanostatic: ``phi_e``
+  with the Butler-Volmer distribution scaled to the applied current as source; 2. Allen-Cahn
+  (curvature-free, metal given back locally; noise that moves no net metal, :func:`net_free_kick`);
+  3. salt diffusion with the reaction's share as implicit sink and the metal growth
+  (:func:`transport_exchange` with the reaction's localisation): galvanostatic, at the electrode
+  potential found by :func:`hold_current`; held voltage, solved together with ``phi_e``, whose
+  source is that growth and whose conductivity and diffusion current are those of the implicit
+  ``c'`` (:func:`solve_balanced_step`), so the charge through the counter electrode is the charge
+  deposited, step by step. ``phi`` stores ``phi_e``.
 * ``chen2015``: the single-potential model below, kept for reproducing papers (its interface is an
   ohmic contact: physics.md 3.1).
 
@@ -132,9 +136,11 @@ from phasefield.physics.electrodeposition import (
     interface_curvature,
     junction_current,
     langevin_kick,
+    net_free_kick,
     reaction_weight,
     solve_cell_potential,
     solve_electrolyte_potential,
+    solve_balanced_step,
     transport_exchange,
     wall_current,
 )
@@ -496,10 +502,6 @@ class SolverConfig(TimeSolverConfig):
     precision: str = option("float64", choices=("float32", "float64"),
                             help="working precision of the fields (float32: reaction formulation only; the solver "
                                  "tolerances are raised to what it resolves, 100-1000 epsilon)")
-    charge_tolerance: float = option(0.0, min=0.0, max=1.0,
-                                     help="held voltage, reaction formulation: adapt dt also to the step's relative "
-                                          "mismatch of passed and deposited charge, at most this (0: off; 1e-3 "
-                                          "costs tens of times the steps where the salt at the deposit is depleted)")
 
 
 @register_scenario("dendrite", Config, SolverConfig)
@@ -527,12 +529,6 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     x = grid.axis_coordinates(0)
     reaction = config.formulation == "reaction"
     binary = config.electrolyte == "binary"
-    balance_control = reaction and not galvanostatic and solver.adaptive and solver.charge_tolerance > 0
-    charge_per_um = config.electrons * FARADAY * config.site_density * MICRON  # C/m^2 per um of Li
-    if balance_control and config.noise_amplitude > 0:
-        raise ConfigError("solver.charge_tolerance", solver.charge_tolerance,
-                          "0 while scenario.noise_amplitude > 0 (the Langevin kick is not charge-balanced: as dt "
-                          "shrinks it dominates the step's mismatch, and dt would collapse)")
 
     def init(params, fields):
         xi = jnp.asarray(fields["xi"], dtype)
@@ -617,21 +613,21 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if effect.shift is not None:
             shift = shift + effect.shift
 
-        # 1. the electrolyte potential, the Butler-Volmer current its only source (linearised, implicit); a binary
-        # salt's diffusion current (liquid junction) at the step's starting c
-        junction, junction_wall = None, 0.0
-        if binary:
-            junction, junction_wall = junction_current(ionic, c, grid, reservoir, kinetics.bulk,
-                                                       (2.0 * p.transference - 1.0) / p.f)
-        potential = solve_electrolyte_potential(ionic, xi, c, voltage, state["phi"], grid, kinetics, weight, shift,
-                                                p.charge_density, params.potential_tolerance, max_iterations,
-                                                applied_growth(params) * electrode_area if galvanostatic else None,
-                                                junction)
-        cell_current = electrolyte_current(ionic, potential.phi, grid) + junction_wall
+        # 1. galvanostatic: the electrolyte potential with the applied current as its source (Butler-Volmer
+        # distribution); a binary salt's diffusion current (liquid junction) at the step's starting c
+        if galvanostatic:
+            junction, junction_wall = None, 0.0
+            if binary:
+                junction, junction_wall = junction_current(ionic, c, grid, reservoir, kinetics.bulk,
+                                                           (2.0 * p.transference - 1.0) / p.f)
+            potential = solve_electrolyte_potential(ionic, xi, c, voltage, state["phi"], grid, kinetics, weight,
+                                                    shift, p.charge_density, params.potential_tolerance,
+                                                    max_iterations, applied_growth(params) * electrode_area, junction)
+        rate_phi = potential.phi if galvanostatic else state["phi"]
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
         noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
-        argument = jnp.clip(p.f * (voltage - potential.phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+        argument = jnp.clip(p.f * (voltage - rate_phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
         fastest = p.interface_speed * jnp.max(jnp.where(weight > 0, jnp.maximum(c, 0.0), 0.0)
                                               * jnp.exp(-p.alpha * argument))
         mobility = relaxation_rate(params, p, fastest) / p.barrier
@@ -640,21 +636,38 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         xi_relaxed, residual = conserve_metal_locally(xi, xi_relaxed, basis, 2.0 / p.slope)
         c = c - kinetics.site_ratio * residual * c / jnp.sum(c)
         xi_kicked = langevin_kick(xi, xi_relaxed, dt, (params.noise_amplitude, noise_key))
-        xi_relaxed, c = metal_growth(xi_relaxed, xi_kicked, c, kinetics.site_ratio)
+        xi_kicked, _ = metal_growth(xi_relaxed, xi_kicked, c, kinetics.site_ratio)
+        xi_relaxed, c = net_free_kick(xi_relaxed, xi_kicked, c, kinetics.site_ratio)  # no charge passes for noise
 
-        # 3. salt diffusion with the reaction's share 1 - t+ of the Li as an implicit sink, then the metal grows
+        # 3. salt diffusion with the reaction's share 1 - t+ of the Li as an implicit sink, then the metal grows;
+        # held voltage: together with the electrolyte potential, whose source is that growth
         h = interpolation(xi_relaxed)
         diffusivity = p.diffusivity_metal * h + p.diffusivity_electrolyte * (1.0 - h)
 
-        def exchange_at(v, c_guess):
-            return transport_exchange(xi_relaxed, c, v - potential.phi, dt, diffusivity, grid, kinetics, reservoir,
+        def exchange_at(overpotential, c_guess):
+            return transport_exchange(xi_relaxed, c, overpotential, dt, diffusivity, grid, kinetics, reservoir,
                                       False, shift, c_guess, weight)
 
         if galvanostatic:
-            voltage, exchange = hold_current(exchange_at, lambda result: growth_per_area(xi, result.xi, dt, grid),
+            voltage, exchange = hold_current(lambda v, guess: exchange_at(v - potential.phi, guess),
+                                             lambda result: growth_per_area(xi, result.xi, dt, grid),
                                              applied_growth(params), voltage, c)
         else:
-            exchange = exchange_at(voltage, c)
+            def electrolyte(c_solved):
+                """The conductivity and the diffusion current's source and wall current at the step's ``c'``."""
+                conductivity = ionic_conductivity(p, c_solved, xi_relaxed, binary) if effect.conductivity is None \
+                    else effect.conductivity
+                if not binary:
+                    return conductivity, jnp.zeros_like(c_solved), jnp.zeros((), c_solved.dtype)
+                return (conductivity,) + junction_current(conductivity, c_solved, grid, reservoir, kinetics.bulk,
+                                                          (2.0 * p.transference - 1.0) / p.f)
+
+            balanced = solve_balanced_step(xi_relaxed, dt, voltage, state["phi"], c, grid, kinetics, weight, shift,
+                                           diffusivity, p.charge_density, params.potential_tolerance, max_iterations,
+                                           lambda phi, guess: exchange_at(voltage - phi, guess), electrolyte)
+            potential, exchange = balanced.potential, balanced.exchange
+            ionic, junction_wall = balanced.conductivity, balanced.junction_wall
+        cell_current = electrolyte_current(ionic, potential.phi, grid) + junction_wall
         migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
         inflow = (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area
         return next_carry(state, coupled, xi, dt, exchange, potential.phi, voltage, potential, cell_current,
@@ -722,18 +735,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         """The largest change of ``xi`` per step; under galvanostatic control (reaction formulation) also
         of ``c`` in the electrolyte (``xi < 1e-3``) over its largest value: near Sand's time the salt at the
         deposit runs out fast, and the control must follow it (inside the interface ``c`` pays for the
-        metal cell by cell and is not controlled). With ``solver.charge_tolerance`` (held voltage) also the
-        step's |passed - deposited| charge over the larger of them, scaled so that the tolerance counts as
-        ``target_change``: the potential's source uses the step's starting c, the deposit the implicit c
-        (an operator-split error of the order of dt)."""
+        metal cell by cell and is not controlled)."""
         largest = jnp.max(jnp.abs(new["state"]["xi"] - old["state"]["xi"]))
-        if balance_control:
-            passed = new["state"]["passed_charge"] - old["state"]["passed_charge"]  # C/m^2
-            deposited = (jnp.sum(interpolation(new["state"]["xi"])) - jnp.sum(interpolation(old["state"]["xi"]))) \
-                * grid.cell_volume / electrode_area * charge_per_um
-            scale = jnp.maximum(jnp.maximum(jnp.abs(passed), jnp.abs(deposited)), 1e-6 * charge_per_um * grid.spacing[0])
-            largest = jnp.maximum(largest, jnp.abs(passed - deposited) / scale * solver.target_change
-                                  / solver.charge_tolerance)
         if reaction and galvanostatic:
             scale = jnp.maximum(jnp.max(old["state"]["c"]), 1e-12)  # about c_bulk
             electrolyte = (old["state"]["xi"] < 1e-3) & (new["state"]["xi"] < 1e-3)

@@ -25,6 +25,10 @@ The reaction formulation (``formulation: reaction``, the default of the dendrite
 * :func:`solve_electrolyte_potential`: the ionic potential ``phi_e`` with the Faradaic current as its
   only source, the Butler-Volmer law linearised about the last ``phi_e`` (one Newton step: stable
   at any ratio of ohmic to charge-transfer resistance);
+* :func:`solve_balanced_step`: held voltage, ``phi_e`` and the transport-and-exchange step solved
+  together (Newton on the charge balance whose source is the step's own deposit), so the current
+  through the counter electrode equals the metal deposited;
+* :func:`net_free_kick`: interface noise that moves no net metal (no charge passes for it);
 * :func:`electrolyte_current`: the ionic current through the counter-electrode wall.
 """
 from __future__ import annotations
@@ -219,6 +223,29 @@ def langevin_kick(xi, relaxed, dt, noise):
         return relaxed + amplitude * jnp.sqrt(dt) * normal * 16.0 * (xi * (1.0 - xi)) ** 2
 
     return jax.lax.cond(amplitude > 0, kick, lambda: relaxed)
+
+
+
+def net_free_kick(relaxed, kicked, c, site_ratio, passes: int = 2):
+    """The noise's growth and dissolution, after :func:`metal_growth` paid them, scaled to cancel in total.
+
+    The Langevin kick models fluctuations of the interface, not a reaction: no electron crosses for it,
+    so it must move no net metal, or the deposited charge parts from the passed one. Paid cell by cell,
+    it does: where the salt at the deposit is depleted its gains are refused and its losses are not
+    (the default dendrite job then passes 4 % more charge than it deposits). The larger of the two
+    sides, ``sum max(dh, 0)`` and ``sum max(-dh, 0)`` (``dh = h(kicked) - h(relaxed)``), is scaled to
+    the smaller one (``passes`` times: ``h`` is not linear over a kick); ``c`` pays or gets back the
+    Li of what is left, ``(c_s/c_ref) dh``. Returns ``(xi', c')``.
+    """
+    base = interpolation(relaxed)
+    step = kicked - relaxed
+    for _ in range(passes):
+        change = interpolation(relaxed + step) - base
+        gain, loss = jnp.sum(jnp.maximum(change, 0.0)), jnp.sum(jnp.maximum(-change, 0.0))
+        kept = jnp.minimum(gain, loss)
+        step = step * jnp.where(change > 0, kept / jnp.where(gain > 0, gain, 1.0), kept / jnp.where(loss > 0, loss, 1.0))
+    xi_new = relaxed + step
+    return xi_new, c - site_ratio * (interpolation(xi_new) - base)
 
 
 @jax.named_call
@@ -548,6 +575,134 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
     # linear solve at the solution), so reverse mode passes the while_loop; the values are the loop's own
     phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
     return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
+
+
+class BalancedStep(NamedTuple):
+    """A held-voltage step of the reaction formulation: the electrolyte ``potential`` and the
+    transport-and-exchange step (``exchange``) at it, which deposits the charge the potential passes."""
+
+    potential: ElectrolytePotential
+    exchange: Exchange
+    conductivity: jnp.ndarray
+    junction_wall: jnp.ndarray
+    newton_iterations: jnp.ndarray
+
+
+@jax.named_call
+def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: Kinetics, weight, shift, diffusivity,
+                        charge_density, tolerance, max_iterations: int, exchange_at: Callable,
+                        electrolyte: Callable) -> BalancedStep:
+    """Held voltage: ``phi_e`` and the step's implicit Li+ ``c'`` solved together, so that the current
+    through the counter electrode equals the metal the step deposits (``Q dh/dt``, exactly).
+
+    The unknown is ``phi_e``; the residual is the charge balance with the step's own deposit as source,
+
+        ``F(phi) = -div(kappa(c') grad phi) + Q [h(xi'(phi)) - h(xi)] / dt - junction(c')``,
+
+    ``xi'(phi)`` and ``c'(phi)`` the metal and the implicit Li+ of ``exchange_at(phi, c_guess)``
+    (:func:`transport_exchange` at the overpotential ``V - phi``): the reaction draws on the Li+ that
+    diffuses in during the step (backward Euler), not on the step's starting ``c``; and the salt's
+    conductivity and diffusion current are those of ``c'`` (``electrolyte(c') -> (kappa, junction,
+    junction_wall)``, :func:`junction_current`): at the starting ``c`` a depleted interface conducts
+    too little in one step and too much in the next (a current that alternates by 2x from step to step
+    at dt = 1 s). Newton iterations, each one multigrid CG solve of the symmetric problem
+    ``-div(kappa grad) + D``: ``D`` is the reaction's ``dq/dphi`` at fixed ``c'`` times the local supply
+    ``m / (m + k)`` (``m = 1/dt + sum 2 D_c / h^2``, the diagonal of the implicit transport; ``k`` its
+    reaction sink, 1/s): the Schur complement of the (phi, c') block system with its transport block
+    lumped to the diagonal (``kappa`` and ``junction`` at the iteration's ``c'``, a Picard part). Where the salt at the deposit is supply-limited (``k >> m``) the current
+    then saturates instead of rising exponentially with the drive, which is what a Newton step on the
+    starting ``c`` (or a Picard iteration on ``c'``) gets wrong. At most :data:`NEWTON_ITERATIONS`
+    (times two), each moving ``phi_e`` by at most :data:`NEWTON_STEP` ``/ f``, until it moves less than
+    :data:`NEWTON_TOLERANCE`. Tangents (forward and reverse mode) go through ``lax.custom_root``: GMRES on
+    the exact linearised balance, preconditioned by the same shifted multigrid CG.
+
+    ``weight``, ``shift``, ``charge_density``: as :func:`solve_electrolyte_potential`; ``diffusivity``
+    (um^2/s per cell): the salt's, for ``m``; ``guess``, ``c_guess``: warm starts. Returns the potential,
+    the exchange at it, the ``conductivity`` and ``junction_wall`` current (A/m^2) of its ``c'``, and the
+    number of Newton iterations.
+    """
+    tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
+    boundary = electrolyte_boundary_conditions(grid.ndim)
+    supply = 1.0 / dt + 2.0 * diffusivity * sum(1.0 / h ** 2 for h in grid.spacing)
+    slope = interpolation_slope(xi)
+    metal = interpolation(xi)
+
+    def deposit(phi, c_start):
+        """The exchange at ``phi`` and its charge per volume and time, ``Q [h(xi') - h(xi)] / dt``."""
+        exchange = exchange_at(phi, c_start)
+        return exchange, charge_density * (interpolation(exchange.xi) - metal) / dt
+
+    def balance(phi):
+        """``A phi + V [q(phi) - junction]`` (``A = -V div(kappa grad)``, ``V`` the cell volume)."""
+        exchange, source = deposit(phi, c_guess)
+        conductivity, junction, _ = electrolyte(exchange.solved)
+        return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * (source - junction)
+
+    def lumped_shift(phi, c_solved):
+        argument = jnp.clip(kinetics.f * (voltage - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+        rate, c_eq, sink = butler_volmer_linear(xi, argument, kinetics.reaction_rate, kinetics.site_ratio,
+                                                kinetics.alpha, weight)
+        derivative = (charge_density * slope * kinetics.f * rate
+                      * (kinetics.alpha * jnp.maximum(c_solved, 0.0) + (1.0 - kinetics.alpha) * c_eq))
+        return derivative * supply / (supply + sink)
+
+    def newton_iterations(_, start_guess):
+        def newton(state):
+            phi, c_solved, _, phi_last, correction_last, iterations, transport_iterations, _, count = state
+            exchange, source = deposit(phi, c_solved)
+            derivative = lumped_shift(phi, exchange.solved)
+            conductivity, junction, _ = electrolyte(exchange.solved)
+            solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi - junction,
+                                                                 grid, boundary, phi, tolerance, max_iterations,
+                                                                 shift=derivative)
+            # Anderson mixing of depth one on the corrections: the lumped Jacobian leaves a steady linear rate
+            # (about 0.35 per iteration on the default job), which the mixing turns superlinear
+            correction = solved - phi
+            change = correction - correction_last
+            mixing = jnp.where(count > 0, jnp.sum(correction * change)
+                               / jnp.maximum(jnp.sum(change * change), jnp.finfo(phi.dtype).tiny), 0.0)
+            update = correction - mixing * (phi - phi_last + change)
+            update = jnp.clip(update, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
+            return (phi + update, exchange.solved, jnp.max(jnp.abs(correction)), phi, correction,
+                    iterations + solve_iterations, transport_iterations + exchange.iterations, residual, count + 1)
+
+        def going(state):
+            change, count = state[2], state[-1]
+            return ((count < 2 * NEWTON_ITERATIONS)
+                    & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0)))
+
+        zero = jnp.asarray(0, jnp.int32)
+        start = (start_guess, c_guess, jnp.asarray(jnp.inf, guess.dtype), start_guess, jnp.zeros_like(start_guess),
+                 zero, zero, jnp.asarray(0.0, guess.dtype), 0)
+        phi, c_solved, _, _, _, iterations, transport_iterations, residual, count = jax.lax.while_loop(
+            going, newton, start)
+        aux = (c_solved, iterations.astype(guess.dtype), transport_iterations.astype(guess.dtype), residual,
+               jnp.asarray(count, guess.dtype))
+        return phi, aux  # custom_root's aux: floating point only
+
+    def linear_solve(linearised, rhs):
+        """``x`` with ``J x = rhs`` (``J`` the exact linearised balance, through the transport solve): GMRES,
+        preconditioned by the shifted multigrid CG with ``J``'s reaction part lumped (its row sums)."""
+        conductivity = electrolyte(c_guess)[0]  # the starting c's: a preconditioner only
+        ones = jnp.ones_like(rhs)
+        lumped = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
+        lumped = jnp.maximum(lumped, 0.0)
+
+        def preconditioner(r):
+            return solve_potential(conductivity, -r / grid.cell_volume, grid, boundary, jnp.zeros_like(r),
+                                   tolerance, max_iterations, shift=lumped)[0]
+
+        solved, _ = jax.scipy.sparse.linalg.gmres(linearised, rhs, M=preconditioner, tol=1e-10, restart=20,
+                                                  maxiter=4)
+        return solved
+
+    phi, (c_solved, iterations, transport_iterations, residual, count) = jax.lax.custom_root(
+        balance, guess, newton_iterations, linear_solve, has_aux=True)
+    exchange = exchange_at(phi, c_solved)
+    exchange = exchange._replace(iterations=exchange.iterations + transport_iterations.astype(exchange.iterations.dtype))
+    conductivity, _, junction_wall = electrolyte(exchange.solved)
+    return BalancedStep(ElectrolytePotential(phi, iterations.astype(jnp.int32), residual), exchange, conductivity,
+                        junction_wall, count.astype(jnp.int32))
 
 
 def electrolyte_current(conductivity, phi, grid: Grid):
