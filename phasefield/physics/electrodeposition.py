@@ -391,6 +391,9 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
             v_old, g_old, v, g, result, iterations, count = state
             denominator = jnp.where(g != g_old, g - g_old, 1.0)
             update = jnp.clip(-g * (v - v_old) / denominator, -0.1, 0.1)
+            # where the growth is saturated in V (the salt at the deposit used up within the step) the secant's
+            # slope is round-off and may point uphill: then the largest step the way g says (g > 0: V up)
+            update = jnp.where(update * g > 0, update, 0.1 * jnp.sign(g))
             v_next = jnp.clip(v + update, VOLTAGE_RANGE[0], VOLTAGE_RANGE[1])
             result_next, g_next = trial(v_next, result.solved)
             return v, g, v_next, g_next, result_next, iterations + result_next.iterations, count + 1
