@@ -1,0 +1,136 @@
+"""One run split over devices (``solver.decomposition=slabs``), on 4 forced CPU devices in a subprocess.
+
+The slab transforms of :class:`SpectralBasis` are checked against the one-device transforms (the same
+class without slabs) and against their own inverse; the decomposed spinodal run against the one-device
+run, 100 steps of each scheme in 2D and 3D; the compiled step is read for its collectives.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from phasefield.config import ConfigError, validate_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r"""
+import json
+import jax, jax.numpy as jnp, numpy as np
+import phasefield
+from phasefield.config import ConfigError, validate_run
+from phasefield.decomposition import Slabs, collectives
+from phasefield.grid import Boundary, Grid
+from phasefield.operators import SpectralBasis
+from phasefield.runner import build, device_parameters, initial_carry
+
+assert jax.device_count() == 4
+slabs, out = Slabs(), {"transforms": {}, "runs": {}}
+rng = np.random.default_rng(7)
+for shape, kinds in (((16, 12), ("dirichlet", "periodic")), ((8, 12, 6), ("periodic",) * 3),
+                     ((8, 4, 6), ("neumann", "dirichlet", "periodic"))):
+    grid, boundary = Grid(shape, 1.0), Boundary.per_axis(kinds)
+    one, split = SpectralBasis(grid, boundary), SpectralBasis(grid, boundary, slabs=slabs)
+    u = rng.standard_normal(shape)
+    reference = np.asarray(one.forward(u))
+    coefficients = jax.jit(split.forward)(jax.device_put(u, slabs.sharding(len(shape))))
+    back = jax.jit(split.inverse)(coefficients)
+    padded = np.asarray(coefficients)
+    kept = padded[:, :reference.shape[1]]
+    out["transforms"][f"{shape} {kinds}"] = {
+        "forward": float(np.abs(kept - reference).max() / np.abs(reference).max()),
+        "padding": float(np.abs(padded[:, reference.shape[1]:]).max(initial=0.0)),
+        "round_trip": float(np.abs(np.asarray(back) - u).max()),
+        "layout": [list(coefficients.sharding.spec), list(back.sharding.spec)],
+        "symbol_shape": list(split.laplacian_symbol.shape), "coefficient_shape": list(padded.shape),
+    }
+
+def stepped(variant, shape, scheme, dt, decomposition, steps=100):
+    config = validate_run({"scenario": {"name": "spinodal", "variant": variant, "shape": shape},
+                           "solver": {"scheme": scheme, "dt": dt, "decomposition": decomposition}})
+    simulation = build(config)
+    params = device_parameters(simulation.parameters, "float64")
+    carry = initial_carry(simulation, params)
+    advance = jax.jit(lambda p, c: jax.lax.fori_loop(0, steps, lambda i, c: simulation.stepper.step(p, c, dt), c))
+    final = advance(params, carry)["state"]["c"]
+    return final, carry["state"]["c"], advance.lower(params, carry).compile().as_text()
+
+for variant, shape, scheme, dt in (("a", [32, 24], "explicit", 0.0025), ("a", [32, 24], "sbdf2", 0.1),
+                                   ("cube", [8, 8, 8], "explicit", 0.0012), ("cube", [8, 8, 8], "sbdf2", 0.1)):
+    one, start, _ = stepped(variant, shape, scheme, dt, "none")
+    split, _, hlo = stepped(variant, shape, scheme, dt, "slabs")
+    out["runs"][f"{variant} {scheme}"] = {
+        "difference": float(jnp.max(jnp.abs(split - one)) / jnp.max(jnp.abs(one))),
+        "change": float(jnp.max(jnp.abs(one - start))), "layout": list(split.sharding.spec),
+        "collectives": collectives(hlo)}
+try:
+    build(validate_run({"scenario": {"name": "spinodal", "shape": [30, 32]}, "solver": {"decomposition": "slabs"}}))
+except ConfigError as error:
+    out["refused"] = str(error)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_COORDINATOR"))}
+    env.update(XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
+               PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, text=True, capture_output=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_slab_transforms_equal_the_one_device_transforms_and_invert(four_devices):
+    """2D Dirichlet x periodic (axis-1 coefficients 7, padded to 8), 3D periodic (rfft on the last axis,
+    fft on the split one) and 3D Neumann x Dirichlet x periodic (DCTs of complex data on axis 0)."""
+    transforms = four_devices["transforms"]
+    assert len(transforms) == 3
+    for case, result in transforms.items():
+        assert result["forward"] < 1e-14, case
+        assert result["round_trip"] < 1e-13, case
+        assert result["padding"] == 0.0, case
+        assert result["layout"][0][:2] == [None, "x"] and result["layout"][1][:1] == ["x"], case
+        assert result["symbol_shape"] == result["coefficient_shape"], case
+    assert transforms["(16, 12) ('dirichlet', 'periodic')"]["coefficient_shape"] == [16, 8]
+
+
+def test_decomposed_spinodal_equals_one_device_run_over_100_steps(four_devices):
+    runs = four_devices["runs"]
+    assert set(runs) == {"a explicit", "a sbdf2", "cube explicit", "cube sbdf2"}
+    for case, result in runs.items():
+        assert result["layout"][:1] == ["x"], case
+        assert result["change"] > 5e-4, case  # the runs went somewhere
+        assert result["difference"] < 1e-12, case
+
+
+def test_decomposed_steps_exchange_halos_and_transposes_never_the_whole_field(four_devices):
+    """100 steps compile to one loop body: the explicit step's two Laplacians are halo exchanges
+    (collective-permutes), the spectral step's two transforms one all-to-all each; no all-gather."""
+    for case, result in four_devices["runs"].items():
+        counts = result["collectives"]
+        assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0, (case, counts)
+        if "explicit" in case:
+            assert counts["collective-permute"] > 0 and counts["all-to-all"] == 0, (case, counts)
+        else:
+            assert counts["all-to-all"] == 2 and counts["collective-permute"] == 0, (case, counts)
+
+
+def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
+    assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
+
+
+def test_decomposition_is_a_spinodal_solver_key_and_no_batch_takes_it():
+    from phasefield.batch import run_batch
+
+    config = {"scenario": {"name": "spinodal", "shape": [16, 16]}, "solver": {"decomposition": "slabs"}}
+    assert validate_run(config).solver.decomposition == "slabs"
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        validate_run({**config, "solver": {"decomposition": "pencils"}})
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}})
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
