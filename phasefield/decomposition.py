@@ -9,6 +9,7 @@ programs sum in other orders).
 """
 from __future__ import annotations
 
+import logging
 import re
 
 import jax
@@ -18,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from phasefield.config import ConfigError
 
 AXIS = "x"
-DECOMPOSITIONS = ("none", "slabs")
+log = logging.getLogger("phasefield")
 
 
 class Slabs:
@@ -47,12 +48,21 @@ class Slabs:
                                                 f"the {self.count} devices of solver.decomposition=slabs")
 
 
+def one_device(solver, scenario: str):
+    """Refuse ``solver.decomposition`` other than ``none`` for a scenario that is not decomposed yet."""
+    if solver.decomposition != "none":
+        raise ConfigError("solver.decomposition", solver.decomposition,
+                          f"'none' for scenario {scenario} (it runs on one device; slabs: scenario spinodal)")
+
+
 def slabs_for(decomposition: str, shape, key: str = "scenario.shape") -> Slabs | None:
     """The :class:`Slabs` of ``decomposition`` (``None`` for ``"none"``), checked against the grid ``shape``."""
     if decomposition == "none":
         return None
     slabs = Slabs()
     slabs.check(shape, key)
+    log.info("grid %s split along x into %d slabs of %d cells (one per device)", tuple(shape), slabs.count,
+             shape[0] // slabs.count)
     return slabs
 
 

@@ -17,7 +17,7 @@ from phasefield.config import ConfigError, validate_run
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
-import json
+import json, sys
 import jax, jax.numpy as jnp, numpy as np
 import phasefield
 from phasefield.config import ConfigError, validate_run
@@ -69,19 +69,26 @@ try:
     build(validate_run({"scenario": {"name": "spinodal", "shape": [30, 32]}, "solver": {"decomposition": "slabs"}}))
 except ConfigError as error:
     out["refused"] = str(error)
+from phasefield.runner import run
+run(json.loads(sys.argv[2]), sys.argv[1])  # to t = 1, resumed on one device by the test
 print(json.dumps(out))
 """
+# 2D periodic SBDF2 split over 4 devices: coefficients 16 x 7 padded to 16 x 8 in the checkpoint
+RUN = {"scenario": {"name": "spinodal", "variant": "a", "shape": [16, 12], "t_end": 1.0},
+       "solver": {"scheme": "sbdf2", "dt": 0.05, "adaptive": True, "decomposition": "slabs"},
+       "output": {"interval": 0.5, "scalar_interval": 0.5, "plots": False}}
 
 
 @pytest.fixture(scope="module")
-def four_devices():
+def four_devices(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_COORDINATOR"))}
     env.update(XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
                PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, text=True, capture_output=True,
-                          timeout=300)
+    folder = tmp_path_factory.mktemp("slabs")
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder / "split"), json.dumps(RUN)], cwd=ROOT, env=env,
+                          text=True, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "folder": folder}
 
 
 def test_slab_transforms_equal_the_one_device_transforms_and_invert(four_devices):
@@ -125,12 +132,34 @@ def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
 
 def test_decomposition_is_a_spinodal_solver_key_and_no_batch_takes_it():
     from phasefield.batch import run_batch
+    from phasefield.runner import build
 
     config = {"scenario": {"name": "spinodal", "shape": [16, 16]}, "solver": {"decomposition": "slabs"}}
     assert validate_run(config).solver.decomposition == "slabs"
     with pytest.raises(ConfigError, match="solver.decomposition"):
         validate_run({**config, "solver": {"decomposition": "pencils"}})
     with pytest.raises(ConfigError, match="solver.decomposition"):
-        validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}})
+        build(validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}}))
     with pytest.raises(ConfigError, match="solver.decomposition"):
         run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
+
+
+def test_run_split_over_4_devices_resumes_on_one(four_devices):
+    """The checkpoint of a run split over 4 devices (coefficients padded to 16 x 8) resumes on 1 device
+    (16 x 7) and continues as the run straight through on 1 device."""
+    import h5py
+    import numpy as np
+
+    from phasefield.io import read_run
+    from phasefield.runner import run
+
+    folder = four_devices["folder"]
+    with h5py.File(folder / "split" / "run.h5", "r") as f:
+        assert f.attrs["device_count"] == 4 and f["checkpoint/history/u_hat"].shape == (16, 8)
+    run(None, folder / "split", resume=True, changes={"scenario.t_end": 2.0})
+    run({**RUN, "scenario": {**RUN["scenario"], "t_end": 2.0}}, folder / "straight")
+    resumed, straight = read_run(folder / "split" / "run.h5"), read_run(folder / "straight" / "run.h5")
+    assert np.array_equal(resumed["step"], straight["step"]) and list(straight["time"]) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    difference = np.abs(resumed["fields"]["c"] - straight["fields"]["c"]).max()
+    assert difference < 1e-12 * np.abs(straight["fields"]["c"]).max()
+    assert np.abs(straight["fields"]["c"][-1] - straight["fields"]["c"][0]).max() > 1e-3

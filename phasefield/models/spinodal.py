@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
-from phasefield.decomposition import DECOMPOSITIONS, slabs_for
+from phasefield.decomposition import slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.models.gradient_flow import cahn_hilliard
 from phasefield.physics.free_energy import (
@@ -99,16 +99,7 @@ def coefficients(params: Config):
     return params.mobility, params.kappa, double_well_curvature_max(params.rho_s, params.c_alpha, params.c_beta)
 
 
-@dataclass
-class SpinodalSolverConfig(SolverConfig):
-    """``solver`` of the spinodal scenario: the gradient-flow solver, and its domain decomposition."""
-
-    decomposition: str = option("none", choices=DECOMPOSITIONS,
-                                help="none: one device; slabs: the grid split along x over all devices "
-                                     "(x cells divisible by the device count)")
-
-
-@register_scenario("spinodal", Config, SpinodalSolverConfig)
+@register_scenario("spinodal", Config, SolverConfig)
 def build(config: Config, solver) -> Simulation:
     grid = Grid(tuple(config.shape), config.spacing)
     boundary = boundary_for(config.variant, grid.ndim)

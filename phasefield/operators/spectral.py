@@ -31,7 +31,8 @@ from phasefield.grid import DIRICHLET, NEUMANN, PERIODIC, Boundary, Grid
 
 
 class SpectralBasis:
-    """Forward/inverse transform and Laplacian symbol for a grid and boundary condition."""
+    """Forward/inverse transform and Laplacian symbol for a grid and boundary condition; with ``slabs``
+    (:class:`phasefield.decomposition.Slabs`) for fields split along axis 0 over its devices."""
 
     def __init__(self, grid: Grid, boundary: Boundary, dtype=jnp.float64, slabs=None):
         self.grid = grid
@@ -84,7 +85,7 @@ class SpectralBasis:
         for axis in range(self.grid.ndim):
             shape = [1] * self.grid.ndim
             eig = self._axis_eigenvalues(axis)
-            eig = np.pad(eig, (0, self.spectral_shape[axis] - eig.size), mode="edge")  # slab padding
+            eig = np.pad(eig, (0, self.spectral_shape[axis] - eig.size), mode="edge")  # slab padding: finite 1/symbol
             shape[axis] = eig.size
             total = total + eig.reshape(shape)
         return jnp.asarray(total, self.dtype)
