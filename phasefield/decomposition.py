@@ -37,8 +37,9 @@ class Slabs:
     def sharding(self, ndim: int, axis: int = 0) -> NamedSharding:
         return NamedSharding(self.mesh, self.spec(ndim, axis))
 
-    def constrain(self, u, axis: int = 0):
-        """``u`` split along ``axis`` (placed there outside ``jit``; a layout constraint inside)."""
+    def constrain(self, u, axis: int | None = 0):
+        """``u`` split along ``axis`` (whole on every device for ``None``; placed there outside ``jit``, a layout
+        constraint inside)."""
         return jax.lax.with_sharding_constraint(u, self.sharding(u.ndim, axis))
 
     def check(self, shape, key: str):

@@ -99,7 +99,7 @@ def semi_implicit(name: str, basis: SpectralBasis, symbols: Callable, pointwise:
         u_hat = basis.forward(u)
         zeros = basis.constrain_coefficients(jnp.zeros_like(u_hat))
         history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": zeros,
-                   "dt_prev": jnp.asarray(jnp.inf, dtype)}
+                   "dt_prev": basis.constrain_replicated(jnp.asarray(jnp.inf, dtype))}
         return {"state": {name: u}, "history": history, "cache": {}}
 
     @jax.named_call
@@ -136,7 +136,8 @@ def semi_implicit_fields(names: tuple, basis: SpectralBasis, symbols: Callable, 
         state = {name: basis.constrain_field(jnp.asarray(fields[name], dtype)) for name in names}
         u_hat = {name: basis.forward(state[name]) for name in names}
         zeros = {name: basis.constrain_coefficients(jnp.zeros_like(u)) for name, u in u_hat.items()}
-        history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": dict(zeros), "dt_prev": jnp.asarray(jnp.inf, dtype)}
+        history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": dict(zeros),
+                   "dt_prev": basis.constrain_replicated(jnp.asarray(jnp.inf, dtype))}
         return {"state": state, "history": history, "cache": {}}
 
     @jax.named_call

@@ -110,6 +110,10 @@ class SpectralBasis:
         """``coefficients`` laid out as ``forward`` returns them (split along axis 1 with slabs)."""
         return coefficients if self.slabs is None else self.slabs.constrain(coefficients, 1)
 
+    def constrain_replicated(self, value):
+        """``value`` whole on every device of the slabs (a step's scalars: one layout from the first chunk on)."""
+        return value if self.slabs is None else self.slabs.constrain(value, None)
+
     def _forward_axes(self, u, axes):
         """Transform the ``axes`` of ``u`` (whole on this device): DCTs, then the (real-to-complex) FFTs."""
         axes = tuple(axes)
