@@ -113,13 +113,14 @@ def steady_rate(n, scheme, dt, precision, seconds=1.0, ndim=2, max_steps=100_000
               "steps": count, "wall_s": wall, "us_per_step": wall / count * 1e6, "cu_per_s": cu,
               "gb_per_s": cu * bytes_per_update(scheme, precision) / 1e9}
     if decomposition != "none":
-        from phasefield.decomposition import collectives
+        from phasefield.decomposition import collective_bytes, collectives
 
         from phasefield.integrate import device_clock
 
         hlo = advance.compiled.lower(params, carry, device_clock(clock), jnp.asarray(1e30), empty,
                                      jnp.asarray(count)).compile().as_text()
         result["collectives"] = {k: v for k, v in collectives(hlo).items() if v}
+        result["collective_bytes"] = {k: v for k, v in collective_bytes(hlo).items() if v}
     return result
 
 
@@ -147,11 +148,11 @@ def compare_devices(devices, sizes, seconds):
         results[count] = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
     print(f"PFHub 1a float64, steady rates; 1 CPU device vs {devices} forced CPU devices (slabs along x)")
     print(f"{'case':24s} {'CU/s 1':>10s} {'GB/s 1':>7s} {f'CU/s {devices}':>10s} {f'GB/s {devices}':>7s} "
-          f"{'ratio':>6s}  collectives per chunk")
+          f"{'ratio':>6s}  collectives of the chunk program: count, bytes per device")
     for one, split in zip(results[1], results[devices]):
         print(f"{one['n']}^2 {one['scheme']:8s} dt={one['dt']:<7g} {one['cu_per_s']:10.3g} {one['gb_per_s']:7.2f} "
               f"{split['cu_per_s']:10.3g} {split['gb_per_s']:7.2f} {split['cu_per_s'] / one['cu_per_s']:6.2f}  "
-              f"{split.get('collectives', {})}")
+              + ", ".join(f"{k} {v} {split['collective_bytes'][k]} B" for k, v in split.get("collectives", {}).items()))
     return results
 
 

@@ -70,8 +70,32 @@ def slabs_for(decomposition: str, shape, key: str = "scenario.shape") -> Slabs |
 COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce", "reduce-scatter")
 
 
+_INSTRUCTION = re.compile(r"= (.*?) (" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
+_ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16|c64|c128)\[([\d,]*)\]")
+_BYTES = {"pred": 1, "bf16": 2, "c64": 8, "c128": 16}
+
+
+def _result_bytes(shape: str) -> int:
+    total = 0
+    for kind, dims in _ARRAY.findall(shape):
+        size = _BYTES.get(kind) or int(kind[1:]) // 8
+        for d in filter(None, dims.split(",")):
+            size *= int(d)
+        total += size
+    return total
+
+
 def collectives(hlo: str) -> dict:
     """How many instructions of each collective kind a compiled program's HLO text holds
     (``jax.jit(f).lower(...).compile().as_text()``; the asynchronous ``-start`` forms count once)."""
-    found = re.findall(r"= [^=]*? (" + "|".join(COLLECTIVES) + r")(?:-start)?\(", hlo)
+    found = [kind for _, kind in _INSTRUCTION.findall(hlo)]
     return {kind: found.count(kind) for kind in COLLECTIVES}
+
+
+def collective_bytes(hlo: str) -> dict:
+    """Bytes per device of the results of each collective kind in a compiled program's HLO text (an
+    instruction in a loop body counts once: per step, for a loop of steps)."""
+    totals = dict.fromkeys(COLLECTIVES, 0)
+    for shape, kind in _INSTRUCTION.findall(hlo):
+        totals[kind] += _result_bytes(shape)
+    return totals
