@@ -2,6 +2,7 @@
 
     python experiments/bench_spinodal.py                      # 200^2 and 1024^2, FiPy GMRES cases
     python experiments/bench_spinodal.py --sizes 200 --fipy none --quick
+    python experiments/bench_spinodal.py --devices 4 --sizes 256 1024    # 1 vs 4 forced CPU devices
 
 For each grid: a converged reference (SBDF2, float64, small dt) gives F(1), F(10), F(100); each
 case reports the max relative free-energy error at those times, the stepping wall time to t = 100
@@ -11,12 +12,20 @@ cell-update (explicit: read c + write c; semi-implicit: ~13 field passes, shared
 A bare jitted loop (SBDF2, written here with no package structure) measures the package's overhead.
 FiPy runs the same problem its documented way (experiments/fipy_spinodal.py) under a separate
 interpreter (``--fipy-python``; FiPy is never a dependency of phasefield). Results also go to JSON.
+
+``--devices N``: the steady rates (explicit dt 0.0025 and SBDF2 dt 0.1, float64, PFHub 1a) on one CPU device
+and split into slabs over N forced CPU devices (``solver.decomposition=slabs``,
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``, each count in its own subprocess), side by side, with
+the collectives of the compiled chunk. Forced CPU devices share the machine's cores: this shows that the
+decomposed run works and what it exchanges, not how it scales.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,12 +43,13 @@ RECORDS = (1.0, 10.0, 100.0)
 CPU_DRAM_GBS = 24.5  # copy bandwidth of the CI-class CPU (performance-notes.md)
 
 
-def configure(n, scheme, dt, precision, stabilization=0.0, ndim=2):
+def configure(n, scheme, dt, precision, stabilization=0.0, ndim=2, decomposition="none"):
     """PFHub 1a on n^2 cells (ndim 2), or the no-flux cube variant on n^3 cells (ndim 3)."""
     variant = "a" if ndim == 2 else "cube"
     return validate_run({
         "scenario": {"name": "spinodal", "variant": variant, "shape": [n] * ndim, "t_end": RECORDS[-1]},
-        "solver": {"scheme": scheme, "dt": dt, "precision": precision, "stabilization": stabilization},
+        "solver": {"scheme": scheme, "dt": dt, "precision": precision, "stabilization": stabilization,
+                   "decomposition": decomposition},
         "output": {},
     })
 
@@ -69,15 +79,16 @@ def package_run(n, scheme, dt, precision, stabilization=0.0, t_end=RECORDS[-1]):
     return wall, int(clock["step"]), energies
 
 
-def steady_rate(n, scheme, dt, precision, seconds=1.0, ndim=2, max_steps=100_000):
+def steady_rate(n, scheme, dt, precision, seconds=1.0, ndim=2, max_steps=100_000, decomposition="none"):
     """Compile time and steady cell-updates per second of fixed-dt steps on n^ndim cells.
 
     The first call (compilation plus 2 steps) is timed apart; a 10-step probe then sizes a timed chunk
     of about ``seconds`` (10 to ``max_steps`` steps). No records are written inside the chunk.
     Returns a dict: compile_s, steps, wall_s, us_per_step, cu_per_s, gb_per_s (CU/s x minimal bytes
-    per cell-update of the scheme, :func:`bytes_per_update`).
+    per cell-update of the scheme, :func:`bytes_per_update`); with ``decomposition="slabs"`` also the
+    collectives of the compiled chunk (:func:`phasefield.decomposition.collectives`).
     """
-    config = configure(n, scheme, dt, precision, ndim=ndim)
+    config = configure(n, scheme, dt, precision, ndim=ndim, decomposition=decomposition)
     simulation = build(config)
     params = device_parameters(simulation.parameters, precision)
     control = time_control(config.solver, stable_dt(simulation))
@@ -98,9 +109,51 @@ def steady_rate(n, scheme, dt, precision, seconds=1.0, ndim=2, max_steps=100_000
     count = int(min(max_steps, max(10, seconds / (probe / 10))))
     carry, clock, wall = steps(carry, clock, count)
     cu = n**ndim * count / wall
-    return {"n": n, "ndim": ndim, "scheme": scheme, "dt": dt, "precision": precision, "compile_s": compile_s,
-            "steps": count, "wall_s": wall, "us_per_step": wall / count * 1e6, "cu_per_s": cu,
-            "gb_per_s": cu * bytes_per_update(scheme, precision) / 1e9}
+    result = {"n": n, "ndim": ndim, "scheme": scheme, "dt": dt, "precision": precision, "compile_s": compile_s,
+              "steps": count, "wall_s": wall, "us_per_step": wall / count * 1e6, "cu_per_s": cu,
+              "gb_per_s": cu * bytes_per_update(scheme, precision) / 1e9}
+    if decomposition != "none":
+        from phasefield.decomposition import collective_bytes, collectives
+
+        from phasefield.integrate import device_clock
+
+        hlo = advance.compiled.lower(params, carry, device_clock(clock), jnp.asarray(1e30), empty,
+                                     jnp.asarray(count)).compile().as_text()
+        result["collectives"] = {k: v for k, v in collectives(hlo).items() if v}
+        result["collective_bytes"] = {k: v for k, v in collective_bytes(hlo).items() if v}
+    return result
+
+
+DECOMPOSED_CASES = (("explicit", 0.0025), ("sbdf2", 0.1))
+
+
+def decomposed_worker(sizes, seconds):
+    """This process's rates (one line of JSON): slabs over its devices, or one device."""
+    decomposition = "slabs" if jax.device_count() > 1 else "none"
+    rows = [steady_rate(n, scheme, dt, "float64", seconds, decomposition=decomposition)
+            for n in sizes for scheme, dt in DECOMPOSED_CASES]
+    print(json.dumps({"devices": jax.device_count(), "rows": rows}))
+
+
+def compare_devices(devices, sizes, seconds):
+    """Rates on 1 and on ``devices`` forced CPU devices (a subprocess each), printed side by side."""
+    results = {}
+    for count in (1, devices):
+        env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+                                         f"--xla_force_host_platform_device_count={count}".strip())
+        args = [sys.executable, __file__, "--worker", "--seconds", str(seconds), "--sizes", *map(str, sizes)]
+        done = subprocess.run(args, env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{count} device(s) failed:\n{done.stderr[-3000:]}")
+        results[count] = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
+    print(f"PFHub 1a float64, steady rates; 1 CPU device vs {devices} forced CPU devices (slabs along x)")
+    print(f"{'case':24s} {'CU/s 1':>10s} {'GB/s 1':>7s} {f'CU/s {devices}':>10s} {f'GB/s {devices}':>7s} "
+          f"{'ratio':>6s}  collectives of the chunk program: count, bytes per device")
+    for one, split in zip(results[1], results[devices]):
+        print(f"{one['n']}^2 {one['scheme']:8s} dt={one['dt']:<7g} {one['cu_per_s']:10.3g} {one['gb_per_s']:7.2f} "
+              f"{split['cu_per_s']:10.3g} {split['gb_per_s']:7.2f} {split['cu_per_s'] / one['cu_per_s']:6.2f}  "
+              + ", ".join(f"{k} {v} {split['collective_bytes'][k]} B" for k, v in split.get("collectives", {}).items()))
+    return results
 
 
 def bare_sbdf2(n, dt, precision):
@@ -190,7 +243,15 @@ def main():
     parser.add_argument("--fipy-python", default="/tmp/fipyenv/bin/python")
     parser.add_argument("--quick", action="store_true", help="explicit cases above 512^2 run to t = 10 only")
     parser.add_argument("--json", default="experiments/results/bench_spinodal.json")
+    parser.add_argument("--devices", type=int, default=0,
+                        help="only compare 1 and N forced CPU devices (solver.decomposition=slabs)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per rate of --devices")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return decomposed_worker(args.sizes, args.seconds)
+    if args.devices:
+        return compare_devices(args.devices, args.sizes, args.seconds)
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
           f"{len(jax.devices())} device(s)")
     table = []

@@ -85,6 +85,9 @@ def member_config(config_dict: dict, key: str, value) -> dict:
 def _check_key(config_dict: dict, key: str, values):
     section, _, name = key.partition(".")
     base = validate_run(config_dict)
+    if getattr(base.solver, "decomposition", "none") != "none":
+        raise ConfigError("solver.decomposition", base.solver.decomposition,
+                          "'none' in a batch: its members are spread over the devices, each member on one")
     schema = scenario(base.scenario.name).Config
     numbers = parameter_names(schema)
     if section != "scenario" or name not in numbers:

@@ -179,6 +179,9 @@ class SolverConfig(TimeSolverConfig):
     scheme: str = option("sbdf2", choices=("explicit", "imex1", "sbdf2"), help="time scheme")
     stabilization: float = option(0.0, min=0.0, help="stabilisation constant A of the semi-implicit schemes")
     precision: str = option("float64", choices=("float32", "float64"), help="working precision of the fields")
+    decomposition: str = option("none", choices=("none", "slabs"),
+                                help="none: one device; slabs: the grid split along x over all devices "
+                                     "(x cells divisible by the device count; scenario spinodal)")
 
 
 @dataclass

@@ -97,10 +97,24 @@ def checkpoint_part(carry) -> dict:
 
 
 def restore_carry(simulation: Simulation, params, saved: dict):
-    """A carry from a checkpoint's state and history, with the cache at zeros (its shapes from ``init``)."""
+    """A carry from a checkpoint's state and history, with the cache at zeros (its shapes from ``init``).
+
+    Spectral coefficients of a run split into slabs are zero-padded along axis 1 to a multiple of the
+    device count (:class:`phasefield.operators.SpectralBasis`); written on another count, they are cut or
+    zero-padded to this run's shape (the cut entries are the padding's zeros).
+    """
     shapes = jax.eval_shape(lambda p: initial_carry(simulation, p), params)
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
-    restored = jax.tree_util.tree_map(jnp.asarray, {name: saved[name] for name in CHECKPOINTED})
+
+    def fit(array, shape):
+        array = np.asarray(array)
+        if array.shape == shape.shape or array.ndim != len(shape.shape):
+            return jnp.asarray(array)
+        array = array[tuple(slice(0, n) for n in shape.shape)]
+        return jnp.asarray(np.pad(array, [(0, n - m) for n, m in zip(shape.shape, array.shape)]))
+
+    restored = jax.tree_util.tree_map(fit, {name: saved[name] for name in CHECKPOINTED},
+                                      {name: shapes[name] for name in CHECKPOINTED})
     return {**restored, "cache": cache}
 
 

@@ -66,15 +66,19 @@ def unconditionally_stable(params):
     return jnp.inf
 
 
-def explicit_euler(name: str, rhs: Callable, dtype, stable_dt: Callable) -> Stepper:
-    """``u' = u + dt * rhs(params, u)`` for a single field called ``name``."""
+def explicit_euler(name: str, rhs: Callable, dtype, stable_dt: Callable, slabs=None) -> Stepper:
+    """``u' = u + dt * rhs(params, u)`` for a single field called ``name``; with ``slabs``
+    (:class:`phasefield.decomposition.Slabs`) the field is split along axis 0 over the devices."""
+
+    def place(u):
+        return u if slabs is None else slabs.constrain(u)
 
     def init(params, fields):
-        return {"state": {name: jnp.asarray(fields[name], dtype)}, "history": {}, "cache": {}}
+        return {"state": {name: place(jnp.asarray(fields[name], dtype))}, "history": {}, "cache": {}}
 
     def step(params, carry, dt):
         u = carry["state"][name]
-        return {**carry, "state": {name: u + jnp.asarray(dt, dtype) * rhs(params, u)}}
+        return {**carry, "state": {name: place(u + jnp.asarray(dt, dtype) * rhs(params, u))}}
 
     return Stepper(init, step, lambda params, carry: {name: carry["state"][name]}, stable_dt, 1)
 
@@ -91,10 +95,11 @@ def semi_implicit(name: str, basis: SpectralBasis, symbols: Callable, pointwise:
     dtype = basis.dtype
 
     def init(params, fields):
-        u = jnp.asarray(fields[name], dtype)
+        u = basis.constrain_field(jnp.asarray(fields[name], dtype))
         u_hat = basis.forward(u)
-        history = {"u_hat": u_hat, "u_hat_prev": jnp.zeros_like(u_hat), "n_hat_prev": jnp.zeros_like(u_hat),
-                   "dt_prev": jnp.asarray(jnp.inf, dtype)}
+        zeros = basis.constrain_coefficients(jnp.zeros_like(u_hat))
+        history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": zeros,
+                   "dt_prev": basis.constrain_replicated(jnp.asarray(jnp.inf, dtype))}
         return {"state": {name: u}, "history": history, "cache": {}}
 
     @jax.named_call
@@ -128,10 +133,11 @@ def semi_implicit_fields(names: tuple, basis: SpectralBasis, symbols: Callable, 
     dtype = basis.dtype
 
     def init(params, fields):
-        state = {name: jnp.asarray(fields[name], dtype) for name in names}
+        state = {name: basis.constrain_field(jnp.asarray(fields[name], dtype)) for name in names}
         u_hat = {name: basis.forward(state[name]) for name in names}
-        zeros = {name: jnp.zeros_like(u) for name, u in u_hat.items()}
-        history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": dict(zeros), "dt_prev": jnp.asarray(jnp.inf, dtype)}
+        zeros = {name: basis.constrain_coefficients(jnp.zeros_like(u)) for name, u in u_hat.items()}
+        history = {"u_hat": u_hat, "u_hat_prev": zeros, "n_hat_prev": dict(zeros),
+                   "dt_prev": basis.constrain_replicated(jnp.asarray(jnp.inf, dtype))}
         return {"state": state, "history": history, "cache": {}}
 
     @jax.named_call

@@ -36,16 +36,17 @@ def allen_cahn_stable_dt(grid: Grid, mobility, kappa, curvature_max):
 
 
 def cahn_hilliard(grid: Grid, boundary: Boundary, f_prime: Callable, coefficients: Callable, scheme: str, dtype,
-                  stabilization: float = 0.0, name: str = "c") -> Stepper:
-    """Stepper for ``dc/dt = M lap(f'(c) - kappa lap c)`` (no-flux or periodic walls)."""
+                  stabilization: float = 0.0, name: str = "c", slabs=None) -> Stepper:
+    """Stepper for ``dc/dt = M lap(f'(c) - kappa lap c)`` (no-flux or periodic walls); ``slabs``
+    (:class:`phasefield.decomposition.Slabs`) splits the grid along x over the devices."""
     if scheme == "explicit":
         def rhs(params, c):
             mobility, kappa, _ = coefficients(params)
             return mobility * laplacian(f_prime(params, c) - kappa * laplacian(c, grid, boundary), grid, boundary)
 
         return explicit_euler(name, rhs, dtype,
-                              lambda params: cahn_hilliard_stable_dt(grid, *coefficients(params)))
-    basis = SpectralBasis(grid, boundary, dtype)
+                              lambda params: cahn_hilliard_stable_dt(grid, *coefficients(params)), slabs)
+    basis = SpectralBasis(grid, boundary, dtype, slabs)
     lap = basis.laplacian_symbol
 
     def symbols(params):

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
+from phasefield.decomposition import one_device
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.models.gradient_flow import cahn_hilliard, cahn_hilliard_stable_dt
 from phasefield.operators import SpectralBasis, divergence, face_gradient
@@ -266,6 +267,7 @@ def staircase_stepper(grid: Grid, poisson: MaskedPoisson) -> Stepper:
 
 @register_scenario("pfhub_electro", Config, SolverConfig)
 def build(config: Config, solver) -> Simulation:
+    one_device(solver, "pfhub_electro")
     grid = make_grid(config)
     if solver.precision != "float64":
         raise ConfigError("solver.precision", solver.precision, "'float64' for pfhub_electro")

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
+from phasefield.decomposition import one_device
 from phasefield.grid import Boundary, Grid
 from phasefield.models.gradient_flow import _order
 from phasefield.operators import SpectralBasis, laplacian
@@ -187,6 +188,7 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
 
 @register_scenario("pfhub_ostwald", Config, SolverConfig)
 def build(config: Config, solver) -> Simulation:
+    one_device(solver, "pfhub_ostwald")
     grid = Grid(tuple(config.shape), config.spacing)
     boundary = Boundary.uniform(2, "periodic" if config.variant == "a" else "neumann")
     if solver.precision != "float64":

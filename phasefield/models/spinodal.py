@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
+from phasefield.decomposition import slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.models.gradient_flow import cahn_hilliard
 from phasefield.physics.free_energy import (
@@ -104,7 +105,8 @@ def build(config: Config, solver) -> Simulation:
     boundary = boundary_for(config.variant, grid.ndim)
     dtype = jnp.dtype(solver.precision)
     stepper = cahn_hilliard(grid, boundary, f_prime, coefficients, solver.scheme, dtype,
-                            stabilization=solver.stabilization)
+                            stabilization=solver.stabilization,
+                            slabs=slabs_for(solver.decomposition, grid.shape))
 
     def diagnostics(params, carry):
         c = carry["state"]["c"].astype(jnp.float64)

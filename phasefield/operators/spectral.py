@@ -11,21 +11,32 @@ Because these are the exact symbols of the discrete Laplacian, a semi-implicit s
 step and an explicit stencil step share one spatial discretisation: their difference is
 pure time error. (A continuous ``-k^2`` symbol would also ring at the walls of the
 non-periodic PFHub initial condition.)
+
+Slabs (a :class:`phasefield.decomposition.Slabs` given): the field is split along axis 0 over ``P``
+devices. ``forward`` transforms the whole axes ``1..d-1`` on each device, transposes with one ``all_to_all``
+(axis 0 whole, axis 1 split) and transforms axis 0; the coefficients stay split along axis 1, where the
+symbols act pointwise, and ``inverse`` runs the same steps backwards. Axis 1 of the coefficients is padded
+with zeros to a multiple of ``P`` when its length is not one (the ``n/2 + 1`` of a periodic 2D grid):
+``spectral_shape`` and ``laplacian_symbol`` are the padded ones.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.fft import dct, idct
 
+from phasefield.decomposition import AXIS
 from phasefield.grid import DIRICHLET, NEUMANN, PERIODIC, Boundary, Grid
 
 
 class SpectralBasis:
-    """Forward/inverse transform and Laplacian symbol for a grid and boundary condition."""
+    """Forward/inverse transform and Laplacian symbol for a grid and boundary condition; with ``slabs``
+    (:class:`phasefield.decomposition.Slabs`) for fields split along axis 0 over its devices."""
 
-    def __init__(self, grid: Grid, boundary: Boundary, dtype=jnp.float64):
+    def __init__(self, grid: Grid, boundary: Boundary, dtype=jnp.float64, slabs=None):
         self.grid = grid
+        self.slabs = slabs
         self.dtype = jnp.dtype(dtype)
         self.kinds = []
         for axis in range(grid.ndim):
@@ -42,6 +53,14 @@ class SpectralBasis:
         self.periodic_axes = tuple(a for a, k in enumerate(self.kinds) if k == PERIODIC)
         self.real_axes = tuple(a for a, k in enumerate(self.kinds) if k != PERIODIC)
         self._signs = {a: self._alternating(a) for a, k in enumerate(self.kinds) if k == DIRICHLET}
+        shape = list(grid.shape)
+        if self.periodic_axes:
+            shape[self.periodic_axes[-1]] = shape[self.periodic_axes[-1]] // 2 + 1
+        self._coefficients_1 = shape[1] if grid.ndim > 1 else 0  # unpadded length of axis 1
+        if slabs is not None:
+            slabs.check(grid.shape, "grid.shape")
+            shape[1] = -(-shape[1] // slabs.count) * slabs.count
+        self.spectral_shape = tuple(shape)
         self.laplacian_symbol = self._laplacian_symbol()
 
     def _alternating(self, axis):
@@ -66,28 +85,83 @@ class SpectralBasis:
         for axis in range(self.grid.ndim):
             shape = [1] * self.grid.ndim
             eig = self._axis_eigenvalues(axis)
+            eig = np.pad(eig, (0, self.spectral_shape[axis] - eig.size), mode="edge")  # slab padding: finite 1/symbol
             shape[axis] = eig.size
             total = total + eig.reshape(shape)
         return jnp.asarray(total, self.dtype)
 
     def forward(self, u):
         """Real field -> coefficients (complex when any axis is periodic)."""
-        for axis in self.real_axes:
-            if axis in self._signs:
-                u = u * self._signs[axis]
-            u = dct(u, type=2, axis=axis, norm="ortho")
-        if self.periodic_axes:
-            u = jnp.fft.rfftn(u, axes=self.periodic_axes)
-        return u
+        if self.slabs is None:
+            return self._forward_axes(u, range(self.grid.ndim))
+        return self._split(self._forward_slab, 0, 1)(u)
 
     def inverse(self, coefficients):
         """Coefficients -> real field on the grid."""
-        u = coefficients
-        if self.periodic_axes:
-            sizes = [self.grid.shape[a] for a in self.periodic_axes]
-            u = jnp.fft.irfftn(u, s=sizes, axes=self.periodic_axes)
+        if self.slabs is None:
+            return self._inverse_axes(coefficients, range(self.grid.ndim))
+        return self._split(self._inverse_slab, 1, 0)(coefficients)
+
+    def constrain_field(self, u):
+        """``u`` laid out as the fields (split along axis 0 with slabs; unchanged without)."""
+        return u if self.slabs is None else self.slabs.constrain(u, 0)
+
+    def constrain_coefficients(self, coefficients):
+        """``coefficients`` laid out as ``forward`` returns them (split along axis 1 with slabs)."""
+        return coefficients if self.slabs is None else self.slabs.constrain(coefficients, 1)
+
+    def constrain_replicated(self, value):
+        """``value`` whole on every device of the slabs (a step's scalars: one layout from the first chunk on)."""
+        return value if self.slabs is None else self.slabs.constrain(value, None)
+
+    def _forward_axes(self, u, axes):
+        """Transform the ``axes`` of ``u`` (whole on this device): DCTs, then the (real-to-complex) FFTs."""
+        axes = tuple(axes)
         for axis in self.real_axes:
-            u = idct(u, type=2, axis=axis, norm="ortho")
-            if axis in self._signs:
-                u = u * self._signs[axis]
-        return u.astype(self.dtype)
+            if axis in axes:
+                if axis in self._signs:
+                    u = u * self._signs[axis]
+                u = dct(u, type=2, axis=axis, norm="ortho")
+        periodic = [a for a in self.periodic_axes if a in axes]
+        if periodic:
+            # the last periodic axis is real-to-complex; it always comes in the first call (axes 1..d-1 or all)
+            u = jnp.fft.rfftn(u, axes=periodic) if self.periodic_axes[-1] in periodic else jnp.fft.fftn(u, axes=periodic)
+        return u
+
+    def _inverse_axes(self, u, axes):
+        """Invert the transform of the ``axes`` of ``u`` (whole on this device), in the reverse order."""
+        axes = tuple(axes)
+        periodic = [a for a in self.periodic_axes if a in axes]
+        if periodic:
+            if self.periodic_axes[-1] in periodic:
+                u = jnp.fft.irfftn(u, s=[self.grid.shape[a] for a in periodic], axes=periodic)
+            else:
+                u = jnp.fft.ifftn(u, axes=periodic)
+        for axis in self.real_axes:
+            if axis in axes:
+                u = idct(u, type=2, axis=axis, norm="ortho")
+                if axis in self._signs:
+                    u = u * self._signs[axis]
+        return u.astype(self.dtype) if not jnp.iscomplexobj(u) else u
+
+    def _split(self, function, split_in: int, split_out: int):
+        """``function`` of one device's block, on the slab mesh: input split along ``split_in``, output along
+        ``split_out``."""
+        ndim = self.grid.ndim
+        return jax.shard_map(function, mesh=self.slabs.mesh, in_specs=self.slabs.spec(ndim, split_in),
+                             out_specs=self.slabs.spec(ndim, split_out))
+
+    def _forward_slab(self, block):
+        """One device's rows -> its columns of the coefficients: local axes, transpose, axis 0."""
+        u = self._forward_axes(block, range(1, self.grid.ndim))
+        pad = [(0, 0)] * self.grid.ndim
+        pad[1] = (0, self.spectral_shape[1] - u.shape[1])
+        u = jax.lax.all_to_all(jnp.pad(u, pad), AXIS, split_axis=1, concat_axis=0, tiled=True)
+        return self._forward_axes(u, (0,))
+
+    def _inverse_slab(self, block):
+        """One device's columns of the coefficients -> its rows of the field."""
+        u = self._inverse_axes(block, (0,))
+        u = jax.lax.all_to_all(u, AXIS, split_axis=0, concat_axis=1, tiled=True)
+        u = jax.lax.slice_in_dim(u, 0, self._coefficients_1, axis=1)
+        return self._inverse_axes(u, range(1, self.grid.ndim))

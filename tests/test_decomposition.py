@@ -1,0 +1,170 @@
+"""One run split over devices (``solver.decomposition=slabs``), on 4 forced CPU devices in a subprocess.
+
+The slab transforms of :class:`SpectralBasis` are checked against the one-device transforms (the same
+class without slabs) and against their own inverse; the decomposed spinodal run against the one-device
+run, 100 steps of each scheme in 2D and 3D; the compiled step is read for its collectives.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from phasefield.config import ConfigError, validate_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r"""
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+import phasefield
+from phasefield.config import ConfigError, validate_run
+from phasefield.decomposition import Slabs, collective_bytes, collectives
+from phasefield.grid import Boundary, Grid
+from phasefield.operators import SpectralBasis
+from phasefield.runner import build, device_parameters, initial_carry
+
+assert jax.device_count() == 4
+slabs, out = Slabs(), {"transforms": {}, "runs": {}}
+rng = np.random.default_rng(7)
+for shape, kinds in (((8, 12, 6), ("periodic",) * 3), ((8, 10, 4), ("dirichlet", "periodic", "neumann"))):
+    grid, boundary = Grid(shape, 1.0), Boundary.per_axis(kinds)
+    one, split = SpectralBasis(grid, boundary), SpectralBasis(grid, boundary, slabs=slabs)
+    u = rng.standard_normal(shape)
+    reference = np.asarray(jax.jit(one.forward)(u))
+    coefficients = jax.jit(split.forward)(jax.device_put(u, slabs.sharding(len(shape))))
+    back = jax.jit(split.inverse)(coefficients)
+    padded = np.asarray(coefficients)
+    kept = padded[:, :reference.shape[1]]
+    out["transforms"][f"{shape} {kinds}"] = {
+        "forward": float(np.abs(kept - reference).max() / np.abs(reference).max()),
+        "padding": float(np.abs(padded[:, reference.shape[1]:]).max(initial=0.0)),
+        "round_trip": float(np.abs(np.asarray(back) - u).max()),
+        "layout": [list(coefficients.sharding.spec), list(back.sharding.spec)],
+        "symbol_shape": list(split.laplacian_symbol.shape), "coefficient_shape": list(padded.shape),
+    }
+
+def stepped(variant, shape, scheme, dt, decomposition, steps=100):
+    config = validate_run({"scenario": {"name": "spinodal", "variant": variant, "shape": shape},
+                           "solver": {"scheme": scheme, "dt": dt, "decomposition": decomposition}})
+    simulation = build(config)
+    params = device_parameters(simulation.parameters, "float64")
+    carry = initial_carry(simulation, params)
+    advance = jax.jit(lambda p, c: jax.lax.fori_loop(0, steps, lambda i, c: simulation.stepper.step(p, c, dt), c))
+    final = advance(params, carry)["state"]["c"]
+    return final, carry["state"]["c"], advance.lower(params, carry).compile().as_text()
+
+for variant, shape, scheme, dt in (("a", [32, 24], "explicit", 0.0025), ("a", [32, 24], "sbdf2", 0.1),
+                                   ("cube", [8, 8, 8], "explicit", 0.0012), ("cube", [8, 8, 8], "sbdf2", 0.1)):
+    one, start, _ = stepped(variant, shape, scheme, dt, "none")
+    split, _, hlo = stepped(variant, shape, scheme, dt, "slabs")
+    out["runs"][f"{variant} {scheme}"] = {
+        "difference": float(jnp.max(jnp.abs(split - one)) / jnp.max(jnp.abs(one))),
+        "change": float(jnp.max(jnp.abs(one - start))), "layout": list(split.sharding.spec),
+        "collectives": collectives(hlo), "bytes": collective_bytes(hlo)}
+try:
+    build(validate_run({"scenario": {"name": "spinodal", "shape": [30, 32]}, "solver": {"decomposition": "slabs"}}))
+except ConfigError as error:
+    out["refused"] = str(error)
+from phasefield.runner import run
+run(json.loads(sys.argv[2]), sys.argv[1])  # to t = 1, resumed on one device by the test
+print(json.dumps(out))
+"""
+# 2D periodic SBDF2 split over 4 devices: coefficients 16 x 7 padded to 16 x 8 in the checkpoint
+RUN = {"scenario": {"name": "spinodal", "variant": "a", "shape": [16, 12], "t_end": 1.0},
+       "solver": {"scheme": "sbdf2", "dt": 0.05, "adaptive": True, "decomposition": "slabs"},
+       "output": {"interval": 0.5, "scalar_interval": 0.5, "plots": False}}
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_COORDINATOR"))}
+    env.update(XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
+               PYTHONPATH=str(ROOT))
+    folder = tmp_path_factory.mktemp("slabs")
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder / "split"), json.dumps(RUN)], cwd=ROOT, env=env,
+                          text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "folder": folder}
+
+
+def test_slab_transforms_equal_the_one_device_transforms_and_invert(four_devices):
+    """3D periodic (rfft on the last axis, fft on the split one) and Dirichlet x periodic x Neumann (the sign
+    and a DCT of complex data on axis 0, the rfft on the split axis 1: 6 coefficients padded to 8)."""
+    transforms = four_devices["transforms"]
+    assert len(transforms) == 2
+    for case, result in transforms.items():
+        assert result["forward"] < 1e-14, case
+        assert result["round_trip"] < 1e-13, case
+        assert result["padding"] == 0.0, case
+        assert result["layout"][0][:2] == [None, "x"] and result["layout"][1][:1] == ["x"], case
+        assert result["symbol_shape"] == result["coefficient_shape"], case
+    assert transforms["(8, 10, 4) ('dirichlet', 'periodic', 'neumann')"]["coefficient_shape"] == [8, 8, 4]
+
+
+def test_decomposed_spinodal_equals_one_device_run_over_100_steps(four_devices):
+    runs = four_devices["runs"]
+    assert set(runs) == {"a explicit", "a sbdf2", "cube explicit", "cube sbdf2"}
+    for case, result in runs.items():
+        assert result["layout"][:1] == ["x"], case
+        assert result["change"] > 5e-4, case  # the runs went somewhere
+        assert result["difference"] < 1e-12, case
+
+
+def test_decomposed_steps_exchange_halos_and_transposes_never_the_whole_field(four_devices):
+    """100 steps compile to one loop body: the explicit step's two Laplacians are halo exchanges
+    (collective-permutes, at least one cell row per side and Laplacian), the spectral step's two transforms
+    one all-to-all each, of one device's block of coefficients; no all-gather."""
+    cube_block = 8 * 8 * 8 // 4 * 8  # DCT coefficients (real), float64
+    periodic_block = 32 * (16 // 4) * 16  # 32 x (24/2 + 1 = 13 -> 16) complex128
+    for case, result in four_devices["runs"].items():
+        counts, sent = result["collectives"], result["bytes"]
+        assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0, (case, counts)
+        if "explicit" in case:
+            assert counts["collective-permute"] > 0 and counts["all-to-all"] == 0, (case, counts)
+            row = (24 if case.startswith("a") else 64) * 8
+            assert sent["collective-permute"] >= 2 * 2 * row, (case, sent)
+        else:
+            assert counts["all-to-all"] == 2 and counts["collective-permute"] == 0, (case, counts)
+            assert sent["all-to-all"] == 2 * (periodic_block if case.startswith("a") else cube_block), (case, sent)
+
+
+def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
+    assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
+
+
+def test_decomposition_is_a_spinodal_solver_key_and_no_batch_takes_it():
+    from phasefield.batch import run_batch
+    from phasefield.runner import build
+
+    config = {"scenario": {"name": "spinodal", "shape": [16, 16]}, "solver": {"decomposition": "slabs"}}
+    assert validate_run(config).solver.decomposition == "slabs"
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        validate_run({**config, "solver": {"decomposition": "pencils"}})
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        build(validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}}))
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
+
+
+def test_run_split_over_4_devices_resumes_on_one(four_devices):
+    """The checkpoint of a run split over 4 devices (coefficients padded to 16 x 8) resumes on 1 device
+    (16 x 7) and continues as the run straight through on 1 device."""
+    import h5py
+    import numpy as np
+
+    from phasefield.io import read_run
+    from phasefield.runner import run
+
+    folder = four_devices["folder"]
+    with h5py.File(folder / "split" / "run.h5", "r") as f:
+        assert f.attrs["device_count"] == 4 and f["checkpoint/history/u_hat"].shape == (16, 8)
+    run(None, folder / "split", resume=True, changes={"scenario.t_end": 2.0})
+    run({**RUN, "scenario": {**RUN["scenario"], "t_end": 2.0}}, folder / "straight")
+    resumed, straight = read_run(folder / "split" / "run.h5"), read_run(folder / "straight" / "run.h5")
+    assert np.array_equal(resumed["step"], straight["step"]) and list(straight["time"]) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    difference = np.abs(resumed["fields"]["c"] - straight["fields"]["c"]).max()
+    assert difference < 1e-12 * np.abs(straight["fields"]["c"]).max()
+    assert np.abs(straight["fields"]["c"][-1] - straight["fields"]["c"][0]).max() > 1e-3
