@@ -13,6 +13,7 @@ from phasefield.config import ConfigError, validate_run
 from phasefield.models.dendrite import initial_condition
 from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT, interpolation
 from phasefield.physics.grand_potential import (
+    NEWTON_ITERATIONS,
     SiteEnergies,
     grand_potential_density,
     li_content,
@@ -160,15 +161,21 @@ def test_closed_cell_conserves_li_while_the_front_grows(closed):
     assert abs((metal1 - metal0) + (liquid1 - liquid0)) < 1e-11 * (metal0 + liquid0)
 
 
-def test_reservoir_balance_and_the_potential_carries_the_deposit(reservoir):
+@pytest.mark.parametrize("voltage", [-0.45, -0.2])
+def test_reservoir_balance_and_the_potential_carries_the_deposit(reservoir, voltage):
     """Far wall held at the bulk: total Li - initial = Li that entered through it (li_drift ~ 0, 1e-12 of the total);
     the potential equation's wall current, integrated, carries the charge of its source ft2 deta/dt, n F c_s
     int (eta - eta_0) dV / A (Gauss; the source is lagged one step: the charge passed by step N + 1 is that of
     the growth up to step N)."""
     simulation, step, diagnostics = reservoir
-    params, carry = start(simulation)
+    params, carry = start(simulation, voltage=voltage)
     first, xi0 = diagnostics(params, carry), np.asarray(carry["state"]["xi"])
-    carry = advance(step, params, carry, 60)
+    newton = []
+    for _ in range(60):
+        carry = step(params, carry, 0.01)
+        newton.append(int(carry["cache"]["transport_iterations"]))
+    assert max(newton) < NEWTON_ITERATIONS  # every step's Li balance converged (-0.2 V: metal cells that the
+    # profile relaxation shrinks overflow with Li; w must rise ~100 there, beyond a plain Newton iteration)
     grown = np.sum(np.asarray(carry["state"]["xi"]) - xi0) * simulation.grid.spacing[0] / 2  # um (2 rows)
     carry = step(params, carry, 0.01)
     last = diagnostics(params, carry)
@@ -176,7 +183,7 @@ def test_reservoir_balance_and_the_potential_carries_the_deposit(reservoir):
     assert abs(last["li_drift"]) < 1e-12 * first["total_li"]
     assert abs(last["total_li"] - first["total_li"] - last["li_inflow"]) < 1e-12 * first["total_li"]
     charge = FARADAY * 7.6696e4 * grown * 1e-6 / 1e4  # C/cm^2: ft2 int deta/dt (n = 1)
-    assert grown > 1.0
+    assert grown > (1.0 if voltage < -0.4 else 0.003)
     assert abs(last["passed_charge"] / charge - 1.0) < 1e-4, (last["passed_charge"], charge)  # CG tolerance
 
 

@@ -46,8 +46,9 @@ Two formulations (``formulation``, static):
   Butler-Volmer term explicitly at the step's start; 3. Li: ``n(w', h') - n(w, h) = dt div J(w')``, ``n =
   (1 - h) c_l + d_v h c_s`` (the conserved quantity, whose chain rule is the ``chi`` equation; MOOSE integrates
   ``chi dw/dt`` itself, which is not discretely conservative), backward Euler with the mobility at the step's
-  start, solved by Newton (:func:`phasefield.physics.grand_potential.li_transport_step`, the multigrid CG for
-  each update): unconditionally stable diffusion, and Li conserved to the Newton tolerance (``li_drift``).
+  start, solved by Newton with a line search on its convex functional
+  (:func:`phasefield.physics.grand_potential.li_transport_step`, the multigrid CG for each update):
+  unconditionally stable diffusion, and Li conserved to the Newton tolerance (``li_drift``).
 
 The rest of this docstring describes ``chen2015``; both share the carry layout and the diagnostics.
 

@@ -12,7 +12,8 @@ susceptibility ``chi = dn/dw = (1 - h) dc_l/dw + d_v h dc_s/dw``. Transport::
 
     chi dw/dt = div[M0 c_l (1 - h)^2 (grad w + f grad phi)] - (d_v c_s - c_l) h'(eta) deta/dt
 
-is the chain rule of ``dn/dt = div J``; :func:`li_transport_step` discretises that conservative form.
+is the chain rule of ``dn/dt = div J``; :func:`li_transport_step` discretises that conservative form (the
+grand potentials give the convex functional of its Newton line search).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from phasefield.physics.transport import electrolyte_boundary
 
 MOBILITY_FLOOR = 1e-12  # M0 c_l (1 - h)^2 over M0 is floored here: the face means stay finite in the metal (h = 1)
 NEWTON_ITERATIONS = 40  # Li transport: most Newton updates per step
-NEWTON_UPDATE = 4.0  # ... each moving w by at most this (c_l is logistic: a full Newton step can overshoot)
+LINE_SEARCH_HALVINGS = 40  # ... each shortened at most this many times
+ROUND_OFF = 1e-13  # ... and taken in full where it would lower the functional by less than this relative amount
 NEWTON_TOLERANCE = 1e-13  # ... until the largest residual times dt, in Li per site, is below this
 
 
@@ -72,9 +74,9 @@ def li_mobility(w, h, mobility, sites: SiteEnergies):
 
 
 class LiTransport(NamedTuple):
-    """``w`` after the step; ``wall_inflow``: Li (per site volume, times um^(d-1)... summed face flux) that
-    entered through the far wall per unit time, sum over wall faces of the flux (1/um); ``iterations``:
-    Newton updates; ``residual``: the largest ``|r| dt`` left (Li per site)."""
+    """``w`` after the step; ``wall_inflow``: the flux ``J`` summed over the far wall's faces (Li per site
+    times um/s: times the face area and dt, the Li that entered); ``iterations``: Newton updates;
+    ``residual``: the largest ``|r| dt`` left (Li per site)."""
 
     w: jnp.ndarray
     wall_inflow: jnp.ndarray
@@ -92,14 +94,22 @@ def li_transport_step(w, h_old, h_new, phi, dt, mobility, sites: SiteEnergies, f
     ``h_old -> h_new`` supplies the source ``-(d_v c_s - c_l) h' deta/dt`` exactly, and the sum of ``n``
     changes only by the wall flux (to the Newton tolerance). Newton on ``w'``: each update solves
     ``(chi/dt) d - div(M grad d) = -r`` with the multigrid CG (``chi = dn/dw``: the MOOSE form's
-    coefficient is this Jacobian), at most :data:`NEWTON_UPDATE` per update. ``phi`` (V) and ``f`` (1/V):
+    coefficient is this Jacobian), shortened by Armijo backtracking on the convex functional whose gradient is
+    the residual (``chi`` spans seven decades across the interface: a full step can overshoot far), so the
+    iteration converges from any start. ``phi`` (V) and ``f`` (1/V):
     the migration (``f = 0`` without). Walls: no flux at the electrode and across; the far wall held at
-    ``wall_w`` (``reservoir``) or closed; the drift uses ``phi``'s far wall at 0 V and no flux elsewhere.
+    ``wall_w`` (``reservoir``) or closed; the drift uses ``phi``'s far wall at 0 V and no flux elsewhere. Where
+    the profile relaxation shrinks a nearly full metal cell (``c_s ~ 1``, ``M ~ 0``), its Li can go nowhere
+    and ``w`` rises by tens there (the model's stiffness, not the scheme's).
     ``tolerance``, ``max_iterations``: the CG's.
     """
     w_boundary = electrolyte_boundary(grid.ndim, reservoir, wall_w)
     homogeneous = electrolyte_boundary(grid.ndim, reservoir, 0.0)
     faces = [face_average(mobility, homogeneous, a) for a in range(grid.ndim)]
+    if reservoir:  # the held wall's faces count half in the functional (their gradient spans half a cell)
+        faces_weight = [jnp.ones_like(m).at[-1].set(0.5) if a == 0 else jnp.ones_like(m) for a, m in enumerate(faces)]
+    else:
+        faces_weight = [jnp.ones_like(m) for m in faces]
     drift = [f * face_gradient(phi, grid, homogeneous, a) for a in range(grid.ndim)]
     start = li_content(w, h_old, sites)
 
@@ -108,6 +118,14 @@ def li_transport_step(w, h_old, h_new, phi, dt, mobility, sites: SiteEnergies, f
 
     def residual(w_new):
         return (li_content(w_new, h_new, sites) - start) / dt - divergence(fluxes(w_new), grid)
+
+    def functional(w_new):
+        """``sum [N(w') - n w'] / dt + sum_faces M (grad w' + f grad phi)^2 / 2``, ``N = -(1 - h) omega_l - d_v h
+        omega_s`` (``u = 0``): strictly convex, its gradient the residual (per cell volume)."""
+        bulk = -((1.0 - h_new) * grand_potential_density(w_new, sites.electrolyte, 0.0)
+                 + sites.site_ratio * h_new * grand_potential_density(w_new, sites.metal, 0.0))
+        transport = sum(jnp.sum(0.5 * c * flux * flux / m) for c, flux, m in zip(faces_weight, fluxes(w_new), faces))
+        return jnp.sum(bulk - start * w_new) / dt + transport
 
     def going(carry):
         _, r, count = carry
@@ -118,7 +136,17 @@ def li_transport_step(w, h_old, h_new, phi, dt, mobility, sites: SiteEnergies, f
         shift = susceptibility(w_k, h_new, sites) / dt
         update, _, _ = solve_potential(mobility, r, grid, homogeneous, jnp.zeros_like(w_k), tolerance,
                                        max_iterations, shift=shift)
-        w_k = w_k + jnp.clip(update, -NEWTON_UPDATE, NEWTON_UPDATE)
+        # Armijo backtracking on the convex functional (the logistic c_l, c_s saturate: a full step can overshoot
+        # far); a full step where the predicted decrease is at the functional's round-off
+        value, slope = functional(w_k), jnp.sum(r * update)
+        resolved = -slope > ROUND_OFF * jnp.maximum(jnp.abs(value), 1.0)
+
+        def too_long(length):
+            return resolved & (length > 2.0**-LINE_SEARCH_HALVINGS) & (
+                functional(w_k + length * update) > value + 1e-4 * length * slope)
+
+        length = jax.lax.while_loop(too_long, lambda length: 0.5 * length, jnp.asarray(1.0, w_k.dtype))
+        w_k = w_k + length * update
         return w_k, residual(w_k), count + 1
 
     w_new, r, count = jax.lax.while_loop(going, newton, (w, residual(w), jnp.asarray(0, jnp.int32)))
