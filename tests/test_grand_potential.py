@@ -20,7 +20,7 @@ from phasefield.physics.grand_potential import (
     site_fraction,
     susceptibility,
 )
-from phasefield.runner import build, device_parameters
+from phasefield.runner import build, checkpoint_part, device_parameters, restore_carry
 
 SOLVER = {"dt": 0.01, "adaptive": False, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
 EPS_L, EPS_S, D_V = 2.631, -13.8, 5.5  # the MOOSE input's el, es, dv
@@ -185,6 +185,18 @@ def test_reservoir_balance_and_the_potential_carries_the_deposit(reservoir, volt
     charge = FARADAY * 7.6696e4 * grown * 1e-6 / 1e4  # C/cm^2: ft2 int deta/dt (n = 1)
     assert grown > (1.0 if voltage < -0.4 else 0.003)
     assert abs(last["passed_charge"] / charge - 1.0) < 1e-4, (last["passed_charge"], charge)  # CG tolerance
+
+
+def test_checkpoint_restores_the_carry(reservoir):
+    """A resume rebuilds the carry's shapes by tracing the initial fields (host numpy there) and takes the
+    checkpoint's state and history: the same step follows."""
+    simulation, step, _ = reservoir
+    params, carry = start(simulation)
+    carry = advance(step, params, carry, 3)
+    restored = restore_carry(simulation, params, checkpoint_part(carry))
+    for name, value in carry["state"].items():
+        assert np.array_equal(restored["state"][name], value), name
+    assert np.array_equal(step(params, restored, 0.01)["state"]["w"], step(params, carry, 0.01)["state"]["w"])
 
 
 @pytest.mark.parametrize("override,solver,fragments", [

@@ -298,7 +298,7 @@ class Config:
             if self.control != "voltage":
                 raise ConfigError(f"{prefix}.control", self.control,
                                   "'voltage' for the grand_potential formulation (Hong's held electrode potential)")
-            sites = float(electrolyte_sites(self))
+            sites = electrolyte_sites(self, np)
             if self.bulk_concentration >= sites:
                 raise ConfigError(f"{prefix}.bulk_concentration", self.bulk_concentration,
                                   f"< the electrolyte's Li sites (1 + e^eps_l) c_ref = {sites:.6g} mol/m^3 "
@@ -407,10 +407,11 @@ def exchange_current_density(config: Config):
     return given * arrhenius(config.exchange_activation_energy, config.temperature, config.reference_temperature)
 
 
-def electrolyte_sites(config: Config):
+def electrolyte_sites(config: Config, xp=jnp):
     """grand_potential: the electrolyte's Li sites per volume, mol/m^3: ``(1 + e^{eps_l}) c_ref``, so that
-    ``c_l(w = 0) = 1/(1 + e^{eps_l})`` is ``reference_concentration`` (Hong: 14.89 x 1000 mol/m^3)."""
-    return config.reference_concentration * (1.0 + jnp.exp(config.electrolyte_site_energy))
+    ``c_l(w = 0) = 1/(1 + e^{eps_l})`` is ``reference_concentration`` (Hong: 14.89 x 1000 mol/m^3).
+    ``xp``: ``numpy`` on the host (the initial fields are built there, also while a resume traces them)."""
+    return config.reference_concentration * (1.0 + xp.exp(config.electrolyte_site_energy))
 
 
 def site_energies(config: Config) -> SiteEnergies:
@@ -418,11 +419,11 @@ def site_energies(config: Config) -> SiteEnergies:
     return SiteEnergies(config.electrolyte_site_energy, config.metal_site_energy, config.metal_site_ratio)
 
 
-def bulk_chemical_potential(config: Config):
+def bulk_chemical_potential(config: Config, xp=jnp):
     """grand_potential: ``w`` of the bulk electrolyte (the far wall), ``c_l(w_b) = c_bulk / sites``:
-    ``w_b = eps_l + ln(c_bulk / (sites - c_bulk))``, 0 at ``c_bulk = c_ref``."""
+    ``w_b = eps_l + ln(c_bulk / (sites - c_bulk))``, 0 at ``c_bulk = c_ref`` (``xp``: as :func:`electrolyte_sites`)."""
     bulk = config.bulk_concentration
-    return config.electrolyte_site_energy + jnp.log(bulk / (electrolyte_sites(config) - bulk))
+    return config.electrolyte_site_energy + xp.log(bulk / (electrolyte_sites(config, xp) - bulk))
 
 
 def make_grid(config: Config) -> Grid:
@@ -475,7 +476,7 @@ def initial_condition(grid: Grid, config: Config) -> dict:
     if config.formulation == "reaction":  # c: the electrolyte's, extended through the metal; phi: phi_e
         return {"xi": xi.copy(), "c": np.full(grid.shape, params.bulk), "phi": np.zeros(grid.shape)}
     if config.formulation == "grand_potential":  # Hong: w at the bulk value, phi = V xi (-0.225 [1 - tanh])
-        return {"xi": xi.copy(), "w": np.full(grid.shape, float(bulk_chemical_potential(config))),
+        return {"xi": xi.copy(), "w": np.full(grid.shape, bulk_chemical_potential(config, np)),
                 "phi": config.voltage * xi}
     return {"xi": xi.copy(), "c": params.bulk * (1.0 - h), "phi": config.voltage * h}
 
