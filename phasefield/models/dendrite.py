@@ -1,7 +1,7 @@
 """Li dendrites during electrodeposition: a reaction-only interface at battery conditions (the default),
-or the literal nonlinear phase-field model of Chen et al. (2015).
+the literal nonlinear phase-field model of Chen et al. (2015), or Hong & Viswanathan's (2018) grand-potential form.
 
-Two formulations (``formulation``, static):
+Three formulations (``formulation``, static):
 
 * ``reaction`` (default): the metal is an equipotential at the electrode potential ``V``; the
   electrolyte potential ``phi_e`` carries the ionic current, ``div(kappa (1 - h) grad phi_e) =
@@ -51,7 +51,9 @@ Two formulations (``formulation``, static):
   (:func:`phasefield.physics.grand_potential.li_transport_step`, the multigrid CG for each update):
   unconditionally stable diffusion, and Li conserved to the Newton tolerance (``li_drift``).
 
-The rest of this docstring describes ``chen2015``; both share the carry layout and the diagnostics.
+The rest of this docstring describes ``chen2015``; all three share the carry layout and the diagnostics,
+except that ``grand_potential`` keeps ``w`` in place of ``c`` (``c`` is then a stored field derived from it),
+its Li totals (``li_total``, ``li_initial_total``), and ``deta/dt`` (``history.order_rate``).
 
 Fields (x, the first axis, points from the electrode at x = 0 into the electrolyte):
 
