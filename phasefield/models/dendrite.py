@@ -1,7 +1,7 @@
 """Li dendrites during electrodeposition: a reaction-only interface at battery conditions (the default),
-or the literal nonlinear phase-field model of Chen et al. (2015).
+the literal nonlinear phase-field model of Chen et al. (2015), or Hong & Viswanathan's (2018) grand-potential form.
 
-Two formulations (``formulation``, static):
+Three formulations (``formulation``, static):
 
 * ``reaction`` (default): the metal is an equipotential at the electrode potential ``V``; the
   electrolyte potential ``phi_e`` carries the ionic current, ``div(kappa (1 - h) grad phi_e) =
@@ -25,8 +25,39 @@ Two formulations (``formulation``, static):
   deposited, step by step. ``phi`` stores ``phi_e``.
 * ``chen2015``: the single-potential model below, kept for reproducing papers (its interface is an
   ohmic contact: physics.md 3.1).
+* ``grand_potential``: Hong & Viswanathan (2018) as in their public MOOSE input (physics.md 3.2), with
+  ``w`` (the Li chemical potential over RT; :mod:`phasefield.physics.grand_potential`) in place of ``c``::
 
-The rest of this docstring describes ``chen2015``; both share the carry layout and the diagnostics.
+      deta/dt = -L [W g'(eta) - kappa lap eta] + L_s h'(eta) [(c/c0) e^{-a f phi} - e^{(1-a) f phi}] + noise
+      chi dw/dt = div[M0 c_l (1 - h)^2 (grad w + f grad phi)] - (d_v c_s - c_l) h'(eta) deta/dt
+      div[sigma(h) grad phi] = ft2 deta/dt,   c = (1 - h) c_l,  c0 = c_l(w = 0) = 1/(1 + e^{eps_l})
+
+  (the Allen-Cahn bulk term is the barrier only; MOOSE writes the anodic exponent as ``a f phi``, the same at
+  ``a = 1/2``). The MOOSE numbers in this model's keys (energy over ``R T c_ref``, um, s; ``T = 300 K``):
+  ``L = 6.25`` -> ``interface_mobility = L/(R T c_ref) = 2.5057e-6``; ``kappa = 0.3, B = 2.4`` ->
+  ``interface_energy = 0.2 R T c_ref um = 0.49887 J/m^2``, ``interface_thickness = 1``; ``ft2 = 0.0074`` ->
+  ``site_density = ft2/(n F um^2) = 7.6696e4``; ``Ls = 1e-3`` -> ``exchange_current_density = 1.5 Ls n F c_s
+  delta = 1.110 mA/cm^2``; ``M0 = 317.9`` -> ``diffusivity_electrolyte = 3.179e-10``; ``S1, S2`` ->
+  ``conductivity_metal, conductivity_electrolyte``; ``AA = 38.69`` -> ``n F/(R T)``; ``dv, el, es`` ->
+  ``metal_site_ratio, electrolyte_site_energy, metal_site_energy`` (``ul, us``: only in the grand potentials,
+  which the equations do not use). ``c_ref`` (``reference_concentration``) is ``c0``, so the electrolyte has
+  ``(1 + e^{eps_l}) c_ref`` Li sites per volume (14.89 M) and the metal ``d_v`` times that (81.9 M; its charge
+  ``ft2`` counts 76.7 M: MOOSE's own numbers differ there). The far wall holds ``w_b`` with ``c_l(w_b) =
+  c_bulk / sites`` (0 at ``c_bulk = c_ref``), the electrode wall no Li flux; ``eta`` has no-flux walls (MOOSE:
+  held at 1 and 0, which the fields are there); only a held voltage. IC: the tanh front, ``w = w_b``,
+  ``phi = V eta``. One step (first order, operator split): 1. ``phi`` as chen2015's step 1, source
+  ``ft2 deta/dt`` of the last step; 2. ``eta``: chen2015's Allen-Cahn step (noise, anisotropy), then the
+  Butler-Volmer term ``R`` at the step's start, linearly implicit in its damping part, ``dt R / (1 + dt
+  max(-dR/deta, 0))``; 3. Li: ``n(w', h') - n(w, h) = dt div J(w')``, ``n =
+  (1 - h) c_l + d_v h c_s`` (the conserved quantity, whose chain rule is the ``chi`` equation; MOOSE integrates
+  ``chi dw/dt`` itself, which is not discretely conservative), backward Euler with the mobility at the step's
+  start, solved by Newton with a line search on its convex functional
+  (:func:`phasefield.physics.grand_potential.li_transport_step`, the multigrid CG for each update):
+  unconditionally stable diffusion, and Li conserved to the Newton tolerance (``li_drift``).
+
+The rest of this docstring describes ``chen2015``; all three share the carry layout and the diagnostics,
+except that ``grand_potential`` keeps ``w`` in place of ``c`` (``c`` is then a stored field derived from it),
+its Li totals (``li_total``, ``li_initial_total``), and ``deta/dt`` (``history.order_rate``).
 
 Fields (x, the first axis, points from the electrode at x = 0 into the electrolyte):
 
@@ -115,6 +146,7 @@ from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_pa
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, face_gradient, gradient
 from phasefield.physics.electrochemistry import (
+    butler_volmer_linear,
     interface_parameters,
     interpolation,
     interpolation_slope,
@@ -124,6 +156,7 @@ from phasefield.physics.electrochemistry import (
 from phasefield.physics.electrodeposition import (
     F_PHI_LIMIT,
     IONIC_FLOOR,
+    TRANSPORT_TOLERANCE,
     VOLTAGE_RANGE,
     Kinetics,
     allen_cahn_update,
@@ -143,6 +176,13 @@ from phasefield.physics.electrodeposition import (
     solve_balanced_step,
     transport_exchange,
     wall_current,
+)
+from phasefield.physics.grand_potential import (
+    SiteEnergies,
+    li_content,
+    li_mobility,
+    li_transport_step,
+    site_fraction,
 )
 from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper
@@ -179,10 +219,18 @@ class Config:
                                                   "with control=current, the starting value")
     current_density: float = option(1.0, min=0.0, exclusive=True, max=1000.0,
                                      help="applied deposition current density, mA/cm^2 (control=current)")
-    formulation: str = option("reaction", choices=("reaction", "chen2015"),
+    formulation: str = option("reaction", choices=("reaction", "chen2015", "grand_potential"),
                               help="reaction: metal and electrolyte potentials coupled only by the Butler-Volmer "
                                    "current (battery conditions); chen2015: the literal single-potential model of "
-                                   "Chen et al. 2015, an ohmic interface (for reproducing papers)")
+                                   "Chen et al. 2015, an ohmic interface (for reproducing papers); grand_potential: "
+                                   "Hong & Viswanathan 2018 (w, the Li chemical potential, as its variable; physics.md 3.2)")
+    metal_site_ratio: float = option(5.5, min=0.0, exclusive=True,
+                                     help="grand_potential: d_v, Li sites per volume of metal over those of the electrolyte")
+    electrolyte_site_energy: float = option(2.631, min=0.0, exclusive=True,
+                                            help="grand_potential: eps_l, c_l = 1/(1 + e^{-(w - eps_l)}); the electrolyte "
+                                                 "has (1 + e^{eps_l}) reference_concentration Li sites per volume")
+    metal_site_energy: float = option(-13.8, max=0.0,
+                                      help="grand_potential: eps_s, c_s = 1/(1 + e^{-(w - eps_s)}) (about 1 in the metal)")
     electrolyte: str = option("binary", choices=("binary", "single_ion"),
                               help="reaction formulation: binary salt (Li+ and anion, electroneutral, "
                                    "transference_number) or single-ion conductor (ceramic: c fixed, t+ = 1)")
@@ -255,6 +303,15 @@ class Config:
         if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")
+        if self.formulation == "grand_potential":
+            if self.control != "voltage":
+                raise ConfigError(f"{prefix}.control", self.control,
+                                  "'voltage' for the grand_potential formulation (Hong's held electrode potential)")
+            sites = electrolyte_sites(self, np)
+            if self.bulk_concentration >= sites:
+                raise ConfigError(f"{prefix}.bulk_concentration", self.bulk_concentration,
+                                  f"< the electrolyte's Li sites (1 + e^eps_l) c_ref = {sites:.6g} mol/m^3 "
+                                  "(grand_potential)")
         if self.bulk_concentration <= 0.0 or self.bulk_concentration >= self.site_density:
             raise ConfigError(f"{prefix}.bulk_concentration", self.bulk_concentration,
                               f"0 < c < site_density = {self.site_density:g} mol/m^3")
@@ -359,6 +416,25 @@ def exchange_current_density(config: Config):
     return given * arrhenius(config.exchange_activation_energy, config.temperature, config.reference_temperature)
 
 
+def electrolyte_sites(config: Config, xp=jnp):
+    """grand_potential: the electrolyte's Li sites per volume, mol/m^3: ``(1 + e^{eps_l}) c_ref``, so that
+    ``c_l(w = 0) = 1/(1 + e^{eps_l})`` is ``reference_concentration`` (Hong: 14.89 x 1000 mol/m^3).
+    ``xp``: ``numpy`` on the host (the initial fields are built there, also while a resume traces them)."""
+    return config.reference_concentration * (1.0 + xp.exp(config.electrolyte_site_energy))
+
+
+def site_energies(config: Config) -> SiteEnergies:
+    """grand_potential: ``eps_l``, ``eps_s`` and ``d_v`` of :mod:`phasefield.physics.grand_potential`."""
+    return SiteEnergies(config.electrolyte_site_energy, config.metal_site_energy, config.metal_site_ratio)
+
+
+def bulk_chemical_potential(config: Config, xp=jnp):
+    """grand_potential: ``w`` of the bulk electrolyte (the far wall), ``c_l(w_b) = c_bulk / sites``:
+    ``w_b = eps_l + ln(c_bulk / (sites - c_bulk))``, 0 at ``c_bulk = c_ref`` (``xp``: as :func:`electrolyte_sites`)."""
+    bulk = config.bulk_concentration
+    return config.electrolyte_site_energy + xp.log(bulk / (electrolyte_sites(config, xp) - bulk))
+
+
 def make_grid(config: Config) -> Grid:
     return Grid(tuple(config.shape), tuple(s / n for s, n in zip(config.size, config.shape)))
 
@@ -408,6 +484,9 @@ def initial_condition(grid: Grid, config: Config) -> dict:
     h = np.asarray(interpolation(xi))
     if config.formulation == "reaction":  # c: the electrolyte's, extended through the metal; phi: phi_e
         return {"xi": xi.copy(), "c": np.full(grid.shape, params.bulk), "phi": np.zeros(grid.shape)}
+    if config.formulation == "grand_potential":  # Hong: w at the bulk value, phi = V xi (-0.225 [1 - tanh])
+        return {"xi": xi.copy(), "w": np.full(grid.shape, bulk_chemical_potential(config, np)),
+                "phi": config.voltage * xi}
     return {"xi": xi.copy(), "c": params.bulk * (1.0 - h), "phi": config.voltage * h}
 
 
@@ -451,6 +530,16 @@ class Coupling(NamedTuple):
 
 
 CARRY_PARTS = ("state", "history", "cache")
+
+
+def li_per_cell(params: Config, state, formulation: str):
+    """Li (Li+ and metal) per volume over ``c_ref``: ``c + (c_s/c_ref) h(xi)`` (reaction, chen2015), or the
+    grand potential's ``(sites/c_ref) [(1 - h) c_l + d_v h c_s]`` (:func:`electrolyte_sites`)."""
+    h = interpolation(state["xi"])
+    if formulation == "grand_potential":
+        sites = electrolyte_sites(params) / params.reference_concentration
+        return sites * li_content(state["w"], h, site_energies(params))
+    return state["c"] + params.site_density / params.reference_concentration * h
 
 
 def conductivity(params: Parameters, xi):
@@ -516,7 +605,11 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     dtype = jnp.dtype(solver.precision)
     if dtype != jnp.float64 and (config.formulation != "reaction" or coupling is not None):
         raise ConfigError("solver.precision", solver.precision,
-                          "'float64' for the chen2015 formulation and for dendrite_solid")
+                          "'float64' for the chen2015 and grand_potential formulations and for dendrite_solid")
+    grand = config.formulation == "grand_potential"
+    if grand and coupling is not None:
+        raise ConfigError("scenario.formulation", config.formulation,
+                          "'reaction' or 'chen2015' with coupled physics (grand_potential: the liquid model only)")
     basis = SpectralBasis(grid, Boundary.uniform(ndim, "neumann"), dtype)
     electrode_area = float(np.prod(grid.lengths[1:]))  # um^(d-1)
     transverse_area = grid.cell_volume / grid.spacing[0]
@@ -535,7 +628,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         own = {
             "state": {
                 "xi": xi,
-                "c": jnp.asarray(fields["c"], dtype) / params.reference_concentration,
+                **({"w": jnp.asarray(fields["w"], dtype)} if grand else
+                   {"c": jnp.asarray(fields["c"], dtype) / params.reference_concentration}),
                 "phi": jnp.asarray(fields["phi"], dtype),
                 "voltage": jnp.asarray(params.voltage, dtype),
                 "step": jnp.asarray(0, jnp.int64),
@@ -557,6 +651,11 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "potential_residual": jnp.asarray(0.0, dtype),
             },
         }
+        if grand:
+            total = jnp.sum(li_per_cell(params, own["state"], "grand_potential")) * grid.cell_volume / electrode_area
+            own["state"].update(li_initial_total=total, li_total=total)
+            own["history"]["order_rate"] = jnp.zeros(grid.shape, dtype)
+            own["cache"]["transport_residual"] = jnp.asarray(0.0, dtype)
         if coupling is None:
             return own
         extra = coupling.init(params, xi)
@@ -726,8 +825,78 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                           dt * jnp.sum(exchange.wall_inflow) * transverse_area / electrode_area,
                           {"psi": potential.response} if galvanostatic else {})
 
+    def grand_potential_step(params, carry, dt):
+        """One step of the grand_potential formulation (module docstring)."""
+        dt = jnp.asarray(dt, jnp.float64)
+        p = Parameters.from_config(params)
+        sites = site_energies(params)
+        state, history = carry["state"], carry["history"]
+        xi, w = state["xi"], state["w"]
+        voltage = jnp.asarray(params.voltage, jnp.float64)
+        h = interpolation(xi)
+
+        # 1. potential: div(sigma(h) grad phi) = ft2 deta/dt, the source lagged by one step
+        sigma = conductivity(p, xi)
+        potential = solve_cell_potential(sigma, p.charge_density * history["order_rate"], voltage, grid,
+                                         state["phi"], params.potential_tolerance, max_iterations)
+        cell_current = wall_current(sigma, potential.phi, voltage, grid)
+
+        # 2. eta: Allen-Cahn (barrier only, implicit gradient term, noise), then the Butler-Volmer term
+        # R = L_s h'(eta) [c~ e^{-a f phi} - e^{(1-a) f phi}], c~ = (1 - h) c_l / c_l(w = 0), at the step's start
+        noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
+        anisotropy = (params.anisotropy_strength, mode, params.anisotropy_angle * (np.pi / 180.0))
+        relaxed = allen_cahn_update(xi, dt, basis, p.allen_cahn_mobility, p.barrier, p.kappa,
+                                    anisotropy if anisotropic else None, (params.noise_amplitude, noise_key))
+        argument = jnp.clip(p.f * potential.phi, -F_PHI_LIMIT, F_PHI_LIMIT)
+        liquid = site_fraction(w, sites.electrolyte) / site_fraction(0.0, sites.electrolyte)
+
+        def reaction(eta):
+            rate, equilibrium, _ = butler_volmer_linear(eta, argument, p.reaction_rate, 0.0, p.alpha)
+            return rate * ((1.0 - interpolation(eta)) * liquid - equilibrium)
+
+        # linearly implicit in its damping part (the rate falls as eta -> 1, steeply where Li+ has piled up
+        # ahead of the front: explicit, eta overshoots past 1 at dt ~ 0.02 s and the run fails)
+        rate, slope = jax.jvp(reaction, (xi,), (jnp.ones_like(xi),))
+        xi_new = relaxed + dt * rate / (1.0 + dt * jnp.maximum(-slope, 0.0))
+
+        # 3. Li: n(w', h') - n(w, h) = dt div[M0 c_l (1 - h')^2 (grad w' + f grad phi)], Newton
+        h_new = interpolation(xi_new)
+        transport = li_transport_step(w, h, h_new, potential.phi, dt,
+                                      li_mobility(w, h_new, p.diffusivity_electrolyte, sites), sites,
+                                      p.f if migration else 0.0, grid, reservoir, bulk_chemical_potential(params),
+                                      TRANSPORT_TOLERANCE, max_iterations)
+        scale = electrolyte_sites(params) / params.reference_concentration  # Li per site -> per c_ref
+        inflow = dt * transport.wall_inflow * transverse_area / electrode_area * scale
+        content = li_content(transport.w, h_new, sites)
+        return {
+            "state": {
+                **state,
+                "xi": xi_new,
+                "w": transport.w,
+                "li_total": jnp.sum(content) * scale * grid.cell_volume / electrode_area,
+                "phi": potential.phi,
+                "step": state["step"] + 1,
+                "passed_charge": state["passed_charge"] + history["last_dt"] * cell_current,
+                "li_inflow": state["li_inflow"] + inflow,
+                "potential_iterations_total": state["potential_iterations_total"] + potential.iterations,
+            },
+            "history": {"metal_rate": (h_new - h) / dt, "order_rate": (xi_new - xi) / dt, "last_dt": dt},
+            "cache": {
+                "rate": (xi_new - xi) / dt,
+                "cell_current": cell_current,
+                "transport_iterations": transport.iterations,
+                "transport_residual": transport.residual,
+                "potential_iterations": potential.iterations,
+                "potential_residual": potential.residual,
+            },
+        }
+
     def fields(params, carry):
         state = carry["state"]
+        if grand:
+            h = interpolation(state["xi"])
+            c = (1.0 - h) * site_fraction(state["w"], params.electrolyte_site_energy) * electrolyte_sites(params)
+            return {"xi": state["xi"], "w": state["w"], "c": c, "phi": state["phi"]}
         own = {"xi": state["xi"], "c": state["c"] * params.reference_concentration, "phi": state["phi"]}
         return own if coupling is None else {**own, **coupling.fields(params, carry)}
 
@@ -773,7 +942,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         return f"short circuit: the metal came within short_circuit_gap = {float(params.short_circuit_gap):g} um " \
                "of the far wall"
 
-    step = reaction_step if reaction else chen_step
+    step = reaction_step if reaction else grand_potential_step if grand else chen_step
     stepper = Stepper(init, step, fields, stable_dt, 1, change, stop, stop_reason)
     diagnostics = make_diagnostics(grid, config)
     if coupling is not None:
@@ -784,6 +953,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
 
     def initial_fields():
         raw = initial_condition(grid, config)
+        if grand:
+            return raw
         return {"xi": raw["xi"], "c": raw["c"] * config.reference_concentration, "phi": raw["phi"]}
 
     return Simulation(
@@ -794,12 +965,14 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         initial_fields=initial_fields,
         field_info={
             "xi": Quantity("1", "order parameter (1: Li metal, 0: electrolyte)"),
+            **({"w": Quantity("1", "Li chemical potential over R T (grand_potential)")} if grand else {}),
             "c": Quantity("mol/m^3", "Li+ concentration"),
             "phi": Quantity("V", "electric potential (far electrolyte at 0 V)"),
             **(coupling.field_info if coupling is not None else {}),
         },
         diagnostics=diagnostics,
         scalar_info={**SCALAR_INFO, **(REACTION_SCALAR_INFO if reaction else {}),
+                     **(GRAND_POTENTIAL_SCALAR_INFO if grand else {}),
                      **(coupling.scalar_info if coupling is not None else {})},
         scales={
             "length": (MICRON, "m"),
@@ -832,6 +1005,13 @@ SCALAR_INFO = {
 }
 
 
+GRAND_POTENTIAL_SCALAR_INFO = {
+    "li_drift": Quantity("mol/m^2", "total_li - its initial value - li_inflow: the Li the discrete scheme created "
+                                    "(grand_potential: the Newton tolerance of the Li transport step)"),
+    "transport_residual": Quantity("1", "largest Li-balance residual times dt of the last transport step, Li per site"),
+}
+
+
 REACTION_SCALAR_INFO = {
     "kinetic_overpotential": Quantity("V", "surface overpotential phi_s - phi_e - (RT/nF) ln(c/c_ref) over the interface"),
     "concentration_overpotential": Quantity("V", "(RT/nF) ln(c/c_ref) over the interface, plus a binary salt's diffusion "
@@ -861,13 +1041,19 @@ def make_diagnostics(grid: Grid, config: Config):
     x = jnp.asarray(grid.axis_coordinates(0)).reshape((-1,) + (1,) * (grid.ndim - 1))
     neumann = Boundary.uniform(grid.ndim, "neumann")
     electrode_area = float(np.prod(grid.lengths[1:]))
+    grand = config.formulation == "grand_potential"
 
     def diagnostics(params, carry):
         p = Parameters.from_config(params)
         state, history, cache = carry["state"], carry["history"], carry["cache"]
         charge_per_um = params.electrons * FARADAY * params.site_density * MICRON  # C/m^2 per um of Li
         li_per_um = params.reference_concentration * MICRON  # mol/m^2 per (um * c_ref)
-        xi, c, rate = state["xi"], state["c"], cache["rate"]
+        xi, rate = state["xi"], cache["rate"]
+        if grand:  # Li+ over c_ref: the electrolyte's share of the sites, (1 - h) c_l (sites / c_ref)
+            c = (1.0 - interpolation(xi)) * site_fraction(state["w"], params.electrolyte_site_energy) \
+                * electrolyte_sites(params) / params.reference_concentration
+        else:
+            c = state["c"]
         here, ahead = xi[:-1], xi[1:]
         position, fraction = front_crossings(xi, x, h0)
         tip = jnp.argmax(position)
@@ -878,9 +1064,14 @@ def make_diagnostics(grid: Grid, config: Config):
         gradient_squared = sum(jnp.sum(face_gradient(xi, grid, neumann, a) ** 2) for a in range(grid.ndim))
         area = 3.0 / p.slope * gradient_squared * grid.cell_volume / electrode_area
         deposited_um = jnp.sum(interpolation(xi)) * grid.cell_volume / electrode_area - state["metal_initial_total"]
-        total_li = (jnp.sum(c) + p.site_ratio * jnp.sum(interpolation(xi))) * grid.cell_volume / electrode_area
+        total_li = jnp.sum(li_per_cell(params, state, config.formulation)) * grid.cell_volume / electrode_area
         steps = jnp.maximum(state["step"], 1)
         extra = {}
+        if grand:
+            # from the step's own total (a state scalar): records between step ends interpolate the state
+            # linearly, and the Li of interpolated fields is not the interpolated Li
+            extra = {"li_drift": (state["li_total"] - state["li_initial_total"] - state["li_inflow"]) * li_per_um,
+                     "transport_residual": cache["transport_residual"]}
         if config.formulation == "reaction":
             # the overpotentials, averaged over the interface with the reaction's weight |grad h|:
             # V = kinetic + concentration + electrolyte (ohmic) exactly
