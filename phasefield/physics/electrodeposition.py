@@ -47,6 +47,7 @@ from phasefield.physics.electrochemistry import (
     barrier_slope,
     butler_volmer_linear,
     interpolation,
+    interpolation_change,
     interpolation_slope,
     metal_growth,
 )
@@ -628,12 +629,11 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
     boundary = electrolyte_boundary_conditions(grid.ndim)
     supply = 1.0 / dt + 2.0 * diffusivity * sum(1.0 / h ** 2 for h in grid.spacing)
     slope = interpolation_slope(xi)
-    metal = interpolation(xi)
 
     def deposit(phi, c_start):
         """The exchange at ``phi`` and its charge per volume and time, ``Q [h(xi') - h(xi)] / dt``."""
         exchange = exchange_at(phi, c_start)
-        return exchange, charge_density * (interpolation(exchange.xi) - metal) / dt
+        return exchange, charge_density * interpolation_change(xi, exchange.xi) / dt
 
     def balance(phi):
         """``A phi + V [q(phi) - junction]`` (``A = -V div(kappa grad)``, ``V`` the cell volume)."""
@@ -664,6 +664,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
             change = correction - correction_last
             mixing = jnp.where(count > 0, jnp.sum(correction * change)
                                / jnp.maximum(jnp.sum(change * change), jnp.finfo(phi.dtype).tiny), 0.0)
+            mixing = jnp.clip(mixing, -1.0, 1.0)  # corrections at round-off (float32) would make it anything
             update = correction - mixing * (phi - phi_last + change)
             update = jnp.clip(update, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
             return (phi + update, exchange.solved, jnp.max(jnp.abs(correction)), phi, correction,
@@ -672,7 +673,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
         def going(state):
             change, count = state[2], state[-1]
             return ((count < 2 * NEWTON_ITERATIONS)
-                    & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0)))
+                    & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 100.0)))
 
         zero = jnp.asarray(0, jnp.int32)
         start = (start_guess, c_guess, jnp.asarray(jnp.inf, guess.dtype), start_guess, jnp.zeros_like(start_guess),
