@@ -189,3 +189,22 @@ def test_profile_relaxation_gives_its_metal_back_locally_and_exactly_in_total():
     total = float(jnp.sum(interpolation(xi)))
     assert abs(float(residual)) < 1e-12 * total
     assert abs(float(jnp.sum(interpolation(out))) - total) < 1e-12 * total
+
+
+def test_interpolation_change_is_the_difference_of_h_and_keeps_its_precision_where_h_is_flat():
+    """h(b) - h(a) (h = xi^3 (6 xi^2 - 15 xi + 10)) in float64 to 1e-14; in float32 near xi = 1, where the plain
+    difference of two h is round-off (6e-8), within 1e-3 of the float64 value relative to it."""
+    from phasefield.physics.electrochemistry import interpolation_change
+
+    rng = np.random.default_rng(3)
+    a = rng.random(200)
+    b = np.clip(a + 0.3 * rng.standard_normal(200), 0.0, 1.0)
+    exact = b**3 * (6 * b**2 - 15 * b + 10) - a**3 * (6 * a**2 - 15 * a + 10)
+    np.testing.assert_allclose(np.asarray(interpolation_change(jnp.asarray(a), jnp.asarray(b))), exact, atol=1e-14)
+    start = (1.0 - np.array([1e-2, 3e-3, 1e-3])).astype(np.float32)
+    end = start + np.float32(1e-5)
+    truth = np.asarray(interpolation(jnp.asarray(end, jnp.float64)) - interpolation(jnp.asarray(start, jnp.float64)))
+    low = np.asarray(interpolation_change(jnp.asarray(start), jnp.asarray(end)))
+    plain = np.asarray(interpolation(jnp.asarray(end)) - interpolation(jnp.asarray(start)))
+    np.testing.assert_allclose(low, truth, rtol=1e-3)
+    assert np.max(np.abs(plain / truth - 1)) > 1e-2  # the plain float32 difference is not
