@@ -215,3 +215,63 @@ def test_seeded_front_grows_or_decays_at_the_rate_of_the_dispersion_relation():
     assert rows[2][4] < 0 < rows[1][4]  # the third mode is stable, the second grows
     for m, _, _, measured, predicted in rows:
         assert abs(measured / predicted - 1) < 0.10, (m, measured, predicted)
+
+
+def test_isolated_metal_in_a_leaky_electrolyte_floats_as_a_bipolar_electrode():
+    """Electronic leakage (LLZO-like 1e-6 S/m): a Li layer isolated in the electrolyte (18-26 um, between the
+    electrode's front at 8 um and the counter electrode at 40 um) floats: the ionic current crosses it by
+    stripping on its electrode side and plating on its counter side, so the held voltage is three
+    charge-transfer overpotentials plus the two ohmic gaps, V = 3 eta_BV(i) - i (g1 + g2) / sigma within 1 %
+    (an island held at V, as without leakage, would plate at i with V = eta_BV(i) - i g2 / sigma: 6x the
+    current); passed = deposited + leaked charge within 1e-3."""
+    from phasefield.runner import build, device_parameters, stable_dt, time_control
+    from phasefield.integrate import integrate
+
+    sigma, exchange, voltage, (a, b) = 0.05, 1.0, -0.2, (18.0, 26.0)
+    scenario = {**STRIP, "name": "dendrite", "t_end": 2.0, "electrolyte": "single_ion", "voltage": voltage,
+                "conductivity_electrolyte": sigma, "exchange_current_density": exchange,
+                "electronic_conductivity": 1e-6}
+    config = validate_run({"scenario": scenario, "solver": SOLVER, "output": {}})
+    simulation = build(config)
+    params = device_parameters(simulation.parameters, "float64")
+    fields = simulation.initial_fields()
+    x = simulation.grid.coordinates()[0]
+    layer = 0.5 * (1.0 - np.tanh(2.0 / STRIP["interface_thickness"] * np.maximum(a - x, x - b)))
+    fields["xi"] = np.broadcast_to(np.maximum(fields["xi"], layer), simulation.grid.shape).copy()
+    rows = []
+    integrate(simulation.stepper, time_control(config.solver, stable_dt(simulation)), params,
+              simulation.stepper.init(params, fields), {"t": 0.0, "step": 0, "dt": config.solver.dt}, 2.0, 1.0, 1.0,
+              simulation.diagnostics, lambda carry, clock, records, frame: rows.extend(s for _, s in records))
+    last = {k: float(v) for k, v in rows[-1].items()}
+    current = last["cell_current_density"] * 10  # A/m^2
+    predicted = 3 * butler_volmer_overpotential(current, exchange * 10) - current * ((a - 8.0) + (40.0 - b)) * 1e-6 / sigma
+    assert abs(predicted / voltage - 1) < 0.01, (current, predicted)
+    assert 0 < last["leakage_current_density"] < 1e-3 * last["cell_current_density"]
+    balance = last["deposited_charge"] + last["leaked_charge"]
+    assert abs(last["passed_charge"] / balance - 1) < 1e-3
+
+
+def test_galvanostatic_leakage_passes_ohms_current_and_the_deposit_the_rest():
+    """Galvanostatic 1 mA/cm^2 through a leaky single-ion electrolyte (1e-3 S/m electronic, 0.05 S/m ionic):
+    the external current is the applied one, and it splits into the leakage, which equals Ohm's law
+    sigma_e |V| / g across the electrolyte gap g (within 8 %: the diffuse metal conducts about 0.7
+    interface thicknesses ahead of its xi = 1/2 front, 4 % of this gap), and the deposit, which carries the
+    rest: passed = deposited + leaked charge within 1e-3."""
+    times, scalars, _ = simulate(10.0, 5.0, electrolyte="single_ion", conductivity_electrolyte=0.05,
+                                 exchange_current_density=1.0, control="current", current_density=1.0,
+                                 electronic_conductivity=1e-3)
+    gap = 40.0 - 8.0 - thickness(scalars)[-1]  # um
+    ohm = 1e-3 * abs(scalars["electrode_potential"][-1]) / (gap * 1e-6) / 10  # mA/cm^2
+    assert abs(scalars["cell_current_density"][-1] - 1.0) < 1e-4
+    assert abs(scalars["leakage_current_density"][-1] / ohm - 1) < 0.08, (scalars["leakage_current_density"][-1], ohm)
+    np.testing.assert_allclose(scalars["current_density"][-1] + scalars["leakage_current_density"][-1], 1.0, rtol=1e-3)
+    balance = scalars["deposited_charge"][-1] + scalars["leaked_charge"][-1]
+    assert abs(scalars["passed_charge"][-1] / balance - 1) < 1e-3
+
+
+def test_leakage_is_refused_for_the_single_potential_formulations():
+    for formulation in ("chen2015", "grand_potential"):
+        with pytest.raises(ConfigError) as error:
+            validate_run({"scenario": {"name": "dendrite", **STRIP, "formulation": formulation,
+                                       "electronic_conductivity": 1e-6}, "solver": SOLVER, "output": {}})
+        assert "scenario.electronic_conductivity" in str(error.value), str(error.value)

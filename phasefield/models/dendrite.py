@@ -22,7 +22,9 @@ Three formulations (``formulation``, static):
   potential found by :func:`hold_current`; held voltage, solved together with ``phi_e``, whose
   source is that growth and whose conductivity and diffusion current are those of the implicit
   ``c'`` (:func:`solve_balanced_step`), so the charge through the counter electrode is the charge
-  deposited, step by step. ``phi`` stores ``phi_e``.
+  deposited, step by step. ``phi`` stores ``phi_e``. A leaky electrolyte (``electronic_conductivity``
+  > 0): the metal's own potential ``phi_s`` (:func:`solve_electronic_potential`, stored as ``phi_s``)
+  replaces ``V`` in ``A``; isolated metal floats, and the leakage joins the external current.
 * ``chen2015``: the single-potential model below, kept for reproducing papers (its interface is an
   ohmic contact: physics.md 3.1).
 * ``grand_potential``: Hong & Viswanathan (2018) as in their public MOOSE input (physics.md 3.2), with
@@ -163,6 +165,8 @@ from phasefield.physics.electrodeposition import (
     anisotropy_stable_dt,
     conserve_metal_locally,
     electrolyte_current,
+    electronic_conductivity,
+    electronic_wall_currents,
     gradient_angle,
     growth_per_area,
     hold_current,
@@ -173,6 +177,7 @@ from phasefield.physics.electrodeposition import (
     reaction_weight,
     solve_cell_potential,
     solve_electrolyte_potential,
+    solve_electronic_potential,
     solve_balanced_step,
     transport_exchange,
     wall_current,
@@ -264,6 +269,13 @@ class Config:
     diffusivity_metal: float = option(7.5e-13, min=0.0, help="Li+ diffusivity inside the metal, m^2/s")
     conductivity_electrolyte: float = option(1.19, min=0.0, exclusive=True, help="ionic conductivity, S/m")
     conductivity_metal: float = option(1.0e7, min=0.0, exclusive=True, help="electronic conductivity of Li, S/m")
+    electronic_conductivity: float = option(0.0, min=0.0, max=1.0,
+                                            help="reaction formulation: electronic (leakage) conductivity of the "
+                                                 "electrolyte, S/m (LLZO about 1e-6); > 0 solves the metal's potential "
+                                                 "phi_s: isolated metal floats, and the leakage current passes charge "
+                                                 "that deposits nothing (0: no leakage, the metal an equipotential)")
+    electronic_activation_energy: float = option(0.0, min=0.0, max=200.0,
+                                                 help="Arrhenius activation energy of electronic_conductivity, kJ/mol")
     migration: bool = option(True, help="Li+ drift in the electric field (off: diffusion only)")
     electrolyte_boundary: str = option("reservoir", choices=("reservoir", "closed"),
                                        help="far wall: bulk concentration held (reservoir) or no flux (closed)")
@@ -303,6 +315,9 @@ class Config:
         if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")
+        if self.electronic_conductivity > 0.0 and self.formulation != "reaction":
+            raise ConfigError(f"{prefix}.electronic_conductivity", self.electronic_conductivity,
+                              "0 (no leakage) for the chen2015 and grand_potential formulations (one potential)")
         if self.formulation == "grand_potential":
             if self.control != "voltage":
                 raise ConfigError(f"{prefix}.control", self.control,
@@ -362,6 +377,7 @@ class Parameters(NamedTuple):
     interface_speed: Any  # v0 = i0 / (n F c_s), um/s: the front speed per unit Butler-Volmer bracket
     transference: Any  # t+ (1 for a single-ion conductor; unused by chen2015)
     capillary_length: Any  # gamma / (c_s R T), um: the Gibbs-Thomson shift of the Butler-Volmer argument per curvature
+    electronic_conductivity: Any  # the electrolyte's electronic (leakage) conductivity at the temperature, S/m
 
     @classmethod
     def from_config(cls, config: Config) -> "Parameters":
@@ -389,6 +405,8 @@ class Parameters(NamedTuple):
             interface_speed=exchange_current / (config.electrons * FARADAY * config.site_density) / MICRON,
             transference=1.0 if config.electrolyte == "single_ion" else config.transference_number,
             capillary_length=config.interface_energy / (config.site_density * GAS_CONSTANT * config.temperature) / MICRON,
+            electronic_conductivity=config.electronic_conductivity
+            * arrhenius(config.electronic_activation_energy, config.temperature, config.reference_temperature),
         )
 
     def kinetics(self) -> Kinetics:
@@ -622,6 +640,14 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     x = grid.axis_coordinates(0)
     reaction = config.formulation == "reaction"
     binary = config.electrolyte == "binary"
+    leaky = reaction and config.electronic_conductivity > 0.0  # the metal's potential phi_s solved
+
+    def electronic_start(params, xi, voltage, guess):
+        """``phi_s`` without reaction (div(sigma_s grad phi_s) = 0, V on the electrode wall): a first guess."""
+        p = Parameters.from_config(params)
+        sigma = electronic_conductivity(xi, p.conductivity_metal, p.electronic_conductivity)
+        return solve_cell_potential(sigma, jnp.zeros_like(xi), voltage, grid, guess, params.potential_tolerance,
+                                    max_iterations).phi
 
     def init(params, fields):
         xi = jnp.asarray(fields["xi"], dtype)
@@ -651,6 +677,13 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "potential_residual": jnp.asarray(0.0, dtype),
             },
         }
+        if leaky:
+            voltage = jnp.asarray(params.voltage, dtype)
+            own["state"].update(phi_s=electronic_start(params, xi, voltage, jnp.full_like(xi, voltage)),
+                                leaked_charge=jnp.asarray(0.0, jnp.float64))
+            own["cache"]["leakage_current"] = jnp.asarray(0.0, dtype)
+            if galvanostatic:  # phi_s's response to a unit electrode potential (warm start)
+                own["history"]["psi_s"] = electronic_start(params, xi, jnp.asarray(1.0, dtype), jnp.ones_like(xi))
         if grand:
             total = jnp.sum(li_per_cell(params, own["state"], "grand_potential")) * grid.cell_volume / electrode_area
             own["state"].update(li_initial_total=total, li_total=total)
@@ -662,9 +695,10 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         return {part: {**extra.get(part, {}), **own[part]} for part in CARRY_PARTS}
 
     def next_carry(state, coupled, xi, dt, exchange, phi, voltage, potential, cell_current, passed, inflow,
-                   history_extra):
+                   history_extra, extra=None):
         """The carry after a step from ``xi`` (either formulation): the exchange's fields, the step's
-        potential, ``passed`` charge and Li ``inflow`` added to their totals, and the coupling's entries."""
+        potential, ``passed`` charge and Li ``inflow`` added to their totals, the coupling's entries and
+        ``extra`` (per carry part: the leaky electrolyte's)."""
         own = {
             "state": {
                 "xi": exchange.xi,
@@ -687,7 +721,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "potential_residual": potential.residual,
             },
         }
-        return {part: {**coupled.get(part, {}), **own[part]} for part in CARRY_PARTS}
+        extra = extra or {}
+        return {part: {**coupled.get(part, {}), **own[part], **extra.get(part, {})} for part in CARRY_PARTS}
 
     def reaction_step(params, carry, dt):
         """One step of the reaction formulation (module docstring)."""
@@ -712,6 +747,28 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if effect.shift is not None:
             shift = shift + effect.shift
 
+        # 0'. a leaky electrolyte: the metal's potential phi_s (isolated metal floats), at the last phi_e
+        electrode = voltage  # the metal's potential: an equipotential at V without leakage
+        if leaky:  # held voltage: the last phi_s, solved again with phi_e in the balanced step
+            sigma_s = electronic_conductivity(xi, p.conductivity_metal, p.electronic_conductivity)
+            electrode = state["phi_s"]
+        if leaky and galvanostatic:
+            electrode = solve_electronic_potential(sigma_s, xi, c, state["phi"], voltage, electrode, grid, kinetics,
+                                                  weight, shift, p.charge_density, params.potential_tolerance,
+                                                  max_iterations).phi
+            leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
+        target = applied_growth(params)
+        if leaky and galvanostatic:
+            # V moves within the step: phi_s follows as phi_s + (V' - V) psi_s (psi_s: the response to a unit V
+            # without reaction); the leakage of the step's start (A/m^2) is taken off the deposit
+            response = electronic_start(params, xi, jnp.asarray(1.0, dtype), carry["history"]["psi_s"])
+            leak_growth = leakage / (params.electrons * FARADAY * params.site_density) / MICRON
+            target = jnp.maximum(target - leak_growth, 1e-3 * target)
+
+        def electrode_at(v):
+            """The metal's potential when the electrode wall is at ``v`` (galvanostatic trials)."""
+            return v if not leaky else electrode + (v - voltage) * response
+
         # 1. galvanostatic: the electrolyte potential with the applied current as its source (Butler-Volmer
         # distribution); a binary salt's diffusion current (liquid junction) at the step's starting c
         if galvanostatic:
@@ -719,14 +776,14 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             if binary:
                 junction, junction_wall = junction_current(ionic, c, grid, reservoir, kinetics.bulk,
                                                            (2.0 * p.transference - 1.0) / p.f)
-            potential = solve_electrolyte_potential(ionic, xi, c, voltage, state["phi"], grid, kinetics, weight,
+            potential = solve_electrolyte_potential(ionic, xi, c, electrode, state["phi"], grid, kinetics, weight,
                                                     shift, p.charge_density, params.potential_tolerance,
-                                                    max_iterations, applied_growth(params) * electrode_area, junction)
+                                                    max_iterations, target * electrode_area, junction)
         rate_phi = potential.phi if galvanostatic else state["phi"]
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
         noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
-        argument = jnp.clip(p.f * (voltage - rate_phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+        argument = jnp.clip(p.f * (electrode - rate_phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
         fastest = p.interface_speed * jnp.max(jnp.where(weight > 0, jnp.maximum(c, 0.0), 0.0)
                                               * jnp.exp(-p.alpha * argument))
         mobility = relaxation_rate(params, p, fastest) / p.barrier
@@ -748,9 +805,13 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                                       False, shift, c_guess, weight)
 
         if galvanostatic:
-            voltage, exchange = hold_current(lambda v, guess: exchange_at(v - potential.phi, guess),
+            start_voltage = voltage
+            voltage, exchange = hold_current(lambda v, guess: exchange_at(electrode_at(v) - potential.phi, guess),
                                              lambda result: growth_per_area(xi, result.xi, dt, grid),
-                                             applied_growth(params), voltage, c)
+                                             target, voltage, c)
+            if leaky:
+                electrode = electrode_at(voltage)
+                leakage = leakage + (voltage - start_voltage) * electrolyte_current(sigma_s, response, grid)
         else:
             def electrolyte(c_solved):
                 """The conductivity and the diffusion current's source and wall current at the step's ``c'``."""
@@ -761,16 +822,36 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 return (conductivity,) + junction_current(conductivity, c_solved, grid, reservoir, kinetics.bulk,
                                                           (2.0 * p.transference - 1.0) / p.f)
 
-            balanced = solve_balanced_step(xi_relaxed, dt, voltage, state["phi"], c, grid, kinetics, weight, shift,
-                                           diffusivity, p.charge_density, params.potential_tolerance, max_iterations,
-                                           lambda phi, guess: exchange_at(voltage - phi, guess), electrolyte)
+            if leaky:
+                def electronic_at(phi_e, phi_s):
+                    return solve_electronic_potential(sigma_s, xi, c, phi_e, voltage, phi_s, grid, kinetics, weight,
+                                                      shift, p.charge_density, params.potential_tolerance,
+                                                      max_iterations).phi
+
+                balanced = solve_balanced_step(xi_relaxed, dt, electrode, state["phi"], c, grid, kinetics, weight,
+                                               shift, diffusivity, p.charge_density, params.potential_tolerance,
+                                               max_iterations, lambda phi, guess, phi_s: exchange_at(phi_s - phi, guess),
+                                               electrolyte, electronic_at)
+                electrode = balanced.electrode
+                leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
+            else:
+                balanced = solve_balanced_step(xi_relaxed, dt, electrode, state["phi"], c, grid, kinetics, weight,
+                                               shift, diffusivity, p.charge_density, params.potential_tolerance,
+                                               max_iterations, lambda phi, guess: exchange_at(electrode - phi, guess),
+                                               electrolyte)
             potential, exchange = balanced.potential, balanced.exchange
             ionic, junction_wall = balanced.conductivity, balanced.junction_wall
         cell_current = electrolyte_current(ionic, potential.phi, grid) + junction_wall
         migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
         inflow = (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area
+        extra = {}
+        if leaky:  # the external circuit passes the ionic current and the leakage
+            cell_current = cell_current + leakage
+            extra = {"state": {"phi_s": electrode, "leaked_charge": state["leaked_charge"] + dt * leakage},
+                     "cache": {"leakage_current": leakage},
+                     "history": {"psi_s": response} if galvanostatic else {}}
         return next_carry(state, coupled, xi, dt, exchange, potential.phi, voltage, potential, cell_current,
-                          dt * cell_current, inflow, {})
+                          dt * cell_current, inflow, {}, extra)
 
     def chen_step(params, carry, dt):
         """One step of the chen2015 formulation (module docstring)."""
@@ -897,7 +978,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             h = interpolation(state["xi"])
             c = (1.0 - h) * site_fraction(state["w"], params.electrolyte_site_energy) * electrolyte_sites(params)
             return {"xi": state["xi"], "w": state["w"], "c": c, "phi": state["phi"]}
-        own = {"xi": state["xi"], "c": state["c"] * params.reference_concentration, "phi": state["phi"]}
+        own = {"xi": state["xi"], "c": state["c"] * params.reference_concentration, "phi": state["phi"],
+               **({"phi_s": state["phi_s"]} if leaky else {})}
         return own if coupling is None else {**own, **coupling.fields(params, carry)}
 
     def change(new, old):
@@ -968,11 +1050,14 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             **({"w": Quantity("1", "Li chemical potential over R T (grand_potential)")} if grand else {}),
             "c": Quantity("mol/m^3", "Li+ concentration"),
             "phi": Quantity("V", "electric potential (far electrolyte at 0 V)"),
+            **({"phi_s": Quantity("V", "electronic potential of metal and leaky electrolyte (counter electrode at 0 V)")}
+               if leaky else {}),
             **(coupling.field_info if coupling is not None else {}),
         },
         diagnostics=diagnostics,
         scalar_info={**SCALAR_INFO, **(REACTION_SCALAR_INFO if reaction else {}),
                      **(GRAND_POTENTIAL_SCALAR_INFO if grand else {}),
+                     **(LEAKAGE_SCALAR_INFO if leaky else {}),
                      **(coupling.scalar_info if coupling is not None else {})},
         scales={
             "length": (MICRON, "m"),
@@ -1012,6 +1097,14 @@ GRAND_POTENTIAL_SCALAR_INFO = {
 }
 
 
+LEAKAGE_SCALAR_INFO = {
+    "leakage_current_density": Quantity("mA/cm^2", "electronic current through the electrolyte into the counter "
+                                                    "electrode (deposits nothing; part of cell_current_density)"),
+    "leaked_charge": Quantity("C/cm^2", "time integral of leakage_current_density (passed_charge = deposited_charge "
+                                        "+ leaked_charge)"),
+}
+
+
 REACTION_SCALAR_INFO = {
     "kinetic_overpotential": Quantity("V", "surface overpotential phi_s - phi_e - (RT/nF) ln(c/c_ref) over the interface"),
     "concentration_overpotential": Quantity("V", "(RT/nF) ln(c/c_ref) over the interface, plus a binary salt's diffusion "
@@ -1042,6 +1135,7 @@ def make_diagnostics(grid: Grid, config: Config):
     neumann = Boundary.uniform(grid.ndim, "neumann")
     electrode_area = float(np.prod(grid.lengths[1:]))
     grand = config.formulation == "grand_potential"
+    leaky = config.formulation == "reaction" and config.electronic_conductivity > 0.0
 
     def diagnostics(params, carry):
         p = Parameters.from_config(params)
@@ -1084,11 +1178,15 @@ def make_diagnostics(grid: Grid, config: Config):
                 # a flat steady front then shows (2 (1 - t+) / f) ln(c / c_b) (with c_ref = c_b)
                 junction = (2.0 * p.transference - 1.0) * (jnp.log(p.bulk) / p.f - concentration)
                 electrolyte, concentration = electrolyte - junction, concentration + junction
+            metal = jnp.sum(weight * state["phi_s"]) / total if leaky else state["voltage"]
             extra = {
                 "ohmic_overpotential": electrolyte,
                 "concentration_overpotential": concentration,
-                "kinetic_overpotential": state["voltage"] - electrolyte - concentration,
+                "kinetic_overpotential": metal - electrolyte - concentration,
             }
+            if leaky:
+                extra.update(leakage_current_density=current_density_from_si(cache["leakage_current"]),
+                             leaked_charge=charge_from_si(state["leaked_charge"]))
         return {
             **extra,
             "deposited_capacity": charge_from_si(charge_per_um * deposited_um) / 3.6,

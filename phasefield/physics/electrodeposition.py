@@ -29,7 +29,9 @@ The reaction formulation (``formulation: reaction``, the default of the dendrite
   together (Newton on the charge balance whose source is the step's own deposit), so the current
   through the counter electrode equals the metal deposited;
 * :func:`net_free_kick`: interface noise that moves no net metal (no charge passes for it);
-* :func:`electrolyte_current`: the ionic current through the counter-electrode wall.
+* :func:`electrolyte_current`: the ionic current through the counter-electrode wall;
+* :func:`solve_electronic_potential`: where the electrolyte leaks electrons, the metal's potential ``phi_s``
+  (isolated metal floats; the leak through the electrolyte reaches the counter electrode).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ NEWTON_ITERATIONS = 12  # electrolyte potential: most linearised solves per step
 NEWTON_STEP = 2.0  # ... each moving phi_e by at most this over f (51 mV at 298 K)
 NEWTON_TOLERANCE = 1e-6  # ... until phi_e moves less than this, V
 REACTION_CUTOFF = 1e-4  # no reaction where xi is below this: no electrons reach the far electrolyte
+ELECTRONIC_CONTRAST = 1e7  # leaky electrolyte: the metal's electronic conductivity over the leakage one, at most
 
 
 def working_tolerance(tolerance: float, dtype, multiple: float) -> float:
@@ -581,6 +584,96 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
     return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
 
 
+def electronic_conductivity(xi, metal, leakage):
+    """The metal's potential ``phi_s``'s conductivity (S/m) where the electrolyte leaks electrons:
+    ``sigma_s = h^2 min(sigma_Li, C sigma_leak) + (1 - h^2) sigma_leak``, ``C`` = :data:`ELECTRONIC_CONTRAST`.
+
+    Li (1e7 S/m) against a ceramic's 1e-8-1e-6 S/m is a contrast of 1e13-1e15, beyond what the multigrid CG
+    resolves; capped at ``C`` the metal stays an equipotential to ``i l / (C sigma_leak)``: 0.2 mV for
+    100 A/m^2 (10 mA/cm^2) along 20 um of Li at ``sigma_leak`` = 1e-6 S/m, less at any larger leakage.
+    The metal conducts out to where ``h^2 C`` falls to one, ahead of the ``xi = 1/2`` front by about 0.7
+    interface thicknesses ``2/k`` (``h`` alone: 1.5), so a leakage path across a gap ``g`` is shortened by
+    that; the reaction's electrons still reach the whole interface (under 1 mV lost where ``h > 3e-4``)."""
+    metallic = interpolation(xi) ** 2
+    return metallic * jnp.minimum(metal, ELECTRONIC_CONTRAST * leakage) + (1.0 - metallic) * leakage
+
+
+@jax.named_call
+def solve_electronic_potential(conductivity, xi, c, phi_e, voltage, guess, grid: Grid, kinetics: Kinetics, weight,
+                               shift, charge_density, tolerance, max_iterations: int) -> ElectrolytePotential:
+    """The electronic potential ``phi_s`` of metal and leaky electrolyte: ``-div(sigma_s grad phi_s) = q``,
+    ``q = Q h' dxi/dt`` the electrons the reaction takes, ``dxi/dt = v0 w [c e^{-a A} - e^{(1-a) A}]`` at the
+    overpotential ``A = f (phi_s - phi_e) + s`` (:func:`solve_electrolyte_potential` with the roles swapped);
+    ``phi_s = V`` on the electrode wall (x = 0, the current collector) and 0 V on the far wall (the counter
+    electrode takes the electrons that leak through the electrolyte), no flux across.
+
+    Metal connected to the electrode sits at ``V`` (to :func:`electronic_conductivity`'s cap); an isolated
+    island floats at the potential where the leakage current into it equals its net reaction current
+    (a bipolar electrode: it plates on the side toward the counter electrode and strips on the other).
+    ``conductivity`` ``sigma_s`` (S/m, :func:`electronic_conductivity`); ``phi_e`` the electrolyte's
+    potential (held over this solve); the rest as :func:`solve_electrolyte_potential`. Newton on the
+    Butler-Volmer source (``dq/dphi_s <= 0``: a diagonal shift of the same multigrid CG), at most
+    :data:`NEWTON_ITERATIONS` steps of at most :data:`NEWTON_STEP` ``/ f``; tangents by ``lax.custom_root``.
+    """
+    tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
+    boundary = cell_boundary(grid.ndim)
+    wall = voltage * jnp.zeros_like(conductivity).at[0].set(-2.0 * conductivity[0] / grid.spacing[0] ** 2)
+    slope = interpolation_slope(xi)
+
+    def reaction(phi):
+        """``(q, -dq/dphi_s)`` at ``phi_s = phi``."""
+        argument = jnp.clip(kinetics.f * (phi - phi_e) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+        rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
+        return (charge_density * slope * rate * (c - c_eq),
+                charge_density * slope * kinetics.f * rate * (kinetics.alpha * jnp.maximum(c, 0.0)
+                                                              + (1.0 - kinetics.alpha) * c_eq))
+
+    def balance(phi):
+        """``A phi - V_cell (q(phi) - wall)``: zero at the solution (``A = -V_cell div(sigma grad)``)."""
+        return apply_operator(conductivity, phi, grid, boundary) - grid.cell_volume * (reaction(phi)[0] - wall)
+
+    def newton_iterations(_, start_guess):
+        def newton(state):
+            phi, _, iterations, _, count = state
+            source, derivative = reaction(phi)
+            solved, solve_iterations, residual = solve_potential(conductivity, wall - source - derivative * phi, grid,
+                                                                 boundary, phi, tolerance, max_iterations,
+                                                                 shift=derivative)
+            update = jnp.clip(solved - phi, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
+            return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
+
+        def going(state):
+            _, change, _, _, count = state
+            return (count < NEWTON_ITERATIONS) & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0))
+
+        start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
+                 jnp.asarray(0.0, guess.dtype), 0)
+        phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
+        return phi, (iterations.astype(guess.dtype), residual)
+
+    def linear_solve(linearised, rhs):
+        """``x`` with ``(A + V_cell D) x = rhs``, ``D = -dq/dphi_s >= 0`` read off the linearised balance."""
+        ones = jnp.ones_like(rhs)
+        diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
+        solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
+                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0))
+        return solved
+
+    phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
+    return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
+
+
+def electronic_wall_currents(conductivity, phi_s, voltage, grid: Grid):
+    """``(electrode, counter)``: the electronic current density (A/m^2 of electrode, positive for deposition)
+    through the electrode wall (at ``V``: all the current the external circuit passes) and through the
+    counter-electrode wall (0 V: the leakage), from the Dirichlet ghosts."""
+    transverse_area = grid.cell_volume / grid.spacing[0]
+    electrode_area = float(np.prod(grid.lengths[1:]))
+    scale = transverse_area / electrode_area / MICRON / grid.spacing[0]
+    electrode = jnp.sum(2.0 * conductivity[0] * (phi_s[0] - voltage)) * scale
+    return electrode, electrolyte_current(conductivity, phi_s, grid)
+
+
 class BalancedStep(NamedTuple):
     """A held-voltage step of the reaction formulation: the electrolyte ``potential`` and the
     transport-and-exchange step (``exchange``) at it, which deposits the charge the potential passes."""
@@ -590,12 +683,13 @@ class BalancedStep(NamedTuple):
     conductivity: jnp.ndarray
     junction_wall: jnp.ndarray
     newton_iterations: jnp.ndarray
+    electrode: jnp.ndarray  # the metal's potential: V, or phi_s where the electrolyte leaks
 
 
 @jax.named_call
 def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: Kinetics, weight, shift, diffusivity,
                         charge_density, tolerance, max_iterations: int, exchange_at: Callable,
-                        electrolyte: Callable) -> BalancedStep:
+                        electrolyte: Callable, electronic: Callable | None = None) -> BalancedStep:
     """Held voltage: ``phi_e`` and the step's implicit Li+ ``c'`` solved together, so that the current
     through the counter electrode equals the metal the step deposits (``Q dh/dt``, exactly).
 
@@ -621,28 +715,35 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
     the exact linearised balance, preconditioned by the same shifted multigrid CG.
 
     ``weight``, ``shift``, ``charge_density``: as :func:`solve_electrolyte_potential`; ``diffusivity``
-    (um^2/s per cell): the salt's, for ``m``; ``guess``, ``c_guess``: warm starts. Returns the potential,
-    the exchange at it, the ``conductivity`` and ``junction_wall`` current (A/m^2) of its ``c'``, and the
-    number of Newton iterations.
+    (um^2/s per cell): the salt's, for ``m``; ``guess``, ``c_guess``: warm starts. ``voltage``: the metal's
+    potential ``V``, or (a leaky electrolyte) the starting ``phi_s`` field, with ``electronic(phi_e, phi_s)
+    -> phi_s`` (:func:`solve_electronic_potential` at ``phi_e``, warm-started) solved again in every Newton
+    iteration, so that isolated metal floats at the step's own ``phi_e`` (solved one after the other, once
+    per step, an island's bipolar current lagged over several 0.5 s steps); ``exchange_at(phi_e, c_guess,
+    phi_s)`` then. Returns the potential, the exchange at it, the ``conductivity`` and ``junction_wall``
+    current (A/m^2) of its ``c'``, the number of Newton iterations and the metal's potential.
     """
     tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
     boundary = electrolyte_boundary_conditions(grid.ndim)
     supply = 1.0 / dt + 2.0 * diffusivity * sum(1.0 / h ** 2 for h in grid.spacing)
     slope = interpolation_slope(xi)
 
-    def deposit(phi, c_start):
+    def deposit(phi, c_start, electrode):
         """The exchange at ``phi`` and its charge per volume and time, ``Q [h(xi') - h(xi)] / dt``."""
-        exchange = exchange_at(phi, c_start)
+        exchange = exchange_at(phi, c_start) if electronic is None else exchange_at(phi, c_start, electrode)
         return exchange, charge_density * interpolation_change(xi, exchange.xi) / dt
+
+    def metal_potential(phi, electrode):
+        return electrode if electronic is None else electronic(phi, electrode)
 
     def balance(phi):
         """``A phi + V [q(phi) - junction]`` (``A = -V div(kappa grad)``, ``V`` the cell volume)."""
-        exchange, source = deposit(phi, c_guess)
+        exchange, source = deposit(phi, c_guess, metal_potential(phi, voltage))
         conductivity, junction, _ = electrolyte(exchange.solved)
         return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * (source - junction)
 
-    def lumped_shift(phi, c_solved):
-        argument = jnp.clip(kinetics.f * (voltage - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+    def lumped_shift(phi, c_solved, electrode):
+        argument = jnp.clip(kinetics.f * (electrode - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
         rate, c_eq, sink = butler_volmer_linear(xi, argument, kinetics.reaction_rate, kinetics.site_ratio,
                                                 kinetics.alpha, weight)
         derivative = (charge_density * slope * kinetics.f * rate
@@ -651,9 +752,10 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
 
     def newton_iterations(_, start_guess):
         def newton(state):
-            phi, c_solved, _, phi_last, correction_last, iterations, transport_iterations, _, count = state
-            exchange, source = deposit(phi, c_solved)
-            derivative = lumped_shift(phi, exchange.solved)
+            phi, c_solved, _, phi_last, correction_last, iterations, transport_iterations, _, count, electrode = state
+            electrode = metal_potential(phi, electrode)
+            exchange, source = deposit(phi, c_solved, electrode)
+            derivative = lumped_shift(phi, exchange.solved, electrode)
             conductivity, junction, _ = electrolyte(exchange.solved)
             solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi - junction,
                                                                  grid, boundary, phi, tolerance, max_iterations,
@@ -668,20 +770,21 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
             update = correction - mixing * (phi - phi_last + change)
             update = jnp.clip(update, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
             return (phi + update, exchange.solved, jnp.max(jnp.abs(correction)), phi, correction,
-                    iterations + solve_iterations, transport_iterations + exchange.iterations, residual, count + 1)
+                    iterations + solve_iterations, transport_iterations + exchange.iterations, residual, count + 1,
+                    electrode)
 
         def going(state):
-            change, count = state[2], state[-1]
+            change, count = state[2], state[-2]
             return ((count < 2 * NEWTON_ITERATIONS)
                     & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 100.0)))
 
         zero = jnp.asarray(0, jnp.int32)
         start = (start_guess, c_guess, jnp.asarray(jnp.inf, guess.dtype), start_guess, jnp.zeros_like(start_guess),
-                 zero, zero, jnp.asarray(0.0, guess.dtype), 0)
-        phi, c_solved, _, _, _, iterations, transport_iterations, residual, count = jax.lax.while_loop(
+                 zero, zero, jnp.asarray(0.0, guess.dtype), 0, jnp.broadcast_to(voltage, guess.shape).astype(guess.dtype))
+        phi, c_solved, _, _, _, iterations, transport_iterations, residual, count, electrode = jax.lax.while_loop(
             going, newton, start)
         aux = (c_solved, iterations.astype(guess.dtype), transport_iterations.astype(guess.dtype), residual,
-               jnp.asarray(count, guess.dtype))
+               jnp.asarray(count, guess.dtype), electrode)
         return phi, aux  # custom_root's aux: floating point only
 
     def linear_solve(linearised, rhs):
@@ -700,13 +803,14 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
                                                   maxiter=4)
         return solved
 
-    phi, (c_solved, iterations, transport_iterations, residual, count) = jax.lax.custom_root(
+    phi, (c_solved, iterations, transport_iterations, residual, count, electrode) = jax.lax.custom_root(
         balance, guess, newton_iterations, linear_solve, has_aux=True)
-    exchange = exchange_at(phi, c_solved)
+    electrode = metal_potential(phi, electrode)  # from its converged start: no iterations, and differentiable
+    exchange = exchange_at(phi, c_solved) if electronic is None else exchange_at(phi, c_solved, electrode)
     exchange = exchange._replace(iterations=exchange.iterations + transport_iterations.astype(exchange.iterations.dtype))
     conductivity, _, junction_wall = electrolyte(exchange.solved)
     return BalancedStep(ElectrolytePotential(phi, iterations.astype(jnp.int32), residual), exchange, conductivity,
-                        junction_wall, count.astype(jnp.int32))
+                        junction_wall, count.astype(jnp.int32), electrode)
 
 
 def electrolyte_current(conductivity, phi, grid: Grid):
