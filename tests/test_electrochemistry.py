@@ -228,7 +228,7 @@ def test_isolated_metal_in_a_leaky_electrolyte_floats_as_a_bipolar_electrode():
     from phasefield.integrate import integrate
 
     sigma, exchange, voltage, (a, b) = 0.05, 1.0, -0.2, (18.0, 26.0)
-    scenario = {**STRIP, "name": "dendrite", "t_end": 2.0, "electrolyte": "single_ion", "voltage": voltage,
+    scenario = {**STRIP, "name": "dendrite", "t_end": 1.0, "electrolyte": "single_ion", "voltage": voltage,
                 "conductivity_electrolyte": sigma, "exchange_current_density": exchange,
                 "electronic_conductivity": 1e-6}
     config = validate_run({"scenario": scenario, "solver": SOLVER, "output": {}})
@@ -240,7 +240,7 @@ def test_isolated_metal_in_a_leaky_electrolyte_floats_as_a_bipolar_electrode():
     fields["xi"] = np.broadcast_to(np.maximum(fields["xi"], layer), simulation.grid.shape).copy()
     rows = []
     integrate(simulation.stepper, time_control(config.solver, stable_dt(simulation)), params,
-              simulation.stepper.init(params, fields), {"t": 0.0, "step": 0, "dt": config.solver.dt}, 2.0, 1.0, 1.0,
+              simulation.stepper.init(params, fields), {"t": 0.0, "step": 0, "dt": config.solver.dt}, 1.0, 1.0, 1.0,
               simulation.diagnostics, lambda carry, clock, records, frame: rows.extend(s for _, s in records))
     last = {k: float(v) for k, v in rows[-1].items()}
     current = last["cell_current_density"] * 10  # A/m^2
@@ -257,7 +257,7 @@ def test_galvanostatic_leakage_passes_ohms_current_and_the_deposit_the_rest():
     sigma_e |V| / g across the electrolyte gap g (within 8 %: the diffuse metal conducts about 0.7
     interface thicknesses ahead of its xi = 1/2 front, 4 % of this gap), and the deposit, which carries the
     rest: passed = deposited + leaked charge within 1e-3."""
-    times, scalars, _ = simulate(10.0, 5.0, electrolyte="single_ion", conductivity_electrolyte=0.05,
+    times, scalars, _ = simulate(5.0, 5.0, electrolyte="single_ion", conductivity_electrolyte=0.05,
                                  exchange_current_density=1.0, control="current", current_density=1.0,
                                  electronic_conductivity=1e-3)
     gap = 40.0 - 8.0 - thickness(scalars)[-1]  # um
