@@ -135,6 +135,30 @@ def test_sand_time_of_the_binary_electrolyte():
     assert abs((1.0 / slope) ** 2 / tau - 1) < 0.03, ((1.0 / slope) ** 2, tau)
 
 
+def test_galvanostatic_run_stops_at_sand_time_on_its_last_good_fields():
+    """20 mA/cm^2 into 0.1 M salt (semi-infinite: 200 um): no electrode potential carries the current once the
+    salt at the front is gone, so the run stops after Sand's time tau (1.43 s; measured 1.25 tau: the diffuse
+    interface still holds Li+ when c at its front is gone; bound 1.5 tau), with V at the
+    bottom of its range and the fields of the last step that carried the current: Li conserved to round-off,
+    c >= 0, passed = deposited charge within 0.1 %, the deposit the applied charge. (The step past the limit
+    used to be taken: the ohmic drop alone took phi_e to -2.4 V, a V above it stripped the metal, and the
+    run wrote 5 mAh/cm^2 of metal that never plated.)"""
+    current, diffusivity, t_plus, bulk = 20.0, 3e-10, 0.38, 100.0
+    tau = np.pi * diffusivity * (FARADAY * bulk / (2 * current * 10 * (1 - t_plus))) ** 2
+    times, scalars, carry = simulate(3 * tau, 0.1 * tau, size=[200.0, 1.0], shape=[400, 2], control="current",
+                                     current_density=current, voltage=-0.01, bulk_concentration=bulk,
+                                     reference_concentration=bulk, diffusivity_electrolyte=diffusivity,
+                                     diffusivity_metal=1e-16, conductivity_electrolyte=0.12,
+                                     transference_number=t_plus, exchange_current_density=3.0)
+    assert tau < times[-1] < 1.5 * tau, (times[-1], tau)
+    assert scalars["electrode_potential"][-1] == -2.0
+    balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
+    assert np.max(np.abs(balance)) < 1e-12 * scalars["total_li"][0]
+    assert np.min(np.asarray(carry["state"]["c"])) > -1e-12
+    assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3
+    assert scalars["deposited_charge"][-1] <= current * 10 * times[-1] * 1e-4 * (1 + 1e-3)  # C/cm^2
+
+
 def test_li_conserved_to_round_off_and_deposited_charge_equals_passed_charge():
     """Binary salt, closed far wall (Li+ enters only by migration, t+ i/F) and a reservoir: total Li
     changes by the recorded inflow to round-off; the charge through the counter electrode equals the

@@ -159,6 +159,7 @@ from phasefield.physics.electrodeposition import (
     F_PHI_LIMIT,
     IONIC_FLOOR,
     TRANSPORT_TOLERANCE,
+    CURRENT_TOLERANCE,
     VOLTAGE_RANGE,
     Kinetics,
     allen_cahn_update,
@@ -204,6 +205,10 @@ from phasefield.units import (
 
 MIN_CELLS_ACROSS = 8  # cells along x: the metal, the diffuse interface and the electrolyte each need some
 CONTROL_MARGIN = 1e-3  # V: galvanostatic control counts as lost within this of the bottom of VOLTAGE_RANGE
+LEAKAGE_PASSES = 4  # galvanostatic with leakage: most (phi_e, V) passes per step, until phi_e carries the applied
+# current less the leakage at the V found (one or two after the first step)
+CONTROL_SHORTFALL = 1e-3  # galvanostatic control also counts as lost where a step deposits this much (relative)
+# less than the applied current, and would still at the bottom of VOLTAGE_RANGE
 MIN_CELLS_PER_INTERFACE = 4.0  # reaction formulation: interface thickness 2/k in cells (a flat front then moves at
 # the kinetic speed within 2 %, no stick-slip; at 3 cells within 4 %, at 2 it sticks at low current)
 
@@ -757,18 +762,25 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                                                   weight, shift, p.charge_density, params.potential_tolerance,
                                                   max_iterations).phi
             leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
-        target = applied_growth(params)
+        target = applied_growth(params)  # um/s: the deposit plus the leakage (as growth)
+        ionic_target = target  # ... of which the ionic current carries this (the galvanostatic phi_e's source)
         if leaky and galvanostatic:
             # V moves within the step: phi_s follows as phi_s + (V' - V) psi_s (psi_s: the response to a unit V
-            # without reaction); the leakage of the step's start (A/m^2) is taken off the deposit
+            # without reaction), the leakage with it; phi_e carries the applied current less the starting leakage
             response = electronic_start(params, xi, jnp.asarray(1.0, dtype), carry["history"]["psi_s"])
-            leak_growth = leakage / (params.electrons * FARADAY * params.site_density) / MICRON
-            target = jnp.maximum(target - leak_growth, 1e-3 * target)
+            leakage_per_volt = electrolyte_current(sigma_s, response, grid)
+            as_growth = 1.0 / (params.electrons * FARADAY * params.site_density) / MICRON
+            ionic_target = jnp.maximum(target - leakage * as_growth, 1e-3 * target)
 
         def electrode_at(v):
             """The metal's potential when the electrode wall is at ``v`` (galvanostatic trials)."""
             return v if not leaky else electrode + (v - voltage) * response
 
+        def leakage_at(v):
+            """The leakage (A/m^2) when the electrode wall is at ``v``."""
+            return 0.0 if not leaky else leakage + (v - voltage) * leakage_per_volt
+
+        taken = True  # galvanostatic control refuses the step past Sand's time
         # 1. galvanostatic: the electrolyte potential with the applied current as its source (Butler-Volmer
         # distribution); a binary salt's diffusion current (liquid junction) at the step's starting c
         if galvanostatic:
@@ -778,7 +790,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                                                            (2.0 * p.transference - 1.0) / p.f)
             potential = solve_electrolyte_potential(ionic, xi, c, electrode, state["phi"], grid, kinetics, weight,
                                                     shift, p.charge_density, params.potential_tolerance,
-                                                    max_iterations, target * electrode_area, junction)
+                                                    max_iterations, ionic_target * electrode_area, junction)
         rate_phi = potential.phi if galvanostatic else state["phi"]
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
@@ -805,13 +817,54 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                                       False, shift, c_guess, weight)
 
         if galvanostatic:
-            start_voltage = voltage
-            voltage, exchange = hold_current(lambda v, guess: exchange_at(electrode_at(v) - potential.phi, guess),
-                                             lambda result: growth_per_area(xi, result.xi, dt, grid),
-                                             target, voltage, c)
-            if leaky:
-                electrode = electrode_at(voltage)
-                leakage = leakage + (voltage - start_voltage) * electrolyte_current(sigma_s, response, grid)
+            def control(potential, voltage_guess):
+                return hold_current(lambda v, guess: exchange_at(electrode_at(v) - potential.phi, guess),
+                                    lambda result: growth_per_area(xi, result.xi, dt, grid), target, voltage_guess, c,
+                                    (lambda v: leakage_at(v) * as_growth) if leaky else None)
+
+            found, exchange = control(potential, voltage)
+            if leaky:  # again, phi_e carrying the applied current less the leakage at the V found, until V settles
+                def another_pass(state):
+                    _, previous, _, count = state
+                    ionic_target = jnp.maximum(target - leakage_at(previous) * as_growth, 1e-3 * target)
+                    solved = solve_electrolyte_potential(ionic, xi, c, electrode_at(previous), state[0].phi, grid,
+                                                         kinetics, weight, shift, p.charge_density,
+                                                         params.potential_tolerance, max_iterations,
+                                                         ionic_target * electrode_area, junction)
+                    return (solved,) + control(solved, previous) + (count + 1,)
+
+                def unsettled(state):
+                    potential, found, _, count = state
+                    ionic_target = jnp.maximum(target - leakage_at(found) * as_growth, 1e-3 * target)
+                    carried = electrolyte_current(ionic, potential.phi, grid) + junction_wall
+                    return (count < LEAKAGE_PASSES) & (jnp.abs(carried * as_growth / ionic_target - 1.0)
+                                                       > CURRENT_TOLERANCE * 10)
+
+                potential, found, exchange, _ = jax.lax.while_loop(unsettled, another_pass,
+                                                                   (potential, found, exchange, 0))
+                electrode, leakage = electrode_at(found), leakage_at(found)
+            voltage = found
+            # past Sand's time no electrode potential in range carries the current (V at the bottom; the deposit
+            # short of the applied current even at the bottom of the range; or the ohmic drop through the depleted
+            # salt alone takes phi_e below the range, and a V above phi_e strips the metal): the step is not taken,
+            # and V at the bottom stops the run on the last good fields
+            def carried(result, v):
+                return growth_per_area(xi, result.xi, dt, grid) + (leakage_at(v) * as_growth if leaky else 0.0)
+
+            def bottom_carries():
+                bottom = jnp.asarray(VOLTAGE_RANGE[0], dtype)
+                result = exchange_at(electrode_at(bottom) - potential.phi, exchange.solved)
+                return carried(result, bottom) >= (1.0 - CONTROL_SHORTFALL) * target
+
+            deficit = carried(exchange, voltage) < (1.0 - CONTROL_SHORTFALL) * target
+            cannot = deficit & ~jax.lax.cond(deficit, bottom_carries, lambda: jnp.asarray(True))
+            lost = ((voltage <= VOLTAGE_RANGE[0] + CONTROL_MARGIN) | (jnp.min(potential.phi) < VOLTAGE_RANGE[0])
+                    | cannot)
+            kept = exchange._replace(xi=xi, c=state["c"], wall_inflow=jnp.zeros_like(exchange.wall_inflow))
+            exchange = jax.tree.map(lambda old, new: jnp.where(lost, old, new), kept, exchange)
+            potential = potential._replace(phi=jnp.where(lost, state["phi"], potential.phi))
+            voltage = jnp.where(lost, jnp.asarray(VOLTAGE_RANGE[0], dtype), voltage)
+            taken = ~lost
         else:
             def electrolyte(c_solved):
                 """The conductivity and the diffusion current's source and wall current at the step's ``c'``."""
@@ -844,8 +897,10 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         cell_current = electrolyte_current(ionic, potential.phi, grid) + junction_wall
         migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
         inflow = (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area
+        cell_current = jnp.where(taken, cell_current, 0.0)
         extra = {}
         if leaky:  # the external circuit passes the ionic current and the leakage
+            leakage = jnp.where(taken, leakage, 0.0)
             cell_current = cell_current + leakage
             extra = {"state": {"phi_s": electrode, "leaked_charge": state["leaked_charge"] + dt * leakage},
                      "cache": {"leakage_current": leakage},

@@ -67,6 +67,7 @@ NEWTON_ITERATIONS = 12  # electrolyte potential: most linearised solves per step
 NEWTON_STEP = 2.0  # ... each moving phi_e by at most this over f (51 mV at 298 K)
 NEWTON_TOLERANCE = 1e-6  # ... until phi_e moves less than this, V
 REACTION_CUTOFF = 1e-4  # no reaction where xi is below this: no electrons reach the far electrolyte
+REACTION_SATURATION = 1e4  # transport-and-exchange: k dt at most this (a supply-limited reaction)
 ELECTRONIC_CONTRAST = 1e7  # leaky electrolyte: the metal's electronic conductivity over the leakage one, at most
 
 
@@ -354,6 +355,11 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
     argument = kinetics.f * phi if shift is None else kinetics.f * phi + shift
     rate, c_eq, k = butler_volmer_linear(xi, jnp.clip(argument, -F_PHI_LIMIT, F_PHI_LIMIT),
                                          kinetics.reaction_rate, kinetics.site_ratio, kinetics.alpha, localisation)
+    # a step that would use up the cell's Li+ more than REACTION_SATURATION times over is supply-limited: its
+    # rate is capped there (the deposit changes by 1/REACTION_SATURATION of the supply); uncapped, k dt reaches
+    # 1e17 at -2 V (galvanostatic control at Sand's time) and multiplies the solve's round-off into the metal
+    saturation = REACTION_SATURATION / jnp.maximum(k * dt, REACTION_SATURATION)
+    rate, k = rate * saturation, k * saturation
     moved = drift_diffusion_step(c, dt, diffusivity, weight, grid, reservoir, kinetics.bulk, wall_weight,
                                  k, c_eq, initial_guess=c if c_guess is None else c_guess,
                                  tolerance=working_tolerance(TRANSPORT_TOLERANCE, c.dtype, 100.0))
@@ -363,14 +369,17 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
 
 
 @jax.named_call
-def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_guess, c_guess):
+def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_guess, c_guess,
+                 extra: Callable | None = None):
     """The electrode potential ``V`` at which a step grows the applied current; secant iterations.
 
     exchange_at(V, c_guess) -> :class:`Exchange`: the step at electrode potential ``V``
         (e.g. :func:`transport_exchange` at ``phi_0 + V psi``); growth must fall monotonically
         with ``V`` (a more negative electrode deposits more);
     growth_rate(exchange) -> the step's growth (any unit), held at ``target`` (same unit, > 0)
-        to the relative :data:`CURRENT_TOLERANCE`.
+        to the relative :data:`CURRENT_TOLERANCE`;
+    extra(V) (optional) -> a part of the held current that depends on ``V`` alone (the same unit; an
+        electronic leakage), added to the growth.
     Each trial is one warm-started call of ``exchange_at``. The first trial is at
     ``voltage_guess`` (the last step's ``V``), the second 1 mV away downhill; ``V`` stays in
     :data:`VOLTAGE_RANGE` (at its lower end past Sand's time, where no potential can deliver the
@@ -378,7 +387,7 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
     """
     def trial(v, guess):
         result = exchange_at(v, guess)
-        return result, growth_rate(result) / target - 1.0
+        return result, (growth_rate(result) + (0.0 if extra is None else extra(v))) / target - 1.0
 
     def secant_iterations(_, start):
         first, g_first = trial(start, c_guess)
