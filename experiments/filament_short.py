@@ -21,10 +21,17 @@ Steps to short at 10 mA/cm^2 against the grid (ell = 2 cells; 2 shared CPU cores
     32   1 um/step, implicit area           65     316     1488        57 601          15.59            ~10
     64   damage 0.1/step, explicit area    298    1845    12020       774 200          15.92           208
     64   1 um/step, implicit area           59     513     3264       214 190          15.35            47
+    128  1 um/step, implicit area           59     789     5893       667 847          15.74           939
 
 References (small steps, implicit area): 15.59 s at 32^2 (damage 0.03 per step), 15.56 s at 64^2 (0.25 um per
 step); explicit area at 1 um per step: 16.33 and 17.75 s (it lags a growing filament). With the per-cell damage
-control the steps grow as N^0.8 and the u-d iterations as N^2; with the crack-advance control the steps stay ~60.
+control the steps grow as N^0.8 and the u-d iterations as N^2; with the crack-advance control the steps stay ~60,
+but a step's u-d iterations still grow as about N (the damage front moves about a cell per u-d iteration) and its
+CG iterations per u-d iteration as N^0.6-0.8: the run's CG iterations grow 3.1-3.7x per doubling of N. 128^2:
+elasticity ~700 s of the 939 (668k CG iterations x 1.06 ms, ``filament_timing.py``); 512^2 extrapolated: 6-9
+million CG iterations x 24 ms = 40-60 hours on 2 cores, not the 10 minutes of issue 14's target. (The per-cell
+control at 128^2 was not run; at its 32 -> 64 growth, 6.6x per doubling, about 5 million CG iterations. The 128^2
+wall time was partly shared with other jobs.)
 
 Measured with the controls of before (``--advance-scale 0 --area-passes 0``; 32 x 32 cells of 1 um, ell = 2 um,
 R_ct = 10 ohm cm^2; Griffith eta_c = 38.1 mV, i_c = 4.17 mA/cm^2; 2 shared CPU cores, 2026-11-30)::

@@ -46,6 +46,21 @@ its); the damage solve is now a quarter of a quiet step. Before (same command, 2
       512          41.860     374       0.274           0.0008    56.770       1        1     545
 
 CG iterations of a cold solve still grow with N at this geometry (100, 144, 231: about N^0.6).
+
+2026-12-01, quiet machine (``python experiments/filament_timing.py --shapes 128 256 512 --repeats 1``; the step now
+with ``area_passes: 4`` and ``crack_advance_scale: 10``; split of the step by its counters, see :func:`split`)::
+
+    cold solves (s, iterations) | one step (s), its counters and its split (s) by the counters
+        N   elast  its  damage  its  electro |    step passes  u-d    CG dmgCG   elast  damage  electro   other
+      128   0.106  100   0.008   49   0.0004 |   0.050      1    1    33    32   0.035   0.005   0.0004   0.010
+      256   0.672  144   0.047   53   0.0004 |   0.338      1    1    52    44   0.243   0.039   0.0004   0.057
+      512   5.526  231   0.236   58   0.0006 |   2.407      1    1    87    35   2.081   0.142   0.0006   0.183
+
+A CG iteration costs 1.06 / 4.7 / 24 ms at 128 / 256 / 512^2 (at 512^2 the preconditioner's mirrored FFTs and
+per-mode products ~23 ms, the operator 2.6 ms, profiled under load), a damage CG iteration 0.16 / 0.9 / 4.1 ms;
+electrochemistry is scalar work (< 1 ms). Elasticity is 70-86 % of a step, damage 6-12 %. A growing step at 128^2
+(run to short, ``filament_short.py --shape 128``) makes 13 passes, 100 u-d and 11 300 CG iterations on average: 12 s of
+elasticity (16 s per step measured, partly under load).
 """
 from __future__ import annotations
 
