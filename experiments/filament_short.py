@@ -1,17 +1,40 @@
 """Time to short circuit against the applied current density (scenario filament, current control, LLZO).
 
-``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]``
+``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
+[--advance-scale 10] [--area-passes 4]``
 
 A 4 um Li-filled flaw in a 32 um LLZO slab (``shape`` x ``shape`` cells, ell = 2 cells), galvanostatic. The
 flat anode carries most of the current, so the overpotential is about the flat anode's; the filament's pressure
 saturates at ``F |eta| / Omega_Li`` unless that exceeds the flaw's critical pressure. The critical current density
 of this picture is therefore the Butler-Volmer current at the onset overpotential of the flaw,
 ``i_c = i0 [exp(alpha f eta_c) - exp(-(1 - alpha) f eta_c)]`` (printed), below which the cell never shorts. Adaptive
-dt (relative change of the Li pressure or the largest damage change 0.1 per step, 1e-4 <= dt <= 5 s) in one
-compiled step for all currents. Writes ``filament_short.csv`` in ``--out``.
+dt (relative change of the Li pressure 0.1 per step, or a crack advance of 0.1 ``--advance-scale`` um, 1 um by
+default; ``--advance-scale 0``: the largest damage change 0.1 per step; 1e-4 <= dt <= 5 s) in one compiled step
+for all currents; the filament plates on the Li interface of the end of each step (``--area-passes``; 0: of its
+start). Writes ``filament_short.csv`` in ``--out`` with the run's totals of mechanics passes, u-d iterations and
+CG iterations (elasticity, damage).
 
-Measured (32 x 32 cells of 1 um, ell = 2 um, R_ct = 10 ohm cm^2; Griffith eta_c = 38.1 mV, i_c = 4.17 mA/cm^2;
-2 shared CPU cores, 2026-11-30)::
+Steps to short at 10 mA/cm^2 against the grid (ell = 2 cells; 2 shared CPU cores, 2026-12-01)::
+
+    N    controls                        steps  passes  u-d its  CG its (elast.)  time to short (s)  wall (s)
+    32   damage 0.1/step, explicit area    174     647     3097       117 646          15.78            12
+    32   1 um/step, implicit area           65     316     1488        57 601          15.59            ~10
+    64   damage 0.1/step, explicit area    298    1845    12020       774 200          15.92           208
+    64   1 um/step, implicit area           59     513     3264       214 190          15.35            47
+    128  1 um/step, implicit area           59     789     5893       667 847          15.74           939
+
+References (small steps, implicit area): 15.59 s at 32^2 (damage 0.03 per step), 15.56 s at 64^2 (0.25 um per
+step); explicit area at 1 um per step: 16.33 and 17.75 s (it lags a growing filament). With the per-cell damage
+control the steps grow as N^0.8 and the u-d iterations as N^2; with the crack-advance control the steps stay ~60,
+but a step's u-d iterations still grow as about N (the damage front moves about a cell per u-d iteration) and its
+CG iterations per u-d iteration as N^0.6-0.8: the run's CG iterations grow 3.1-3.7x per doubling of N. 128^2:
+elasticity ~700 s of the 939 (668k CG iterations x 1.06 ms, ``filament_timing.py``); 512^2 extrapolated: 6-9
+million CG iterations x 24 ms = 40-60 hours on 2 cores, not the 10 minutes of issue 14's target. (The per-cell
+control at 128^2 was not run; at its 32 -> 64 growth, 6.6x per doubling, about 5 million CG iterations. The 128^2
+wall time was partly shared with other jobs.)
+
+Measured with the controls of before (``--advance-scale 0 --area-passes 0``; 32 x 32 cells of 1 um, ell = 2 um,
+R_ct = 10 ohm cm^2; Griffith eta_c = 38.1 mV, i_c = 4.17 mA/cm^2; 2 shared CPU cores, 2026-11-30)::
 
     i (mA/cm^2)  time to short (s)  eta (mV)  Li pressure (MPa)  crack depth (um)  steps  wall (s)
          2            none (120)      -19.5        144.9 (p_max)          4           67      25 (compile)
@@ -41,20 +64,26 @@ from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
 
 
+COUNTERS = ("pressure_passes", "iterations", "elasticity_iterations", "damage_iterations")  # summed over the run
+
+
 def run(simulation, step, diagnostics, params, t_end, target=0.1, dt_range=(1e-4, 5.0)):
     carry = simulation.stepper.init(params, simulation.initial_fields())
     t, dt, steps = 0.0, 0.01, 0
+    totals = dict.fromkeys(COUNTERS, 0.0)
     values = diagnostics(params, carry)
     while t < t_end:
         new = step(params, carry, dt)
         change = float(simulation.stepper.change(new, carry))
         carry, t, steps = new, t + dt, steps + 1
         values = diagnostics(params, carry)
+        for name in COUNTERS:
+            totals[name] += float(values[name])
         if not np.isnan(float(values["time_to_short"])):
             break
         dt = float(np.clip(dt * min(1.2, max(0.2, target / max(change, 1e-12))), *dt_range))
         dt = min(dt, t_end - t) if t_end - t > 1e-12 else dt
-    return {k: float(v) for k, v in values.items()}, t, steps
+    return {k: float(v) for k, v in values.items()}, t, steps, totals
 
 
 def main():
@@ -63,11 +92,15 @@ def main():
     parser.add_argument("--shape", type=int, default=32)
     parser.add_argument("--t-end", type=float, default=120.0, help="s")
     parser.add_argument("--out", type=Path, default=Path("outputs/filament_short"))
+    parser.add_argument("--advance-scale", type=float, default=10.0,
+                        help="crack_advance_scale, um (0: dt from the largest damage change per cell)")
+    parser.add_argument("--area-passes", type=int, default=4, help="area_passes (0: the explicit interface)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spacing = 32.0 / args.shape
     base = fm.Config(size=[32.0, 32.0], shape=[args.shape, args.shape], length=2 * spacing, flaw_depth=4.0,
-                     control="current", max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5)
+                     control="current", max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5,
+                     crack_advance_scale=args.advance_scale, area_passes=args.area_passes)
     simulation = fm.build(base, TimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
@@ -80,9 +113,11 @@ def main():
     for current in args.currents:
         params = dataclasses.replace(base, current_density=current)
         start = time.time()
-        values, t, steps = run(simulation, step, diagnostics, params, args.t_end)
+        values, t, steps, totals = run(simulation, step, diagnostics, params, args.t_end)
         rows.append({"current_mA_cm2": current, "time_to_short_s": values["time_to_short"], "t_s": t,
-                     "steps": steps, "overpotential_mV": values["overpotential"],
+                     "steps": steps, "passes": totals["pressure_passes"], "ud_iterations": totals["iterations"],
+                     "cg_iterations": totals["elasticity_iterations"],
+                     "damage_cg_iterations": totals["damage_iterations"], "overpotential_mV": values["overpotential"],
                      "li_pressure_MPa": values["li_pressure"], "crack_depth_um": values["crack_depth"],
                      "cell_voltage_V": values["cell_voltage"], "seconds": time.time() - start})
         print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)

@@ -46,6 +46,21 @@ its); the damage solve is now a quarter of a quiet step. Before (same command, 2
       512          41.860     374       0.274           0.0008    56.770       1        1     545
 
 CG iterations of a cold solve still grow with N at this geometry (100, 144, 231: about N^0.6).
+
+2026-12-01, quiet machine (``python experiments/filament_timing.py --shapes 128 256 512 --repeats 1``; the step now
+with ``area_passes: 4`` and ``crack_advance_scale: 10``; split of the step by its counters, see :func:`split`)::
+
+    cold solves (s, iterations) | one step (s), its counters and its split (s) by the counters
+        N   elast  its  damage  its  electro |    step passes  u-d    CG dmgCG   elast  damage  electro   other
+      128   0.106  100   0.008   49   0.0004 |   0.050      1    1    33    32   0.035   0.005   0.0004   0.010
+      256   0.672  144   0.047   53   0.0004 |   0.338      1    1    52    44   0.243   0.039   0.0004   0.057
+      512   5.526  231   0.236   58   0.0006 |   2.407      1    1    87    35   2.081   0.142   0.0006   0.183
+
+A CG iteration costs 1.06 / 4.7 / 24 ms at 128 / 256 / 512^2 (at 512^2 the preconditioner's mirrored FFTs and
+per-mode products ~23 ms, the operator 2.6 ms, profiled under load), a damage CG iteration 0.16 / 0.9 / 4.1 ms;
+electrochemistry is scalar work (< 1 ms). Elasticity is 70-86 % of a step, damage 6-12 %. A growing step at 128^2
+(run to short, ``filament_short.py --shape 128``) makes 13 passes, 100 u-d and 11 300 CG iterations on average: 12 s of
+elasticity (16 s per step measured, partly under load).
 """
 from __future__ import annotations
 
@@ -82,7 +97,7 @@ def time_parts(n: int, repeats: int = 3) -> dict:
     full step's compile time (its first call less a steady one) and its mechanics counters."""
     spacing = 32.0 / n
     config = fm.Config(size=[32.0, 32.0], shape=[n, n], length=2 * spacing, flaw_depth=4.0, control="current",
-                       current_density=1.0)
+                       current_density=1.0, area_passes=4, crack_advance_scale=10.0)
     simulation = fm.build(config, TimeSolverConfig())
     grid, params = simulation.grid, config
     problem = fr.FractureProblem(grid, fm.WALLS)
@@ -107,9 +122,9 @@ def time_parts(n: int, repeats: int = 3) -> dict:
     def damage(displacement, d):
         drive = fr.driving_force(displacement, d, mat, problem)
         trace = sum(normal_strains(displacement, grid, fm.WALLS))
-        return fr.solve_damage(drive, pressure * trace, d, jnp.ones_like(d), d, mat, model, problem)[0]
+        return fr.solve_damage(drive, pressure * trace, d, jnp.ones_like(d), d, mat, model, problem)[1]
 
-    t_d, _ = timed(damage, solution.displacement, state.damage, repeats=repeats)
+    t_d, damage_iterations = timed(damage, solution.displacement, state.damage, repeats=repeats)
 
     @jax.jit
     def electrochemistry(d, li_volume):
@@ -129,10 +144,23 @@ def time_parts(n: int, repeats: int = 3) -> dict:
     t_e, _ = timed(electrochemistry, state.damage, jnp.asarray(0.25), repeats=repeats)
     t_s, new = timed(step, params, carry, 0.1, repeats=repeats)
     info = new["cache"]["info"]
-    return {"n": n, "elasticity_s": t_el, "elasticity_iterations": int(solution.iterations), "damage_s": t_d,
-            "electrochemistry_s": t_e, "step_s": t_s, "step_compile_s": max(first_step - t_s, 0.0),
-            "passes": int(info["passes"]), "ud_iterations": int(info["iterations"]),
-            "step_cg_iterations": int(info["elasticity_iterations"])}
+    out = {"n": n, "elasticity_s": t_el, "elasticity_iterations": int(solution.iterations), "damage_s": t_d,
+           "damage_iterations": int(damage_iterations), "electrochemistry_s": t_e, "step_s": t_s,
+           "step_compile_s": max(first_step - t_s, 0.0), "passes": int(info["passes"]),
+           "ud_iterations": int(info["iterations"]), "step_cg_iterations": int(info["elasticity_iterations"]),
+           "step_damage_iterations": int(info["damage_iterations"]), "area_passes": int(info["area_passes"])}
+    return out | split(out)
+
+
+def split(r: dict) -> dict:
+    """The step's seconds split by its counters: elasticity = its CG iterations x the cold solve's seconds per
+    iteration, damage = its damage CG iterations x the cold damage solve's, electrochemistry = one deposit per
+    area pass, the rest (driving force, geometry, mechanics loop bookkeeping) what is left."""
+    elasticity = r["step_cg_iterations"] * r["elasticity_s"] / max(r["elasticity_iterations"], 1)
+    damage = r["step_damage_iterations"] * r["damage_s"] / max(r["damage_iterations"], 1)
+    electrochemistry = (1 + r["area_passes"]) * r["electrochemistry_s"]
+    return {"step_elasticity_s": elasticity, "step_damage_s": damage, "step_electrochemistry_s": electrochemistry,
+            "step_other_s": r["step_s"] - elasticity - damage - electrochemistry}
 
 
 def run_revision(revision: str, shapes, repeats: int) -> list:
@@ -178,13 +206,17 @@ def main():
             print(f"{b['n']:5d} {mb:8.0f} {ma:8.0f} {ib:5d} {ia:5d} {cb:6.2f} {ca:6.2f} {b['step_s']:7.3f} "
                   f"{a['step_s']:7.3f} {b['step_cg_iterations']:6d} {a['step_cg_iterations']:6d}", flush=True)
         return
-    print(f"{'N':>5s} {'elasticity (s)':>14s} {'CG its':>6s} {'damage (s)':>10s} {'electrochem (s)':>15s} "
-          f"{'step (s)':>9s} {'passes':>6s} {'u-d its':>7s} {'CG its':>7s}")
+    print("cold solves (s, iterations) | one step (s), its counters and its split (s) by the counters")
+    print(f"{'N':>5s} {'elast':>7s} {'its':>4s} {'damage':>7s} {'its':>4s} {'electro':>8s} | {'step':>7s} "
+          f"{'passes':>6s} {'u-d':>4s} {'CG':>5s} {'dmgCG':>5s} {'elast':>7s} {'damage':>7s} {'electro':>8s} "
+          f"{'other':>7s}")
     for n in args.shapes:
         r = time_parts(n, args.repeats)
-        print(f"{n:5d} {r['elasticity_s']:14.3f} {r['elasticity_iterations']:6d} {r['damage_s']:10.3f} "
-              f"{r['electrochemistry_s']:15.4f} {r['step_s']:9.3f} {r['passes']:6d} {r['ud_iterations']:7d} "
-              f"{r['step_cg_iterations']:7d}", flush=True)
+        print(f"{n:5d} {r['elasticity_s']:7.3f} {r['elasticity_iterations']:4d} {r['damage_s']:7.3f} "
+              f"{r['damage_iterations']:4d} {r['electrochemistry_s']:8.4f} | {r['step_s']:7.3f} {r['passes']:6d} "
+              f"{r['ud_iterations']:4d} {r['step_cg_iterations']:5d} {r['step_damage_iterations']:5d} "
+              f"{r['step_elasticity_s']:7.3f} {r['step_damage_s']:7.3f} {r['step_electrochemistry_s']:8.4f} "
+              f"{r['step_other_s']:7.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -175,3 +175,45 @@ def test_onset_formula_reproduces_physics_md():
 
 def onset_mv(toughness, depth):
     return 1e3 * fl.onset_overpotential(150.0, 0.257, toughness, depth, OMEGA, 1.0)
+
+
+def test_implicit_interface_settles_and_conserves_lithium(growing):
+    """The last growing step again, at twice its dt, with ``area_passes``: the deposit is repeated with the Li
+    interface of the end of the step until it no longer changes, so the filament area it plated on is ``2 x`` the
+    Li front of the state it returns; with ``area_passes`` = 0 it is the front of the step's start, shorter on
+    this step. The plated Li stays the filament's plus the anode's."""
+    records, carries = growing
+    params = dataclasses.replace(CONFIG, overpotential=-1.5 * onset(1.5), flaw_depth=1.5)
+    start, dt, before = carries[-2], 2.0 * records[-1]["dt"], records[-2]
+    for passes in (0, 4):
+        p = dataclasses.replace(params, area_passes=passes)
+        carry = STEP(p, start, dt)
+        d = DIAGNOSTICS(p, carry)
+        area, front = float(carry["cache"]["filament_area"]), float(d["filament_depth"])
+        assert front > before["filament_depth"], "the front must move on this step"
+        if passes == 0:
+            assert area == pytest.approx(2.0 * before["filament_depth"], rel=1e-12)
+        else:
+            assert 1 <= float(d["area_passes"]) < passes
+            assert area == pytest.approx(2.0 * front, rel=1e-12)
+        plated = float(d["plated_volume"]) - before["plated_volume"]
+        assert plated == pytest.approx(float(d["li_volume"]) - before["li_volume"] + float(d["anode_volume"])
+                                       - before["anode_volume"], rel=1e-10)
+
+
+def test_crack_advance_sets_the_step_change():
+    """``crack_advance_scale`` > 0: the adaptive-dt change of a step is the crack's advance (columns from the
+    anode with max d >= 1/2) over the scale, or the relative Li pressure change if larger; 0: the largest
+    damage change."""
+    config = dataclasses.replace(CONFIG, shape=[16, 16], crack_advance_scale=2.0)
+    simulation = fm.build(config, TimeSolverConfig())
+    grid = simulation.grid
+    old = simulation.stepper.init(config, {"damage": fm.flaw_cells(grid, 4.0)})
+    damage = fm.flaw_cells(grid, 7.0)  # 3 cells of 1 um deeper
+    damage[:5, :] = np.maximum(damage[:5, :], 0.3)  # damage change 0.3 that does not lengthen the crack
+    new = {**old, "state": {**old["state"], "fracture": {**old["state"]["fracture"], "damage": jnp.asarray(damage)}}}
+    assert float(simulation.stepper.change(new, old)) == pytest.approx(3.0 / 2.0)
+    pressured = {**old, "state": {**old["state"], "li_pressure": jnp.asarray(0.2)}}  # 0 -> 0.2 GPa, no advance
+    assert float(simulation.stepper.change(pressured, old)) == pytest.approx(1.0)
+    per_cell = fm.build(dataclasses.replace(config, crack_advance_scale=0.0), TimeSolverConfig())
+    assert float(per_cell.stepper.change(new, old)) == pytest.approx(1.0)
