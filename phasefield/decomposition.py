@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from phasefield.config import ConfigError
 
 AXIS = "x"
+DECOMPOSED = ("spinodal", "dendrite")  # the scenarios that take solver.decomposition=slabs
 log = logging.getLogger("phasefield")
 
 
@@ -49,11 +50,22 @@ class Slabs:
                                                 f"the {self.count} devices of solver.decomposition=slabs")
 
 
+def laid_out(slabs: Slabs | None, tree, shape):
+    """``tree`` on the slabs: its leaves of the grid's ``shape`` split along x, every other leaf (a step's
+    scalars) whole on every device; unchanged for ``slabs=None``. A stepper pins its carry with it, in
+    ``init`` and at the end of every step, so that the loop carry keeps one layout."""
+    if slabs is None:
+        return tree
+    shape = tuple(shape)
+    return jax.tree_util.tree_map(lambda u: slabs.constrain(u, 0 if u.shape == shape else None), tree)
+
+
 def one_device(solver, scenario: str):
     """Refuse ``solver.decomposition`` other than ``none`` for a scenario that is not decomposed yet."""
     if solver.decomposition != "none":
         raise ConfigError("solver.decomposition", solver.decomposition,
-                          f"'none' for scenario {scenario} (it runs on one device; slabs: scenario spinodal)")
+                          f"'none' for scenario {scenario} (it runs on one device; slabs: scenarios "
+                          f"{', '.join(DECOMPOSED)})")
 
 
 def slabs_for(decomposition: str, shape, key: str = "scenario.shape") -> Slabs | None:

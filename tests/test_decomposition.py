@@ -2,7 +2,9 @@
 
 The slab transforms of :class:`SpectralBasis` are checked against the one-device transforms (the same
 class without slabs) and against their own inverse; the decomposed spinodal run against the one-device
-run, 100 steps of each scheme in 2D and 3D; the compiled step is read for its collectives.
+run, 100 steps of each scheme in 2D and 3D; the decomposed dendrite (held voltage, noise on) against the
+one-device run and the one-device run's own sensitivity to 1 ulp; the compiled steps are read for their
+collectives.
 """
 import json
 import os
@@ -17,7 +19,7 @@ from phasefield.config import ConfigError, validate_run
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
-import json, sys
+import json, re, sys
 import jax, jax.numpy as jnp, numpy as np
 import phasefield
 from phasefield.config import ConfigError, validate_run
@@ -64,6 +66,48 @@ for variant, shape, scheme, dt in (("a", [32, 24], "explicit", 0.0025), ("a", [3
         "difference": float(jnp.max(jnp.abs(split - one)) / jnp.max(jnp.abs(one))),
         "change": float(jnp.max(jnp.abs(one - start))), "layout": list(split.sharding.spec),
         "collectives": collectives(hlo), "bytes": collective_bytes(hlo)}
+
+# dendrite (reaction formulation, held voltage, noise on): 10 steps on 1 device, on 4 devices and from a start 1 ulp
+# off on 1 device; then 10 more on 1 device from the first 10 and from the 4-device state restored there
+# (checkpoint_part/restore_carry)
+from phasefield.operators.elliptic import COARSEST_CELLS
+from phasefield.physics.electrodeposition import langevin_kick
+from phasefield.runner import checkpoint_part, restore_carry
+DENDRITE = {"name": "dendrite", "size": [4.0, 2.0], "shape": [16, 8], "electrode_position": 1.0,
+            "short_circuit_gap": 1.0, "nuclei": [[1.0, 1.0]], "voltage": -0.2, "noise_amplitude": 0.5}
+
+def dendrite(decomposition, steps=10, dt=0.02):
+    simulation = build(validate_run({"scenario": DENDRITE, "solver": {"dt": dt, "decomposition": decomposition}}))
+    params = device_parameters(simulation.parameters, "float64")
+    carry = initial_carry(simulation, params)
+    advance = jax.jit(lambda c: jax.lax.fori_loop(0, steps, lambda i, c: simulation.stepper.step(params, c, dt), c))
+    return simulation, params, carry, advance.lower(carry).compile()
+
+one_simulation, one_params, start, one = dendrite("none")
+_, _, split_start, split = dendrite("slabs")
+halfway, split_halfway = one(start), split(split_start)
+runs = {"split": (split_halfway, halfway), "resumed": (one(restore_carry(one_simulation, one_params, jax.tree.map(
+            np.asarray, checkpoint_part(split_halfway)))), one(halfway)),
+        "ulp": (one({**start, "state": {**start["state"], "xi": jnp.nextafter(start["state"]["xi"], 2.0)}}), halfway)}
+hlo = split.as_text()
+gathered = re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(.*potential_solve", hlo)
+out["dendrite"] = {
+    "difference": {run: {name: float(jnp.max(jnp.abs(carry["state"][name] - reference["state"][name]))
+                                      / jnp.max(jnp.abs(reference["state"][name]))) for name in ("xi", "c", "phi")}
+                   for run, (carry, reference) in runs.items()},
+    "change": float(jnp.max(jnp.abs(halfway["state"]["xi"] - start["state"]["xi"]))),
+    "layout": [list(split_halfway["state"][name].sharding.spec) for name in ("xi", "c", "phi")],
+    "collectives": collectives(hlo), "gathered": gathered, "coarsest": COARSEST_CELLS}
+# the noise: one draw per global cell, the same on 1 and 4 devices, whatever jax_threefry_partitionable says
+xi = np.asarray(start["state"]["xi"])
+key = jax.random.PRNGKey(3)
+jax.config.update("jax_threefry_partitionable", False)
+kick = jax.jit(lambda u: langevin_kick(u, u, 1.0, (1.0, key)))
+on_one, on_four = np.asarray(kick(xi)), kick(jax.device_put(xi, slabs.sharding(2)))
+jax.config.update("jax_threefry_partitionable", True)
+expected = xi + np.asarray(jax.random.normal(key, xi.shape)) * 16.0 * (xi * (1.0 - xi)) ** 2
+out["noise"] = {"devices": float(np.abs(np.asarray(on_four) - on_one).max()), "layout": list(on_four.sharding.spec),
+                "expected": float(np.abs(on_one - expected).max()), "size": float(np.abs(on_one - xi).max())}
 try:
     build(validate_run({"scenario": {"name": "spinodal", "shape": [30, 32]}, "solver": {"decomposition": "slabs"}}))
 except ConfigError as error:
@@ -135,7 +179,7 @@ def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
     assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
 
 
-def test_decomposition_is_a_spinodal_solver_key_and_no_batch_takes_it():
+def test_decomposition_is_a_spinodal_and_dendrite_solver_key_and_no_batch_takes_it():
     from phasefield.batch import run_batch
     from phasefield.runner import build
 
@@ -145,6 +189,8 @@ def test_decomposition_is_a_spinodal_solver_key_and_no_batch_takes_it():
         validate_run({**config, "solver": {"decomposition": "pencils"}})
     with pytest.raises(ConfigError, match="solver.decomposition"):
         build(validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}}))
+    with pytest.raises(ConfigError, match="solver.decomposition"):
+        build(validate_run({"scenario": {"name": "dendrite_solid"}, "solver": {"decomposition": "slabs"}}))
     with pytest.raises(ConfigError, match="solver.decomposition"):
         run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
 
@@ -168,3 +214,43 @@ def test_run_split_over_4_devices_resumes_on_one(four_devices):
     difference = np.abs(resumed["fields"]["c"] - straight["fields"]["c"]).max()
     assert difference < 1e-12 * np.abs(straight["fields"]["c"]).max()
     assert np.abs(straight["fields"]["c"][-1] - straight["fields"]["c"][0]).max() > 1e-3
+
+
+def test_decomposed_dendrite_equals_one_device_run(four_devices):
+    """Reaction formulation, held voltage, noise on, 16 x 8 cells, 10 steps: xi and c equal the one-device
+    run to 1e-12; phi (an ill-conditioned solve, conductivity contrast 1e6) within 10 times what a 1-ulp
+    change of the starting xi makes on one device (both about 1e-11, also after 100 steps)."""
+    result = four_devices["dendrite"]
+    assert result["change"] > 0.05  # the front moved
+    assert result["layout"] == [["x"]] * 3
+    split, ulp = result["difference"]["split"], result["difference"]["ulp"]
+    assert split["xi"] < 1e-12 and split["c"] < 1e-12, split
+    assert split["phi"] < 10 * max(ulp["phi"], 1e-13), (split, ulp)
+
+
+def test_dendrite_state_written_on_4_devices_continues_on_one(four_devices):
+    """The checkpointed part of the 4-device carry after 10 steps, restored on 1 device and run 10 more
+    steps, is the one-device run of 20 steps (to the round-off of the split run)."""
+    resumed, split = four_devices["dendrite"]["difference"]["resumed"], four_devices["dendrite"]["difference"]["split"]
+    assert resumed["xi"] < 1e-12 and resumed["c"] < 1e-12, resumed
+    assert resumed["phi"] < 10 * max(split["phi"], 1e-13), (resumed, split)
+
+
+def test_decomposed_dendrite_step_gathers_only_the_coarsest_multigrid_level(four_devices):
+    """Halo exchanges and transposes; the only all-gathers are the multigrid's coarsest level (at most
+    COARSEST_CELLS unknowns: its vector or its matrix), solved on every device."""
+    result = four_devices["dendrite"]
+    counts, coarsest = result["collectives"], result["coarsest"]
+    assert counts["collective-permute"] > 0 and counts["all-to-all"] > 0, counts
+    assert len(result["gathered"]) == counts["all-gather"] > 0, (result["gathered"], counts)
+    for dims in result["gathered"]:
+        dims = [int(d) for d in dims.split(",")]
+        assert all(d <= coarsest for d in dims) and (len(dims) == 1 or dims == [dims[0]] * 2), dims
+
+
+def test_noise_is_one_draw_per_global_cell_on_any_device_count(four_devices):
+    """The Langevin kick on 4 devices is the kick on 1 bit for bit, and both are the partitionable-threefry
+    draw of the whole grid from the key (also where jax_threefry_partitionable is off)."""
+    noise = four_devices["noise"]
+    assert noise["devices"] == 0.0 and noise["layout"][:1] == ["x"]
+    assert noise["expected"] < 1e-15 and noise["size"] > 0.1

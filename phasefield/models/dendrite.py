@@ -145,6 +145,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, face_gradient, gradient
 from phasefield.physics.electrochemistry import (
@@ -614,6 +615,9 @@ class SolverConfig(TimeSolverConfig):
     precision: str = option("float64", choices=("float32", "float64"),
                             help="working precision of the fields (float32: reaction formulation only; the solver "
                                  "tolerances are raised to what it resolves, 100-1000 epsilon)")
+    decomposition: str = option("none", choices=("none", "slabs"),
+                                help="none: one device; slabs: the grid split along x over all devices "
+                                     "(x cells divisible by the device count)")
 
 
 @register_scenario("dendrite", Config, SolverConfig)
@@ -621,7 +625,10 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     """The dendrite simulation; ``coupling`` adds physics (``dendrite_solid``: mechanics).
 
     Only the static options set up structure here (grid, basis, branches); every number is read
-    from ``params`` inside the stepper's functions.
+    from ``params`` inside the stepper's functions. ``solver.decomposition=slabs``: every grid field of the
+    carry split along x over the devices (:func:`phasefield.decomposition.laid_out`), the cosine basis
+    the slab one; JAX's partitioner splits the rest (halos, all-reduces, the multigrid's coarsest level
+    gathered onto every device).
     """
     grid = make_grid(config)
     ndim = grid.ndim
@@ -633,7 +640,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     if grand and coupling is not None:
         raise ConfigError("scenario.formulation", config.formulation,
                           "'reaction' or 'chen2015' with coupled physics (grand_potential: the liquid model only)")
-    basis = SpectralBasis(grid, Boundary.uniform(ndim, "neumann"), dtype)
+    slabs = slabs_for(solver.decomposition, grid.shape)
+    basis = SpectralBasis(grid, Boundary.uniform(ndim, "neumann"), dtype, slabs)
     electrode_area = float(np.prod(grid.lengths[1:]))  # um^(d-1)
     transverse_area = grid.cell_volume / grid.spacing[0]
     reservoir = config.electrolyte_boundary == "reservoir"
@@ -695,9 +703,9 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             own["history"]["order_rate"] = jnp.zeros(grid.shape, dtype)
             own["cache"]["transport_residual"] = jnp.asarray(0.0, dtype)
         if coupling is None:
-            return own
+            return laid_out(slabs, own, grid.shape)
         extra = coupling.init(params, xi)
-        return {part: {**extra.get(part, {}), **own[part]} for part in CARRY_PARTS}
+        return laid_out(slabs, {part: {**extra.get(part, {}), **own[part]} for part in CARRY_PARTS}, grid.shape)
 
     def next_carry(state, coupled, xi, dt, exchange, phi, voltage, potential, cell_current, passed, inflow,
                    history_extra, extra=None):
@@ -727,7 +735,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             },
         }
         extra = extra or {}
-        return {part: {**coupled.get(part, {}), **own[part], **extra.get(part, {})} for part in CARRY_PARTS}
+        return laid_out(slabs, {part: {**coupled.get(part, {}), **own[part], **extra.get(part, {})}
+                                for part in CARRY_PARTS}, grid.shape)
 
     def reaction_step(params, carry, dt):
         """One step of the reaction formulation (module docstring)."""
@@ -1004,7 +1013,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         scale = electrolyte_sites(params) / params.reference_concentration  # Li per site -> per c_ref
         inflow = dt * transport.wall_inflow * transverse_area / electrode_area * scale
         content = li_content(transport.w, h_new, sites)
-        return {
+        return laid_out(slabs, {
             "state": {
                 **state,
                 "xi": xi_new,
@@ -1025,7 +1034,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "potential_iterations": potential.iterations,
                 "potential_residual": potential.residual,
             },
-        }
+        }, grid.shape)
 
     def fields(params, carry):
         state = carry["state"]

@@ -88,6 +88,7 @@ import jax
 import jax.numpy as jnp
 
 from phasefield.config import ConfigError, option, scenario_parameters
+from phasefield.decomposition import one_device
 from phasefield.grid import Boundary
 from phasefield.models import dendrite
 from phasefield.operators import gradient
@@ -182,6 +183,7 @@ def phase_moduli(params: Config):
 @register_scenario("dendrite_solid", Config, dendrite.SolverConfig)
 def build(config: Config, solver) -> Simulation:
     """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling."""
+    one_device(solver, "dendrite_solid")
     grid = dendrite.make_grid(config)
     ndim = grid.ndim
     components = tensor_components(ndim)

@@ -220,11 +220,13 @@ def allen_cahn_update(xi, dt, basis: SpectralBasis, mobility, barrier, kappa, an
 
 def langevin_kick(xi, relaxed, dt, noise):
     """``relaxed + A sqrt(dt) N(0,1) 16 xi^2 (1 - xi)^2`` (``noise = (A, key)``, A in 1/sqrt(s), dt in s): the
-    interface noise of a step from ``xi``, skipped (``lax.cond``) where ``A = 0``."""
+    interface noise of a step from ``xi``, skipped (``lax.cond``) where ``A = 0``. The draws are
+    counter-based (partitionable threefry): the same field on any number of devices and any split."""
     amplitude, key = noise
 
     def kick():
-        normal = jax.random.normal(key, xi.shape, relaxed.dtype)
+        with jax.threefry_partitionable(True):  # each cell's draw from the key and its global index alone
+            normal = jax.random.normal(key, xi.shape, relaxed.dtype)
         return relaxed + amplitude * jnp.sqrt(dt) * normal * 16.0 * (xi * (1.0 - xi)) ** 2
 
     return jax.lax.cond(amplitude > 0, kick, lambda: relaxed)
