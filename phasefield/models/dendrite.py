@@ -275,7 +275,7 @@ class Config:
     diffusivity_metal: float = option(7.5e-13, min=0.0, help="Li+ diffusivity inside the metal, m^2/s")
     conductivity_electrolyte: float = option(1.19, min=0.0, exclusive=True, help="ionic conductivity, S/m")
     conductivity_metal: float = option(1.0e7, min=0.0, exclusive=True, help="electronic conductivity of Li, S/m")
-    electronic_conductivity: float = option(0.0, min=0.0, max=1.0,
+    electronic_conductivity: float = option(0.0, min=0.0, max=1.0, static=True,
                                             help="reaction formulation: electronic (leakage) conductivity of the "
                                                  "electrolyte, S/m (LLZO about 1e-6); > 0 solves the metal's potential "
                                                  "phi_s: isolated metal floats, and the leakage current passes charge "
