@@ -498,6 +498,53 @@ class ElectrolytePotential(NamedTuple):
     residual: jnp.ndarray
 
 
+def newton_potential(conductivity, boundary: Boundary, linearised_source: Callable, guess, grid: Grid,
+                     step_limit, tolerance, max_iterations: int) -> ElectrolytePotential:
+    """``phi`` (V) with ``-div(k grad phi) + g(phi) = 0`` (``k`` = ``conductivity``, S/m; walls ``boundary``),
+    ``linearised_source(phi) -> (g, dg/dphi)``, ``dg/dphi >= 0`` (a Butler-Volmer source and its slope).
+
+    Newton from ``guess``: each step is one symmetric definite solve ``(A + V D) x = -V (g - D phi)``
+    (``A = -V div(k grad)``, ``V`` the cell volume, ``D = dg/dphi`` a diagonal shift) by the multigrid CG
+    of :func:`phasefield.operators.elliptic.solve_potential`, each moving ``phi`` by at most ``step_limit``,
+    at most :data:`NEWTON_ITERATIONS` steps, until a step moves it less than :data:`NEWTON_TOLERANCE`.
+    The converged iterations are differentiated implicitly (``lax.custom_root``: a tangent or cotangent is
+    one more linear solve at the solution), so reverse mode passes the ``while_loop``."""
+
+    def balance(phi):
+        """``A phi + V g(phi)``: zero at the solution."""
+        return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * linearised_source(phi)[0]
+
+    def newton_iterations(_, start_guess):
+        def newton(state):
+            phi, _, iterations, _, count = state
+            source, derivative = linearised_source(phi)
+            solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi, grid,
+                                                                 boundary, phi, tolerance, max_iterations,
+                                                                 shift=derivative)
+            update = jnp.clip(solved - phi, -step_limit, step_limit)
+            return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
+
+        def going(state):
+            _, change, _, _, count = state
+            return (count < NEWTON_ITERATIONS) & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0))
+
+        start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
+                 jnp.asarray(0.0, guess.dtype), 0)
+        phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
+        return phi, (iterations.astype(guess.dtype), residual)  # custom_root's aux: floating point only
+
+    def linear_solve(linearised, rhs):
+        """``x`` with ``(A + V D) x = rhs``, ``D`` read off the linearised balance."""
+        ones = jnp.ones_like(rhs)
+        diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
+        solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
+                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0))
+        return solved
+
+    phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
+    return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
+
+
 @jax.named_call
 def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid, kinetics: Kinetics, weight,
                                 shift, charge_density, tolerance, max_iterations: int,
@@ -545,54 +592,16 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
                                                     electrolyte_boundary_conditions(grid.ndim), guess, tolerance,
                                                     max_iterations)
         return ElectrolytePotential(phi, iterations, residual)
-    boundary = electrolyte_boundary_conditions(grid.ndim)
 
-    def reaction_source(phi):
-        """``Q h' dxi/dt`` at the electrolyte potential ``phi``."""
+    def linearised_source(phi):
+        """``(g, dg/dphi_e)``, ``g = q(phi_e) - junction``, ``q = Q h' dxi/dt`` at the electrolyte potential."""
         argument = jnp.clip(kinetics.f * (voltage - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
         rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
-        return charge_density * slope * rate * (c - c_eq)
+        return (charge_density * slope * rate * (c - c_eq) - junction,
+                charge_density * slope * kinetics.f * rate * (kinetics.alpha * c + (1.0 - kinetics.alpha) * c_eq))
 
-    def balance(phi):
-        """``A phi + V q(phi)`` (``A = -V div(kappa grad)``, ``V`` the cell volume): zero at the solution."""
-        return apply_operator(conductivity, phi, grid, boundary) + grid.cell_volume * (reaction_source(phi) - junction)
-
-    def newton_iterations(_, start_guess):
-        def newton(state):
-            phi, _, iterations, _, count = state
-            argument = jnp.clip(kinetics.f * (voltage - phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
-            rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
-            source = charge_density * slope * rate * (c - c_eq)
-            derivative = (charge_density * slope * kinetics.f * rate
-                          * (kinetics.alpha * c + (1.0 - kinetics.alpha) * c_eq))
-            solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi - junction,
-                                                                 grid, boundary, phi, tolerance, max_iterations,
-                                                                 shift=derivative)
-            update = jnp.clip(solved - phi, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
-            return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
-
-        def going(state):
-            _, change, _, _, count = state
-            return (count < NEWTON_ITERATIONS) & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0))
-
-        start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
-                 jnp.asarray(0.0, guess.dtype), 0)
-        phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
-        return phi, (iterations.astype(guess.dtype), residual)  # custom_root's aux: floating point only
-
-    def linear_solve(linearised, rhs):
-        """``x`` with ``(A + V D) x = rhs``, ``D = dq/dphi >= 0`` (diagonal, read off the linearised balance):
-        the symmetric definite problem of one Newton step, for the same multigrid CG."""
-        ones = jnp.ones_like(rhs)
-        diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
-        solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
-                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0))
-        return solved
-
-    # the converged Newton iterations are differentiated implicitly (a tangent or cotangent is one more
-    # linear solve at the solution), so reverse mode passes the while_loop; the values are the loop's own
-    phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
-    return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
+    return newton_potential(conductivity, electrolyte_boundary_conditions(grid.ndim), linearised_source, guess,
+                            grid, NEWTON_STEP / kinetics.f, tolerance, max_iterations)
 
 
 def electronic_conductivity(xi, metal, leakage):
@@ -627,51 +636,20 @@ def solve_electronic_potential(conductivity, xi, c, phi_e, voltage, guess, grid:
     :data:`NEWTON_ITERATIONS` steps of at most :data:`NEWTON_STEP` ``/ f``; tangents by ``lax.custom_root``.
     """
     tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
-    boundary = cell_boundary(grid.ndim)
     wall = voltage * jnp.zeros_like(conductivity).at[0].set(-2.0 * conductivity[0] / grid.spacing[0] ** 2)
     slope = interpolation_slope(xi)
 
-    def reaction(phi):
-        """``(q, -dq/dphi_s)`` at ``phi_s = phi``."""
+    def linearised_source(phi):
+        """``(g, dg/dphi_s)``, ``g = wall - q(phi_s)``: the wall's Dirichlet term less the electrons the
+        reaction takes at the metal's potential ``phi``."""
         argument = jnp.clip(kinetics.f * (phi - phi_e) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
         rate, c_eq, _ = butler_volmer_linear(xi, argument, kinetics.reaction_rate, 0.0, kinetics.alpha, weight)
-        return (charge_density * slope * rate * (c - c_eq),
+        return (wall - charge_density * slope * rate * (c - c_eq),
                 charge_density * slope * kinetics.f * rate * (kinetics.alpha * jnp.maximum(c, 0.0)
                                                               + (1.0 - kinetics.alpha) * c_eq))
 
-    def balance(phi):
-        """``A phi - V_cell (q(phi) - wall)``: zero at the solution (``A = -V_cell div(sigma grad)``)."""
-        return apply_operator(conductivity, phi, grid, boundary) - grid.cell_volume * (reaction(phi)[0] - wall)
-
-    def newton_iterations(_, start_guess):
-        def newton(state):
-            phi, _, iterations, _, count = state
-            source, derivative = reaction(phi)
-            solved, solve_iterations, residual = solve_potential(conductivity, wall - source - derivative * phi, grid,
-                                                                 boundary, phi, tolerance, max_iterations,
-                                                                 shift=derivative)
-            update = jnp.clip(solved - phi, -NEWTON_STEP / kinetics.f, NEWTON_STEP / kinetics.f)
-            return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
-
-        def going(state):
-            _, change, _, _, count = state
-            return (count < NEWTON_ITERATIONS) & (change > working_tolerance(NEWTON_TOLERANCE, guess.dtype, 1000.0))
-
-        start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
-                 jnp.asarray(0.0, guess.dtype), 0)
-        phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
-        return phi, (iterations.astype(guess.dtype), residual)
-
-    def linear_solve(linearised, rhs):
-        """``x`` with ``(A + V_cell D) x = rhs``, ``D = -dq/dphi_s >= 0`` read off the linearised balance."""
-        ones = jnp.ones_like(rhs)
-        diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
-        solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
-                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0))
-        return solved
-
-    phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
-    return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
+    return newton_potential(conductivity, cell_boundary(grid.ndim), linearised_source, guess, grid,
+                            NEWTON_STEP / kinetics.f, tolerance, max_iterations)
 
 
 def electronic_wall_currents(conductivity, phi_s, voltage, grid: Grid):
