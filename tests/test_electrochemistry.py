@@ -159,6 +159,46 @@ def test_galvanostatic_run_stops_at_sand_time_on_its_last_good_fields():
     assert scalars["deposited_charge"][-1] <= current * 10 * times[-1] * 1e-4 * (1 + 1e-3)  # C/cm^2
 
 
+def test_constant_current_then_the_held_cutoff_carries_the_limiting_current_of_the_gap():
+    """CC-CV (at_cutoff=hold): 10 mA/cm^2 into 0.1 M salt across a 92 um gap to a reservoir, above its limiting
+    current. The applied current is carried until the salt at the front runs out (after Sand's time tau; the
+    finite gap delays it), then the electrode holds the cutoff, -0.5 V, and the current falls to the gap's
+    limiting current i_lim = F D c0 / ((1 - t+) L) (L from the deposit's front to the reservoir; c at the front
+    near 0) within 2 % (measured 0.3 % at 60 s); Li conserved to round-off and passed = deposited charge within
+    0.1 % throughout."""
+    current, diffusivity, t_plus, bulk, cutoff = 10.0, 3e-10, 0.38, 100.0, -0.5
+    tau = np.pi * diffusivity * (FARADAY * bulk / (2 * current * 10 * (1 - t_plus))) ** 2
+    times, scalars, _ = simulate(60.0, 2.0, size=[100.0, 1.0], shape=[200, 2], control="current",
+                                     current_density=current, voltage=-0.01, at_cutoff="hold",
+                                     cutoff_voltage=cutoff, bulk_concentration=bulk, reference_concentration=bulk,
+                                     diffusivity_electrolyte=diffusivity, diffusivity_metal=1e-16,
+                                     conductivity_electrolyte=0.12, transference_number=t_plus,
+                                     exchange_current_density=3.0)
+    assert times[-1] == 60.0  # no stop at the cutoff
+    held = scalars["cutoff_held"] > 0.5
+    switched = times[np.argmax(held)]
+    assert held[-1] and tau < switched < 3 * tau, (switched, tau)
+    np.testing.assert_allclose(scalars["cell_current_density"][1:][~held[1:]], current, rtol=2e-3)
+    assert np.all(scalars["electrode_potential"][~held] > cutoff)
+    np.testing.assert_array_equal(scalars["electrode_potential"][held], cutoff)
+    front = STRIP["electrode_position"] + thickness(scalars)[-1]
+    limiting = FARADAY * diffusivity * bulk / ((1 - t_plus) * (100.0 - front) * 1e-6) / 10  # mA/cm^2
+    assert abs(scalars["cell_current_density"][-1] / limiting - 1) < 0.02, (scalars["cell_current_density"][-1],
+                                                                           limiting)
+    balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
+    assert np.max(np.abs(balance)) < 1e-12 * scalars["total_li"][0]
+    assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3
+
+
+def test_the_held_cutoff_is_refused_outside_galvanostatic_reaction_runs():
+    for entries in ({"control": "voltage"}, {"control": "current", "formulation": "chen2015"},
+                    {"control": "current", "electronic_conductivity": 1e-6}):
+        with pytest.raises(ConfigError) as error:
+            validate_run({"scenario": {"name": "dendrite", **STRIP, "at_cutoff": "hold", **entries},
+                          "solver": SOLVER, "output": {}})
+        assert "scenario.at_cutoff" in str(error.value)
+
+
 def test_li_conserved_to_round_off_and_deposited_charge_equals_passed_charge():
     """Binary salt, closed far wall (Li+ enters only by migration, t+ i/F) and a reservoir: total Li
     changes by the recorded inflow to round-off; the charge through the counter electrode equals the

@@ -161,7 +161,7 @@ from phasefield.physics.electrodeposition import (
     IONIC_FLOOR,
     TRANSPORT_TOLERANCE,
     CURRENT_TOLERANCE,
-    VOLTAGE_RANGE,
+    ElectrolytePotential,
     Kinetics,
     allen_cahn_update,
     anisotropy_stable_dt,
@@ -205,11 +205,11 @@ from phasefield.units import (
 
 
 MIN_CELLS_ACROSS = 8  # cells along x: the metal, the diffuse interface and the electrolyte each need some
-CONTROL_MARGIN = 1e-3  # V: galvanostatic control counts as lost within this of the bottom of VOLTAGE_RANGE
+CONTROL_MARGIN = 1e-3  # V: galvanostatic control counts as lost within this of the cutoff_voltage
 LEAKAGE_PASSES = 4  # galvanostatic with leakage: most (phi_e, V) passes per step, until phi_e carries the applied
 # current less the leakage at the V found (one or two after the first step)
 CONTROL_SHORTFALL = 1e-3  # galvanostatic control also counts as lost where a step deposits this much (relative)
-# less than the applied current, and would still at the bottom of VOLTAGE_RANGE
+# less than the applied current, and would still at the cutoff_voltage
 MIN_CELLS_PER_INTERFACE = 4.0  # reaction formulation: interface thickness 2/k in cells (a flat front then moves at
 # the kinetic speed within 2 %, no stick-slip; at 3 cells within 4 %, at 2 it sticks at low current)
 
@@ -230,6 +230,12 @@ class Config:
                                                   "with control=current, the starting value")
     current_density: float = option(1.0, min=0.0, exclusive=True, max=1000.0,
                                      help="applied deposition current density, mA/cm^2 (control=current)")
+    cutoff_voltage: float = option(-2.0, min=-2.0, max=0.0,
+                                   help="control=current (reaction formulation): the lowest electrode potential, V "
+                                        "(a cycler's cutoff); reached past Sand's time")
+    at_cutoff: str = option("stop", choices=("stop", "hold"), static=True,
+                            help="control=current, at the cutoff_voltage: stop the run on its last good fields, or "
+                                 "hold that voltage from then on (constant current, then constant voltage: CC-CV)")
     formulation: str = option("reaction", choices=("reaction", "chen2015", "grand_potential"),
                               help="reaction: metal and electrolyte potentials coupled only by the Butler-Volmer "
                                    "current (battery conditions); chen2015: the literal single-potential model of "
@@ -321,6 +327,11 @@ class Config:
         if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")
+        if self.at_cutoff == "hold" and (self.control != "current" or self.formulation != "reaction"
+                                         or self.electronic_conductivity > 0.0):
+            raise ConfigError(f"{prefix}.at_cutoff", self.at_cutoff,
+                              "'stop' unless control=current, formulation=reaction and electronic_conductivity=0 "
+                              "(the held cutoff is a galvanostatic reaction-formulation protocol without leakage)")
         if self.electronic_conductivity > 0.0 and self.formulation != "reaction":
             raise ConfigError(f"{prefix}.electronic_conductivity", self.electronic_conductivity,
                               "0 (no leakage) for the chen2015 and grand_potential formulations (one potential)")
@@ -654,6 +665,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     reaction = config.formulation == "reaction"
     binary = config.electrolyte == "binary"
     leaky = reaction and config.electronic_conductivity > 0.0  # the metal's potential phi_s solved
+    cc_cv = galvanostatic and config.at_cutoff == "hold"  # constant current, then the cutoff voltage held
 
     def electronic_start(params, xi, voltage, guess):
         """``phi_s`` without reaction (div(sigma_s grad phi_s) = 0, V on the electrode wall): a first guess."""
@@ -690,6 +702,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "potential_residual": jnp.asarray(0.0, dtype),
             },
         }
+        if cc_cv:
+            own["state"]["held"] = jnp.asarray(0.0, dtype)  # 1 once the cutoff voltage is held
         if leaky:
             voltage = jnp.asarray(params.voltage, dtype)
             own["state"].update(phi_s=electronic_start(params, xi, voltage, jnp.full_like(xi, voltage)),
@@ -789,17 +803,26 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             """The leakage (A/m^2) when the electrode wall is at ``v``."""
             return 0.0 if not leaky else leakage + (v - voltage) * leakage_per_volt
 
-        taken = True  # galvanostatic control refuses the step past Sand's time
+        taken = True  # galvanostatic control refuses the step past Sand's time (at_cutoff=hold: holds the cutoff)
+        held = state["held"] > 0.5 if cc_cv else False  # CC-CV: the cutoff voltage held since an earlier step
         # 1. galvanostatic: the electrolyte potential with the applied current as its source (Butler-Volmer
         # distribution); a binary salt's diffusion current (liquid junction) at the step's starting c
         if galvanostatic:
-            junction, junction_wall = None, 0.0
+            junction, junction_wall = None, jnp.zeros((), dtype)
             if binary:
                 junction, junction_wall = junction_current(ionic, c, grid, reservoir, kinetics.bulk,
                                                            (2.0 * p.transference - 1.0) / p.f)
-            potential = solve_electrolyte_potential(ionic, xi, c, electrode, state["phi"], grid, kinetics, weight,
-                                                    shift, p.charge_density, params.potential_tolerance,
-                                                    max_iterations, ionic_target * electrode_area, junction)
+
+            def carrying_potential():
+                return solve_electrolyte_potential(ionic, xi, c, electrode, state["phi"], grid, kinetics, weight,
+                                                   shift, p.charge_density, params.potential_tolerance,
+                                                   max_iterations, ionic_target * electrode_area, junction)
+
+            if cc_cv:  # once the voltage is held, the held step below solves phi_e itself
+                potential = jax.lax.cond(held, lambda: ElectrolytePotential(
+                    state["phi"], jnp.zeros((), jnp.int32), jnp.zeros((), dtype)), carrying_potential)
+            else:
+                potential = carrying_potential()
         rate_phi = potential.phi if galvanostatic else state["phi"]
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
@@ -825,65 +848,93 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             return transport_exchange(xi_relaxed, c, overpotential, dt, diffusivity, grid, kinetics, reservoir,
                                       False, shift, c_guess, weight)
 
+        def electrolyte(c_solved):
+            """The conductivity and the diffusion current's source and wall current at the step's ``c'``."""
+            conductivity = ionic_conductivity(p, c_solved, xi_relaxed, binary) if effect.conductivity is None \
+                else effect.conductivity
+            if not binary:
+                return conductivity, jnp.zeros_like(c_solved), jnp.zeros((), c_solved.dtype)
+            return (conductivity,) + junction_current(conductivity, c_solved, grid, reservoir, kinetics.bulk,
+                                                      (2.0 * p.transference - 1.0) / p.f)
+
         if galvanostatic:
-            def control(potential, voltage_guess):
-                return hold_current(lambda v, guess: exchange_at(electrode_at(v) - potential.phi, guess),
-                                    lambda result: growth_per_area(xi, result.xi, dt, grid), target, voltage_guess, c,
-                                    (lambda v: leakage_at(v) * as_growth) if leaky else None)
+            cutoff = jnp.asarray(params.cutoff_voltage, dtype)
 
-            found, exchange = control(potential, voltage)
-            if leaky:  # again, phi_e carrying the applied current less the leakage at the V found, until V settles
-                def another_pass(state):
-                    _, previous, _, count = state
-                    ionic_target = jnp.maximum(target - leakage_at(previous) * as_growth, 1e-3 * target)
-                    solved = solve_electrolyte_potential(ionic, xi, c, electrode_at(previous), state[0].phi, grid,
-                                                         kinetics, weight, shift, p.charge_density,
-                                                         params.potential_tolerance, max_iterations,
-                                                         ionic_target * electrode_area, junction)
-                    return (solved,) + control(solved, previous) + (count + 1,)
+            def current_controlled(potential):
+                """The step at the applied current: ``(potential, exchange, V, metal potential, leakage, lost)``;
+                ``lost`` past Sand's time, the fields then those of the step's start."""
+                electrode_found, leakage_found = electrode, (leakage if leaky else jnp.zeros((), dtype))
 
-                def unsettled(state):
-                    potential, found, _, count = state
-                    ionic_target = jnp.maximum(target - leakage_at(found) * as_growth, 1e-3 * target)
-                    carried = electrolyte_current(ionic, potential.phi, grid) + junction_wall
-                    return (count < LEAKAGE_PASSES) & (jnp.abs(carried * as_growth / ionic_target - 1.0)
-                                                       > CURRENT_TOLERANCE * 10)
+                def control(potential, voltage_guess):
+                    return hold_current(lambda v, guess: exchange_at(electrode_at(v) - potential.phi, guess),
+                                        lambda result: growth_per_area(xi, result.xi, dt, grid), target,
+                                        voltage_guess, c, (lambda v: leakage_at(v) * as_growth) if leaky else None,
+                                        lowest=cutoff)
 
-                potential, found, exchange, _ = jax.lax.while_loop(unsettled, another_pass,
-                                                                   (potential, found, exchange, 0))
-                electrode, leakage = electrode_at(found), leakage_at(found)
-            voltage = found
-            # past Sand's time no electrode potential in range carries the current (V at the bottom; the deposit
-            # short of the applied current even at the bottom of the range; or the ohmic drop through the depleted
-            # salt alone takes phi_e below the range, and a V above phi_e strips the metal): the step is not taken,
-            # and V at the bottom stops the run on the last good fields
-            def carried(result, v):
-                return growth_per_area(xi, result.xi, dt, grid) + (leakage_at(v) * as_growth if leaky else 0.0)
+                found, exchange = control(potential, voltage)
+                if leaky:  # again, phi_e carrying the applied current less the leakage at the V found, until V settles
+                    def another_pass(state):
+                        _, previous, _, count = state
+                        ionic_target = jnp.maximum(target - leakage_at(previous) * as_growth, 1e-3 * target)
+                        solved = solve_electrolyte_potential(ionic, xi, c, electrode_at(previous), state[0].phi,
+                                                             grid, kinetics, weight, shift, p.charge_density,
+                                                             params.potential_tolerance, max_iterations,
+                                                             ionic_target * electrode_area, junction)
+                        return (solved,) + control(solved, previous) + (count + 1,)
 
-            def bottom_carries():
-                bottom = jnp.asarray(VOLTAGE_RANGE[0], dtype)
-                result = exchange_at(electrode_at(bottom) - potential.phi, exchange.solved)
-                return carried(result, bottom) >= (1.0 - CONTROL_SHORTFALL) * target
+                    def unsettled(state):
+                        potential, found, _, count = state
+                        ionic_target = jnp.maximum(target - leakage_at(found) * as_growth, 1e-3 * target)
+                        carried = electrolyte_current(ionic, potential.phi, grid) + junction_wall
+                        return (count < LEAKAGE_PASSES) & (jnp.abs(carried * as_growth / ionic_target - 1.0)
+                                                           > CURRENT_TOLERANCE * 10)
 
-            deficit = carried(exchange, voltage) < (1.0 - CONTROL_SHORTFALL) * target
-            cannot = deficit & ~jax.lax.cond(deficit, bottom_carries, lambda: jnp.asarray(True))
-            lost = ((voltage <= VOLTAGE_RANGE[0] + CONTROL_MARGIN) | (jnp.min(potential.phi) < VOLTAGE_RANGE[0])
-                    | cannot)
-            kept = exchange._replace(xi=xi, c=state["c"], wall_inflow=jnp.zeros_like(exchange.wall_inflow))
-            exchange = jax.tree.map(lambda old, new: jnp.where(lost, old, new), kept, exchange)
-            potential = potential._replace(phi=jnp.where(lost, state["phi"], potential.phi))
-            voltage = jnp.where(lost, jnp.asarray(VOLTAGE_RANGE[0], dtype), voltage)
-            taken = ~lost
+                    potential, found, exchange, _ = jax.lax.while_loop(unsettled, another_pass,
+                                                                       (potential, found, exchange, 0))
+                    electrode_found, leakage_found = electrode_at(found), leakage_at(found)
+                # past Sand's time no electrode potential down to the cutoff carries the current (V at the cutoff;
+                # the deposit short of the applied current even at the cutoff; or the ohmic drop through the
+                # depleted salt alone takes phi_e below the cutoff, and a V above phi_e strips the metal): the
+                # step is not taken; V at the cutoff then stops the run on the last good fields
+                # (at_cutoff=hold: the step is taken again at the held cutoff)
+                def carried(result, v):
+                    return growth_per_area(xi, result.xi, dt, grid) + (leakage_at(v) * as_growth if leaky else 0.0)
+
+                def cutoff_carries():
+                    result = exchange_at(electrode_at(cutoff) - potential.phi, exchange.solved)
+                    return carried(result, cutoff) >= (1.0 - CONTROL_SHORTFALL) * target
+
+                deficit = carried(exchange, found) < (1.0 - CONTROL_SHORTFALL) * target
+                cannot = deficit & ~jax.lax.cond(deficit, cutoff_carries, lambda: jnp.asarray(True))
+                lost = (found <= cutoff + CONTROL_MARGIN) | (jnp.min(potential.phi) < cutoff) | cannot
+                kept = exchange._replace(xi=xi, c=state["c"], wall_inflow=jnp.zeros_like(exchange.wall_inflow))
+                exchange = jax.tree.map(lambda old, new: jnp.where(lost, old, new), kept, exchange)
+                potential = potential._replace(phi=jnp.where(lost, state["phi"], potential.phi))
+                return potential, exchange, jnp.where(lost, cutoff, found), electrode_found, leakage_found, lost
+
+            if cc_cv:
+                def held_step():
+                    """The step at the held cutoff voltage (control=voltage's balanced step)."""
+                    balanced = solve_balanced_step(xi_relaxed, dt, cutoff, state["phi"], c, grid, kinetics, weight,
+                                                   shift, diffusivity, p.charge_density, params.potential_tolerance,
+                                                   max_iterations, lambda phi, guess: exchange_at(cutoff - phi, guess),
+                                                   electrolyte)
+                    return balanced.potential, balanced.exchange, balanced.conductivity, balanced.junction_wall
+
+                def not_tried():
+                    unused = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),  # the held step replaces it
+                                          jax.eval_shape(lambda: exchange_at(jnp.zeros_like(xi), c)))
+                    return potential, unused, cutoff, electrode, jnp.zeros((), dtype), jnp.asarray(True)
+
+                potential, exchange, voltage, electrode, leakage, lost = jax.lax.cond(
+                    held, not_tried, lambda: current_controlled(potential))
+                potential, exchange, ionic, junction_wall = jax.lax.cond(
+                    lost, held_step, lambda: (potential, exchange, ionic, junction_wall))
+                held = held | lost
+            else:
+                potential, exchange, voltage, electrode, leakage, lost = current_controlled(potential)
+                taken = ~lost
         else:
-            def electrolyte(c_solved):
-                """The conductivity and the diffusion current's source and wall current at the step's ``c'``."""
-                conductivity = ionic_conductivity(p, c_solved, xi_relaxed, binary) if effect.conductivity is None \
-                    else effect.conductivity
-                if not binary:
-                    return conductivity, jnp.zeros_like(c_solved), jnp.zeros((), c_solved.dtype)
-                return (conductivity,) + junction_current(conductivity, c_solved, grid, reservoir, kinetics.bulk,
-                                                          (2.0 * p.transference - 1.0) / p.f)
-
             if leaky:
                 def electronic_at(phi_e, phi_s):
                     return solve_electronic_potential(sigma_s, xi, c, phi_e, voltage, phi_s, grid, kinetics, weight,
@@ -907,7 +958,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
         inflow = (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area
         cell_current = jnp.where(taken, cell_current, 0.0)
-        extra = {}
+        extra = {"state": {"held": held.astype(dtype)}} if cc_cv else {}
         if leaky:  # the external circuit passes the ionic current and the leakage
             leakage = jnp.where(taken, leakage, 0.0)
             cell_current = cell_current + leakage
@@ -1072,19 +1123,20 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         return anisotropy_stable_dt(grid, p.allen_cahn_mobility, p.kappa, params.anisotropy_strength, mode)
 
     def control_lost(params, carry):
-        """Galvanostatic, reaction formulation: the electrode potential reached the bottom of its range
+        """Galvanostatic, reaction formulation, at_cutoff=stop: the electrode potential reached the cutoff
         (past Sand's time no potential carries the applied current through the depleted electrolyte)."""
-        return carry["state"]["voltage"] <= VOLTAGE_RANGE[0] + CONTROL_MARGIN
+        return carry["state"]["voltage"] <= params.cutoff_voltage + CONTROL_MARGIN
 
     def stop(params, carry):
-        if galvanostatic and reaction:
+        if galvanostatic and reaction and not cc_cv:
             return short_circuit(params, carry) | control_lost(params, carry)
         return short_circuit(params, carry)
 
     def stop_reason(params, carry):
-        if galvanostatic and reaction and bool(control_lost(params, carry)):
+        if galvanostatic and reaction and not cc_cv and bool(control_lost(params, carry)):
             return (f"the applied {float(params.current_density):g} mA/cm^2 could no longer be carried: the electrode "
-                    f"potential reached {VOLTAGE_RANGE[0]:g} V (the electrolyte at the deposit ran out: Sand's time)")
+                    f"potential reached the cutoff_voltage {float(params.cutoff_voltage):g} V (the electrolyte at the "
+                    "deposit ran out: Sand's time; at_cutoff=hold continues at that voltage)")
         return f"short circuit: the metal came within short_circuit_gap = {float(params.short_circuit_gap):g} um " \
                "of the far wall"
 
@@ -1122,6 +1174,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         scalar_info={**SCALAR_INFO, **(REACTION_SCALAR_INFO if reaction else {}),
                      **(GRAND_POTENTIAL_SCALAR_INFO if grand else {}),
                      **(LEAKAGE_SCALAR_INFO if leaky else {}),
+                     **(CUTOFF_SCALAR_INFO if cc_cv else {}),
                      **(coupling.scalar_info if coupling is not None else {})},
         scales={
             "length": (MICRON, "m"),
@@ -1160,6 +1213,11 @@ GRAND_POTENTIAL_SCALAR_INFO = {
     "transport_residual": Quantity("1", "largest Li-balance residual times dt of the last transport step, Li per site"),
 }
 
+
+CUTOFF_SCALAR_INFO = {
+    "cutoff_held": Quantity("1", "at_cutoff=hold: 0 while the applied current is carried, 1 once the cutoff_voltage "
+                                 "is held (constant voltage; cell_current_density then falls)"),
+}
 
 LEAKAGE_SCALAR_INFO = {
     "leakage_current_density": Quantity("mA/cm^2", "electronic current through the electrolyte into the counter "
@@ -1251,6 +1309,8 @@ def make_diagnostics(grid: Grid, config: Config):
             if leaky:
                 extra.update(leakage_current_density=current_density_from_si(cache["leakage_current"]),
                              leaked_charge=charge_from_si(state["leaked_charge"]))
+            if "held" in state:
+                extra["cutoff_held"] = state["held"]
         return {
             **extra,
             "deposited_capacity": charge_from_si(charge_per_um * deposited_um) / 3.6,

@@ -372,7 +372,7 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
 
 @jax.named_call
 def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_guess, c_guess,
-                 extra: Callable | None = None):
+                 extra: Callable | None = None, lowest=VOLTAGE_RANGE[0]):
     """The electrode potential ``V`` at which a step grows the applied current; secant iterations.
 
     exchange_at(V, c_guess) -> :class:`Exchange`: the step at electrode potential ``V``
@@ -384,8 +384,8 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
         electronic leakage), added to the growth.
     Each trial is one warm-started call of ``exchange_at``. The first trial is at
     ``voltage_guess`` (the last step's ``V``), the second 1 mV away downhill; ``V`` stays in
-    :data:`VOLTAGE_RANGE` (at its lower end past Sand's time, where no potential can deliver the
-    current). Returns ``(V, exchange)`` with ``exchange.iterations`` summed over the trials.
+    :data:`VOLTAGE_RANGE`, and above ``lowest`` (a cutoff; ``V`` at it past Sand's time, where no
+    potential can deliver the current). Returns ``(V, exchange)`` with ``exchange.iterations`` summed over the trials.
     """
     def trial(v, guess):
         result = exchange_at(v, guess)
@@ -409,7 +409,7 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
             # where the growth is saturated in V (the salt at the deposit used up within the step) the secant's
             # slope is round-off and may point uphill: then the largest step the way g says (g > 0: V up)
             update = jnp.where(update * g > 0, update, 0.1 * jnp.sign(g))
-            v_next = jnp.clip(v + update, VOLTAGE_RANGE[0], VOLTAGE_RANGE[1])
+            v_next = jnp.clip(v + update, jnp.maximum(lowest, VOLTAGE_RANGE[0]), VOLTAGE_RANGE[1])
             result_next, g_next = trial(v_next, result.solved)
             return v, g, v_next, g_next, result_next, iterations + result_next.iterations, count + 1
 
