@@ -1,17 +1,20 @@
-"""Benchmark: one dendrite or swelling run split into slabs over 1, 2, 4 ... devices (``solver.decomposition=slabs``).
+"""Benchmark: one dendrite, dendrite_solid or swelling run split into slabs over 1, 2, 4 ... devices
+(``solver.decomposition=slabs``).
 
     python experiments/bench_scaling.py                                  # dendrite 128 x 64, 1/2/4 forced CPU devices
     python experiments/bench_scaling.py --shape 256 128 --devices 1 2 4 --steps 20
     python experiments/bench_scaling.py --scenario swelling --shape 64 64  # one particle lithiating at 10C
+    python experiments/bench_scaling.py --scenario dendrite_solid        # the dendrite with its mechanics
     python experiments/bench_scaling.py --devices 0                      # the devices this process has (GPUs)
 
-Dendrite: the reaction formulation at a held voltage with noise (float64); swelling: one particle in 0.125 um
-cells at 10C, elastic-plastic (float64). A jitted loop of ``--steps`` steps, compiled once, timed on its second
-call. Per device count: the cell-update rate (CU/s = cells x steps / wall), the largest relative difference of
-the compared fields (dendrite xi, c, phi; swelling c, equivalent plastic strain, electrode potential) from the
-one-device run (and, as the scale of round-off, that of the one-device run from a start 1 ulp off in xi or c:
-row ``1 ulp``), and the collectives of the compiled loop
-(:func:`phasefield.decomposition.collectives`; bytes per device of their results, each instruction once:
+Dendrite (and dendrite_solid, with the default mechanics): the reaction formulation at a held voltage with
+noise (float64); swelling: one particle in 0.125 um cells at 10C, elastic-plastic (float64). A jitted loop of
+``--steps`` steps, compiled once, timed on its second call. Per device count: the cell-update rate (CU/s = cells x
+steps / wall), the largest relative difference of the compared fields (dendrite xi, c, phi; dendrite_solid also
+the pressure; swelling c, equivalent plastic strain, electrode potential) from the one-device run (and, as the
+scale of round-off, that of the one-device run from a start 1 ulp off in xi or c: row ``1 ulp``), and the
+collectives of the compiled loop (:func:`phasefield.decomposition.collectives`; bytes per device of their results,
+each instruction once:
 a collective inside the CG loops counts once, not once per iteration). Each count runs in its own subprocess
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; forced CPU devices share the machine's cores,
 so on a CPU this shows what the split run exchanges and that it gives the same answer, not how it scales.
@@ -29,8 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-FIELDS = {"dendrite": ("xi", "c", "phi"), "swelling": ("c", "equivalent_plastic_strain", "voltage")}
-DT = {"dendrite": 0.02, "swelling": 2.0}
+FIELDS = {"dendrite": ("xi", "c", "phi"), "dendrite_solid": ("xi", "c", "phi", "pressure"),
+          "swelling": ("c", "equivalent_plastic_strain", "voltage")}
+DT = {"dendrite": 0.02, "dendrite_solid": 0.02, "swelling": 2.0}
 
 
 def scenario(name, shape):
@@ -42,7 +46,7 @@ def scenario(name, shape):
                 "particles": [[size[0] / 2 - 0.25, *[s / 2 for s in size[1:]], min(size) / 4]],
                 "collector_thickness": 0.0, "separator_thickness": 0.5, "interface_thickness": 0.2,
                 "gradient_length": 0.1, "c_rate": 10.0}
-    return {"name": "dendrite", "size": [n / 4 for n in shape], "shape": list(shape),
+    return {"name": name, "size": [n / 4 for n in shape], "shape": list(shape),
             "electrode_position": shape[0] / 16, "short_circuit_gap": 1.0, "nuclei": [[shape[1] / 8, 1.0]],
             "voltage": -0.2, "noise_amplitude": 0.5}
 

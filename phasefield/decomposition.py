@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from phasefield.config import ConfigError
 
 AXIS = "x"
-DECOMPOSED = ("spinodal", "dendrite", "swelling")  # the scenarios that take solver.decomposition=slabs
+DECOMPOSED = ("spinodal", "dendrite", "dendrite_solid", "swelling")  # the scenarios that take decomposition=slabs
 log = logging.getLogger("phasefield")
 
 

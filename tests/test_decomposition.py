@@ -271,7 +271,7 @@ def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
     assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
 
 
-def test_decomposition_is_a_spinodal_dendrite_and_swelling_solver_key_and_no_batch_takes_it():
+def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_takes_it():
     from phasefield.batch import run_batch
     from phasefield.runner import build
 
@@ -282,10 +282,10 @@ def test_decomposition_is_a_spinodal_dendrite_and_swelling_solver_key_and_no_bat
     with pytest.raises(ConfigError, match="solver.decomposition"):
         build(validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}}))
     with pytest.raises(ConfigError, match="solver.decomposition"):
-        build(validate_run({"scenario": {"name": "dendrite_solid"}, "solver": {"decomposition": "slabs"}}))
+        build(validate_run({"scenario": {"name": "pfhub_electro"}, "solver": {"decomposition": "slabs"}}))
     with pytest.raises(ConfigError, match="solver.decomposition"):  # no such key in its solver schema
         validate_run({"scenario": {"name": "filament"}, "solver": {"decomposition": "slabs"}})
-    for name in ("dendrite", "swelling"):
+    for name in ("dendrite", "dendrite_solid", "swelling"):
         assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}).solver.decomposition \
             == "slabs"
     with pytest.raises(ConfigError, match="solver.decomposition"):
@@ -389,3 +389,74 @@ def test_decomposed_swelling_step_never_gathers_a_field(swelling_four_devices):
     block = 32 * (20 // 4) * 16
     assert counts["all-to-all"] > 0 and sent["all-to-all"] == counts["all-to-all"] * block, (counts, sent)
     assert counts["collective-permute"] > 0 and result["largest_permute"] <= 4 * 32 * 8, result
+
+
+DENDRITE_SOLID_SCRIPT = r"""
+import json, re, sys
+import jax, jax.numpy as jnp, numpy as np
+from phasefield.config import validate_run
+from phasefield.decomposition import collectives
+from phasefield.operators.elliptic import COARSEST_CELLS
+from phasefield.runner import build, device_parameters, initial_carry
+
+assert jax.device_count() == 4
+SCENARIO = json.loads(sys.argv[1])
+steps, dt = 10, 0.02
+
+def compiled(decomposition):
+    simulation = build(validate_run({"scenario": SCENARIO, "solver": {"dt": dt, "decomposition": decomposition}}))
+    params = device_parameters(simulation.parameters, "float64")
+    carry = initial_carry(simulation, params)
+    advance = jax.jit(lambda c: jax.lax.fori_loop(0, steps, lambda i, c: simulation.stepper.step(params, c, dt), c))
+    return carry, advance.lower(carry).compile()
+
+start, one = compiled("none")
+split_start, split = compiled("slabs")
+reference = one(start)
+runs = {"init": (split_start, start), "split": (split(split_start), reference),
+        "ulp": (one({**start, "state": {**start["state"], "xi": jnp.nextafter(start["state"]["xi"], 2.0)}}), reference)}
+names = {"xi": ("state", "xi"), "c": ("state", "c"), "phi": ("state", "phi"), "pressure": ("state", "pressure"),
+         "equivalent_plastic_strain": ("state", "equivalent_plastic_strain"),
+         "plastic_strain": ("state", "plastic_strain"), "displacement": ("history", "displacement")}
+hlo = split.as_text()
+print(json.dumps({
+    "difference": {run: {name: float(jnp.abs(carry[part][key] - ref[part][key]).max()
+                                     / jnp.maximum(jnp.abs(ref[part][key]).max(), 1e-300))
+                         for name, (part, key) in names.items()} for run, (carry, ref) in runs.items()},
+    "change": float(jnp.abs(reference["state"]["xi"] - start["state"]["xi"]).max()),
+    "plastic": float(jnp.max(reference["state"]["equivalent_plastic_strain"])),
+    "layout": {name: list(runs["split"][0][part][key].sharding.spec) for name, (part, key) in names.items()},
+    "collectives": collectives(hlo), "coarsest": COARSEST_CELLS,
+    "gathered": re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)}))
+"""
+# the dendrite of the tests above with the mechanics (stack pressure, plastic metal)
+DENDRITE_SOLID = {"name": "dendrite_solid", "size": [4.0, 2.0], "shape": [16, 8], "electrode_position": 1.0,
+                  "short_circuit_gap": 1.0, "nuclei": [[1.0, 1.0]], "voltage": -0.2, "noise_amplitude": 0.5}
+
+
+@pytest.fixture(scope="module")
+def dendrite_solid_four_devices():
+    done = subprocess.run([sys.executable, "-c", DENDRITE_SOLID_SCRIPT, json.dumps(DENDRITE_SOLID)], cwd=ROOT,
+                          env=forced_devices_env(), text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # two compiles of the coupled step, about 30 s: outside the suite's budget
+def test_decomposed_dendrite_solid_equals_one_device_run(dendrite_solid_four_devices):
+    """Reaction formulation with the mechanics (the metal yields), 16 x 8 cells, 10 steps: the initial plastic
+    equilibrium and, after 10 steps, xi, c and the mechanics' fields (pressure, plastic strain, displacement) equal
+    the one-device ones to 1e-12; phi within 10 times what a 1-ulp change of the starting xi makes on one device.
+    Every field of the carry split along x (the plastic strain and the displacement along their grid x axis); the
+    only all-gathers are the multigrid's coarsest level."""
+    result = dendrite_solid_four_devices
+    assert result["change"] > 0.05 and result["plastic"] > 0.0
+    assert result["layout"] == {**dict.fromkeys(("xi", "c", "phi", "pressure", "equivalent_plastic_strain"), ["x"]),
+                                "plastic_strain": [None, "x"], "displacement": [None, "x"]}
+    for run in ("init", "split"):
+        for name, difference in result["difference"][run].items():
+            bound = 10 * max(result["difference"]["ulp"]["phi"], 1e-13) if name == "phi" else 1e-12
+            assert difference < bound, (run, name, result["difference"])
+    assert len(result["gathered"]) == result["collectives"]["all-gather"], result
+    for dims in result["gathered"]:
+        assert all(int(d) <= result["coarsest"] for d in dims.split(",")), result["gathered"]
