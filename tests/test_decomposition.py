@@ -4,7 +4,8 @@ The slab transforms of :class:`SpectralBasis` are checked against the one-device
 class without slabs) and against their own inverse; the decomposed spinodal run against the one-device
 run, 100 steps of each scheme in 2D and 3D; the decomposed dendrite (held voltage, noise on) against the
 one-device run and the one-device run's own sensitivity to 1 ulp; the compiled steps are read for their
-collectives.
+collectives. In a second subprocess: the elasticity CG's slab preconditioner against the one-device one, and the
+decomposed swelling run (and, marked slow, dendrite_solid) against the one-device run and its 1-ulp sensitivity.
 """
 import json
 import os
