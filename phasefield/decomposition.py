@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from phasefield.config import ConfigError
 
 AXIS = "x"
-DECOMPOSED = ("spinodal", "dendrite")  # the scenarios that take solver.decomposition=slabs
+DECOMPOSED = ("spinodal", "dendrite", "dendrite_solid", "swelling")  # the scenarios that take decomposition=slabs
 log = logging.getLogger("phasefield")
 
 
@@ -51,13 +51,19 @@ class Slabs:
 
 
 def laid_out(slabs: Slabs | None, tree, shape):
-    """``tree`` on the slabs: its leaves of the grid's ``shape`` split along x, every other leaf (a step's
+    """``tree`` on the slabs: its leaves whose trailing axes are the grid's ``shape`` (fields, and stacks of
+    fields such as a displacement ``(ndim, *shape)``) split along the grid's x axis, every other leaf (a step's
     scalars) whole on every device; unchanged for ``slabs=None``. A stepper pins its carry with it, in
     ``init`` and at the end of every step, so that the loop carry keeps one layout."""
     if slabs is None:
         return tree
     shape = tuple(shape)
-    return jax.tree_util.tree_map(lambda u: slabs.constrain(u, 0 if u.shape == shape else None), tree)
+
+    def place(u):
+        field = u.ndim >= len(shape) and u.shape[u.ndim - len(shape):] == shape
+        return slabs.constrain(u, u.ndim - len(shape) if field else None)
+
+    return jax.tree_util.tree_map(place, tree)
 
 
 def one_device(solver, scenario: str):

@@ -4,7 +4,8 @@ The slab transforms of :class:`SpectralBasis` are checked against the one-device
 class without slabs) and against their own inverse; the decomposed spinodal run against the one-device
 run, 100 steps of each scheme in 2D and 3D; the decomposed dendrite (held voltage, noise on) against the
 one-device run and the one-device run's own sensitivity to 1 ulp; the compiled steps are read for their
-collectives.
+collectives. In a second subprocess: the elasticity CG's slab preconditioner against the one-device one, and the
+decomposed swelling run (and, marked slow, dendrite_solid) against the one-device run and its 1-ulp sensitivity.
 """
 import json
 import os
@@ -124,14 +125,106 @@ RUN = {"scenario": {"name": "spinodal", "variant": "a", "shape": [16, 12], "t_en
 
 @pytest.fixture(scope="module")
 def four_devices(tmp_path_factory):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_COORDINATOR"))}
-    env.update(XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
-               PYTHONPATH=str(ROOT))
     folder = tmp_path_factory.mktemp("slabs")
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder / "split"), json.dumps(RUN)], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder / "split"), json.dumps(RUN)], cwd=ROOT,
+                          env=forced_devices_env(),
                           text=True, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "folder": folder}
+
+
+SWELLING_SCRIPT = r"""
+import json, re, sys
+import jax, jax.numpy as jnp, numpy as np
+from phasefield.config import validate_run
+from phasefield.decomposition import Slabs, collective_bytes, collectives
+from phasefield.grid import Grid
+from phasefield.models.swelling import make_geometry, make_grid
+from phasefield.operators.elasticity import _reference_inverse
+from phasefield.runner import build, device_parameters, initial_carry
+
+assert jax.device_count() == 4
+slabs, out = Slabs(), {"preconditioner": {}}
+rng = np.random.default_rng(5)
+for shape in ((8, 10), (8, 6, 4)):  # 2D: 6 rfft coefficients padded to 8 on the split axis 1; 3D: 6 padded to 8
+    grid = Grid(shape, tuple(0.5 + 0.25 * a for a in range(len(shape))))
+    forces = tuple(jnp.asarray(rng.standard_normal(shape)) for _ in shape)
+    one = jax.jit(lambda f: _reference_inverse(f, grid, 2.0, 1.0))(forces)
+    split = jax.jit(lambda f: _reference_inverse(f, grid, 2.0, 1.0, slabs))(
+        tuple(jax.device_put(f, slabs.sharding(len(shape))) for f in forces))
+    out["preconditioner"][str(shape)] = {
+        "difference": max(float(jnp.abs(a - b).max() / jnp.abs(a).max()) for a, b in zip(split, one)),
+        "layout": [list(b.sharding.spec) for b in split]}
+
+SWELLING = json.loads(sys.argv[1])
+steps, dt = 20, 2.0
+
+def compiled(decomposition):
+    simulation = build(validate_run({"scenario": SWELLING, "solver": {"dt": dt, "decomposition": decomposition}}))
+    params = device_parameters(simulation.parameters, "float64")
+    carry = initial_carry(simulation, params)
+    advance = jax.jit(lambda c: jax.lax.fori_loop(0, steps, lambda i, c: simulation.stepper.step(params, c, dt), c))
+    return simulation, carry, advance.lower(carry).compile()
+
+simulation, start, one = compiled("none")
+_, split_start, split = compiled("slabs")
+reference = one(start)
+runs = {"split": split(split_start), "ulp": one({**start, "state": {**start["state"],
+                                                                     "c": jnp.nextafter(start["state"]["c"], 2.0)}})}
+psi = np.asarray(make_geometry(make_grid(simulation.parameters), simulation.parameters).psi)
+
+def compared(carry):
+    state, history = carry["state"], carry["history"]
+    def relative(a, b, scale=None):
+        return float(jnp.abs(a - b).max() / (jnp.abs(b).max() if scale is None else scale))
+    fields = {"c": relative(state["c"], reference["state"]["c"]),
+              "c_particles": relative(jnp.where(psi > 0.5, state["c"], 0.0),
+                                      jnp.where(psi > 0.5, reference["state"]["c"], 0.0)),
+              "equivalent_plastic_strain": relative(state["equivalent_plastic_strain"],
+                                                    reference["state"]["equivalent_plastic_strain"]),
+              "displacement": relative(history["elasticity"]["displacement"],
+                                       reference["history"]["elasticity"]["displacement"])}
+    stress_scale = max(float(jnp.abs(v).max()) for v in reference["state"]["stress"].values())
+    strain_scale = abs(float(reference["history"]["elasticity"]["mean_strain"]["xx"]))
+    fields.update({f"stress_{n}": relative(v, reference["state"]["stress"][n], stress_scale)
+                   for n, v in state["stress"].items()})
+    fields.update({f"mean_strain_{n}": relative(v, reference["history"]["elasticity"]["mean_strain"][n], strain_scale)
+                   for n, v in history["elasticity"]["mean_strain"].items()})
+    fields.update({n: relative(state[n], reference["state"][n]) for n in ("voltage", "inserted")})
+    return fields
+
+hlo = split.as_text()
+out["swelling"] = {
+    "difference": {run: compared(carry) for run, carry in runs.items()},
+    "iterations": {run: {n: int(v) for n, v in carry["cache"].items()} for run, carry in {**runs, "one": reference}.items()},
+    "change": float(jnp.abs(reference["state"]["c"] - start["state"]["c"]).max()),
+    "plastic": float(jnp.max(reference["state"]["equivalent_plastic_strain"])),
+    "layout": {n: list(runs["split"]["state"][n].sharding.spec) for n in ("c", "equivalent_plastic_strain")}
+              | {"displacement": list(runs["split"]["history"]["elasticity"]["displacement"].sharding.spec)},
+    "collectives": collectives(hlo), "bytes": collective_bytes(hlo),
+    "gathered": re.findall(r"= (\S+) all-gather(?:-start)?\(", hlo),
+    "largest_permute": max(collective_bytes(line)["collective-permute"] for line in hlo.splitlines())}
+print(json.dumps(out))
+"""
+# one particle, no collector, 32 x 32 cells split into 4 slabs of 8 rows; 10C, 20 steps of 2 s
+SWELLING = {"name": "swelling", "size": [4.0, 4.0], "shape": [32, 32], "particles": [[2.0, 2.0, 1.0]],
+            "random_particles": 0, "collector_thickness": 0.0, "separator_thickness": 0.5,
+            "interface_thickness": 0.2, "gradient_length": 0.1, "c_rate": 10.0}
+
+
+def forced_devices_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PHASEFIELD_COORDINATOR"))}
+    env.update(XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
+               PYTHONPATH=str(ROOT))
+    return env
+
+
+@pytest.fixture(scope="module")
+def swelling_four_devices():
+    done = subprocess.run([sys.executable, "-c", SWELLING_SCRIPT, json.dumps(SWELLING)], cwd=ROOT,
+                          env=forced_devices_env(), text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_slab_transforms_equal_the_one_device_transforms_and_invert(four_devices):
@@ -179,7 +272,7 @@ def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
     assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
 
 
-def test_decomposition_is_a_spinodal_and_dendrite_solver_key_and_no_batch_takes_it():
+def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_takes_it():
     from phasefield.batch import run_batch
     from phasefield.runner import build
 
@@ -190,7 +283,12 @@ def test_decomposition_is_a_spinodal_and_dendrite_solver_key_and_no_batch_takes_
     with pytest.raises(ConfigError, match="solver.decomposition"):
         build(validate_run({"scenario": {"name": "pfhub_ostwald"}, "solver": {"decomposition": "slabs"}}))
     with pytest.raises(ConfigError, match="solver.decomposition"):
-        build(validate_run({"scenario": {"name": "dendrite_solid"}, "solver": {"decomposition": "slabs"}}))
+        build(validate_run({"scenario": {"name": "pfhub_electro"}, "solver": {"decomposition": "slabs"}}))
+    with pytest.raises(ConfigError, match="solver.decomposition"):  # no such key in its solver schema
+        validate_run({"scenario": {"name": "filament"}, "solver": {"decomposition": "slabs"}})
+    for name in ("dendrite", "dendrite_solid", "swelling"):
+        assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}).solver.decomposition \
+            == "slabs"
     with pytest.raises(ConfigError, match="solver.decomposition"):
         run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
 
@@ -254,3 +352,112 @@ def test_noise_is_one_draw_per_global_cell_on_any_device_count(four_devices):
     noise = four_devices["noise"]
     assert noise["devices"] == 0.0 and noise["layout"][:1] == ["x"]
     assert noise["expected"] < 1e-15 and noise["size"] > 0.1
+
+
+def test_slab_elasticity_preconditioner_equals_the_one_device_one(swelling_four_devices):
+    """The reference inverse of the elasticity CG on fields split over 4 devices (2D: rfft coefficients 6 padded to
+    8 on the split axis; 3D: 6 padded to 8) is the one-device one to round-off, and its result stays split."""
+    cases = swelling_four_devices["preconditioner"]
+    assert set(cases) == {"(8, 10)", "(8, 6, 4)"}
+    for case, result in cases.items():
+        assert result["difference"] < 1e-14, (case, result)
+        assert all(spec[:1] == ["x"] for spec in result["layout"]), (case, result)
+
+
+def test_decomposed_swelling_equals_one_device_run(swelling_four_devices):
+    """One particle lithiating at 10C, 32 x 32 cells, 20 steps of 2 s (the particle yields): c in the particle,
+    the displacement, the mean strain and the inserted Li equal the one-device run to 1e-12; every compared
+    field (c on the whole grid too, where the psi floor of the electrolyte cells amplifies round-off to about
+    1e-10) within 10 times what a 1-ulp change of the starting c makes on one device."""
+    result = swelling_four_devices["swelling"]
+    assert result["change"] > 0.1 and result["plastic"] > 0.01  # lithiation went on and the particle yielded
+    assert result["layout"] == {"c": ["x"], "equivalent_plastic_strain": ["x"], "displacement": [None, "x"]}
+    split, ulp = result["difference"]["split"], result["difference"]["ulp"]
+    for name in ("c_particles", "displacement", "mean_strain_xx", "mean_strain_yy", "mean_strain_xy", "inserted"):
+        assert split[name] < 1e-12, (name, split)
+    for name, difference in split.items():
+        assert difference < 10 * max(ulp[name], 1e-13), (name, split, ulp)
+    assert result["iterations"]["split"] == result["iterations"]["one"]
+
+
+def test_decomposed_swelling_step_never_gathers_a_field(swelling_four_devices):
+    """20 steps compile to one loop body with no all-gather: the Cahn-Hilliard solve's and the elasticity
+    preconditioner's transforms are all-to-alls of one device's block of coefficients (32 x 17 padded to 20,
+    complex128, split in 4), the stencils halo exchanges of a few cell rows (at most 4, of a slab's 8)."""
+    result = swelling_four_devices["swelling"]
+    counts, sent = result["collectives"], result["bytes"]
+    assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0 and not result["gathered"], counts
+    block = 32 * (20 // 4) * 16
+    assert counts["all-to-all"] > 0 and sent["all-to-all"] == counts["all-to-all"] * block, (counts, sent)
+    assert counts["collective-permute"] > 0 and result["largest_permute"] <= 4 * 32 * 8, result
+
+
+DENDRITE_SOLID_SCRIPT = r"""
+import json, re, sys
+import jax, jax.numpy as jnp, numpy as np
+from phasefield.config import validate_run
+from phasefield.decomposition import collectives
+from phasefield.operators.elliptic import COARSEST_CELLS
+from phasefield.runner import build, device_parameters, initial_carry
+
+assert jax.device_count() == 4
+SCENARIO = json.loads(sys.argv[1])
+steps, dt = 10, 0.02
+
+def compiled(decomposition):
+    simulation = build(validate_run({"scenario": SCENARIO, "solver": {"dt": dt, "decomposition": decomposition}}))
+    params = device_parameters(simulation.parameters, "float64")
+    carry = initial_carry(simulation, params)
+    advance = jax.jit(lambda c: jax.lax.fori_loop(0, steps, lambda i, c: simulation.stepper.step(params, c, dt), c))
+    return carry, advance.lower(carry).compile()
+
+start, one = compiled("none")
+split_start, split = compiled("slabs")
+reference = one(start)
+runs = {"init": (split_start, start), "split": (split(split_start), reference),
+        "ulp": (one({**start, "state": {**start["state"], "xi": jnp.nextafter(start["state"]["xi"], 2.0)}}), reference)}
+names = {"xi": ("state", "xi"), "c": ("state", "c"), "phi": ("state", "phi"), "pressure": ("state", "pressure"),
+         "equivalent_plastic_strain": ("state", "equivalent_plastic_strain"),
+         "plastic_strain": ("state", "plastic_strain"), "displacement": ("history", "displacement")}
+hlo = split.as_text()
+print(json.dumps({
+    "difference": {run: {name: float(jnp.abs(carry[part][key] - ref[part][key]).max()
+                                     / jnp.maximum(jnp.abs(ref[part][key]).max(), 1e-300))
+                         for name, (part, key) in names.items()} for run, (carry, ref) in runs.items()},
+    "change": float(jnp.abs(reference["state"]["xi"] - start["state"]["xi"]).max()),
+    "plastic": float(jnp.max(reference["state"]["equivalent_plastic_strain"])),
+    "layout": {name: list(runs["split"][0][part][key].sharding.spec) for name, (part, key) in names.items()},
+    "collectives": collectives(hlo), "coarsest": COARSEST_CELLS,
+    "gathered": re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)}))
+"""
+# the dendrite of the tests above with the mechanics (stack pressure, plastic metal)
+DENDRITE_SOLID = {"name": "dendrite_solid", "size": [4.0, 2.0], "shape": [16, 8], "electrode_position": 1.0,
+                  "short_circuit_gap": 1.0, "nuclei": [[1.0, 1.0]], "voltage": -0.2, "noise_amplitude": 0.5}
+
+
+@pytest.fixture(scope="module")
+def dendrite_solid_four_devices():
+    done = subprocess.run([sys.executable, "-c", DENDRITE_SOLID_SCRIPT, json.dumps(DENDRITE_SOLID)], cwd=ROOT,
+                          env=forced_devices_env(), text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # two compiles of the coupled step, about 30 s: outside the suite's budget
+def test_decomposed_dendrite_solid_equals_one_device_run(dendrite_solid_four_devices):
+    """Reaction formulation with the mechanics (the metal yields), 16 x 8 cells, 10 steps: the initial plastic
+    equilibrium and, after 10 steps, xi, c and the mechanics' fields (pressure, plastic strain, displacement) equal
+    the one-device ones to 1e-12; phi within 10 times what a 1-ulp change of the starting xi makes on one device.
+    Every field of the carry split along x (the plastic strain and the displacement along their grid x axis); the
+    only all-gathers are the multigrid's coarsest level."""
+    result = dendrite_solid_four_devices
+    assert result["change"] > 0.05 and result["plastic"] > 0.0
+    assert result["layout"] == {**dict.fromkeys(("xi", "c", "phi", "pressure", "equivalent_plastic_strain"), ["x"]),
+                                "plastic_strain": [None, "x"], "displacement": [None, "x"]}
+    for run in ("init", "split"):
+        for name, difference in result["difference"][run].items():
+            bound = 10 * max(result["difference"]["ulp"]["phi"], 1e-13) if name == "phi" else 1e-12
+            assert difference < bound, (run, name, result["difference"])
+    assert len(result["gathered"]) == result["collectives"]["all-gather"], result
+    for dims in result["gathered"]:
+        assert all(int(d) <= result["coarsest"] for d in dims.split(",")), result["gathered"]

@@ -88,7 +88,7 @@ import jax
 import jax.numpy as jnp
 
 from phasefield.config import ConfigError, option, scenario_parameters
-from phasefield.decomposition import one_device
+from phasefield.decomposition import Slabs
 from phasefield.grid import Boundary
 from phasefield.models import dendrite
 from phasefield.operators import gradient
@@ -182,9 +182,11 @@ def phase_moduli(params: Config):
 
 @register_scenario("dendrite_solid", Config, dendrite.SolverConfig)
 def build(config: Config, solver) -> Simulation:
-    """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling."""
-    one_device(solver, "dendrite_solid")
+    """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling;
+    ``solver.decomposition=slabs``: the elasticity preconditioner's transforms the slab ones (the dendrite model
+    checks the grid and lays out the carry, the mechanics' entries included)."""
     grid = dendrite.make_grid(config)
+    slabs = Slabs() if solver.decomposition == "slabs" else None
     ndim = grid.ndim
     components = tensor_components(ndim)
     names = mean_components(ndim)
@@ -249,7 +251,7 @@ def build(config: Config, solver) -> Simulation:
         relaxed = plastic_equilibrium(
             lam, mu, yield_stress, grid, {}, mean_strain=mean_strain, mean_stress=mean_stress,
             tolerance=INITIAL_RETURN_TOLERANCE * params.metal_yield_stress / (3.0 * metal_shear),
-            max_returns=INITIAL_RETURNS, solver_tolerance=params.mechanics_tolerance)
+            max_returns=INITIAL_RETURNS, solver_tolerance=params.mechanics_tolerance, slabs=slabs)
         # sqrt(2/3 e:e) = (2/3) sqrt(3/2 e:e) of the (deviatoric) plastic strain
         accumulated = (2.0 / 3.0) * equivalent_stress(relaxed.plastic_strain)
         returned = radial_return(relaxed.elasticity.stress, mu, yield_stress)
@@ -268,7 +270,8 @@ def build(config: Config, solver) -> Simulation:
         start = WarmStart(history["displacement"], dict(zip(names, history["mean_strain"])))
         eigenstrain = deposition(params, xi, state["eigenstrain_reference"], lam, mu)
         mechanics = solve_and_return(lam, mu, yield_stress, grid, eigenstrain, plastic, mean_strain, mean_stress,
-                                     warm_start=start, tolerance=params.mechanics_tolerance, max_iterations=max_iterations)
+                                     warm_start=start, tolerance=params.mechanics_tolerance,
+                                     max_iterations=max_iterations, slabs=slabs)
         entries = equilibrium(xi, mechanics.solution, mu, mechanics.plastic_strain,
                               state["equivalent_plastic_strain"] + mechanics.equivalent_increment,
                               mechanics.equivalent_increment)

@@ -151,6 +151,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import (
     SpectralBasis,
@@ -1002,12 +1003,13 @@ def particle_stress(c, solved, params: Config, p: Parameters, generalized: bool,
 
 @jax.named_call
 def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geometry: Geometry, grid: Grid,
-              damage=None, tension=None):
+              damage=None, tension=None, slabs=None):
     """The mechanics of the cell at ``c``: one warm-started elasticity solve with the lagged plastic strain
     and one radial return that holds the stack pressure (:func:`phasefield.physics.mechanics.solve_and_return`,
     ``hold_mean_stress``); generalized plane strain when ``out_of_plane`` asks for it. With ``damage``
     (fracture) the moduli are degraded by the volumetric-deviatoric split on the lagged sign set ``tension``
-    (:func:`phasefield.physics.fracture.split_lame`); the eigenstrain keeps the undegraded moduli."""
+    (:func:`phasefield.physics.fracture.split_lame`); the eigenstrain keeps the undegraded moduli. ``slabs``: the
+    fields split along x over devices (the solve's transforms the slab ones; ``None``: one device)."""
     p = Parameters.from_config(params)
     lam, mu = moduli(c, params, geometry)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
@@ -1022,7 +1024,7 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
                                 axial_strain=axial,
                                 generalized=grid.ndim == 2 and params.out_of_plane == "generalized",
                                 tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations,
-                                hold_mean_stress=True)
+                                hold_mean_stress=True, slabs=slabs)
 
     if params.mechanics_passes == 1:
         return solve(plastic_strain, warm_start, axial_strain)
@@ -1094,13 +1096,26 @@ def masked_max(values, mask):
 # ----------------------------------------------------------------------------- the model
 
 
-@register_scenario("swelling", Config, TimeSolverConfig)
-def build(config: Config, solver: TimeSolverConfig) -> Simulation:
+@dataclass
+class SolverConfig(TimeSolverConfig):
+    """``solver`` of the swelling scenario: the step's dt control and how the grid is laid out on the devices."""
+
+    decomposition: str = option("none", choices=("none", "slabs"),
+                                help="none: one device; slabs: the grid split along x over all devices "
+                                     "(x cells divisible by the device count)")
+
+
+@register_scenario("swelling", Config, SolverConfig)
+def build(config: Config, solver: SolverConfig) -> Simulation:
     """The swelling simulation. Structure (grid, geometry arrays, branches) comes from the static options
-    of ``config``; every number is read from the ``params`` argument of the stepper's functions."""
+    of ``config``; every number is read from the ``params`` argument of the stepper's functions.
+    ``solver.decomposition=slabs``: every grid field of the carry split along x over the devices
+    (:func:`phasefield.decomposition.laid_out`), the Cahn-Hilliard solve's and the elasticity preconditioner's
+    transforms the slab ones; JAX's partitioner splits the rest (halos, all-reduces)."""
     grid = make_grid(config)
     ndim = grid.ndim
-    basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"))
+    slabs = slabs_for(solver.decomposition, grid.shape)
+    basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"), jnp.float64, slabs)
     geometry = make_geometry(grid, config)
     components = tensor_components(ndim)
     stress_coupling = config.stress_coupling
@@ -1112,7 +1127,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         c = jnp.asarray(fields["c"], jnp.float64)
         plastic = {n: jnp.zeros(grid.shape) for n in components}
         damage = {"damage": jnp.zeros(grid.shape), "tension": jnp.zeros(grid.shape)} if fracture else {}
-        solved = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64), params, geometry, grid, **damage)
+        solved = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64), params, geometry, grid, **damage,
+                           slabs=slabs)
         state = {
             "c": c,
             "plastic_strain": solved.plastic_strain,
@@ -1137,7 +1153,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "last_dt": jnp.asarray(1.0, jnp.float64),
         }
         cache = {"mechanics_iterations": solved.iterations, "filter_iterations": jnp.asarray(0, jnp.int32)}
-        return {"state": state, "history": history, "cache": cache}
+        return laid_out(slabs, {"state": state, "history": history, "cache": cache}, grid.shape)
 
     def step(params, carry, dt):
         dt = jnp.asarray(dt, jnp.float64)
@@ -1154,7 +1170,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
             stabilization_coefficients(params, p), crack)
         solved = mechanics(c_new, state["plastic_strain"], WarmStart(**history["elasticity"]),
-                           history["axial_strain"], params, geometry, grid, **damaged)
+                           history["axial_strain"], params, geometry, grid, **damaged, slabs=slabs)
         old = state
         state = {
             "c": c_new,
@@ -1181,7 +1197,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "last_dt": dt,
         }
         cache = {"mechanics_iterations": solved.iterations, "filter_iterations": filter_stats.iterations}
-        return {"state": state, "history": history, "cache": cache}
+        return laid_out(slabs, {"state": state, "history": history, "cache": cache}, grid.shape)
 
     psi = geometry.psi
 

@@ -63,8 +63,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.grid import Grid
+from phasefield.grid import PERIODIC, Boundary, Grid
 from phasefield.operators.krylov import pcg, tree_axpy, tree_dot
+from phasefield.operators.spectral import SpectralBasis
 
 AXES = "xyz"
 SHEAR_MEANS = ("arithmetic", "harmonic")
@@ -276,38 +277,41 @@ def _internal_forces(u, normal_offset, shear_offset, lam, mu, edge_mu, grid: Gri
     return tuple(forces), (jnp.stack(means) if means else None)
 
 
-def _difference_symbols(grid: Grid):
-    """Backward-difference symbols ``B_a = (1 - exp(-i t_a)) / h_a`` at the rfft wavenumbers, broadcastable."""
+def _difference_symbols(grid: Grid, spectral_shape):
+    """Backward-difference symbols ``B_a = (1 - exp(-i t_a)) / h_a`` at the rfft wavenumbers, broadcastable to
+    ``spectral_shape`` (:attr:`SpectralBasis.spectral_shape`: the slabs' zero padding of axis 1 gets ``B = 0``)."""
     ndim = grid.ndim
     out = []
     for axis, (n, h) in enumerate(zip(grid.shape, grid.spacing)):
         count = n // 2 + 1 if axis == ndim - 1 else n
         theta = 2.0 * np.pi * np.arange(count) / n
         shape = [1] * ndim
-        shape[axis] = count
-        out.append(np.reshape((1.0 - np.exp(-1j * theta)) / h, shape))
+        shape[axis] = spectral_shape[axis]
+        out.append(np.reshape(np.pad((1.0 - np.exp(-1j * theta)) / h, (0, spectral_shape[axis] - count)), shape))
     return out
 
 
-def _reference_inverse(residual, grid: Grid, lam0, mu0):
+def _reference_inverse(residual, grid: Grid, lam0, mu0, slabs=None):
     """Exact inverse of the constant-moduli staggered operator (zero-mean result).
 
     In Fourier space ``K0 = V [(lam0 + mu0) B B^H + mu0 |B|^2 I]``, so
     ``K0^-1 r = (r - c B (B^H r) / |B|^2) / (V mu0 |B|^2)`` with ``c = (lam0 + mu0) / (lam0 + 2 mu0)``.
+    The transforms are the periodic :class:`SpectralBasis`' (the whole-grid rfft; with ``slabs``, a
+    :class:`phasefield.decomposition.Slabs`, the slab transform: one ``all_to_all`` each way, no device
+    holds a whole field).
     """
-    symbols = _difference_symbols(grid)
     dtype = residual[0].dtype
+    basis = SpectralBasis(grid, Boundary.uniform(grid.ndim, PERIODIC), dtype, slabs)
     complex_dtype = jnp.result_type(dtype, jnp.complex64)
-    symbols = [jnp.asarray(s, complex_dtype) for s in symbols]
+    symbols = [jnp.asarray(s, complex_dtype) for s in _difference_symbols(grid, basis.spectral_shape)]
     norm = sum(jnp.real(s * jnp.conj(s)) for s in symbols)
     zero = norm == 0
     inverse_norm = jnp.where(zero, 0.0, 1.0 / jnp.where(zero, 1.0, norm)).astype(dtype)
-    spectra = [jnp.fft.rfftn(r) for r in residual]
+    spectra = [basis.forward(r) for r in residual]
     coupling = (lam0 + mu0) / (lam0 + 2.0 * mu0)
     projection = coupling * inverse_norm * sum(jnp.conj(s) * r for s, r in zip(symbols, spectra))
     scale = inverse_norm / (grid.cell_volume * mu0)
-    return tuple(jnp.fft.irfftn((r - s * projection) * scale, s=grid.shape).astype(dtype)
-                 for s, r in zip(symbols, spectra))
+    return tuple(basis.inverse((r - s * projection) * scale) for s, r in zip(symbols, spectra))
 
 
 # ----------------------------------------------------------------------------- fields from a displacement
@@ -423,7 +427,7 @@ def _loading(mean_strain, mean_stress, ndim: int):
 
 @functools.partial(jax.named_call, name="elasticity_solve")  # profiles show the elasticity solves apart
 def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, mean_stress=None, initial=None,
-                     tolerance=1e-8, max_iterations=2000, shear_mean: str = "arithmetic") -> Elasticity:
+                     tolerance=1e-8, max_iterations=2000, shear_mean: str = "arithmetic", slabs=None) -> Elasticity:
     """Solve periodic small-strain elasticity ``div(C : (E + sym grad u~ - eps*)) = 0`` (module notes).
 
     lam, mu:     Lame fields per cell, shape ``grid.shape`` (stress unit; ``mu > 0``,
@@ -443,6 +447,8 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
                  and mean-stress mismatch), ``b`` its right-hand side, ``K0^-1`` the reference
                  inverse (a dual energy norm). float64 reaches 1e-12; float32 about 1e-5.
     shear_mean:  ``"arithmetic"`` (default, fewer iterations) or ``"harmonic"`` edge shear modulus.
+    slabs:       a :class:`phasefield.decomposition.Slabs` for fields split along x over its devices: the
+                 preconditioner's transforms are then the slab ones (``None``: one device).
 
     Returns an :class:`Elasticity`; its ``residual`` is recomputed for the returned solution,
     after the exact mean-stress correction (so it may sit slightly above ``tolerance``).
@@ -473,7 +479,7 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
 
     def precondition(r):
         u, e = r
-        return (_reference_inverse(u, grid, lam0, mu0), block_inverse @ e if free else e)
+        return (_reference_inverse(u, grid, lam0, mu0, slabs), block_inverse @ e if free else e)
 
     def operator(x):
         u, e = x

@@ -127,7 +127,7 @@ class MechanicsStep(NamedTuple):
 def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plastic_strain: dict,
                      mean_strain=None, mean_stress=None, warm_start: WarmStart | None = None,
                      axial_strain=0.0, generalized: bool = False, tolerance=1e-8, max_iterations: int = 2000,
-                     shear_mean: str = "arithmetic", hold_mean_stress: bool = False) -> MechanicsStep:
+                     shear_mean: str = "arithmetic", hold_mean_stress: bool = False, slabs=None) -> MechanicsStep:
     """One elasticity solve with eigenstrain ``eigenstrain + plastic_strain`` and one radial return.
 
     lam, mu:        Lame fields (:func:`mix_moduli`; degraded moduli for fracture), stress unit;
@@ -142,7 +142,8 @@ def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plast
     hold_mean_stress: return under the macroscopic load (:func:`return_under_load`): the prescribed
                     mean stresses (and ``<sigma_zz> = 0`` when ``generalized``) hold after the return,
                     not only after the solve; ``solution`` then carries the uniform strain the
-                    return added (its mean strain, strain and stress; the stress is the return's trial).
+                    return added (its mean strain, strain and stress; the stress is the return's trial);
+    slabs:          fields split along x over devices (:func:`solve_elasticity`; ``None``: one device).
     """
     if generalized and grid.ndim != 2:
         raise ValueError("generalized plane strain is a 2D option")
@@ -154,7 +155,7 @@ def solve_and_return(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plast
             eigen["zz"] = eigen.get("zz", 0.0) - axial
         return solve_elasticity(lam, mu, grid, add_strains(eigen, plastic_strain), mean_strain, mean_stress,
                                 initial=initial, tolerance=tolerance, max_iterations=max_iterations,
-                                shear_mean=shear_mean)
+                                shear_mean=shear_mean, slabs=slabs)
 
     solution = solve(axial_strain, warm_start)
     iterations = solution.iterations

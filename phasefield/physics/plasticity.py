@@ -78,13 +78,14 @@ class PlasticState(NamedTuple):
 
 def plastic_equilibrium(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, plastic_strain: dict | None = None,
                         mean_strain=None, mean_stress=None, tolerance: float = 1e-6, max_returns: int = 200,
-                        solver_tolerance: float = 1e-8, shear_mean: str = "arithmetic") -> PlasticState:
+                        solver_tolerance: float = 1e-8, shear_mean: str = "arithmetic", slabs=None) -> PlasticState:
     """Equilibrium with perfect plasticity for a fixed eigenstrain: solve, return, repeat.
 
     The fixed point (the initial-stress method) is reached when the largest equivalent plastic
     increment of a pass is below ``tolerance``; each solve is warm-started from the last. The
     plastic strain found is that of a one-step (proportional) load; a history-dependent load
-    calls this, or one pass of it, at each increment.
+    calls this, or one pass of it, at each increment. ``slabs``: fields split along x over devices
+    (:func:`phasefield.operators.elasticity.solve_elasticity`; ``None``: one device).
     """
     components = tensor_components(grid.ndim)
     if plastic_strain is None:
@@ -92,7 +93,7 @@ def plastic_equilibrium(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, pl
 
     def solve(plastic, initial):
         return solve_elasticity(lam, mu, grid, add_strains(eigenstrain, plastic), mean_strain, mean_stress,
-                                initial=initial, tolerance=solver_tolerance, shear_mean=shear_mean)
+                                initial=initial, tolerance=solver_tolerance, shear_mean=shear_mean, slabs=slabs)
 
     def keep_going(state):
         return (state.change > tolerance) & (state.returns < max_returns)
