@@ -289,6 +289,8 @@ def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_
     for name in ("dendrite", "dendrite_solid", "swelling"):
         assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}).solver.decomposition \
             == "slabs"
+    with pytest.raises(ConfigError, match="solver.decomposition"):  # swelling with fracture: one device only
+        build(validate_run({"scenario": {"name": "swelling", "fracture": True}, "solver": {"decomposition": "slabs"}}))
     with pytest.raises(ConfigError, match="solver.decomposition"):
         run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
 

@@ -1114,6 +1114,9 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
     transforms the slab ones; JAX's partitioner splits the rest (halos, all-reduces)."""
     grid = make_grid(config)
     ndim = grid.ndim
+    if config.fracture and solver.decomposition != "none":  # not compared with one device yet (module notes)
+        raise ConfigError("solver.decomposition", solver.decomposition,
+                          "'none' with scenario.fracture=true (swelling with fracture runs on one device)")
     slabs = slabs_for(solver.decomposition, grid.shape)
     basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"), jnp.float64, slabs)
     geometry = make_geometry(grid, config)
