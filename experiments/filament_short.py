@@ -1,7 +1,7 @@
 """Time to short circuit against the applied current density (scenario filament, current control, LLZO).
 
 ``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
-[--advance-scale 10] [--area-passes 4]``
+[--advance-scale 10] [--area-passes 4] [--acceleration none|overrelax|anderson] [--relaxation 1.6] [--window 3]``
 
 A 4 um Li-filled flaw in a 32 um LLZO slab (``shape`` x ``shape`` cells, ell = 2 cells), galvanostatic. The
 flat anode carries most of the current, so the overpotential is about the flat anode's; the filament's pressure
@@ -95,12 +95,18 @@ def main():
     parser.add_argument("--advance-scale", type=float, default=10.0,
                         help="crack_advance_scale, um (0: dt from the largest damage change per cell)")
     parser.add_argument("--area-passes", type=int, default=4, help="area_passes (0: the explicit interface)")
+    parser.add_argument("--acceleration", default=fm.Config.damage_acceleration, choices=fr.ACCELERATIONS,
+                        help="damage_acceleration of the u-d iterations")
+    parser.add_argument("--relaxation", type=float, default=fm.Config.relaxation_weight, help="relaxation_weight")
+    parser.add_argument("--window", type=int, default=fm.Config.anderson_window, help="anderson_window")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spacing = 32.0 / args.shape
     base = fm.Config(size=[32.0, 32.0], shape=[args.shape, args.shape], length=2 * spacing, flaw_depth=4.0,
                      control="current", max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5,
-                     crack_advance_scale=args.advance_scale, area_passes=args.area_passes)
+                     crack_advance_scale=args.advance_scale, area_passes=args.area_passes,
+                     damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
+                     anderson_window=args.window)
     simulation = fm.build(base, TimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")

@@ -122,6 +122,11 @@ class Config:
     tolerance: float = option(1e-4, min=0.0, exclusive=True, static=True, help="u-d iterations: max |d_new - d|")
     max_iterations: int = option(10, min=1, help="u-d iterations per load step (the pressure is updated from the "
                                  "Li volume between load steps: a growing crack is volume-controlled)")
+    damage_acceleration: str = option("none", choices=fr.ACCELERATIONS,
+                                      help="u-d iterations: next damage iterate G(d) (none), d + w (G(d) - d) "
+                                      "(overrelax) or Anderson mixing of the last anderson_window iterates")
+    relaxation_weight: float = option(1.6, min=1.0, max=1.95, static=True, help="overrelax: the weight w")
+    anderson_window: int = option(3, min=1, max=10, help="anderson: iterate differences kept")
     pressure_tolerance: float = option(1e-6, min=0.0, exclusive=True,
                                        help="Li volume balance, relative, between mechanics passes")
     pressure_passes: int = option(60, min=1, help="most mechanics passes (load steps) per time step")
@@ -212,7 +217,8 @@ def _from_carry(carry: dict) -> fr.FractureState:
 def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     grid = make_grid(config)
     problem = fr.FractureProblem(grid, WALLS, split=config.split, tolerance=config.tolerance,
-                                 max_iterations=config.max_iterations)
+                                 max_iterations=config.max_iterations, acceleration=config.damage_acceleration,
+                                 relaxation=config.relaxation_weight, window=config.anderson_window)
     model = fr.damage_model(config.model)
     hx, hy = grid.spacing
     thickness, period = grid.lengths

@@ -66,6 +66,11 @@ class Config:
     tolerance: float = option(1e-4, min=0.0, exclusive=True, static=True,
                               help="alternate minimisation: stop at max |d_new - d| below this")
     max_iterations: int = option(200, min=1, help="alternate-minimisation iterations per load step")
+    damage_acceleration: str = option("none", choices=fr.ACCELERATIONS,
+                                      help="u-d iterations: next damage iterate G(d) (none), d + w (G(d) - d) "
+                                      "(overrelax) or Anderson mixing of the last anderson_window iterates")
+    relaxation_weight: float = option(1.6, min=1.0, max=1.95, static=True, help="overrelax: the weight w")
+    anderson_window: int = option(3, min=1, max=10, help="anderson: iterate differences kept")
     t_end: float = option(1.0, min=0.0, exclusive=True, help="final load factor")
 
     def check(self, prefix: str):
@@ -114,7 +119,8 @@ def _from_carry(carry: dict) -> fr.FractureState:
 def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     grid = make_grid(config)
     problem = fr.FractureProblem(grid, Walls(0, CLAMPED, CLAMPED), split=config.split, tolerance=config.tolerance,
-                                 max_iterations=config.max_iterations)
+                                 max_iterations=config.max_iterations, acceleration=config.damage_acceleration,
+                                 relaxation=config.relaxation_weight, window=config.anderson_window)
     model = fr.damage_model(config.model)
     tension = config.variant == "notched_tension"
 

@@ -1,0 +1,67 @@
+"""Accelerated alternate minimisation (``FractureProblem.acceleration``): the same load step as the plain u-d
+iterations, and the option refused before any compute when it is not one of the methods."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phasefield.config import ConfigError, validate_run
+from phasefield.grid import Grid
+from phasefield.operators import walled_elasticity as we
+from phasefield.physics import fracture as fr
+
+N = 24
+GRID = Grid((N, N), 1.0)
+YOUNG, POISSON, TOUGHNESS, LENGTH = 100.0, 0.25, 0.01, 1.5  # GPa, -, GPa um, um
+HALF_LENGTH = 3.0  # um
+TOLERANCE = 1e-5
+
+
+def problem(acceleration):
+    return fr.FractureProblem(GRID, we.Walls(0, we.CLAMPED, we.CLAMPED), tolerance=TOLERANCE, max_iterations=200,
+                              acceleration=acceleration)
+
+
+def crack_pressure(ratio):
+    """``ratio`` times the Griffith pressure ``K_Ic / sqrt(pi a)`` of the pre-crack (grid toughness)."""
+    modulus = fr.plane_strain_modulus(YOUNG, POISSON)
+    return ratio * np.sqrt(modulus * fr.effective_toughness(TOUGHNESS, 1.0, LENGTH)) / np.sqrt(np.pi * HALF_LENGTH)
+
+
+@jax.jit
+def _steps(pressure):
+    """Per acceleration: relax the pre-crack unloaded, then one load step at the crack ``pressure``."""
+    y = GRID.axis_coordinates(1) - N / 2
+    crack = np.zeros(GRID.shape)
+    crack[N // 2, np.abs(y) < HALF_LENGTH] = 1.0
+    material = fr.FractureMaterial(YOUNG, POISSON, TOUGHNESS, LENGTH, 1e-8)
+    zero = jnp.zeros((), jnp.float64)
+    out = {}
+    for name in ("none", "anderson"):
+        p = problem(name)
+        state, _ = fr.load_step(p, material, fr.damage_model("AT1"), fr.initial_state(p, crack), fr.Loading())
+        loading = fr.Loading((zero, zero), (zero, zero), pressure, None)
+        out[name] = fr.load_step(p, material, fr.damage_model("AT1"), state, loading) + (state.damage,)
+    return out
+
+
+def test_accelerated_step_converges_to_the_plain_fixed_point():
+    """A pre-crack at 1.3 times its Griffith pressure runs through the periodic strip: Anderson-accelerated
+    iterations end on the plain iterations' damage to a few tolerances, within the bounds d_prev <= d <= 1."""
+    out = _steps(jnp.asarray(crack_pressure(1.3)))
+    plain, info_plain, _ = out["none"]
+    fast, info_fast, start = out["anderson"]
+    assert bool(info_plain.converged) and bool(info_fast.converged)
+    assert float(fr.crack_extent(plain.damage, problem("none"))) == GRID.lengths[1]  # it propagated
+    print(f"u-d iterations: plain {int(info_plain.iterations)}, anderson {int(info_fast.iterations)}")
+    assert float(jnp.max(jnp.abs(fast.damage - plain.damage))) < 5 * TOLERANCE
+    assert bool(jnp.all(fast.damage >= start)) and float(jnp.max(fast.damage)) <= 1.0
+
+
+@pytest.mark.parametrize("key, value", [("damage_acceleration", "aitken"), ("relaxation_weight", 2.5),
+                                        ("anderson_window", 0)])
+@pytest.mark.parametrize("scenario", ["fracture", "filament"])
+def test_acceleration_options_refused(scenario, key, value):
+    with pytest.raises(ConfigError) as error:
+        validate_run({"scenario": {"name": scenario, key: value}, "solver": {}, "output": {}})
+    assert key in str(error.value)
