@@ -197,6 +197,9 @@ def test_the_held_cutoff_is_refused_outside_galvanostatic_reaction_runs():
             validate_run({"scenario": {"name": "dendrite", **STRIP, "at_cutoff": "hold", **entries},
                           "solver": SOLVER, "output": {}})
         assert "scenario.at_cutoff" in str(error.value)
+    with pytest.raises(ConfigError, match="scenario.voltage"):  # the starting potential below the cutoff
+        validate_run({"scenario": {"name": "dendrite", **STRIP, "control": "current", "voltage": -0.8,
+                                   "cutoff_voltage": -0.7}, "solver": SOLVER, "output": {}})
 
 
 def test_li_conserved_to_round_off_and_deposited_charge_equals_passed_charge():

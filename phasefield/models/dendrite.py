@@ -327,6 +327,11 @@ class Config:
         if self.voltage >= 0.0:
             raise ConfigError(f"{prefix}.voltage", self.voltage, "a negative electrode potential (-2 <= V < 0): "
                                                                  "this scenario deposits Li")
+        if self.control == "current" and self.formulation == "reaction" \
+                and self.voltage <= self.cutoff_voltage + CONTROL_MARGIN:
+            raise ConfigError(f"{prefix}.voltage", self.voltage, f"above cutoff_voltage + {CONTROL_MARGIN:g} = "
+                                                                 f"{self.cutoff_voltage + CONTROL_MARGIN:g} V (with "
+                                                                 "control=current, the starting electrode potential)")
         if self.at_cutoff == "hold" and (self.control != "current" or self.formulation != "reaction"
                                          or self.electronic_conductivity > 0.0):
             raise ConfigError(f"{prefix}.at_cutoff", self.at_cutoff,
@@ -702,8 +707,6 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 "potential_residual": jnp.asarray(0.0, dtype),
             },
         }
-        if cc_cv:
-            own["state"]["held"] = jnp.asarray(0.0, dtype)  # 1 once the cutoff voltage is held
         if leaky:
             voltage = jnp.asarray(params.voltage, dtype)
             own["state"].update(phi_s=electronic_start(params, xi, voltage, jnp.full_like(xi, voltage)),
@@ -804,7 +807,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             return 0.0 if not leaky else leakage + (v - voltage) * leakage_per_volt
 
         taken = True  # galvanostatic control refuses the step past Sand's time (at_cutoff=hold: holds the cutoff)
-        held = state["held"] > 0.5 if cc_cv else False  # CC-CV: the cutoff voltage held since an earlier step
+        held = cutoff_reached(params, state) if cc_cv else False  # CC-CV: the cutoff held since an earlier step
         # 1. galvanostatic: the electrolyte potential with the applied current as its source (Butler-Volmer
         # distribution); a binary salt's diffusion current (liquid junction) at the step's starting c
         if galvanostatic:
@@ -930,7 +933,6 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                     held, not_tried, lambda: current_controlled(potential))
                 potential, exchange, ionic, junction_wall = jax.lax.cond(
                     lost, held_step, lambda: (potential, exchange, ionic, junction_wall))
-                held = held | lost
             else:
                 potential, exchange, voltage, electrode, leakage, lost = current_controlled(potential)
                 taken = ~lost
@@ -958,7 +960,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         migrated = p.transference * p.site_ratio * (jnp.sum(interpolation(exchange.xi)) - metal_start)
         inflow = (dt * jnp.sum(exchange.wall_inflow) * transverse_area + migrated * grid.cell_volume) / electrode_area
         cell_current = jnp.where(taken, cell_current, 0.0)
-        extra = {"state": {"held": held.astype(dtype)}} if cc_cv else {}
+        extra = {}
         if leaky:  # the external circuit passes the ionic current and the leakage
             leakage = jnp.where(taken, leakage, 0.0)
             cell_current = cell_current + leakage
@@ -1125,7 +1127,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
     def control_lost(params, carry):
         """Galvanostatic, reaction formulation, at_cutoff=stop: the electrode potential reached the cutoff
         (past Sand's time no potential carries the applied current through the depleted electrolyte)."""
-        return carry["state"]["voltage"] <= params.cutoff_voltage + CONTROL_MARGIN
+        return cutoff_reached(params, carry["state"])
 
     def stop(params, carry):
         if galvanostatic and reaction and not cc_cv:
@@ -1250,6 +1252,13 @@ def front_crossings(xi, x, spacing: float):
     return jnp.where(crossing, x[:-1] + spacing * fraction, -jnp.inf), fraction
 
 
+def cutoff_reached(params: Config, state) -> jnp.ndarray:
+    """Galvanostatic control reached the ``cutoff_voltage`` (within :data:`CONTROL_MARGIN`): the held current
+    could no longer be carried (a step's ``V`` never rests there otherwise: control counts as lost within the
+    margin). ``at_cutoff=stop`` ends the run there; ``hold`` keeps ``V`` at the cutoff from then on."""
+    return state["voltage"] <= params.cutoff_voltage + CONTROL_MARGIN
+
+
 def make_diagnostics(grid: Grid, config: Config):
     """``diagnostics(params, carry)``: the scalars of :data:`SCALAR_INFO` (only ``grid`` is fixed here)."""
     h0 = grid.spacing[0]
@@ -1309,8 +1318,8 @@ def make_diagnostics(grid: Grid, config: Config):
             if leaky:
                 extra.update(leakage_current_density=current_density_from_si(cache["leakage_current"]),
                              leaked_charge=charge_from_si(state["leaked_charge"]))
-            if "held" in state:
-                extra["cutoff_held"] = state["held"]
+            if config.control == "current" and config.at_cutoff == "hold":
+                extra["cutoff_held"] = cutoff_reached(params, state).astype(state["voltage"].dtype)
         return {
             **extra,
             "deposited_capacity": charge_from_si(charge_per_um * deposited_um) / 3.6,
