@@ -49,6 +49,18 @@ for shape, kinds in (((8, 12, 6), ("periodic",) * 3), ((8, 10, 4), ("dirichlet",
         "symbol_shape": list(split.laplacian_symbol.shape), "coefficient_shape": list(padded.shape),
     }
 
+from phasefield.physics.electrodeposition import electrode_connected
+out["connected"] = {}
+for shape in ((16, 10), (8, 6, 5)):  # y not a multiple of the devices: padded in the transposed layout
+    noise = rng.standard_normal(shape)
+    for axis in range(len(shape)):
+        noise = noise + np.roll(noise, 1, axis) + np.roll(noise, -1, axis)
+    xi = 1.0 / (1.0 + np.exp(-2.0 * noise / noise.std()))
+    one = np.asarray(jax.jit(lambda u: electrode_connected(u, 0.7))(xi))
+    split = jax.jit(lambda u: electrode_connected(u, 0.7, slabs))(jax.device_put(xi, slabs.sharding(len(shape))))
+    out["connected"][str(shape)] = {"equal": bool((np.asarray(split) == one).all()), "joined": int(one.sum()),
+                                    "inside": int((xi > 0.7).sum()), "layout": list(split.sharding.spec)}
+
 def stepped(variant, shape, scheme, dt, decomposition, steps=100):
     config = validate_run({"scenario": {"name": "spinodal", "variant": variant, "shape": shape},
                            "solver": {"scheme": scheme, "dt": dt, "decomposition": decomposition}})
@@ -239,6 +251,14 @@ def test_slab_transforms_equal_the_one_device_transforms_and_invert(four_devices
         assert result["layout"][0][:2] == [None, "x"] and result["layout"][1][:1] == ["x"], case
         assert result["symbol_shape"] == result["coefficient_shape"], case
     assert transforms["(8, 10, 4) ('dirichlet', 'periodic', 'neumann')"]["coefficient_shape"] == [8, 8, 4]
+
+
+def test_slab_electrode_connectivity_equals_the_one_device_one(four_devices):
+    """Metal joined to the electrode (dead Li cut off), found on x slabs (runs along x on the transposed mask),
+    equals the one-device result on random 2D and 3D fields with both joined and cut-off metal."""
+    for case, result in four_devices["connected"].items():
+        assert result["equal"] and 0 < result["joined"] < result["inside"], (case, result)
+        assert result["layout"][:1] == ["x"], case
 
 
 def test_decomposed_spinodal_equals_one_device_run_over_100_steps(four_devices):

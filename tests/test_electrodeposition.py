@@ -1,13 +1,16 @@
 """The electrodeposition sub-steps (phasefield/physics/electrodeposition.py) against independent references:
 the linear potential between two held walls and Gauss's law, a still equilibrium front, the secant current
-control on a toy exchange, and Li conservation of transport with and without the exchange."""
+control on a toy exchange, Li conservation of transport with and without the exchange, the metal joined to
+the electrode against a breadth-first search, and the growth that the salt cannot pay for."""
+from collections import deque
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis
-from phasefield.physics.electrochemistry import interpolation
+from phasefield.physics.electrochemistry import interpolation, metal_growth
 from phasefield.physics.electrodeposition import (
     CURRENT_TOLERANCE,
     VOLTAGE_RANGE,
@@ -15,6 +18,7 @@ from phasefield.physics.electrodeposition import (
     Kinetics,
     allen_cahn_update,
     conserve_metal_locally,
+    electrode_connected,
     hold_current,
     solve_cell_potential,
     transport_exchange,
@@ -208,3 +212,68 @@ def test_interpolation_change_is_the_difference_of_h_and_keeps_its_precision_whe
     plain = np.asarray(interpolation(jnp.asarray(end)) - interpolation(jnp.asarray(start)))
     np.testing.assert_allclose(low, truth, rtol=1e-3)
     assert np.max(np.abs(plain / truth - 1)) > 1e-2  # the plain float32 difference is not
+
+
+def connected_by_search(inside):
+    """Breadth-first search over face neighbours from the cells of the x = 0 face that are ``inside``."""
+    reached = np.zeros_like(inside)
+    queue = deque(tuple(int(i) for i in cell) for cell in np.argwhere(inside) if cell[0] == 0)
+    for cell in queue:
+        reached[cell] = True
+    while queue:
+        cell = queue.popleft()
+        for axis in range(inside.ndim):
+            for step in (-1, 1):
+                near = list(cell)
+                near[axis] += step
+                near = tuple(near)
+                if 0 <= near[axis] < inside.shape[axis] and inside[near] and not reached[near]:
+                    reached[near] = True
+                    queue.append(near)
+    return reached
+
+
+def test_metal_joined_to_the_electrode_is_what_a_breadth_first_search_reaches():
+    """Random 2D and 3D fields (smoothed noise, so that there are winding paths, hooks and islands):
+    :func:`electrode_connected` marks exactly the cells a breadth-first search reaches from the x = 0 face
+    through cells with xi above the threshold; a straight bar from the wall and an island by hand too."""
+    bar = np.zeros((10, 6))
+    bar[:6, 2] = 1.0
+    bar[8, 4] = 1.0  # an island
+    joined = bar.copy()
+    joined[8, 4] = 0.0
+    np.testing.assert_array_equal(np.asarray(electrode_connected(jnp.asarray(bar), 0.5)), joined > 0.5)
+    rng = np.random.default_rng(3)
+    for shape in ((40, 32), (14, 12, 10)):
+        noise = rng.normal(size=shape)
+        for axis in range(len(shape)):  # a few smoothing passes: blobs of a few cells
+            noise = noise + np.roll(noise, 1, axis) + np.roll(noise, -1, axis)
+        xi = 1.0 / (1.0 + np.exp(-noise / noise.std() * 2.0))
+        for threshold in (0.3, 0.5, 0.6):
+            expected = connected_by_search(xi > threshold)
+            found = np.asarray(jax.jit(electrode_connected, static_argnums=1)(jnp.asarray(xi), threshold))
+            assert expected.any() and (xi > threshold).sum() > expected.sum()  # both joined and cut-off metal
+            np.testing.assert_array_equal(found, expected)
+
+
+def test_growth_the_salt_cannot_pay_for_takes_exactly_all_of_it():
+    """metal_growth: where h(xi_new) - h(xi) costs more Li+ than the cell holds, the growth stops where it
+    has taken all of it (c' = 0, h(xi') = h(xi) + c / ratio to round-off; on the convex foot of h a step
+    scaled back linearly in xi would take far less); elsewhere it is the growth asked for, paid exactly;
+    its derivative is the implicit one, d xi' / d c = 1 / (ratio h'(xi'))."""
+    ratio = 474.0
+    xi = jnp.array([0.04, 0.3, 0.9, 0.04])
+    asked = jnp.array([0.34, 0.5, 0.905, 0.041])
+    c = jnp.array([13.7, 2.0, 1.0, 13.7])
+    grown, left = metal_growth(xi, asked, c, ratio)
+    h = interpolation
+    short = np.asarray(ratio * (h(asked) - h(xi)) > c)
+    assert short.tolist() == [True, True, False, False]
+    np.testing.assert_allclose(np.asarray(left)[short], 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(h(grown) - h(xi))[short], np.asarray(c / ratio)[short], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(grown)[~short], np.asarray(asked)[~short], rtol=0, atol=0)
+    np.testing.assert_allclose(np.asarray(left + ratio * (h(grown) - h(xi))), np.asarray(c), rtol=1e-13)
+    linear = 0.04 + c[0] / (ratio * (h(asked[0]) - h(xi[0]))) * 0.3  # scaled back linearly: pays an eighth
+    assert ratio * (h(linear) - h(xi[0])) < 0.15 * c[0]
+    slope = jax.grad(lambda c0: metal_growth(xi, asked, c.at[0].set(c0), ratio)[0][0])(c[0])
+    np.testing.assert_allclose(float(slope), 1.0 / (ratio * float(jax.grad(h)(grown[0]))), rtol=1e-10)

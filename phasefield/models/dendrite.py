@@ -772,7 +772,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             coupled, effect = coupling.update(params, carry, xi, ionic)
             if effect.conductivity is not None:
                 ionic = effect.conductivity
-        weight = reaction_weight(xi, grid, p.slope)
+        weight = reaction_weight(xi, grid, p.slope, not leaky, slabs)
         curvature = interface_curvature(xi, grid)
         shift = capillary_shift(p, params, xi, grid, curvature[0])
         if effect.shift is not None:
@@ -1300,7 +1300,7 @@ def make_diagnostics(grid: Grid, config: Config):
         if config.formulation == "reaction":
             # the overpotentials, averaged over the interface with the reaction's weight |grad h|:
             # V = kinetic + concentration + electrolyte (ohmic) exactly
-            weight = interpolation_slope(xi) * reaction_weight(xi, grid, p.slope)
+            weight = interpolation_slope(xi) * reaction_weight(xi, grid, p.slope, not leaky)
             total = jnp.maximum(jnp.sum(weight), 1e-300)
             electrolyte = jnp.sum(weight * state["phi"]) / total
             concentration = jnp.sum(weight * jnp.log(jnp.maximum(c, 1e-12))) / total / p.f

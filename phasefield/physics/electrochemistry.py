@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 
 from phasefield.units import FARADAY, GAS_CONSTANT  # noqa: F401 (re-exported: the models' constants)
@@ -64,16 +65,37 @@ def butler_volmer_linear(xi, f_phi, reaction_rate: float, site_ratio: float, alp
     return rate, equilibrium_concentration(f_phi), site_ratio * slope * rate
 
 
-def metal_growth(xi, xi_new, c, site_ratio: float):
+def metal_growth(xi, xi_new, c, site_ratio: float, bisections: int = 48):
     """Move ``xi`` toward ``xi_new`` paying ``(c_s/c_ref) [h(xi') - h(xi)]`` from ``c``; returns ``(xi', c')``.
 
-    Growth is scaled back where it would take more Li+ than the cell holds, so ``c'`` stays
-    non-negative (to the curvature of ``h`` over one step); total Li is exact either way.
+    Where the growth would take more Li+ than the cell holds, it stops where it has taken exactly all
+    of it: ``h(xi') = h(xi) + c / (c_s/c_ref)``, solved along ``xi -> xi_new`` (``h`` is monotone) by
+    ``bisections`` halvings (its derivative the implicit one, ``1 / h'(xi')``). A step scaled back
+    linearly in ``xi`` would pay too little on the convex foot of the profile (``h ~ xi^3``) and leave
+    Li+ that the implicit transport had counted as used: it piles up (10 ``c_bulk`` at a held -1 V into
+    depleted salt). ``c'`` is non-negative; total Li is exact either way.
     """
     cost = site_ratio * (interpolation(xi_new) - interpolation(xi))
     available = jnp.maximum(c, 0.0)
-    scale = jnp.where(cost > available, available / jnp.where(cost > available, cost, 1.0), 1.0)
-    xi_new = xi + scale * (xi_new - xi)
+    short = cost > available
+    target = interpolation(xi) + available / site_ratio
+    change = jax.lax.stop_gradient(jnp.where(short, xi_new - xi, 0.0))
+    start = jax.lax.stop_gradient(xi)
+    target_fixed = jax.lax.stop_gradient(target)
+
+    def halve(_, bracket):  # h(start + s change) - target is increasing in s on [0, 1]
+        low, high = bracket
+        middle = 0.5 * (low + high)
+        above = interpolation(start + middle * change) > target_fixed
+        return jnp.where(above, low, middle), jnp.where(above, middle, high)
+
+    low, high = jax.lax.fori_loop(0, bisections, halve, (jnp.zeros_like(xi), jnp.ones_like(xi)))
+    reached = start + 0.5 * (low + high) * change
+    slope = interpolation_slope(reached)
+    steep = slope > 1e-6
+    # the value is the bisection's; its derivative the implicit one, d xi' = d target / h'(xi')
+    tangent = jnp.where(steep, (target - target_fixed) / jnp.where(steep, slope, 1.0), 0.0)
+    xi_new = jnp.where(short, reached + tangent, xi_new)
     return xi_new, c - site_ratio * (interpolation(xi_new) - interpolation(xi))
 
 

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phasefield.decomposition import AXIS
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient, pad_axis
 from phasefield.operators.elliptic import apply_operator, solve_potential
@@ -66,7 +67,7 @@ IONIC_FLOOR = 1e-6  # conductivity of the electrolyte potential inside the metal
 NEWTON_ITERATIONS = 12  # electrolyte potential: most linearised solves per step
 NEWTON_STEP = 2.0  # ... each moving phi_e by at most this over f (51 mV at 298 K)
 NEWTON_TOLERANCE = 1e-6  # ... until phi_e moves less than this, V
-REACTION_CUTOFF = 1e-4  # no reaction where xi is below this: no electrons reach the far electrolyte
+REACTION_CUTOFF = 5e-2  # no reaction where xi is below this (0.74 interface thicknesses ahead of xi = 1/2)
 REACTION_SATURATION = 1e4  # transport-and-exchange: k dt at most this (a supply-limited reaction)
 ELECTRONIC_CONTRAST = 1e7  # leaky electrolyte: the metal's electronic conductivity over the leakage one, at most
 
@@ -433,7 +434,7 @@ def growth_per_area(xi_start, xi_end, dt, grid: Grid):
     return jnp.sum(interpolation(xi_end) - interpolation(xi_start)) * grid.cell_volume / electrode_area / dt
 
 
-def reaction_weight(xi, grid: Grid, slope):
+def reaction_weight(xi, grid: Grid, slope, only_connected: bool = True, slabs=None):
     """``w = C(k h) |grad xi|`` (1/um, centred differences): the reaction's localisation in the reaction
     formulation, ``dxi/dt = v w``: the interface advected at the speed ``v`` (a flat front keeps its
     tanh profile), so that it grows the metal at ``dh/dt = v h' w``, one ``v`` per area across it.
@@ -441,26 +442,89 @@ def reaction_weight(xi, grid: Grid, slope):
     On the grid the centred ``sum h'(xi) |grad xi| dx`` of a tanh profile of slope ``k`` (1/um) falls
     short of one (0.955 at 4 cells across 2/k, 0.922 at 3): :func:`front_weight_correction` ``C``
     restores it, so a flat front of any cell size deposits the Butler-Volmer current exactly (to
-    3e-5 over its position in the cell at 4 cells: no stick-slip). ``h'(xi)`` alone (Chen 2015)
+    4e-3 over its position in the cell at 4 cells: no stick-slip). ``h'(xi)`` alone (Chen 2015)
     would give ``int h'^2 dx = 6.43/k`` and pin on coarse grids. ``h`` is the x spacing.
-    ``w = 0`` where ``xi <`` :data:`REACTION_CUTOFF` (2.3 um ahead of a 1 um interface; ``h < 1e-11``
-    there): the far electrolyte, which no electron reaches, never grows metal out of round-off.
+    ``w = 0`` where ``xi <`` :data:`REACTION_CUTOFF` (0.05: 0.74 interface thicknesses ahead of the
+    front, ``h = 1.2e-3``): in the foot of the profile growth costs almost no Li (``h ~ xi^3``), and a
+    foot that reacts takes all the Li+ that reaches a depleted front at a large overpotential, runs ahead
+    and detaches (held at -1 V, it plated 6x the diffusion limit with a cutoff of 1e-4). With
+    ``only_connected``, also ``w = 0`` off the metal joined to the electrode (:func:`electrode_connected`):
+    dead Li takes no part. ``only_connected=False`` where electrons reach isolated metal through a leaky
+    electrolyte (its own potential, :func:`solve_electronic_potential`). ``slabs``: the fields' split over
+    devices, if any.
     """
     neumann = Boundary.uniform(grid.ndim, "neumann")
     components = gradient(xi, grid, neumann)
     norm = gradient_norm(components)
-    return jnp.where(xi > REACTION_CUTOFF, front_weight_correction(slope * grid.spacing[0]).astype(xi.dtype) * norm, 0.0)
+    sites = electrode_connected(xi, slabs=slabs) if only_connected else xi > REACTION_CUTOFF
+    return jnp.where(sites, front_weight_correction(slope * grid.spacing[0]).astype(xi.dtype) * norm, 0.0)
+
+
+def connected_runs(connected, inside, axis: int):
+    """``inside`` cells whose run along ``axis`` (cells of ``inside`` between two gaps) holds a ``connected``
+    cell: the last connected index before a cell and the next one after it against the gaps' (``cummax``
+    and ``cummin`` of indices)."""
+    n = inside.shape[axis]
+    index = jnp.arange(n).reshape([n if a == axis else 1 for a in range(inside.ndim)])
+    last_connected = jax.lax.cummax(jnp.where(connected, index, -1), axis=axis)
+    last_gap = jax.lax.cummax(jnp.where(inside, -1, index), axis=axis)
+    next_connected = jax.lax.cummin(jnp.where(connected, index, n), axis=axis, reverse=True)
+    next_gap = jax.lax.cummin(jnp.where(inside, n, index), axis=axis, reverse=True)
+    return inside & ((last_connected > last_gap) | (next_connected < next_gap))
+
+
+def electrode_connected(xi, threshold: float = REACTION_CUTOFF, slabs=None):
+    """Cells joined to the electrode (the ``x = 0`` wall) by a path of face neighbours with ``xi >
+    threshold``: the metal that electrons reach, and its interface. Metal cut off from it is dead Li
+    (no electronic path through the electrolyte): it neither plates nor strips (:func:`reaction_weight`
+    times this mask). Whole runs of cells along each axis in turn (:func:`connected_runs`), until nothing
+    changes: as many passes as the path from the wall has turns. With ``slabs`` (fields split along x)
+    the runs along x are found on the transposed mask (one ``all_to_all`` each way), not on a gathered one.
+    Returns a boolean field."""
+    inside = xi > threshold
+    ndim = xi.ndim
+
+    def along_x(connected):
+        if slabs is None:
+            return connected_runs(connected, inside, 0)
+        devices = slabs.count
+        padded = -(-xi.shape[1] // devices) * devices
+
+        def block(connected, inside):
+            pad = [(0, 0)] * ndim
+            pad[1] = (0, padded - xi.shape[1])
+            columns = [jax.lax.all_to_all(jnp.pad(u.astype(jnp.int8), pad), AXIS, split_axis=1, concat_axis=0,
+                                          tiled=True) > 0 for u in (connected, inside)]
+            rows = jax.lax.all_to_all(connected_runs(*columns, 0).astype(jnp.int8), AXIS, split_axis=0,
+                                      concat_axis=1, tiled=True)
+            return jax.lax.slice_in_dim(rows, 0, xi.shape[1], axis=1) > 0
+
+        spec = slabs.spec(ndim, 0)
+        return jax.shard_map(block, mesh=slabs.mesh, in_specs=(spec, spec), out_specs=spec)(connected, inside)
+
+    def sweep(state):
+        connected, _ = state
+        spread = along_x(connected)
+        for axis in range(1, ndim):
+            spread = connected_runs(spread, inside, axis)
+        return spread, jnp.any(spread != connected)
+
+    wall = jnp.arange(xi.shape[0]).reshape([-1] + [1] * (ndim - 1)) == 0
+    connected, _ = jax.lax.while_loop(lambda state: state[1], sweep, (inside & wall, jnp.asarray(True)))
+    return connected
 
 
 def front_weight_correction(slope_spacing, samples: int = 16):
     """``C(k h) = 1 / <sum_j h'(xi_j) |grad xi|_j h>`` for ``xi = (1 - tanh(k x))/2`` sampled at cell
-    centres (centred differences), averaged over ``samples`` offsets of the front within a cell."""
+    centres (centred differences, the cells above :data:`REACTION_CUTOFF`), averaged over ``samples``
+    offsets of the front within a cell."""
     offsets = jnp.arange(samples) / samples
     cells = jnp.arange(-40, 41)
     position = (cells[None, :] + offsets[:, None]) * slope_spacing  # k x
     xi = 0.5 * (1.0 - jnp.tanh(position))
     gradient_norm = jnp.abs(xi[:, 2:] - xi[:, :-2]) / 2.0  # |grad xi| h
-    total = jnp.sum(interpolation_slope(xi[:, 1:-1]) * gradient_norm, axis=1)
+    reacting = xi[:, 1:-1] > REACTION_CUTOFF
+    total = jnp.sum(jnp.where(reacting, interpolation_slope(xi[:, 1:-1]) * gradient_norm, 0.0), axis=1)
     return 1.0 / jnp.mean(total)
 
 
