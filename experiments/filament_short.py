@@ -99,14 +99,16 @@ def main():
                         help="damage_acceleration of the u-d iterations")
     parser.add_argument("--relaxation", type=float, default=fm.Config.relaxation_weight, help="relaxation_weight")
     parser.add_argument("--window", type=int, default=fm.Config.anderson_window, help="anderson_window")
+    parser.add_argument("--max-iterations", type=int, default=10, help="max_iterations: u-d iterations per pass")
+    parser.add_argument("--tolerance", type=float, default=fm.Config.tolerance, help="tolerance of the u-d iterations")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spacing = 32.0 / args.shape
     base = fm.Config(size=[32.0, 32.0], shape=[args.shape, args.shape], length=2 * spacing, flaw_depth=4.0,
-                     control="current", max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5,
+                     control="current", max_iterations=args.max_iterations, pressure_passes=40, pressure_tolerance=1e-5,
                      crack_advance_scale=args.advance_scale, area_passes=args.area_passes,
                      damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
-                     anderson_window=args.window)
+                     anderson_window=args.window, tolerance=args.tolerance)
     simulation = fm.build(base, TimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
