@@ -217,3 +217,35 @@ def test_crack_advance_sets_the_step_change():
     assert float(simulation.stepper.change(pressured, old)) == pytest.approx(1.0)
     per_cell = fm.build(dataclasses.replace(config, crack_advance_scale=0.0), TimeSolverConfig())
     assert float(per_cell.stepper.change(new, old)) == pytest.approx(1.0)
+
+
+def test_the_step_does_not_depend_on_the_iteration_cap(growing):
+    """The last growing step again at twice its dt (the crack advances), with 5 and with 40 u-d iterations per
+    mechanics pass: the Li pressure follows the Li volume at every iteration and the damage is bounded by the
+    previous step's, so both end on the same state (damage to 1e-6, pressure to 1e-8), which closes the Li balance
+    to ``pressure_tolerance`` and is stationary (a step that plates nothing leaves it). Before (the pressure
+    updated only between passes, each pass locking its damage), the capped pass at 40 ran the crack from 2 to 6.5 um
+    at a Li pressure of 71 MPa, the pass at 5 to 2.0 um at 397 MPa."""
+    records, carries = growing
+    params = dataclasses.replace(CONFIG, overpotential=-1.5 * onset(1.5), flaw_depth=1.5)
+    start, dt, before = carries[-2], 2.0 * records[-1]["dt"], records[-2]
+    ends = {}
+    for cap in (5, 40):
+        p = dataclasses.replace(params, max_iterations=cap)
+        carry = STEP(p, start, dt)
+        d = {k: float(v) for k, v in DIAGNOSTICS(p, carry).items()}
+        assert d["converged"] == 1.0
+        held = d["crack_volume"] * (1.0 + d["li_pressure"] * fm.STRESS_UNIT / CONFIG.li_bulk_modulus)
+        assert held == pytest.approx(d["li_volume"], rel=CONFIG.pressure_tolerance)
+        ends[cap] = carry, d
+    (five, d5), (forty, d40) = ends[5], ends[40]
+    print(f"cap 5: p = {d5['li_pressure']:.3f} MPa, depth {d5['crack_depth']} um, {d5['pressure_passes']:.0f} passes;"
+          f" cap 40: p = {d40['li_pressure']:.3f} MPa, depth {d40['crack_depth']} um")
+    assert d5["crack_depth"] > before["crack_depth"], "the crack must advance on this step"
+    assert d5["pressure_passes"] > 1.0, "the cap of 5 must split the step into passes"
+    damage = lambda c: c["state"]["fracture"]["damage"]  # noqa: E731
+    assert float(jnp.max(jnp.abs(damage(five) - damage(forty)))) < 1e-6
+    assert d5["li_pressure"] == pytest.approx(d40["li_pressure"], rel=1e-8)
+    assert d5["crack_depth"] == d40["crack_depth"]
+    still = STEP(params, five, 1e-9 * dt)
+    assert float(jnp.max(jnp.abs(damage(still) - damage(five)))) <= CONFIG.tolerance
