@@ -126,6 +126,7 @@ class FractureProblem(NamedTuple):
     tolerance: float = 1e-5  # alternate minimisation: max |d_new - d|
     max_iterations: int = 300
     elasticity_tolerance: float = 1e-9
+    unit_tolerance: float = 1e-3  # :class:`VolumeControl`: the unit-pressure solve only sets the slope of p's update
     elasticity_max_iterations: int = 2000
     damage_tolerance: float = 1e-10
     damage_max_iterations: int = 1000
@@ -636,7 +637,7 @@ def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, 
         solution = solve_walled_elasticity(
             bulk, bulk, shear, grid, walls, wall_displacement=(zero, zero), wall_traction=(zero, zero),
             internal_pressure=damage, initial=unit, reference_moduli=reference_moduli,
-            tolerance=problem.elasticity_tolerance, max_iterations=problem.elasticity_max_iterations, max_newton=1)
+            tolerance=problem.unit_tolerance, max_iterations=problem.elasticity_max_iterations, max_newton=1)
         return solution.displacement, jnp.asarray(solution.iterations, jnp.int32)
 
     def skip(unit):
