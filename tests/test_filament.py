@@ -107,8 +107,9 @@ def test_damage_never_decreases(growing):
 
 def test_warm_starts_change_the_cost_not_the_step(growing):
     """The last growing step again, warm-started (the unit-pressure displacement in the history) and cold (it
-    zeroed): the same state to the solvers' tolerances (3e-10 in d), in fewer CG iterations warm (485 vs 525 on
-    this growing step, whose damage moves by 0.5)."""
+    zeroed): the same state to the solvers' tolerances (3e-10 in d; the Li pressure to 1e-7: the unit-pressure
+    solves that set its updates stop at 1e-3), in fewer CG iterations warm (1074 vs 1094 on this growing step, whose
+    damage moves by 0.5)."""
     records, carries = growing
     params = dataclasses.replace(CONFIG, overpotential=-1.5 * onset(1.5), flaw_depth=1.5)
     warm = carries[-2]
@@ -118,7 +119,9 @@ def test_warm_starts_change_the_cost_not_the_step(growing):
     a, b = STEP(params, warm, records[-1]["dt"]), STEP(params, cold, records[-1]["dt"])
     difference = jnp.abs(a["state"]["fracture"]["damage"] - b["state"]["fracture"]["damage"])
     assert float(jnp.max(difference)) < 1e-6
-    assert float(a["state"]["li_pressure"]) == pytest.approx(float(b["state"]["li_pressure"]), rel=1e-8)
+    assert float(a["state"]["li_pressure"]) == pytest.approx(float(b["state"]["li_pressure"]), rel=1e-7)
+    print("CG iterations warm / cold:", int(a["cache"]["info"]["elasticity_iterations"]),
+          int(b["cache"]["info"]["elasticity_iterations"]))
     assert int(a["cache"]["info"]["elasticity_iterations"]) < int(b["cache"]["info"]["elasticity_iterations"])
 
 
