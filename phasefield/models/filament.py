@@ -124,8 +124,9 @@ class Config:
     short_circuit_gap: float = option(2.0, min=0.0, help="stop when the crack tip is this close to the counter "
                                                         "electrode, um")
     tolerance: float = option(1e-4, min=0.0, exclusive=True, static=True, help="u-d iterations: max |d_new - d|")
-    max_iterations: int = option(10, min=1, help="u-d iterations per mechanics pass (the Li pressure follows the "
-                                 "Li volume at every iteration; the passes repeat until converged)")
+    max_iterations: int = option(10, min=1, static=False,
+                                 help="u-d iterations per mechanics pass (the Li pressure follows the Li volume at "
+                                 "every iteration; the passes repeat until converged; a number, not structure)")
     damage_acceleration: str = option("none", choices=fr.ACCELERATIONS,
                                       help="u-d iterations: next damage iterate G(d) (none), d + w (G(d) - d) "
                                       "(overrelax) or Anderson mixing of the last anderson_window iterates")
@@ -133,8 +134,8 @@ class Config:
     anderson_window: int = option(3, min=1, max=10, help="anderson: iterate differences kept")
     pressure_tolerance: float = option(1e-6, min=0.0, exclusive=True,
                                        help="Li volume balance, relative, at the end of a time step's mechanics")
-    pressure_passes: int = option(60, min=1, help="most mechanics passes (load steps) per time step")
-    area_passes: int = option(0, min=0, help="most repeats per step of the deposit and the mechanics with the Li "
+    pressure_passes: int = option(60, min=1, static=False, help="most mechanics passes (load steps) per time step")
+    area_passes: int = option(0, min=0, static=False, help="most repeats per step of the deposit and the mechanics with the Li "
                               "interface of the end of the step (0: the interface of its start)")
     crack_advance_scale: float = option(0.0, min=0.0, static=True,
                                         help="um: crack advance per step counted as a change of 1 by the adaptive "
