@@ -28,9 +28,17 @@ def crack_pressure(ratio):
     return ratio * np.sqrt(modulus * fr.effective_toughness(TOUGHNESS, 1.0, LENGTH)) / np.sqrt(np.pi * HALF_LENGTH)
 
 
+def griffith_volume(half_length):
+    """Sneddon's volume ``2 pi p a^2 / E'`` of a centre crack at its Griffith pressure ``K_Ic / sqrt(pi a)``."""
+    modulus = fr.plane_strain_modulus(YOUNG, POISSON)
+    toughness = np.sqrt(modulus * fr.effective_toughness(TOUGHNESS, 1.0, LENGTH))
+    return 2.0 * np.sqrt(np.pi) * half_length**1.5 * toughness / modulus
+
+
 @jax.jit
-def _steps(pressure):
-    """Per acceleration: relax the pre-crack unloaded, then one load step at the crack ``pressure``."""
+def _steps(pressure, fluid):
+    """Per acceleration: relax the pre-crack unloaded, then one load step at the crack ``pressure``, and one with
+    the volume ``fluid`` of an incompressible fluid in the crack (:class:`fr.VolumeControl`)."""
     y = GRID.axis_coordinates(1) - N / 2
     crack = np.zeros(GRID.shape)
     crack[N // 2, np.abs(y) < HALF_LENGTH] = 1.0
@@ -42,13 +50,16 @@ def _steps(pressure):
         state, _ = fr.load_step(p, material, fr.damage_model("AT1"), fr.initial_state(p, crack), fr.Loading())
         loading = fr.Loading((zero, zero), (zero, zero), pressure, None)
         out[name] = fr.load_step(p, material, fr.damage_model("AT1"), state, loading) + (state.damage,)
+        control = fr.VolumeControl(fluid, jnp.asarray(1e6), zero, tuple(jnp.zeros_like(u) for u in state.displacement))
+        out[name + "_volume"] = fr.load_step(p, material, fr.damage_model("AT1"), state, loading._replace(
+            crack_pressure=zero), volume=control) + (state.damage,)
     return out
 
 
 def test_accelerated_step_converges_to_the_plain_fixed_point():
     """A pre-crack at 1.3 times its Griffith pressure runs through the periodic strip: Anderson-accelerated
     iterations end on the plain iterations' damage to a few tolerances, within the bounds d_prev <= d <= 1."""
-    out = _steps(jnp.asarray(crack_pressure(1.3)))
+    out = _steps(jnp.asarray(crack_pressure(1.3)), jnp.asarray(griffith_volume(5.0)))
     plain, info_plain, _ = out["none"]
     fast, info_fast, start = out["anderson"]
     assert bool(info_plain.converged) and bool(info_fast.converged)
@@ -56,6 +67,21 @@ def test_accelerated_step_converges_to_the_plain_fixed_point():
     print(f"u-d iterations: plain {int(info_plain.iterations)}, anderson {int(info_fast.iterations)}")
     assert float(jnp.max(jnp.abs(fast.damage - plain.damage))) < 5 * TOLERANCE
     assert bool(jnp.all(fast.damage >= start)) and float(jnp.max(fast.damage)) <= 1.0
+
+
+def test_volume_controlled_crack_stops_at_griffith_for_both():
+    """The same pre-crack (half-length 3 um) filled with an incompressible fluid of Sneddon's volume at the Griffith
+    pressure of a half-length of 5 um: the pressure follows the volume at every u-d iteration, so the crack grows
+    stably and stops at 2 x 5 um within a cell (at a fixed pressure above Griffith it runs through the strip,
+    above); plain and Anderson iterations end on the same damage and pressure."""
+    out = _steps(jnp.asarray(crack_pressure(1.3)), jnp.asarray(griffith_volume(5.0)))
+    (plain, info_plain, _), (fast, info_fast, _) = out["none_volume"], out["anderson_volume"]
+    assert bool(info_plain.converged) and bool(info_fast.converged)
+    print(f"u-d iterations: plain {int(info_plain.iterations)}, anderson {int(info_fast.iterations)}; "
+          f"p = {float(info_plain.pressure):.5f} GPa")
+    assert float(fr.crack_extent(plain.damage, problem("none"))) == pytest.approx(10.0, abs=1.0)
+    assert float(jnp.max(jnp.abs(fast.damage - plain.damage))) < 5 * TOLERANCE
+    assert float(info_fast.pressure) == pytest.approx(float(info_plain.pressure), rel=1e-4)
 
 
 @pytest.mark.parametrize("key, value", [("damage_acceleration", "aitken"), ("relaxation_weight", 2.5),

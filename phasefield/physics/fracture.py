@@ -79,6 +79,7 @@ from phasefield.operators.walled_elasticity import (
     wall_reactions,
     zero_displacement,
 )
+from phasefield.physics.filament import li_pressure
 
 MODELS = ("AT1", "AT2")
 SPLITS = ("volumetric_deviatoric", "spectral", "none")
@@ -125,6 +126,7 @@ class FractureProblem(NamedTuple):
     tolerance: float = 1e-5  # alternate minimisation: max |d_new - d|
     max_iterations: int = 300
     elasticity_tolerance: float = 1e-9
+    unit_tolerance: float = 1e-3  # :class:`VolumeControl`: the unit-pressure solve only sets the slope of p's update
     elasticity_max_iterations: int = 2000
     damage_tolerance: float = 1e-10
     damage_max_iterations: int = 1000
@@ -162,12 +164,28 @@ class FractureState(NamedTuple):
     tension: jax.Array  # 1 where tr e > 0 (degraded bulk)
 
 
+class VolumeControl(NamedTuple):
+    """A crack filled with a fixed amount of compressible fluid (Li in a filament): the crack pressure is not a
+    load but the root of ``V_fluid = V_c (1 + p / K)``, ``V_c = reference + sum V d tr(eps)`` (total strain),
+    re-solved at every u-d iteration (:func:`load_step`). ``fluid_volume``: stress-free fluid volume;
+    ``bulk_modulus``: ``K``; ``reference``: crack volume at zero opening (a stress-free flaw); ``unit``: a
+    displacement under a unit crack pressure alone, the warm start of the first such solve."""
+
+    fluid_volume: jax.Array
+    bulk_modulus: jax.Array
+    reference: jax.Array
+    unit: tuple
+
+
 class StepInfo(NamedTuple):
     iterations: jax.Array  # alternate-minimisation iterations
     elasticity_iterations: jax.Array  # CG iterations, summed over the step
     damage_iterations: jax.Array  # CG iterations of the damage solves, summed
     change: jax.Array  # last max |d_new - d|
     converged: jax.Array
+    pressure: jax.Array | None = None  # volume control: the crack pressure of the returned state
+    compliance: jax.Array | None = None  # volume control: dV_c/dp of the last iterate (fixed d and tension set)
+    unit: tuple | None = None  # volume control: the displacement under a unit crack pressure of the last iterate
 
 
 # ----------------------------------------------------------------------------- pure functions of d
@@ -480,7 +498,8 @@ class Accelerator(NamedTuple):
 
 
 def load_step(problem: FractureProblem, material: FractureMaterial, model: DamageModel, state: FractureState,
-              loading: Loading, max_iterations=None):
+              loading: Loading, max_iterations=None, committed: FractureState | None = None,
+              volume: VolumeControl | None = None):
     """One quasi-static load step: alternate minimisation of ``Psi`` in ``u`` and ``d`` at the given loads.
 
     Each iteration: (1) ``u`` from the linear elasticity with ``g(d)``, the tension set of the previous iterate
@@ -489,14 +508,28 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     problem.tolerance`` and the tension set is unchanged (returning ``G(d)``), or after ``max_iterations``
     (default ``problem.max_iterations``; may be traced). Returns ``(state, StepInfo)``.
 
+    Irreversibility is with respect to ``committed`` (``d >= d_prev = committed.damage``, AT2's history from
+    ``committed.history``; default ``state``): ``state`` is then only the first iterate, so that repeated
+    passes of one physical step (a load that is updated between passes, e.g. a crack pressure from a volume
+    balance) can heal what an earlier pass damaged beyond the committed state.
+
+    ``volume`` (:class:`VolumeControl`): the crack pressure follows the fluid volume balance at every iteration,
+    ``loading.crack_pressure`` only its first guess. After the solve for ``u`` at ``p``, one more solve for ``u_1``
+    under a unit crack pressure alone (same ``g(d)`` and tension set, so ``u + (p' - p) u_1`` is the exact
+    solution at ``p'``; with the spectral split a linearisation) gives ``V_c(p') = V_c + (p' - p) C``,
+    ``C = sum V d tr(eps(u_1))``; ``p'`` closes the balance, ``u`` is shifted to it, and the damage sees ``p'``. So
+    the crack is always driven by the pressure its fluid has at its current volume, and a fixed point of the
+    iterations (equilibrium, damage stationarity, volume balance) does not depend on ``max_iterations``: at a
+    fixed pressure a crack above the Griffith pressure runs unstably as far as the iterations let it, at a fixed
+    volume it stops where ``K_I = K_Ic``. Twice the elasticity solves per iteration (the ``u_1`` solve is warm).
+
     The next iterate is ``G(d)`` (``problem.acceleration`` none), or, while not converged, accelerated: the
     front of a growing crack moves about a cell per plain iteration. ``overrelax`` (Farrell & Maurini 2017):
     ``clip(d + w (G(d) - d), d_prev, 1)``, ``w = problem.relaxation``; ``anderson`` (Storvik et al. 2021):
     :func:`anderson_update` over ``problem.window`` differences. The stopping test stays on ``G``'s residual, so
     either ends on a fixed point of ``G``; but a crack tip on a grid has several (lattice trapping), the plain
-    iterates stop at the first above ``d_prev`` and an accelerated one can pass it; a capped step (``max_iterations``)
-    advances the crack further than a plain one (the filament's time to short moved 1.5-3 % at 32^2, README):
-    ``none`` is the default.
+    iterates stop at the first above ``d_prev`` and an accelerated one can pass it: ``none`` is the default. (Under
+    :class:`VolumeControl` the filament's time to short is the same with either, to 1e-5 at 32^2, README.)
     """
     if problem.acceleration not in ACCELERATIONS:
         raise ValueError(f"unknown acceleration {problem.acceleration!r}; allowed: {', '.join(ACCELERATIONS)}")
@@ -505,7 +538,8 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     dtype = state.damage.dtype
     eigen = loading.eigenstrain
     bulk, shear = bulk_and_shear(material.young, material.poisson)
-    d_prev = state.damage
+    committed = state if committed is None else committed
+    d_prev = committed.damage
     lower = model.bounded * d_prev
     upper = jnp.ones_like(d_prev)
     pressure = jnp.asarray(loading.crack_pressure, dtype)
@@ -528,7 +562,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
         return following, Accelerator(jnp.where(overshot, acc.safe, d_new), trial, weight, anderson)
 
     def iterate(carry):
-        u, d, tension, history, it, cg_u, cg_d, _, accelerator = carry
+        u, d, tension, history, it, cg_u, cg_d, _, accelerator, (pressure, unit, _) = carry
         kt, kc, mu, extra = elastic_terms(d, material, problem, eigen)
         kt_eff = jnp.where(tension > 0, kt, kc)
         if extra is None:  # piecewise quadratic: one linear solve on the current sign set
@@ -546,11 +580,17 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
                 reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=problem.max_newton,
                 extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear))
-        u = solution.displacement
+        u, cg = solution.displacement, solution.iterations
+        compliance = jnp.zeros((), dtype)
+        if volume is not None:
+            p, unit, compliance, its = _follow_volume(volume, u, d, pressure, unit, kt_eff, mu, problem,
+                                                      (bulk, shear))
+            u, cg = tuple(a + (p - pressure) * b for a, b in zip(u, unit)), cg + its
+            pressure = p
         elastic_trace, total_trace = _elastic_trace(u, grid, walls, eigen)
         new_tension = (elastic_trace > 0).astype(dtype)
         drive = driving_force(u, d, material, problem, eigen)
-        history_now = jnp.maximum(state.history, drive)
+        history_now = jnp.maximum(committed.history, drive)
         used = model.history * history_now + (1.0 - model.history) * drive
         d_new, its = solve_damage(used, pressure * total_trace, lower, upper, d, material, model, problem)
         change = jnp.max(jnp.abs(d_new - d))
@@ -560,8 +600,8 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
         else:
             final = (change <= problem.tolerance) | (it + 1 >= limit)
             following, accelerator = accelerate(d, d_new, final, accelerator)
-        return (u, following, new_tension, history_now, it + 1, cg_u + solution.iterations, cg_d + its, change,
-                accelerator)
+        return (u, following, new_tension, history_now, it + 1, cg_u + cg, cg_d + its, change, accelerator,
+                (pressure, unit, compliance))
 
     def keep_going(carry):
         it, change = carry[4], carry[7]
@@ -570,12 +610,45 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     zero = jnp.zeros((), jnp.int32)
     anderson = anderson_history(state.damage, problem.window) if problem.acceleration == "anderson" else ()
     accelerator = Accelerator(state.damage, jnp.asarray(False), jnp.asarray(problem.relaxation, dtype), anderson)
+    fluid = (pressure, () if volume is None else tuple(volume.unit), jnp.zeros((), dtype))
     carry = (state.displacement, state.damage, state.tension, state.history, zero, zero, zero,
-             jnp.asarray(jnp.inf, dtype), accelerator)
-    u, d, tension, history, it, cg_u, cg_d, change, _ = jax.lax.while_loop(keep_going, iterate, carry)
+             jnp.asarray(jnp.inf, dtype), accelerator, fluid)
+    u, d, tension, history, it, cg_u, cg_d, change, _, (pressure, unit, compliance) = \
+        jax.lax.while_loop(keep_going, iterate, carry)
     new_state = FractureState(u, d, history, tension)
     info = StepInfo(it, cg_u, cg_d, change, change <= problem.tolerance)
+    if volume is not None:
+        info = info._replace(pressure=pressure, compliance=compliance, unit=unit)
     return new_state, info
+
+
+def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, bulk, shear,
+                   problem: FractureProblem, reference_moduli):
+    """The crack pressure ``p'`` that closes the fluid balance of ``volume`` with the crack linearised about
+    ``displacement`` (the solution at ``pressure``): ``u_1`` under a unit crack pressure ``d`` alone (moduli
+    ``bulk``, ``shear``; warm from ``unit``; skipped without damage, its right-hand side zero),
+    ``C = sum V d tr eps(u_1)``, and ``p'`` the root of ``(V_c + (p' - p) C)(1 + p' / K) = V_fluid``
+    (:func:`phasefield.physics.filament.li_pressure`; 0 where the fluid does not fill the crack). Returns ``p'``,
+    ``u_1``, ``C`` and the CG iterations."""
+    grid, walls = problem.grid, problem.walls
+    zero = jnp.zeros((), damage.dtype)
+
+    def solve(unit):
+        solution = solve_walled_elasticity(
+            bulk, bulk, shear, grid, walls, wall_displacement=(zero, zero), wall_traction=(zero, zero),
+            internal_pressure=damage, initial=unit, reference_moduli=reference_moduli,
+            tolerance=problem.unit_tolerance, max_iterations=problem.elasticity_max_iterations, max_newton=1)
+        return solution.displacement, jnp.asarray(solution.iterations, jnp.int32)
+
+    def skip(unit):
+        return unit, jnp.zeros((), jnp.int32)
+
+    unit, iterations = jax.lax.cond(jnp.any(damage > 0), solve, skip, unit)
+    opening = lambda u: grid.cell_volume * jnp.sum(damage * sum(normal_strains(u, grid, walls)))  # noqa: E731
+    compliance = opening(unit)
+    base = volume.reference + opening(displacement) - compliance * pressure
+    following = li_pressure(volume.fluid_volume, base, compliance, volume.bulk_modulus)
+    return following, unit, compliance, iterations
 
 
 # ----------------------------------------------------------------------------- diagnostics
