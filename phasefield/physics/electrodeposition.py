@@ -788,9 +788,13 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
             return solve_potential(conductivity, -r / grid.cell_volume, grid, boundary, jnp.zeros_like(r),
                                    tolerance, max_iterations, shift=lumped)[0]
 
-        solved, _ = jax.scipy.sparse.linalg.gmres(linearised, rhs, M=preconditioner, tol=1e-10, restart=20,
-                                                  maxiter=4)
-        return solved
+        def gmres(matvec, b):
+            return jax.scipy.sparse.linalg.gmres(matvec, b, M=preconditioner, tol=1e-10, restart=20, maxiter=4)[0]
+
+        # a custom_linear_solve of its own: gmres's tolerance is set from its right-hand side outside its own
+        # linear solve, which reverse mode then cannot transpose; here the whole GMRES is the solve, and
+        # the transposed system (reverse mode) is solved by GMRES too, with the same (symmetric) preconditioner
+        return jax.lax.custom_linear_solve(linearised, rhs, solve=gmres, transpose_solve=gmres)
 
     phi, (c_solved, iterations, transport_iterations, residual, count, electrode) = jax.lax.custom_root(
         balance, guess, newton_iterations, linear_solve, has_aux=True)
