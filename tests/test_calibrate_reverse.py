@@ -9,9 +9,10 @@ reverse mode cannot pass; they are differentiated implicitly (``lax.custom_linea
 equals J^T r from forward mode (reversed by the default snapshot schedule: 2 stored carries for the
 dendrite's 60 steps, 1 for the swelling's 5 and the held-voltage dendrite's 10). The checks are marked
 ``slow``: compiling each backward pass takes 25-30 s, outside the 10-minute suite budget
-(``python -m pytest -m slow`` runs them). What the suite keeps: reverse mode through the spinodal run, the implicit derivatives of the CG solve against a dense solve in
-both modes (tests/test_calibrate.py), and forward-mode derivatives through every step, whose
-``custom_root`` tangents are the same implicit-function rule reverse mode transposes.
+(``python -m pytest -m slow`` runs them). What the suite keeps: reverse mode through the spinodal run, the
+implicit derivatives of the CG solve against a dense solve in both modes (tests/test_calibrate.py), and
+forward-mode derivatives through every step, whose ``custom_root`` tangents are the same implicit-function
+rule reverse mode transposes.
 """
 import numpy as np
 import pytest
