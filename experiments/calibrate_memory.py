@@ -39,6 +39,7 @@ from phasefield.calibrate import (
 )
 from phasefield.config import validate_run
 from phasefield.memory import peak_bytes
+from phasefield.recompute import reverse_pass
 from phasefield.runner import build
 
 CASES = {  # overrides, free parameters, observed diagnostic
@@ -71,7 +72,8 @@ def one_step_backward_bytes(problem: Problem, theta) -> int:
         return new, simulation.diagnostics(params, new)[observable]
 
     def backward(t, carry, cotangent):
-        return jax.vjp(step, t, carry)[1]((cotangent, jax.numpy.ones(())))
+        with reverse_pass():
+            return jax.vjp(step, t, carry)[1]((cotangent, jax.numpy.ones(())))
 
     theta = jax.ShapeDtypeStruct(theta.shape, np.float64)
     carry = jax.eval_shape(lambda t: simulation.stepper.init(with_values(problem.base_parameters, names, t),

@@ -32,7 +32,11 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   2.9x with 1 snapshot, 3.2x with 2, 3.7x with 3, 4.2x with 4, the same at 100 and 400 steps;
 * within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, limiter and
   bisection passes, the mechanics passes) checkpoint their bodies, so that reverse mode stores one loop
-  carry per iteration, not every intermediate of every iteration;
+  carry per iteration, not every intermediate of every iteration; and the early stages of the dendrite
+  and swelling steps (the interface geometry and the Allen-Cahn upkeep; the surface insertion and the
+  Cahn-Hilliard update with its limiters) are :func:`phasefield.recompute.recomputed`: the backward pass
+  (traced within :func:`phasefield.recompute.reverse_pass`) runs each again when it reaches it, so their
+  intermediates are not held through the backward passes of the solves after them;
 * iterative solves are differentiated implicitly: every CG solve (:func:`phasefield.operators.krylov.pcg`)
   is a ``lax.custom_linear_solve``, so a tangent or a cotangent is one more solve with the same
   operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
@@ -72,6 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, RunConfig, parameter_names, validate_run
+from phasefield.recompute import reverse_pass
 from phasefield.registry import scenario as registered
 from phasefield.runner import build, device_parameters
 from phasefield.simulation import Simulation
@@ -319,6 +324,10 @@ def reversed_by_snapshots(run: Callable, parameters: Callable, observe: Callable
     actions, _ = snapshot_schedule(steps, snapshots)
 
     def backward(theta, cotangent):
+        with reverse_pass():  # the steps' recomputed stages (phasefield.recompute) keep only their inputs
+            return reversed_steps(theta, cotangent)
+
+    def reversed_steps(theta, cotangent):
         params = parameters(theta)
         shapes = jax.eval_shape(lambda: stepper.init(params, fields))  # the carry itself is built where needed
         leaves, tree = jax.tree.flatten(shapes)

@@ -191,6 +191,7 @@ from phasefield.physics.grand_potential import (
     li_transport_step,
     site_fraction,
 )
+from phasefield.recompute import recomputed
 from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper
 from phasefield.simulation import Quantity, Simulation
@@ -772,9 +773,14 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             coupled, effect = coupling.update(params, carry, xi, ionic)
             if effect.conductivity is not None:
                 ionic = effect.conductivity
-        weight = reaction_weight(xi, grid, p.slope, not leaky, slabs)
-        curvature = interface_curvature(xi, grid)
-        shift = capillary_shift(p, params, xi, grid, curvature[0])
+
+        def geometry():
+            curvature = interface_curvature(xi, grid)
+            return (reaction_weight(xi, grid, p.slope, not leaky, slabs), curvature,
+                    capillary_shift(p, params, xi, grid, curvature[0]))
+
+        # this stage and the Allen-Cahn one: reverse mode recomputes them once the solves' backward passes are done
+        weight, curvature, shift = recomputed(geometry)
         if effect.shift is not None:
             shift = shift + effect.shift
 
@@ -829,18 +835,21 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         rate_phi = potential.phi if galvanostatic else state["phi"]
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
-        noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
-        argument = jnp.clip(p.f * (electrode - rate_phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
-        fastest = p.interface_speed * jnp.max(jnp.where(weight > 0, jnp.maximum(c, 0.0), 0.0)
-                                              * jnp.exp(-p.alpha * argument))
-        mobility = relaxation_rate(params, p, fastest) / p.barrier
-        xi_relaxed = allen_cahn_update(xi, dt, basis, mobility, p.barrier, p.kappa, None, curvature=curvature)
-        # ... moving no metal (only the reaction deposits); the round-off it leaves is paid where Li+ is
-        xi_relaxed, residual = conserve_metal_locally(xi, xi_relaxed, basis, 2.0 / p.slope)
-        c = c - kinetics.site_ratio * residual * c / jnp.sum(c)
-        xi_kicked = langevin_kick(xi, xi_relaxed, dt, (params.noise_amplitude, noise_key))
-        xi_kicked, _ = metal_growth(xi_relaxed, xi_kicked, c, kinetics.site_ratio)
-        xi_relaxed, c = net_free_kick(xi_relaxed, xi_kicked, c, kinetics.site_ratio)  # no charge passes for noise
+        def relaxed():
+            noise_key = jax.random.fold_in(jax.random.PRNGKey(params.seed), state["step"])
+            argument = jnp.clip(p.f * (electrode - rate_phi) + shift, -F_PHI_LIMIT, F_PHI_LIMIT)
+            fastest = p.interface_speed * jnp.max(jnp.where(weight > 0, jnp.maximum(c, 0.0), 0.0)
+                                                  * jnp.exp(-p.alpha * argument))
+            mobility = relaxation_rate(params, p, fastest) / p.barrier
+            xi_relaxed = allen_cahn_update(xi, dt, basis, mobility, p.barrier, p.kappa, None, curvature=curvature)
+            # ... moving no metal (only the reaction deposits); the round-off it leaves is paid where Li+ is
+            xi_relaxed, residual = conserve_metal_locally(xi, xi_relaxed, basis, 2.0 / p.slope)
+            c_left = c - kinetics.site_ratio * residual * c / jnp.sum(c)
+            xi_kicked = langevin_kick(xi, xi_relaxed, dt, (params.noise_amplitude, noise_key))
+            xi_kicked, _ = metal_growth(xi_relaxed, xi_kicked, c_left, kinetics.site_ratio)
+            return net_free_kick(xi_relaxed, xi_kicked, c_left, kinetics.site_ratio)  # no charge passes for noise
+
+        xi_relaxed, c = recomputed(relaxed)
 
         # 3. salt diffusion with the reaction's share 1 - t+ of the Li as an implicit sink, then the metal grows;
         # held voltage: together with the electrolyte potential, whose source is that growth

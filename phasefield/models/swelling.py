@@ -190,6 +190,7 @@ from phasefield.physics.mechanics import (
     solve_and_return,
 )
 from phasefield.physics.plasticity import add_strains
+from phasefield.recompute import recomputed
 from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper, unconditionally_stable
 from phasefield.simulation import Quantity, Simulation
@@ -954,7 +955,7 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     periodic = Boundary.uniform(ndim, "periodic")
     low_faces = [tuple(slice(0, n) if b == a else slice(None) for b, n in enumerate(grid.shape)) for a in range(ndim)]
     fluxes = li_fluxes(c, mu, p, geometry, grid, crack)
-    increment = dt * (bounded_divergence(fluxes, c, dt, geometry, grid, source) + source)
+    increment = dt * (recomputed(lambda: bounded_divergence(fluxes, c, dt, geometry, grid, source)) + source)
     low_order = c + increment / geometry.psi_weight
     diffusive, hyper = stabilization
     k2 = -basis.laplacian_symbol
@@ -963,7 +964,7 @@ def cahn_hilliard_update(c, mu, source, dt, guess, p: Parameters, geometry: Geom
     corrections = [-face_gradient(potential, grid, periodic, a)[low_faces[a]] for a in range(ndim)]
     if crack is not None:
         corrections = [f * crack[a][low_faces[a]] for a, f in enumerate(corrections)]
-    correction, _ = limited_correction(corrections, low_order, dt, geometry, grid)
+    correction, _ = recomputed(lambda: limited_correction(corrections, low_order, dt, geometry, grid))
     c_new = low_order + correction
     return c_new, c_new - c, stats
 
@@ -1166,12 +1167,19 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
         c = state["c"]
         crack = crack_weights(state["damage"], grid) if fracture else None
         damaged = {"damage": state["damage"], "tension": state["tension"]} if fracture else {}
-        mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling, crack)
-        rate = state["direction"].astype(jnp.float64) * insertion_rate(params, geometry)
-        voltage, source = surface_insertion(mu, c, dt, rate, p, geometry, grid, curvature)
-        c_new, change, filter_stats = cahn_hilliard_update(
-            c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry, grid, basis,
-            stabilization_coefficients(params, p), crack)
+
+        def insertion():
+            mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling, crack)
+            rate = state["direction"].astype(jnp.float64) * insertion_rate(params, geometry)
+            return (mu,) + tuple(surface_insertion(mu, c, dt, rate, p, geometry, grid, curvature))
+
+        def transport(mu, source):
+            return cahn_hilliard_update(c, mu, source, dt, history["change"] * dt / history["last_dt"], p, geometry,
+                                        grid, basis, stabilization_coefficients(params, p), crack)
+
+        # reverse mode recomputes each stage once the backward passes of the later ones are done (phasefield.recompute)
+        mu, voltage, source = recomputed(insertion)
+        c_new, change, filter_stats = recomputed(transport, mu, source)
         solved = mechanics(c_new, state["plastic_strain"], WarmStart(**history["elasticity"]),
                            history["axial_strain"], params, geometry, grid, **damaged, slabs=slabs)
         old = state

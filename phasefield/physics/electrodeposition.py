@@ -67,6 +67,8 @@ IONIC_FLOOR = 1e-6  # conductivity of the electrolyte potential inside the metal
 NEWTON_ITERATIONS = 12  # electrolyte potential: most linearised solves per step
 NEWTON_STEP = 2.0  # ... each moving phi_e by at most this over f (51 mV at 298 K)
 NEWTON_TOLERANCE = 1e-6  # ... until phi_e moves less than this, V
+GMRES_RESTART = 5  # the balanced step's tangent solves: Krylov vectors kept (GMRES restarts after them) ...
+GMRES_RESTARTS = 16  # ... and restarts at most (80 products, as 4 x 20: restart 5 agrees to 2e-13 at 128^2)
 REACTION_CUTOFF = 5e-2  # no reaction where xi is below this (0.74 interface thicknesses ahead of xi = 1/2)
 REACTION_SATURATION = 1e4  # transport-and-exchange: k dt at most this (a supply-limited reaction)
 ELECTRONIC_CONTRAST = 1e7  # leaky electrolyte: the metal's electronic conductivity over the leakage one, at most
@@ -852,9 +854,14 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
             return solve_potential(conductivity, -r / grid.cell_volume, grid, boundary, jnp.zeros_like(r),
                                    tolerance, max_iterations, shift=lumped)[0]
 
-        solved, _ = jax.scipy.sparse.linalg.gmres(linearised, rhs, M=preconditioner, tol=1e-10, restart=20,
-                                                  maxiter=4)
-        return solved
+        def gmres(matvec, b):
+            return jax.scipy.sparse.linalg.gmres(matvec, b, M=preconditioner, tol=1e-10,
+                                                 restart=GMRES_RESTART, maxiter=GMRES_RESTARTS)[0]
+
+        # a custom_linear_solve of its own: gmres's tolerance is set from its right-hand side outside its own
+        # linear solve, which reverse mode then cannot transpose; here the whole GMRES is the solve, and
+        # the transposed system (reverse mode) is solved by GMRES too, with the same (symmetric) preconditioner
+        return jax.lax.custom_linear_solve(linearised, rhs, solve=gmres, transpose_solve=gmres)
 
     phi, (c_solved, iterations, transport_iterations, residual, count, electrode) = jax.lax.custom_root(
         balance, guess, newton_iterations, linear_solve, has_aux=True)
