@@ -181,6 +181,7 @@ def test_constant_current_then_the_held_cutoff_carries_the_limiting_current_of_t
     np.testing.assert_allclose(scalars["cell_current_density"][1:][~held[1:]], current, rtol=2e-3)
     assert np.all(scalars["electrode_potential"][~held] > cutoff)
     np.testing.assert_array_equal(scalars["electrode_potential"][held], cutoff)
+    assert np.all(scalars["cell_current_density"] <= current * (1 + 1e-5))  # a cycler's CV never exceeds its CC
     front = STRIP["electrode_position"] + thickness(scalars)[-1]
     limiting = FARADAY * diffusivity * bulk / ((1 - t_plus) * (100.0 - front) * 1e-6) / 10  # mA/cm^2
     assert abs(scalars["cell_current_density"][-1] / limiting - 1) < 0.02, (scalars["cell_current_density"][-1],
@@ -397,3 +398,11 @@ def test_leakage_is_refused_for_the_single_potential_formulations():
             validate_run({"scenario": {"name": "dendrite", **STRIP, "formulation": formulation,
                                        "electronic_conductivity": 1e-6}, "solver": SOLVER, "output": {}})
         assert "scenario.electronic_conductivity" in str(error.value), str(error.value)
+
+
+def test_a_rough_surface_that_reaches_the_electrode_wall_is_refused():
+    """Only metal joined to the x = 0 wall plates: a roughness that cuts the surface down to the wall is refused
+    before any compute, naming the key, the value and the bound."""
+    with pytest.raises(ConfigError, match="scenario.roughness.*electrode_position"):
+        validate_run({"scenario": {"name": "dendrite", **STRIP, "roughness": 8.0}, "solver": SOLVER, "output": {}})
+    validate_run({"scenario": {"name": "dendrite", **STRIP, "roughness": 2.0}, "solver": SOLVER, "output": {}})

@@ -334,7 +334,7 @@ def build(config: Config, solver) -> Simulation:
 
 SCALAR_INFO = {
     "interface_pressure": Quantity("MPa", "pressure of the mechanical overpotential (reaction_pressure) at the "
-                                          "interface, weighted by h'(xi) (the reaction's weight)"),
+                                          "interface, weighted by h'(xi)"),
     "tip_pressure": Quantity("MPa", "pressure of the mechanical overpotential at the dendrite tip (the farthest "
                                     "xi = 1/2 crossing)"),
     "tip_mechanical_overpotential": Quantity("mV", "Omega_Li p / (n F) at the tip: the Butler-Volmer shift"),

@@ -72,8 +72,9 @@ def metal_growth(xi, xi_new, c, site_ratio: float, bisections: int = 48):
     of it: ``h(xi') = h(xi) + c / (c_s/c_ref)``, solved along ``xi -> xi_new`` (``h`` is monotone) by
     ``bisections`` halvings (its derivative the implicit one, ``1 / h'(xi')``). A step scaled back
     linearly in ``xi`` would pay too little on the convex foot of the profile (``h ~ xi^3``) and leave
-    Li+ that the implicit transport had counted as used: it piles up (10 ``c_bulk`` at a held -1 V into
-    depleted salt). ``c'`` is non-negative; total Li is exact either way.
+    Li+ that the implicit transport had counted as used: it piles up (14 ``c_bulk`` at a held -1 V into
+    depleted salt). ``c'`` is non-negative to the round-off of ``h`` (in float32 about ``(c_s/c_ref) h'
+    ulp(xi)``); total Li is exact either way.
     """
     cost = site_ratio * (interpolation(xi_new) - interpolation(xi))
     available = jnp.maximum(c, 0.0)
