@@ -215,7 +215,8 @@ def test_dead_li_cut_off_from_the_electrode_takes_no_part_in_plating():
     """A Li disc (2 um radius) isolated in the electrolyte, 6 um ahead of the electrode's front, no electronic
     leakage: no electron reaches it, so at -0.3 V it keeps its metal within 1e-3 (measured 2.5e-4: the
     profile relaxation's last, uniform shift, which makes the total metal exact, is shared by all interfaces)
-    while the electrode's front plates. Before, the disc was held at the electrode potential and plated."""
+    while the electrode's front plates, and the dendrite height is the front's. Before, the disc was held at the
+    electrode potential and plated."""
     from phasefield.integrate import integrate
     from phasefield.physics.electrochemistry import interpolation
     from phasefield.runner import build, device_parameters, stable_dt, time_control
@@ -244,6 +245,8 @@ def test_dead_li_cut_off_from_the_electrode_takes_no_part_in_plating():
     island_after, front_after = metal(carry)
     assert abs(island_after / island - 1) < 1e-3, island_after / island - 1
     assert (front_after - front) * 0.5 / 16 > 0.03, front_after - front  # the front grew more than 0.03 um
+    height = float(simulation.diagnostics(params, carry)["dendrite_height"])
+    assert 0.03 < height < 1.0, height  # the front's, not the disc's far side (10 um)
 
 
 def test_the_held_cutoff_is_refused_outside_galvanostatic_reaction_runs():

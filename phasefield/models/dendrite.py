@@ -167,6 +167,7 @@ from phasefield.physics.electrodeposition import (
     allen_cahn_update,
     anisotropy_stable_dt,
     conserve_metal_locally,
+    electrode_connected,
     electrolyte_current,
     electronic_conductivity,
     electronic_wall_currents,
@@ -1175,9 +1176,10 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         return largest
 
     def short_circuit(params, carry):
-        """Metal (xi > 1/2) in the cells within ``short_circuit_gap`` of the far wall."""
+        """Metal (xi > 1/2; joined to the electrode in the reaction formulation without leakage: dead Li shorts
+        nothing) in the cells within ``short_circuit_gap`` of the far wall."""
         gap = jnp.asarray(x).reshape((-1,) + (1,) * (ndim - 1)) > grid.lengths[0] - params.short_circuit_gap
-        return jnp.any(gap & (carry["state"]["xi"] > 0.5))
+        return jnp.any(gap & (live_metal(carry["state"]["xi"], reaction and not leaky, slabs) > 0.5))
 
     def stable_dt(params):
         """The explicit anisotropic flux is the only conditionally stable part (chen2015)."""
@@ -1251,7 +1253,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
 
 
 SCALAR_INFO = {
-    "dendrite_height": Quantity("um", "farthest xi = 1/2 crossing from the initial surface"),
+    "dendrite_height": Quantity("um", "farthest xi = 1/2 crossing of the metal joined to the electrode (reaction "
+                                      "formulation without leakage; all metal otherwise) from the initial surface"),
     "tip_velocity": Quantity("um/s", "velocity of that crossing, (dxi/dt) / |dxi/dx|"),
     "interface_area": Quantity("1", "interface area per electrode area, (3/k) int |grad xi|^2 / A"),
     "current_density": Quantity("mA/cm^2", "deposition current n F c_s int dh/dt / A"),
@@ -1314,6 +1317,15 @@ def front_crossings(xi, x, spacing: float):
     return jnp.where(crossing, x[:-1] + spacing * fraction, -jnp.inf), fraction
 
 
+def live_metal(xi, only_connected: bool, slabs=None):
+    """``xi`` with the metal (xi > 1/2) cut off from the electrode set to 0 (``only_connected``: the reaction
+    formulation without leakage, where such dead Li takes no part; :func:`electrode_connected`), for the
+    height, tip and short-circuit checks; ``xi`` unchanged otherwise."""
+    if not only_connected:
+        return xi
+    return jnp.where((xi > 0.5) & ~electrode_connected(xi, 0.5, slabs), 0.0, xi)
+
+
 def cutoff_reached(params: Config, state) -> jnp.ndarray:
     """Galvanostatic control reached the ``cutoff_voltage`` (within :data:`CONTROL_MARGIN`): the held current
     could no longer be carried (a step's ``V`` never rests there otherwise: control counts as lost within the
@@ -1341,8 +1353,9 @@ def make_diagnostics(grid: Grid, config: Config):
                 * electrolyte_sites(params) / params.reference_concentration
         else:
             c = state["c"]
-        here, ahead = xi[:-1], xi[1:]
-        position, fraction = front_crossings(xi, x, h0)
+        live = live_metal(xi, config.formulation == "reaction" and not leaky)
+        here, ahead = live[:-1], live[1:]
+        position, fraction = front_crossings(live, x, h0)
         tip = jnp.argmax(position)
         height = jnp.max(position) - params.electrode_position
         slope = (here - ahead).ravel()[tip] / h0
