@@ -186,3 +186,26 @@ def test_mechanics_fields_carry_units_and_a_bad_value_stops_the_command_line_bef
     assert bad.returncode == 2
     assert "scenario.metal_poisson_ratio = 0.6" in bad.stderr and "-1 < nu < 0.5" in bad.stderr
     assert not (tmp_path / "bad" / "run.h5").exists()
+
+
+def test_tip_pressure_is_read_at_the_tip_of_the_metal_joined_to_the_electrode():
+    """Reaction formulation without leakage, a flat front at x = 8 um and a Li disc (2 um radius) cut off
+    from it at x = 16 um: with a pressure field p = x (MPa, linear, so interpolation is exact) the tip
+    pressure is the front's position, 8, not the disc's far side, 18 (dead Li does not plate, so its
+    pressure does not act on any reaction)."""
+    from phasefield.runner import build, device_parameters
+
+    scenario = {"name": "dendrite_solid", "formulation": "reaction", "size": [24.0, 8.0], "shape": [48, 16],
+                "electrode_position": 8.0, "interface_thickness": 2.0, "anisotropy_strength": 0.0,
+                "noise_amplitude": 0.0, "nuclei": [], "t_end": 1.0}
+    config = validate_run({"scenario": scenario, "solver": FIXED, "output": {}})
+    simulation = build(config)
+    params = device_parameters(simulation.parameters, "float64")
+    fields = simulation.initial_fields()
+    x, y = simulation.grid.coordinates()
+    disc = 0.5 * (1.0 - np.tanh(np.hypot(x - 16.0, y - 4.0) - 2.0))
+    fields["xi"] = np.maximum(fields["xi"], np.broadcast_to(disc, simulation.grid.shape))
+    carry = simulation.stepper.init(params, fields)
+    carry["state"]["reaction_pressure"] = np.broadcast_to(x, simulation.grid.shape) + 0.0
+    tip = float(simulation.diagnostics(params, carry)["tip_pressure"])
+    assert abs(tip - 8.0) < 0.05, tip

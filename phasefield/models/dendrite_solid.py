@@ -192,6 +192,7 @@ def build(config: Config, solver) -> Simulation:
     names = mean_components(ndim)
     lateral = config.lateral
     normal_traction = config.reaction_pressure == "normal_traction"
+    only_connected = config.formulation == "reaction" and config.electronic_conductivity == 0.0
     max_iterations = config.mechanics_max_iterations
     x = jnp.asarray(grid.axis_coordinates(0)).reshape((-1,) + (1,) * (ndim - 1))
     neumann = Boundary.uniform(ndim, "neumann")
@@ -294,7 +295,9 @@ def build(config: Config, solver) -> Simulation:
         xi, pressure = state["xi"], state["reaction_pressure"]
         in_metal = xi >= 0.5
         weight = interpolation_slope(xi)
-        position, fraction = dendrite.front_crossings(xi, x, grid.spacing[0])
+        # the tip of the metal joined to the electrode (dead Li cut off from it does not plate)
+        live = dendrite.live_metal(xi, only_connected, slabs)
+        position, fraction = dendrite.front_crossings(live, x, grid.spacing[0])
         tip = jnp.argmax(position)
         tip_pressure = (pressure[:-1] * (1 - fraction) + pressure[1:] * fraction).ravel()[tip]
         tip_pressure = jnp.where(jnp.isfinite(jnp.max(position)), tip_pressure, 0.0)
@@ -336,7 +339,8 @@ SCALAR_INFO = {
     "interface_pressure": Quantity("MPa", "pressure of the mechanical overpotential (reaction_pressure) at the "
                                           "interface, weighted by h'(xi)"),
     "tip_pressure": Quantity("MPa", "pressure of the mechanical overpotential at the dendrite tip (the farthest "
-                                    "xi = 1/2 crossing)"),
+                                    "xi = 1/2 crossing of the metal joined to the electrode: dead Li is left out "
+                                    "in the reaction formulation without leakage)"),
     "tip_mechanical_overpotential": Quantity("mV", "Omega_Li p / (n F) at the tip: the Butler-Volmer shift"),
     "metal_pressure_max": Quantity("MPa", "largest pressure of the mechanical overpotential in the metal "
                                           "(xi >= 1/2)"),
