@@ -32,10 +32,12 @@ def load_yaml(path: Path) -> dict:
 SITE_DENSITY = 7.64e4  # mol/m^3 (the scenario's)
 
 
-def config(voltage: float, t_end: float, shape) -> dict:
+def config(voltage: float, t_end: float | None, shape) -> dict:
+    """The default dendrite scenario at ``voltage``; ``t_end`` and ``shape`` the scenario's where ``None``."""
     scenario = load_yaml(ROOT / "configs/scenario/dendrite.yaml")
     scenario.pop("defaults")
-    scenario.update(voltage=voltage, t_end=t_end, shape=list(shape))
+    scenario.update(voltage=voltage, t_end=t_end or scenario["t_end"], shape=list(shape or scenario["shape"]))
+    t_end = scenario["t_end"]
     solver = load_yaml(ROOT / "configs/solver/dendrite.yaml")
     return {"scenario": scenario, "solver": solver,
             "output": {"interval": t_end, "scalar_interval": t_end / 200, "plots": False}}
@@ -59,8 +61,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/voltage_sweep"))
     parser.add_argument("--voltages", type=float, nargs="+", default=[-0.1, -0.2, -0.3, -0.4, -0.5])
-    parser.add_argument("--t-end", type=float, default=15.0, help="s")
-    parser.add_argument("--shape", type=int, nargs=2, default=[128, 128])
+    parser.add_argument("--t-end", type=float, default=None, help="s (default: the scenario's, 600 s)")
+    parser.add_argument("--shape", type=int, nargs=2, default=None, help="cells (default: the scenario's, 96 x 96)")
     args = parser.parse_args()
     from phasefield.runner import run
 

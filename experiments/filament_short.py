@@ -91,7 +91,7 @@ def run(simulation, step, diagnostics, params, t_end, target=0.1, dt_range=(1e-4
             break
         dt = float(np.clip(dt * min(1.2, max(0.2, target / max(change, 1e-12))), *dt_range))
         dt = min(dt, t_end - t) if t_end - t > 1e-12 else dt
-    return {k: float(v) for k, v in values.items()}, t, steps, totals
+    return {k: float(v) for k, v in values.items()}, t, steps, totals, carry
 
 
 def main():
@@ -129,7 +129,7 @@ def main():
     for current in args.currents:
         params = dataclasses.replace(base, current_density=current)
         start = time.time()
-        values, t, steps, totals = run(simulation, step, diagnostics, params, args.t_end)
+        values, t, steps, totals, _ = run(simulation, step, diagnostics, params, args.t_end)
         rows.append({"current_mA_cm2": current, "time_to_short_s": values["time_to_short"], "t_s": t,
                      "steps": steps, "passes": totals["pressure_passes"], "ud_iterations": totals["iterations"],
                      "cg_iterations": totals["elasticity_iterations"],

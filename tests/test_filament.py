@@ -246,3 +246,44 @@ def test_the_step_does_not_depend_on_the_iteration_cap(growing):
     damage = lambda c: c["state"]["fracture"]["damage"]  # noqa: E731
     assert float(jnp.max(jnp.abs(damage(three) - damage(ten)))) < 1e-6
     assert d3["li_pressure"] == pytest.approx(d10["li_pressure"], rel=1e-8)
+
+
+def test_in_plane_compression_holds_the_flaw_shut_until_the_li_pressure_exceeds_it(growing):
+    """In-plane stress s = 150 MPa along y (``in_plane_stress``): by superposition the 1.5 um flaw along x grows
+    at a Li pressure s higher than without it, p_c = s + K_Ic / sqrt(pi a): peak pressure minus s against the
+    unstressed run's peak within 5 % (measured +2.2 %), and against s + Griffith within 15 %. Compression alone
+    (400 MPa, no plating: 1.1 times the stress at which the Amor split's deviatoric energy reaches the AT1
+    threshold in the intact slab, 364 MPa at a 300 MPa strength) does not grow the flaw, and away from the flaw
+    the slab carries sigma_yy = -s, sigma_xx = 0 (to 1 % of s)."""
+    s = 150.0
+    eta = -(1.5 * onset(1.5) + OMEGA * s * 1e6 / fl.FARADAY)
+    records = run(30, overpotential=eta, flaw_depth=1.5, stop_depth=2.0, in_plane_stress=s)
+    assert records[-1]["crack_depth"] >= 2.0, "the flaw must grow above its critical pressure"
+    peak = max(r["li_pressure"] for r in records)
+    unstressed = max(r["li_pressure"] for r in growing[0])
+    griffith = onset(1.5) * fl.FARADAY / OMEGA * 1e-6  # MPa
+    print(f"peak {peak:.1f} MPa at s = {s}: minus s {peak - s:.1f}, unstressed {unstressed:.1f}, "
+          f"Griffith {griffith:.1f}")
+    assert peak - s == pytest.approx(unstressed, rel=0.05)
+    assert peak == pytest.approx(s + griffith, rel=0.15)
+    alone, carries = run(6, growth=2.0, overpotential=0.0, in_plane_stress=400.0, keep_fields=True)
+    assert alone[-1]["crack_depth"] == pytest.approx(2.0)
+    assert alone[-1]["crack_length"] - alone[1]["crack_length"] < 0.05
+    stress = SIMULATION.stepper.fields(dataclasses.replace(CONFIG, overpotential=0.0, in_plane_stress=400.0),
+                                       carries[-1])
+    far = (slice(36, 60), slice(0, 12))  # 9-15 um deep, 5-8 um beside the flaw's row
+    assert np.allclose(np.asarray(stress["stress_yy"])[far] * 1e3, -400.0, atol=4.0)
+    assert np.allclose(np.asarray(stress["stress_xx"])[far] * 1e3, 0.0, atol=4.0)
+
+
+def test_in_plane_stress_beyond_the_splits_shear_limit_is_refused():
+    """The volumetric-deviatoric split cracks a compressed slab in shear (measured from the flaw at 0.8 of the
+    intact onset, 1014 MPa at ell = 0.5 um); above half of it the config is refused, naming split=spectral."""
+    from phasefield.config import ConfigError, validate_run
+
+    scenario = {"name": "filament", "length": 0.5, "in_plane_stress": 600.0}
+    with pytest.raises(ConfigError, match="in_plane_stress") as error:
+        validate_run({"scenario": scenario, "solver": {}, "output": {}})
+    assert "507 MPa" in str(error.value) and "spectral" in str(error.value)
+    validate_run({"scenario": {**scenario, "split": "spectral"}, "solver": {}, "output": {}})
+    validate_run({"scenario": {**scenario, "in_plane_stress": 500.0}, "solver": {}, "output": {}})

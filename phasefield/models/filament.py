@@ -15,7 +15,10 @@ centre crack of length ``2 a``: ``K_I = p sqrt(pi a)`` (a traction-free face wou
 1.12; the true soft anode lies in between: :data:`GEOMETRY_FACTOR`). The counter-electrode face is clamped; a
 stack pressure is imposed as the displacement of that face that loads the intact slab to ``sigma_xx = -p_s``
 under the lateral confinement (a rigid press; Amor split: confined compression is never degraded, so it cracks
-nothing by itself).
+nothing by itself). An in-plane compressive stress ``s`` along y (``in_plane_stress``; Fincher et al., Joule 2022:
+bending or an implanted surface layer) is a uniform eigenstrain (:func:`prestress_eigenstrain`) that leaves the
+intact slab at ``sigma_yy = -s`` with ``sigma_xx`` unchanged: the faces of a flaw along x are held shut by ``s``,
+so it opens at ``p = s + K_Ic / sqrt(pi a)`` (superposition).
 
 The filament is a pressurised crack (:mod:`phasefield.physics.filament`): one uniform Li pressure ``p`` per
 filament from its volume, ``V_Li = V_c (1 + p / K_Li)``, ``V_c = V_ref + int d div u``; ``p`` enters the crack
@@ -121,6 +124,10 @@ class Config:
     temperature: float = option(298.15, min=0.0, exclusive=True, help="K")
     conductivity: float = option(0.05, min=0.0, exclusive=True, help="ionic conductivity, S/m (cell voltage)")
     stack_pressure: float = option(0.0, min=0.0, help="stack pressure along x, MPa")
+    in_plane_stress: float = option(0.0, min=0.0, max=2000.0,
+                                    help="compressive stress along y (parallel to the electrodes) in the intact slab, "
+                                    "MPa (Fincher et al. 2022: bending or implanted layers); sigma_xx stays as the "
+                                    "stack pressure sets it")
     short_circuit_gap: float = option(2.0, min=0.0, help="stop when the crack tip is this close to the counter "
                                                         "electrode, um")
     tolerance: float = option(1e-4, min=0.0, exclusive=True, static=True, help="u-d iterations: max |d_new - d|")
@@ -147,6 +154,11 @@ class Config:
             raise ConfigError(f"{prefix}.shape", self.shape, "two entries (and two in size): the scenario is 2D")
         if self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
             raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
+        if self.split == "volumetric_deviatoric" and self.in_plane_stress > 0.5 * shear_onset_stress(self):
+            raise ConfigError(f"{prefix}.in_plane_stress", self.in_plane_stress,
+                              f"<= {0.5 * shear_onset_stress(self):.0f} MPa with split=volumetric_deviatoric (it "
+                              "degrades the deviatoric energy, so compression cracks the slab in shear: from a flaw "
+                              "at 0.8 of the intact onset, measured); split=spectral has no such limit")
 
 
 def make_grid(config: Config) -> Grid:
@@ -182,6 +194,34 @@ def stack_displacement(params: Config, thickness: float):
     ``-p_s L_x / (lambda + 2 mu)``."""
     bulk, shear = fr.bulk_and_shear(params.young, params.poisson)
     return -params.stack_pressure * STRESS_UNIT * thickness / (bulk + 4.0 * shear / 3.0)
+
+
+def shear_onset_stress(params: Config) -> float:
+    """In-plane stress (MPa) at which the volumetric-deviatoric split starts to damage the intact slab: its
+    deviatoric energy ``mu |dev e|^2`` under ``sigma_yy = -s`` (plane strain) equals the energy of the model's
+    critical stress in tension, ``sigma_c^2 / (2 E)`` (:func:`~phasefield.physics.fracture.critical_stress`)."""
+    bulk, shear = fr.bulk_and_shear(params.young, params.poisson)
+    lam = bulk - 2.0 * shear / 3.0
+    scale = 4.0 * shear * (lam + shear)
+    strain = np.array([lam, -(lam + 2.0 * shear), 0.0]) / scale  # per unit s
+    deviatoric = shear * np.sum((strain - strain.mean()) ** 2)
+    modulus = fr.plane_strain_modulus(params.young, params.poisson)
+    toughness = params.toughness * TOUGHNESS_UNIT
+    length = params.length or fr.length_from_strength(modulus, toughness, params.strength * STRESS_UNIT, params.model)
+    critical = fr.critical_stress(params.young, toughness, length, params.model)
+    return float(critical / np.sqrt(2.0 * params.young * deviatoric)) / STRESS_UNIT
+
+
+def prestress_eigenstrain(params: Config) -> dict:
+    """The uniform eigenstrain that puts the intact slab, confined by the electrodes along x and periodic along y,
+    at ``sigma_yy = -s`` and ``sigma_xx = 0`` (plane strain, so ``sigma_zz = -nu s``): ``sigma = -C eps*`` with
+    ``eps*_yy = s (lambda + 2 mu) / (4 mu (lambda + mu))``, ``eps*_xx = -lambda s / (4 mu (lambda + mu))``.
+    A crack along x then opens only once the Li pressure exceeds ``s`` (``K_I = (p - s) sqrt(pi a)``)."""
+    bulk, shear = fr.bulk_and_shear(params.young, params.poisson)
+    lam = bulk - 2.0 * shear / 3.0
+    s = params.in_plane_stress * STRESS_UNIT
+    scale = 4.0 * shear * (lam + shear)
+    return {"xx": -lam * s / scale, "yy": (lam + 2.0 * shear) * s / scale}
 
 
 def exchange_current(params: Config):
@@ -233,7 +273,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
 
     def loading(params, pressure):
         zero = f64(0.0)
-        return fr.Loading((zero, f64(stack_displacement(params, thickness))), (zero, zero), f64(pressure), None)
+        return fr.Loading((zero, f64(stack_displacement(params, thickness))), (zero, zero), f64(pressure),
+                          prestress_eigenstrain(params))
 
     def reference_columns(params):
         """Stress-free flaw volume per column of x (um^2): ``width / cos`` per unit length of x over the flaw."""
@@ -414,7 +455,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         s = carry["state"]
         state = _from_carry(s["fracture"])
         ux, uy = cell_displacement(state.displacement, WALLS)
-        sigma = fr.stress(state, material(params), problem)
+        sigma = fr.stress(state, material(params), problem, prestress_eigenstrain(params))
         _, front, _ = geometry(params, state, s["li_pressure"], s["li_volume"])
         lithium = ((state.damage >= 0.5) & (x_centres[:, None] <= front)).astype(jnp.float64)
         return {"damage": state.damage, "lithium": lithium, "displacement_x": ux, "displacement_y": uy,
@@ -460,13 +501,14 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "anode_volume": s["anode_volume"],
             "li_pressure": pressure / STRESS_UNIT,
             "equilibrium_pressure": fl.equilibrium_pressure(eta, params.li_molar_volume) * 1e3,
-            "stress_intensity": GEOMETRY_FACTOR * pressure * jnp.sqrt(jnp.pi * depth),
+            "stress_intensity": GEOMETRY_FACTOR * (pressure - params.in_plane_stress * STRESS_UNIT)
+            * jnp.sqrt(jnp.pi * depth),
             "overpotential": eta * 1e3,
             "mechanical_overpotential": fl.mechanical_overpotential(pressure, params.li_molar_volume) * 1e3,
             "current_density": mean_current / CURRENT_UNIT,
             "filament_current_density": cache["filament_current"] / CURRENT_UNIT,
             "cell_voltage": eta - mean_current * thickness * MICRON / params.conductivity,
-            "elastic_energy": fr.elastic_energy(state, mat, problem),
+            "elastic_energy": fr.elastic_energy(state, mat, problem, load.eigenstrain),
             "fracture_energy": fr.fracture_energy(state.damage, mat, model, problem),
             "damage_max": jnp.max(state.damage),
             "iterations": as_float(cache["info"]["iterations"]),
@@ -518,7 +560,8 @@ SCALAR_INFO = {
     "anode_volume": Quantity("um^2", "Li plated on the flat anode since t = 0, per unit thickness"),
     "li_pressure": Quantity("MPa", "pressure of the Li in the filament"),
     "equilibrium_pressure": Quantity("MPa", "F |eta| / Omega_Li: the pressure at which plating stops"),
-    "stress_intensity": Quantity("MPa m^1/2", "K_I = p sqrt(pi a) at the crack depth (mirror anode face)"),
+    "stress_intensity": Quantity("MPa m^1/2", "K_I = (p - s) sqrt(pi a) at the crack depth (mirror anode face; "
+                                              "s the in-plane stress)"),
     "overpotential": Quantity("mV", "eta at the Li surfaces"),
     "mechanical_overpotential": Quantity("mV", "Omega_Li p / F of the filament"),
     "current_density": Quantity("mA/cm^2", "mean plating current density over the anode"),
