@@ -127,6 +127,35 @@ def test_full_crack_dissipates_toughness_times_length(step, name):
     assert abs(energy / corrected - 1.0) < 0.005  # and the documented correction accounts for the rest
 
 
+def test_weak_layer_cracks_at_its_own_elastic_limit(step):
+    """A bar (uniaxial strain along x, nu = 0) with a layer 16 cells thick across it of toughness r G_c, r = 1/4
+    (a toughness field): AT1 damage starts where the threshold is lowest, so the peak stress is the layer's
+    elastic limit sqrt(3 E r G_c / (8 ell)) = sqrt(r) sigma_c, within 3 % (a uniform field is the scalar to
+    round-off)."""
+    ratio = 0.25
+    x = GRID.axis_coordinates(0)[:, None]
+    layer = np.broadcast_to(np.abs(x - N / 2) < 8.0, GRID.shape)
+    field = jnp.asarray(TOUGHNESS * np.where(layer, ratio, 1.0))
+    mat = fr.FractureMaterial(YOUNG, 0.0, field, LENGTH, RESIDUAL)
+    limit = np.sqrt(ratio) * fr.critical_stress(YOUNG, TOUGHNESS, LENGTH, "AT1")
+    state, stresses = fr.initial_state(PROBLEM), []
+    for factor in np.arange(0.905, 1.3, 0.0125):
+        state, info = step(mat, AT1, state, loading(factor * limit / YOUNG * GRID.lengths[0]), 60)
+        assert bool(info.converged)
+        stresses.append(step.last["reaction"] / GRID.lengths[1])
+        if stresses[-1] < 0.8 * max(stresses):
+            break
+    damaged = np.asarray(state.damage) > 0.5
+    print(f"weak layer: peak {max(stresses):.6f} GPa, sqrt(r) sigma_c {limit:.6f} ({max(stresses) / limit:.4f})")
+    assert abs(max(stresses) / limit - 1.0) < 0.03
+    assert damaged.any() and np.all(layer[damaged])  # the crack lies in the layer
+    uniform = fr.FractureMaterial(YOUNG, 0.0, jnp.full(GRID.shape, TOUGHNESS), LENGTH, RESIDUAL)
+    a, _ = step(uniform, AT1, state, loading(1.1 * limit / YOUNG * GRID.lengths[0]), 60)
+    b, _ = step(fr.FractureMaterial(YOUNG, 0.0, TOUGHNESS, LENGTH, RESIDUAL), AT1, state,
+                loading(1.1 * limit / YOUNG * GRID.lengths[0]), 60)
+    assert float(jnp.max(jnp.abs(a.damage - b.damage))) < 1e-9
+
+
 def test_pressurised_crack_opening_matches_sneddon(step, precracked):
     pressure = 0.5 * critical_pressure()
     load = loading(pressure=pressure)

@@ -68,7 +68,7 @@ import numpy as np
 
 from phasefield.grid import Boundary, Grid
 from phasefield.operators.krylov import pcg
-from phasefield.operators.stencils import face_gradient, laplacian
+from phasefield.operators.stencils import face_average, face_gradient, flux_divergence, laplacian
 from phasefield.operators.walled_elasticity import (
     Walls,
     cell_strains,
@@ -107,8 +107,9 @@ def damage_model(name: str) -> DamageModel:
 
 
 class FractureMaterial(NamedTuple):
-    """Isotropic brittle solid: ``young``, ``poisson``, ``toughness`` G_c (energy per area), ``length`` ell,
-    ``residual`` stiffness k of a broken cell (``g(1) = k``)."""
+    """Isotropic brittle solid: ``young``, ``poisson``, ``toughness`` G_c (energy per area; a number, or a field per
+    cell for weak grain boundaries: the gradient energy then takes on each face the mean of its two cells),
+    ``length`` ell, ``residual`` stiffness k of a broken cell (``g(1) = k``)."""
 
     young: float
     poisson: float
@@ -233,18 +234,22 @@ def effective_toughness(toughness, spacing, length, model: str = "AT1", rows: in
     return toughness * (1.0 + c1 * ratio + c2 * ratio**2)
 
 
-def crack_density(damage, grid: Grid, boundary: Boundary, model: DamageModel, length):
-    """``gamma = (1/c_w)(w(d)/ell + ell |grad d|^2)`` per cell (1/length); ``|grad d|^2`` is the mean of the squared
-    face gradients on the two faces of each axis (their sum over cells is the face sum of the energy)."""
+def crack_density(damage, grid: Grid, boundary: Boundary, model: DamageModel, length, toughness=1.0):
+    """``G_c gamma = (1/c_w)(G_c w(d)/ell + ell G_c |grad d|^2)`` per cell (``toughness`` 1: ``gamma``, 1/length);
+    ``|grad d|^2`` is the mean of the squared face gradients on the two faces of each axis (their sum over cells is
+    the face sum of the energy), each weighted by the face's toughness (the mean of its cells') for a field."""
     w = model.linear * damage + (1.0 - model.linear) * damage**2
+    field = jnp.ndim(toughness) > 0
     gradient = 0.0
     for axis in range(grid.ndim):
         face = face_gradient(damage, grid, boundary, axis) ** 2
+        if field:
+            face = face * face_average(toughness, boundary, axis, "arithmetic")
         sl_low = [slice(None)] * grid.ndim
         sl_high = [slice(None)] * grid.ndim
         sl_low[axis], sl_high[axis] = slice(None, -1), slice(1, None)
         gradient = gradient + 0.5 * (face[tuple(sl_low)] + face[tuple(sl_high)])
-    return (w / length + length * gradient) / model.normalisation
+    return (toughness * w / length + length * (gradient if field else toughness * gradient)) / model.normalisation
 
 
 def crack_length(damage, grid: Grid, boundary: Boundary, model: DamageModel, length):
@@ -342,12 +347,21 @@ def driving_force(displacement, damage, material: FractureMaterial, problem: Fra
 
 
 def _damage_operator(coefficient, diffusion, grid, boundary):
-    """``x -> coefficient x - diffusion lap x`` (symmetric positive definite on a cell-centred grid)."""
-
-    def apply(x):
-        return coefficient * x - diffusion * laplacian(x, grid, boundary)
-
-    return apply
+    """``x -> coefficient x - div(diffusion grad x)`` (symmetric positive definite on a cell-centred grid; a field
+    ``diffusion`` takes on each face the mean of its two cells) and its diagonal."""
+    if jnp.ndim(diffusion) == 0:
+        diag = coefficient + diffusion * jnp.asarray(_laplacian_diagonal(grid, boundary), coefficient.dtype)
+        return lambda x: coefficient * x - diffusion * laplacian(x, grid, boundary), diag
+    diag = coefficient
+    for axis in range(grid.ndim):
+        faces = face_average(diffusion, boundary, axis, "arithmetic") / grid.spacing[axis] ** 2
+        if not boundary.is_periodic(axis):  # no-flux walls: the wall faces carry nothing
+            faces = faces * jnp.asarray(np.r_[0.0, np.ones(grid.shape[axis] - 1), 0.0].reshape(
+                (-1,) + (1,) * (grid.ndim - 1 - axis)), faces.dtype)
+        low = jax.lax.slice_in_dim(faces, 0, grid.shape[axis], axis=axis)
+        high = jax.lax.slice_in_dim(faces, 1, grid.shape[axis] + 1, axis=axis)
+        diag = diag + low + high
+    return lambda x: coefficient * x - flux_divergence(diffusion, x, grid, boundary, "arithmetic"), diag
 
 
 def _laplacian_diagonal(grid: Grid, boundary: Boundary):
@@ -381,8 +395,7 @@ def solve_damage(drive, source, lower, upper, start, material: FractureMaterial,
     f = model.linear * gc / (cw * ell)
     coefficient = 2.0 * drive + a
     rhs = 2.0 * drive - f + source
-    apply = _damage_operator(coefficient, b, grid, boundary)
-    diag = coefficient + b * jnp.asarray(_laplacian_diagonal(grid, boundary), drive.dtype)
+    apply, diag = _damage_operator(coefficient, b, grid, boundary)
 
     def sets(d):
         r = apply(d) - rhs
@@ -661,7 +674,9 @@ def elastic_energy(state: FractureState, material: FractureMaterial, problem: Fr
 
 
 def fracture_energy(damage, material: FractureMaterial, model: DamageModel, problem: FractureProblem):
-    return material.toughness * crack_length(damage, problem.grid, problem.damage_boundary, model, material.length)
+    """``sum V G_c gamma(d)``: the dissipated energy (per unit thickness in 2D)."""
+    return problem.grid.cell_volume * jnp.sum(crack_density(damage, problem.grid, problem.damage_boundary, model,
+                                                            material.length, material.toughness))
 
 
 def stress(state: FractureState, material: FractureMaterial, problem: FractureProblem, eigenstrain=None) -> dict:
