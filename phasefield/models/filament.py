@@ -124,6 +124,14 @@ class Config:
     temperature: float = option(298.15, min=0.0, exclusive=True, help="K")
     conductivity: float = option(0.05, min=0.0, exclusive=True, help="ionic conductivity, S/m (cell voltage)")
     stack_pressure: float = option(0.0, min=0.0, help="stack pressure along x, MPa")
+    grain_size: float = option(0.0, min=0.0, static=True,
+                               help="weak grain boundaries: mean grain size, um (a Voronoi tessellation, one random "
+                               "seed per grain_size^2 of slab; 0: a uniform slab)")
+    grain_boundary_width: float = option(1.0, min=0.0, exclusive=True, static=True,
+                                         help="width of the weak zone along each grain boundary, um")
+    grain_boundary_toughness: float = option(0.3, min=0.0, exclusive=True, max=1.0,
+                                             help="G_c of the grain boundaries over G_c of the grains")
+    grain_seed: int = option(0, min=0, static=True, help="seed of the grain tessellation")
     in_plane_stress: float = option(0.0, min=0.0, max=2000.0,
                                     help="compressive stress along y (parallel to the electrodes) in the intact slab, "
                                     "MPa (Fincher et al. 2022: bending or implanted layers); sigma_xx stays as the "
@@ -154,6 +162,10 @@ class Config:
             raise ConfigError(f"{prefix}.shape", self.shape, "two entries (and two in size): the scenario is 2D")
         if self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
             raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
+        spacing = max(s / n for s, n in zip(self.size, self.shape))
+        if self.grain_size > 0 and self.grain_boundary_width < spacing:
+            raise ConfigError(f"{prefix}.grain_boundary_width", self.grain_boundary_width,
+                              f">= the cell size, {spacing:.4g} um (a narrower zone misses cells)")
         if self.split == "volumetric_deviatoric" and self.in_plane_stress > 0.5 * shear_onset_stress(self):
             raise ConfigError(f"{prefix}.in_plane_stress", self.in_plane_stress,
                               f"<= {0.5 * shear_onset_stress(self):.0f} MPa with split=volumetric_deviatoric (it "
@@ -181,12 +193,37 @@ def flaw_cells(grid: Grid, depth: float, angle: float = 0.0) -> np.ndarray:
     return ((np.abs(across) <= thickness * (1 + 1e-9)) & (along >= 0) & (along < depth)).astype(float)
 
 
-def material(params: Config) -> fr.FractureMaterial:
+def material(params: Config, grain_boundary=None) -> fr.FractureMaterial:
+    """The slab's :class:`~phasefield.physics.fracture.FractureMaterial`; with ``grain_boundary`` (1 on weak cells)
+    a toughness field, ``G_c (1 - (1 - r) b)`` with ``r`` = ``grain_boundary_toughness``. ``ell`` from the grains'
+    strength (the boundaries are weaker by ``sqrt(r)``)."""
     toughness = params.toughness * TOUGHNESS_UNIT
     modulus = fr.plane_strain_modulus(params.young, params.poisson)
     from_strength = fr.length_from_strength(modulus, toughness, params.strength * STRESS_UNIT, params.model)
     length = jnp.where(params.length > 0, params.length, from_strength)
+    if grain_boundary is not None:
+        toughness = toughness * (1.0 - (1.0 - params.grain_boundary_toughness) * grain_boundary)
     return fr.FractureMaterial(params.young, params.poisson, toughness, length, params.residual)
+
+
+def grain_boundary_cells(grid: Grid, grain_size: float, width: float, seed: int) -> np.ndarray:
+    """1 on the cells whose centre lies within ``width / 2`` of a grain boundary, else 0: a Voronoi tessellation of
+    ``round(L_x L_y / grain_size^2)`` uniform random seeds (periodic along y, as the slab; the electrode faces are
+    not boundaries). A cell's distance to the boundary between its nearest seeds ``a`` and ``b`` is
+    ``(|x - b|^2 - |x - a|^2) / (2 |a - b|)``."""
+    lx, ly = grid.lengths
+    count = max(2, round(lx * ly / grain_size**2))
+    seeds = np.random.default_rng(seed).uniform((0.0, 0.0), (lx, ly), (count, 2))
+    seeds = np.concatenate([seeds + (0.0, shift * ly) for shift in (-1, 0, 1)])
+    y = grid.axis_coordinates(1)[:, None]
+    cells = np.zeros(grid.shape)
+    for row, x in enumerate(grid.axis_coordinates(0)):  # a row at a time: n_y x seeds distances
+        squared = (x - seeds[:, 0]) ** 2 + (y - seeds[:, 1]) ** 2
+        nearest = np.argpartition(squared, 1, axis=1)[:, :2]
+        first, second = np.take_along_axis(squared, nearest, axis=1).T
+        separation = np.linalg.norm(seeds[nearest[:, 0]] - seeds[nearest[:, 1]], axis=1)
+        cells[row] = (second - first) / (2.0 * separation) <= width / 2
+    return cells
 
 
 def stack_displacement(params: Config, thickness: float):
@@ -304,7 +341,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         return depth, front, jnp.sum(columns)
 
     def equilibrate(params, state: fr.FractureState, committed: fr.FractureState, carried, unit, pressure,
-                    li_volume):
+                    li_volume, grain_boundary):
         """Mechanics at fixed Li volume: load steps under volume control (:class:`~fr.VolumeControl`: the Li
         pressure closes the balance at every u-d iteration, ``pressure`` is its first guess), irreversible with
         respect to ``committed`` (the state of the last time step: a pass may heal what an earlier pass of the
@@ -313,8 +350,9 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         fixed point does not depend on the split). ``carried``: the pressure ``state`` is in equilibrium with;
         ``unit``: the displacement under a unit crack pressure. The first load step starts from
         ``u + (p - p_carried) unit`` (exact while the damage and the tension set stay). Returns the state, the
-        pressure it carries, its compliance ``dV/dp`` and unit-pressure displacement, and iteration counts."""
-        mat = material(params)
+        pressure it carries, its compliance ``dV/dp`` and unit-pressure displacement, and iteration counts.
+        ``grain_boundary``: the weak cells (``None``: a uniform slab)."""
+        mat = material(params, grain_boundary)
         reference = jnp.sum(reference_columns(params))
 
         def body(carry):
@@ -378,7 +416,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
 
     def init(params, fields):
         """The flaw as given (``d = 1`` on its cells, no displacement), filled with its stress-free Li; the first
-        step relaxes it to the optimal damage profile (its first load step) while it plates."""
+        step relaxes it to the optimal damage profile (its first load step) while it plates. ``fields`` may hold
+        ``grain_boundary`` (1 on weak cells, carried as it is: a tessellation or a map of the user's)."""
         state = fr.initial_state(problem, fields["damage"])
         li_volume = f64(params.flaw_width * params.flaw_depth)
         zero = f64(0.0)
@@ -388,7 +427,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                 "peak_pressure": zero, "converged": jnp.asarray(True)}
         return {
             "state": {"fracture": _to_carry(state), "li_volume": li_volume, "li_pressure": zero,
-                      "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan)},
+                      "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan),
+                      **({"grain_boundary": f64(fields["grain_boundary"])} if "grain_boundary" in fields else {})},
             # compliance of the state; before the first step Sneddon's, pi a^2 / E' (half a centre crack); the
             # displacement under a unit crack pressure (the warm start of the next solves)
             "history": {"compliance": f64(np.pi * params.flaw_depth**2
@@ -410,8 +450,9 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         target = fl.li_pressure(volume, base, c, params.li_bulk_modulus)
         unit = tuple(carry["history"]["unit_displacement"][k] for k in sorted(carry["history"]["unit_displacement"]))
         committed = state
+        grain_boundary = s.get("grain_boundary")
         state, pressure, c, unit, info = equilibrate(params, state, committed, s["li_pressure"], unit, target,
-                                                     volume)
+                                                     volume, grain_boundary)
 
         def interface(state, pressure, volume):
             return 2.0 * geometry(params, state, pressure, volume)[1] / cos_angle
@@ -428,7 +469,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                 params, state, pressure, c, s["li_volume"], dt, filled=volume)
             base = geometry(params, state, pressure, volume)[2] - c * pressure
             target = fl.li_pressure(volume, base, c, params.li_bulk_modulus)
-            state, pressure, c, unit, more = equilibrate(params, state, committed, pressure, unit, target, volume)
+            state, pressure, c, unit, more = equilibrate(params, state, committed, pressure, unit, target, volume,
+                                                         grain_boundary)
             info = {**more, **{k: info[k] + more[k] for k in COUNTERS},
                     "peak_pressure": jnp.maximum(info["peak_pressure"], more["peak_pressure"])}
             return state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes + 1
@@ -445,7 +487,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         shorted = depth >= thickness - params.short_circuit_gap
         short_time = jnp.where(jnp.isnan(s["short_time"]) & shorted, time, s["short_time"])
         new = {"fracture": _to_carry(state), "li_volume": volume, "li_pressure": pressure, "plated_volume": plated,
-               "anode_volume": anode, "time": time, "short_time": short_time}
+               "anode_volume": anode, "time": time, "short_time": short_time,
+               **({} if grain_boundary is None else {"grain_boundary": grain_boundary})}
         cache = {"info": info, "overpotential": eta, "anode_current": anode_current,
                  "filament_current": filament_current, "filament_area": area}
         history = {"compliance": c, "unit_displacement": {"xyz"[a]: v for a, v in enumerate(unit)}}
@@ -455,11 +498,13 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         s = carry["state"]
         state = _from_carry(s["fracture"])
         ux, uy = cell_displacement(state.displacement, WALLS)
-        sigma = fr.stress(state, material(params), problem, prestress_eigenstrain(params))
+        mat = material(params, s.get("grain_boundary"))
+        sigma = fr.stress(state, mat, problem, prestress_eigenstrain(params))
         _, front, _ = geometry(params, state, s["li_pressure"], s["li_volume"])
         lithium = ((state.damage >= 0.5) & (x_centres[:, None] <= front)).astype(jnp.float64)
+        toughness = jnp.broadcast_to(mat.toughness / TOUGHNESS_UNIT, grid.shape)
         return {"damage": state.damage, "lithium": lithium, "displacement_x": ux, "displacement_y": uy,
-                "stress_xx": sigma["xx"], "stress_yy": sigma["yy"]}
+                "stress_xx": sigma["xx"], "stress_yy": sigma["yy"], "toughness": toughness}
 
     def change(new, old):
         """The change of the Li pressure relative to itself (50 MPa at least), or the largest damage change
@@ -482,7 +527,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     def diagnostics(params, carry):
         s, cache = carry["state"], carry["cache"]
         state = _from_carry(s["fracture"])
-        mat = material(params)
+        mat = material(params, s.get("grain_boundary"))
         pressure = s["li_pressure"]
         depth, front, volume = geometry(params, state, pressure, s["li_volume"])
         eta = cache["overpotential"]
@@ -525,13 +570,16 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         }
 
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, stop, stop_reason)
-    damage0 = flaw_cells(grid, config.flaw_depth, config.flaw_angle)
+    initial = {"damage": flaw_cells(grid, config.flaw_depth, config.flaw_angle)}
+    if config.grain_size > 0:
+        initial["grain_boundary"] = grain_boundary_cells(grid, config.grain_size, config.grain_boundary_width,
+                                                         config.grain_seed)
     return Simulation(
         name="filament",
         grid=grid,
         parameters=config,
         stepper=stepper,
-        initial_fields=lambda: {"damage": damage0},
+        initial_fields=lambda: dict(initial),
         field_info=FIELD_INFO,
         diagnostics=diagnostics,
         scalar_info=SCALAR_INFO,
@@ -546,6 +594,7 @@ FIELD_INFO = {
     "displacement_y": Quantity("um", "displacement along y, at cell centres"),
     "stress_xx": Quantity("GPa", "sigma_xx"),
     "stress_yy": Quantity("GPa", "sigma_yy (opens a crack along x)"),
+    "toughness": Quantity("J/m^2", "fracture toughness G_c (lower on weak grain boundaries)"),
 }
 
 SCALAR_INFO = {
