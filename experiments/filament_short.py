@@ -2,7 +2,7 @@
 
 ``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
 [--advance-scale 10] [--area-passes 4] [--acceleration none|overrelax|anderson] [--relaxation 1.6] [--window 3]
-[--max-iterations 10] [--tolerance 1e-4]``
+[--max-iterations 10] [--tolerance 1e-4] [--grain-size 0] [--grain-toughness 0.3] [--grain-seed 0]``
 
 A 4 um Li-filled flaw in a 32 um LLZO slab (``shape`` x ``shape`` cells, ell = 2 cells), galvanostatic. The
 flat anode carries most of the current, so the overpotential is about the flat anode's; the filament's pressure
@@ -13,7 +13,9 @@ dt (relative change of the Li pressure 0.1 per step, or a crack advance of 0.1 `
 default; ``--advance-scale 0``: the largest damage change 0.1 per step; 1e-4 <= dt <= 5 s) in one compiled step
 for all currents; the filament plates on the Li interface of the end of each step (``--area-passes``; 0: of its
 start). Writes ``filament_short.csv`` in ``--out`` with the run's totals of mechanics passes, u-d iterations and
-CG iterations (elasticity, damage).
+CG iterations (elasticity, damage), and ``filament_short.png``: the damage at the end of each run with the Li-filled
+crack outlined (and the weak grain boundaries, ``--grain-size`` > 0: a Voronoi tessellation of that mean grain
+size, boundaries 2 cells wide with ``--grain-toughness`` of the grains' G_c).
 
 With the Li pressure following the Li volume at every u-d iteration (``fracture.VolumeControl``; 2 shared and
 loaded CPU cores, 2026-12-01), 10 mA/cm^2: 32^2 61 steps, 2444 u-d and 93 300 CG iterations, 15.92 s to short; 64^2
@@ -64,6 +66,7 @@ import time
 from pathlib import Path
 
 import jax
+import matplotlib
 import numpy as np
 
 from phasefield.config import TimeSolverConfig
@@ -71,6 +74,8 @@ from phasefield.models import filament as fm
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
 
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 COUNTERS = ("pressure_passes", "iterations", "elasticity_iterations", "damage_iterations")  # summed over the run
 
@@ -109,6 +114,9 @@ def main():
     parser.add_argument("--window", type=int, default=fm.Config.anderson_window, help="anderson_window")
     parser.add_argument("--max-iterations", type=int, default=10, help="max_iterations: u-d iterations per pass")
     parser.add_argument("--tolerance", type=float, default=fm.Config.tolerance, help="tolerance of the u-d iterations")
+    parser.add_argument("--grain-size", type=float, default=0.0, help="weak grain boundaries: mean grain size, um")
+    parser.add_argument("--grain-toughness", type=float, default=0.3, help="their G_c over the grains'")
+    parser.add_argument("--grain-seed", type=int, default=0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spacing = 32.0 / args.shape
@@ -116,7 +124,9 @@ def main():
                      control="current", max_iterations=args.max_iterations, pressure_passes=40, pressure_tolerance=1e-5,
                      crack_advance_scale=args.advance_scale, area_passes=args.area_passes,
                      damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
-                     anderson_window=args.window, tolerance=args.tolerance)
+                     anderson_window=args.window, tolerance=args.tolerance, grain_size=args.grain_size,
+                     grain_boundary_width=2 * spacing, grain_boundary_toughness=args.grain_toughness,
+                     grain_seed=args.grain_seed)
     simulation = fm.build(base, TimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
@@ -125,11 +135,12 @@ def main():
     i_c = float(fl.plating_current(-eta_c, 0.0, fm.exchange_current(base), base.transfer_coefficient,
                                    base.temperature, base.li_molar_volume)) / fm.CURRENT_UNIT
     print(f"flaw 4 um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} mA/cm^2")
-    rows = []
+    rows, frames = [], []
     for current in args.currents:
         params = dataclasses.replace(base, current_density=current)
         start = time.time()
-        values, t, steps, totals, _ = run(simulation, step, diagnostics, params, args.t_end)
+        values, t, steps, totals, carry = run(simulation, step, diagnostics, params, args.t_end)
+        frames.append(jax.device_get(simulation.stepper.fields(params, carry)))
         rows.append({"current_mA_cm2": current, "time_to_short_s": values["time_to_short"], "t_s": t,
                      "steps": steps, "passes": totals["pressure_passes"], "ud_iterations": totals["iterations"],
                      "cg_iterations": totals["elasticity_iterations"],
@@ -141,6 +152,21 @@ def main():
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    figure, axes = plt.subplots(1, len(rows), squeeze=False, figsize=(2.8 * len(rows), 3.0))
+    for ax, row, fields in zip(axes[0], rows, frames):
+        extent = (0, 32, 0, 32)
+        ax.imshow(fields["damage"].T, origin="lower", extent=extent, cmap="magma", vmin=0, vmax=1)
+        ax.contour(fields["lithium"].T, levels=[0.5], colors="cyan", linewidths=0.8, extent=extent)
+        if args.grain_size > 0:
+            ax.contour(fields["toughness"].T, levels=[0.5 * (1 + args.grain_toughness) * base.toughness],
+                       colors="white", linewidths=0.3, alpha=0.5, extent=extent)
+        short = row["time_to_short_s"]
+        ax.set_title(f"{row['current_mA_cm2']:g} mA/cm^2: " + (f"short at {short:.1f} s" if np.isfinite(short)
+                                                               else f"no short in {row['t_s']:.0f} s"), fontsize=8)
+        ax.set_xlabel("x (um), anode at 0", fontsize=7)
+        ax.tick_params(labelsize=6)
+    figure.tight_layout()
+    figure.savefig(args.out / "filament_short.png", dpi=120)
 
 
 if __name__ == "__main__":
