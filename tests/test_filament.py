@@ -326,3 +326,36 @@ def test_grain_boundaries_of_the_tessellation_cover_2_w_over_g_of_the_slab():
     config = dataclasses.replace(CONFIG, grain_size=2.0, grain_boundary_width=0.5, grain_seed=3)
     np.testing.assert_array_equal(fm.build(config, TimeSolverConfig()).initial_fields()["grain_boundary"],
                                   fm.grain_boundary_cells(GRID, 2.0, 0.5, 3))
+
+
+def test_three_d_strip_flaw_is_the_plane_strain_flaw():
+    """A 3D slab one period of 2 cells thick along z with the flaw through it (``flaw_shape: strip``): every field
+    is uniform along z, so the run is plane strain and must follow the 2D run, step by step, to the solvers'
+    tolerances (1e-4, the u-d iterations'; measured 4e-6 in the Li pressure, 7e-5 in the filament's current, a
+    difference of volumes; the volumes are per L_z = 1 um); the Li plated equals the filament's Li plus the
+    anode's to round-off."""
+    base = {"length": 1.0, "flaw_depth": 2.5, "flaw_width": 0.05, "max_iterations": 10, "pressure_passes": 40,
+            "pressure_tolerance": 1e-5, "short_circuit_gap": 2.0}
+    runs = {}
+    for name, size, shape in (("2d", [12.0, 12.0], [24, 24]), ("3d", [12.0, 12.0, 1.0], [24, 24, 2])):
+        config = fm.Config(size=size, shape=shape, **base)
+        simulation = fm.build(config, TimeSolverConfig())
+        step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
+        g_eff = fr.effective_toughness(config.toughness * fm.TOUGHNESS_UNIT, 0.5, 1.0, "AT1")
+        eta = -1.5 * fl.onset_overpotential(config.young, config.poisson, g_eff, 2.5, OMEGA, fm.GEOMETRY_FACTOR)
+        params = dataclasses.replace(config, overpotential=eta)
+        carry, dt, records = simulation.stepper.init(params, simulation.initial_fields()), 0.125, []
+        dt *= fm.filling_time(params)
+        for _ in range(8):
+            carry = step(params, carry, dt)
+            records.append({k: float(v) for k, v in diagnostics(params, carry).items()})
+            dt *= 1.25
+        runs[name] = records
+    assert runs["2d"][-1]["crack_depth"] > 2.5, "the flaw must grow"
+    for flat, solid in zip(runs["2d"], runs["3d"]):
+        for key in ("li_pressure", "li_volume", "crack_depth", "filament_depth", "filament_current_density",
+                    "current_density", "plated_volume"):
+            assert solid[key] == pytest.approx(flat[key], rel=1e-4, abs=1e-9), key
+        assert solid["plated_volume"] == pytest.approx(solid["li_volume"] - runs["3d"][0]["li_volume"]
+                                                       + solid["anode_volume"] + (runs["3d"][0]["plated_volume"]
+                                                       - runs["3d"][0]["anode_volume"]), rel=1e-12)

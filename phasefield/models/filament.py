@@ -83,6 +83,7 @@ from phasefield.simulation import Quantity, Simulation
 from phasefield.units import MICRON
 
 CONTROLS = ("overpotential", "current")
+FLAW_SHAPES = ("strip", "disc")
 COUNTERS = ("passes", "iterations", "elasticity_iterations", "damage_iterations")  # summed over a step's passes
 TOUGHNESS_UNIT = 1e-3  # GPa um per J/m^2
 STRESS_UNIT = 1e-3  # GPa per MPa
@@ -98,8 +99,12 @@ class Config:
 
     name: str = option("filament", help="scenario name")
     size: list[float] = option(lambda: [32.0, 32.0], min=1e-3, static=True,
-                               help="[L_x, L_y] um: anode-to-counter-electrode thickness, period along y")
-    shape: list[int] = option(lambda: [64, 64], min=8, help="cells per axis [n_x, n_y]")
+                               help="[L_x, L_y] or [L_x, L_y, L_z] um: anode-to-counter-electrode thickness, periods "
+                               "along y (and z)")
+    shape: list[int] = option(lambda: [64, 64], min=1, help="cells per axis [n_x, n_y] or [n_x, n_y, n_z]")
+    flaw_shape: str = option("strip", choices=FLAW_SHAPES, static=True,
+                             help="3D: strip (through the z period: the 2D flaw extruded) or disc (a half-penny of "
+                             "radius flaw_depth at the anode, a penny crack with its mirror)")
     model: str = option("AT1", choices=fr.MODELS, help="damage model")
     split: str = option("volumetric_deviatoric", choices=fr.SPLITS, help="tension/compression split")
     young: float = option(150.0, min=0.0, exclusive=True, help="electrolyte Young's modulus E, GPa")
@@ -158,8 +163,18 @@ class Config:
     t_end: float = option(60.0, min=0.0, exclusive=True, help="s")
 
     def check(self, prefix: str):
-        if len(self.size) != 2 or len(self.shape) != 2:
-            raise ConfigError(f"{prefix}.shape", self.shape, "two entries (and two in size): the scenario is 2D")
+        if len(self.shape) not in (2, 3) or len(self.size) != len(self.shape):
+            raise ConfigError(f"{prefix}.shape", self.shape, "two or three entries, as many as in size")
+        if min(self.shape[:2]) < 8:
+            raise ConfigError(f"{prefix}.shape", self.shape, "at least 8 cells along x and y")
+        if len(self.shape) == 3:
+            for key, value, allowed, ok in (("flaw_angle", self.flaw_angle, "0 in 3D", self.flaw_angle == 0.0),
+                                            ("split", self.split, "volumetric_deviatoric or none in 3D (the "
+                                             "spectral split is 2D)", self.split != "spectral"),
+                                            ("grain_size", self.grain_size, "0 in 3D (the tessellation is 2D)",
+                                             self.grain_size == 0.0)):
+                if not ok:
+                    raise ConfigError(f"{prefix}.{key}", value, allowed)
         if self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
             raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
         spacing = max(s / n for s, n in zip(self.size, self.shape))
@@ -180,17 +195,23 @@ def make_grid(config: Config) -> Grid:
 WALLS = Walls(0, ROLLER, CLAMPED)
 
 
-def flaw_cells(grid: Grid, depth: float, angle: float = 0.0) -> np.ndarray:
+def flaw_cells(grid: Grid, depth: float, angle: float = 0.0, shape: str = "strip") -> np.ndarray:
     """1 on the cells whose centre lies within half a cell (measured across the flaw) of the segment from
     (0, y0) to ``depth`` along ``angle`` (degrees from x), y0 the centre of the cell row n_y / 2: a flaw one
-    cell thick on the grid."""
+    cell thick on the grid. 3D: that segment through the z period (``strip``), or only within ``depth`` of
+    (0, y0, z0) (``disc``: a half-penny, z0 the centre of the z period)."""
     x = grid.axis_coordinates(0)[:, None]
     y = grid.axis_coordinates(1)[None, :] - (grid.shape[1] // 2 + 0.5) * grid.spacing[1]
     t = np.radians(angle)
     along = x * np.cos(t) + y * np.sin(t)
     across = -x * np.sin(t) + y * np.cos(t)
-    thickness = 0.5 * max(grid.spacing) * (abs(np.cos(t)) + abs(np.sin(t)))
-    return ((np.abs(across) <= thickness * (1 + 1e-9)) & (along >= 0) & (along < depth)).astype(float)
+    thickness = 0.5 * max(grid.spacing[:2]) * (abs(np.cos(t)) + abs(np.sin(t)))
+    cells = (np.abs(across) <= thickness * (1 + 1e-9)) & (along >= 0) & (along < depth)
+    if grid.ndim == 2:
+        return cells.astype(float)
+    z = grid.axis_coordinates(2) - (grid.shape[2] // 2 + 0.5) * grid.spacing[2]
+    inside = np.hypot(x[:, :, None], z[None, None, :]) < depth if shape == "disc" else True
+    return np.broadcast_to(cells[:, :, None] & inside, grid.shape).astype(float)
 
 
 def material(params: Config, grain_boundary=None) -> fr.FractureMaterial:
@@ -271,16 +292,29 @@ def deposition_rate(params: Config):
     return 1e6 * params.li_molar_volume / fl.FARADAY
 
 
+def flaw_measures(params: Config, depth=None) -> tuple:
+    """The flaw's face area (one face), its compliance ``dV/dp`` and ``K_I / p`` (um^2 or um, um^3 / GPa or
+    um^2 / GPa, um^1/2; per unit thickness in 2D): half a centre crack of length ``2a`` (2D, 3D ``strip`` times
+    L_z; Sneddon ``pi a^2 / E'``, ``sqrt(pi a)``) or half a penny of radius ``a`` (``disc``: ``8 a^3 / (3 E')``,
+    ``2 sqrt(a / pi)``), the anode face being their mirror plane; ``a`` = ``depth``, default ``flaw_depth``."""
+    a = params.flaw_depth if depth is None else depth
+    modulus = fr.plane_strain_modulus(params.young, params.poisson)
+    if len(params.size) == 3 and params.flaw_shape == "disc":
+        return 0.5 * np.pi * a**2, 8.0 * a**3 / (3.0 * modulus), 2.0 * jnp.sqrt(a / np.pi)
+    extent = params.size[2] if len(params.size) == 3 else 1.0
+    return a * extent, np.pi * a**2 / modulus * extent, GEOMETRY_FACTOR * jnp.sqrt(np.pi * a)
+
+
 def filling_time(params: Config) -> float:
     """Time (s) to plate, at the initial rate, the Li that brings the flaw to ``p_max = F |eta| / Omega``:
-    ``(V_ref / K_Li + pi a^2 / E') p_max / (rate 2 a i(eta, 0))`` (Sneddon's compliance of half a centre crack).
-    A time scale for the steps of a run at a held overpotential."""
+    ``(V_ref / K_Li + C) p_max / (rate 2 A i(eta, 0))``, ``A`` and ``C`` the face area and compliance of
+    :func:`flaw_measures`. A time scale for the steps of a run at a held overpotential."""
     p_max = float(fl.equilibrium_pressure(params.overpotential, params.li_molar_volume))
-    compliance = np.pi * params.flaw_depth**2 / fr.plane_strain_modulus(params.young, params.poisson)
-    volume = (params.flaw_width * params.flaw_depth / params.li_bulk_modulus + compliance) * p_max
+    area, compliance, _ = (float(v) for v in flaw_measures(params))
+    volume = (params.flaw_width * area / params.li_bulk_modulus + compliance) * p_max
     current = float(fl.plating_current(params.overpotential, 0.0, exchange_current(params),
                                        params.transfer_coefficient, params.temperature, params.li_molar_volume))
-    return volume / (deposition_rate(params) * 2.0 * params.flaw_depth * current)
+    return volume / (deposition_rate(params) * 2.0 * area * current)
 
 
 def _to_carry(state: fr.FractureState) -> dict:
@@ -302,10 +336,14 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                                  max_iterations=config.max_iterations, acceleration=config.damage_acceleration,
                                  relaxation=config.relaxation_weight, window=config.anderson_window)
     model = fr.damage_model(config.model)
-    hx, hy = grid.spacing
-    thickness, period = grid.lengths
+    hx = grid.spacing[0]
+    thickness = grid.lengths[0]
+    period = float(np.prod(grid.lengths[1:]))  # the anode's area per unit thickness (2D) or area (3D)
+    across = tuple(range(1, grid.ndim))  # the axes of a column of x
     x_centres = jnp.asarray(grid.axis_coordinates(0))
     cos_angle = float(np.cos(np.radians(config.flaw_angle)))
+    three_d = grid.ndim == 3
+    disc = three_d and config.flaw_shape == "disc"
     f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
 
     def loading(params, pressure):
@@ -314,29 +352,40 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                           prestress_eigenstrain(params))
 
     def reference_columns(params):
-        """Stress-free flaw volume per column of x (um^2): ``width / cos`` per unit length of x over the flaw."""
+        """Stress-free flaw volume per column of x (um^2; um^3 in 3D): ``width / cos`` per unit length of x over the
+        flaw, times its extent across z in 3D (the period, or the half-penny's chord at the column's centre)."""
         extent = params.flaw_depth * cos_angle
         overlap = jnp.clip(jnp.minimum(x_centres + hx / 2, extent) - (x_centres - hx / 2), 0.0, hx)
-        return params.flaw_width / cos_angle * overlap
+        if disc:
+            chord = 2.0 * jnp.sqrt(jnp.maximum(params.flaw_depth**2 - x_centres**2, 0.0))
+        else:
+            chord = grid.lengths[2] if three_d else 1.0
+        return params.flaw_width / cos_angle * overlap * chord
 
     def opening_columns(state: fr.FractureState):
-        """``sum_y V d div u`` per column of x: the opening volume of the diffuse crack (um^2)."""
+        """``sum V d div u`` over each column of x: the opening volume of the diffuse crack (um^2; um^3 in 3D)."""
         trace = sum(normal_strains(state.displacement, grid, WALLS))
-        return grid.cell_volume * jnp.sum(state.damage * trace, axis=1)
+        return grid.cell_volume * jnp.sum(state.damage * trace, axis=across)
+
+    def crack_extent(damage):
+        """Extent across z of the crack (``max_y d >= 1/2``) in each column of x (um); 1 in 2D."""
+        if not three_d:
+            return jnp.ones(grid.shape[0], damage.dtype)
+        return grid.spacing[2] * jnp.sum(jnp.max(damage, axis=1) >= 0.5, axis=1)
 
     def leading(mask):
         """Length of the run of True columns that starts at the anode, um."""
         return hx * jnp.sum(jnp.cumprod(mask.astype(jnp.float64)))
 
     def geometry(params, state: fr.FractureState, pressure, li_volume):
-        """Crack depth, Li front depth, crack volume ``V_c`` (um, um, um^2)."""
-        depth = leading(jnp.max(state.damage, axis=1) >= 0.5)
+        """Crack depth, Li front depth, crack volume ``V_c`` (um, um, um^2; um^3 in 3D)."""
+        depth = leading(jnp.max(state.damage, axis=across) >= 0.5)
         columns = reference_columns(params) + opening_columns(state)
         filled_volume = li_volume / (1.0 + pressure / params.li_bulk_modulus)
         # a slack of 1e-3 of the volume: the balance closes to pressure_tolerance, and the columns past the tip hold
         # round-off volumes
         by_volume = leading(jnp.cumsum(columns) <= filled_volume * (1.0 + 1e-3))
-        by_opening = leading(columns / hx >= params.li_min_opening)
+        by_opening = leading(columns / (hx * jnp.maximum(crack_extent(state.damage), 1e-30)) >= params.li_min_opening)
         front = jnp.minimum(jnp.minimum(by_volume, by_opening), depth)
         return depth, front, jnp.sum(columns)
 
@@ -386,13 +435,21 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         return fl.plating_current(eta, pressure, exchange_current(params), params.transfer_coefficient,
                                   params.temperature, params.li_molar_volume)
 
+    def interface_area(state: fr.FractureState, front):
+        """The filament's Li/electrolyte interface: its two faces up to the Li ``front``, ``2 front / cos`` per unit
+        thickness in 2D, ``2 sum_x (length of the column up to the front) x (crack extent across z)`` in 3D."""
+        if not three_d:
+            return 2.0 * front / cos_angle
+        filled = jnp.clip(front - (x_centres - hx / 2), 0.0, hx)
+        return 2.0 * jnp.sum(filled * crack_extent(state.damage))
+
     def deposit(params, state: fr.FractureState, pressure, c, li_volume, dt, filled=None):
         """Backward-Euler deposition into the filament and onto the flat anode (the crack ``state`` linearised by
         its compliance ``c`` about ``pressure``; its Li front from the Li volume ``filled``, default
         ``li_volume``, the volume at the start of the step); returns the new Li volume, the overpotential, the
-        flat and filament current densities (A/m^2) and the filament's interface length (um)."""
+        flat and filament current densities (A/m^2) and the filament's interface length (um; area, um^2, in 3D)."""
         _, front, volume = geometry(params, state, pressure, li_volume if filled is None else filled)
-        area = 2.0 * front / cos_angle
+        area = interface_area(state, front)
         base = volume - c * pressure
         pressure_of = lambda v: fl.li_pressure(v, base, c, params.li_bulk_modulus)  # noqa: E731
         current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
@@ -429,13 +486,12 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "state": {"fracture": _to_carry(state), "li_volume": li_volume, "li_pressure": zero,
                       "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan),
                       **({"grain_boundary": f64(fields["grain_boundary"])} if "grain_boundary" in fields else {})},
-            # compliance of the state; before the first step Sneddon's, pi a^2 / E' (half a centre crack); the
-            # displacement under a unit crack pressure (the warm start of the next solves)
-            "history": {"compliance": f64(np.pi * params.flaw_depth**2
-                                          / fr.plane_strain_modulus(params.young, params.poisson)),
+            # compliance of the state; before the first step the flaw's (flaw_measures: Sneddon's for half a centre
+            # crack); the displacement under a unit crack pressure (the warm start of the next solves)
+            "history": {"compliance": f64(flaw_measures(params)[1]),
                         "unit_displacement": _to_carry(state)["displacement"]},
             "cache": {"info": info, "overpotential": zero, "anode_current": zero, "filament_current": zero,
-                      "filament_area": f64(2.0 * params.flaw_depth)},
+                      "filament_area": f64(2.0 * flaw_measures(params)[0])},
         }
 
     def step(params, carry, dt):
@@ -455,7 +511,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                                                      volume, grain_boundary)
 
         def interface(state, pressure, volume):
-            return 2.0 * geometry(params, state, pressure, volume)[1] / cos_angle
+            return interface_area(state, geometry(params, state, pressure, volume)[1])
 
         def unsettled(loop):
             state, pressure, _, _, _, volume, _, _, _, area, passes = loop
@@ -497,21 +553,25 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     def fields(params, carry):
         s = carry["state"]
         state = _from_carry(s["fracture"])
-        ux, uy = cell_displacement(state.displacement, WALLS)
+        displacement = cell_displacement(state.displacement, WALLS)
         mat = material(params, s.get("grain_boundary"))
         sigma = fr.stress(state, mat, problem, prestress_eigenstrain(params))
         _, front, _ = geometry(params, state, s["li_pressure"], s["li_volume"])
-        lithium = ((state.damage >= 0.5) & (x_centres[:, None] <= front)).astype(jnp.float64)
+        depth = x_centres.reshape((-1,) + (1,) * (grid.ndim - 1))
+        lithium = ((state.damage >= 0.5) & (depth <= front)).astype(jnp.float64)
         toughness = jnp.broadcast_to(mat.toughness / TOUGHNESS_UNIT, grid.shape)
-        return {"damage": state.damage, "lithium": lithium, "displacement_x": ux, "displacement_y": uy,
-                "stress_xx": sigma["xx"], "stress_yy": sigma["yy"], "toughness": toughness}
+        out = {"damage": state.damage, "lithium": lithium, "toughness": toughness}
+        for a, name in enumerate("xyz"[:grid.ndim]):
+            out[f"displacement_{name}"] = displacement[a]
+            out[f"stress_{name}{name}"] = sigma[name * 2]
+        return out
 
     def change(new, old):
         """The change of the Li pressure relative to itself (50 MPa at least), or the largest damage change
         (``crack_advance_scale`` = 0), or the crack's advance over ``crack_advance_scale``."""
         d_new, d_old = new["state"]["fracture"]["damage"], old["state"]["fracture"]["damage"]
         if config.crack_advance_scale > 0:
-            advance = leading(jnp.max(d_new, axis=1) >= 0.5) - leading(jnp.max(d_old, axis=1) >= 0.5)
+            advance = leading(jnp.max(d_new, axis=across) >= 0.5) - leading(jnp.max(d_old, axis=across) >= 0.5)
             crack = advance / config.crack_advance_scale
         else:
             crack = jnp.max(jnp.abs(d_new - d_old))
@@ -546,8 +606,8 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
             "anode_volume": s["anode_volume"],
             "li_pressure": pressure / STRESS_UNIT,
             "equilibrium_pressure": fl.equilibrium_pressure(eta, params.li_molar_volume) * 1e3,
-            "stress_intensity": GEOMETRY_FACTOR * (pressure - params.in_plane_stress * STRESS_UNIT)
-            * jnp.sqrt(jnp.pi * depth),
+            "stress_intensity": flaw_measures(params, depth)[2]
+            * (pressure - params.in_plane_stress * STRESS_UNIT),
             "overpotential": eta * 1e3,
             "mechanical_overpotential": fl.mechanical_overpotential(pressure, params.li_molar_volume) * 1e3,
             "current_density": mean_current / CURRENT_UNIT,
@@ -570,7 +630,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         }
 
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, stop, stop_reason)
-    initial = {"damage": flaw_cells(grid, config.flaw_depth, config.flaw_angle)}
+    initial = {"damage": flaw_cells(grid, config.flaw_depth, config.flaw_angle, config.flaw_shape)}
     if config.grain_size > 0:
         initial["grain_boundary"] = grain_boundary_cells(grid, config.grain_size, config.grain_boundary_width,
                                                          config.grain_seed)
@@ -580,7 +640,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         parameters=config,
         stepper=stepper,
         initial_fields=lambda: dict(initial),
-        field_info=FIELD_INFO,
+        field_info={k: v for k, v in FIELD_INFO.items() if three_d or not k.endswith("z")},
         diagnostics=diagnostics,
         scalar_info=SCALAR_INFO,
         scales={"length": (MICRON, "m"), "time": (1.0, "s"), "stress": (1e9, "Pa")},
@@ -592,8 +652,10 @@ FIELD_INFO = {
     "lithium": Quantity("1", "1 on the crack (d >= 1/2) up to the Li front"),
     "displacement_x": Quantity("um", "displacement along x (anode to counter electrode), at cell centres"),
     "displacement_y": Quantity("um", "displacement along y, at cell centres"),
+    "displacement_z": Quantity("um", "displacement along z, at cell centres (3D)"),
     "stress_xx": Quantity("GPa", "sigma_xx"),
     "stress_yy": Quantity("GPa", "sigma_yy (opens a crack along x)"),
+    "stress_zz": Quantity("GPa", "sigma_zz (3D)"),
     "toughness": Quantity("J/m^2", "fracture toughness G_c (lower on weak grain boundaries)"),
 }
 
