@@ -329,15 +329,15 @@ def test_grain_boundaries_of_the_tessellation_cover_2_w_over_g_of_the_slab():
 
 
 def test_three_d_strip_flaw_is_the_plane_strain_flaw():
-    """A 3D slab one period of 2 cells thick along z with the flaw through it (``flaw_shape: strip``): every field
+    """A 3D slab one period of 2 cells (2 um) thick along z with the flaw through it (``flaw_shape: strip``): every field
     is uniform along z, so the run is plane strain and must follow the 2D run, step by step, to the solvers'
     tolerances (1e-4, the u-d iterations'; measured 4e-6 in the Li pressure, 7e-5 in the filament's current, a
-    difference of volumes; the volumes are per L_z = 1 um); the Li plated equals the filament's Li plus the
+    difference of volumes; the 3D volumes are those per unit thickness times L_z = 2 um); the Li plated equals the filament's Li plus the
     anode's to round-off."""
     base = {"length": 1.0, "flaw_depth": 2.5, "flaw_width": 0.05, "max_iterations": 10, "pressure_passes": 40,
             "pressure_tolerance": 1e-5, "short_circuit_gap": 2.0}
     runs = {}
-    for name, size, shape in (("2d", [12.0, 12.0], [24, 24]), ("3d", [12.0, 12.0, 1.0], [24, 24, 2])):
+    for name, size, shape in (("2d", [12.0, 12.0], [24, 24]), ("3d", [12.0, 12.0, 2.0], [24, 24, 2])):
         config = fm.Config(size=size, shape=shape, **base)
         simulation = fm.build(config, TimeSolverConfig())
         step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
@@ -353,9 +353,10 @@ def test_three_d_strip_flaw_is_the_plane_strain_flaw():
         runs[name] = records
     assert runs["2d"][-1]["crack_depth"] > 2.5, "the flaw must grow"
     for flat, solid in zip(runs["2d"], runs["3d"]):
-        for key in ("li_pressure", "li_volume", "crack_depth", "filament_depth", "filament_current_density",
-                    "current_density", "plated_volume"):
+        for key in ("li_pressure", "crack_depth", "filament_depth", "filament_current_density", "current_density"):
             assert solid[key] == pytest.approx(flat[key], rel=1e-4, abs=1e-9), key
+        for key in ("li_volume", "plated_volume", "anode_volume", "crack_volume"):  # um^3 over 2 um of z
+            assert solid[key] / 2.0 == pytest.approx(flat[key], rel=1e-4), key
         assert solid["plated_volume"] == pytest.approx(solid["li_volume"] - runs["3d"][0]["li_volume"]
                                                        + solid["anode_volume"] + (runs["3d"][0]["plated_volume"]
                                                        - runs["3d"][0]["anode_volume"]), rel=1e-12)

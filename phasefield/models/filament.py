@@ -476,7 +476,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         step relaxes it to the optimal damage profile (its first load step) while it plates. ``fields`` may hold
         ``grain_boundary`` (1 on weak cells, carried as it is: a tessellation or a map of the user's)."""
         state = fr.initial_state(problem, fields["damage"])
-        li_volume = f64(params.flaw_width * params.flaw_depth)
+        li_volume = f64(params.flaw_width * flaw_measures(params)[0])
         zero = f64(0.0)
         izero = jnp.zeros((), jnp.int32)
         info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "damage_iterations": izero,
