@@ -1,12 +1,15 @@
 """Crack-guided Li filament growth through a ceramic electrolyte (issue 14; physics.md 5.2 option 1, lumped).
 
-Geometry (2D plane strain, x the stack axis, periodic along y with pitch L_y)::
+Geometry (2D plane strain, x the stack axis, periodic along y with pitch L_y; or 3D, periodic along y and z)::
 
     Li anode (x = 0) | ceramic slab (LLZO, LPSC) | counter electrode (x = L_x)
 
 A surface flaw of depth ``a0`` starts at the anode (centred at y = L_y / 2, inclined ``flaw_angle`` from x),
 pre-damaged (``d = 1`` on a line of cells, relaxed to the optimal AT1 profile) and pre-filled with Li connected
-to the anode: stress-free Li volume ``V_ref = flaw_width * a0`` per unit thickness.
+to the anode: stress-free Li volume ``V_ref = flaw_width * A``, ``A`` the flaw's face (``a0`` per unit thickness in
+2D; in 3D ``a0 L_z`` for a ``strip`` through the z period, ``pi a0^2 / 2`` for a half-penny ``disc``:
+:func:`flaw_measures`). In 3D the columns of x below run over (y, z), and the filament's faces are measured by
+the crack's extent across z in each column.
 
 Mechanics: the phase-field fracture library (:mod:`phasefield.physics.fracture`; AT1, Amor split, ``ell`` from
 the strength unless given). The anode face is a roller (``u_x = 0``, no shear: the soft Li anode carries no
