@@ -30,12 +30,10 @@ from pathlib import Path
 import jax
 import matplotlib
 import numpy as np
-from filament_short import run
+from filament_short import critical_current, run
 
 from phasefield.config import TimeSolverConfig
 from phasefield.models import filament as fm
-from phasefield.physics import filament as fl
-from phasefield.physics import fracture as fr
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -66,13 +64,8 @@ def main():
     base = fm.Config(size=[32.0, 32.0], shape=[args.shape, args.shape], length=2 * spacing, flaw_depth=4.0,
                      control="current", current_density=args.current, max_iterations=10, pressure_passes=40,
                      pressure_tolerance=1e-5, crack_advance_scale=10.0, area_passes=4, split="spectral")
-    g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
-    eta_0 = fl.onset_overpotential(base.young, base.poisson, g_eff, base.flaw_depth, base.li_molar_volume,
-                                   fm.GEOMETRY_FACTOR)
     for s in args.stresses:
-        eta_c = eta_0 + base.li_molar_volume * s * 1e6 / fl.FARADAY
-        i_c = float(fl.plating_current(-eta_c, 0.0, fm.exchange_current(base), base.transfer_coefficient,
-                                       base.temperature, base.li_molar_volume)) / fm.CURRENT_UNIT
+        eta_c, i_c = critical_current(base, spacing, s)
         print(f"s = {s:5.0f} MPa: flaw along x opens at eta_c = {1e3 * eta_c:.1f} mV, i_c = {i_c:.2f} mA/cm^2")
     rows, finals = [], []
     for angle in args.angles:

@@ -99,6 +99,18 @@ def run(simulation, step, diagnostics, params, t_end, target=0.1, dt_range=(1e-4
     return {k: float(v) for k, v in values.items()}, t, steps, totals, carry
 
 
+def critical_current(base: fm.Config, spacing: float, in_plane_stress: float = 0.0):
+    """The flaw's Griffith onset overpotential ``eta_c = Omega (s + sqrt(E' G_eff / (pi a))) / F`` (V; ``s`` the
+    in-plane stress, MPa; G_eff the grid's effective toughness) and the Butler-Volmer current density there,
+    mA/cm^2: the critical current density of a filament that sees the flat anode's overpotential."""
+    g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
+    eta_c = fl.onset_overpotential(base.young, base.poisson, g_eff, base.flaw_depth, base.li_molar_volume,
+                                   fm.GEOMETRY_FACTOR) + base.li_molar_volume * in_plane_stress * 1e6 / fl.FARADAY
+    i_c = float(fl.plating_current(-eta_c, 0.0, fm.exchange_current(base), base.transfer_coefficient,
+                                   base.temperature, base.li_molar_volume)) / fm.CURRENT_UNIT
+    return eta_c, i_c
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--currents", type=float, nargs="+", default=[2.0, 4.0, 6.0, 10.0, 20.0], help="mA/cm^2")
@@ -129,11 +141,7 @@ def main():
                      grain_seed=args.grain_seed)
     simulation = fm.build(base, TimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
-    g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
-    eta_c = fl.onset_overpotential(base.young, base.poisson, g_eff, base.flaw_depth, base.li_molar_volume,
-                                   fm.GEOMETRY_FACTOR)
-    i_c = float(fl.plating_current(-eta_c, 0.0, fm.exchange_current(base), base.transfer_coefficient,
-                                   base.temperature, base.li_molar_volume)) / fm.CURRENT_UNIT
+    eta_c, i_c = critical_current(base, spacing)
     print(f"flaw 4 um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} mA/cm^2")
     rows, frames = [], []
     for current in args.currents:
