@@ -7,7 +7,12 @@ long and centred at y = L_y / 2 (periodic along y: a row of collinear cracks of 
 * ``notched_tension``: the high wall moves by ``t * max_displacement`` (mode I); scalars: reaction force vs
   displacement, crack length vs displacement, elastic and fracture energy, u-d iterations per step;
 * ``pressurised_crack``: the walls are held, the crack carries the pressure ``t * max_pressure`` (a Li- or
-  fluid-filled crack, ramped); scalars: crack volume, crack length, largest opening; field ``crack_opening``.
+  fluid-filled crack, ramped); scalars: crack volume, crack length, largest opening; field ``crack_opening``;
+* ``injected_volume``: the walls are held, the crack holds ``t * max_volume`` of fluid (per unit thickness) of
+  bulk modulus ``fluid_bulk_modulus``; its pressure follows the volume balance ``V_fluid = V_c (1 + p / K)`` at
+  every u-d iteration (:class:`phasefield.physics.fracture.VolumeControl`), so the crack grows stably, at the
+  toughness: for an incompressible fluid ``a = (V E' / (2 sqrt(pi) K_Ic))^(2/3)`` (Sneddon's volume
+  ``2 pi p a^2 / E'`` at Griffith's ``p sqrt(pi a) = K_Ic``); scalars as above plus the pressure.
 
 Time is the load factor ``t`` in [0, t_end] (one solver step = one load increment ``dt``); each step runs the
 alternate minimisation of :func:`phasefield.physics.fracture.load_step` to ``tolerance``. Units: um, GPa for
@@ -34,7 +39,7 @@ from phasefield.schemes import Stepper, unconditionally_stable
 from phasefield.simulation import Quantity, Simulation
 from phasefield.units import MICRON
 
-VARIANTS = ("notched_tension", "pressurised_crack")
+VARIANTS = ("notched_tension", "pressurised_crack", "injected_volume")
 TOUGHNESS_UNIT = 1e-3  # GPa um per J/m^2
 STRESS_UNIT = 1e-3  # GPa per MPa
 FORCE_UNIT = 1e3  # N/m per GPa um
@@ -63,6 +68,10 @@ class Config:
     notch_length: float = option(24.0, min=0.0, static=True, help="crack length 2a along y, um")
     max_displacement: float = option(0.3, help="notched_tension: wall opening at t = 1, um")
     max_pressure: float = option(300.0, help="pressurised_crack: crack pressure at t = 1, MPa")
+    max_volume: float = option(2.0, min=0.0, help="injected_volume: fluid volume in the crack at t = 1, um^2 per "
+                               "unit thickness")
+    fluid_bulk_modulus: float = option(11.0, min=0.0, exclusive=True,
+                                       help="injected_volume: bulk modulus of the fluid, GPa (Li: 11)")
     tolerance: float = option(1e-4, min=0.0, exclusive=True, static=True,
                               help="alternate minimisation: stop at max |d_new - d| below this")
     max_iterations: int = option(200, min=1, help="alternate-minimisation iterations per load step")
@@ -123,27 +132,47 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                                  relaxation=config.relaxation_weight, window=config.anderson_window)
     model = fr.damage_model(config.model)
     tension = config.variant == "notched_tension"
+    injected = config.variant == "injected_volume"
+    counters = ("iterations", "elasticity_iterations", "damage_iterations", "change", "converged")
 
-    def loading(params, load):
+    def loading(params, load, carry=None):
+        """The step's loads; ``injected_volume``: the crack pressure of ``carry`` (GPa), the first guess of the
+        volume balance."""
         zero = jnp.zeros((), jnp.float64)
         load = jnp.asarray(load, jnp.float64)
         if tension:
             return fr.Loading((zero, load * params.max_displacement), (zero, zero), zero)
+        if injected:
+            return fr.Loading((zero, zero), (zero, zero), zero if carry is None else carry["state"]["pressure"])
         return fr.Loading((zero, zero), (zero, zero), load * params.max_pressure * STRESS_UNIT)
 
     def init(params, fields):
         state = fr.initial_state(problem, fields["damage"])
         # relax the crack to its optimal profile before loading (d = 1 on the crack row is held)
         state, info = fr.load_step(problem, material(params), model, state, loading(params, 0.0))
-        return {"state": {"fracture": _to_carry(state), "load": jnp.zeros((), jnp.float64)},
-                "history": {}, "cache": {"info": info._asdict()}}
+        carry = {"state": {"fracture": _to_carry(state), "load": jnp.zeros((), jnp.float64)},
+                 "history": {}, "cache": {"info": {k: getattr(info, k) for k in counters}}}
+        if injected:  # the crack pressure (GPa) and the displacement under a unit crack pressure (warm start)
+            carry["state"]["pressure"] = jnp.zeros((), jnp.float64)
+            carry["history"]["unit_displacement"] = _to_carry(state)["displacement"]
+        return carry
 
     def step(params, carry, dt):
         state = _from_carry(carry["state"]["fracture"])
         load = carry["state"]["load"] + jnp.asarray(dt, jnp.float64)
-        state, info = fr.load_step(problem, material(params), model, state, loading(params, load),
-                                   params.max_iterations)
-        return {"state": {"fracture": _to_carry(state), "load": load}, "history": {}, "cache": {"info": info._asdict()}}
+        control = None
+        if injected:
+            unit = tuple(carry["history"]["unit_displacement"][k] for k in sorted(carry["history"]["unit_displacement"]))
+            control = fr.VolumeControl(load * params.max_volume, params.fluid_bulk_modulus,
+                                       jnp.zeros((), jnp.float64), unit)
+        state, info = fr.load_step(problem, material(params), model, state, loading(params, load, carry),
+                                   params.max_iterations, volume=control)
+        new = {"state": {"fracture": _to_carry(state), "load": load}, "history": {},
+               "cache": {"info": {k: getattr(info, k) for k in counters}}}
+        if injected:
+            new["state"]["pressure"] = info.pressure
+            new["history"]["unit_displacement"] = {"xyz"[a]: u for a, u in enumerate(info.unit)}
+        return new
 
     def fields(params, carry):
         state = _from_carry(carry["state"]["fracture"])
@@ -165,13 +194,15 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
     def diagnostics(params, carry):
         state = _from_carry(carry["state"]["fracture"])
         load = carry["state"]["load"]
-        scalars = fr.summary(state, material(params), model, problem, loading(params, load))
+        scalars = fr.summary(state, material(params), model, problem, loading(params, load, carry))
         info = carry["cache"]["info"]
         as_float = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
         return {
             "load_factor": load,
             "wall_displacement": load * params.max_displacement if tension else jnp.zeros((), jnp.float64),
-            "crack_pressure": jnp.zeros((), jnp.float64) if tension else load * params.max_pressure,
+            "crack_pressure": (jnp.zeros((), jnp.float64) if tension else carry["state"]["pressure"] / STRESS_UNIT
+                               if injected else load * params.max_pressure),
+            "injected_volume": load * params.max_volume if injected else jnp.zeros((), jnp.float64),
             "reaction_force": scalars["reaction"] * FORCE_UNIT,
             "elastic_energy": scalars["elastic_energy"] * ENERGY_UNIT,
             "fracture_energy": scalars["fracture_energy"] * ENERGY_UNIT,
@@ -214,7 +245,8 @@ FIELD_INFO = {
 SCALAR_INFO = {
     "load_factor": Quantity("1", "load factor t"),
     "wall_displacement": Quantity("um", "opening of the walls (notched_tension)"),
-    "crack_pressure": Quantity("MPa", "pressure in the crack (pressurised_crack)"),
+    "crack_pressure": Quantity("MPa", "pressure in the crack (pressurised_crack, injected_volume)"),
+    "injected_volume": Quantity("um^2", "fluid volume in the crack per unit thickness (injected_volume)"),
     "reaction_force": Quantity("N/m", "force on the high wall per unit thickness (> 0: tension)"),
     "elastic_energy": Quantity("mJ/m", "stored elastic energy per unit thickness"),
     "fracture_energy": Quantity("mJ/m", "G_c int (w(d)/ell + ell |grad d|^2) / c_w per unit thickness"),
