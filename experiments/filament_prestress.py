@@ -14,6 +14,27 @@ anode's overpotential, so the critical current density of this picture rises wit
 is ``+s``: a crack that leaves the x axis is pulled further round toward y (Cotterell & Rice), parallel to the
 electrodes, as Fincher et al. saw in LLZTO under ~200 MPa of bending compression.
 
+Measured (``python experiments/filament_prestress.py``, 32^2 cells of 1 um, 10 mA/cm^2; 2 shared CPU cores,
+2026-12-01, 24 min; ``docs/filament_prestress.png``)::
+
+    angle  s (MPa)  i_c(s) (mA/cm^2)  time to short (s)   crack                         Li pressure (MPa)
+      0       0          4.17            16.04            straight through               330
+      0     100          6.06            28.01            straight through               438
+      0     200          8.38            none (120)       turns at 6 um, runs along y    477
+      0     300         11.28            none (120)       along y at the anode           470
+     30       0          4.17            15.17            turns to x, straight through   329
+     30     100          6.06            27.36            turns to x, straight through   431
+     30     200          8.38            none (120)       along y at the anode           486
+     30     300         11.28            none (120)       along y at the anode           486
+
+Below ~100 MPa the compression only delays the short (the filament's pressure must exceed ``s`` more); at 200 MPa
+and above the crack no longer crosses the slab: it opens against the least compressive stress, ``sigma_xx`` = 0,
+and runs parallel to the electrodes across the whole period (at 10 mA/cm^2 the straight crack along x would still
+have grown at 200 MPa, i_c = 8.38 mA/cm^2: deflection, not arrest, averts the short). Fincher et al. saw
+filaments in LLZTO deflect under about 200 MPa. With a stack pressure ``sigma_xx = -p_s`` the crack parallel to the
+electrodes needs ``p > p_s`` too; the anode here is a rigid roller (a real soft Li anode would let that crack open
+more easily, as delamination).
+
 Per run it prints the time to short (nan: none by ``--t-end``), the crack depth along x, the crack's lateral reach
 ``max |y - y_mouth|`` of the damaged cells (d >= 1/2), its tilt ``atan(reach / depth)``, the Li pressure and the
 overpotential; writes ``filament_prestress.csv`` and ``filament_prestress.png`` (the damage at the end of every run)
