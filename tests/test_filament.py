@@ -271,7 +271,7 @@ def test_in_plane_compression_holds_the_flaw_shut_until_the_li_pressure_exceeds_
           f"Griffith {griffith:.1f}")
     assert peak - s == pytest.approx(unstressed, rel=0.05)
     assert peak == pytest.approx(s + griffith, rel=0.15)
-    alone, carries = run(6, growth=2.0, overpotential=0.0, in_plane_stress=400.0, keep_fields=True)
+    alone, carries = run(4, growth=3.0, overpotential=0.0, in_plane_stress=400.0, keep_fields=True)
     assert alone[-1]["crack_depth"] == pytest.approx(2.0)
     assert alone[-1]["crack_length"] - alone[1]["crack_length"] < 0.05
     stress = SIMULATION.stepper.fields(dataclasses.replace(CONFIG, overpotential=0.0, in_plane_stress=400.0),
@@ -294,7 +294,7 @@ def test_in_plane_stress_beyond_the_splits_shear_limit_is_refused():
     validate_run({"scenario": {**scenario, "in_plane_stress": 500.0}, "solver": {}, "output": {}})
 
 
-def test_a_flaw_in_a_weak_grain_boundary_grows_at_sqrt_r_of_the_pressure():
+def test_a_flaw_in_a_weak_grain_boundary_grows_at_sqrt_r_of_the_pressure(growing):
     """The 1.5 um flaw inside a weak zone 3 um wide along x (``grain_boundary`` cells, G_c r with
     r = ``grain_boundary_toughness`` = 1/4; the damage profile, 2 ell = 1 um each side, lies in it): Griffith's
     p_c = sqrt(E' G_c / (pi a)) scales as sqrt(r), so the peak Li pressure is half the uniform slab's (within 5 %),
@@ -304,9 +304,8 @@ def test_a_flaw_in_a_weak_grain_boundary_grows_at_sqrt_r_of_the_pressure():
     ratio = 0.25
     records, carries = run(30, overpotential=-1.5 * np.sqrt(ratio) * onset(1.5), flaw_depth=1.5, stop_depth=2.0,
                            grain_boundary=zone, grain_boundary_toughness=ratio, keep_fields=True)
-    uniform = run(30, overpotential=-1.5 * onset(1.5), flaw_depth=1.5, stop_depth=2.0)
     assert records[-1]["crack_depth"] >= 2.0, "the flaw must grow above its critical pressure"
-    peak, reference = (max(r["li_pressure"] for r in rs) for rs in (records, uniform))
+    peak, reference = (max(r["li_pressure"] for r in rs) for rs in (records, growing[0]))
     print(f"weak zone r = {ratio}: peak {peak:.1f} MPa, uniform slab {reference:.1f} MPa ({peak / reference:.4f})")
     assert peak / reference == pytest.approx(np.sqrt(ratio), rel=0.05)
     damaged = np.asarray(carries[-1]["state"]["fracture"]["damage"]) > 0.5
