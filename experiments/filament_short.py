@@ -66,7 +66,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
@@ -117,7 +117,7 @@ def main():
                      crack_advance_scale=args.advance_scale, area_passes=args.area_passes,
                      damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
                      anderson_window=args.window, tolerance=args.tolerance)
-    simulation = fm.build(base, TimeSolverConfig())
+    simulation = fm.build(base, DecomposedTimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     g_eff = fr.effective_toughness(base.toughness * fm.TOUGHNESS_UNIT, spacing, base.length, "AT1")
     eta_c = fl.onset_overpotential(base.young, base.poisson, g_eff, base.flaw_depth, base.li_molar_volume,

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, DecomposedTimeSolverConfig, option, scenario_parameters
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Grid
 from phasefield.operators.walled_elasticity import CLAMPED, Walls, cell_displacement
 from phasefield.physics import fracture as fr
@@ -115,12 +116,20 @@ def _from_carry(carry: dict) -> fr.FractureState:
     return fr.FractureState(**values)
 
 
-@register_scenario("fracture", Config, TimeSolverConfig)
-def build(config: Config, solver: TimeSolverConfig) -> Simulation:
+@register_scenario("fracture", Config, DecomposedTimeSolverConfig)
+def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
+    """The fracture simulation. ``solver.decomposition=slabs``: the fields of the carry with the grid's shape
+    (damage, history, tension set, the displacement along y) split along x over the devices
+    (:func:`phasefield.decomposition.laid_out`), the displacement along x (``n_x + 1`` faces, which do not split
+    evenly) whole on every device; the elasticity CG's preconditioner uses slab transforms
+    (:func:`phasefield.operators.walled_elasticity.solve_walled_elasticity` with ``slabs``), its stencils and
+    the damage solve are split by JAX's partitioner."""
     grid = make_grid(config)
+    slabs = slabs_for(solver.decomposition, grid.shape)
     problem = fr.FractureProblem(grid, Walls(0, CLAMPED, CLAMPED), split=config.split, tolerance=config.tolerance,
                                  max_iterations=config.max_iterations, acceleration=config.damage_acceleration,
-                                 relaxation=config.relaxation_weight, window=config.anderson_window)
+                                 relaxation=config.relaxation_weight, window=config.anderson_window,
+                                 slabs=slabs)
     model = fr.damage_model(config.model)
     tension = config.variant == "notched_tension"
 
@@ -135,15 +144,16 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         state = fr.initial_state(problem, fields["damage"])
         # relax the crack to its optimal profile before loading (d = 1 on the crack row is held)
         state, info = fr.load_step(problem, material(params), model, state, loading(params, 0.0))
-        return {"state": {"fracture": _to_carry(state), "load": jnp.zeros((), jnp.float64)},
-                "history": {}, "cache": {"info": info._asdict()}}
+        return laid_out(slabs, {"state": {"fracture": _to_carry(state), "load": jnp.zeros((), jnp.float64)},
+                                "history": {}, "cache": {"info": info._asdict()}}, grid.shape)
 
     def step(params, carry, dt):
         state = _from_carry(carry["state"]["fracture"])
         load = carry["state"]["load"] + jnp.asarray(dt, jnp.float64)
         state, info = fr.load_step(problem, material(params), model, state, loading(params, load),
                                    params.max_iterations)
-        return {"state": {"fracture": _to_carry(state), "load": load}, "history": {}, "cache": {"info": info._asdict()}}
+        return laid_out(slabs, {"state": {"fracture": _to_carry(state), "load": load}, "history": {},
+                                "cache": {"info": info._asdict()}}, grid.shape)
 
     def fields(params, carry):
         state = _from_carry(carry["state"]["fracture"])
