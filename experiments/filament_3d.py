@@ -20,7 +20,7 @@ import jax
 import matplotlib
 import numpy as np
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
@@ -49,7 +49,7 @@ def main():
     params = dataclasses.replace(config, overpotential=-1.5 * eta_c)
     print(f"{args.cells}^3 cells of {spacing:.3g} um, ell = {config.length:.3g} um, half-penny a = {args.depth} um: "
           f"Griffith p_c = {1e3 * p_c:.1f} MPa, eta_c = {1e3 * eta_c:.1f} mV; held at {-1.5e3 * eta_c:.1f} mV")
-    simulation = fm.build(config, TimeSolverConfig())
+    simulation = fm.build(config, DecomposedTimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     carry = simulation.stepper.init(params, simulation.initial_fields())
     start_damage = np.asarray(carry["state"]["fracture"]["damage"])

@@ -53,7 +53,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
@@ -96,7 +96,7 @@ def main():
     size = args.shape * args.spacing
     base = fm.Config(size=[size, size], shape=[args.shape, args.shape], length=2 * args.spacing,
                      max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5)
-    simulation = fm.build(base, TimeSolverConfig())
+    simulation = fm.build(base, DecomposedTimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     rows = []
     for name, material in MATERIALS.items():

@@ -53,7 +53,7 @@ import matplotlib
 import numpy as np
 from filament_short import critical_current, run
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 
 matplotlib.use("Agg")
@@ -91,7 +91,7 @@ def main():
     rows, finals = [], []
     for angle in args.angles:
         config = dataclasses.replace(base, flaw_angle=angle)
-        simulation = fm.build(config, TimeSolverConfig())  # the angle is structure: one compile per angle
+        simulation = fm.build(config, DecomposedTimeSolverConfig())  # the angle is structure: one compile per angle
         step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
         for s in args.stresses:
             params = dataclasses.replace(config, in_plane_stress=s)

@@ -69,7 +69,7 @@ import jax
 import matplotlib
 import numpy as np
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
@@ -139,7 +139,7 @@ def main():
                      anderson_window=args.window, tolerance=args.tolerance, grain_size=args.grain_size,
                      grain_boundary_width=2 * spacing, grain_boundary_toughness=args.grain_toughness,
                      grain_seed=args.grain_seed)
-    simulation = fm.build(base, TimeSolverConfig())
+    simulation = fm.build(base, DecomposedTimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     eta_c, i_c = critical_current(base, spacing)
     print(f"flaw 4 um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} mA/cm^2")

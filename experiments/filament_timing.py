@@ -77,7 +77,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 from phasefield.operators.walled_elasticity import normal_strains, solve_walled_elasticity
 from phasefield.physics import filament as fl
@@ -98,7 +98,7 @@ def time_parts(n: int, repeats: int = 3) -> dict:
     spacing = 32.0 / n
     config = fm.Config(size=[32.0, 32.0], shape=[n, n], length=2 * spacing, flaw_depth=4.0, control="current",
                        current_density=1.0, area_passes=4, crack_advance_scale=10.0)
-    simulation = fm.build(config, TimeSolverConfig())
+    simulation = fm.build(config, DecomposedTimeSolverConfig())
     grid, params = simulation.grid, config
     problem = fr.FractureProblem(grid, fm.WALLS)
     mat, model = fm.material(params), fr.damage_model("AT1")

@@ -173,6 +173,15 @@ class TimeSolverConfig:
 
 
 @dataclass
+class DecomposedTimeSolverConfig(TimeSolverConfig):
+    """``solver`` of models with their own step (:class:`TimeSolverConfig`) that may split one run over devices."""
+
+    decomposition: str = option("none", choices=("none", "slabs"),
+                                help="none: one device; slabs: the grid split along x over all devices "
+                                     "(x cells divisible by the device count)")
+
+
+@dataclass
 class SolverConfig(TimeSolverConfig):
     """``solver`` of the gradient-flow models: time scheme, step size, stabilisation and precision."""
 
@@ -181,7 +190,7 @@ class SolverConfig(TimeSolverConfig):
     precision: str = option("float64", choices=("float32", "float64"), help="working precision of the fields")
     decomposition: str = option("none", choices=("none", "slabs"),
                                 help="none: one device; slabs: the grid split along x over all devices "
-                                     "(x cells divisible by the device count; scenario spinodal)")
+                                     "(x cells divisible by the device count)")
 
 
 @dataclass

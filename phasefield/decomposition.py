@@ -19,7 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from phasefield.config import ConfigError
 
 AXIS = "x"
-DECOMPOSED = ("spinodal", "dendrite", "dendrite_solid", "swelling")  # the scenarios that take decomposition=slabs
+DECOMPOSED = ("spinodal", "pfhub_ostwald", "pfhub_electro", "dendrite", "dendrite_solid", "swelling", "fracture",
+              "filament")  # the scenarios that take decomposition=slabs
 log = logging.getLogger("phasefield")
 
 
@@ -64,14 +65,6 @@ def laid_out(slabs: Slabs | None, tree, shape):
         return slabs.constrain(u, u.ndim - len(shape) if field else None)
 
     return jax.tree_util.tree_map(place, tree)
-
-
-def one_device(solver, scenario: str):
-    """Refuse ``solver.decomposition`` other than ``none`` for a scenario that is not decomposed yet."""
-    if solver.decomposition != "none":
-        raise ConfigError("solver.decomposition", solver.decomposition,
-                          f"'none' for scenario {scenario} (it runs on one device; slabs: scenarios "
-                          f"{', '.join(DECOMPOSED)})")
 
 
 def slabs_for(decomposition: str, shape, key: str = "scenario.shape") -> Slabs | None:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phasefield.config import TimeSolverConfig
+from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.grid import Grid
 from phasefield.models import filament as fm
 from phasefield.physics import filament as fl
@@ -21,7 +21,7 @@ from phasefield.physics import fracture as fr
 SPACING, LENGTH = 0.25, 0.5  # um
 CONFIG = fm.Config(size=[16.0, 16.0], shape=[64, 64], length=LENGTH, flaw_depth=2.0, flaw_width=0.05,
                    max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5, short_circuit_gap=2.0)
-SIMULATION = fm.build(CONFIG, TimeSolverConfig())
+SIMULATION = fm.build(CONFIG, DecomposedTimeSolverConfig())
 GRID = SIMULATION.grid
 STEP = jax.jit(SIMULATION.stepper.step)
 DIAGNOSTICS = jax.jit(SIMULATION.diagnostics)
@@ -214,7 +214,7 @@ def test_crack_advance_sets_the_step_change():
     anode with max d >= 1/2) over the scale, or the relative Li pressure change if larger; 0: the largest
     damage change."""
     config = dataclasses.replace(CONFIG, shape=[16, 16], crack_advance_scale=2.0)
-    simulation = fm.build(config, TimeSolverConfig())
+    simulation = fm.build(config, DecomposedTimeSolverConfig())
     grid = simulation.grid
     old = simulation.stepper.init(config, {"damage": fm.flaw_cells(grid, 4.0)})
     damage = fm.flaw_cells(grid, 7.0)  # 3 cells of 1 um deeper
@@ -223,7 +223,7 @@ def test_crack_advance_sets_the_step_change():
     assert float(simulation.stepper.change(new, old)) == pytest.approx(3.0 / 2.0)
     pressured = {**old, "state": {**old["state"], "li_pressure": jnp.asarray(0.2)}}  # 0 -> 0.2 GPa, no advance
     assert float(simulation.stepper.change(pressured, old)) == pytest.approx(1.0)
-    per_cell = fm.build(dataclasses.replace(config, crack_advance_scale=0.0), TimeSolverConfig())
+    per_cell = fm.build(dataclasses.replace(config, crack_advance_scale=0.0), DecomposedTimeSolverConfig())
     assert float(per_cell.stepper.change(new, old)) == pytest.approx(1.0)
 
 
@@ -323,7 +323,7 @@ def test_grain_boundaries_of_the_tessellation_cover_2_w_over_g_of_the_slab():
         assert 0.88 < cells.mean() / (2 * 0.25 / 4.0) <= 1.0
     assert np.any(maps[0] != maps[1])
     config = dataclasses.replace(CONFIG, grain_size=2.0, grain_boundary_width=0.5, grain_seed=3)
-    np.testing.assert_array_equal(fm.build(config, TimeSolverConfig()).initial_fields()["grain_boundary"],
+    np.testing.assert_array_equal(fm.build(config, DecomposedTimeSolverConfig()).initial_fields()["grain_boundary"],
                                   fm.grain_boundary_cells(GRID, 2.0, 0.5, 3))
 
 
@@ -338,7 +338,7 @@ def test_three_d_strip_flaw_is_the_plane_strain_flaw():
     runs = {}
     for name, size, shape in (("2d", [12.0, 12.0], [24, 24]), ("3d", [12.0, 12.0, 2.0], [24, 24, 2])):
         config = fm.Config(size=size, shape=shape, **base)
-        simulation = fm.build(config, TimeSolverConfig())
+        simulation = fm.build(config, DecomposedTimeSolverConfig())
         step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
         g_eff = fr.effective_toughness(config.toughness * fm.TOUGHNESS_UNIT, 0.5, 1.0, "AT1")
         eta = -1.5 * fl.onset_overpotential(config.young, config.poisson, g_eff, 2.5, OMEGA, fm.GEOMETRY_FACTOR)

@@ -347,7 +347,7 @@ def test_injected_volume_crack_grows_stably_at_the_toughness():
     the longer crack)."""
     import dataclasses
 
-    from phasefield.config import TimeSolverConfig
+    from phasefield.config import DecomposedTimeSolverConfig
     from phasefield.models import fracture as scenario
 
     a0 = 8.0
@@ -357,7 +357,7 @@ def test_injected_volume_crack_grows_stably_at_the_toughness():
     k_ic = np.sqrt(modulus * fr.effective_toughness(config.toughness * 1e-3, 2.0, 4.0, "AT1"))
     v0 = 2 * np.pi * k_ic / np.sqrt(np.pi * a0) * a0**2 / modulus
     params = dataclasses.replace(config, max_volume=2 * v0)
-    simulation = scenario.build(params, TimeSolverConfig())
+    simulation = scenario.build(params, DecomposedTimeSolverConfig())
     step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
     carry = simulation.stepper.init(params, simulation.initial_fields())
     pressures = []

@@ -69,7 +69,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, DecomposedTimeSolverConfig, option, scenario_parameters
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Grid
 from phasefield.operators.walled_elasticity import (
     CLAMPED,
@@ -332,12 +333,20 @@ def _from_carry(carry: dict) -> fr.FractureState:
     return fr.FractureState(**values)
 
 
-@register_scenario("filament", Config, TimeSolverConfig)
-def build(config: Config, solver: TimeSolverConfig) -> Simulation:
+@register_scenario("filament", Config, DecomposedTimeSolverConfig)
+def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
+    """The filament simulation. ``solver.decomposition=slabs``: the fields of the carry with the grid's shape
+    (damage, history, tension set, the displacement along y) split along x over the devices
+    (:func:`phasefield.decomposition.laid_out`), the displacement along x (``n_x + 1`` faces, which do not split
+    evenly) whole on every device; the elasticity CG's preconditioner uses slab transforms
+    (:func:`phasefield.operators.walled_elasticity.solve_walled_elasticity` with ``slabs``), its stencils and
+    the damage solve are split by JAX's partitioner."""
     grid = make_grid(config)
+    slabs = slabs_for(solver.decomposition, grid.shape)
     problem = fr.FractureProblem(grid, WALLS, split=config.split, tolerance=config.tolerance,
                                  max_iterations=config.max_iterations, acceleration=config.damage_acceleration,
-                                 relaxation=config.relaxation_weight, window=config.anderson_window)
+                                 relaxation=config.relaxation_weight, window=config.anderson_window,
+                                 slabs=slabs)
     model = fr.damage_model(config.model)
     hx = grid.spacing[0]
     thickness = grid.lengths[0]
@@ -485,7 +494,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "damage_iterations": izero,
                 "area_passes": izero, "mismatch": zero,
                 "peak_pressure": zero, "converged": jnp.asarray(True)}
-        return {
+        return laid_out(slabs, {
             "state": {"fracture": _to_carry(state), "li_volume": li_volume, "li_pressure": zero,
                       "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan),
                       **({"grain_boundary": f64(fields["grain_boundary"])} if "grain_boundary" in fields else {})},
@@ -495,7 +504,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
                         "unit_displacement": _to_carry(state)["displacement"]},
             "cache": {"info": info, "overpotential": zero, "anode_current": zero, "filament_current": zero,
                       "filament_area": f64(2.0 * flaw_measures(params)[0])},
-        }
+        }, grid.shape)
 
     def step(params, carry, dt):
         dt = f64(dt)
@@ -551,7 +560,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         cache = {"info": info, "overpotential": eta, "anode_current": anode_current,
                  "filament_current": filament_current, "filament_area": area}
         history = {"compliance": c, "unit_displacement": {"xyz"[a]: v for a, v in enumerate(unit)}}
-        return {"state": new, "history": history, "cache": cache}
+        return laid_out(slabs, {"state": new, "history": history, "cache": cache}, grid.shape)
 
     def fields(params, carry):
         s = carry["state"]

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, DecomposedTimeSolverConfig, option, scenario_parameters
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Grid
 from phasefield.operators.walled_elasticity import CLAMPED, Walls, cell_displacement
 from phasefield.physics import fracture as fr
@@ -124,12 +125,20 @@ def _from_carry(carry: dict) -> fr.FractureState:
     return fr.FractureState(**values)
 
 
-@register_scenario("fracture", Config, TimeSolverConfig)
-def build(config: Config, solver: TimeSolverConfig) -> Simulation:
+@register_scenario("fracture", Config, DecomposedTimeSolverConfig)
+def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
+    """The fracture simulation. ``solver.decomposition=slabs``: the fields of the carry with the grid's shape
+    (damage, history, tension set, the displacement along y) split along x over the devices
+    (:func:`phasefield.decomposition.laid_out`), the displacement along x (``n_x + 1`` faces, which do not split
+    evenly) whole on every device; the elasticity CG's preconditioner uses slab transforms
+    (:func:`phasefield.operators.walled_elasticity.solve_walled_elasticity` with ``slabs``), its stencils and
+    the damage solve are split by JAX's partitioner."""
     grid = make_grid(config)
+    slabs = slabs_for(solver.decomposition, grid.shape)
     problem = fr.FractureProblem(grid, Walls(0, CLAMPED, CLAMPED), split=config.split, tolerance=config.tolerance,
                                  max_iterations=config.max_iterations, acceleration=config.damage_acceleration,
-                                 relaxation=config.relaxation_weight, window=config.anderson_window)
+                                 relaxation=config.relaxation_weight, window=config.anderson_window,
+                                 slabs=slabs)
     model = fr.damage_model(config.model)
     tension = config.variant == "notched_tension"
     injected = config.variant == "injected_volume"
@@ -155,7 +164,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         if injected:  # the crack pressure (GPa) and the displacement under a unit crack pressure (warm start)
             carry["state"]["pressure"] = jnp.zeros((), jnp.float64)
             carry["history"]["unit_displacement"] = _to_carry(state)["displacement"]
-        return carry
+        return laid_out(slabs, carry, grid.shape)
 
     def step(params, carry, dt):
         state = _from_carry(carry["state"]["fracture"])
@@ -172,7 +181,7 @@ def build(config: Config, solver: TimeSolverConfig) -> Simulation:
         if injected:
             new["state"]["pressure"] = info.pressure
             new["history"]["unit_displacement"] = {"xyz"[a]: u for a, u in enumerate(info.unit)}
-        return new
+        return laid_out(slabs, new, grid.shape)
 
     def fields(params, carry):
         state = _from_carry(carry["state"]["fracture"])

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
-from phasefield.decomposition import one_device
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.models.gradient_flow import cahn_hilliard, cahn_hilliard_stable_dt
 from phasefield.operators import SpectralBasis, divergence, face_gradient
@@ -106,14 +106,15 @@ def domain_mask(grid: Grid, variant: str) -> np.ndarray:
     return inside.astype(float)
 
 
-def square_potential(grid: Grid, params: Config):
+def square_potential(grid: Grid, params: Config, slabs=None):
     """Direct solver of the 6a Poisson problem: ``c -> Phi`` (cell-centred, 5-point stencil).
 
     With ghost ``2 g - Phi`` at the right wall, ``lap_h Phi = lap_0 Phi + 2 g / h^2`` in the last
     column (``lap_0``: homogeneous Dirichlet in x, Neumann in y), so ``Phi = lap_0^-1 (-k c / eps - 2 g / h^2)``.
+    ``slabs``: ``c`` and ``Phi`` split along x over the devices (the slab transforms of :class:`SpectralBasis`).
     """
     boundary = Boundary(((Side("dirichlet"), Side("dirichlet")), (Side("neumann"), Side("neumann"))))
-    basis = SpectralBasis(grid, boundary)
+    basis = SpectralBasis(grid, boundary, slabs=slabs)
     h = grid.spacing[0]
     wall = np.zeros(grid.shape)
     wall[-1, :] = 2.0 * np.sin(grid.axis_coordinates(1) / 7.0) / h**2
@@ -228,12 +229,13 @@ def make_grid(config: Config) -> Grid:
     return Grid(tuple(config.shape), LENGTH / config.shape[0])
 
 
-def square_stepper(grid: Grid, config: Config, solver) -> Stepper:
-    """6a: :func:`cahn_hilliard` with the explicit part ``f'(c) + k Phi(c)``; the potential a stored field."""
-    potential = square_potential(grid, config)
+def square_stepper(grid: Grid, config: Config, solver, slabs=None) -> Stepper:
+    """6a: :func:`cahn_hilliard` with the explicit part ``f'(c) + k Phi(c)``; the potential a stored field.
+    ``slabs``: the grid split along x over the devices."""
+    potential = square_potential(grid, config, slabs)
     inner = cahn_hilliard(grid, Boundary.uniform(2, "neumann"),
                           lambda params, c: f_prime(params, c) + params.charge * potential(params, c),
-                          coefficients, solver.scheme, jnp.float64, stabilization=solver.stabilization)
+                          coefficients, solver.scheme, jnp.float64, stabilization=solver.stabilization, slabs=slabs)
 
     def fields(params, carry):
         c = carry["state"]["c"]
@@ -242,8 +244,9 @@ def square_stepper(grid: Grid, config: Config, solver) -> Stepper:
     return Stepper(inner.init, inner.step, fields, inner.stable_dt, inner.order)
 
 
-def staircase_stepper(grid: Grid, poisson: MaskedPoisson) -> Stepper:
-    """6b: forward Euler on the masked stencils, Poisson by CG warm-started from the last potential."""
+def staircase_stepper(grid: Grid, poisson: MaskedPoisson, slabs=None) -> Stepper:
+    """6b: forward Euler on the masked stencils, Poisson by CG warm-started from the last potential; ``slabs``:
+    ``c`` and ``Phi`` split along x over the devices (halo exchanges, the CG's dot products all-reduces)."""
 
     @jax.jit
     def initial_potential(params, c):  # one compiled solve (run eagerly, CG's loop is traced op by op)
@@ -251,13 +254,14 @@ def staircase_stepper(grid: Grid, poisson: MaskedPoisson) -> Stepper:
 
     def init(params, fields):
         c = jnp.asarray(fields["c"], jnp.float64)
-        return {"state": {"c": c, "potential": initial_potential(params, c)}, "history": {}, "cache": {}}
+        carry = {"state": {"c": c, "potential": initial_potential(params, c)}, "history": {}, "cache": {}}
+        return laid_out(slabs, carry, grid.shape)
 
     def step(params, carry, dt):
         c, phi = carry["state"]["c"], carry["state"]["potential"]
         mu = f_prime(params, c) - params.kappa * poisson.masked_laplacian(c) + params.charge * phi
         c = c + dt * params.mobility * poisson.masked_laplacian(mu)
-        return {**carry, "state": {"c": c, "potential": poisson.solve(params, c, phi)}}
+        return laid_out(slabs, {**carry, "state": {"c": c, "potential": poisson.solve(params, c, phi)}}, grid.shape)
 
     def stable_dt(params):
         return cahn_hilliard_stable_dt(grid, *coefficients(params))
@@ -267,20 +271,20 @@ def staircase_stepper(grid: Grid, poisson: MaskedPoisson) -> Stepper:
 
 @register_scenario("pfhub_electro", Config, SolverConfig)
 def build(config: Config, solver) -> Simulation:
-    one_device(solver, "pfhub_electro")
     grid = make_grid(config)
+    slabs = slabs_for(solver.decomposition, grid.shape)
     if solver.precision != "float64":
         raise ConfigError("solver.precision", solver.precision, "'float64' for pfhub_electro")
     mask_host = domain_mask(grid, config.variant)
     mask = jnp.asarray(mask_host)
     if config.variant == "a":
-        stepper = square_stepper(grid, config, solver)
+        stepper = square_stepper(grid, config, solver, slabs)
         faces = None
     else:
         if solver.scheme != "explicit":
             raise ConfigError("solver.scheme", solver.scheme, "'explicit' for variant b (staircase domain)")
         poisson = MaskedPoisson(grid, mask_host)
-        stepper = staircase_stepper(grid, poisson)
+        stepper = staircase_stepper(grid, poisson, slabs)
         faces = poisson.faces
     x, y = grid.coordinates()
     c_init = np.broadcast_to(initial_condition(x, y, config), grid.shape) * mask_host + config.c0 * (1 - mask_host)

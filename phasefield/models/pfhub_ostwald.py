@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
-from phasefield.decomposition import one_device
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.models.gradient_flow import _order
 from phasefield.operators import SpectralBasis, laplacian
@@ -148,10 +148,13 @@ def explicit_limit(grid: Grid, params: Config):
     return jnp.minimum(ch, ac)
 
 
-def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: float) -> Stepper:
+def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: float, slabs=None) -> Stepper:
+    """The step of the five fields; ``slabs`` (:class:`phasefield.decomposition.Slabs`) splits them along x over
+    the devices (the stencils exchange halos, the transforms are the slab ones)."""
     if scheme == "explicit":
         def init(params, fields):
-            return {"state": {n: jnp.asarray(fields[n], jnp.float64) for n in FIELDS}, "history": {}, "cache": {}}
+            state = {n: jnp.asarray(fields[n], jnp.float64) for n in FIELDS}
+            return laid_out(slabs, {"state": state, "history": {}, "cache": {}}, grid.shape)
 
         def step(params, carry, dt):
             state = carry["state"]
@@ -161,12 +164,12 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
             new = {"c": state["c"] + dt * params.mobility * laplacian(mu, grid, boundary)}
             for name, eta, d in zip(ORDER_PARAMETERS, etas, d_etas):
                 new[name] = eta - dt * params.relaxation * (d - params.kappa_eta * laplacian(eta, grid, boundary))
-            return {**carry, "state": new}
+            return laid_out(slabs, {**carry, "state": new}, grid.shape)
 
         return Stepper(init, step, lambda params, carry: dict(carry["state"]),
                        lambda params: explicit_limit(grid, params), 1)
 
-    basis = SpectralBasis(grid, boundary, jnp.float64)
+    basis = SpectralBasis(grid, boundary, jnp.float64, slabs)
     lap = basis.laplacian_symbol
 
     def symbols(params):
@@ -188,12 +191,12 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
 
 @register_scenario("pfhub_ostwald", Config, SolverConfig)
 def build(config: Config, solver) -> Simulation:
-    one_device(solver, "pfhub_ostwald")
     grid = Grid(tuple(config.shape), config.spacing)
     boundary = Boundary.uniform(2, "periodic" if config.variant == "a" else "neumann")
     if solver.precision != "float64":
         raise ConfigError("solver.precision", solver.precision, "'float64' for pfhub_ostwald")
-    stepper = make_stepper(grid, boundary, solver.scheme, solver.stabilization)
+    stepper = make_stepper(grid, boundary, solver.scheme, solver.stabilization,
+                           slabs_for(solver.decomposition, grid.shape))
     x, y = grid.coordinates()
 
     def diagnostics(params, carry):

@@ -1112,12 +1112,10 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
     of ``config``; every number is read from the ``params`` argument of the stepper's functions.
     ``solver.decomposition=slabs``: every grid field of the carry split along x over the devices
     (:func:`phasefield.decomposition.laid_out`), the Cahn-Hilliard solve's and the elasticity preconditioner's
-    transforms the slab ones; JAX's partitioner splits the rest (halos, all-reduces)."""
+    transforms the slab ones; JAX's partitioner splits the rest (halos, all-reduces; with fracture the damage
+    solve's CG)."""
     grid = make_grid(config)
     ndim = grid.ndim
-    if config.fracture and solver.decomposition != "none":  # not compared with one device yet (module notes)
-        raise ConfigError("solver.decomposition", solver.decomposition,
-                          "'none' with scenario.fracture=true (swelling with fracture runs on one device)")
     slabs = slabs_for(solver.decomposition, grid.shape)
     basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"), jnp.float64, slabs)
     geometry = make_geometry(grid, config)

@@ -415,6 +415,7 @@ class _Reference(NamedTuple):
     axes: tuple  # FFT axes: the wall axis first, the halved (real-FFT) axis last
     layers: tuple  # (mirrored impulse of the cell layer along the wall axis, tangential component) per clamped term
     capacitance: tuple  # [p][q]: per periodic mode, inverse of 1/c + P K0^-1 P^T over the clamped terms
+    slabs: object = None  # :class:`phasefield.decomposition.Slabs`: modes split (zero-padded) along axis 1
 
 
 def _small_inverse(m):
@@ -435,7 +436,7 @@ def _small_inverse(m):
     return adjugate / det[..., None, None]
 
 
-def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
+def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype, slabs=None) -> _Reference:
     """``K0^-1`` of the homogeneous operator with the walls' kinds (free as roller): the roller-wall inverse per
     mode, and the Woodbury terms of the clamped walls.
 
@@ -444,8 +445,13 @@ def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
     forces (the wall-face shear edges carry no strain). So ``K0^-1 r`` is the periodic inverse on the doubled grid,
     per real-FFT mode ``K0(k) = V [lam0 c^H c + 2 mu0 diag|c|^2 + mu0 sum s^H s]`` (``c``: normal-strain symbols
     ``(e^{i theta} - 1)/h``, ``s``: shear ones ``(1 - e^{-i theta})/h``); the zero mode (a rigid translation) is
-    dropped."""
+    dropped.
+
+    ``slabs`` (:class:`phasefield.decomposition.Slabs`, wall axis x): the per-mode arrays zero-padded along axis 1 to a
+    multiple of the devices and split along it, the layout of :func:`_apply_reference`'s transposed modes."""
     ndim, w, h = grid.ndim, walls.axis, grid.spacing
+    if slabs is not None and w != 0:
+        raise ValueError(f"slabs split the wall axis x: walls along axis {w} are not decomposed")
     doubled = tuple(2 * n if a == w else n for a, n in enumerate(grid.shape))
     axes = (w,) + tuple(a for a in range(ndim) if a != w)
     modes = tuple(d // 2 + 1 if a == axes[-1] else d for a, d in enumerate(doubled))
@@ -472,7 +478,8 @@ def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
     keep = jnp.where(singular, 0.0, 1.0)
     inverse = _small_inverse(k0) * keep[..., None, :] * keep[..., :, None]
     complex_dtype = jnp.result_type(dtype, jnp.complex64)
-    entries = tuple(tuple(inverse[..., a, b].astype(complex_dtype) for b in range(ndim)) for a in range(ndim))
+    entries = tuple(tuple(_split_modes(inverse[..., a, b].astype(complex_dtype), slabs) for b in range(ndim))
+                    for a in range(ndim))
     # a clamped wall adds 2 V mu0 / h_w^2 to each u_t of the cell layer next to it (its half-cell shear edges):
     # K0_clamped = K0 + c P^T P, inverted by Woodbury on the mirrored impulses of those layers, whose capacitance
     # matrix is diagonal in the periodic modes (the translation of u_t stays dropped)
@@ -495,43 +502,106 @@ def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype) -> _Reference:
                                   for pj, u in layers], -1) for pi, t in layers], -2)
         m = m + jnp.eye(len(layers)) / stiff
         inv = 1.0 / m if len(layers) == 1 else _small_inverse(m) if len(layers) <= 3 else jnp.linalg.inv(m)
-        capacitance = tuple(tuple(jnp.expand_dims(inv[..., p, q], w) for q in range(len(layers)))
+        capacitance = tuple(tuple(_split_modes(jnp.expand_dims(inv[..., p, q], w), slabs) for q in range(len(layers)))
                             for p in range(len(layers)))
-    return _Reference(entries, doubled, axes, tuple(layers), capacitance)
+    return _Reference(entries, doubled, axes, tuple(layers), capacitance, slabs)
 
 
-def _apply_reference(ref: _Reference, r, grid: Grid, walls: Walls):
-    """``K0^-1`` on the interior unknowns (``u_w`` on the interior faces, every ``u_t``): mirror onto the doubled
-    grid, one real FFT per component, the per-mode inverse and the clamped walls' correction, back; zero on the
-    wall faces. With a clamped wall it inverts ``K0`` on the fields whose ``u_t`` have zero mean (the
-    translations of ``u_t`` are dropped as for roller walls)."""
-    w, ndim, axes = walls.axis, grid.ndim, ref.axes
-    spectra = []
-    for a in range(ndim):
-        if a == w:
-            interior = _slab(r[a], w, slice(1, -1))
-            zero = jnp.zeros_like(_slab(r[a], w, slice(0, 1)))
-            mirrored = _cat([zero, interior, zero, -jnp.flip(interior, w)], w)
-        else:
-            mirrored = _cat([r[a], jnp.flip(r[a], w)], w)
-        spectra.append(jnp.fft.rfftn(mirrored, axes=axes, norm="ortho"))
+def _split_modes(modes, slabs):
+    """Per-mode array zero-padded along axis 1 to a multiple of the devices and split along it (unchanged without
+    ``slabs``)."""
+    if slabs is None:
+        return modes
+    pad = [(0, 0)] * modes.ndim
+    pad[1] = (0, -(-modes.shape[1] // slabs.count) * slabs.count - modes.shape[1])
+    return slabs.constrain(jnp.pad(modes, pad), 1)
+
+
+def _mirrored(u, normal: bool, w: int):
+    """The rows ``0..n-1`` of a component along the wall axis, extended to the doubled grid: ``u_w`` (``normal``; row 0
+    the wall face, taken as zero) odd about the wall faces, ``u_t`` even."""
+    if normal:
+        interior = _slab(u, w, slice(1, None))
+        zero = jnp.zeros_like(_slab(u, w, slice(0, 1)))
+        return _cat([zero, interior, zero, -jnp.flip(interior, w)], w)
+    return _cat([u, jnp.flip(u, w)], w)
+
+
+def _unmirrored(u, normal: bool, w: int, n: int):
+    """Rows ``0..n-1`` of a field on the doubled grid (``u_w``: row 0, the wall face, zero)."""
+    if normal:
+        return _cat([jnp.zeros_like(_slab(u, w, slice(0, 1))), _slab(u, w, slice(1, n))], w)
+    return _slab(u, w, slice(0, n))
+
+
+def _solve_modes(ref: _Reference, spectra, w: int) -> list:
+    """``K0^-1`` per mode of the doubled grid: the roller inverse, and Woodbury's correction for the clamped walls."""
+    ndim = len(spectra)
     solved = [sum(ref.inverse[a][b] * spectra[b] for b in range(ndim)) for a in range(ndim)]
     if ref.layers:  # Woodbury: z - K0^-1 P^T (1/c + P K0^-1 P^T)^-1 P z
         layer = [0.5 * jnp.sum(jnp.conj(p) * solved[t], axis=w, keepdims=True) for p, t in ref.layers]
         x = [sum(c * y for c, y in zip(row, layer)) for row in ref.capacitance]
         solved = [z - sum(ref.inverse[a][t] * p * xq for (p, t), xq in zip(ref.layers, x))
                   for a, z in enumerate(solved)]
-    out = []
-    n = grid.shape[w]
-    for a in range(ndim):
-        back = jnp.fft.irfftn(solved[a], s=[ref.doubled[x] for x in axes], axes=axes, norm="ortho")
-        back = back.astype(r[a].dtype)
-        if a == w:
-            zero = jnp.zeros_like(_slab(back, w, slice(0, 1)))
-            out.append(_cat([zero, _slab(back, w, slice(1, n)), zero], w))
-        else:
-            out.append(_slab(back, w, slice(0, n)))
-    return tuple(out)
+    return solved
+
+
+def _apply_reference(ref: _Reference, r, grid: Grid, walls: Walls):
+    """``K0^-1`` on the interior unknowns (``u_w`` on the interior faces, every ``u_t``): mirror onto the doubled
+    grid, one real FFT per component, the per-mode inverse and the clamped walls' correction, back; zero on the
+    wall faces. With a clamped wall it inverts ``K0`` on the fields whose ``u_t`` have zero mean (the
+    translations of ``u_t`` are dropped as for roller walls).
+
+    With ``ref.slabs`` (wall axis x split over the devices) each device transforms its rows along the other axes,
+    one ``all_to_all`` per component transposes (x whole, axis 1 split), the x axis is mirrored and transformed
+    there, and the way back is the same in reverse: no device holds a whole component."""
+    w, n = walls.axis, grid.shape[walls.axis]
+    rows = tuple(_slab(ra, w, slice(0, n)) for ra in r)  # u_w: faces 0..n-1 (face 0 a wall face, not used)
+    if ref.slabs is None:
+        spectra = [jnp.fft.rfftn(_mirrored(u, a == w, w), axes=ref.axes, norm="ortho") for a, u in enumerate(rows)]
+        solved = _solve_modes(ref, spectra, w)
+        out = [_unmirrored(jnp.fft.irfftn(z, s=[ref.doubled[x] for x in ref.axes], axes=ref.axes, norm="ortho"),
+                           a == w, w, n).astype(r[a].dtype) for a, z in enumerate(solved)]
+    else:
+        out = _slab_reference(ref, rows, grid)
+    return tuple(_cat([u, jnp.zeros_like(_slab(u, w, slice(0, 1)))], w) if a == w else u  # the high wall face
+                 for a, u in enumerate(out))
+
+
+def _slab_reference(ref: _Reference, rows, grid: Grid) -> list:
+    """:func:`_apply_reference` on rows split along the wall axis x (0) over ``ref.slabs``."""
+    from phasefield.decomposition import AXIS
+
+    slabs, ndim, n = ref.slabs, grid.ndim, grid.shape[0]
+    local = tuple(range(1, ndim))  # whole on every device; the last is the real-FFT axis
+    kept = grid.shape[1] // 2 + 1 if ndim == 2 else grid.shape[1]  # axis 1 of the modes (2D: the real-FFT axis)
+    spread = ref.inverse[0][0].shape[1]  # axis 1 of the modes, padded to a multiple of the devices
+
+    def solve(rows, inverse, impulses, capacitance):
+        spectra = []
+        for a, u in enumerate(rows):
+            u = jnp.fft.rfftn(u, axes=local, norm="ortho")
+            pad = [(0, 0)] * ndim
+            pad[1] = (0, spread - u.shape[1])
+            u = jax.lax.all_to_all(jnp.pad(u, pad), AXIS, split_axis=1, concat_axis=0, tiled=True)
+            spectra.append(jnp.fft.fft(_mirrored(u, a == 0, 0), axis=0, norm="ortho"))
+        block = ref._replace(inverse=inverse, capacitance=capacitance,
+                             layers=tuple((p, t) for p, (_, t) in zip(impulses, ref.layers)))
+        out = []
+        for a, z in enumerate(_solve_modes(block, spectra, 0)):
+            z = _unmirrored(jnp.fft.ifft(z, axis=0, norm="ortho"), a == 0, 0, n)
+            z = jax.lax.all_to_all(z, AXIS, split_axis=0, concat_axis=1, tiled=True)
+            z = jnp.fft.irfftn(jax.lax.slice_in_dim(z, 0, kept, axis=1), s=grid.shape[1:], axes=local,
+                               norm="ortho")
+            out.append(z.astype(rows[a].dtype))
+        return tuple(out)
+
+    split, modes, whole = slabs.spec(ndim, 0), slabs.spec(ndim, 1), slabs.spec(ndim, None)
+    impulses = tuple(p for p, _ in ref.layers)
+    specs = (tuple(split for _ in rows), jax.tree_util.tree_map(lambda _: modes, ref.inverse),
+             tuple(whole for _ in impulses), jax.tree_util.tree_map(lambda _: modes, ref.capacitance))
+    return list(jax.shard_map(solve, mesh=slabs.mesh, in_specs=specs, out_specs=tuple(split for _ in rows))(
+        rows, ref.inverse, impulses, ref.capacitance))
 
 
 # ----------------------------------------------------------------------------- solver
@@ -541,7 +611,7 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
                             wall_displacement=(0.0, 0.0), wall_traction=(0.0, 0.0), eigenstrain=None,
                             internal_pressure=None, initial=None, reference_moduli=None, tolerance=1e-8,
                             max_iterations=2000, max_newton=8, scale_preconditioner=True,
-                            extra_energy=None, preconditioner_moduli=None) -> WalledElasticity:
+                            extra_energy=None, preconditioner_moduli=None, slabs=None) -> WalledElasticity:
     """Minimise the module's ``W`` over the displacement (equilibrium with the walls' conditions).
 
     bulk_tension, bulk_compression, shear: cell fields, shape ``grid.shape`` (stress unit, > 0; a broken zone
@@ -560,6 +630,9 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
         ``max_newton`` passes or until the residual, relative to that of the undeformed state, is below
         ``tolerance``. preconditioner_moduli: ``(bulk, shear)`` cell fields whose diagonal scales the
         preconditioner (default: the tension/compression bulk modulus and ``shear``).
+    slabs: :class:`phasefield.decomposition.Slabs` for cell fields split along the wall axis x over devices: the
+        preconditioner's transforms are then the slab ones (:func:`_apply_reference`); the stencils and the CG's
+        sums are left to JAX's partitioner. ``None``: one device.
 
     CG iterations to 1e-9 on a 128 x 64 plate between clamped walls, pulled, with a 32-cell crack (AT1 profile,
     ``g = (1 - d)^2 + k``), ``experiments/fracture_convergence.py``: 33, 34, 34, 34, 34, 34 for
@@ -579,7 +652,7 @@ def solve_walled_elasticity(bulk_tension, bulk_compression, shear, grid: Grid, w
         k0, mu0 = jnp.maximum(jnp.max(kt), jnp.max(kc)), jnp.max(mu)
     else:
         k0, mu0 = (jnp.asarray(x, dtype) for x in reference_moduli)
-    ref = _reference(grid, walls, k0 - 2.0 * mu0 / 3.0, mu0, dtype)
+    ref = _reference(grid, walls, k0 - 2.0 * mu0 / 3.0, mu0, dtype, slabs)
     roller = Walls(walls.axis, ROLLER, ROLLER)
     reference_walls = Walls(walls.axis, *(k if k == CLAMPED else ROLLER for k in (walls.low, walls.high)))
     ones = jnp.ones(grid.shape, dtype)

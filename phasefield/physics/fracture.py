@@ -136,6 +136,7 @@ class FractureProblem(NamedTuple):
     acceleration: str = "none"  # of the u-d fixed point d -> G(d): none | overrelax | anderson (:func:`load_step`)
     relaxation: float = 1.6  # overrelax: d <- d + w (G(d) - d)
     window: int = 3  # anderson: differences kept
+    slabs: object = None  # :class:`phasefield.decomposition.Slabs`: the grid split along the wall axis x over devices
 
     @property
     def damage_boundary(self) -> Boundary:
@@ -583,7 +584,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
                 kt_eff, kt_eff, mu, grid, walls, wall_displacement=loading.wall_displacement,
                 wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
                 reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
-                max_iterations=problem.elasticity_max_iterations, max_newton=1)
+                max_iterations=problem.elasticity_max_iterations, max_newton=1, slabs=problem.slabs)
         else:  # spectral: Newton-CG; the preconditioner sees the undegraded moduli where compressed
             g = degradation(d, material.residual)
             restored = jnp.where(tension > 0, 0.0, 1.0 - g)
@@ -592,7 +593,8 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
                 wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
                 reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=problem.max_newton,
-                extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear))
+                extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear),
+                slabs=problem.slabs)
         u, cg = solution.displacement, solution.iterations
         compliance = jnp.zeros((), dtype)
         if volume is not None:
@@ -650,7 +652,8 @@ def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, 
         solution = solve_walled_elasticity(
             bulk, bulk, shear, grid, walls, wall_displacement=(zero, zero), wall_traction=(zero, zero),
             internal_pressure=damage, initial=unit, reference_moduli=reference_moduli,
-            tolerance=problem.unit_tolerance, max_iterations=problem.elasticity_max_iterations, max_newton=1)
+            tolerance=problem.unit_tolerance, max_iterations=problem.elasticity_max_iterations, max_newton=1,
+            slabs=problem.slabs)
         return solution.displacement, jnp.asarray(solution.iterations, jnp.int32)
 
     def skip(unit):
