@@ -7,7 +7,8 @@ The set-up of ``filament_short.py`` (a 4 um Li-filled flaw in a 32 um LLZO slab,
 ell = 2 cells, galvanostatic) with a compressive stress ``s`` along y in the intact slab (``in_plane_stress``,
 :func:`phasefield.models.filament.prestress_eigenstrain`: ``sigma_yy = -s``, ``sigma_xx`` left to the stack pressure,
 here 0), for a flaw along x and an inclined one; the spectral split (the volumetric-deviatoric one degrades the
-deviatoric energy, so compression alone would crack the slab in shear: refused above half its onset, 254 MPa here). The faces of a flaw along x are held shut by ``s``: it opens at
+deviatoric energy, so compression alone would crack the slab in shear: refused above half its onset, 254 MPa here;
+the spectral one allows 724 MPa). The faces of a flaw along x are held shut by ``s``: it opens at
 ``p_c = s + K_Ic / sqrt(pi a)``, and the filament's pressure saturates at ``F |eta| / Omega_Li`` set by the flat
 anode's overpotential, so the critical current density of this picture rises with ``s``: ``i_c(s) = BV(eta_c(s))``,
 ``eta_c(s) = Omega_Li p_c(s) / F`` (printed). With ``sigma_xx`` = 0 > ``sigma_yy`` the T-stress ``sigma_xx - sigma_yy``

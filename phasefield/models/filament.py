@@ -119,7 +119,8 @@ class Config:
     residual: float = option(1e-6, min=0.0, exclusive=True, max=1e-2, help="residual stiffness k of g(d)")
     flaw_depth: float = option(4.0, min=0.0, exclusive=True, help="depth a0 of the surface flaw, um")
     flaw_width: float = option(0.05, min=0.0, exclusive=True,
-                               help="stress-free width of the Li-filled flaw, um (its Li volume is width * depth)")
+                               help="stress-free width of the Li-filled flaw, um (its Li volume is width times its "
+                               "face: depth per unit thickness in 2D)")
     flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True, help="flaw inclination from x, degrees")
     li_bulk_modulus: float = option(11.0, min=0.0, exclusive=True, help="Li bulk modulus K_Li, GPa")
     li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True, help="Omega_Li, m^3/mol")
@@ -171,6 +172,12 @@ class Config:
             raise ConfigError(f"{prefix}.shape", self.shape, "two or three entries, as many as in size")
         if min(self.shape[:2]) < 8:
             raise ConfigError(f"{prefix}.shape", self.shape, "at least 8 cells along x and y")
+        if self.flaw_shape == "disc" and len(self.shape) != 3:
+            raise ConfigError(f"{prefix}.flaw_shape", self.flaw_shape, "strip in 2D (disc is a 3D half-penny)")
+        if self.flaw_shape == "disc" and 2 * self.flaw_depth >= min(self.size[1:]):
+            raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth,
+                              f"< {min(self.size[1:]) / 2:g} um for a disc: its diameter within the periods along y "
+                              "and z (its images there interact with it)")
         if len(self.shape) == 3:
             for key, value, allowed, ok in (("flaw_angle", self.flaw_angle, "0 in 3D", self.flaw_angle == 0.0),
                                             ("split", self.split, "volumetric_deviatoric or none in 3D (the "
@@ -185,11 +192,12 @@ class Config:
         if self.grain_size > 0 and self.grain_boundary_width < spacing:
             raise ConfigError(f"{prefix}.grain_boundary_width", self.grain_boundary_width,
                               f">= the cell size, {spacing:.4g} um (a narrower zone misses cells)")
-        if self.split == "volumetric_deviatoric" and self.in_plane_stress > 0.5 * shear_onset_stress(self):
+        if self.in_plane_stress > 0.5 * compression_onset_stress(self):
             raise ConfigError(f"{prefix}.in_plane_stress", self.in_plane_stress,
-                              f"<= {0.5 * shear_onset_stress(self):.0f} MPa with split=volumetric_deviatoric (it "
-                              "degrades the deviatoric energy, so compression cracks the slab in shear: from a flaw "
-                              "at 0.8 of the intact onset, measured); split=spectral has no such limit")
+                              f"<= {0.5 * compression_onset_stress(self):.0f} MPa with split={self.split} (half the "
+                              "stress at which the compression alone starts to damage the intact slab; measured from "
+                              "a flaw at 0.8 of it with volumetric_deviatoric, which degrades the deviatoric energy; "
+                              "split=spectral allows 2.9 times more)")
 
 
 def make_grid(config: Config) -> Grid:
@@ -258,20 +266,25 @@ def stack_displacement(params: Config, thickness: float):
     return -params.stack_pressure * STRESS_UNIT * thickness / (bulk + 4.0 * shear / 3.0)
 
 
-def shear_onset_stress(params: Config) -> float:
-    """In-plane stress (MPa) at which the volumetric-deviatoric split starts to damage the intact slab: its
-    deviatoric energy ``mu |dev e|^2`` under ``sigma_yy = -s`` (plane strain) equals the energy of the model's
-    critical stress in tension, ``sigma_c^2 / (2 E)`` (:func:`~phasefield.physics.fracture.critical_stress`)."""
+def compression_onset_stress(params: Config) -> float:
+    """In-plane stress (MPa) at which the split starts to damage the intact slab: its degraded ("tensile") energy
+    under ``sigma_yy = -s``, ``sigma_xx = 0`` (plane strain: strains ``e = s (lambda, -(lambda + 2 mu), 0) /
+    (4 mu (lambda + mu))``, which expand x) equals the energy of the model's critical stress in tension,
+    ``sigma_c^2 / (2 E)`` (:func:`~phasefield.physics.fracture.critical_stress`): the deviatoric ``mu |dev e|^2``
+    (volumetric-deviatoric), ``mu <e_xx>+^2`` (spectral: tr e < 0) or all of ``lambda tr^2 / 2 + mu |e|^2``
+    (none). With weak grain boundaries the boundaries' (``sqrt(r)`` lower)."""
     bulk, shear = fr.bulk_and_shear(params.young, params.poisson)
     lam = bulk - 2.0 * shear / 3.0
-    scale = 4.0 * shear * (lam + shear)
-    strain = np.array([lam, -(lam + 2.0 * shear), 0.0]) / scale  # per unit s
-    deviatoric = shear * np.sum((strain - strain.mean()) ** 2)
+    strain = np.array([lam, -(lam + 2.0 * shear), 0.0]) / (4.0 * shear * (lam + shear))  # per unit s
+    degraded = {"volumetric_deviatoric": shear * np.sum((strain - strain.mean()) ** 2),
+                "spectral": shear * strain[0] ** 2,
+                "none": 0.5 * lam * strain.sum() ** 2 + shear * np.sum(strain**2)}[params.split]
     modulus = fr.plane_strain_modulus(params.young, params.poisson)
     toughness = params.toughness * TOUGHNESS_UNIT
     length = params.length or fr.length_from_strength(modulus, toughness, params.strength * STRESS_UNIT, params.model)
     critical = fr.critical_stress(params.young, toughness, length, params.model)
-    return float(critical / np.sqrt(2.0 * params.young * deviatoric)) / STRESS_UNIT
+    weakest = np.sqrt(params.grain_boundary_toughness) if params.grain_size > 0 else 1.0
+    return float(weakest * critical / np.sqrt(2.0 * params.young * degraded)) / STRESS_UNIT
 
 
 def prestress_eigenstrain(params: Config) -> dict:
@@ -488,7 +501,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         step relaxes it to the optimal damage profile (its first load step) while it plates. ``fields`` may hold
         ``grain_boundary`` (1 on weak cells, carried as it is: a tessellation or a map of the user's)."""
         state = fr.initial_state(problem, fields["damage"])
-        li_volume = f64(params.flaw_width * flaw_measures(params)[0])
+        li_volume = jnp.sum(reference_columns(params))  # width x the flaw's face, as the grid's columns hold it
         zero = f64(0.0)
         izero = jnp.zeros((), jnp.int32)
         info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "damage_iterations": izero,
@@ -619,7 +632,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             "li_pressure": pressure / STRESS_UNIT,
             "equilibrium_pressure": fl.equilibrium_pressure(eta, params.li_molar_volume) * 1e3,
             "stress_intensity": flaw_measures(params, depth)[2]
-            * (pressure - params.in_plane_stress * STRESS_UNIT),
+            * (pressure - params.in_plane_stress * STRESS_UNIT * cos_angle**2),  # sigma_nn on the flaw's faces
             "overpotential": eta * 1e3,
             "mechanical_overpotential": fl.mechanical_overpotential(pressure, params.li_molar_volume) * 1e3,
             "current_density": mean_current / CURRENT_UNIT,
@@ -654,7 +667,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         initial_fields=lambda: dict(initial),
         field_info={k: v for k, v in FIELD_INFO.items() if three_d or not k.endswith("z")},
         diagnostics=diagnostics,
-        scalar_info=SCALAR_INFO,
+        scalar_info=scalar_info(grid.ndim),
         scales={"length": (MICRON, "m"), "time": (1.0, "s"), "stress": (1e9, "Pa")},
     )
 
@@ -672,7 +685,7 @@ FIELD_INFO = {
 }
 
 SCALAR_INFO = {
-    "crack_length": Quantity("um", "regularised crack length (fracture energy / G_c)"),
+    "crack_length": Quantity("um", "regularised crack length int gamma(d) (fracture energy / G_c for a uniform G_c)"),
     "crack_depth": Quantity("um", "depth along x of the crack (contiguous columns with max d >= 1/2)"),
     "filament_depth": Quantity("um", "depth along x of the Li front"),
     "front_gap": Quantity("um", "crack tip minus Li front"),
@@ -683,8 +696,8 @@ SCALAR_INFO = {
     "anode_volume": Quantity("um^2", "Li plated on the flat anode since t = 0, per unit thickness"),
     "li_pressure": Quantity("MPa", "pressure of the Li in the filament"),
     "equilibrium_pressure": Quantity("MPa", "F |eta| / Omega_Li: the pressure at which plating stops"),
-    "stress_intensity": Quantity("MPa m^1/2", "K_I = (p - s) sqrt(pi a) at the crack depth (mirror anode face; "
-                                              "s the in-plane stress)"),
+    "stress_intensity": Quantity("MPa m^1/2", "K_I = (p - s cos^2 theta) sqrt(pi a) at the crack depth (mirror "
+                                              "anode face; s the in-plane stress, theta the flaw's angle)"),
     "overpotential": Quantity("mV", "eta at the Li surfaces"),
     "mechanical_overpotential": Quantity("mV", "Omega_Li p / F of the filament"),
     "current_density": Quantity("mA/cm^2", "mean plating current density over the anode"),
@@ -705,3 +718,16 @@ SCALAR_INFO = {
     "regularisation_length": Quantity("um", "ell used"),
     "reaction_force": Quantity("N/m", "force on the counter electrode per unit thickness (< 0: compression)"),
 }
+
+
+def scalar_info(ndim: int) -> dict:
+    """:data:`SCALAR_INFO` for a ``ndim`` grid: in 3D volumes in um^3, energies in nJ, forces in uN (GPa um^3, GPa
+    um^2 x 1e3), and ``K_I`` of the strip or the half-penny."""
+    if ndim == 2:
+        return SCALAR_INFO
+    units = {"um^2": "um^3", "mJ/m": "nJ", "N/m": "uN"}
+    out = {name: Quantity(units.get(q.units, q.units), q.description.replace(" per unit thickness", ""))
+           for name, q in SCALAR_INFO.items()}
+    out["stress_intensity"] = Quantity("MPa m^1/2", "K_I of the flaw at the crack depth: (p - s) sqrt(pi a) (strip) "
+                                                    "or 2 (p - s) sqrt(a / pi) (half-penny disc)")
+    return out
