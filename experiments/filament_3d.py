@@ -8,6 +8,10 @@ the anode face as its mirror plane the flaw is a penny crack of radius a: ``K_I 
 ``p_c = sqrt(pi E' G_eff / (4 a))`` (G_eff: the grid's effective toughness), ``eta_c = Omega p_c / F``. Prints per
 step the Li pressure, the crack depth and the wall time of the step, then the peak pressure against ``p_c``, and
 writes ``filament_3d.png``: the damage on the flaw's plane (y = L_y / 2) at the start and at the end.
+
+Measured (defaults: 32^3 cells of 0.375 um, a = 3 um; 2 shared CPU cores, 2026-12-01): p_c = 512.6 MPa, eta_c =
+69.1 mV; the crack moves past 4 um in 12 steps; peak Li pressure 547.3 MPa (+6.8 %: the diffuse tip and the
+images 12 um apart along y and z); 22 min, the growing steps 80-520 s (2000-3000 CG iterations each).
 """
 from __future__ import annotations
 
