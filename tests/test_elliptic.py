@@ -1,8 +1,12 @@
 """Variable-coefficient elliptic solver: order, exactness against the stencil, contrast robustness, jit/vmap."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from jax.ad_checkpoint import print_saved_residuals
 
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.operators import face_average, flux_divergence, solve_potential
@@ -131,6 +135,35 @@ def test_operator_is_the_flux_divergence_stencil(shape):
         apply_operator(sigma, phi, grid, boundary), -grid.cell_volume * flux_divergence(sigma, phi, grid, homogeneous)))
     operator, expected = both(sigma, phi)
     assert np.max(np.abs(operator - expected)) < 1e-13 * np.max(np.abs(expected))
+
+
+@pytest.mark.parametrize("shape", [(24, 16), (9, 11, 7)])
+def test_operator_derivative_keeps_only_the_cell_fields(shape, capsys):
+    """Reverse mode through ``A(sigma) phi`` gives the stencil's cotangents (in ``sigma`` and ``phi``) and
+    saves nothing but ``sigma`` and ``phi``: the face conductances are rebuilt, not stored."""
+    rng = np.random.default_rng(3)
+    grid = Grid(shape, (0.3, 0.7, 0.5)[: len(shape)])
+    sides = [(Side("dirichlet"), Side("neumann"))] + [(Side("neumann"), Side("dirichlet"))] * (len(shape) - 1)
+    boundary = Boundary(tuple(sides))
+    sigma = jnp.asarray(np.exp(3.0 * rng.normal(size=shape)))
+    phi = jnp.asarray(rng.normal(size=shape))
+    weights = jnp.asarray(rng.normal(size=shape))
+
+    def operator(sigma, phi):
+        return jnp.sum(weights * apply_operator(sigma, phi, grid, boundary))
+
+    def stencil(sigma, phi):
+        return jnp.sum(weights * -grid.cell_volume * flux_divergence(sigma, phi, grid, boundary))
+
+    got = jax.grad(operator, argnums=(0, 1))(sigma, phi)
+    expected = jax.grad(stencil, argnums=(0, 1))(sigma, phi)
+    for g, e in zip(got, expected):
+        assert np.max(np.abs(g - e)) < 1e-12 * np.max(np.abs(e))
+    capsys.readouterr()
+    print_saved_residuals(operator, sigma, phi)  # one line per residual: "f64[24,16] from ..."
+    saved = [line for line in capsys.readouterr().out.splitlines() if "from a constant" not in line]  # weights
+    sizes = [np.prod([int(n) for n in re.match(r"\w+\[([\d,]*)\]", line).group(1).split(",") if n]) for line in saved]
+    assert sum(sizes) <= 2 * sigma.size, saved
 
 
 @pytest.mark.parametrize("shape", [(25, 15), (75, 33), (11, 9, 6)])
