@@ -527,7 +527,7 @@ def test_decomposed_dendrite_solid_equals_one_device_run(dendrite_solid_four_dev
 
 
 SCENARIO_SCRIPT = r"""
-import json, sys
+import json, re, sys
 import jax, jax.numpy as jnp, numpy as np
 from phasefield.config import validate_run
 from phasefield.decomposition import collective_bytes, collectives
@@ -571,7 +571,9 @@ for name, case in json.loads(sys.argv[1]).items():
         "largest": scale, "change": {k: float(jnp.max(jnp.abs(reference[k] - initial[k]))) for k in floating},
         "layout": {k: list(v.sharding.spec) for k, v in leaves(runs["split"]["state"]).items() if v.ndim},
         "shapes": {k: list(v.shape) for k, v in reference.items()},
-        "collectives": collectives(hlo), "bytes": collective_bytes(hlo)}
+        "collectives": collectives(hlo), "bytes": collective_bytes(hlo),
+        "gathered": [[int(d) for d in dims.split(",") if d]
+                     for dims in re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)]}
 print(json.dumps(out))
 """
 # PFHub 2 (Ostwald ripening, c and four order parameters) and 6 (Cahn-Hilliard + Poisson), each scheme's path:
@@ -671,3 +673,17 @@ def test_decomposed_fracture_scenarios_equal_one_device_runs(walled_four_devices
             if math.isnan(result["largest"][name]):  # filament's short_time: no short circuit
                 continue
             assert difference < 10 * max(ulp[name], WALLED[case]["tolerance"]), (case, name, split, ulp)
+
+
+@pytest.mark.slow  # the fixture of the test above
+def test_decomposed_walled_solve_gathers_no_grid_per_iteration(walled_four_devices):
+    """fracture's and filament's elasticity CG on slabs: the preconditioner transposes (all-to-alls), the CG's sums are
+    all-reduces; the only arrays gathered are the displacement along x (17 faces, split 5 + 5 + 5 + 2 inside the
+    step), made whole for the carry, and the filament's column profiles (16 values), never the mirrored grid
+    (32 x 16) or its modes. fracture: at most the carry's two such gathers (2 x 20 x 16 float64) per step."""
+    for case in ("fracture", "filament"):
+        result = walled_four_devices[case]
+        assert result["collectives"]["all-to-all"] > 0, (case, result["collectives"])
+        for dims in result["gathered"]:
+            assert math.prod(dims) <= 20 * 16 and (len(dims) < 2 or dims[0] <= 20), (case, result["gathered"])
+    assert walled_four_devices["fracture"]["bytes"]["all-gather"] <= 2 * 20 * 16 * 8, walled_four_devices["fracture"]

@@ -20,8 +20,10 @@ class PCGStats(NamedTuple):
 
 
 def tree_dot(x, y):
-    """Euclidean inner product of two pytrees of arrays."""
-    return sum(jnp.vdot(a, b) for a, b in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)))
+    """Euclidean inner product of two pytrees of arrays (``sum conj(a) b``, contracted over every axis: ``vdot``'s
+    ravel gathers an array split unevenly over devices, e.g. the ``n_x + 1`` faces of a walled displacement)."""
+    return sum(jnp.tensordot(jnp.conj(a), b, a.ndim)
+               for a, b in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)))
 
 
 def tree_axpy(alpha, x, y):
