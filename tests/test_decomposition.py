@@ -630,6 +630,7 @@ def walled_four_devices():
     return compared_on_four_devices(WALLED)
 
 
+@pytest.mark.slow  # four compiles of the PFHub steps, about 35 s: outside the suite's budget
 def test_decomposed_pfhub_benchmarks_equal_one_device_runs(pfhub_four_devices):
     """PFHub 2a (explicit) and 2b (SBDF2, cosine transforms) and 6a (SBDF2, the Poisson solve in the slab
     transforms) and 6b (explicit, Poisson by CG on the staircase), 100 steps on 4 devices: every field of the
@@ -643,6 +644,7 @@ def test_decomposed_pfhub_benchmarks_equal_one_device_runs(pfhub_four_devices):
             assert difference < 1e-12, (case, name, difference)
 
 
+@pytest.mark.slow  # the fixture of the test above
 def test_decomposed_pfhub_steps_exchange_halos_or_transposes_never_the_whole_field(pfhub_four_devices):
     """The stencil steps exchange halos (collective-permutes; the CG's dot products all-reduces), the spectral
     steps transpose (all-to-alls, none of the field's size); none gathers a field."""
