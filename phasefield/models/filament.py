@@ -348,12 +348,8 @@ def _from_carry(carry: dict) -> fr.FractureState:
 
 @register_scenario("filament", Config, DecomposedTimeSolverConfig)
 def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
-    """The filament simulation. ``solver.decomposition=slabs``: the fields of the carry with the grid's shape
-    (damage, history, tension set, the displacement along y) split along x over the devices
-    (:func:`phasefield.decomposition.laid_out`), the displacement along x (``n_x + 1`` faces, which do not split
-    evenly) whole on every device; the elasticity CG's preconditioner uses slab transforms
-    (:func:`phasefield.operators.walled_elasticity.solve_walled_elasticity` with ``slabs``), its stencils and
-    the damage solve are split by JAX's partitioner."""
+    """The filament simulation; ``solver.decomposition=slabs`` lays out the carry and the mechanics as the fracture
+    scenario does (:func:`phasefield.models.fracture.build`)."""
     grid = make_grid(config)
     slabs = slabs_for(solver.decomposition, grid.shape)
     problem = fr.FractureProblem(grid, WALLS, split=config.split, tolerance=config.tolerance,
