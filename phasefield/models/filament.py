@@ -94,6 +94,8 @@ STRESS_UNIT = 1e-3  # GPa per MPa
 CURRENT_UNIT = 10.0  # A/m^2 per mA/cm^2
 GEOMETRY_FACTOR = 1.0  # K_I / (p sqrt(pi a)) of the flaw at the roller (mirror) anode face
 OVERPOTENTIAL_RANGE = (-1.5, 0.5)  # V: current control searches eta here
+MAX_FLAWS = 8
+FLAW_SEPARATION = 4  # cells along y: the closest two flaw lines may come
 
 
 @scenario_parameters
@@ -122,6 +124,10 @@ class Config:
                                help="stress-free width of the Li-filled flaw, um (its Li volume is width times its "
                                "face: depth per unit thickness in 2D)")
     flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True, help="flaw inclination from x, degrees")
+    flaws: list[list[float]] = option(list, help="several surface flaws, each its own filament: [depth um, y um, "
+                                      "angle degrees] each (its line starts at the centre of the cell row holding "
+                                      "y; width flaw_width; 2D or 3D strips); empty: one flaw of flaw_depth and "
+                                      "flaw_angle at y = L_y / 2")
     li_bulk_modulus: float = option(11.0, min=0.0, exclusive=True, help="Li bulk modulus K_Li, GPa")
     li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True, help="Omega_Li, m^3/mol")
     li_min_opening: float = option(1e-3, min=0.0, help="narrowest opening the Li enters, um")
@@ -188,6 +194,8 @@ class Config:
                     raise ConfigError(f"{prefix}.{key}", value, allowed)
         if self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
             raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
+        if self.flaws:
+            check_flaws(self, f"{prefix}.flaws")
         spacing = max(s / n for s, n in zip(self.size, self.shape))
         if self.grain_size > 0 and self.grain_boundary_width < spacing:
             raise ConfigError(f"{prefix}.grain_boundary_width", self.grain_boundary_width,
@@ -200,6 +208,84 @@ class Config:
                               "split=spectral allows 2.9 times more)")
 
 
+def check_flaws(self: Config, key: str):
+    """``flaws``: at most :data:`MAX_FLAWS` entries ``[depth, y, angle]``, each leaving the short-circuit gap, ``y``
+    in ``[0, L_y)``, the angle in [-60, 60] degrees (0 in 3D), strips in 3D, and no two flaw lines closer than
+    :data:`FLAW_SEPARATION` cells along y (periodic) over the depth of the deeper."""
+    if len(self.flaws) > MAX_FLAWS:
+        raise ConfigError(key, self.flaws, f"at most {MAX_FLAWS} flaws")
+    if len(self.shape) == 3 and self.flaw_shape != "strip":
+        raise ConfigError(key, self.flaws, "empty with flaw_shape=disc (several flaws are strips through z)")
+    lx, ly, hy = self.size[0], self.size[1], self.size[1] / self.shape[1]
+    for i, flaw in enumerate(self.flaws):
+        if len(flaw) != 3:
+            raise ConfigError(f"{key}[{i}]", flaw, "[depth um, y um, angle degrees]")
+        depth, y, angle = flaw
+        limit = 0.0 if len(self.shape) == 3 else 60.0
+        if abs(angle) > limit:
+            raise ConfigError(f"{key}[{i}][2]", angle, "0 in 3D" if limit == 0.0 else "in [-60, 60] degrees")
+        cos = np.cos(np.radians(angle))
+        if not 0.0 < depth * cos < lx - self.short_circuit_gap:
+            raise ConfigError(f"{key}[{i}][0]", depth, f"> 0 and < {(lx - self.short_circuit_gap) / cos:.4g} um (a "
+                              "flaw that leaves the short-circuit gap)")
+        if not 0.0 <= y < ly:
+            raise ConfigError(f"{key}[{i}][1]", y, f"in [0, {ly:g}) um")
+    lines = flaw_lines(self.flaws, hy, ly)
+    for i in range(len(lines)):
+        for j in range(i):
+            reach = max(self.flaws[i][0] * np.cos(np.radians(self.flaws[i][2])),
+                        self.flaws[j][0] * np.cos(np.radians(self.flaws[j][2])))
+            x = np.linspace(0.0, reach, 65)
+            apart = np.mod(lines[i](x) - lines[j](x), ly)
+            closest = float(np.min(np.minimum(apart, ly - apart)))
+            if closest < FLAW_SEPARATION * hy * (1 - 1e-9):
+                raise ConfigError(key, self.flaws, f"flaw lines at least {FLAW_SEPARATION} cells "
+                                  f"({FLAW_SEPARATION * hy:.4g} um) apart along y (periodic) over their depth: "
+                                  f"flaws {j} and {i} come within {closest:.4g} um")
+
+
+
+def flaw_row_centre(spacing: float, count: int, position=None) -> float:
+    """y (um) at which a flaw's line starts: the centre of the cell row holding ``position`` (default the row
+    ``n_y // 2``, whose low face is ``L_y / 2`` for even ``n_y``)."""
+    row = count // 2 if position is None else int(np.floor(position / spacing + 1e-9)) % count
+    return (row + 0.5) * spacing
+
+
+def flaw_lines(flaws, spacing: float, period: float) -> list:
+    """Per flaw ``[depth, y, angle]``, its line ``y(x) = y_0 + x tan(angle)`` (``y_0``: :func:`flaw_row_centre`)."""
+    count = round(period / spacing)
+    return [lambda x, y0=flaw_row_centre(spacing, count, y), t=np.tan(np.radians(angle)): y0 + x * t
+            for _, y, angle in flaws]
+
+
+def flaw_list(config: Config) -> list:
+    """The flaws as ``(depth um, y um or None, angle degrees)``: ``flaws``, or the one of ``flaw_depth`` and
+    ``flaw_angle`` at the default row (``y`` None)."""
+    if config.flaws:
+        return [tuple(flaw) for flaw in config.flaws]
+    return [(config.flaw_depth, None, config.flaw_angle)]
+
+
+def flaw_regions(grid: Grid, flaws) -> np.ndarray:
+    """``(N, *grid)`` weights, a partition of unity: 1 on the cells nearest (along y, periodic) to flaw ``k``'s line
+    (:func:`flaw_lines`, extended past its tip), shared equally where two lines are equally near; each filament
+    measures its crack, opening and Li on ``d r_k`` and loads it with its own pressure. One flaw: all ones."""
+    period = grid.lengths[1]
+    x = grid.axis_coordinates(0)[:, None]
+    y = grid.axis_coordinates(1)[None, :]
+    distance = []
+    for line in flaw_lines(flaws, grid.spacing[1], period):
+        apart = np.mod(y - line(x), period)
+        distance.append(np.minimum(apart, period - apart))
+    distance = np.stack(distance)
+    nearest = distance <= distance.min(axis=0) + 1e-9 * grid.spacing[1]
+    weights = nearest / nearest.sum(axis=0)
+    if grid.ndim == 3:
+        weights = np.broadcast_to(weights[..., None], (len(flaws),) + grid.shape)
+    return np.ascontiguousarray(weights, dtype=float)
+
+
 def make_grid(config: Config) -> Grid:
     return Grid(tuple(config.shape), tuple(s / n for s, n in zip(config.size, config.shape)))
 
@@ -207,13 +293,14 @@ def make_grid(config: Config) -> Grid:
 WALLS = Walls(0, ROLLER, CLAMPED)
 
 
-def flaw_cells(grid: Grid, depth: float, angle: float = 0.0, shape: str = "strip") -> np.ndarray:
+def flaw_cells(grid: Grid, depth: float, angle: float = 0.0, shape: str = "strip", position=None) -> np.ndarray:
     """1 on the cells whose centre lies within half a cell (measured across the flaw) of the segment from
-    (0, y0) to ``depth`` along ``angle`` (degrees from x), y0 the centre of the cell row n_y / 2: a flaw one
-    cell thick on the grid. 3D: that segment through the z period (``strip``), or only within ``depth`` of
-    (0, y0, z0) (``disc``: a half-penny, z0 the centre of the z period)."""
+    (0, y0) to ``depth`` along ``angle`` (degrees from x), y0 the centre of the cell row holding ``position``
+    (default the row n_y / 2; :func:`flaw_row_centre`): a flaw one cell thick on the grid. 3D: that segment
+    through the z period (``strip``), or only within ``depth`` of (0, y0, z0) (``disc``: a half-penny, z0 the
+    centre of the z period)."""
     x = grid.axis_coordinates(0)[:, None]
-    y = grid.axis_coordinates(1)[None, :] - (grid.shape[1] // 2 + 0.5) * grid.spacing[1]
+    y = grid.axis_coordinates(1)[None, :] - flaw_row_centre(grid.spacing[1], grid.shape[1], position)
     t = np.radians(angle)
     along = x * np.cos(t) + y * np.sin(t)
     across = -x * np.sin(t) + y * np.cos(t)
@@ -325,9 +412,11 @@ def flaw_measures(params: Config, depth=None) -> tuple:
 def filling_time(params: Config) -> float:
     """Time (s) to plate, at the initial rate, the Li that brings the flaw to ``p_max = F |eta| / Omega``:
     ``(V_ref / K_Li + C) p_max / (rate 2 A i(eta, 0))``, ``A`` and ``C`` the face area and compliance of
-    :func:`flaw_measures`. A time scale for the steps of a run at a held overpotential."""
+    :func:`flaw_measures` (of the deepest of ``flaws``). A time scale for the steps of a run at a held
+    overpotential."""
     p_max = float(fl.equilibrium_pressure(params.overpotential, params.li_molar_volume))
-    area, compliance, _ = (float(v) for v in flaw_measures(params))
+    deepest = max((depth for depth, _, _ in params.flaws), default=None)
+    area, compliance, _ = (float(v) for v in flaw_measures(params, deepest))
     volume = (params.flaw_width * area / params.li_bulk_modulus + compliance) * p_max
     current = float(fl.plating_current(params.overpotential, 0.0, exchange_current(params),
                                        params.transfer_coefficient, params.temperature, params.li_molar_volume))
@@ -360,81 +449,118 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
     hx = grid.spacing[0]
     thickness = grid.lengths[0]
     period = float(np.prod(grid.lengths[1:]))  # the anode's area per unit thickness (2D) or area (3D)
-    across = tuple(range(1, grid.ndim))  # the axes of a column of x
+    flaw_axes = tuple(range(2, grid.ndim + 1))  # the axes of a column of x, after a leading axis of filaments
     x_centres = jnp.asarray(grid.axis_coordinates(0))
-    cos_angle = float(np.cos(np.radians(config.flaw_angle)))
+    flaws = flaw_list(config)
+    count = len(flaws)
+    single = not config.flaws  # the default flaw: its carry holds scalars, as before several flaws
+    regions = jnp.asarray(flaw_regions(grid, flaws))
+    cos_angles = jnp.asarray([np.cos(np.radians(angle)) for _, _, angle in flaws])
     three_d = grid.ndim == 3
     disc = three_d and config.flaw_shape == "disc"
     f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
 
+    def per_filament(value, axes: int = 1):
+        """A carried per-filament value as an array with ``axes`` leading filament axes (``(N,)``, ``(N, N)``)."""
+        return jnp.reshape(value, (1,) * axes + jnp.shape(value)) if single else value
+
+    def carried(value, axes: int = 1):
+        """The inverse of :func:`per_filament`: the default flaw's values carried without their filament axes."""
+        return jnp.reshape(value, jnp.shape(value)[axes:]) if single else value
+
+    def flaw_depths(params):
+        """``(N,)`` um: ``flaw_depth`` (a parameter) for the default flaw, else the depths of ``flaws``."""
+        return jnp.reshape(f64(params.flaw_depth), (1,)) if single else f64([depth for depth, _, _ in flaws])
+
     def loading(params, pressure):
+        """The loads with the crack pressures ``p`` (``(N,)``: the vector :class:`~fr.VolumeControl` takes)."""
         zero = f64(0.0)
         return fr.Loading((zero, f64(stack_displacement(params, thickness))), (zero, zero), f64(pressure),
                           prestress_eigenstrain(params))
 
     def reference_columns(params):
-        """Stress-free flaw volume per column of x (um^2; um^3 in 3D): ``width / cos`` per unit length of x over the
-        flaw, times its extent across z in 3D (the period, or the half-penny's chord at the column's centre)."""
-        extent = params.flaw_depth * cos_angle
+        """Stress-free flaw volume per column of x and filament (``(N, n_x)``, um^2; um^3 in 3D): ``width / cos``
+        per unit length of x over the flaw, times its extent across z in 3D (the period, or the half-penny's chord
+        at the column's centre)."""
+        depths = flaw_depths(params)[:, None]
+        extent = depths * cos_angles[:, None]
         overlap = jnp.clip(jnp.minimum(x_centres + hx / 2, extent) - (x_centres - hx / 2), 0.0, hx)
         if disc:
-            chord = 2.0 * jnp.sqrt(jnp.maximum(params.flaw_depth**2 - x_centres**2, 0.0))
+            chord = 2.0 * jnp.sqrt(jnp.maximum(depths**2 - x_centres**2, 0.0))
         else:
             chord = grid.lengths[2] if three_d else 1.0
-        return params.flaw_width / cos_angle * overlap * chord
+        return params.flaw_width / cos_angles[:, None] * overlap * chord
 
     def opening_columns(state: fr.FractureState):
-        """``sum V d div u`` over each column of x: the opening volume of the diffuse crack (um^2; um^3 in 3D)."""
+        """``sum V d r_k div u`` over each column of x of each filament's region ``r_k``: the opening volume of the
+        diffuse crack (``(N, n_x)``, um^2; um^3 in 3D)."""
         trace = sum(normal_strains(state.displacement, grid, WALLS))
-        return grid.cell_volume * jnp.sum(state.damage * trace, axis=across)
+        return grid.cell_volume * jnp.sum(state.damage * regions * trace, axis=flaw_axes)
 
     def crack_extent(damage):
-        """Extent across z of the crack (``max_y d >= 1/2``) in each column of x (um); 1 in 2D."""
+        """Extent across z of the crack (``max_y d >= 1/2``) in each column of x (um; ``damage`` with a leading
+        axis of filaments); 1 in 2D."""
         if not three_d:
-            return jnp.ones(grid.shape[0], damage.dtype)
-        return grid.spacing[2] * jnp.sum(jnp.max(damage, axis=1) >= 0.5, axis=1)
+            return jnp.ones(damage.shape[:2], damage.dtype)
+        return grid.spacing[2] * jnp.sum(jnp.max(damage, axis=-2) >= 0.5, axis=-1)
 
     def leading(mask):
-        """Length of the run of True columns that starts at the anode, um."""
-        return hx * jnp.sum(jnp.cumprod(mask.astype(jnp.float64)))
+        """Length of the run of True columns that starts at the anode (along the last axis), um."""
+        return hx * jnp.sum(jnp.cumprod(mask.astype(jnp.float64), axis=-1), axis=-1)
 
     def geometry(params, state: fr.FractureState, pressure, li_volume):
-        """Crack depth, Li front depth, crack volume ``V_c`` (um, um, um^2; um^3 in 3D)."""
-        depth = leading(jnp.max(state.damage, axis=across) >= 0.5)
+        """Per filament (``(N,)``, measured on ``d r_k``): crack depth, Li front depth, crack volume ``V_c``
+        (um, um, um^2; um^3 in 3D)."""
+        damage = state.damage * regions
+        depth = leading(jnp.max(damage, axis=flaw_axes) >= 0.5)
         columns = reference_columns(params) + opening_columns(state)
         filled_volume = li_volume / (1.0 + pressure / params.li_bulk_modulus)
         # a slack of 1e-3 of the volume: the balance closes to pressure_tolerance, and the columns past the tip hold
         # round-off volumes
-        by_volume = leading(jnp.cumsum(columns) <= filled_volume * (1.0 + 1e-3))
-        by_opening = leading(columns / (hx * jnp.maximum(crack_extent(state.damage), 1e-30)) >= params.li_min_opening)
+        by_volume = leading(jnp.cumsum(columns, axis=-1) <= filled_volume[:, None] * (1.0 + 1e-3))
+        by_opening = leading(columns / (hx * jnp.maximum(crack_extent(damage), 1e-30)) >= params.li_min_opening)
         front = jnp.minimum(jnp.minimum(by_volume, by_opening), depth)
-        return depth, front, jnp.sum(columns)
+        return depth, front, jnp.sum(columns, axis=-1)
 
-    def equilibrate(params, state: fr.FractureState, committed: fr.FractureState, carried, unit, pressure,
+    def pressured_step(params, mat, state, committed, pressure, li_volume, reference, unit):
+        """:func:`fr.load_step` under :class:`~fr.VolumeControl` of the filaments' Li volumes over their regions;
+        one filament: the control of one fluid body (no regions), which it is. Returns the state, its pressures
+        ``(N,)``, compliance matrix and unit-pressure displacements (a leading filament axis), and the step info."""
+        if count == 1:
+            control = fr.VolumeControl(li_volume[0], params.li_bulk_modulus, reference[0], tuple(u[0] for u in unit))
+            state, info = fr.load_step(problem, mat, model, state, loading(params, pressure[0]), params.max_iterations,
+                                       committed, control)
+            return (state, jnp.reshape(info.pressure, (1,)), jnp.reshape(info.compliance, (1, 1)),
+                    tuple(u[None] for u in info.unit), info)
+        control = fr.VolumeControl(li_volume, params.li_bulk_modulus, reference, unit, regions)
+        state, info = fr.load_step(problem, mat, model, state, loading(params, pressure), params.max_iterations,
+                                   committed, control)
+        return state, info.pressure, info.compliance, info.unit, info
+
+    def equilibrate(params, state: fr.FractureState, committed: fr.FractureState, carried_pressure, unit, pressure,
                     li_volume, grain_boundary):
-        """Mechanics at fixed Li volume: load steps under volume control (:class:`~fr.VolumeControl`: the Li
-        pressure closes the balance at every u-d iteration, ``pressure`` is its first guess), irreversible with
-        respect to ``committed`` (the state of the last time step: a pass may heal what an earlier pass of the
-        same step damaged), repeated until the u-d iterations converge and the balance holds to
-        ``pressure_tolerance`` (at most ``pressure_passes`` passes of at most ``max_iterations`` iterations: the
-        fixed point does not depend on the split). ``carried``: the pressure ``state`` is in equilibrium with;
-        ``unit``: the displacement under a unit crack pressure. The first load step starts from
-        ``u + (p - p_carried) unit`` (exact while the damage and the tension set stay). Returns the state, the
-        pressure it carries, its compliance ``dV/dp`` and unit-pressure displacement, and iteration counts.
-        ``grain_boundary``: the weak cells (``None``: a uniform slab)."""
+        """Mechanics at fixed Li volumes: load steps under volume control (:class:`~fr.VolumeControl` over the
+        filaments' regions: the Li pressures close their balances at every u-d iteration, ``pressure`` is their
+        first guess), irreversible with respect to ``committed`` (the state of the last time step: a pass may heal
+        what an earlier pass of the same step damaged), repeated until the u-d iterations converge and every
+        balance holds to ``pressure_tolerance`` (at most ``pressure_passes`` passes of at most ``max_iterations``
+        iterations: the fixed point does not depend on the split). ``carried_pressure``: the pressures ``state`` is
+        in equilibrium with; ``unit``: the displacements under a unit pressure in each region. The first load
+        step starts from ``u + sum_k (p_k - p_carried,k) unit_k`` (exact while the damage and the tension set
+        stay). Returns the state, the pressures it carries, its compliance matrix ``dV_j/dp_k`` and unit-pressure
+        displacements, and iteration counts. ``grain_boundary``: the weak cells (``None``: a uniform slab)."""
         mat = material(params, grain_boundary)
-        reference = jnp.sum(reference_columns(params))
+        reference = jnp.sum(reference_columns(params), axis=-1)
 
         def body(carry):
             state, target, previous, unit, _, peak, passes, iterations, cg, cg_damage, _, _ = carry
-            start = tuple(u + (target - previous) * v for u, v in zip(state.displacement, unit))
-            control = fr.VolumeControl(li_volume, params.li_bulk_modulus, reference, unit)
-            state, info = fr.load_step(problem, mat, model, state._replace(displacement=start),
-                                       loading(params, target), params.max_iterations, committed, control)
-            p = info.pressure
-            volume = jnp.sum(reference_columns(params) + opening_columns(state))
-            mismatch = (volume * (1.0 + p / params.li_bulk_modulus) - li_volume) / li_volume
-            return (state, p, p, info.unit, info.compliance, jnp.maximum(peak, p), passes + 1,
+            start = tuple(u + fr.weighted_sum(target - previous, v) for u, v in zip(state.displacement, unit))
+            state, p, c, unit, info = pressured_step(params, mat, state._replace(displacement=start), committed, target,
+                                               li_volume, reference, unit)
+            volume = jnp.sum(reference_columns(params) + opening_columns(state), axis=-1)
+            mismatches = (volume * (1.0 + p / params.li_bulk_modulus) - li_volume) / li_volume
+            mismatch = mismatches[jnp.argmax(jnp.abs(mismatches))]
+            return (state, p, p, unit, c, jnp.maximum(peak, jnp.max(p)), passes + 1,
                     iterations + info.iterations, cg + info.elasticity_iterations,
                     cg_damage + info.damage_iterations, mismatch, info.converged)
 
@@ -444,8 +570,8 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             return unbalanced & (passes < params.pressure_passes)
 
         zero = jnp.zeros((), jnp.int32)
-        start = (state, f64(pressure), f64(carried), unit, f64(0.0), f64(0.0), zero, zero, zero, zero, f64(jnp.inf),
-                 jnp.asarray(False))
+        start = (state, f64(pressure), f64(carried_pressure), unit, jnp.zeros((count, count)), f64(0.0), zero, zero,
+                 zero, zero, f64(jnp.inf), jnp.asarray(False))
         state, applied, _, unit, c, peak, passes, iterations, cg, cg_damage, mismatch, converged = \
             jax.lax.while_loop(keep_going, body, start)
         info = {"passes": passes, "iterations": iterations, "elasticity_iterations": cg,
@@ -457,32 +583,34 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
                                   params.temperature, params.li_molar_volume)
 
     def interface_area(state: fr.FractureState, front):
-        """The filament's Li/electrolyte interface: its two faces up to the Li ``front``, ``2 front / cos`` per unit
-        thickness in 2D, ``2 sum_x (length of the column up to the front) x (crack extent across z)`` in 3D."""
+        """Each filament's Li/electrolyte interface (``(N,)``): its two faces up to its Li ``front``, ``2 front /
+        cos`` per unit thickness in 2D, ``2 sum_x (length of the column up to the front) x (crack extent across
+        z)`` in 3D."""
         if not three_d:
-            return 2.0 * front / cos_angle
-        filled = jnp.clip(front - (x_centres - hx / 2), 0.0, hx)
-        return 2.0 * jnp.sum(filled * crack_extent(state.damage))
+            return 2.0 * front / cos_angles
+        filled = jnp.clip(front[:, None] - (x_centres - hx / 2), 0.0, hx)
+        return 2.0 * jnp.sum(filled * crack_extent(state.damage * regions), axis=-1)
 
     def deposit(params, state: fr.FractureState, pressure, c, li_volume, dt, filled=None):
-        """Backward-Euler deposition into the filament and onto the flat anode (the crack ``state`` linearised by
-        its compliance ``c`` about ``pressure``; its Li front from the Li volume ``filled``, default
-        ``li_volume``, the volume at the start of the step); returns the new Li volume, the overpotential, the
-        flat and filament current densities (A/m^2) and the filament's interface length (um; area, um^2, in 3D)."""
+        """Backward-Euler deposition into the filaments and onto the flat anode (the cracks of ``state``
+        linearised by their compliance matrix ``c`` about ``pressure``, :func:`fl.implicit_deposits`; the Li fronts
+        from the Li volumes ``filled``, default ``li_volume``, the volumes at the start of the step); returns the
+        new Li volumes, the overpotential, the flat and the filaments' current densities (A/m^2) and the
+        filaments' interface lengths (um; areas, um^2, in 3D)."""
         _, front, volume = geometry(params, state, pressure, li_volume if filled is None else filled)
         area = interface_area(state, front)
-        base = volume - c * pressure
-        pressure_of = lambda v: fl.li_pressure(v, base, c, params.li_bulk_modulus)  # noqa: E731
+        base = volume - c @ pressure
         current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
         rate = deposition_rate(params)
         stack = params.stack_pressure * STRESS_UNIT
 
         def new_volume(eta):
-            return fl.implicit_deposit(li_volume, dt, area, eta, pressure_of, current_of, rate)
+            return fl.implicit_deposits(li_volume, dt, area, eta, base, c, pressure, params.li_bulk_modulus,
+                                        current_of, rate)
 
         def excess(eta):  # applied minus carried total current, increasing in eta
-            carried = period * current_of(eta, stack) + (new_volume(eta) - li_volume) / (dt * rate)  # A/m^2 um
-            return params.current_density * CURRENT_UNIT * period - carried
+            carried = period * current_of(eta, stack) + jnp.sum(new_volume(eta) - li_volume) / (dt * rate)
+            return params.current_density * CURRENT_UNIT * period - carried  # A/m^2 um
 
         if config.control == "current":
             eta = fl.bisect(excess, f64(OVERPOTENTIAL_RANGE[0]), f64(OVERPOTENTIAL_RANGE[1]), 50)
@@ -493,59 +621,63 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         return volume, eta, current_of(eta, stack), filament_current, area
 
     def init(params, fields):
-        """The flaw as given (``d = 1`` on its cells, no displacement), filled with its stress-free Li; the first
-        step relaxes it to the optimal damage profile (its first load step) while it plates. ``fields`` may hold
-        ``grain_boundary`` (1 on weak cells, carried as it is: a tessellation or a map of the user's)."""
+        """The flaws as given (``d = 1`` on their cells, no displacement), filled with their stress-free Li; the
+        first step relaxes them to the optimal damage profile (its first load step) while they plate. ``fields``
+        may hold ``grain_boundary`` (1 on weak cells, carried as it is: a tessellation or a map of the user's)."""
         state = fr.initial_state(problem, fields["damage"])
-        li_volume = jnp.sum(reference_columns(params))  # width x the flaw's face, as the grid's columns hold it
+        li_volume = jnp.sum(reference_columns(params), axis=-1)  # width x the flaw's face, as the grid's columns hold it
+        # compliance of the state; before the first step the flaws' (flaw_measures: Sneddon's for half a centre
+        # crack, uncoupled); the displacement under a unit crack pressure in each region (the warm start of the next
+        # solves)
+        face, compliance, _ = flaw_measures(params, flaw_depths(params))
+        unit = {k: carried(jnp.broadcast_to(u, (count,) + u.shape)) for k, u in _to_carry(state)["displacement"].items()}
         zero = f64(0.0)
         izero = jnp.zeros((), jnp.int32)
         info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "damage_iterations": izero,
                 "area_passes": izero, "mismatch": zero,
                 "peak_pressure": zero, "converged": jnp.asarray(True)}
         return laid_out(slabs, {
-            "state": {"fracture": _to_carry(state), "li_volume": li_volume, "li_pressure": zero,
-                      "plated_volume": zero, "anode_volume": zero, "time": zero, "short_time": f64(jnp.nan),
+            "state": {"fracture": _to_carry(state), "li_volume": carried(li_volume),
+                      "li_pressure": carried(jnp.zeros(count)), "plated_volume": zero, "anode_volume": zero,
+                      "time": zero, "short_time": f64(jnp.nan),
                       **({"grain_boundary": f64(fields["grain_boundary"])} if "grain_boundary" in fields else {})},
-            # compliance of the state; before the first step the flaw's (flaw_measures: Sneddon's for half a centre
-            # crack); the displacement under a unit crack pressure (the warm start of the next solves)
-            "history": {"compliance": f64(flaw_measures(params)[1]),
-                        "unit_displacement": _to_carry(state)["displacement"]},
-            "cache": {"info": info, "overpotential": zero, "anode_current": zero, "filament_current": zero,
-                      "filament_area": f64(2.0 * flaw_measures(params)[0])},
+            "history": {"compliance": carried(jnp.diag(f64(compliance)), 2), "unit_displacement": unit},
+            "cache": {"info": info, "overpotential": zero, "anode_current": zero,
+                      "filament_current": carried(jnp.zeros(count)), "filament_area": carried(f64(2.0 * face))},
         }, grid.shape)
 
     def step(params, carry, dt):
         dt = f64(dt)
         s = carry["state"]
         state = _from_carry(s["fracture"])
-        volume, eta, anode_current, filament_current, area = deposit(
-            params, state, s["li_pressure"], carry["history"]["compliance"], s["li_volume"], dt)
+        li_volume, li_pressure = per_filament(s["li_volume"]), per_filament(s["li_pressure"])
+        c = per_filament(carry["history"]["compliance"], 2)
+        volume, eta, anode_current, filament_current, area = deposit(params, state, li_pressure, c, li_volume, dt)
         rate = deposition_rate(params)
-        c = carry["history"]["compliance"]
-        base = geometry(params, state, s["li_pressure"], s["li_volume"])[2] - c * s["li_pressure"]
-        target = fl.li_pressure(volume, base, c, params.li_bulk_modulus)
-        unit = tuple(carry["history"]["unit_displacement"][k] for k in sorted(carry["history"]["unit_displacement"]))
+        base = geometry(params, state, li_pressure, li_volume)[2] - c @ li_pressure
+        target = fl.li_pressures(volume, base, c, params.li_bulk_modulus)
+        unit = tuple(per_filament(carry["history"]["unit_displacement"][k])
+                     for k in sorted(carry["history"]["unit_displacement"]))
         committed = state
         grain_boundary = s.get("grain_boundary")
-        state, pressure, c, unit, info = equilibrate(params, state, committed, s["li_pressure"], unit, target,
-                                                     volume, grain_boundary)
+        state, pressure, c, unit, info = equilibrate(params, state, committed, li_pressure, unit, target, volume,
+                                                     grain_boundary)
 
         def interface(state, pressure, volume):
             return interface_area(state, geometry(params, state, pressure, volume)[1])
 
         def unsettled(loop):
             state, pressure, _, _, _, volume, _, _, _, area, passes = loop
-            return (passes < params.area_passes) & (interface(state, pressure, volume) != area)
+            return (passes < params.area_passes) & jnp.any(interface(state, pressure, volume) != area)
 
         def again(loop):
-            """The deposit again with the Li interface and compliance of the end of the step, then the mechanics
-            from there (warm; the damage only grows): the filament's area implicit too."""
+            """The deposit again with the Li interfaces and compliance of the end of the step, then the mechanics
+            from there (warm; the damage only grows): the filaments' areas implicit too."""
             state, pressure, c, unit, info, volume, *_, passes = loop
             volume, eta, anode_current, filament_current, area = deposit(
-                params, state, pressure, c, s["li_volume"], dt, filled=volume)
-            base = geometry(params, state, pressure, volume)[2] - c * pressure
-            target = fl.li_pressure(volume, base, c, params.li_bulk_modulus)
+                params, state, pressure, c, li_volume, dt, filled=volume)
+            base = geometry(params, state, pressure, volume)[2] - c @ pressure
+            target = fl.li_pressures(volume, base, c, params.li_bulk_modulus)
             state, pressure, c, unit, more = equilibrate(params, state, committed, pressure, unit, target, volume,
                                                          grain_boundary)
             info = {**more, **{k: info[k] + more[k] for k in COUNTERS},
@@ -558,17 +690,17 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             jax.lax.while_loop(unsettled, again, loop)
         info = {**info, "area_passes": repeats}
         anode = s["anode_volume"] + dt * rate * period * anode_current
-        plated = s["plated_volume"] + dt * rate * period * anode_current + (volume - s["li_volume"])
+        plated = s["plated_volume"] + dt * rate * period * anode_current + jnp.sum(volume - li_volume)
         time = s["time"] + dt
         depth, _, _ = geometry(params, state, pressure, volume)
-        shorted = depth >= thickness - params.short_circuit_gap
+        shorted = jnp.max(depth) >= thickness - params.short_circuit_gap
         short_time = jnp.where(jnp.isnan(s["short_time"]) & shorted, time, s["short_time"])
-        new = {"fracture": _to_carry(state), "li_volume": volume, "li_pressure": pressure, "plated_volume": plated,
-               "anode_volume": anode, "time": time, "short_time": short_time,
+        new = {"fracture": _to_carry(state), "li_volume": carried(volume), "li_pressure": carried(pressure),
+               "plated_volume": plated, "anode_volume": anode, "time": time, "short_time": short_time,
                **({} if grain_boundary is None else {"grain_boundary": grain_boundary})}
         cache = {"info": info, "overpotential": eta, "anode_current": anode_current,
-                 "filament_current": filament_current, "filament_area": area}
-        history = {"compliance": c, "unit_displacement": {"xyz"[a]: v for a, v in enumerate(unit)}}
+                 "filament_current": carried(filament_current), "filament_area": carried(area)}
+        history = {"compliance": carried(c, 2), "unit_displacement": {"xyz"[a]: carried(v) for a, v in enumerate(unit)}}
         return laid_out(slabs, {"state": new, "history": history, "cache": cache}, grid.shape)
 
     def fields(params, carry):
@@ -577,9 +709,10 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         displacement = cell_displacement(state.displacement, WALLS)
         mat = material(params, s.get("grain_boundary"))
         sigma = fr.stress(state, mat, problem, prestress_eigenstrain(params))
-        _, front, _ = geometry(params, state, s["li_pressure"], s["li_volume"])
+        _, front, _ = geometry(params, state, per_filament(s["li_pressure"]), per_filament(s["li_volume"]))
         depth = x_centres.reshape((-1,) + (1,) * (grid.ndim - 1))
-        lithium = ((state.damage >= 0.5) & (depth <= front)).astype(jnp.float64)
+        filled = jnp.sum(regions * (depth <= front.reshape((-1,) + (1,) * grid.ndim)), axis=0)
+        lithium = (state.damage >= 0.5) * filled
         toughness = jnp.broadcast_to(mat.toughness / TOUGHNESS_UNIT, grid.shape)
         out = {"damage": state.damage, "lithium": lithium, "toughness": toughness}
         for a, name in enumerate("xyz"[:grid.ndim]):
@@ -588,16 +721,16 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         return out
 
     def change(new, old):
-        """The change of the Li pressure relative to itself (50 MPa at least), or the largest damage change
-        (``crack_advance_scale`` = 0), or the crack's advance over ``crack_advance_scale``."""
+        """The change of the Li pressures relative to themselves (50 MPa at least), or the largest damage change
+        (``crack_advance_scale`` = 0), or the largest advance of a filament's crack over ``crack_advance_scale``."""
         d_new, d_old = new["state"]["fracture"]["damage"], old["state"]["fracture"]["damage"]
         if config.crack_advance_scale > 0:
-            advance = leading(jnp.max(d_new, axis=across) >= 0.5) - leading(jnp.max(d_old, axis=across) >= 0.5)
-            crack = advance / config.crack_advance_scale
+            depth = lambda d: leading(jnp.max(d * regions, axis=flaw_axes) >= 0.5)  # noqa: E731
+            crack = jnp.max(depth(d_new) - depth(d_old)) / config.crack_advance_scale
         else:
             crack = jnp.max(jnp.abs(d_new - d_old))
         p_new, p_old = new["state"]["li_pressure"], old["state"]["li_pressure"]
-        return jnp.maximum(crack, jnp.abs(p_new - p_old) / jnp.maximum(p_new, 0.05))
+        return jnp.maximum(crack, jnp.max(jnp.abs(p_new - p_old) / jnp.maximum(p_new, 0.05)))
 
     def stop(params, carry):
         return ~jnp.isnan(carry["state"]["short_time"])
@@ -609,30 +742,34 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         s, cache = carry["state"], carry["cache"]
         state = _from_carry(s["fracture"])
         mat = material(params, s.get("grain_boundary"))
-        pressure = s["li_pressure"]
-        depth, front, volume = geometry(params, state, pressure, s["li_volume"])
+        pressure, li_volume = per_filament(s["li_pressure"]), per_filament(s["li_volume"])
+        depth, front, volume = geometry(params, state, pressure, li_volume)
+        deepest = jnp.argmax(depth)
         eta = cache["overpotential"]
-        mean_current = (period * cache["anode_current"] + cache["filament_area"] * cache["filament_current"]) / period
+        area, filament_current = per_filament(cache["filament_area"]), per_filament(cache["filament_current"])
+        mean_current = (period * cache["anode_current"] + jnp.sum(area * filament_current)) / period
         load = loading(params, pressure)
+        load = load._replace(crack_pressure=fr.weighted_sum(load.crack_pressure, regions))
+        intensity = flaw_measures(params, depth)[2] * (pressure - params.in_plane_stress * STRESS_UNIT * cos_angles**2)
         as_float = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
-        return {
+        out = {
             "crack_length": fr.crack_length(state.damage, grid, problem.damage_boundary, model, mat.length),
-            "crack_depth": depth,
-            "filament_depth": front,
-            "front_gap": depth - front,
-            "counter_gap": thickness - depth,
-            "crack_volume": volume,
-            "li_volume": s["li_volume"],
+            "crack_depth": depth[deepest],
+            "filament_depth": jnp.max(front),
+            "front_gap": depth[deepest] - front[deepest],
+            "counter_gap": thickness - depth[deepest],
+            "crack_volume": jnp.sum(volume),
+            "li_volume": jnp.sum(li_volume),
             "plated_volume": s["plated_volume"],
             "anode_volume": s["anode_volume"],
-            "li_pressure": pressure / STRESS_UNIT,
+            "li_pressure": jnp.max(pressure) / STRESS_UNIT,
             "equilibrium_pressure": fl.equilibrium_pressure(eta, params.li_molar_volume) * 1e3,
-            "stress_intensity": flaw_measures(params, depth)[2]
-            * (pressure - params.in_plane_stress * STRESS_UNIT * cos_angle**2),  # sigma_nn on the flaw's faces
+            "stress_intensity": jnp.max(intensity),  # sigma_nn on the flaw's faces
             "overpotential": eta * 1e3,
-            "mechanical_overpotential": fl.mechanical_overpotential(pressure, params.li_molar_volume) * 1e3,
+            "mechanical_overpotential": fl.mechanical_overpotential(jnp.max(pressure), params.li_molar_volume) * 1e3,
             "current_density": mean_current / CURRENT_UNIT,
-            "filament_current_density": cache["filament_current"] / CURRENT_UNIT,
+            "filament_current_density": jnp.sum(area / jnp.maximum(jnp.sum(area), 1e-30) * filament_current)
+            / CURRENT_UNIT,  # the area-weighted mean (one filament: its own, exactly)
             "cell_voltage": eta - mean_current * thickness * MICRON / params.conductivity,
             "elastic_energy": fr.elastic_energy(state, mat, problem, load.eigenstrain),
             "fracture_energy": fr.fracture_energy(state.damage, mat, model, problem),
@@ -649,9 +786,15 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             "regularisation_length": mat.length,
             "reaction_force": fr.reactions(state, mat, problem, load)[1] * 1e3,
         }
+        if not single:
+            for k in range(count):
+                out |= {f"crack_depth_{k + 1}": depth[k], f"filament_depth_{k + 1}": front[k],
+                        f"li_pressure_{k + 1}": pressure[k] / STRESS_UNIT, f"li_volume_{k + 1}": li_volume[k]}
+        return out
 
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, stop, stop_reason)
-    initial = {"damage": flaw_cells(grid, config.flaw_depth, config.flaw_angle, config.flaw_shape)}
+    initial = {"damage": np.max([flaw_cells(grid, depth, angle, config.flaw_shape, position)
+                                 for depth, position, angle in flaws], axis=0)}
     if config.grain_size > 0:
         initial["grain_boundary"] = grain_boundary_cells(grid, config.grain_size, config.grain_boundary_width,
                                                          config.grain_seed)
@@ -663,7 +806,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         initial_fields=lambda: dict(initial),
         field_info={k: v for k, v in FIELD_INFO.items() if three_d or not k.endswith("z")},
         diagnostics=diagnostics,
-        scalar_info=scalar_info(grid.ndim),
+        scalar_info=scalar_info(grid.ndim, 0 if single else count),
         scales={"length": (MICRON, "m"), "time": (1.0, "s"), "stress": (1e9, "Pa")},
     )
 
@@ -716,14 +859,21 @@ SCALAR_INFO = {
 }
 
 
-def scalar_info(ndim: int) -> dict:
+def scalar_info(ndim: int, flaws: int = 0) -> dict:
     """:data:`SCALAR_INFO` for a ``ndim`` grid: in 3D volumes in um^3, energies in nJ, forces in uN (GPa um^3, GPa
-    um^2 x 1e3), and ``K_I`` of the strip or the half-penny."""
+    um^2 x 1e3), and ``K_I`` of the strip or the half-penny; with ``flaws`` (the length of the ``flaws`` option)
+    each filament's crack depth, Li front, pressure and volume (``crack_depth_1``, ...)."""
+    out = dict(SCALAR_INFO)
+    for k in range(1, flaws + 1):
+        out |= {f"crack_depth_{k}": Quantity("um", f"crack depth of filament {k} (flaws[{k - 1}]), on its region"),
+                f"filament_depth_{k}": Quantity("um", f"Li front of filament {k}"),
+                f"li_pressure_{k}": Quantity("MPa", f"Li pressure of filament {k}"),
+                f"li_volume_{k}": Quantity("um^2", f"stress-free Li volume of filament {k} per unit thickness")}
     if ndim == 2:
-        return SCALAR_INFO
+        return out
     units = {"um^2": "um^3", "mJ/m": "nJ", "N/m": "uN"}
     out = {name: Quantity(units.get(q.units, q.units), q.description.replace(" per unit thickness", ""))
-           for name, q in SCALAR_INFO.items()}
+           for name, q in out.items()}
     out["stress_intensity"] = Quantity("MPa m^1/2", "K_I of the flaw at the crack depth: (p - s) sqrt(pi a) (strip) "
-                                                    "or 2 (p - s) sqrt(a / pi) (half-penny disc)")
+                                                    "or 2 (p - s) sqrt(a / pi) (half-penny disc); the largest")
     return out

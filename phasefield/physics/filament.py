@@ -39,6 +39,7 @@ FARADAY = 96485.33212  # C/mol
 GAS_CONSTANT = 8.314462618  # J/(mol K)
 EDGE_FACTOR = 1.1215  # K_I of an edge crack over p sqrt(pi a) (uniform face pressure, semi-infinite solid)
 BISECTIONS = 60
+COUPLED_SWEEPS = 200  # most Gauss-Seidel / Jacobi sweeps over coupled filaments
 
 
 def mechanical_overpotential(pressure, molar_volume):
@@ -74,6 +75,41 @@ def li_pressure(li_volume, base_volume, compliance, bulk_modulus):
     return 2.0 * excess / (b + jnp.sqrt(b * b + 4.0 * compliance / bulk_modulus * excess))
 
 
+def li_pressures(li_volume, base_volume, compliance, bulk_modulus, tolerance: float = 1e-14,
+                 max_sweeps: int = COUPLED_SWEEPS):
+    """Pressures (GPa, ``(N,)``) of ``N`` Li bodies in cracks coupled elastically: the root of
+    ``(B_j + sum_k C_jk p_k)(1 + p_j / K) = V_j`` with ``p_j >= 0`` (``C`` the compliance matrix, um^2/GPa: the
+    opening of crack ``j`` under a unit pressure in ``k``), by nonlinear Gauss-Seidel sweeps, each filament's
+    pressure the single-crack root :func:`li_pressure` with the others' held,
+    ``p_j = li_pressure(V_j, B_j + sum_{k != j} C_jk p_k, C_jj, K)``, until no pressure changes by more than
+    ``tolerance`` times the largest (or ``max_sweeps``). One body: one sweep, :func:`li_pressure` exactly. The
+    sweeps converge for weakly coupled cracks (``|C_jk| << C_jj``: flaws apart by more than their depth)."""
+    count = li_volume.shape[0]
+    diagonal = jnp.diagonal(compliance)
+
+    def sweep(pressure):
+        for j in range(count):
+            others = compliance[j] @ pressure - diagonal[j] * pressure[j]
+            pressure = pressure.at[j].set(li_pressure(li_volume[j], base_volume[j] + others, diagonal[j],
+                                                      bulk_modulus))
+        return pressure
+
+    first = sweep(jnp.zeros_like(li_volume))
+    if count == 1:
+        return first
+
+    def unsettled(carry):
+        pressure, previous, sweeps = carry
+        change = jnp.max(jnp.abs(pressure - previous))
+        return (change > tolerance * jnp.max(jnp.abs(pressure))) & (sweeps < max_sweeps)
+
+    def again(carry):
+        pressure, _, sweeps = carry
+        return sweep(pressure), pressure, sweeps + 1
+
+    return jax.lax.while_loop(unsettled, again, (first, jnp.full_like(first, jnp.inf), 1))[0]
+
+
 def bisect(function, low, high, iterations: int = BISECTIONS):
     """Root of an increasing scalar ``function`` in ``[low, high]`` (``function(low) <= 0 <= function(high)``)."""
 
@@ -101,6 +137,37 @@ def implicit_deposit(li_volume, dt, area, overpotential, pressure_of, current_of
         return v - li_volume - dt * rate * area * current_of(overpotential, pressure_of(v))
 
     return bisect(residual, jnp.minimum(li_volume, explicit), jnp.maximum(li_volume, explicit))
+
+
+def implicit_deposits(li_volume, dt, area, overpotential, base_volume, compliance, pressure, bulk_modulus, current_of,
+                      rate, tolerance: float = 1e-14, max_sweeps: int = COUPLED_SWEEPS):
+    """Li volumes ``(N,)`` after a backward-Euler step of ``dV_j/dt = rate * area_j * i(eta, p_j(V))`` for ``N``
+    filaments whose pressures couple through the crack compliance matrix (:func:`li_pressures` with ``base_volume``
+    and ``compliance``). Jacobi sweeps: every filament's :func:`implicit_deposit` with the others' pressures held
+    (``p_j(V_j) = li_pressure(V_j, B_j + sum_{k != j} C_jk p_k, C_jj, K)``), then the coupled pressures of the new
+    volumes, until the held coupling changes by no more than ``tolerance`` times the largest volume. The first
+    sweep holds ``pressure``, those ``B`` was linearised about (``B = V_c - C p``); its coupling
+    ``C p - diag(C) p`` is 0 for one filament, which is then :func:`implicit_deposit` exactly."""
+    diagonal = jnp.diagonal(compliance)
+
+    def deposit(coupling):
+        pressure_of = lambda v: li_pressure(v, base_volume + coupling, diagonal, bulk_modulus)  # noqa: E731
+        volume = implicit_deposit(li_volume, dt, area, overpotential, pressure_of, current_of, rate)
+        pressure = li_pressures(volume, base_volume, compliance, bulk_modulus)
+        return volume, compliance @ pressure - diagonal * pressure
+
+    def unsettled(carry):
+        _, coupling, previous, sweeps = carry
+        scale = jnp.max(jnp.abs(li_volume))
+        return (jnp.max(jnp.abs(coupling - previous)) > tolerance * scale) & (sweeps < max_sweeps)
+
+    def again(carry):
+        _, coupling, _, sweeps = carry
+        return (*deposit(coupling), coupling, sweeps + 1)
+
+    start = compliance @ pressure - diagonal * pressure
+    volume, coupling = deposit(start)
+    return jax.lax.while_loop(unsettled, again, (volume, coupling, start, 1))[0]
 
 
 def onset_overpotential(young, poisson, toughness, depth, molar_volume, geometry: float = EDGE_FACTOR):

@@ -79,7 +79,7 @@ from phasefield.operators.walled_elasticity import (
     wall_reactions,
     zero_displacement,
 )
-from phasefield.physics.filament import li_pressure
+from phasefield.physics.filament import li_pressure, li_pressures
 
 MODELS = ("AT1", "AT2")
 SPLITS = ("volumetric_deviatoric", "spectral", "none")
@@ -171,12 +171,19 @@ class VolumeControl(NamedTuple):
     load but the root of ``V_fluid = V_c (1 + p / K)``, ``V_c = reference + sum V d tr(eps)`` (total strain),
     re-solved at every u-d iteration (:func:`load_step`). ``fluid_volume``: stress-free fluid volume;
     ``bulk_modulus``: ``K``; ``reference``: crack volume at zero opening (a stress-free flaw); ``unit``: a
-    displacement under a unit crack pressure alone, the warm start of the first such solve."""
+    displacement under a unit crack pressure alone, the warm start of the first such solve.
+
+    ``regions`` (``(N, *grid)``, a partition of unity): ``N`` fluid bodies, each filling the crack within its
+    region (several Li filaments), with pressures ``p_k``: the crack pressure is the field ``sum_k p_k r_k``,
+    ``fluid_volume`` and ``reference`` are ``(N,)``, ``unit`` holds ``N`` displacements (a leading axis on each
+    component), each under a unit pressure in one region, and the balances couple through the compliance matrix
+    (:func:`_follow_volume`). ``loading.crack_pressure`` is then the vector ``p``."""
 
     fluid_volume: jax.Array
     bulk_modulus: jax.Array
     reference: jax.Array
     unit: tuple
+    regions: jax.Array | None = None
 
 
 class StepInfo(NamedTuple):
@@ -186,7 +193,8 @@ class StepInfo(NamedTuple):
     change: jax.Array  # last max |d_new - d|
     converged: jax.Array
     pressure: jax.Array | None = None  # volume control: the crack pressure of the returned state
-    compliance: jax.Array | None = None  # volume control: dV_c/dp of the last iterate (fixed d and tension set)
+    compliance: jax.Array | None = None  # volume control: dV_c/dp of the last iterate (fixed d and tension set;
+    # with regions the matrix dV_j/dp_k)
     unit: tuple | None = None  # volume control: the displacement under a unit crack pressure of the last iterate
 
 
@@ -445,6 +453,11 @@ def initial_state(problem: FractureProblem, damage=None, dtype=jnp.float64) -> F
                          jnp.zeros(grid.shape, dtype))
 
 
+def weighted_sum(weights, stack):
+    """``sum_k w_k s_k`` over the leading axis of ``stack`` (for one term exactly ``w_0 s_0``)."""
+    return jnp.sum(jnp.reshape(weights, weights.shape + (1,) * (stack.ndim - 1)) * stack, axis=0)
+
+
 def _elastic_trace(displacement, grid, walls, eigenstrain):
     strains = normal_strains(displacement, grid, walls)
     eigen = eigenstrain or {}
@@ -532,7 +545,8 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     under a unit crack pressure alone (same ``g(d)`` and tension set, so ``u + (p' - p) u_1`` is the exact
     solution at ``p'``; with the spectral split a linearisation) gives ``V_c(p') = V_c + (p' - p) C``,
     ``C = sum V d tr(eps(u_1))``; ``p'`` closes the balance, ``u`` is shifted to it, and the damage sees ``p'``. So
-    the crack is always driven by the pressure its fluid has at its current volume, and a fixed point of the
+    the crack is always driven by the pressure its fluid has at its current volume (with ``volume.regions`` one
+    pressure per region, one ``u_1`` solve per region), and a fixed point of the
     iterations (equilibrium, damage stationarity, volume balance) does not depend on ``max_iterations``: at a
     fixed pressure a crack above the Griffith pressure runs unstably as far as the iterations let it, at a fixed
     volume it stops where ``K_I = K_Ic``. Twice the elasticity solves per iteration (the ``u_1`` solve is warm).
@@ -557,6 +571,11 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     lower = model.bounded * d_prev
     upper = jnp.ones_like(d_prev)
     pressure = jnp.asarray(loading.crack_pressure, dtype)
+    regions = None if volume is None else volume.regions
+
+    def crack_pressure(pressure):
+        """The crack pressure field: ``p``, or ``sum_k p_k r_k`` over the fluid bodies' regions."""
+        return pressure if regions is None else weighted_sum(pressure, regions)
 
     def accelerate(d, d_new, final, acc: Accelerator):
         """Next iterate after ``d`` and ``d_new = G(d)``: an accelerated ``d`` that some cell of ``G(d)`` heals by
@@ -582,7 +601,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
         if extra is None:  # piecewise quadratic: one linear solve on the current sign set
             solution = solve_walled_elasticity(
                 kt_eff, kt_eff, mu, grid, walls, wall_displacement=loading.wall_displacement,
-                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
+                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=crack_pressure(pressure) * d, initial=u,
                 reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=1, slabs=problem.slabs)
         else:  # spectral: Newton-CG; the preconditioner sees the undegraded moduli where compressed
@@ -590,7 +609,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
             restored = jnp.where(tension > 0, 0.0, 1.0 - g)
             solution = solve_walled_elasticity(
                 kt, kc, mu, grid, walls, wall_displacement=loading.wall_displacement,
-                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=pressure * d, initial=u,
+                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=crack_pressure(pressure) * d, initial=u,
                 reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=problem.max_newton,
                 extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear),
@@ -600,14 +619,15 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
         if volume is not None:
             p, unit, compliance, its = _follow_volume(volume, u, d, pressure, unit, kt_eff, mu, problem,
                                                       (bulk, shear))
-            u, cg = tuple(a + (p - pressure) * b for a, b in zip(u, unit)), cg + its
+            u, cg = _shifted(u, p - pressure, unit, regions), cg + its
             pressure = p
         elastic_trace, total_trace = _elastic_trace(u, grid, walls, eigen)
         new_tension = (elastic_trace > 0).astype(dtype)
         drive = driving_force(u, d, material, problem, eigen)
         history_now = jnp.maximum(committed.history, drive)
         used = model.history * history_now + (1.0 - model.history) * drive
-        d_new, its = solve_damage(used, pressure * total_trace, lower, upper, d, material, model, problem)
+        d_new, its = solve_damage(used, crack_pressure(pressure) * total_trace, lower, upper, d, material, model,
+                                  problem)
         change = jnp.max(jnp.abs(d_new - d))
         change = jnp.where(jnp.all(new_tension == tension), change, jnp.inf)  # a set change: iterate again
         if problem.acceleration == "none":
@@ -625,7 +645,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     zero = jnp.zeros((), jnp.int32)
     anderson = anderson_history(state.damage, problem.window) if problem.acceleration == "anderson" else ()
     accelerator = Accelerator(state.damage, jnp.asarray(False), jnp.asarray(problem.relaxation, dtype), anderson)
-    fluid = (pressure, () if volume is None else tuple(volume.unit), jnp.zeros((), dtype))
+    fluid = (pressure, () if volume is None else tuple(volume.unit), jnp.zeros(pressure.shape * 2, dtype))
     carry = (state.displacement, state.damage, state.tension, state.history, zero, zero, zero,
              jnp.asarray(jnp.inf, dtype), accelerator, fluid)
     u, d, tension, history, it, cg_u, cg_d, change, _, (pressure, unit, compliance) = \
@@ -637,6 +657,13 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     return new_state, info
 
 
+def _shifted(displacement, change, unit, regions):
+    """``u + (p' - p) u_1``, or ``u + sum_k (p'_k - p_k) u_k`` with ``regions``."""
+    if regions is None:
+        return tuple(a + change * b for a, b in zip(displacement, unit))
+    return tuple(a + weighted_sum(change, b) for a, b in zip(displacement, unit))
+
+
 def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, bulk, shear,
                    problem: FractureProblem, reference_moduli):
     """The crack pressure ``p'`` that closes the fluid balance of ``volume`` with the crack linearised about
@@ -644,27 +671,45 @@ def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, 
     ``bulk``, ``shear``; warm from ``unit``; skipped without damage, its right-hand side zero),
     ``C = sum V d tr eps(u_1)``, and ``p'`` the root of ``(V_c + (p' - p) C)(1 + p' / K) = V_fluid``
     (:func:`phasefield.physics.filament.li_pressure`; 0 where the fluid does not fill the crack). Returns ``p'``,
-    ``u_1``, ``C`` and the CG iterations."""
+    ``u_1``, ``C`` and the CG iterations.
+
+    With ``volume.regions`` ``r_k``: ``u_k`` under the pressure ``d r_k`` (one solve per region), the compliance
+    matrix ``C_jk = sum V d r_j tr eps(u_k)`` (the opening of body ``j`` under a unit pressure in ``k``), and
+    ``p'`` the root of ``(V_c,j + sum_k C_jk (p'_k - p_k))(1 + p'_j / K) = V_fluid,j``, ``p'_j >= 0``
+    (:func:`phasefield.physics.filament.li_pressures`)."""
     grid, walls = problem.grid, problem.walls
     zero = jnp.zeros((), damage.dtype)
 
-    def solve(unit):
+    def solve(load, unit):
         solution = solve_walled_elasticity(
             bulk, bulk, shear, grid, walls, wall_displacement=(zero, zero), wall_traction=(zero, zero),
-            internal_pressure=damage, initial=unit, reference_moduli=reference_moduli,
+            internal_pressure=load, initial=unit, reference_moduli=reference_moduli,
             tolerance=problem.unit_tolerance, max_iterations=problem.elasticity_max_iterations, max_newton=1,
             slabs=problem.slabs)
         return solution.displacement, jnp.asarray(solution.iterations, jnp.int32)
 
-    def skip(unit):
+    def skip(load, unit):
         return unit, jnp.zeros((), jnp.int32)
 
-    unit, iterations = jax.lax.cond(jnp.any(damage > 0), solve, skip, unit)
-    opening = lambda u: grid.cell_volume * jnp.sum(damage * sum(normal_strains(u, grid, walls)))  # noqa: E731
-    compliance = opening(unit)
-    base = volume.reference + opening(displacement) - compliance * pressure
-    following = li_pressure(volume.fluid_volume, base, compliance, volume.bulk_modulus)
-    return following, unit, compliance, iterations
+    def unit_solve(load, unit):
+        return jax.lax.cond(jnp.any(load > 0), solve, skip, load, unit)
+
+    trace = lambda u: sum(normal_strains(u, grid, walls))  # noqa: E731
+    if volume.regions is None:
+        unit, iterations = unit_solve(damage, unit)
+        opening = lambda u: grid.cell_volume * jnp.sum(damage * trace(u))  # noqa: E731
+        compliance = opening(unit)
+        base = volume.reference + opening(displacement) - compliance * pressure
+        following = li_pressure(volume.fluid_volume, base, compliance, volume.bulk_modulus)
+        return following, unit, compliance, iterations
+    loads = damage * volume.regions
+    unit, iterations = jax.lax.map(lambda args: unit_solve(*args), (loads, tuple(unit)))
+    axes = tuple(range(1, loads.ndim))
+    opening = lambda u: grid.cell_volume * jnp.sum(loads * trace(u), axis=axes)  # noqa: E731  (N,)
+    compliance = jax.vmap(opening)(unit).T  # C_jk: the opening of j under u_k
+    base = volume.reference + opening(displacement) - compliance @ pressure
+    following = li_pressures(volume.fluid_volume, base, compliance, volume.bulk_modulus)
+    return following, unit, compliance, jnp.sum(iterations, dtype=jnp.int32)
 
 
 # ----------------------------------------------------------------------------- diagnostics
