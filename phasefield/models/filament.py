@@ -4,7 +4,8 @@ Geometry (2D plane strain, x the stack axis, periodic along y with pitch L_y; or
 
     Li anode (x = 0) | ceramic slab (LLZO, LPSC) | counter electrode (x = L_x)
 
-A surface flaw of depth ``a0`` starts at the anode (centred at y = L_y / 2, inclined ``flaw_angle`` from x),
+A surface flaw of depth ``a0`` starts at the anode (centred at y = L_y / 2, inclined ``flaw_angle`` from x; or
+several, ``flaws``: below),
 pre-damaged (``d = 1`` on a line of cells, relaxed to the optimal AT1 profile) and pre-filled with Li connected
 to the anode: stress-free Li volume ``V_ref = flaw_width * A``, ``A`` the flaw's face (``a0`` per unit thickness in
 2D; in 3D ``a0 L_z`` for a ``strip`` through the z period, ``pi a0^2 / 2`` for a half-penny ``disc``:
@@ -50,6 +51,21 @@ and, at ``p sqrt(pi a) = K_Ic``, advances. Per step:
    plated volume from the start of the step), until the interface no longer changes or ``area_passes`` repeats:
    the filament's area implicit too. Plated on the start's interface (``area_passes`` = 0) a growing filament lags:
    time to short at 32^2 / 64^2 (10 mA/cm^2) 4.8 % / 14 % late with 1 um of crack per step.
+
+Several flaws (``flaws``: ``[depth, y, angle]`` each, at most :data:`MAX_FLAWS`, 2D or 3D strips): each is its own
+filament with its own Li volume and pressure ``p_k``. Every cell belongs to the filament of the nearest flaw line
+(along y, periodic; cells equally near are shared): weights ``r_k``, a partition of unity (:func:`flaw_regions`).
+Filament ``k``'s crack depth, Li front and opening volume are measured on ``d r_k``; the crack pressure is the
+field ``sum_k p_k r_k``. Volume control (:class:`~phasefield.physics.fracture.VolumeControl` with ``regions``):
+one unit-pressure solve per region (``N`` times the extra elastic solves), the compliance matrix ``C_jk`` (the
+opening of ``j`` under a unit pressure in ``k``; a pressurised neighbour squeezes a crack shut, ``C_jk < 0``), and
+the balances ``(V_c,j + sum_k C_jk (p'_k - p_k))(1 + p'_j / K_Li) = V_Li,j`` solved together
+(:func:`~phasefield.physics.filament.li_pressures`). The deposit is the coupled backward Euler of all filaments
+at one ``eta`` (:func:`~phasefield.physics.filament.implicit_deposits`; current control: the anode's and all
+filaments' currents make the applied one). The run shorts when any crack reaches the gap. The scalars keep their
+names for the whole (``crack_depth``: the deepest, ``li_volume``: the sum, ``li_pressure``: the highest) and add
+``crack_depth_k``, ``filament_depth_k``, ``li_pressure_k``, ``li_volume_k``. The default single flaw keeps the
+scalar carry and control of one filament, bit for bit as before ``flaws`` existed.
 
 Adaptive dt (the stepper's ``change``): the relative change of the Li pressure, and either the largest damage
 change per cell (``crack_advance_scale`` = 0: about 5 steps per cell of crack advance, so steps to short grow with
