@@ -456,6 +456,7 @@ def test_flaws_are_validated():
                                    **more}, "solver": {}, "output": {}})
 
     check([[2.0, 4.0, 0.0], [3.0, 12.0, 10.0]])
+    check([[2.0, 4.0, 0.0]], size=[5.0, 16.0], shape=[10, 32])  # flaw_depth (4 um by default) unused
     for flaws, key, text in (([[14.5, 4.0, 0.0]], r"flaws\[0\]\[0\]", "short-circuit gap"),
                              ([[2.0, 16.0, 0.0]], r"flaws\[0\]\[1\]", r"\[0, 16\)"),
                              ([[2.0, 4.0, 70.0]], r"flaws\[0\]\[2\]", "-60, 60"),

@@ -208,10 +208,10 @@ class Config:
                                              self.grain_size == 0.0)):
                 if not ok:
                     raise ConfigError(f"{prefix}.{key}", value, allowed)
-        if self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
-            raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
-        if self.flaws:
+        if self.flaws:  # flaw_depth unused
             check_flaws(self, f"{prefix}.flaws")
+        elif self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
+            raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
         spacing = max(s / n for s, n in zip(self.size, self.shape))
         if self.grain_size > 0 and self.grain_boundary_width < spacing:
             raise ConfigError(f"{prefix}.grain_boundary_width", self.grain_boundary_width,
@@ -641,12 +641,13 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         first step relaxes them to the optimal damage profile (its first load step) while they plate. ``fields``
         may hold ``grain_boundary`` (1 on weak cells, carried as it is: a tessellation or a map of the user's)."""
         state = fr.initial_state(problem, fields["damage"])
-        li_volume = jnp.sum(reference_columns(params), axis=-1)  # width x the flaw's face, as the grid's columns hold it
+        li_volume = jnp.sum(reference_columns(params), axis=-1)  # width x each face, as the grid's columns hold it
         # compliance of the state; before the first step the flaws' (flaw_measures: Sneddon's for half a centre
         # crack, uncoupled); the displacement under a unit crack pressure in each region (the warm start of the next
         # solves)
         face, compliance, _ = flaw_measures(params, flaw_depths(params))
-        unit = {k: carried(jnp.broadcast_to(u, (count,) + u.shape)) for k, u in _to_carry(state)["displacement"].items()}
+        unit = {k: carried(jnp.broadcast_to(u, (count,) + u.shape))
+                for k, u in _to_carry(state)["displacement"].items()}
         zero = f64(0.0)
         izero = jnp.zeros((), jnp.int32)
         info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "damage_iterations": izero,

@@ -601,16 +601,16 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
         if extra is None:  # piecewise quadratic: one linear solve on the current sign set
             solution = solve_walled_elasticity(
                 kt_eff, kt_eff, mu, grid, walls, wall_displacement=loading.wall_displacement,
-                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=crack_pressure(pressure) * d, initial=u,
-                reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
+                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=crack_pressure(pressure) * d,
+                initial=u, reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=1, slabs=problem.slabs)
         else:  # spectral: Newton-CG; the preconditioner sees the undegraded moduli where compressed
             g = degradation(d, material.residual)
             restored = jnp.where(tension > 0, 0.0, 1.0 - g)
             solution = solve_walled_elasticity(
                 kt, kc, mu, grid, walls, wall_displacement=loading.wall_displacement,
-                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=crack_pressure(pressure) * d, initial=u,
-                reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
+                wall_traction=loading.wall_traction, eigenstrain=eigen, internal_pressure=crack_pressure(pressure) * d,
+                initial=u, reference_moduli=(bulk, shear), tolerance=problem.elasticity_tolerance,
                 max_iterations=problem.elasticity_max_iterations, max_newton=problem.max_newton,
                 extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear),
                 slabs=problem.slabs)
