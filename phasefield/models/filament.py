@@ -260,7 +260,6 @@ def check_flaws(self: Config, key: str):
                                   f"flaws {j} and {i} come within {closest:.4g} um")
 
 
-
 def flaw_row_centre(spacing: float, count: int, position=None) -> float:
     """y (um) at which a flaw's line starts: the centre of the cell row holding ``position`` (default the row
     ``n_y // 2``, whose low face is ``L_y / 2`` for even ``n_y``)."""
