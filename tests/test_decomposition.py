@@ -6,6 +6,7 @@ run, 100 steps of each scheme in 2D and 3D; the decomposed dendrite (held voltag
 one-device run and the one-device run's own sensitivity to 1 ulp; the compiled steps are read for their
 collectives. In a second subprocess: the elasticity CG's slab preconditioner against the one-device one, and the
 decomposed swelling run (and, marked slow, dendrite_solid) against the one-device run and its 1-ulp sensitivity.
+In a third: PFHub 3a and 7 (the scenarios with their own steps) against the one-device runs.
 """
 import json
 import math
@@ -314,9 +315,8 @@ def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
     assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
 
 
-def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_takes_it():
+def test_decomposition_is_a_solver_key_of_every_scenario_and_no_batch_takes_it():
     from phasefield.batch import run_batch
-    from phasefield.decomposition import DECOMPOSED
     from phasefield.registry import scenario_names
 
     config = {"scenario": {"name": "spinodal", "shape": [16, 16]}, "solver": {"decomposition": "slabs"}}
@@ -324,12 +324,8 @@ def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_
     with pytest.raises(ConfigError, match="solver.decomposition"):
         validate_run({**config, "solver": {"decomposition": "pencils"}})
     for name in scenario_names():
-        if name in DECOMPOSED:
-            assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}) \
-                .solver.decomposition == "slabs"
-        else:  # no such key in its solver schema
-            with pytest.raises(ConfigError, match="solver.decomposition"):
-                validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}})
+        assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}) \
+            .solver.decomposition == "slabs", name
     with pytest.raises(ConfigError, match="solver.decomposition"):
         run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
 
@@ -540,6 +536,11 @@ def leaves(tree):
     return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def compared(carry, case):  # the state's leaves, and the cache's (prefixed) where the case says so
+    cache = leaves(carry["cache"]) if case.get("cache") else {}
+    return leaves(carry["state"]) | {"['cache']" + k: v for k, v in cache.items()}
+
+
 def compiled(case, decomposition):
     solver = {**case["solver"], "dt": case["dt"], "decomposition": decomposition}
     simulation = build(validate_run({"scenario": case["scenario"], "solver": solver}))
@@ -557,7 +558,7 @@ for name, case in json.loads(sys.argv[1]).items():
     perturbed = "".join(f"['{key}']" for key in case["perturb"])  # the start 1 ulp off in this field (towards 1/2:
     ulp = jax.tree_util.tree_map_with_path(  # a damage of 1 moves too)
         lambda path, v: jnp.nextafter(v, 0.5) if jax.tree_util.keystr(path) == perturbed else v, start["state"])
-    reference, initial = leaves(one(start)["state"]), leaves(start["state"])
+    reference, initial = compared(one(start), case), compared(start, case)
     runs = {"split": split(split_start), "ulp": one({**start, "state": ulp})}
     floating = [k for k, v in reference.items() if jnp.issubdtype(v.dtype, jnp.floating)]
     scale = {k: float(jnp.max(jnp.abs(reference[k]))) for k in floating}
@@ -566,7 +567,7 @@ for name, case in json.loads(sys.argv[1]).items():
     hlo = split.as_text()
     out[name] = {
         "difference": {run: {k: float(jnp.max(jnp.abs(v - reference[k]))) / max(scale[k], 1e-300)
-                             for k, v in leaves(carry["state"]).items() if k in floating}
+                             for k, v in compared(carry, case).items() if k in floating}
                        for run, carry in runs.items()},
         "largest": scale, "change": {k: float(jnp.max(jnp.abs(reference[k] - initial[k]))) for k in floating},
         "layout": {k: list(v.sharding.spec) for k, v in leaves(runs["split"]["state"]).items() if v.ndim},
@@ -587,6 +588,14 @@ PFHUB = {
                         "solver": {"scheme": "sbdf2"}, "steps": 100, "dt": 0.5, "perturb": ["c"]},
     "electro b explicit": {"scenario": {"name": "pfhub_electro", "variant": "b", "shape": [16, 16]},
                            "solver": {"scheme": "explicit"}, "steps": 100, "dt": 0.0015, "perturb": ["c"]},
+}
+# PFHub 3a (phi by forward Euler on the face-flux stencils, U by backward Euler in the cosine basis, the tip's speed in
+# the cache) and 7a (periodic x split, Dirichlet walls in y): the scenarios with their own steps, on small grids
+PFHUB_OWN_STEPS = {
+    "dendrite 3a": {"scenario": {"name": "pfhub_dendrite", "shape": [16, 16], "seed_radius": 6.0},
+                    "solver": {}, "steps": 100, "dt": 0.05, "perturb": ["phi"], "cache": True},
+    "mms a": {"scenario": {"name": "pfhub_mms", "variant": "a", "shape": [16, 8]},
+              "solver": {}, "steps": 100, "dt": 0.01, "perturb": ["eta"]},
 }
 # the walled fracture scenarios (16 x 16 cells, 4 slabs of 4 rows): a notched plate pulled in 3 load steps (the
 # notch relaxes, then cracks), a Li filament in its flaw for 3 steps of 1 s; and swelling with fracture (one
@@ -626,6 +635,11 @@ def pfhub_four_devices():
 
 
 @pytest.fixture(scope="module")
+def pfhub_own_steps_four_devices():
+    return compared_on_four_devices(PFHUB_OWN_STEPS)
+
+
+@pytest.fixture(scope="module")
 def walled_four_devices():
     return compared_on_four_devices(WALLED)
 
@@ -655,6 +669,24 @@ def test_decomposed_pfhub_steps_exchange_halos_or_transposes_never_the_whole_fie
             assert counts["collective-permute"] > 0 and counts["all-to-all"] == 0, (case, counts)
         else:
             assert counts["all-to-all"] > 0 and counts["collective-permute"] == 0, (case, counts)
+
+
+def test_decomposed_pfhub_dendrite_and_mms_equal_one_device_runs(pfhub_own_steps_four_devices):
+    """PFHub 3a (16 x 16, the seed grew, the tip moving) and 7a (16 x 8, the interface moving through the periodic x
+    split), 100 steps on 4 devices: the fields split along x and, with 3a's tip velocity, equal to the one-device run to
+    1e-12 relative; the steps exchange halos (3a also transposes for U's solve) and gather nothing (3a's tip is read
+    off the split row by masked sums, all-reduces)."""
+    result = pfhub_own_steps_four_devices
+    assert set(result) == set(PFHUB_OWN_STEPS)
+    assert result["dendrite 3a"]["change"]["['phi']"] > 0.5 and result["mms a"]["change"]["['eta']"] > 0.1, result
+    assert result["dendrite 3a"]["largest"]["['cache']['tip_velocity']"] > 1e-3, result["dendrite 3a"]["largest"]
+    for case, outcome in result.items():
+        assert all(spec[:1] == ["x"] for spec in outcome["layout"].values()), (case, outcome["layout"])
+        for name, difference in outcome["difference"]["split"].items():
+            assert difference < 1e-12, (case, name, difference)
+        counts = outcome["collectives"]
+        assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0 and counts["collective-permute"] > 0, counts
+        assert (counts["all-to-all"] > 0) == (case == "dendrite 3a"), (case, counts)
 
 
 @pytest.mark.slow  # six compiles of nested solver loops, about 4 minutes: outside the suite's budget
