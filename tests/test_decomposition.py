@@ -6,7 +6,8 @@ run, 100 steps of each scheme in 2D and 3D; the decomposed dendrite (held voltag
 one-device run and the one-device run's own sensitivity to 1 ulp; the compiled steps are read for their
 collectives. In a second subprocess: the elasticity CG's slab preconditioner against the one-device one, and the
 decomposed swelling run (and, marked slow, dendrite_solid) against the one-device run and its 1-ulp sensitivity.
-In a third: PFHub 3a and 7 (the scenarios with their own steps) against the one-device runs.
+In a third: PFHub 3a and 7 (the scenarios with their own steps) against the one-device runs; in a fourth, the
+potential solve's multigrid with its coarse levels agglomerated against the one-device solve.
 """
 import json
 import math
