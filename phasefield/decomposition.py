@@ -19,8 +19,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from phasefield.config import ConfigError
 
 AXIS = "x"
-DECOMPOSED = ("spinodal", "pfhub_ostwald", "pfhub_electro", "dendrite", "dendrite_solid", "swelling", "fracture",
-              "filament")  # the scenarios that take decomposition=slabs
 log = logging.getLogger("phasefield")
 
 

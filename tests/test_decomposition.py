@@ -6,6 +6,8 @@ run, 100 steps of each scheme in 2D and 3D; the decomposed dendrite (held voltag
 one-device run and the one-device run's own sensitivity to 1 ulp; the compiled steps are read for their
 collectives. In a second subprocess: the elasticity CG's slab preconditioner against the one-device one, and the
 decomposed swelling run (and, marked slow, dendrite_solid) against the one-device run and its 1-ulp sensitivity.
+In a third: PFHub 3a and 7 (the scenarios with their own steps) against the one-device runs; in a fourth, the
+potential solve's multigrid with its coarse levels agglomerated against the one-device solve.
 """
 import json
 import math
@@ -84,7 +86,6 @@ for variant, shape, scheme, dt in (("a", [32, 24], "explicit", 0.0025), ("a", [3
 # dendrite (reaction formulation, held voltage, noise on): 10 steps on 1 device, on 4 devices and from a start 1 ulp
 # off on 1 device; then 10 more on 1 device from the first 10 and from the 4-device state restored there
 # (checkpoint_part/restore_carry)
-from phasefield.operators.elliptic import COARSEST_CELLS
 from phasefield.physics.electrodeposition import langevin_kick
 from phasefield.runner import checkpoint_part, restore_carry
 DENDRITE = {"name": "dendrite", "size": [4.0, 2.0], "shape": [16, 8], "electrode_position": 1.0,
@@ -112,7 +113,7 @@ out["dendrite"] = {
                    for run, (carry, reference) in runs.items()},
     "change": float(jnp.max(jnp.abs(halfway["state"]["xi"] - start["state"]["xi"]))),
     "layout": [list(split_halfway["state"][name].sharding.spec) for name in ("xi", "c", "phi")],
-    "collectives": collectives(hlo), "gathered": gathered, "coarsest": COARSEST_CELLS}
+    "collectives": collectives(hlo), "gathered": gathered}
 # with electronic leakage (the metal's own potential phi_s, solved in every Newton iteration): 1 against 4 devices
 leaky = [dendrite(decomposition, electronic_conductivity=1e-3) for decomposition in ("none", "slabs")]
 leaky_one, leaky_split = leaky[0][3](leaky[0][2]), leaky[1][3](leaky[1][2])
@@ -314,9 +315,8 @@ def test_grid_not_divisible_by_the_devices_is_refused(four_devices):
     assert "scenario.shape" in four_devices["refused"] and "divisible by the 4 devices" in four_devices["refused"]
 
 
-def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_takes_it():
+def test_decomposition_is_a_solver_key_of_every_scenario_and_no_batch_takes_it():
     from phasefield.batch import run_batch
-    from phasefield.decomposition import DECOMPOSED
     from phasefield.registry import scenario_names
 
     config = {"scenario": {"name": "spinodal", "shape": [16, 16]}, "solver": {"decomposition": "slabs"}}
@@ -324,12 +324,8 @@ def test_decomposition_is_a_solver_key_of_the_decomposed_scenarios_and_no_batch_
     with pytest.raises(ConfigError, match="solver.decomposition"):
         validate_run({**config, "solver": {"decomposition": "pencils"}})
     for name in scenario_names():
-        if name in DECOMPOSED:
-            assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}) \
-                .solver.decomposition == "slabs"
-        else:  # no such key in its solver schema
-            with pytest.raises(ConfigError, match="solver.decomposition"):
-                validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}})
+        assert validate_run({"scenario": {"name": name}, "solver": {"decomposition": "slabs"}}) \
+            .solver.decomposition == "slabs", name
     with pytest.raises(ConfigError, match="solver.decomposition"):
         run_batch(config, "scenario.mobility", [1.0, 2.0], "unused")
 
@@ -385,16 +381,71 @@ def test_dendrite_state_written_on_4_devices_continues_on_one(four_devices):
     assert resumed["phi"] < 10 * max(split["phi"], 1e-13), (resumed, split)
 
 
-def test_decomposed_dendrite_step_gathers_only_the_coarsest_multigrid_level(four_devices):
-    """Halo exchanges and transposes; the only all-gathers are the multigrid's coarsest level (at most
-    COARSEST_CELLS unknowns: its vector or its matrix), solved on every device."""
+def test_decomposed_dendrite_step_gathers_only_coarse_multigrid_levels(four_devices):
+    """Halo exchanges and transposes; the only all-gathers are the potential solves' coarse multigrid levels (on the
+    16 x 8 grid the 8 x 4 level, the coarsest, agglomerated: its operator once per solve, its residual once per
+    V-cycle), solved on every device."""
     result = four_devices["dendrite"]
-    counts, coarsest = result["collectives"], result["coarsest"]
+    counts = result["collectives"]
     assert counts["collective-permute"] > 0 and counts["all-to-all"] > 0, counts
     assert len(result["gathered"]) == counts["all-gather"] > 0, (result["gathered"], counts)
     for dims in result["gathered"]:
-        dims = [int(d) for d in dims.split(",")]
-        assert all(d <= coarsest for d in dims) and (len(dims) == 1 or dims == [dims[0]] * 2), dims
+        assert math.prod(int(d) for d in dims.split(",")) <= 8 * 4, result["gathered"]
+
+
+MULTIGRID_SCRIPT = r"""
+import json, re
+import jax, jax.numpy as jnp, numpy as np
+import phasefield
+from phasefield.decomposition import Slabs, collectives
+from phasefield.grid import Boundary, Grid, Side
+from phasefield.operators import elliptic
+
+assert jax.device_count() == 4
+slabs, rng = Slabs(), np.random.default_rng(7)
+grid = Grid((64, 32), 0.5)
+cell = np.indices(grid.shape)
+metal = (cell[0] < 8) | ((cell[0] < 32) & (np.abs(cell[1] - 16) < 2))
+sigma = np.where(metal, 1e6, 1.0) * (1.0 + 0.1 * rng.random(grid.shape))
+source = 1e-3 * rng.standard_normal(grid.shape)
+walls = Boundary(((Side("dirichlet", 0.0), Side("dirichlet", 1.0)), (Side("neumann"), Side("neumann"))))
+
+def potential(split):
+    args = [jax.device_put(a, slabs.sharding(2)) if split else a for a in (sigma, source)]
+    solve = jax.jit(lambda s, q: elliptic.solve_potential(s, q, grid, walls, jnp.zeros_like(q), 1e-10, 100,
+                                                          slabs=slabs if split else None)).lower(*args).compile()
+    phi, iterations, _ = solve(*args)
+    return np.asarray(phi), int(iterations), solve.as_text()
+
+phi_one, iterations_one, _ = potential(False)
+phi_split, iterations_split, hlo = potential(True)
+elliptic.AGGLOMERATED_CELLS = 0  # every level split, as before agglomeration
+_, _, hlo_split_levels = potential(True)
+print(json.dumps({"difference": float(np.abs(phi_split - phi_one).max() / np.abs(phi_one).max()),
+                  "iterations": [iterations_one, iterations_split], "collectives": collectives(hlo),
+                  "split_levels": collectives(hlo_split_levels),
+                  "gathered": [[int(d) for d in dims.split(",") if d] for dims in
+                               re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def multigrid_four_devices():
+    done = subprocess.run([sys.executable, "-c", MULTIGRID_SCRIPT], cwd=ROOT, env=forced_devices_env(), text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_decomposed_multigrid_solve_equals_one_device_solve_and_agglomerates_coarse_levels(multigrid_four_devices):
+    """The potential solve's multigrid CG on 4 devices (64 x 32, contrast 1e6, to 1e-10): the one-device solution to
+    1e-12 in as many iterations; the levels of at most AGGLOMERATED_CELLS cells are whole on every device, so the
+    solve gathers only coarse-level arrays (at most 33 x 17 values, never the 64 x 32 grid) and holds fewer than half
+    the collective-permutes (halo exchanges) of the same solve with every level split (189 against 72 measured)."""
+    result = multigrid_four_devices
+    assert result["difference"] < 1e-12 and result["iterations"][0] == result["iterations"][1] > 2, result
+    assert 0 < 2 * result["collectives"]["collective-permute"] < result["split_levels"]["collective-permute"], result
+    assert result["gathered"] and all(math.prod(dims) <= 33 * 17 for dims in result["gathered"]), result["gathered"]
 
 
 def test_noise_is_one_draw_per_global_cell_on_any_device_count(four_devices):
@@ -460,7 +511,6 @@ import json, re, sys
 import jax, jax.numpy as jnp, numpy as np
 from phasefield.config import validate_run
 from phasefield.decomposition import collectives
-from phasefield.operators.elliptic import COARSEST_CELLS
 from phasefield.runner import build, device_parameters, initial_carry
 
 assert jax.device_count() == 4
@@ -490,7 +540,7 @@ print(json.dumps({
     "change": float(jnp.abs(reference["state"]["xi"] - start["state"]["xi"]).max()),
     "plastic": float(jnp.max(reference["state"]["equivalent_plastic_strain"])),
     "layout": {name: list(runs["split"][0][part][key].sharding.spec) for name, (part, key) in names.items()},
-    "collectives": collectives(hlo), "coarsest": COARSEST_CELLS,
+    "collectives": collectives(hlo),
     "gathered": re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)}))
 """
 # the dendrite of the tests above with the mechanics (stack pressure, plastic metal)
@@ -512,7 +562,7 @@ def test_decomposed_dendrite_solid_equals_one_device_run(dendrite_solid_four_dev
     equilibrium and, after 10 steps, xi, c and the mechanics' fields (pressure, plastic strain, displacement) equal
     the one-device ones to 1e-12; phi within 10 times what a 1-ulp change of the starting xi makes on one device.
     Every field of the carry split along x (the plastic strain and the displacement along their grid x axis); the
-    only all-gathers are the multigrid's coarsest level."""
+    only all-gathers are the multigrid's coarse level (8 x 4, agglomerated)."""
     result = dendrite_solid_four_devices
     assert result["change"] > 0.05 and result["plastic"] > 0.0
     assert result["layout"] == {**dict.fromkeys(("xi", "c", "phi", "pressure", "equivalent_plastic_strain"), ["x"]),
@@ -523,7 +573,7 @@ def test_decomposed_dendrite_solid_equals_one_device_run(dendrite_solid_four_dev
             assert difference < bound, (run, name, result["difference"])
     assert len(result["gathered"]) == result["collectives"]["all-gather"], result
     for dims in result["gathered"]:
-        assert all(int(d) <= result["coarsest"] for d in dims.split(",")), result["gathered"]
+        assert math.prod(int(d) for d in dims.split(",")) <= 8 * 4, result["gathered"]
 
 
 SCENARIO_SCRIPT = r"""
@@ -538,6 +588,11 @@ assert jax.device_count() == 4
 
 def leaves(tree):
     return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def compared(carry, case):  # the state's leaves, and the cache's (prefixed) where the case says so
+    cache = leaves(carry["cache"]) if case.get("cache") else {}
+    return leaves(carry["state"]) | {"['cache']" + k: v for k, v in cache.items()}
 
 
 def compiled(case, decomposition):
@@ -557,7 +612,7 @@ for name, case in json.loads(sys.argv[1]).items():
     perturbed = "".join(f"['{key}']" for key in case["perturb"])  # the start 1 ulp off in this field (towards 1/2:
     ulp = jax.tree_util.tree_map_with_path(  # a damage of 1 moves too)
         lambda path, v: jnp.nextafter(v, 0.5) if jax.tree_util.keystr(path) == perturbed else v, start["state"])
-    reference, initial = leaves(one(start)["state"]), leaves(start["state"])
+    reference, initial = compared(one(start), case), compared(start, case)
     runs = {"split": split(split_start), "ulp": one({**start, "state": ulp})}
     floating = [k for k, v in reference.items() if jnp.issubdtype(v.dtype, jnp.floating)]
     scale = {k: float(jnp.max(jnp.abs(reference[k]))) for k in floating}
@@ -566,7 +621,7 @@ for name, case in json.loads(sys.argv[1]).items():
     hlo = split.as_text()
     out[name] = {
         "difference": {run: {k: float(jnp.max(jnp.abs(v - reference[k]))) / max(scale[k], 1e-300)
-                             for k, v in leaves(carry["state"]).items() if k in floating}
+                             for k, v in compared(carry, case).items() if k in floating}
                        for run, carry in runs.items()},
         "largest": scale, "change": {k: float(jnp.max(jnp.abs(reference[k] - initial[k]))) for k in floating},
         "layout": {k: list(v.sharding.spec) for k, v in leaves(runs["split"]["state"]).items() if v.ndim},
@@ -587,6 +642,14 @@ PFHUB = {
                         "solver": {"scheme": "sbdf2"}, "steps": 100, "dt": 0.5, "perturb": ["c"]},
     "electro b explicit": {"scenario": {"name": "pfhub_electro", "variant": "b", "shape": [16, 16]},
                            "solver": {"scheme": "explicit"}, "steps": 100, "dt": 0.0015, "perturb": ["c"]},
+}
+# PFHub 3a (phi by forward Euler on the face-flux stencils, U by backward Euler in the cosine basis, the tip's speed in
+# the cache) and 7a (periodic x split, Dirichlet walls in y): the scenarios with their own steps, on small grids
+PFHUB_OWN_STEPS = {
+    "dendrite 3a": {"scenario": {"name": "pfhub_dendrite", "shape": [16, 16], "seed_radius": 6.0},
+                    "solver": {}, "steps": 100, "dt": 0.05, "perturb": ["phi"], "cache": True},
+    "mms a": {"scenario": {"name": "pfhub_mms", "variant": "a", "shape": [16, 8]},
+              "solver": {}, "steps": 100, "dt": 0.01, "perturb": ["eta"]},
 }
 # the walled fracture scenarios (16 x 16 cells, 4 slabs of 4 rows): a notched plate pulled in 3 load steps (the
 # notch relaxes, then cracks), a Li filament in its flaw for 3 steps of 1 s; and swelling with fracture (one
@@ -626,6 +689,11 @@ def pfhub_four_devices():
 
 
 @pytest.fixture(scope="module")
+def pfhub_own_steps_four_devices():
+    return compared_on_four_devices(PFHUB_OWN_STEPS)
+
+
+@pytest.fixture(scope="module")
 def walled_four_devices():
     return compared_on_four_devices(WALLED)
 
@@ -655,6 +723,24 @@ def test_decomposed_pfhub_steps_exchange_halos_or_transposes_never_the_whole_fie
             assert counts["collective-permute"] > 0 and counts["all-to-all"] == 0, (case, counts)
         else:
             assert counts["all-to-all"] > 0 and counts["collective-permute"] == 0, (case, counts)
+
+
+def test_decomposed_pfhub_dendrite_and_mms_equal_one_device_runs(pfhub_own_steps_four_devices):
+    """PFHub 3a (16 x 16, the seed grew, the tip moving) and 7a (16 x 8, the interface moving through the periodic x
+    split), 100 steps on 4 devices: the fields split along x and, with 3a's tip velocity, equal to the one-device run to
+    1e-12 relative; the steps exchange halos (3a also transposes for U's solve) and gather nothing (3a's tip is read
+    off the split row by masked sums, all-reduces)."""
+    result = pfhub_own_steps_four_devices
+    assert set(result) == set(PFHUB_OWN_STEPS)
+    assert result["dendrite 3a"]["change"]["['phi']"] > 0.5 and result["mms a"]["change"]["['eta']"] > 0.1, result
+    assert result["dendrite 3a"]["largest"]["['cache']['tip_velocity']"] > 1e-3, result["dendrite 3a"]["largest"]
+    for case, outcome in result.items():
+        assert all(spec[:1] == ["x"] for spec in outcome["layout"].values()), (case, outcome["layout"])
+        for name, difference in outcome["difference"]["split"].items():
+            assert difference < 1e-12, (case, name, difference)
+        counts = outcome["collectives"]
+        assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0 and counts["collective-permute"] > 0, counts
+        assert (counts["all-to-all"] > 0) == (case == "dendrite 3a"), (case, counts)
 
 
 @pytest.mark.slow  # six compiles of nested solver loops, about 4 minutes: outside the suite's budget

@@ -685,7 +685,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         p = Parameters.from_config(params)
         sigma = electronic_conductivity(xi, p.conductivity_metal, p.electronic_conductivity)
         return solve_cell_potential(sigma, jnp.zeros_like(xi), voltage, grid, guess, params.potential_tolerance,
-                                    max_iterations).phi
+                                    max_iterations, slabs=slabs).phi
 
     def init(params, fields):
         xi = jnp.asarray(fields["xi"], dtype)
@@ -799,7 +799,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if leaky and galvanostatic:
             electrode = solve_electronic_potential(sigma_s, xi, c, state["phi"], voltage, electrode, grid, kinetics,
                                                   weight, shift, p.charge_density, params.potential_tolerance,
-                                                  max_iterations).phi
+                                                  max_iterations, slabs).phi
             leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
         target = applied_growth(params)  # um/s: the deposit plus the leakage (as growth)
         ionic_target = target  # ... of which the ionic current carries this (the galvanostatic phi_e's source)
@@ -832,7 +832,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             def carrying_potential():
                 return solve_electrolyte_potential(ionic, xi, c, electrode, state["phi"], grid, kinetics, weight,
                                                    shift, p.charge_density, params.potential_tolerance,
-                                                   max_iterations, ionic_target * electrode_area, junction)
+                                                   max_iterations, ionic_target * electrode_area, junction, slabs)
 
             if cc_cv:  # once the voltage is held, the held step below solves phi_e itself
                 potential = jax.lax.cond(held, lambda: ElectrolytePotential(
@@ -865,7 +865,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
 
         def exchange_at(overpotential, c_guess):
             return transport_exchange(xi_relaxed, c, overpotential, dt, diffusivity, grid, kinetics, reservoir,
-                                      False, shift, c_guess, weight)
+                                      False, shift, c_guess, weight, slabs)
 
         def electrolyte(c_solved):
             """The conductivity and the diffusion current's source and wall current at the step's ``c'``."""
@@ -898,7 +898,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                         solved = solve_electrolyte_potential(ionic, xi, c, electrode_at(previous), state[0].phi,
                                                              grid, kinetics, weight, shift, p.charge_density,
                                                              params.potential_tolerance, max_iterations,
-                                                             ionic_target * electrode_area, junction)
+                                                             ionic_target * electrode_area, junction, slabs)
                         return (solved,) + control(solved, previous) + (count + 1,)
 
                     def unsettled(state):
@@ -943,7 +943,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                         return solve_balanced_step(xi_relaxed, dt, v, guess, c_guess, grid, kinetics, weight, shift,
                                                    diffusivity, p.charge_density, params.potential_tolerance,
                                                    max_iterations, lambda phi, g: exchange_at(v - phi, g),
-                                                   electrolyte)
+                                                   electrolyte, slabs=slabs)
 
                     def excess(balanced):
                         return growth_per_area(xi, balanced.exchange.xi, dt, grid) / target - 1.0
@@ -999,19 +999,19 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 def electronic_at(phi_e, phi_s):
                     return solve_electronic_potential(sigma_s, xi, c, phi_e, voltage, phi_s, grid, kinetics, weight,
                                                       shift, p.charge_density, params.potential_tolerance,
-                                                      max_iterations).phi
+                                                      max_iterations, slabs).phi
 
                 balanced = solve_balanced_step(xi_relaxed, dt, electrode, state["phi"], c, grid, kinetics, weight,
                                                shift, diffusivity, p.charge_density, params.potential_tolerance,
                                                max_iterations, lambda phi, guess, phi_s: exchange_at(phi_s - phi, guess),
-                                               electrolyte, electronic_at)
+                                               electrolyte, electronic_at, slabs)
                 electrode = balanced.electrode
                 leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
             else:
                 balanced = solve_balanced_step(xi_relaxed, dt, electrode, state["phi"], c, grid, kinetics, weight,
                                                shift, diffusivity, p.charge_density, params.potential_tolerance,
                                                max_iterations, lambda phi, guess: exchange_at(electrode - phi, guess),
-                                               electrolyte)
+                                               electrolyte, slabs=slabs)
             potential, exchange = balanced.potential, balanced.exchange
             ionic, junction_wall = balanced.conductivity, balanced.junction_wall
         cell_current = electrolyte_current(ionic, potential.phi, grid) + junction_wall
@@ -1048,7 +1048,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         # 1. potential (quasi-static, source lagged by one step)
         potential = solve_cell_potential(sigma, p.charge_density * history["metal_rate"], voltage, grid,
                                          state["phi"], params.potential_tolerance, max_iterations,
-                                         response_guess=history["psi"] if galvanostatic else None)
+                                         response_guess=history["psi"] if galvanostatic else None, slabs=slabs)
         cell_current = wall_current(sigma, potential.phi, voltage, grid)
 
         # 2. Allen-Cahn; c pays for the metal that h(xi) gains
@@ -1064,7 +1064,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
 
         def exchange_at(phi, c_guess):
             return transport_exchange(xi_relaxed, c, phi, dt, diffusivity, grid, p.kinetics(), reservoir, migration,
-                                      effect.shift, c_guess)
+                                      effect.shift, c_guess, slabs=slabs)
 
         if galvanostatic:
             voltage, exchange = hold_current(
@@ -1094,7 +1094,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         # 1. potential: div(sigma(h) grad phi) = ft2 deta/dt, the source lagged by one step
         sigma = conductivity(p, xi)
         potential = solve_cell_potential(sigma, p.charge_density * history["order_rate"], voltage, grid,
-                                         state["phi"], params.potential_tolerance, max_iterations)
+                                         state["phi"], params.potential_tolerance, max_iterations, slabs=slabs)
         cell_current = wall_current(sigma, potential.phi, voltage, grid)
 
         # 2. eta: Allen-Cahn (barrier only, implicit gradient term, noise), then the Butler-Volmer term
@@ -1120,7 +1120,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         transport = li_transport_step(w, h, h_new, potential.phi, dt,
                                       li_mobility(w, h_new, p.diffusivity_electrolyte, sites), sites,
                                       p.f if migration else 0.0, grid, reservoir, bulk_chemical_potential(params),
-                                      TRANSPORT_TOLERANCE, max_iterations)
+                                      TRANSPORT_TOLERANCE, max_iterations, slabs)
         scale = electrolyte_sites(params) / params.reference_concentration  # Li per site -> per c_ref
         inflow = dt * transport.wall_inflow * transverse_area / electrode_area * scale
         content = li_content(transport.w, h_new, sites)

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, TimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, DecomposedTimeSolverConfig, option, scenario_parameters
+from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, gradient
 from phasefield.registry import register_scenario
@@ -141,11 +142,17 @@ def free_energy(phi, u, grid: Grid, params: Config):
     return jnp.sum(density) * grid.cell_volume
 
 
+def entry(row, index):
+    """``row[index]`` of a traced ``index``, as the sum of the row masked to that entry: exact, and on a row split
+    over devices an all-reduce of one number (indexing there gathers the whole field the row was cut from)."""
+    return jnp.sum(jnp.where(jnp.arange(row.size) == index, row, 0.0))
+
+
 def tip_position(phi, grid: Grid):
     """The ``phi = 0`` crossing along the row of cells next to ``y = 0`` (linear between cell centres)."""
     row = phi[:, 0]
     last = jnp.clip(jnp.sum(row > 0) - 1, 0, row.size - 2)
-    left, right = row[last], row[last + 1]
+    left, right = entry(row, last), entry(row, last + 1)
     h = grid.spacing[0]
     fraction = jnp.where(left != right, left / (left - right), 0.0)
     return (last + 0.5) * h + jnp.clip(fraction, 0.0, 1.0) * h, last
@@ -167,16 +174,20 @@ def stable_dt(grid: Grid, params: Config):
     return 2.0 * tau_min / (diffusive + force)
 
 
-@register_scenario("pfhub_dendrite", Config, TimeSolverConfig)
-def build(config: Config, solver) -> Simulation:
+@register_scenario("pfhub_dendrite", Config, DecomposedTimeSolverConfig)
+def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
+    """The simulation; ``solver.decomposition=slabs`` splits ``phi`` and ``U`` along x over the devices (the flux's
+    stencils exchange halos, the backward-Euler solve of ``U`` uses the slab transforms)."""
     grid = Grid(tuple(config.shape), config.spacing)
-    basis = SpectralBasis(grid, NEUMANN, jnp.float64)
+    slabs = slabs_for(solver.decomposition, grid.shape)
+    basis = SpectralBasis(grid, NEUMANN, jnp.float64, slabs)
     x, y = grid.coordinates()
     area = float(np.prod(grid.lengths))
 
     def init(params, fields):
         state = {"phi": jnp.asarray(fields["phi"], jnp.float64), "U": jnp.asarray(fields["U"], jnp.float64)}
-        return {"state": state, "history": {}, "cache": {"tip_velocity": jnp.zeros((), jnp.float64)}}
+        return laid_out(slabs, {"state": state, "history": {}, "cache": {"tip_velocity": jnp.zeros((), jnp.float64)}},
+                        grid.shape)
 
     def step(params, carry, dt):
         phi, u = carry["state"]["phi"], carry["state"]["U"]
@@ -186,10 +197,12 @@ def build(config: Config, solver) -> Simulation:
         implicit = 1.0 - dt * params.diffusivity * basis.laplacian_symbol
         u_new = basis.inverse(basis.forward(u + 0.5 * (phi_new - phi)) / implicit)
         _, last = tip_position(phi, grid)
-        slope = (phi[last + 1, 0] - phi[last, 0]) / grid.spacing[0]
+        slope = (entry(phi[:, 0], last + 1) - entry(phi[:, 0], last)) / grid.spacing[0]
         falling = slope < 0
-        velocity = jnp.where(falling, -0.5 * (rate[last, 0] + rate[last + 1, 0]) / jnp.where(falling, slope, -1.0), 0.0)
-        return {"state": {"phi": phi_new, "U": u_new}, "history": {}, "cache": {"tip_velocity": velocity}}
+        mean_rate = 0.5 * (entry(rate[:, 0], last) + entry(rate[:, 0], last + 1))
+        velocity = jnp.where(falling, -mean_rate / jnp.where(falling, slope, -1.0), 0.0)
+        return laid_out(slabs, {"state": {"phi": phi_new, "U": u_new}, "history": {}, "cache": {"tip_velocity": velocity}},
+                        grid.shape)
 
     def diagnostics(params, carry):
         phi, u = carry["state"]["phi"], carry["state"]["U"]

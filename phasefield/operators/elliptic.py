@@ -49,6 +49,7 @@ COARSEST_CELLS = 32  # coarsen while a level has more cells (and an axis > 2); t
 # solve has a ~16 ms fixed cost above ~32 unknowns, more than a whole V-cycle on small grids)
 OVER_CORRECTION = 1.0  # factor on the coarse-grid correction (any value > 0 keeps B SPD)
 THETA = 0.5  # coarse conductances never below THETA * (R A P)
+AGGLOMERATED_CELLS = 4096  # on slabs, levels of at most this many cells are made whole on every device
 
 
 class _Level(NamedTuple):
@@ -215,10 +216,17 @@ def _half_conductances(sigma, grid: Grid):
     return tuple(out)
 
 
-def _hierarchy(sigma, grid: Grid, walls, shift=None):
+def _agglomerated(shape, slabs) -> bool:
+    """Whether a level of ``shape`` is whole on every device: on ``slabs``, when it has at most
+    ``AGGLOMERATED_CELLS`` cells or fewer x rows than devices."""
+    return slabs is not None and (int(np.prod(shape)) <= AGGLOMERATED_CELLS or shape[0] < slabs.count)
+
+
+def _hierarchy(sigma, grid: Grid, walls, shift=None, slabs=None):
     """Levels from fine to coarsest, and the (symmetrised) inverse of the coarsest matrix.
 
-    A diagonal ``shift`` (per cell, conductance units) restricts by summation (its Galerkin form).
+    A diagonal ``shift`` (per cell, conductance units) restricts by summation (its Galerkin form). ``slabs``: the
+    levels split along x, but the small ones (:func:`_agglomerated`) whole on every device, gathered once here.
     """
     g_low = g_high = _half_conductances(sigma, grid)
     levels = [_level(*_model(g_low, g_high, walls), shift)]
@@ -227,7 +235,11 @@ def _hierarchy(sigma, grid: Grid, walls, shift=None):
         g_low, g_high = _coarsen(g_low, g_high)
         shape = g_low[0].shape
         shift = None if shift is None else _restrict(shift)
-        levels.append(_coarse_level(levels[-1], g_low, g_high, walls, shift))
+        level = _coarse_level(levels[-1], g_low, g_high, walls, shift)
+        if _agglomerated(shape, slabs):
+            g_low, g_high, shift, level = jax.tree_util.tree_map(lambda u: slabs.constrain(u, None),
+                                                                 (g_low, g_high, shift, level))
+        levels.append(level)
     coarsest = levels[-1]
     size = int(np.prod(shape))
     eye = jnp.eye(size, dtype=sigma.dtype)
@@ -236,13 +248,18 @@ def _hierarchy(sigma, grid: Grid, walls, shift=None):
     return levels, 0.5 * (inverse + inverse.T)
 
 
-def _v_cycle(levels, inverse, b, depth: int = 0):
+def _v_cycle(levels, inverse, b, depth: int = 0, slabs=None):
     """One symmetric V-cycle for ``A x = b`` from ``x = 0`` (an SPD preconditioner).
 
     The sweeps run in ``fori_loop``s: a loop carry is a materialised buffer, which stops
     XLA (on CPU) from fusing a level's iterate into every stencil read of the next sweep
-    and recomputing it there (several times slower).
+    and recomputing it there (several times slower). ``slabs``: the residual of the first agglomerated level
+    gathered onto every device, whose coarser sweeps then exchange nothing.
     """
+    if depth > 0 and _agglomerated(b.shape, slabs):  # the rest of the cycle on every device, whole
+        whole = jax.sharding.PartitionSpec()
+        return jax.shard_map(lambda tail, inverse, b: _v_cycle(tail, inverse, b), mesh=slabs.mesh,
+                             in_specs=whole, out_specs=whole)(levels[depth:], inverse, b)
     if depth == len(levels) - 1:
         return (inverse @ b.reshape(-1)).reshape(b.shape)
     level = levels[depth]
@@ -252,7 +269,7 @@ def _v_cycle(levels, inverse, b, depth: int = 0):
         return x + step * (b - _apply(level, x))
 
     x = jax.lax.fori_loop(0, SWEEPS, sweep, jnp.zeros_like(b))
-    coarse = _v_cycle(levels, inverse, _restrict(b - _apply(level, x)), depth + 1)
+    coarse = _v_cycle(levels, inverse, _restrict(b - _apply(level, x)), depth + 1, slabs)
     x = x + OVER_CORRECTION * _prolong(coarse, b.shape)
     return jax.lax.fori_loop(0, SWEEPS, sweep, x)
 
@@ -287,7 +304,7 @@ def _dirichlet_rhs(g, grid: Grid, boundary: Boundary, walls):
 
 @functools.partial(jax.named_call, name="potential_solve")  # profiles show the potential solves apart
 def solve_potential(sigma, source, grid: Grid, boundary: Boundary, initial_guess, tolerance=1e-6, max_iterations=100,
-                    shift=None):
+                    shift=None, slabs=None):
     """Solve ``div(sigma grad phi) - shift phi = source`` (harmonic-mean ``flux_divergence``) for ``phi``.
 
     ``shift`` (per cell, >= 0, optional; e.g. ``c_t / dt`` of an implicit diffusion step) makes
@@ -304,6 +321,9 @@ def solve_potential(sigma, source, grid: Grid, boundary: Boundary, initial_guess
     relative residual that scaled residual over the scale, recomputed for the returned ``phi``.
     ``grid`` and ``boundary`` are static (close over them under ``jax.jit``); the multigrid
     hierarchy is rebuilt from ``sigma`` on every call (comparable to one V-cycle).
+    ``slabs`` (:class:`phasefield.decomposition.Slabs`, the fields split along x): the coarse levels of at most
+    :data:`AGGLOMERATED_CELLS` cells (or fewer x rows than devices) are made whole on every device, built there
+    once per solve, and each V-cycle gathers its residual once and runs them without exchanging halos.
     """
     walls = _dirichlet_walls(boundary, grid.ndim, shifted=shift is not None)
     sigma = jnp.asarray(sigma)
@@ -313,7 +333,7 @@ def solve_potential(sigma, source, grid: Grid, boundary: Boundary, initial_guess
         raise ValueError(f"sigma has shape {sigma.shape}, grid has {grid.shape}")
     if shift is not None:
         shift = grid.cell_volume * jnp.broadcast_to(jnp.asarray(shift, dtype), grid.shape)
-    levels, inverse = _hierarchy(sigma, grid, walls, shift)
+    levels, inverse = _hierarchy(sigma, grid, walls, shift, slabs)
     fine = levels[0]
     g = _half_conductances(sigma, grid)
     b = _dirichlet_rhs(g, grid, boundary, walls) - grid.cell_volume * jnp.asarray(source, dtype)
@@ -327,6 +347,6 @@ def solve_potential(sigma, source, grid: Grid, boundary: Boundary, initial_guess
     x0 = jnp.asarray(initial_guess, dtype)
     if x0.shape != grid.shape:
         raise ValueError(f"initial_guess has shape {x0.shape}, grid has {grid.shape}")
-    phi, stats = pcg(lambda x: _apply(fine, x), b, x0, lambda r: _v_cycle(levels, inverse, r), tolerance,
+    phi, stats = pcg(lambda x: _apply(fine, x), b, x0, lambda r: _v_cycle(levels, inverse, r, 0, slabs), tolerance,
                      max_iterations, residual_norm=lambda x, r, rz: relative(x, r))
     return phi, stats.iterations, relative(phi, b - _apply(fine, phi))

@@ -104,7 +104,7 @@ class CellPotential(NamedTuple):
 
 @jax.named_call
 def solve_cell_potential(conductivity, source, voltage, grid: Grid, initial_guess, tolerance, max_iterations: int,
-                         response_guess=None) -> CellPotential:
+                         response_guess=None, slabs=None) -> CellPotential:
     """``div(sigma grad phi) = q`` with ``phi = V`` on the electrode wall (x = 0) and 0 on the far wall.
 
     conductivity ``sigma`` (S/m) and source ``q`` (A/m^3 times um^2: the charge density ``n F c_s``
@@ -113,18 +113,19 @@ def solve_cell_potential(conductivity, source, voltage, grid: Grid, initial_gues
     so the solver sees homogeneous walls. With ``response_guess`` (the last ``psi``) the
     potential is solved as ``phi_0 + V psi`` (two solves: ``phi`` is linear in ``V``, so a
     galvanostatic control can move ``V`` within the step at no further cost).
-    Tolerance and iteration limit: :func:`phasefield.operators.elliptic.solve_potential`.
+    Tolerance, iteration limit and ``slabs``: :func:`phasefield.operators.elliptic.solve_potential`.
     """
     boundary = cell_boundary(grid.ndim)
     wall_source = jnp.zeros_like(conductivity).at[0].set(-2.0 * conductivity[0] / grid.spacing[0] ** 2)
     if response_guess is None:
         phi, iterations, residual = solve_potential(conductivity, source + voltage * wall_source, grid, boundary,
-                                                    initial_guess, tolerance, max_iterations)
+                                                    initial_guess, tolerance, max_iterations, slabs=slabs)
         return CellPotential(phi, phi, None, iterations, residual)
     psi, psi_iterations, _ = solve_potential(conductivity, wall_source, grid, boundary, response_guess,
-                                             tolerance, max_iterations)
+                                             tolerance, max_iterations, slabs=slabs)
     base, iterations, residual = solve_potential(conductivity, source, grid, boundary,
-                                                 initial_guess - voltage * response_guess, tolerance, max_iterations)
+                                                 initial_guess - voltage * response_guess, tolerance, max_iterations,
+                                                 slabs=slabs)
     return CellPotential(base + voltage * psi, base, psi, iterations + psi_iterations, residual)
 
 
@@ -334,7 +335,7 @@ class Kinetics(NamedTuple):
 
 @jax.named_call
 def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kinetics, reservoir: bool, migration: bool,
-                       shift=None, c_guess=None, localisation=None) -> Exchange:
+                       shift=None, c_guess=None, localisation=None, slabs=None) -> Exchange:
     """Li+ transport with the Butler-Volmer exchange as its implicit linear sink, then the metal's growth.
 
     ``dc/dt = div[D (grad c + c f grad phi)] - (c_s/c_ref) h' dxi/dt`` with
@@ -349,7 +350,8 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
     Butler-Volmer argument ``f phi -> f phi + s`` (a mechanical overpotential); ``reservoir``: the
     far wall holds ``bulk`` (else closed); ``migration``: drift in ``grad phi`` (else diffusion only).
     ``localisation``: the reaction's, in place of ``h'(xi)`` (:func:`reaction_weight`; then
-    ``phi`` is the overpotential ``phi_s - phi_e`` and ``reaction_rate`` a speed in um/s).
+    ``phi`` is the overpotential ``phi_s - phi_e`` and ``reaction_rate`` a speed in um/s). ``slabs``: the fields'
+    split over the devices (the transport's multigrid).
     """
     if migration:
         f_phi = kinetics.f * (phi - jnp.max(phi))
@@ -367,7 +369,7 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
     rate, k = rate * saturation, k * saturation
     moved = drift_diffusion_step(c, dt, diffusivity, weight, grid, reservoir, kinetics.bulk, wall_weight,
                                  k, c_eq, initial_guess=c if c_guess is None else c_guess,
-                                 tolerance=working_tolerance(TRANSPORT_TOLERANCE, c.dtype, 100.0))
+                                 tolerance=working_tolerance(TRANSPORT_TOLERANCE, c.dtype, 100.0), slabs=slabs)
     xi_new = jnp.clip(xi + dt * rate * (moved.solved - c_eq), 0.0, 1.0)
     xi_new, c_new = metal_growth(xi, xi_new, moved.transported, kinetics.site_ratio)
     return Exchange(xi_new, c_new, moved.solved, moved.wall_inflow, moved.iterations)
@@ -565,7 +567,7 @@ class ElectrolytePotential(NamedTuple):
 
 
 def newton_potential(conductivity, boundary: Boundary, linearised_source: Callable, guess, grid: Grid,
-                     step_limit, tolerance, max_iterations: int) -> ElectrolytePotential:
+                     step_limit, tolerance, max_iterations: int, slabs=None) -> ElectrolytePotential:
     """``phi`` (V) with ``-div(k grad phi) + g(phi) = 0`` (``k`` = ``conductivity``, S/m; walls ``boundary``),
     ``linearised_source(phi) -> (g, dg/dphi)``, ``dg/dphi >= 0`` (a Butler-Volmer source and its slope).
 
@@ -574,7 +576,8 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
     of :func:`phasefield.operators.elliptic.solve_potential`, each moving ``phi`` by at most ``step_limit``,
     at most :data:`NEWTON_ITERATIONS` steps, until a step moves it less than :data:`NEWTON_TOLERANCE`.
     The converged iterations are differentiated implicitly (``lax.custom_root``: a tangent or cotangent is
-    one more linear solve at the solution), so reverse mode passes the ``while_loop``."""
+    one more linear solve at the solution), so reverse mode passes the ``while_loop``. ``slabs``: the fields'
+    split over the devices (the multigrid's)."""
 
     def balance(phi):
         """``A phi + V g(phi)``: zero at the solution."""
@@ -586,7 +589,7 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
             source, derivative = linearised_source(phi)
             solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi, grid,
                                                                  boundary, phi, tolerance, max_iterations,
-                                                                 shift=derivative)
+                                                                 shift=derivative, slabs=slabs)
             update = jnp.clip(solved - phi, -step_limit, step_limit)
             return phi + update, jnp.max(jnp.abs(update)), iterations + solve_iterations, residual, count + 1
 
@@ -604,7 +607,7 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
         ones = jnp.ones_like(rhs)
         diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
         solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
-                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0))
+                                       tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0), slabs=slabs)
         return solved
 
     phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
@@ -614,7 +617,7 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
 @jax.named_call
 def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid, kinetics: Kinetics, weight,
                                 shift, charge_density, tolerance, max_iterations: int,
-                                total=None, junction=None) -> ElectrolytePotential:
+                                total=None, junction=None, slabs=None) -> ElectrolytePotential:
     """The ionic potential: ``div(kappa grad phi_e) = Q h'(xi) dxi/dt`` with the Butler-Volmer reaction
     ``dxi/dt = v0 w [c e^{-a A} - e^{(1-a) A}]``, ``A = f (V - phi_e) + s``, its only source.
 
@@ -656,7 +659,7 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
         source = charge_density * total * shape / jnp.maximum(shape_sum * grid.cell_volume, 1e-300)
         phi, iterations, residual = solve_potential(conductivity, source - junction, grid,
                                                     electrolyte_boundary_conditions(grid.ndim), guess, tolerance,
-                                                    max_iterations)
+                                                    max_iterations, slabs=slabs)
         return ElectrolytePotential(phi, iterations, residual)
 
     def linearised_source(phi):
@@ -667,7 +670,7 @@ def solve_electrolyte_potential(conductivity, xi, c, voltage, guess, grid: Grid,
                 charge_density * slope * kinetics.f * rate * (kinetics.alpha * c + (1.0 - kinetics.alpha) * c_eq))
 
     return newton_potential(conductivity, electrolyte_boundary_conditions(grid.ndim), linearised_source, guess,
-                            grid, NEWTON_STEP / kinetics.f, tolerance, max_iterations)
+                            grid, NEWTON_STEP / kinetics.f, tolerance, max_iterations, slabs)
 
 
 def electronic_conductivity(xi, metal, leakage):
@@ -686,7 +689,8 @@ def electronic_conductivity(xi, metal, leakage):
 
 @jax.named_call
 def solve_electronic_potential(conductivity, xi, c, phi_e, voltage, guess, grid: Grid, kinetics: Kinetics, weight,
-                               shift, charge_density, tolerance, max_iterations: int) -> ElectrolytePotential:
+                               shift, charge_density, tolerance, max_iterations: int,
+                               slabs=None) -> ElectrolytePotential:
     """The electronic potential ``phi_s`` of metal and leaky electrolyte: ``-div(sigma_s grad phi_s) = q``,
     ``q = Q h' dxi/dt`` the electrons the reaction takes, ``dxi/dt = v0 w [c e^{-a A} - e^{(1-a) A}]`` at the
     overpotential ``A = f (phi_s - phi_e) + s`` (:func:`solve_electrolyte_potential` with the roles swapped);
@@ -715,7 +719,7 @@ def solve_electronic_potential(conductivity, xi, c, phi_e, voltage, guess, grid:
                                                               + (1.0 - kinetics.alpha) * c_eq))
 
     return newton_potential(conductivity, cell_boundary(grid.ndim), linearised_source, guess, grid,
-                            NEWTON_STEP / kinetics.f, tolerance, max_iterations)
+                            NEWTON_STEP / kinetics.f, tolerance, max_iterations, slabs)
 
 
 def electronic_wall_currents(conductivity, phi_s, voltage, grid: Grid):
@@ -744,7 +748,7 @@ class BalancedStep(NamedTuple):
 @jax.named_call
 def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: Kinetics, weight, shift, diffusivity,
                         charge_density, tolerance, max_iterations: int, exchange_at: Callable,
-                        electrolyte: Callable, electronic: Callable | None = None) -> BalancedStep:
+                        electrolyte: Callable, electronic: Callable | None = None, slabs=None) -> BalancedStep:
     """Held voltage: ``phi_e`` and the step's implicit Li+ ``c'`` solved together, so that the current
     through the counter electrode equals the metal the step deposits (``Q dh/dt``, exactly).
 
@@ -776,7 +780,8 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
     iteration, so that isolated metal floats at the step's own ``phi_e`` (solved one after the other, once
     per step, an island's bipolar current lagged over several 0.5 s steps); ``exchange_at(phi_e, c_guess,
     phi_s)`` then. Returns the potential, the exchange at it, the ``conductivity`` and ``junction_wall``
-    current (A/m^2) of its ``c'``, the number of Newton iterations and the metal's potential.
+    current (A/m^2) of its ``c'``, the number of Newton iterations and the metal's potential. ``slabs``: the
+    fields' split over the devices (its own solves'; ``exchange_at`` and ``electronic`` take theirs themselves).
     """
     tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
     boundary = electrolyte_boundary_conditions(grid.ndim)
@@ -814,7 +819,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
             conductivity, junction, _ = electrolyte(exchange.solved)
             solved, solve_iterations, residual = solve_potential(conductivity, source - derivative * phi - junction,
                                                                  grid, boundary, phi, tolerance, max_iterations,
-                                                                 shift=derivative)
+                                                                 shift=derivative, slabs=slabs)
             # Anderson mixing of depth one on the corrections: the lumped Jacobian leaves a steady linear rate
             # (about 0.35 per iteration on the default job), which the mixing turns superlinear
             correction = solved - phi
@@ -852,7 +857,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
 
         def preconditioner(r):
             return solve_potential(conductivity, -r / grid.cell_volume, grid, boundary, jnp.zeros_like(r),
-                                   tolerance, max_iterations, shift=lumped)[0]
+                                   tolerance, max_iterations, shift=lumped, slabs=slabs)[0]
 
         def gmres(matvec, b):
             return jax.scipy.sparse.linalg.gmres(matvec, b, M=preconditioner, tol=1e-10,

@@ -86,7 +86,7 @@ class LiTransport(NamedTuple):
 
 @jax.named_call
 def li_transport_step(w, h_old, h_new, phi, dt, mobility, sites: SiteEnergies, f, grid: Grid, reservoir: bool,
-                      wall_w, tolerance, max_iterations: int) -> LiTransport:
+                      wall_w, tolerance, max_iterations: int, slabs=None) -> LiTransport:
     """One step of ``dn/dt = div[M (grad w + f grad phi)]``, backward Euler in ``w``, conservative.
 
     ``n(w', h_new) - n(w, h_old) = dt div J(w')``, ``J = M (grad w' + f grad phi)`` on faces (harmonic
@@ -101,7 +101,7 @@ def li_transport_step(w, h_old, h_new, phi, dt, mobility, sites: SiteEnergies, f
     ``wall_w`` (``reservoir``) or closed; the drift uses ``phi``'s far wall at 0 V and no flux elsewhere. Where
     the profile relaxation shrinks a nearly full metal cell (``c_s ~ 1``, ``M ~ 0``), its Li can go nowhere
     and ``w`` rises by tens there (the model's stiffness, not the scheme's).
-    ``tolerance``, ``max_iterations``: the CG's.
+    ``tolerance``, ``max_iterations``: the CG's; ``slabs``: the fields' split over the devices.
     """
     w_boundary = electrolyte_boundary(grid.ndim, reservoir, wall_w)
     homogeneous = electrolyte_boundary(grid.ndim, reservoir, 0.0)
@@ -135,7 +135,7 @@ def li_transport_step(w, h_old, h_new, phi, dt, mobility, sites: SiteEnergies, f
         w_k, r, count = carry
         shift = susceptibility(w_k, h_new, sites) / dt
         update, _, _ = solve_potential(mobility, r, grid, homogeneous, jnp.zeros_like(w_k), tolerance,
-                                       max_iterations, shift=shift)
+                                       max_iterations, shift=shift, slabs=slabs)
         # Armijo backtracking on the convex functional (the logistic c_l, c_s saturate: a full step can overshoot
         # far); a full step where the predicted decrease is at the functional's round-off
         value, slope = functional(w_k), jnp.sum(r * update)

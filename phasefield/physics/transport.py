@@ -41,12 +41,13 @@ def electrolyte_boundary(ndim: int, reservoir: bool, wall_value: float = 0.0) ->
 
 def drift_diffusion_step(c, dt, diffusivity, weight, grid: Grid, reservoir: bool, wall_concentration=0.0,
                          wall_weight=1.0, rate=0.0, equilibrium=0.0, sink=0.0, initial_guess=None,
-                         tolerance: float = 1e-10, max_iterations: int = 100) -> TransportStep:
+                         tolerance: float = 1e-10, max_iterations: int = 100, slabs=None) -> TransportStep:
     """One backward-Euler step of drift-diffusion with a linear sink (module docstring).
 
     c, diffusivity (um^2/s), weight ``w`` (1 without migration): per cell; ``rate`` = k (1/s),
     ``equilibrium`` = c_eq, ``sink`` = s (c per s) per cell or scalars; ``wall_concentration``
-    with ``wall_weight`` (w on that wall) for the reservoir. ``initial_guess`` is a guess for c'.
+    with ``wall_weight`` (w on that wall) for the reservoir. ``initial_guess`` is a guess for c'. ``slabs``: the
+    fields' split over the devices (:func:`phasefield.operators.elliptic.solve_potential`).
     """
     conductance = diffusivity * weight
     source = -(c / dt + rate * equilibrium - sink)
@@ -56,7 +57,7 @@ def drift_diffusion_step(c, dt, diffusivity, weight, grid: Grid, reservoir: bool
     guess = c if initial_guess is None else initial_guess
     u, iterations, _ = solve_potential(conductance, source, grid, electrolyte_boundary(grid.ndim, reservoir),
                                        guess / weight, tolerance, max_iterations,
-                                       shift=weight * (1.0 / dt + rate))
+                                       shift=weight * (1.0 / dt + rate), slabs=slabs)
     u_boundary = electrolyte_boundary(grid.ndim, reservoir, wall_u)
     fluxes = [face_average(conductance, u_boundary, a) * face_gradient(u, grid, u_boundary, a)
               for a in range(grid.ndim)]
