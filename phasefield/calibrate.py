@@ -42,7 +42,11 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
   iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
   derivative at the converged root: one more linear solve, or a division for the scalar electrode
-  potential). Reverse mode therefore passes the steps of all three scenarios.
+  potential). Reverse mode therefore passes the steps of all three scenarios. In reverse mode the held-voltage
+  balance's root is :func:`phasefield.recompute.root`: its backward pass solves the adjoint with the balance
+  linearised in the potential alone and takes the derivative in the balance's inputs after that solve;
+* the initial fields are device arrays made once (:func:`initial_fields`), so the run and the backward pass's
+  rebuilds of the initial carry share them (host arrays are embedded in the program once per trace).
 
 Parameters: :data:`SUPPORTED` lists, per scenario, those whose derivative is checked against finite
 differences (tests/test_calibrate.py). Others are refused: a parameter that sets the initial fields

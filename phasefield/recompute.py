@@ -9,6 +9,9 @@ outputs exists. ``jax.checkpoint`` does not achieve this on the CPU: XLA drops t
 orders the recomputation and schedules it at the start of the backward pass, where it adds to the peak; here
 the recomputation's inputs depend on the cotangent (``x + 0 * sum(cotangent)``), which no schedule can move.
 
+:func:`root` does the same for an implicit solve (``lax.custom_root``): its backward pass linearises the
+residual in the unknown for the adjoint solve, and in the residual's inputs only after it.
+
 Only within :func:`reverse_pass` (the backward passes of :mod:`phasefield.calibrate`): a ``jax.custom_vjp``
 has no forward-mode derivative, so elsewhere (runs, forward-mode Jacobians) a stage is the plain function.
 """
@@ -53,19 +56,12 @@ def _late_forward(function, constants, args):
 
 
 def _late_backward(function, saved, cotangent):
-    sums = [jnp.sum(x) for x in jax.tree.leaves(cotangent) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    zero = 0.0 * sum(sums, jnp.zeros(()))  # 0 (NaN where the cotangent is), computed from the cotangent
-
-    def after(x):
-        return x + zero.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.inexact) else x
-
-    constants, args = jax.tree.map(after, saved)
+    constants, args = _after(cotangent)(saved)
     _, pullback = jax.vjp(lambda c, a: function(*a, *c), constants, args)
     return pullback(cotangent)
 
 
 _late.defvjp(_late_forward, _late_backward)
-
 
 
 def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, transposed_solve: Callable, extra=()):
