@@ -29,7 +29,7 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   steps (``r`` the smallest with ``binom(s + r, s) >= n``). The default (:func:`default_snapshots`) is
   the fewest snapshots that re-run at most :data:`RERUN_PER_STEP` (10) steps per step. Measured on the
   CPU (experiments/calibrate_memory.py): spinodal 128^2, peak of the gradient over the forward run's
-  2.9x with 1 snapshot, 3.2x with 2, 3.7x with 3, 4.2x with 4, the same at 100 and 400 steps;
+  2.5x with 1 snapshot, 2.9x with 2, 3.3x with 3, 3.8x with 4, the same at 100 and 400 steps;
 * within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, limiter and
   bisection passes, the mechanics passes) checkpoint their bodies, so that reverse mode stores one loop
   carry per iteration, not every intermediate of every iteration; and the early stages of the dendrite
