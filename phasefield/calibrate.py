@@ -29,7 +29,7 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   steps (``r`` the smallest with ``binom(s + r, s) >= n``). The default (:func:`default_snapshots`) is
   the fewest snapshots that re-run at most :data:`RERUN_PER_STEP` (10) steps per step. Measured on the
   CPU (experiments/calibrate_memory.py): spinodal 128^2, peak of the gradient over the forward run's
-  2.9x with 1 snapshot, 3.2x with 2, 3.7x with 3, 4.2x with 4, the same at 100 and 400 steps;
+  2.5x with 1 snapshot, 2.9x with 2, 3.3x with 3, 3.8x with 4, the same at 100 and 400 steps;
 * within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, limiter and
   bisection passes, the mechanics passes) checkpoint their bodies, so that reverse mode stores one loop
   carry per iteration, not every intermediate of every iteration; and the early stages of the dendrite
@@ -42,7 +42,11 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
   iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
   derivative at the converged root: one more linear solve, or a division for the scalar electrode
-  potential). Reverse mode therefore passes the steps of all three scenarios.
+  potential). Reverse mode therefore passes the steps of all three scenarios. In reverse mode the held-voltage
+  balance's root is :func:`phasefield.recompute.root`: its backward pass solves the adjoint with the balance
+  linearised in the potential alone and takes the derivative in the balance's inputs after that solve;
+* the initial fields are device arrays made once (:func:`initial_fields`), so the run and the backward pass's
+  rebuilds of the initial carry share them (host arrays are embedded in the program once per trace).
 
 Parameters: :data:`SUPPORTED` lists, per scenario, those whose derivative is checked against finite
 differences (tests/test_calibrate.py). Others are refused: a parameter that sets the initial fields
@@ -266,7 +270,7 @@ def model_series(problem: Problem, reverse: bool = False) -> Callable:
     wanted = np.zeros(chunks * chunk + 1, bool)
     wanted[lower], wanted[upper] = True, True
     indices = np.arange(1, chunks * chunk + 1).reshape(chunks, chunk)
-    fields = simulation.initial_fields()
+    fields = initial_fields(simulation)
     names, observables = problem.names, problem.observables
 
     def parameters(theta):
@@ -297,7 +301,7 @@ def model_series(problem: Problem, reverse: bool = False) -> Callable:
 
     if reverse:
         run = reversed_by_snapshots(run, parameters, observe, wanted, problem,
-                                    problem.snapshots or default_snapshots(steps))
+                                    problem.snapshots or default_snapshots(steps), fields)
 
     def series(theta):
         per_step = run(theta)
@@ -306,8 +310,16 @@ def model_series(problem: Problem, reverse: bool = False) -> Callable:
     return series
 
 
+def initial_fields(simulation: Simulation) -> dict:
+    """The simulation's initial fields as device arrays, made once: every trace that builds the initial carry
+    (the run, and the backward pass's rebuilds) then closes over the same arrays, which the compiled gradient
+    holds once; host arrays are embedded again by each trace (the spinodal's gradient at 128^2 held its
+    initial field 4 times, 0.375 MiB more than the run, a third of the run's peak)."""
+    return jax.tree.map(jnp.asarray, simulation.initial_fields())
+
+
 def reversed_by_snapshots(run: Callable, parameters: Callable, observe: Callable, wanted: np.ndarray,
-                          problem: Problem, snapshots: int) -> Callable:
+                          problem: Problem, snapshots: int, fields: dict) -> Callable:
     """``run`` with a ``jax.custom_vjp``: the backward pass keeps ``snapshots`` carries and walks the steps
     from the last by the actions of :func:`snapshot_schedule`, re-running steps forward from the stored
     carries and taking each step's own ``jax.vjp`` (its solves' implicit derivatives) once.
@@ -317,10 +329,10 @@ def reversed_by_snapshots(run: Callable, parameters: Callable, observe: Callable
     are stored. Device memory: those, the cotangent of one carry, the carry being advanced and one step's
     backward pass, for any number of steps; time: one run, the re-run steps of the schedule, and per step
     one step backward (which takes the step forward again). Integer leaves of the carry (step counters,
-    random keys) get no cotangent.
+    random keys) get no cotangent. ``fields``: the initial fields (:func:`initial_fields`), those of ``run``.
     """
     simulation, dt, steps = problem.simulation, problem.dt, problem.steps
-    stepper, fields = simulation.stepper, simulation.initial_fields()
+    stepper = simulation.stepper
     actions, _ = snapshot_schedule(steps, snapshots)
 
     def backward(theta, cotangent):

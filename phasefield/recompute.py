@@ -9,6 +9,9 @@ outputs exists. ``jax.checkpoint`` does not achieve this on the CPU: XLA drops t
 orders the recomputation and schedules it at the start of the backward pass, where it adds to the peak; here
 the recomputation's inputs depend on the cotangent (``x + 0 * sum(cotangent)``), which no schedule can move.
 
+:func:`root` does the same for an implicit solve (``lax.custom_root``): its backward pass linearises the
+residual in the unknown for the adjoint solve, and in the residual's inputs only after it.
+
 Only within :func:`reverse_pass` (the backward passes of :mod:`phasefield.calibrate`): a ``jax.custom_vjp``
 has no forward-mode derivative, so elsewhere (runs, forward-mode Jacobians) a stage is the plain function.
 """
@@ -53,15 +56,70 @@ def _late_forward(function, constants, args):
 
 
 def _late_backward(function, saved, cotangent):
-    sums = [jnp.sum(x) for x in jax.tree.leaves(cotangent) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    zero = 0.0 * sum(sums, jnp.zeros(()))  # 0 (NaN where the cotangent is), computed from the cotangent
-
-    def after(x):
-        return x + zero.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.inexact) else x
-
-    constants, args = jax.tree.map(after, saved)
+    constants, args = _after(cotangent)(saved)
     _, pullback = jax.vjp(lambda c, a: function(*a, *c), constants, args)
     return pullback(cotangent)
 
 
 _late.defvjp(_late_forward, _late_backward)
+
+
+def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, transposed_solve: Callable, extra=()):
+    """``jax.lax.custom_root(balance, guess, solve, linear_solve, has_aux=True)``: the root ``x`` of
+    ``balance(x) = 0`` found by ``solve(balance, guess) -> (x, aux)``, differentiated implicitly (``aux`` and
+    ``guess`` get no derivative).
+
+    Within :func:`reverse_pass`, a ``jax.custom_vjp`` that keeps only the root, ``balance``'s inputs and
+    ``extra``. Its backward pass linearises ``balance`` in ``x`` alone, solves the adjoint ``J^T lam = x_bar``
+    by ``transposed_solve(matvec, row_sums, rhs, extra)`` (``matvec``: ``v -> J^T v``; ``row_sums``: ``J 1``,
+    for a preconditioner; ``extra``: the arrays it needs besides, for it may close over no traced value), and
+    only then takes ``balance``'s derivative in its inputs, ``-(dF/dp)^T lam``. Under ``custom_root`` that
+    derivative is linearised with the one in ``x`` and its forward values held through the adjoint solve;
+    here its inputs depend on ``lam``, so XLA cannot compute it before the solve.
+    """
+    if not _depth:
+        return jax.lax.custom_root(balance, guess, solve, linear_solve, has_aux=True)
+    balance_function, balance_inputs = jax.closure_convert(balance, guess)
+    solve_function, solve_inputs = jax.closure_convert(lambda g: solve(balance, g), guess)
+    return _root(balance_function, solve_function, transposed_solve, tuple(balance_inputs), tuple(solve_inputs),
+                 extra, guess)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _root(balance, solve, transposed_solve, balance_inputs, solve_inputs, extra, guess):
+    return solve(guess, *solve_inputs)
+
+
+def _root_forward(balance, solve, transposed_solve, balance_inputs, solve_inputs, extra, guess):
+    x, aux = solve(guess, *solve_inputs)
+    return (x, aux), (x, balance_inputs, extra)
+
+
+def _root_backward(balance, solve, transposed_solve, saved, cotangent):
+    x_bar = cotangent[0]
+    x, balance_inputs, extra = _after(x_bar)(saved)  # the linearisation once the cotangent exists
+
+    def at(y):
+        return balance(y, *balance_inputs)
+
+    _, pullback = jax.vjp(at, x)
+    row_sums = jax.jvp(at, (x,), (jnp.ones_like(x),))[1]
+    lam = transposed_solve(lambda v: pullback(v)[0], row_sums, x_bar, extra)
+    inputs = _after(lam)(balance_inputs)  # the inputs' derivative only after the adjoint solve
+    inputs_bar = jax.vjp(lambda p: balance(x, *p), inputs)[1](-lam)[0]
+    return inputs_bar, None, None, None
+
+
+def _after(cotangent):
+    """``tree -> tree`` with ``0 * sum(cotangent)`` added to its floating-point leaves: the same values (NaN
+    where ``cotangent`` is), computed once ``cotangent`` exists."""
+    sums = [jnp.sum(x) for x in jax.tree.leaves(cotangent) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    zero = 0.0 * sum(sums, jnp.zeros(()))
+
+    def after(x):
+        return x + zero.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.inexact) else x
+
+    return lambda tree: jax.tree.map(after, tree)
+
+
+_root.defvjp(_root_forward, _root_backward)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.memory import peak_bytes
-from phasefield.recompute import recomputed, reverse_pass
+from phasefield.recompute import recomputed, reverse_pass, root
 
 N = 64
 FIELD = N * N * 8  # bytes of one float64 field
@@ -50,3 +50,49 @@ def test_a_recomputed_stage_gives_the_same_gradient_and_is_not_held_through_the_
     # outside reverse_pass a stage is the plain function: forward mode passes it
     tangent = jax.jvp(lambda v: late(recomputed(lambda: early(v, s))), (x,), (jnp.ones_like(x),))[1]
     assert np.isfinite(float(tangent))
+
+
+def test_root_gives_custom_roots_gradient_and_does_not_hold_the_inputs_linearisation_through_the_adjoint_solve():
+    """x solves x + x^3 / 3 = g(p) (g: eight elementwise updates of p, each a field that reverse mode keeps);
+    the adjoint solve is GMRES with 20 Krylov fields. Under lax.custom_root g's linearisation is held through
+    that solve; root takes it after (measured: 48.3 fields at the peak against 55.3 at 64^2)."""
+    def solve(balance, guess):
+        def newton(_, x):
+            return x - balance(x) / (1.0 + x * x)
+
+        x = jax.lax.fori_loop(0, 30, newton, guess)
+        return x, (jnp.sum(x),)
+
+    def gmres(matvec, rhs):
+        return jax.scipy.sparse.linalg.gmres(matvec, rhs, tol=1e-14, restart=20, maxiter=2)[0]
+
+    def linear_solve(linearised, rhs):
+        return jax.lax.custom_linear_solve(linearised, rhs, solve=gmres, transpose_solve=gmres)
+
+    def transposed_solve(matvec, row_sums, rhs, extra):
+        return gmres(matvec, rhs)
+
+    def loss(p, s, solver):
+        def balance(x):
+            return x + x**3 / 3.0 - 0.1 * early(p, s)
+
+        x, _ = solver(balance, solve, jnp.zeros_like(p), linear_solve, transposed_solve)
+        return jnp.sum(jnp.sin(x))
+
+    def with_custom_root(balance, solve, guess, linear_solve, transposed_solve):
+        return jax.lax.custom_root(balance, guess, solve, linear_solve, has_aux=True)
+
+    def grad_with(solver):
+        def grad(p, s):
+            with reverse_pass():
+                return jax.grad(loss, argnums=(0, 1))(p, s, solver)
+
+        return jax.jit(grad)
+
+    p, s = jnp.linspace(0.0, 1.0, N * N).reshape(N, N), jnp.asarray(0.7)
+    reference, adjoint_after = grad_with(with_custom_root), grad_with(root)
+    for a, b in zip(reference(p, s), adjoint_after(p, s)):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+    args = (jax.ShapeDtypeStruct((N, N), jnp.float64), jax.ShapeDtypeStruct((), jnp.float64))
+    held, after = (peak_bytes(g.lower(*args)) for g in (reference, adjoint_after))
+    assert after <= held - 4 * FIELD, (held / FIELD, after / FIELD)

@@ -55,6 +55,7 @@ from phasefield.physics.electrochemistry import (
     metal_growth,
 )
 from phasefield.physics.transport import drift_diffusion_step, electrolyte_boundary
+from phasefield.recompute import root
 from phasefield.units import MICRON
 
 SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
@@ -847,29 +848,39 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
                jnp.asarray(count, guess.dtype), electrode)
         return phi, aux  # custom_root's aux: floating point only
 
-    def linear_solve(linearised, rhs):
-        """``x`` with ``J x = rhs`` (``J`` the exact linearised balance, through the transport solve): GMRES,
-        preconditioned by the shifted multigrid CG with ``J``'s reaction part lumped (its row sums)."""
-        conductivity = electrolyte(c_guess)[0]  # the starting c's: a preconditioner only
+    def adjoint_gmres(matvec, row_sums, rhs, extra):
+        """``x`` with ``M x = rhs``, ``M`` the linearised balance ``J`` or its transpose (``row_sums`` = ``J 1``):
+        GMRES, preconditioned by the shifted multigrid CG with ``J``'s reaction part lumped (its row sums);
+        ``extra``: the starting c's conductivity (a preconditioner only) and the tolerance."""
+        conductivity, tolerance = extra
         ones = jnp.ones_like(rhs)
-        lumped = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
-        lumped = jnp.maximum(lumped, 0.0)
+        lumped = jnp.maximum((row_sums - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume, 0.0)
 
         def preconditioner(r):
             return solve_potential(conductivity, -r / grid.cell_volume, grid, boundary, jnp.zeros_like(r),
                                    tolerance, max_iterations, shift=lumped, slabs=slabs)[0]
 
+        return jax.scipy.sparse.linalg.gmres(matvec, rhs, M=preconditioner, tol=1e-10, restart=GMRES_RESTART,
+                                             maxiter=GMRES_RESTARTS)[0]
+
+    extra = (electrolyte(c_guess)[0], tolerance)
+
+    def linear_solve(linearised, rhs):
+        """``x`` with ``J x = rhs`` (``J`` the exact linearised balance, through the transport solve)."""
+        row_sums = linearised(jnp.ones_like(rhs))
+
         def gmres(matvec, b):
-            return jax.scipy.sparse.linalg.gmres(matvec, b, M=preconditioner, tol=1e-10,
-                                                 restart=GMRES_RESTART, maxiter=GMRES_RESTARTS)[0]
+            return adjoint_gmres(matvec, row_sums, b, extra)
 
         # a custom_linear_solve of its own: gmres's tolerance is set from its right-hand side outside its own
         # linear solve, which reverse mode then cannot transpose; here the whole GMRES is the solve, and
         # the transposed system (reverse mode) is solved by GMRES too, with the same (symmetric) preconditioner
         return jax.lax.custom_linear_solve(linearised, rhs, solve=gmres, transpose_solve=gmres)
 
-    phi, (c_solved, iterations, transport_iterations, residual, count, electrode) = jax.lax.custom_root(
-        balance, guess, newton_iterations, linear_solve, has_aux=True)
+    # reverse mode (phasefield.recompute.root): the balance's derivative in its inputs is taken after the adjoint
+    # GMRES instead of being held through it
+    phi, (c_solved, iterations, transport_iterations, residual, count, electrode) = root(
+        balance, newton_iterations, guess, linear_solve, adjoint_gmres, extra)
     electrode = metal_potential(phi, electrode)  # from its converged start: no iterations, and differentiable
     exchange = exchange_at(phi, c_solved) if electronic is None else exchange_at(phi, c_solved, electrode)
     exchange = exchange._replace(iterations=exchange.iterations + transport_iterations.astype(exchange.iterations.dtype))
