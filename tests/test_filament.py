@@ -372,7 +372,6 @@ def test_three_d_strip_flaw_is_the_plane_strain_flaw():
                                                        - runs["3d"][0]["anode_volume"]), rel=1e-12)
 
 
-
 def flaw_run(config, steps, stop=None, growth=1.25, first=0.125):
     """``steps`` steps of a fresh build of ``config`` at its overpotential, ``dt`` from ``first * filling_time``
     growing by ``growth`` (as :func:`run`); ``stop(record)`` ends it early. Returns the diagnostics per step, the
@@ -414,6 +413,7 @@ def test_two_flaws_in_a_period_are_one_flaw_in_half_the_period(growing):
     assert max(worst.values()) < 1e-4
 
 
+@pytest.mark.slow  # two compiles and up to 80 steps, 77 s of the suite's 1347 s: run with -m slow
 def test_the_deeper_of_two_flaws_grows_the_shallower_does_not():
     """Griffith competition: flaws of 1.25 and 3.5 um (5 and 14 cells) 8 um apart, at the geometric mean of their
     onset overpotentials (0.77 eta_c of the shallow one, 1.29 eta_c of the deep one; each filament's Li pressure
