@@ -415,8 +415,8 @@ def test_two_flaws_in_a_period_are_one_flaw_in_half_the_period(growing):
 
 @pytest.mark.slow  # two compiles and up to 80 steps, 77 s of the suite's 1347 s: run with -m slow
 def test_the_deeper_of_two_flaws_grows_the_shallower_does_not():
-    """Griffith competition: flaws of 1.25 and 3.5 um (5 and 14 cells) 8 um apart, at the geometric mean of their
-    onset overpotentials (0.77 eta_c of the shallow one, 1.29 eta_c of the deep one; each filament's Li pressure
+    """Griffith competition: flaws of 1 and 4 um (4 and 16 cells) 8 um apart, at the geometric mean of their
+    onset overpotentials (0.71 eta_c of the shallow one, 1.41 eta_c of the deep one; each filament's Li pressure
     saturates at F |eta| / Omega unless its crack grows first): the deep crack advances 1 um (4 cells) while the
     shallow one stays within a cell of its depth, its Li pressure below its critical one and at the equilibrium
     pressure; the plated Li is the filaments' plus the anode's. The deep flaw alone (the module's one-flaw slab,
@@ -470,6 +470,9 @@ def test_flaws_are_validated():
         assert re.search(text, str(error.value)), str(error.value)
     with pytest.raises(ConfigError, match="flaws"):
         check([[2.0, 4.0, 0.0]], size=[16.0, 16.0, 4.0], shape=[32, 32, 8], flaw_shape="disc", flaw_depth=1.5)
+    grid = Grid((32, 32), 0.5)  # a slanted flaw that starts near y = 0 continues across the period from L_y
+    centred, edge = (fm.flaw_cells(grid, 4.0, -30.0, position=y) for y in (8.0, 0.25))
+    assert edge.sum() == centred.sum() > 0 and edge[:, -4:].sum() > 0
     regions = fm.flaw_regions(Grid((8, 16), 1.0), [(2.0, 4.0, 0.0), (2.0, 12.0, 0.0)])
     assert np.array_equal(regions.sum(axis=0), np.ones((8, 16)))
     assert np.all(regions[0][:, 1:8] == 1.0) and np.all(regions[1][:, 9:16] == 1.0)

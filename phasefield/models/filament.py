@@ -311,11 +311,14 @@ WALLS = Walls(0, ROLLER, CLAMPED)
 def flaw_cells(grid: Grid, depth: float, angle: float = 0.0, shape: str = "strip", position=None) -> np.ndarray:
     """1 on the cells whose centre lies within half a cell (measured across the flaw) of the segment from
     (0, y0) to ``depth`` along ``angle`` (degrees from x), y0 the centre of the cell row holding ``position``
-    (default the row n_y / 2; :func:`flaw_row_centre`): a flaw one cell thick on the grid. 3D: that segment
+    (default the row n_y / 2; :func:`flaw_row_centre`), y measured across the period from y0 (a slanted flaw near
+y = 0 continues from L_y): a flaw one cell thick on the grid. 3D: that segment
     through the z period (``strip``), or only within ``depth`` of (0, y0, z0) (``disc``: a half-penny, z0 the
     centre of the z period)."""
     x = grid.axis_coordinates(0)[:, None]
     y = grid.axis_coordinates(1)[None, :] - flaw_row_centre(grid.spacing[1], grid.shape[1], position)
+    period = grid.lengths[1]
+    y = np.where(y >= period / 2, y - period, np.where(y < -period / 2, y + period, y))  # periodic along y
     t = np.radians(angle)
     along = x * np.cos(t) + y * np.sin(t)
     across = -x * np.sin(t) + y * np.cos(t)

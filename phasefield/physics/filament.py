@@ -83,7 +83,8 @@ def li_pressures(li_volume, base_volume, compliance, bulk_modulus, tolerance: fl
     pressure the single-crack root :func:`li_pressure` with the others' held,
     ``p_j = li_pressure(V_j, B_j + sum_{k != j} C_jk p_k, C_jj, K)``, until no pressure changes by more than
     ``tolerance`` times the largest (or ``max_sweeps``). One body: one sweep, :func:`li_pressure` exactly. The
-    sweeps converge for weakly coupled cracks (``|C_jk| << C_jj``: flaws apart by more than their depth)."""
+    sweeps converge for weakly coupled cracks (``|C_jk| << C_jj``: flaws apart by more than their depth); closer
+    flaws (validation allows 4 cells) may stop at ``max_sweeps`` unconverged, and that is not reported."""
     count = li_volume.shape[0]
     diagonal = jnp.diagonal(compliance)
 
