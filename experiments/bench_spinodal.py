@@ -118,7 +118,7 @@ def steady_rate(n, scheme, dt, precision, seconds=1.0, ndim=2, max_steps=100_000
         from phasefield.integrate import device_clock
 
         hlo = advance.compiled.lower(params, carry, device_clock(clock), jnp.asarray(1e30), empty,
-                                     jnp.asarray(count)).compile().as_text()
+                                     jnp.asarray(count), advance.timing).compile().as_text()
         result["collectives"] = {k: v for k, v in collectives(hlo).items() if v}
         result["collective_bytes"] = {k: v for k, v in collective_bytes(hlo).items() if v}
     return result

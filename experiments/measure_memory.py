@@ -85,7 +85,7 @@ def chunk(name: str, shape):
         cells *= n
     itemsize = 8 if config.solver.precision == "float64" else 4
     old = cells * itemsize * OLD_ARRAYS_PER_CELL[name]
-    return advance.compiled, (params, carry, clock, t_stop, records, jnp.asarray(2**62, jnp.int64)), old
+    return advance.compiled, (params, carry, clock, t_stop, records, jnp.asarray(2**62, jnp.int64), advance.timing), old
 
 
 def _status_kib(field: str) -> int:

@@ -242,7 +242,7 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
              "dt_taken": np.zeros(total)}
 
     advance_one = make_advance(stepper, control, diagnostics, output.scalar_interval)
-    advance = jax.jit(per_member(advance_one.compiled, sharding, in_axes=(0, 0, 0, 0, 0, None)))
+    advance = jax.jit(per_member(advance_one.compiled, sharding, in_axes=(0, 0, 0, 0, 0, None, None)))
     shapes = jax.eval_shape(jax.vmap(lambda p, c: empty_records(diagnostics, p, c)), params, carry)
     empty = on_members(jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes))
     diagnose = jax.jit(per_member(diagnostics, sharding))
@@ -318,7 +318,7 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
                 started = time.perf_counter()
                 carry, new_clock, finite, records = advance(params, carry, on_members(device_clock(clock)),
                                                             on_members(target), empty,
-                                                            jnp.asarray(max_steps, jnp.int64))
+                                                            jnp.asarray(max_steps, jnp.int64), advance_one.timing)
                 new_clock, finite, records = to_host((new_clock, finite, records))
                 steps = int(np.max(new_clock["step"] - start[1]["step"]))
                 if steps > 0:

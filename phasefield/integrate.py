@@ -135,14 +135,14 @@ def make_advance(stepper: Stepper, control: TimeControl, diagnostics: Callable, 
     the chunk (:func:`locate_non_finite` then replays the chunk with checks to find the step).
     """
     checked = control.adaptive or check_each_step
-    interval = float(record_interval)
+    timing = step_timing(control, record_interval)
 
     def measure_change(params, new, old):
         if stepper.change is not None:
             return stepper.change(new, old).astype(jnp.float64)
         return max_change(stepper.fields(params, new), stepper.fields(params, old))
 
-    def record_crossed(params, old, new, t_old, t_new, step, records):
+    def record_crossed(params, old, new, t_old, t_new, step, records, interval):
         """Write the diagnostics at every record time in ``(t_old, t_new]`` (while there is room)."""
         capacity = records["time"].shape[0]
 
@@ -169,13 +169,14 @@ def make_advance(stepper: Stepper, control: TimeControl, diagnostics: Callable, 
         return jax.lax.while_loop(due, write, {"records": records, "written": jnp.zeros((), jnp.int32)})["records"]
 
     def cond(state):
-        params, carry, clock, finite, t_stop, records, steps_left = state
+        params, carry, clock, finite, t_stop, records, steps_left, timing = state
         going = finite & (t_stop - clock["t"] > TIME_TOLERANCE * jnp.maximum(jnp.abs(t_stop), 1.0))
         going = going & (records["count"] < records["time"].shape[0]) & (steps_left > 0)
         return going if stepper.stop is None else going & ~stepper.stop(params, carry)
 
     def body(state):
-        params, carry, clock, _, t_stop, records, steps_left = state
+        params, carry, clock, _, t_stop, records, steps_left, timing = state
+        interval = timing["record_interval"]
         t, dt = clock["t"], clock["dt"]
         remaining = t_stop - t
         last = remaining <= dt * (1 + 1e-6)  # absorbs round-off accumulated in t
@@ -191,7 +192,7 @@ def make_advance(stepper: Stepper, control: TimeControl, diagnostics: Callable, 
         t_new, dt_step = jnp.where(full, t_full, t_new), jnp.where(full, t_full - t, dt_step)
 
         def take_step(state):
-            params, carry, clock, _, t_stop, records, steps_left = state
+            params, carry, clock, _, t_stop, records, steps_left, timing = state
             dt = clock["dt"]
             new = stepper.step(params, carry, dt_step)
             if checked:
@@ -200,32 +201,52 @@ def make_advance(stepper: Stepper, control: TimeControl, diagnostics: Callable, 
             else:
                 finite = jnp.asarray(True)
             if control.adaptive:
-                factor = control.target_change / jnp.maximum(change, 1e-300)
+                factor = timing["target_change"] / jnp.maximum(change, 1e-300)
                 proposal = jnp.clip(dt_step * factor, control.max_shrink * dt, control.max_growth * dt)
-                dt = jnp.where(finite, jnp.clip(proposal, control.dt_min, control.dt_max), dt)
+                dt = jnp.where(finite, jnp.clip(proposal, timing["dt_min"], timing["dt_max"]), dt)
             step = clock["step"] + 1
-            records = jax.lax.cond(finite, lambda r: record_crossed(params, carry, new, t, t_new, step, r),
+            records = jax.lax.cond(finite, lambda r: record_crossed(params, carry, new, t, t_new, step, r, interval),
                                    lambda r: r, records)
             clock = {"t": t_new, "step": step, "dt": dt, "dt_taken": dt_step}
-            return params, new, clock, finite, t_stop, records, steps_left - 1
+            return params, new, clock, finite, t_stop, records, steps_left - 1, timing
 
         def end_chunk(state):
-            return state[:-1] + (jnp.zeros_like(steps_left),)
+            return state[:-2] + (jnp.zeros_like(steps_left), timing)
 
         return jax.lax.cond(full & (room < capacity), end_chunk, take_step, state)
 
     @jax.jit
-    def advance_compiled(params, carry, clock, t_stop, records, max_steps):
-        state = (params, carry, clock, jnp.asarray(True), t_stop, records, max_steps)
-        _, carry, clock, finite, _, records, _ = jax.lax.while_loop(cond, body, state)
+    def advance_compiled(params, carry, clock, t_stop, records, max_steps, timing):
+        state = (params, carry, clock, jnp.asarray(True), t_stop, records, max_steps, timing)
+        _, carry, clock, finite, _, records, _, _ = jax.lax.while_loop(cond, body, state)
         return carry, clock, finite & all_finite(stepper.fields(params, carry)), records
 
+    return _timed(advance_compiled, control.adaptive, timing)
+
+
+def _timed(advance_compiled, adaptive: bool, timing: dict) -> Callable:
+    """The host-side ``advance`` of a compiled chunk, with its step-size and record-time constants."""
     def advance(params, carry, clock, t_stop, records, max_steps=2**62):
         return advance_compiled(params, carry, device_clock(clock), jnp.asarray(t_stop, jnp.float64), records,
-                                jnp.asarray(max_steps, jnp.int64))
+                                jnp.asarray(max_steps, jnp.int64), timing)
 
-    advance.compiled = advance_compiled
+    def retimed(control: TimeControl, record_interval: float) -> Callable:
+        """The same compiled chunk (nothing traced or compiled again) with another step-size policy and
+        record interval; only the policy's kind (fixed or adaptive) must be the same."""
+        if control.adaptive != adaptive:
+            raise ValueError("a fixed-step chunk cannot run adaptive steps, nor the reverse: make a new one")
+        return _timed(advance_compiled, adaptive, step_timing(control, record_interval))
+
+    advance.compiled, advance.timing, advance.retimed = advance_compiled, timing, retimed
     return advance
+
+
+def step_timing(control: TimeControl, record_interval: float) -> dict:
+    """The step-size and record-time constants of a chunk, as float64 arguments of the compiled loop (not
+    constants baked into it): runs that differ only in these share one compiled program."""
+    values = {"record_interval": record_interval, "target_change": control.target_change,
+              "dt_min": control.dt_min, "dt_max": control.dt_max}
+    return {name: jnp.asarray(value, jnp.float64) for name, value in values.items()}
 
 
 def device_clock(clock: dict) -> dict:

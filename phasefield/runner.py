@@ -6,6 +6,7 @@ here; nothing in this module knows a particular scenario (they come from the reg
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -399,10 +400,9 @@ def run(config_dict: dict | None, run_dir, config_yaml: str = "", resume: bool =
     config = validate_run(config_dict)
     config_yaml = config_yaml or yaml.safe_dump(config_dict, sort_keys=False)
     check_grid(config)
-    simulation = build(config)
+    simulation, advance = shared_steps(build(config), config)
     fields_to_store = stored_fields(config, simulation)
     params = device_parameters(simulation.parameters, config.solver.precision)
-    advance = make_run_advance(simulation, config)
     check_memory(simulation, config, params, advance=advance)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -431,6 +431,40 @@ def make_run_advance(simulation: Simulation, config: RunConfig):
     return make_advance(simulation.stepper, control, simulation.diagnostics, config.output.scalar_interval)
 
 
+SHARED_STEPS = 8  # compiled chunks kept for runs of the same structure in one process (a multirun sweep)
+_shared_steps: dict = {}
+STEP_SIZES = ("dt", "dt_min", "dt_max", "target_change")  # arguments of a compiled chunk, not part of it
+
+
+def run_structure(simulation: Simulation, config: RunConfig) -> tuple:
+    """What fixes a run's compiled program: the scenario, its options other than parameters (the scenario
+    config is the model's parameter pytree, so these are its tree structure), the solver options other than
+    the step sizes, and the code of the stepper's and diagnostics' functions (a stepper changed after its
+    build is not the model's). Runs that differ in parameter values, step sizes, record interval or ``t_end``
+    only share it."""
+    solver = {k: v for k, v in vars(config.solver).items() if k not in STEP_SIZES}
+    code = tuple(getattr(f, "__code__", id(f)) for f in (*simulation.stepper, simulation.diagnostics) if callable(f))
+    return (config.scenario.name, jax.tree_util.tree_structure(config.scenario), repr(solver), len(jax.devices()),
+            code)
+
+
+def shared_steps(simulation: Simulation, config: RunConfig):
+    """``(simulation, advance)`` with the stepper, diagnostics and compiled chunk of steps of the last run of the
+    same :func:`run_structure` in this process, if there was one: a sweep run one job after another (Hydra's
+    basic launcher) traces and compiles once. Sound because every function of a :class:`Simulation` takes
+    the parameters as its first argument (test_model_layer checks that no value is closed over at build time);
+    ``simulation``'s own parameters, initial fields and stable step are kept."""
+    key = run_structure(simulation, config)
+    if key not in _shared_steps:
+        if len(_shared_steps) >= SHARED_STEPS:
+            _shared_steps.pop(next(iter(_shared_steps)))
+        _shared_steps[key] = simulation, make_run_advance(simulation, config)
+    first, advance = _shared_steps[key]
+    control = time_control(config.solver, stable_dt(simulation))
+    simulation = dataclasses.replace(simulation, stepper=first.stepper, diagnostics=first.diagnostics)
+    return simulation, advance.retimed(control, config.output.scalar_interval)
+
+
 def check_grid(config: RunConfig, copies: int = 1):
     """Refuse, before building anything, a grid whose bare state (one field per stored quantity is the
     least a model holds, two arrays per cell a floor) cannot fit: :func:`check_memory` then measures."""
@@ -450,7 +484,8 @@ def chunk_memory_bytes(simulation: Simulation, config: RunConfig, params, advanc
     records = jax.eval_shape(lambda p, c: empty_records(simulation.diagnostics, p, c), params, carry)
     clock = abstract(device_clock({"t": 0.0, "step": 0, "dt": config.solver.dt}))
     return compiled_memory_bytes(advance.compiled, abstract(params), carry, clock,
-                                 jax.ShapeDtypeStruct((), jnp.float64), records, jax.ShapeDtypeStruct((), jnp.int64))
+                                 jax.ShapeDtypeStruct((), jnp.float64), records, jax.ShapeDtypeStruct((), jnp.int64),
+                                 abstract(advance.timing))
 
 
 def check_memory(simulation: Simulation, config: RunConfig, params, copies: int = 1, advance=None):

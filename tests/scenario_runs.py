@@ -4,18 +4,19 @@ import numpy as np
 
 from phasefield.config import validate_run
 from phasefield.integrate import integrate
-from phasefield.runner import build, device_parameters, initial_carry, stable_dt, time_control
+from phasefield.runner import build, device_parameters, initial_carry, shared_steps, stable_dt, time_control
 
 
 def run_scenario(name, t_end, record, solver, **scenario):
     """Run scenario ``name`` to ``t_end`` with the ``solver`` dict, recording every ``record``.
 
-    Steps land on the record times (they are the frames), so every record is a step end. Returns
-    ``(times, scalars, final carry, simulation)``: ``scalars`` maps each diagnostic to an array over
-    the records (t = 0 included).
+    Steps land on the record times (they are the frames), so every record is a step end. Runs of the same
+    structure (differing in parameters, step sizes and times only) share one traced and compiled chunk of
+    steps, as a sweep does (:func:`phasefield.runner.shared_steps`). Returns ``(times, scalars, final carry,
+    simulation)``: ``scalars`` maps each diagnostic to an array over the records (t = 0 included).
     """
     config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario}, "solver": solver, "output": {}})
-    simulation = build(config)
+    simulation, advance = shared_steps(build(config), config)
     params = device_parameters(simulation.parameters, config.solver.precision)
     carry = initial_carry(simulation, params)
     times, rows = [0.0], [jax.device_get(jax.jit(simulation.diagnostics)(params, carry))]
@@ -25,8 +26,8 @@ def run_scenario(name, t_end, record, solver, **scenario):
             times.append(record_clock["t"])
             rows.append(scalars)
 
-    carry, _ = integrate(simulation.stepper, time_control(config.solver, stable_dt(simulation)), params, carry,
-                         {"t": 0.0, "step": 0, "dt": config.solver.dt}, t_end, record, record,
-                         simulation.diagnostics, on_chunk)
+    control = time_control(config.solver, stable_dt(simulation))
+    carry, _ = integrate(simulation.stepper, control, params, carry, {"t": 0.0, "step": 0, "dt": config.solver.dt},
+                         t_end, record, record, simulation.diagnostics, on_chunk, advance.retimed(control, record))
     scalars = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
     return np.array(times), scalars, carry, simulation

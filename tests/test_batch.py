@@ -44,8 +44,9 @@ def test_batch_memory_estimate_counts_every_member(tmp_path, monkeypatch):
     validated = validate_run(config)
     simulation = build(validated)
     params = device_parameters(simulation.parameters, "float64")
+    advance = make_run_advance(simulation, validated)
     one_member = memory.compiled_memory_bytes(
-        make_run_advance(simulation, validated).compiled, *_abstract_chunk_arguments(simulation, validated, params))
+        advance.compiled, *_abstract_chunk_arguments(simulation, validated, params), advance.timing)
     monkeypatch.setattr(memory, "device_memory_bytes", lambda: int(2.5 * one_member / 0.9))
     check_memory(simulation, validated, params, copies=2)
     run_batch(config, "scenario.mobility", [2.0, 5.0], tmp_path / "ok")

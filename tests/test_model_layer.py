@@ -15,7 +15,7 @@ from phasefield.config import ConfigError, parameter_names, validate_run
 from phasefield.io import read_run
 from phasefield.registry import scenario as registered
 from phasefield.registry import scenario_names
-from phasefield.runner import abstract_carry, build, device_parameters
+from phasefield.runner import abstract_carry, build, device_parameters, run
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "phasefield"
@@ -170,3 +170,34 @@ def test_every_registered_scenario_has_a_yaml():
     named = {composed([f"scenario={path.stem}"])["scenario"]["name"]
              for path in (ROOT / "configs" / "scenario").glob("*.yaml")}
     assert set(scenario_names()) <= named
+
+
+def test_runs_of_one_structure_share_one_traced_and_compiled_chunk(tmp_path, caplog, monkeypatch):
+    """A run after another of the same structure (another parameter value, dt, record interval and t_end: a
+    multirun sweep in one process) traces and compiles no chunk of steps of its own, and writes bit for bit
+    what it writes with nothing shared; with nothing shared, a run compiles its chunk once."""
+    import logging
+
+    import phasefield.runner as runner
+
+    monkeypatch.setattr(runner, "_shared_steps", {})
+    base = composed(SMALL["spinodal"] + ["output.plots=false"])
+    first = {**base, "scenario": {**base["scenario"], "t_end": 2.0}}
+    second = {**base, "scenario": {**base["scenario"], "t_end": 3.0, "kappa": 1.5},
+              "solver": {**base["solver"], "dt": 0.5 * base["solver"]["dt"]},
+              "output": {**base["output"], "interval": 1.5, "scalar_interval": 0.5}}
+    run(first, tmp_path / "first")
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        shared = read_run(run(second, tmp_path / "shared"))
+    assert not [m for m in caplog.messages if "advance_compiled" in m], caplog.messages
+    monkeypatch.setattr(runner, "_shared_steps", {})
+    caplog.clear()
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        alone = read_run(run(second, tmp_path / "alone"))
+    # compiled once: the memory check before the run measures the program the run then calls
+    assert len([m for m in caplog.messages if m.startswith("Finished XLA compilation of jit(advance_compiled)")]) == 1
+    assert shared["time"][-1] == 3.0 and np.array_equal(shared["time"], alone["time"])
+    for name in alone["fields"]:
+        np.testing.assert_array_equal(shared["fields"][name], alone["fields"][name])
+    for name in alone["scalars"]:
+        np.testing.assert_array_equal(shared["scalars"][name], alone["scalars"][name])
