@@ -40,7 +40,7 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
 * iterative solves are differentiated implicitly: every CG solve (:func:`phasefield.operators.krylov.pcg`)
   is a ``lax.custom_linear_solve``, so a tangent or a cotangent is one more solve with the same
   operator, to the same tolerance, not a derivative through the iterations; the dendrite's Newton
-  iterations on the electrolyte potential and its galvanostatic secant are ``lax.custom_root``s (the
+  iterations on the electrolyte potential and its galvanostatic secant are implicit roots (the
   derivative at the converged root: one more linear solve, or a division for the scalar electrode
   potential). Reverse mode therefore passes the steps of all three scenarios. In reverse mode the held-voltage
   balance's root is :func:`phasefield.recompute.root`: its backward pass solves the adjoint with the balance

@@ -9,7 +9,7 @@ outputs exists. ``jax.checkpoint`` does not achieve this on the CPU: XLA drops t
 orders the recomputation and schedules it at the start of the backward pass, where it adds to the peak; here
 the recomputation's inputs depend on the cotangent (``x + 0 * sum(cotangent)``), which no schedule can move.
 
-:func:`root` does the same for an implicit solve (``lax.custom_root``): its backward pass linearises the
+:func:`root` does the same for an implicit solve (:func:`implicit_root`): its backward pass linearises the
 residual in the unknown for the adjoint solve, and in the residual's inputs only after it.
 
 Only within :func:`reverse_pass` (the backward passes of :mod:`phasefield.calibrate`): a ``jax.custom_vjp``
@@ -65,7 +65,7 @@ _late.defvjp(_late_forward, _late_backward)
 
 
 def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, transposed_solve: Callable, extra=()):
-    """``jax.lax.custom_root(balance, guess, solve, linear_solve, has_aux=True)``: the root ``x`` of
+    """``implicit_root(balance, guess, solve, linear_solve)``: the root ``x`` of
     ``balance(x) = 0`` found by ``solve(balance, guess) -> (x, aux)``, differentiated implicitly (``aux`` and
     ``guess`` get no derivative).
 
@@ -73,16 +73,45 @@ def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, tran
     ``extra``. Its backward pass linearises ``balance`` in ``x`` alone, solves the adjoint ``J^T lam = x_bar``
     by ``transposed_solve(matvec, row_sums, rhs, extra)`` (``matvec``: ``v -> J^T v``; ``row_sums``: ``J 1``,
     for a preconditioner; ``extra``: the arrays it needs besides, for it may close over no traced value), and
-    only then takes ``balance``'s derivative in its inputs, ``-(dF/dp)^T lam``. Under ``custom_root`` that
+    only then takes ``balance``'s derivative in its inputs, ``-(dF/dp)^T lam``. Under :func:`implicit_root` that
     derivative is linearised with the one in ``x`` and its forward values held through the adjoint solve;
     here its inputs depend on ``lam``, so XLA cannot compute it before the solve.
     """
     if not _depth:
-        return jax.lax.custom_root(balance, guess, solve, linear_solve, has_aux=True)
+        return implicit_root(balance, guess, solve, linear_solve)
     balance_function, balance_inputs = jax.closure_convert(balance, guess)
     solve_function, solve_inputs = jax.closure_convert(lambda g: solve(balance, g), guess)
     return _root(balance_function, solve_function, transposed_solve, tuple(balance_inputs), tuple(solve_inputs),
                  extra, guess)
+
+
+def implicit_root(f: Callable, guess, solve: Callable, tangent_solve: Callable):
+    """``jax.lax.custom_root(f, guess, solve, tangent_solve, has_aux=True)``, with its tangent rule traced only where
+    a derivative is taken. ``custom_root`` traces the linearised ``f`` and ``tangent_solve`` in every trace, a
+    derivative or not; for the held-voltage balance (GMRES on the exact linearisation, preconditioned by multigrid
+    CG) that was 3/4 of tracing a run's step (default dendrite job: 25 s of 33 s).
+
+    ``solve(f, guess) -> (x, aux)`` with ``f(x) = 0``; ``tangent_solve(g, y)``: ``x`` with ``g(x) = y`` for the
+    linear ``g``. The tangent of ``x`` is ``-J^-1 (df/dp) dp`` (``J = df/dx`` at the root); ``aux`` and ``guess``
+    get none. Reverse mode transposes that rule (``tangent_solve`` must be transposable, e.g. a
+    ``lax.custom_linear_solve``), as for ``custom_root``."""
+    f_function, f_inputs = jax.closure_convert(f, guess)
+    solve_function, solve_inputs = jax.closure_convert(lambda g: solve(f, g), guess)
+    return _implicit_root(f_function, solve_function, tangent_solve, tuple(f_inputs), tuple(solve_inputs), guess)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _implicit_root(f, solve, tangent_solve, f_inputs, solve_inputs, guess):
+    return solve(guess, *solve_inputs)
+
+
+@_implicit_root.defjvp
+def _implicit_root_tangent(f, solve, tangent_solve, primals, tangents):
+    f_inputs, solve_inputs, guess = primals
+    x, aux = solve(guess, *solve_inputs)
+    df = jax.jvp(lambda p: f(x, *p), (f_inputs,), (tangents[0],))[1]
+    dx = tangent_solve(lambda v: jax.jvp(lambda y: f(y, *f_inputs), (x,), (v,))[1], -df)
+    return (x, aux), (dx, jax.tree.map(jnp.zeros_like, aux))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))

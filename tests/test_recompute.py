@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.memory import peak_bytes
-from phasefield.recompute import recomputed, reverse_pass, root
+from phasefield.recompute import implicit_root, recomputed, reverse_pass, root
 
 N = 64
 FIELD = N * N * 8  # bytes of one float64 field
@@ -96,3 +96,39 @@ def test_root_gives_custom_roots_gradient_and_does_not_hold_the_inputs_linearisa
     args = (jax.ShapeDtypeStruct((N, N), jnp.float64), jax.ShapeDtypeStruct((), jnp.float64))
     held, after = (peak_bytes(g.lower(*args)) for g in (reference, adjoint_after))
     assert after <= held - 4 * FIELD, (held / FIELD, after / FIELD)
+
+
+def test_implicit_root_has_the_analytic_tangent_and_gradient_and_traces_its_tangent_only_when_differentiated():
+    """``x^3 + p x = q`` per entry, solved by Newton in a while_loop: ``dx/dp = -x / (3 x^2 + p)`` and
+    ``dx/dq = 1 / (3 x^2 + p)``, forward (jvp, with a closed-over input) and reverse (grad, under jit); a
+    plain trace runs ``tangent_solve`` never (lax.custom_root traces it every time)."""
+    calls = []
+
+    def tangent_solve(linear, y):
+        calls.append(1)
+        return y / linear(jnp.ones_like(y))
+
+    def newton(f, guess):
+        def step(state):
+            x, count = state
+            return x - f(x) / (3 * x ** 2 + 2.0), count + 1  # an approximate Jacobian: the root is f's own
+
+        x, count = jax.lax.while_loop(lambda s: (jnp.max(jnp.abs(f(s[0]))) > 1e-14) & (s[1] < 200), step,
+                                      (guess, 0))
+        return x, (count.astype(x.dtype),)
+
+    def solution(p, q):
+        x, _ = implicit_root(lambda x: x ** 3 + p * x - q, jnp.ones_like(q), newton, tangent_solve)
+        return x
+
+    p, q = jnp.asarray([1.0, 2.0, 0.5]), jnp.asarray([2.0, 5.0, 0.3])
+    jax.jit(solution).trace(p, q)
+    assert not calls
+    x = jax.jit(solution)(p, q)
+    np.testing.assert_allclose(x ** 3 + p * x, q, rtol=1e-13)
+    denominator = 3 * x ** 2 + p
+    _, dx = jax.jvp(lambda p: solution(p, q), (p,), (jnp.ones_like(p),))
+    np.testing.assert_allclose(dx, -x / denominator, rtol=1e-12)
+    gradient = jax.jit(jax.grad(lambda p, q: jnp.sum(solution(p, q) * jnp.arange(1.0, 4.0)), argnums=(0, 1)))(p, q)
+    np.testing.assert_allclose(gradient[0], -x / denominator * jnp.arange(1.0, 4.0), rtol=1e-12)
+    np.testing.assert_allclose(gradient[1], 1 / denominator * jnp.arange(1.0, 4.0), rtol=1e-12)

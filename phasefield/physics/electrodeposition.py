@@ -55,7 +55,7 @@ from phasefield.physics.electrochemistry import (
     metal_growth,
 )
 from phasefield.physics.transport import drift_diffusion_step, electrolyte_boundary
-from phasefield.recompute import root
+from phasefield.recompute import implicit_root, root
 from phasefield.units import MICRON
 
 SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
@@ -421,14 +421,13 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
 
         state = jax.lax.while_loop(keep_going, secant, (start, g_first, v_second, g_second, second, iterations, 0))
         _, _, v, _, result, iterations, _ = state
-        return v, (result.solved, iterations.astype(result.solved.dtype))  # custom_root's aux: floating point
+        return v, (result.solved, iterations.astype(result.solved.dtype))  # implicit_root's aux: floating point
 
     # V is differentiated implicitly (dV = -(dg/dtheta) / (dg/dV) at the root of the growth mismatch g), so
     # reverse mode passes the while_loop; the step at V is taken again from its own converged solution (a
     # converged start: no CG iterations, the same values) to carry V's and the parameters' derivatives
-    v, (solved, iterations) = jax.lax.custom_root(lambda v: trial(v, c_guess)[1], voltage_guess, secant_iterations,
-                                                  lambda linearised, y: y / linearised(jnp.ones_like(y)),
-                                                  has_aux=True)
+    v, (solved, iterations) = implicit_root(lambda v: trial(v, c_guess)[1], voltage_guess, secant_iterations,
+                                            lambda linearised, y: y / linearised(jnp.ones_like(y)))
     result = exchange_at(v, solved)
     return v, result._replace(iterations=iterations.astype(result.iterations.dtype) + result.iterations)
 
@@ -576,9 +575,9 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
     (``A = -V div(k grad)``, ``V`` the cell volume, ``D = dg/dphi`` a diagonal shift) by the multigrid CG
     of :func:`phasefield.operators.elliptic.solve_potential`, each moving ``phi`` by at most ``step_limit``,
     at most :data:`NEWTON_ITERATIONS` steps, until a step moves it less than :data:`NEWTON_TOLERANCE`.
-    The converged iterations are differentiated implicitly (``lax.custom_root``: a tangent or cotangent is
-    one more linear solve at the solution), so reverse mode passes the ``while_loop``. ``slabs``: the fields'
-    split over the devices (the multigrid's)."""
+    The converged iterations are differentiated implicitly (:func:`~phasefield.recompute.implicit_root`: a
+    tangent or cotangent is one more linear solve at the solution), so reverse mode passes the ``while_loop``.
+    ``slabs``: the fields' split over the devices (the multigrid's)."""
 
     def balance(phi):
         """``A phi + V g(phi)``: zero at the solution."""
@@ -601,7 +600,7 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
         start = (start_guess, jnp.asarray(jnp.inf, guess.dtype), jnp.asarray(0, jnp.int32),
                  jnp.asarray(0.0, guess.dtype), 0)
         phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
-        return phi, (iterations.astype(guess.dtype), residual)  # custom_root's aux: floating point only
+        return phi, (iterations.astype(guess.dtype), residual)  # implicit_root's aux: floating point only
 
     def linear_solve(linearised, rhs):
         """``x`` with ``(A + V D) x = rhs``, ``D`` read off the linearised balance."""
@@ -611,7 +610,7 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
                                        tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0), slabs=slabs)
         return solved
 
-    phi, (iterations, residual) = jax.lax.custom_root(balance, guess, newton_iterations, linear_solve, has_aux=True)
+    phi, (iterations, residual) = implicit_root(balance, guess, newton_iterations, linear_solve)
     return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
 
 
@@ -704,7 +703,8 @@ def solve_electronic_potential(conductivity, xi, c, phi_e, voltage, guess, grid:
     ``conductivity`` ``sigma_s`` (S/m, :func:`electronic_conductivity`); ``phi_e`` the electrolyte's
     potential (held over this solve); the rest as :func:`solve_electrolyte_potential`. Newton on the
     Butler-Volmer source (``dq/dphi_s <= 0``: a diagonal shift of the same multigrid CG), at most
-    :data:`NEWTON_ITERATIONS` steps of at most :data:`NEWTON_STEP` ``/ f``; tangents by ``lax.custom_root``.
+    :data:`NEWTON_ITERATIONS` steps of at most :data:`NEWTON_STEP` ``/ f``; tangents by
+    :func:`~phasefield.recompute.implicit_root`.
     """
     tolerance = jnp.maximum(tolerance, working_tolerance(0.0, guess.dtype, 100.0))
     wall = voltage * jnp.zeros_like(conductivity).at[0].set(-2.0 * conductivity[0] / grid.spacing[0] ** 2)
@@ -771,8 +771,9 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
     then saturates instead of rising exponentially with the drive, which is what a Newton step on the
     starting ``c`` (or a Picard iteration on ``c'``) gets wrong. At most :data:`NEWTON_ITERATIONS`
     (times two), each moving ``phi_e`` by at most :data:`NEWTON_STEP` ``/ f``, until it moves less than
-    :data:`NEWTON_TOLERANCE`. Tangents (forward and reverse mode) go through ``lax.custom_root``: GMRES on
-    the exact linearised balance, preconditioned by the same shifted multigrid CG.
+    :data:`NEWTON_TOLERANCE`. Tangents (forward and reverse mode) go through
+    :func:`~phasefield.recompute.implicit_root`: GMRES on the exact linearised balance, preconditioned by the
+    same shifted multigrid CG.
 
     ``weight``, ``shift``, ``charge_density``: as :func:`solve_electrolyte_potential`; ``diffusivity``
     (um^2/s per cell): the salt's, for ``m``; ``guess``, ``c_guess``: warm starts. ``voltage``: the metal's
@@ -846,7 +847,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
             going, newton, start)
         aux = (c_solved, iterations.astype(guess.dtype), transport_iterations.astype(guess.dtype), residual,
                jnp.asarray(count, guess.dtype), electrode)
-        return phi, aux  # custom_root's aux: floating point only
+        return phi, aux  # implicit_root's aux: floating point only
 
     def adjoint_gmres(matvec, row_sums, rhs, extra):
         """``x`` with ``M x = rhs``, ``M`` the linearised balance ``J`` or its transpose (``row_sums`` = ``J 1``):
