@@ -398,15 +398,12 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
         return result, (growth_rate(result) + (0.0 if extra is None else extra(v))) / target - 1.0
 
     def secant_iterations(_, start):
-        first, g_first = trial(start, c_guess)
-        v_second = start + 1e-3 * jnp.where(g_first > 0, 1.0, -1.0)
-        second, g_second = trial(v_second, first.solved)
-        iterations = first.iterations + second.iterations
-
+        # every trial is the loop's one (traced and compiled once): the first at ``start``, the second 1 mV away
+        # downhill, then secant steps
         def keep_going(state):
             v_old, g_old, v, g, result, iterations, count = state
-            return ((jnp.abs(g) > working_tolerance(CURRENT_TOLERANCE, g.dtype, 1000.0))
-                    & (count < SECANT_ITERATIONS) & (v_old != v))
+            return (count < 2) | ((jnp.abs(g) > working_tolerance(CURRENT_TOLERANCE, g.dtype, 1000.0))
+                                  & (count < SECANT_ITERATIONS + 2) & (v_old != v))
 
         def secant(state):
             v_old, g_old, v, g, result, iterations, count = state
@@ -416,11 +413,14 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
             # slope is round-off and may point uphill: then the largest step the way g says (g > 0: V up)
             update = jnp.where(update * g > 0, update, 0.1 * jnp.sign(g))
             v_next = jnp.clip(v + update, jnp.maximum(lowest, VOLTAGE_RANGE[0]), VOLTAGE_RANGE[1])
-            result_next, g_next = trial(v_next, result.solved)
+            v_next = jnp.where(count == 0, start, jnp.where(count == 1, v + 1e-3 * jnp.where(g > 0, 1.0, -1.0), v_next))
+            result_next, g_next = trial(v_next, jnp.where(count == 0, c_guess, result.solved))
             return v, g, v_next, g_next, result_next, iterations + result_next.iterations, count + 1
 
-        state = jax.lax.while_loop(keep_going, secant, (start, g_first, v_second, g_second, second, iterations, 0))
-        _, _, v, _, result, iterations, _ = state
+        shapes = jax.eval_shape(trial, start, c_guess)
+        empty, g_empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        state = (start, g_empty, start, g_empty, empty, jnp.zeros_like(empty.iterations), 0)
+        _, _, v, _, result, iterations, _ = jax.lax.while_loop(keep_going, secant, state)
         return v, (result.solved, iterations.astype(result.solved.dtype))  # implicit_root's aux: floating point
 
     # V is differentiated implicitly (dV = -(dg/dtheta) / (dg/dV) at the root of the growth mismatch g), so
