@@ -520,6 +520,26 @@ def test_the_deeper_of_two_flaws_grows_the_shallower_does_not():
                                                   rel=1e-10)
 
 
+def test_flaw_depth_and_angle_with_flaws_are_refused():
+    """With ``flaws`` the depths and angles are the flaws': a ``flaw_depth`` or ``flaw_angle`` other than the default
+    (which is all that can be told apart from an unset one) is refused, naming the key, the value and ``flaws``;
+    the defaults pass, and without ``flaws`` both are the one flaw's."""
+    from phasefield.config import ConfigError, validate_run
+
+    def check(**scenario):
+        validate_run({"scenario": {"name": "filament", "size": [16.0, 16.0], "shape": [32, 32], **scenario},
+                      "solver": {}, "output": {}})
+
+    flaws = [[2.0, 4.0, 0.0], [3.0, 12.0, 10.0]]
+    check(flaws=flaws)
+    check(flaws=flaws, flaw_depth=4.0, flaw_angle=0.0)  # the defaults, also when given
+    check(flaw_depth=3.0, flaw_angle=20.0)
+    for key, value in (("flaw_depth", 3.0), ("flaw_angle", 20.0)):
+        with pytest.raises(ConfigError, match=rf"scenario\.{key} = {value}") as error:
+            check(flaws=flaws, **{key: value})
+        assert "come from flaws" in str(error.value) and "depth um, y um, angle degrees" in str(error.value)
+
+
 def test_flaws_are_validated():
     """``flaws``: each [depth, y, angle] inside the slab (leaving the short-circuit gap), y in [0, L_y), no two
     lines within 4 cells along y (periodic; crossing lines too), at most 8, strips in 3D; the message names the

@@ -81,7 +81,7 @@ unit thickness (um^2).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +117,7 @@ FLAW_SEPARATION = 4  # cells along y: the closest two flaw lines may come
 
 
 @scenario_parameters
-@dataclass
+@dataclasses.dataclass
 class Config:
     """``scenario=filament``: a Li-filled surface flaw in a ceramic electrolyte, plated until it shorts the cell."""
 
@@ -137,11 +137,13 @@ class Config:
     strength: float = option(300.0, min=0.0, exclusive=True, help="tensile strength, MPa (sets ell if length = 0)")
     length: float = option(0.0, min=0.0, help="regularisation length ell, um (0: 3 E' G_c / (8 strength^2))")
     residual: float = option(1e-6, min=0.0, exclusive=True, max=1e-2, help="residual stiffness k of g(d)")
-    flaw_depth: float = option(4.0, min=0.0, exclusive=True, help="depth a0 of the surface flaw, um")
+    flaw_depth: float = option(4.0, min=0.0, exclusive=True,
+                               help="depth a0 of the surface flaw, um (unused with flaws: other values refused)")
     flaw_width: float = option(0.05, min=0.0, exclusive=True,
                                help="stress-free width of the Li-filled flaw, um (its Li volume is width times its "
                                "face: depth per unit thickness in 2D)")
-    flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True, help="flaw inclination from x, degrees")
+    flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True,
+                               help="flaw inclination from x, degrees (unused with flaws: other values refused)")
     flaws: list[list[float]] = option(list, help="several surface flaws, each its own filament: [depth um, y um, "
                                       "angle degrees] each (its line starts at the centre of the cell row holding "
                                       "y; width flaw_width; 2D or 3D strips); empty: one flaw of flaw_depth and "
@@ -214,8 +216,13 @@ class Config:
                                              self.grain_size == 0.0)):
                 if not ok:
                     raise ConfigError(f"{prefix}.{key}", value, allowed)
-        if self.flaws:  # flaw_depth unused
+        if self.flaws:
             check_flaws(self, f"{prefix}.flaws")
+            for f in dataclasses.fields(self):  # flaw_depth and flaw_angle unused: a value of the user's is refused
+                if f.name in ("flaw_depth", "flaw_angle") and getattr(self, f.name) != f.default:
+                    raise ConfigError(f"{prefix}.{f.name}", getattr(self, f.name),
+                                      f"{f.default:g} (the default) with flaws: the flaws' depths and angles come "
+                                      "from flaws ([depth um, y um, angle degrees] each)")
         elif self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
             raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
         spacing = max(s / n for s, n in zip(self.size, self.shape))
