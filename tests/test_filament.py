@@ -473,6 +473,26 @@ def test_two_flaws_in_a_period_are_one_flaw_in_half_the_period(growing):
     assert max(worst.values()) < 1e-4
 
 
+def test_one_flaw_given_in_flaws_is_the_default_flaw(growing):
+    """``flaws: [[1.5, 8, 0]]`` (y = 8 um: the default flaw's row, n_y / 2) takes the filament path of ``flaws`` (its
+    carry with a filament axis, a regions map of ones, the depths from the list) and must give the steps of the
+    fixture's ``flaw_depth = 1.5`` (angle 0: the module's build; a slanted one would need two more builds) up to
+    the crack's first advance of a cell (6 steps): every scalar, and each filament's own (``crack_depth_1``, ...)
+    equal to the whole's. Measured: bit for bit. (Slanted, 20 deg at 32^2, two builds, not in the suite: the same
+    crack depths over 8 steps to the short, the scalars to 5e-7, from a 1-ulp difference of the stress-free
+    volume width / cos computed from a constant depth rather than the parameter.)"""
+    records = growing[0]
+    steps = next(i for i, record in enumerate(records) if record["crack_depth"] > 1.5)
+    config = dataclasses.replace(CONFIG, flaws=[[1.5, 8.0, 0.0]], overpotential=-1.5 * onset(1.5))
+    given = flaw_run(config, steps)
+    assert len(given) == steps + 1 and given[-1]["crack_depth"] == 1.75, "the crack must advance"
+    for one, listed in zip(records, given):
+        np.testing.assert_array_equal([listed[key] for key in one if key != "dt"],
+                                      [value for key, value in one.items() if key != "dt"])
+        for key in ("crack_depth", "filament_depth", "li_pressure", "li_volume"):
+            assert listed[f"{key}_1"] == listed[key]
+
+
 def test_capped_coupled_sweeps_are_reported():
     """The two flaws of :func:`test_two_flaws_in_a_period_are_one_flaw_in_half_the_period` (same build) with the
     coupled sweeps capped at one (``coupled_sweeps``; two mechanics passes to keep it short): the step reports
