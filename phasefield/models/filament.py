@@ -66,8 +66,9 @@ filaments' currents make the applied one). The run shorts when any crack reaches
 names for the whole (``crack_depth``: the deepest, ``li_volume``: the sum, ``li_pressure``: the highest) and add
 ``crack_depth_k``, ``filament_depth_k``, ``li_pressure_k``, ``li_volume_k``. The coupled sweeps (at most
 ``coupled_sweeps``) report their residuals, ``pressure_sweep_residual`` (the mechanics' Li balances) and
-``deposit_sweep_residual``, and ``converged`` is 0 when either exceeds 1e-14 (close flaws may stop at the cap). The
-default single flaw keeps the scalar carry and control of one filament, bit for bit as before ``flaws`` existed.
+``deposit_sweep_residual`` (the sweeps stop at 1e-14; close flaws may stop at the cap first), and ``converged`` is 0
+when either exceeds ``pressure_tolerance``. The default single flaw keeps the scalar carry and control of one
+filament, bit for bit as before ``flaws`` existed.
 
 Adaptive dt (the stepper's ``change``): the relative change of the Li pressure, and either the largest damage
 change per cell (``crack_advance_scale`` = 0: about 5 steps per cell of crack advance, so steps to short grow with
@@ -819,7 +820,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             "area_passes": as_float(cache["info"]["area_passes"]),
             "volume_mismatch": cache["info"]["mismatch"],
             "peak_pressure": cache["info"]["peak_pressure"] / STRESS_UNIT,
-            "converged": as_float(cache["info"]["converged"] & (sweep_residual <= fl.COUPLED_TOLERANCE)),
+            "converged": as_float(cache["info"]["converged"] & (sweep_residual <= params.pressure_tolerance)),
             "pressure_sweep_residual": cache["info"]["pressure_sweep_residual"],
             "deposit_sweep_residual": cache["info"]["deposit_sweep_residual"],
             "time_to_short": s["short_time"],
@@ -893,15 +894,16 @@ SCALAR_INFO = {
     "volume_mismatch": Quantity("1", "relative Li volume balance left after the last step"),
     "peak_pressure": Quantity("MPa", "highest Li pressure at the end of a mechanics pass of the last step"),
     "converged": Quantity("1", "1 if the last step's mechanics met both tolerances (u-d and Li volume) and the coupled "
-                               "sweeps of several filaments theirs (pressure_sweep_residual, deposit_sweep_residual "
-                               "<= 1e-14)"),
+                               "sweeps of several filaments left residuals (pressure_sweep_residual, "
+                               "deposit_sweep_residual) within the Li volume's, pressure_tolerance"),
     "pressure_sweep_residual": Quantity("1", "several flaws: the last Gauss-Seidel sweep's largest change of the "
                                              "coupled Li pressures over the largest, in the last step's last u-d "
-                                             "iteration (converged: <= 1e-14; 0 for one flaw, solved exactly)"),
+                                             "iteration (the sweeps stop at 1e-14 or coupled_sweeps; 0 for one flaw, "
+                                             "solved exactly)"),
     "deposit_sweep_residual": Quantity("1", "several flaws: the last Jacobi sweep's largest change of the coupled "
                                             "deposits' held pressure coupling over the largest Li volume, or the "
                                             "residual of its pressures' sweeps if larger, in the last step "
-                                            "(converged: <= 1e-14; round-off for one flaw)"),
+                                            "(the sweeps stop at 1e-14 or coupled_sweeps; round-off for one flaw)"),
     "time_to_short": Quantity("s", "time at which the crack came within short_circuit_gap (NaN before)"),
     "regularisation_length": Quantity("um", "ell used"),
     "reaction_force": Quantity("N/m", "force on the counter electrode per unit thickness (< 0: compression)"),
