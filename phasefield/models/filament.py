@@ -64,8 +64,11 @@ the balances ``(V_c,j + sum_k C_jk (p'_k - p_k))(1 + p'_j / K_Li) = V_Li,j`` sol
 at one ``eta`` (:func:`~phasefield.physics.filament.implicit_deposits`; current control: the anode's and all
 filaments' currents make the applied one). The run shorts when any crack reaches the gap. The scalars keep their
 names for the whole (``crack_depth``: the deepest, ``li_volume``: the sum, ``li_pressure``: the highest) and add
-``crack_depth_k``, ``filament_depth_k``, ``li_pressure_k``, ``li_volume_k``. The default single flaw keeps the
-scalar carry and control of one filament, bit for bit as before ``flaws`` existed.
+``crack_depth_k``, ``filament_depth_k``, ``li_pressure_k``, ``li_volume_k``. The coupled sweeps (at most
+``coupled_sweeps``) report their residuals, ``pressure_sweep_residual`` (the mechanics' Li balances) and
+``deposit_sweep_residual`` (the sweeps stop at 1e-14; close flaws may stop at the cap first), and ``converged`` is 0
+when either exceeds ``pressure_tolerance``. The default single flaw keeps the scalar carry and control of one
+filament, bit for bit as before ``flaws`` existed.
 
 Adaptive dt (the stepper's ``change``): the relative change of the Li pressure, and either the largest damage
 change per cell (``crack_advance_scale`` = 0: about 5 steps per cell of crack advance, so steps to short grow with
@@ -79,7 +82,7 @@ unit thickness (um^2).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -115,7 +118,7 @@ FLAW_SEPARATION = 4  # cells along y: the closest two flaw lines may come
 
 
 @scenario_parameters
-@dataclass
+@dataclasses.dataclass
 class Config:
     """``scenario=filament``: a Li-filled surface flaw in a ceramic electrolyte, plated until it shorts the cell."""
 
@@ -135,11 +138,13 @@ class Config:
     strength: float = option(300.0, min=0.0, exclusive=True, help="tensile strength, MPa (sets ell if length = 0)")
     length: float = option(0.0, min=0.0, help="regularisation length ell, um (0: 3 E' G_c / (8 strength^2))")
     residual: float = option(1e-6, min=0.0, exclusive=True, max=1e-2, help="residual stiffness k of g(d)")
-    flaw_depth: float = option(4.0, min=0.0, exclusive=True, help="depth a0 of the surface flaw, um")
+    flaw_depth: float = option(4.0, min=0.0, exclusive=True,
+                               help="depth a0 of the surface flaw, um (unused with flaws: other values refused)")
     flaw_width: float = option(0.05, min=0.0, exclusive=True,
                                help="stress-free width of the Li-filled flaw, um (its Li volume is width times its "
                                "face: depth per unit thickness in 2D)")
-    flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True, help="flaw inclination from x, degrees")
+    flaw_angle: float = option(0.0, min=-60.0, max=60.0, static=True,
+                               help="flaw inclination from x, degrees (unused with flaws: other values refused)")
     flaws: list[list[float]] = option(list, help="several surface flaws, each its own filament: [depth um, y um, "
                                       "angle degrees] each (its line starts at the centre of the cell row holding "
                                       "y; width flaw_width; 2D or 3D strips); empty: one flaw of flaw_depth and "
@@ -182,6 +187,10 @@ class Config:
     pressure_tolerance: float = option(1e-6, min=0.0, exclusive=True,
                                        help="Li volume balance, relative, at the end of a time step's mechanics")
     pressure_passes: int = option(60, min=1, static=False, help="most mechanics passes (load steps) per time step")
+    coupled_sweeps: int = option(fl.COUPLED_SWEEPS, min=1, static=False,
+                                 help="several flaws: most Gauss-Seidel sweeps of the coupled Li pressures and Jacobi "
+                                 "sweeps of the coupled deposits (their residuals: the scalars pressure_sweep_residual "
+                                 "and deposit_sweep_residual)")
     area_passes: int = option(0, min=0, static=False, help="most repeats per step of the deposit and the mechanics with the Li "
                               "interface of the end of the step (0: the interface of its start)")
     crack_advance_scale: float = option(0.0, min=0.0, static=True,
@@ -208,8 +217,13 @@ class Config:
                                              self.grain_size == 0.0)):
                 if not ok:
                     raise ConfigError(f"{prefix}.{key}", value, allowed)
-        if self.flaws:  # flaw_depth unused
+        if self.flaws:
             check_flaws(self, f"{prefix}.flaws")
+            for f in dataclasses.fields(self):  # flaw_depth and flaw_angle unused: a value of the user's is refused
+                if f.name in ("flaw_depth", "flaw_angle") and getattr(self, f.name) != f.default:
+                    raise ConfigError(f"{prefix}.{f.name}", getattr(self, f.name),
+                                      f"{f.default:g} (the default) with flaws: the flaws' depths and angles come "
+                                      "from flaws ([depth um, y um, angle degrees] each)")
         elif self.flaw_depth * np.cos(np.radians(self.flaw_angle)) + self.short_circuit_gap >= self.size[0]:
             raise ConfigError(f"{prefix}.flaw_depth", self.flaw_depth, "a flaw that leaves the short-circuit gap")
         spacing = max(s / n for s, n in zip(self.size, self.shape))
@@ -550,7 +564,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
                                        committed, control)
             return (state, jnp.reshape(info.pressure, (1,)), jnp.reshape(info.compliance, (1, 1)),
                     tuple(u[None] for u in info.unit), info)
-        control = fr.VolumeControl(li_volume, params.li_bulk_modulus, reference, unit, regions)
+        control = fr.VolumeControl(li_volume, params.li_bulk_modulus, reference, unit, regions, params.coupled_sweeps)
         state, info = fr.load_step(problem, mat, model, state, loading(params, pressure), params.max_iterations,
                                    committed, control)
         return state, info.pressure, info.compliance, info.unit, info
@@ -571,7 +585,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         reference = jnp.sum(reference_columns(params), axis=-1)
 
         def body(carry):
-            state, target, previous, unit, _, peak, passes, iterations, cg, cg_damage, _, _ = carry
+            state, target, previous, unit, _, peak, passes, iterations, cg, cg_damage, _, _, _ = carry
             start = tuple(u + fr.weighted_sum(target - previous, v) for u, v in zip(state.displacement, unit))
             state, p, c, unit, info = pressured_step(params, mat, state._replace(displacement=start), committed, target,
                                                li_volume, reference, unit)
@@ -580,7 +594,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             mismatch = mismatches[jnp.argmax(jnp.abs(mismatches))]
             return (state, p, p, unit, c, jnp.maximum(peak, jnp.max(p)), passes + 1,
                     iterations + info.iterations, cg + info.elasticity_iterations,
-                    cg_damage + info.damage_iterations, mismatch, info.converged)
+                    cg_damage + info.damage_iterations, mismatch, info.converged, info.pressure_residual)
 
         def keep_going(carry):
             passes, mismatch, converged = carry[6], carry[10], carry[11]
@@ -589,11 +603,12 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
 
         zero = jnp.zeros((), jnp.int32)
         start = (state, f64(pressure), f64(carried_pressure), unit, jnp.zeros((count, count)), f64(0.0), zero, zero,
-                 zero, zero, f64(jnp.inf), jnp.asarray(False))
-        state, applied, _, unit, c, peak, passes, iterations, cg, cg_damage, mismatch, converged = \
+                 zero, zero, f64(jnp.inf), jnp.asarray(False), f64(0.0))
+        state, applied, _, unit, c, peak, passes, iterations, cg, cg_damage, mismatch, converged, residual = \
             jax.lax.while_loop(keep_going, body, start)
         info = {"passes": passes, "iterations": iterations, "elasticity_iterations": cg,
-                "damage_iterations": cg_damage, "mismatch": mismatch, "peak_pressure": peak, "converged": converged}
+                "damage_iterations": cg_damage, "mismatch": mismatch, "peak_pressure": peak, "converged": converged,
+                "pressure_sweep_residual": residual}
         return state, applied, c, unit, info
 
     def currents(params, eta, pressure):
@@ -613,8 +628,8 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         """Backward-Euler deposition into the filaments and onto the flat anode (the cracks of ``state``
         linearised by their compliance matrix ``c`` about ``pressure``, :func:`fl.implicit_deposits`; the Li fronts
         from the Li volumes ``filled``, default ``li_volume``, the volumes at the start of the step); returns the
-        new Li volumes, the overpotential, the flat and the filaments' current densities (A/m^2) and the
-        filaments' interface lengths (um; areas, um^2, in 3D)."""
+        new Li volumes, the overpotential, the flat and the filaments' current densities (A/m^2), the
+        filaments' interface lengths (um; areas, um^2, in 3D) and the residual of the coupled sweeps."""
         _, front, volume = geometry(params, state, pressure, li_volume if filled is None else filled)
         area = interface_area(state, front)
         base = volume - c @ pressure
@@ -624,19 +639,19 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
 
         def new_volume(eta):
             return fl.implicit_deposits(li_volume, dt, area, eta, base, c, pressure, params.li_bulk_modulus,
-                                        current_of, rate)
+                                        current_of, rate, max_sweeps=params.coupled_sweeps)
 
         def excess(eta):  # applied minus carried total current, increasing in eta
-            carried = period * current_of(eta, stack) + jnp.sum(new_volume(eta) - li_volume) / (dt * rate)
+            carried = period * current_of(eta, stack) + jnp.sum(new_volume(eta)[0] - li_volume) / (dt * rate)
             return params.current_density * CURRENT_UNIT * period - carried  # A/m^2 um
 
         if config.control == "current":
             eta = fl.bisect(excess, f64(OVERPOTENTIAL_RANGE[0]), f64(OVERPOTENTIAL_RANGE[1]), 50)
         else:
             eta = f64(params.overpotential)
-        volume = new_volume(eta)
+        volume, residual = new_volume(eta)
         filament_current = (volume - li_volume) / (dt * rate * jnp.maximum(area, 1e-30))
-        return volume, eta, current_of(eta, stack), filament_current, area
+        return volume, eta, current_of(eta, stack), filament_current, area, residual
 
     def init(params, fields):
         """The flaws as given (``d = 1`` on their cells, no displacement), filled with their stress-free Li; the
@@ -654,7 +669,8 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         izero = jnp.zeros((), jnp.int32)
         info = {"passes": izero, "iterations": izero, "elasticity_iterations": izero, "damage_iterations": izero,
                 "area_passes": izero, "mismatch": zero,
-                "peak_pressure": zero, "converged": jnp.asarray(True)}
+                "peak_pressure": zero, "converged": jnp.asarray(True), "pressure_sweep_residual": zero,
+                "deposit_sweep_residual": zero}
         return laid_out(slabs, {
             "state": {"fracture": _to_carry(state), "li_volume": carried(li_volume),
                       "li_pressure": carried(jnp.zeros(count)), "plated_volume": zero, "anode_volume": zero,
@@ -671,16 +687,19 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         state = _from_carry(s["fracture"])
         li_volume, li_pressure = per_filament(s["li_volume"]), per_filament(s["li_pressure"])
         c = per_filament(carry["history"]["compliance"], 2)
-        volume, eta, anode_current, filament_current, area = deposit(params, state, li_pressure, c, li_volume, dt)
+        volume, eta, anode_current, filament_current, area, residual = deposit(params, state, li_pressure, c,
+                                                                               li_volume, dt)
         rate = deposition_rate(params)
         base = geometry(params, state, li_pressure, li_volume)[2] - c @ li_pressure
-        target = fl.li_pressures(volume, base, c, params.li_bulk_modulus)
+        # the pressures' first guess (load_step solves them again with the mechanics)
+        target = fl.li_pressures(volume, base, c, params.li_bulk_modulus, max_sweeps=params.coupled_sweeps)[0]
         unit = tuple(per_filament(carry["history"]["unit_displacement"][k])
                      for k in sorted(carry["history"]["unit_displacement"]))
         committed = state
         grain_boundary = s.get("grain_boundary")
         state, pressure, c, unit, info = equilibrate(params, state, committed, li_pressure, unit, target, volume,
                                                      grain_boundary)
+        info = {**info, "deposit_sweep_residual": residual}
 
         def interface(state, pressure, volume):
             return interface_area(state, geometry(params, state, pressure, volume)[1])
@@ -693,13 +712,13 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             """The deposit again with the Li interfaces and compliance of the end of the step, then the mechanics
             from there (warm; the damage only grows): the filaments' areas implicit too."""
             state, pressure, c, unit, info, volume, *_, passes = loop
-            volume, eta, anode_current, filament_current, area = deposit(
+            volume, eta, anode_current, filament_current, area, residual = deposit(
                 params, state, pressure, c, li_volume, dt, filled=volume)
             base = geometry(params, state, pressure, volume)[2] - c @ pressure
-            target = fl.li_pressures(volume, base, c, params.li_bulk_modulus)
+            target = fl.li_pressures(volume, base, c, params.li_bulk_modulus, max_sweeps=params.coupled_sweeps)[0]
             state, pressure, c, unit, more = equilibrate(params, state, committed, pressure, unit, target, volume,
                                                          grain_boundary)
-            info = {**more, **{k: info[k] + more[k] for k in COUNTERS},
+            info = {**more, **{k: info[k] + more[k] for k in COUNTERS}, "deposit_sweep_residual": residual,
                     "peak_pressure": jnp.maximum(info["peak_pressure"], more["peak_pressure"])}
             return state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes + 1
 
@@ -771,6 +790,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         load = load._replace(crack_pressure=fr.weighted_sum(load.crack_pressure, regions))
         intensity = flaw_measures(params, depth)[2] * (pressure - params.in_plane_stress * STRESS_UNIT * cos_angles**2)
         as_float = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
+        sweep_residual = jnp.maximum(cache["info"]["pressure_sweep_residual"], cache["info"]["deposit_sweep_residual"])
         out = {
             "crack_length": fr.crack_length(state.damage, grid, problem.damage_boundary, model, mat.length),
             "crack_depth": depth[deepest],
@@ -800,7 +820,9 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
             "area_passes": as_float(cache["info"]["area_passes"]),
             "volume_mismatch": cache["info"]["mismatch"],
             "peak_pressure": cache["info"]["peak_pressure"] / STRESS_UNIT,
-            "converged": as_float(cache["info"]["converged"]),
+            "converged": as_float(cache["info"]["converged"] & (sweep_residual <= params.pressure_tolerance)),
+            "pressure_sweep_residual": cache["info"]["pressure_sweep_residual"],
+            "deposit_sweep_residual": cache["info"]["deposit_sweep_residual"],
             "time_to_short": s["short_time"],
             "regularisation_length": mat.length,
             "reaction_force": fr.reactions(state, mat, problem, load)[1] * 1e3,
@@ -871,7 +893,17 @@ SCALAR_INFO = {
     "area_passes": Quantity("1", "repeats of the deposit with the end-of-step Li interface in the last step"),
     "volume_mismatch": Quantity("1", "relative Li volume balance left after the last step"),
     "peak_pressure": Quantity("MPa", "highest Li pressure at the end of a mechanics pass of the last step"),
-    "converged": Quantity("1", "1 if the last step's mechanics met both tolerances (u-d and Li volume)"),
+    "converged": Quantity("1", "1 if the last step's mechanics met both tolerances (u-d and Li volume) and the coupled "
+                               "sweeps of several filaments left residuals (pressure_sweep_residual, "
+                               "deposit_sweep_residual) within the Li volume's, pressure_tolerance"),
+    "pressure_sweep_residual": Quantity("1", "several flaws: the last Gauss-Seidel sweep's largest change of the "
+                                             "coupled Li pressures over the largest, in the last step's last u-d "
+                                             "iteration (the sweeps stop at 1e-14 or coupled_sweeps; 0 for one flaw, "
+                                             "solved exactly)"),
+    "deposit_sweep_residual": Quantity("1", "several flaws: the last Jacobi sweep's largest change of the coupled "
+                                            "deposits' held pressure coupling over the largest Li volume, or the "
+                                            "residual of its pressures' sweeps if larger, in the last step "
+                                            "(the sweeps stop at 1e-14 or coupled_sweeps; round-off for one flaw)"),
     "time_to_short": Quantity("s", "time at which the crack came within short_circuit_gap (NaN before)"),
     "regularisation_length": Quantity("um", "ell used"),
     "reaction_force": Quantity("N/m", "force on the counter electrode per unit thickness (< 0: compression)"),

@@ -79,7 +79,7 @@ from phasefield.operators.walled_elasticity import (
     wall_reactions,
     zero_displacement,
 )
-from phasefield.physics.filament import li_pressure, li_pressures
+from phasefield.physics.filament import COUPLED_SWEEPS, li_pressure, li_pressures
 
 MODELS = ("AT1", "AT2")
 SPLITS = ("volumetric_deviatoric", "spectral", "none")
@@ -177,13 +177,15 @@ class VolumeControl(NamedTuple):
     region (several Li filaments), with pressures ``p_k``: the crack pressure is the field ``sum_k p_k r_k``,
     ``fluid_volume`` and ``reference`` are ``(N,)``, ``unit`` holds ``N`` displacements (a leading axis on each
     component), each under a unit pressure in one region, and the balances couple through the compliance matrix
-    (:func:`_follow_volume`). ``loading.crack_pressure`` is then the vector ``p``."""
+    (:func:`_follow_volume`). ``loading.crack_pressure`` is then the vector ``p``; ``max_sweeps``: the cap on the
+    Gauss-Seidel sweeps of those balances (:func:`~phasefield.physics.filament.li_pressures`)."""
 
     fluid_volume: jax.Array
     bulk_modulus: jax.Array
     reference: jax.Array
     unit: tuple
     regions: jax.Array | None = None
+    max_sweeps: object = COUPLED_SWEEPS
 
 
 class StepInfo(NamedTuple):
@@ -196,6 +198,8 @@ class StepInfo(NamedTuple):
     compliance: jax.Array | None = None  # volume control: dV_c/dp of the last iterate (fixed d and tension set;
     # with regions the matrix dV_j/dp_k)
     unit: tuple | None = None  # volume control: the displacement under a unit crack pressure of the last iterate
+    pressure_residual: jax.Array | None = None  # volume control: the residual of the last iterate's coupled pressure
+    # sweeps (:func:`~phasefield.physics.filament.li_pressures`; 0 for one fluid body)
 
 
 # ----------------------------------------------------------------------------- pure functions of d
@@ -595,7 +599,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
         return following, Accelerator(jnp.where(overshot, acc.safe, d_new), trial, weight, anderson)
 
     def iterate(carry):
-        u, d, tension, history, it, cg_u, cg_d, _, accelerator, (pressure, unit, _) = carry
+        u, d, tension, history, it, cg_u, cg_d, _, accelerator, (pressure, unit, _, _) = carry
         kt, kc, mu, extra = elastic_terms(d, material, problem, eigen)
         kt_eff = jnp.where(tension > 0, kt, kc)
         if extra is None:  # piecewise quadratic: one linear solve on the current sign set
@@ -615,10 +619,10 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
                 extra_energy=extra, preconditioner_moduli=(kt + restored * bulk, mu + restored * shear),
                 slabs=problem.slabs)
         u, cg = solution.displacement, solution.iterations
-        compliance = jnp.zeros((), dtype)
+        compliance, residual = jnp.zeros((), dtype), jnp.zeros((), dtype)
         if volume is not None:
-            p, unit, compliance, its = _follow_volume(volume, u, d, pressure, unit, kt_eff, mu, problem,
-                                                      (bulk, shear))
+            p, unit, compliance, residual, its = _follow_volume(volume, u, d, pressure, unit, kt_eff, mu, problem,
+                                                                (bulk, shear))
             u, cg = _shifted(u, p - pressure, unit, regions), cg + its
             pressure = p
         elastic_trace, total_trace = _elastic_trace(u, grid, walls, eigen)
@@ -636,7 +640,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
             final = (change <= problem.tolerance) | (it + 1 >= limit)
             following, accelerator = accelerate(d, d_new, final, accelerator)
         return (u, following, new_tension, history_now, it + 1, cg_u + cg, cg_d + its, change, accelerator,
-                (pressure, unit, compliance))
+                (pressure, unit, compliance, residual))
 
     def keep_going(carry):
         it, change = carry[4], carry[7]
@@ -645,15 +649,16 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
     zero = jnp.zeros((), jnp.int32)
     anderson = anderson_history(state.damage, problem.window) if problem.acceleration == "anderson" else ()
     accelerator = Accelerator(state.damage, jnp.asarray(False), jnp.asarray(problem.relaxation, dtype), anderson)
-    fluid = (pressure, () if volume is None else tuple(volume.unit), jnp.zeros(pressure.shape * 2, dtype))
+    fluid = (pressure, () if volume is None else tuple(volume.unit), jnp.zeros(pressure.shape * 2, dtype),
+             jnp.zeros((), dtype))
     carry = (state.displacement, state.damage, state.tension, state.history, zero, zero, zero,
              jnp.asarray(jnp.inf, dtype), accelerator, fluid)
-    u, d, tension, history, it, cg_u, cg_d, change, _, (pressure, unit, compliance) = \
+    u, d, tension, history, it, cg_u, cg_d, change, _, (pressure, unit, compliance, residual) = \
         jax.lax.while_loop(keep_going, iterate, carry)
     new_state = FractureState(u, d, history, tension)
     info = StepInfo(it, cg_u, cg_d, change, change <= problem.tolerance)
     if volume is not None:
-        info = info._replace(pressure=pressure, compliance=compliance, unit=unit)
+        info = info._replace(pressure=pressure, compliance=compliance, unit=unit, pressure_residual=residual)
     return new_state, info
 
 
@@ -671,12 +676,12 @@ def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, 
     ``bulk``, ``shear``; warm from ``unit``; skipped without damage, its right-hand side zero),
     ``C = sum V d tr eps(u_1)``, and ``p'`` the root of ``(V_c + (p' - p) C)(1 + p' / K) = V_fluid``
     (:func:`phasefield.physics.filament.li_pressure`; 0 where the fluid does not fill the crack). Returns ``p'``,
-    ``u_1``, ``C`` and the CG iterations.
+    ``u_1``, ``C``, the residual of the pressures' sweeps (0: one body, solved exactly) and the CG iterations.
 
     With ``volume.regions`` ``r_k``: ``u_k`` under the pressure ``d r_k`` (one solve per region), the compliance
     matrix ``C_jk = sum V d r_j tr eps(u_k)`` (the opening of body ``j`` under a unit pressure in ``k``), and
     ``p'`` the root of ``(V_c,j + sum_k C_jk (p'_k - p_k))(1 + p'_j / K) = V_fluid,j``, ``p'_j >= 0``
-    (:func:`phasefield.physics.filament.li_pressures`)."""
+    (:func:`phasefield.physics.filament.li_pressures`, at most ``volume.max_sweeps`` sweeps)."""
     grid, walls = problem.grid, problem.walls
     zero = jnp.zeros((), damage.dtype)
 
@@ -701,15 +706,16 @@ def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, 
         compliance = opening(unit)
         base = volume.reference + opening(displacement) - compliance * pressure
         following = li_pressure(volume.fluid_volume, base, compliance, volume.bulk_modulus)
-        return following, unit, compliance, iterations
+        return following, unit, compliance, jnp.zeros((), following.dtype), iterations
     loads = damage * volume.regions
     unit, iterations = jax.lax.map(lambda args: unit_solve(*args), (loads, tuple(unit)))
     axes = tuple(range(1, loads.ndim))
     opening = lambda u: grid.cell_volume * jnp.sum(loads * trace(u), axis=axes)  # noqa: E731  (N,)
     compliance = jax.vmap(opening)(unit).T  # C_jk: the opening of j under u_k
     base = volume.reference + opening(displacement) - compliance @ pressure
-    following = li_pressures(volume.fluid_volume, base, compliance, volume.bulk_modulus)
-    return following, unit, compliance, jnp.sum(iterations, dtype=jnp.int32)
+    following, residual = li_pressures(volume.fluid_volume, base, compliance, volume.bulk_modulus,
+                                       max_sweeps=volume.max_sweeps)
+    return following, unit, compliance, residual, jnp.sum(iterations, dtype=jnp.int32)
 
 
 # ----------------------------------------------------------------------------- diagnostics
