@@ -133,6 +133,10 @@ def make_advance(stepper: Stepper, control: TimeControl, diagnostics: Callable, 
     stops at the first non-finite one, leaving ``clock["step"]`` at the failing step. With a
     fixed dt that per-step reduction is skipped and finiteness is checked once at the end of
     the chunk (:func:`locate_non_finite` then replays the chunk with checks to find the step).
+
+    The record interval, target change and dt bounds are arguments of the compiled loop, not constants
+    (:func:`step_timing`): ``advance.compiled(..., max_steps, advance.timing)`` is the jitted function and
+    ``advance.retimed(control, record_interval)`` the same compiled chunk with other values of them.
     """
     checked = control.adaptive or check_each_step
     timing = step_timing(control, record_interval)

@@ -65,7 +65,7 @@ _late.defvjp(_late_forward, _late_backward)
 
 
 def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, transposed_solve: Callable, extra=()):
-    """``implicit_root(balance, guess, solve, linear_solve)``: the root ``x`` of
+    """``implicit_root(balance, guess, solve, linear_solve, extra)``: the root ``x`` of
     ``balance(x) = 0`` found by ``solve(balance, guess) -> (x, aux)``, differentiated implicitly (``aux`` and
     ``guess`` get no derivative).
 
@@ -78,39 +78,56 @@ def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, tran
     here its inputs depend on ``lam``, so XLA cannot compute it before the solve.
     """
     if not _depth:
-        return implicit_root(balance, guess, solve, linear_solve)
+        return implicit_root(balance, guess, solve, linear_solve, extra)
     balance_function, balance_inputs = jax.closure_convert(balance, guess)
     solve_function, solve_inputs = jax.closure_convert(lambda g: solve(balance, g), guess)
     return _root(balance_function, solve_function, transposed_solve, tuple(balance_inputs), tuple(solve_inputs),
                  extra, guess)
 
 
-def implicit_root(f: Callable, guess, solve: Callable, tangent_solve: Callable):
+def implicit_root(f: Callable, guess, solve: Callable, tangent_solve: Callable, extra=()):
     """``jax.lax.custom_root(f, guess, solve, tangent_solve, has_aux=True)``, with its tangent rule traced only where
     a derivative is taken. ``custom_root`` traces the linearised ``f`` and ``tangent_solve`` in every trace, a
     derivative or not; for the held-voltage balance (GMRES on the exact linearisation, preconditioned by multigrid
     CG) that was 3/4 of tracing a run's step (default dendrite job: 25 s of 33 s).
 
-    ``solve(f, guess) -> (x, aux)`` with ``f(x) = 0``; ``tangent_solve(g, y)``: ``x`` with ``g(x) = y`` for the
-    linear ``g``. The tangent of ``x`` is ``-J^-1 (df/dp) dp`` (``J = df/dx`` at the root); ``aux`` and ``guess``
-    get none. Reverse mode transposes that rule (``tangent_solve`` must be transposable, e.g. a
-    ``lax.custom_linear_solve``), as for ``custom_root``."""
-    f_function, f_inputs = jax.closure_convert(f, guess)
-    solve_function, solve_inputs = jax.closure_convert(lambda g: solve(f, g), guess)
-    return _implicit_root(f_function, solve_function, tangent_solve, tuple(f_inputs), tuple(solve_inputs), guess)
+    ``solve(f, guess) -> (x, aux)`` with ``f(x) = 0`` (``aux`` floating point); ``tangent_solve(g, y, extra)``: ``x``
+    with ``g(x) = y`` for the linear ``g``; ``extra``: the arrays it needs besides. It is traced later, inside
+    whatever transformation takes the derivative, so it may close over no traced value: pass those in ``extra``
+    (``f`` and ``solve`` may: every value they close over becomes an argument). The tangent of ``x`` is
+    ``-J^-1 (df/dp) dp`` (``J = df/dx`` at the root, linearised once); ``aux``, ``guess`` and ``extra`` get none.
+    Reverse mode transposes that rule (``tangent_solve`` must be transposable, e.g. a ``lax.custom_linear_solve``),
+    as for ``custom_root``."""
+    f_function, f_inputs = _hoisted(f, guess)
+    solve_function, solve_inputs = _hoisted(lambda g: solve(f, g), guess)
+    return _implicit_root(f_function, solve_function, tangent_solve, f_inputs, solve_inputs, extra, guess)
+
+
+def _hoisted(function: Callable, example):
+    """``(converted, constants)``: ``converted(x, *constants) == function(x)`` with every value ``function`` closes
+    over an argument (integer and boolean ones too, which ``jax.closure_convert`` leaves closed over)."""
+    closed = jax.make_jaxpr(function)(example)
+    shapes = jax.eval_shape(function, example)
+
+    def converted(x, *constants):
+        values = jax.core.eval_jaxpr(closed.jaxpr, constants, *jax.tree.leaves(x))
+        return jax.tree.unflatten(jax.tree.structure(shapes), values)
+
+    return converted, tuple(closed.consts)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
-def _implicit_root(f, solve, tangent_solve, f_inputs, solve_inputs, guess):
+def _implicit_root(f, solve, tangent_solve, f_inputs, solve_inputs, extra, guess):
     return solve(guess, *solve_inputs)
 
 
 @_implicit_root.defjvp
 def _implicit_root_tangent(f, solve, tangent_solve, primals, tangents):
-    f_inputs, solve_inputs, guess = primals
+    f_inputs, solve_inputs, extra, guess = primals
     x, aux = solve(guess, *solve_inputs)
     df = jax.jvp(lambda p: f(x, *p), (f_inputs,), (tangents[0],))[1]
-    dx = tangent_solve(lambda v: jax.jvp(lambda y: f(y, *f_inputs), (x,), (v,))[1], -df)
+    _, linearised = jax.linearize(lambda y: f(y, *f_inputs), x)
+    dx = tangent_solve(linearised, jax.tree.map(jnp.negative, df), extra)
     return (x, aux), (dx, jax.tree.map(jnp.zeros_like, aux))
 
 

@@ -432,7 +432,7 @@ def make_run_advance(simulation: Simulation, config: RunConfig):
 
 
 SHARED_STEPS = 8  # compiled chunks kept for runs of the same structure in one process (a multirun sweep)
-_shared_steps: dict = {}
+_shared_steps: dict = {}  # a process-wide cache, on purpose: it outlives the run that filled it
 STEP_SIZES = ("dt", "dt_min", "dt_max", "target_change")  # arguments of a compiled chunk, not part of it
 
 
@@ -449,19 +449,20 @@ def run_structure(simulation: Simulation, config: RunConfig) -> tuple:
 
 
 def shared_steps(simulation: Simulation, config: RunConfig):
-    """``(simulation, advance)`` with the stepper, diagnostics and compiled chunk of steps of the last run of the
+    """``(simulation, advance)`` with the stepper, diagnostics and compiled chunk of steps of the first run of the
     same :func:`run_structure` in this process, if there was one: a sweep run one job after another (Hydra's
     basic launcher) traces and compiles once. Sound because every function of a :class:`Simulation` takes
     the parameters as its first argument (test_model_layer checks that no value is closed over at build time);
-    ``simulation``'s own parameters, initial fields and stable step are kept."""
+    ``simulation``'s own parameters, initial fields and stable step are kept. The last :data:`SHARED_STEPS`
+    structures are kept (their executables stay in memory, which ``check_memory`` does not count)."""
     key = run_structure(simulation, config)
     if key not in _shared_steps:
         if len(_shared_steps) >= SHARED_STEPS:
             _shared_steps.pop(next(iter(_shared_steps)))
-        _shared_steps[key] = simulation, make_run_advance(simulation, config)
-    first, advance = _shared_steps[key]
+        _shared_steps[key] = simulation.stepper, simulation.diagnostics, make_run_advance(simulation, config)
+    stepper, diagnostics, advance = _shared_steps[key]
     control = time_control(config.solver, stable_dt(simulation))
-    simulation = dataclasses.replace(simulation, stepper=first.stepper, diagnostics=first.diagnostics)
+    simulation = dataclasses.replace(simulation, stepper=stepper, diagnostics=diagnostics)
     return simulation, advance.retimed(control, config.output.scalar_interval)
 
 

@@ -100,13 +100,16 @@ def test_root_gives_custom_roots_gradient_and_does_not_hold_the_inputs_linearisa
 
 def test_implicit_root_has_the_analytic_tangent_and_gradient_and_traces_its_tangent_only_when_differentiated():
     """``x^3 + p x = q`` per entry, solved by Newton in a while_loop: ``dx/dp = -x / (3 x^2 + p)`` and
-    ``dx/dq = 1 / (3 x^2 + p)``, forward (jvp, with a closed-over input) and reverse (grad, under jit); a
-    plain trace runs ``tangent_solve`` never (lax.custom_root traces it every time)."""
+    ``dx/dq = 1 / (3 x^2 + p)``, forward (jvp of a jitted function) and reverse (grad through jit, scan and
+    checkpoint), with the residual closing over integer and boolean tracers and the tangent solve given a traced
+    array in ``extra`` (values a lazily traced rule must not close over); a plain trace runs ``tangent_solve``
+    never (lax.custom_root traces it every time)."""
     calls = []
 
-    def tangent_solve(linear, y):
+    def tangent_solve(linear, y, extra):
         calls.append(1)
-        return y / linear(jnp.ones_like(y))
+        (scale,) = extra
+        return y * scale / (linear(jnp.ones_like(y)) * scale)
 
     def newton(f, guess):
         def step(state):
@@ -118,7 +121,9 @@ def test_implicit_root_has_the_analytic_tangent_and_gradient_and_traces_its_tang
         return x, (count.astype(x.dtype),)
 
     def solution(p, q):
-        x, _ = implicit_root(lambda x: x ** 3 + p * x - q, jnp.ones_like(q), newton, tangent_solve)
+        positive, above = jnp.sum(q > 0), q > 1.0  # an integer and a boolean tracer, closed over by f
+        x, _ = implicit_root(lambda x: x ** 3 + p * x * jnp.where(above, 1.0, 1.0) - q * (positive // positive),
+                             jnp.ones_like(q), newton, tangent_solve, (2.0 * p,))
         return x
 
     p, q = jnp.asarray([1.0, 2.0, 0.5]), jnp.asarray([2.0, 5.0, 0.3])
@@ -126,9 +131,14 @@ def test_implicit_root_has_the_analytic_tangent_and_gradient_and_traces_its_tang
     assert not calls
     x = jax.jit(solution)(p, q)
     np.testing.assert_allclose(x ** 3 + p * x, q, rtol=1e-13)
-    denominator = 3 * x ** 2 + p
-    _, dx = jax.jvp(lambda p: solution(p, q), (p,), (jnp.ones_like(p),))
+    denominator, weights = 3 * x ** 2 + p, jnp.arange(1.0, 4.0)
+    _, dx = jax.jvp(jax.jit(lambda p: solution(p, q)), (p,), (jnp.ones_like(p),))
     np.testing.assert_allclose(dx, -x / denominator, rtol=1e-12)
-    gradient = jax.jit(jax.grad(lambda p, q: jnp.sum(solution(p, q) * jnp.arange(1.0, 4.0)), argnums=(0, 1)))(p, q)
-    np.testing.assert_allclose(gradient[0], -x / denominator * jnp.arange(1.0, 4.0), rtol=1e-12)
-    np.testing.assert_allclose(gradient[1], 1 / denominator * jnp.arange(1.0, 4.0), rtol=1e-12)
+
+    def loss(p, q):  # twice the weighted solution, through a scan of two steps and a checkpoint
+        return jax.lax.scan(lambda total, _: (total + jax.checkpoint(lambda p: jnp.sum(solution(p, q) * weights))(p),
+                                              None), 0.0, None, length=2)[0]
+
+    gradient = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, q)
+    np.testing.assert_allclose(gradient[0], -2 * x / denominator * weights, rtol=1e-12)
+    np.testing.assert_allclose(gradient[1], 2 / denominator * weights, rtol=1e-12)

@@ -398,8 +398,8 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
         return result, (growth_rate(result) + (0.0 if extra is None else extra(v))) / target - 1.0
 
     def secant_iterations(_, start):
-        # every trial is the loop's one (traced and compiled once): the first at ``start``, the second 1 mV away
-        # downhill, then secant steps
+        # every trial is the loop's one (compiled once): the first at ``start``, the second 1 mV away downhill,
+        # then secant steps
         def keep_going(state):
             v_old, g_old, v, g, result, iterations, count = state
             return (count < 2) | ((jnp.abs(g) > working_tolerance(CURRENT_TOLERANCE, g.dtype, 1000.0))
@@ -427,7 +427,7 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
     # reverse mode passes the while_loop; the step at V is taken again from its own converged solution (a
     # converged start: no CG iterations, the same values) to carry V's and the parameters' derivatives
     v, (solved, iterations) = implicit_root(lambda v: trial(v, c_guess)[1], voltage_guess, secant_iterations,
-                                            lambda linearised, y: y / linearised(jnp.ones_like(y)))
+                                            lambda linearised, y, _: y / linearised(jnp.ones_like(y)))
     result = exchange_at(v, solved)
     return v, result._replace(iterations=iterations.astype(result.iterations.dtype) + result.iterations)
 
@@ -602,15 +602,17 @@ def newton_potential(conductivity, boundary: Boundary, linearised_source: Callab
         phi, _, iterations, residual, _ = jax.lax.while_loop(going, newton, start)
         return phi, (iterations.astype(guess.dtype), residual)  # implicit_root's aux: floating point only
 
-    def linear_solve(linearised, rhs):
+    def linear_solve(linearised, rhs, extra):
         """``x`` with ``(A + V D) x = rhs``, ``D`` read off the linearised balance."""
+        conductivity, tolerance = extra
         ones = jnp.ones_like(rhs)
         diagonal = (linearised(ones) - apply_operator(conductivity, ones, grid, boundary)) / grid.cell_volume
         solved, _, _ = solve_potential(conductivity, -rhs / grid.cell_volume, grid, boundary, jnp.zeros_like(rhs),
                                        tolerance, max_iterations, shift=jnp.maximum(diagonal, 0.0), slabs=slabs)
         return solved
 
-    phi, (iterations, residual) = implicit_root(balance, guess, newton_iterations, linear_solve)
+    phi, (iterations, residual) = implicit_root(balance, guess, newton_iterations, linear_solve,
+                                                (conductivity, tolerance))
     return ElectrolytePotential(phi, iterations.astype(jnp.int32), residual)
 
 
@@ -866,7 +868,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
 
     extra = (electrolyte(c_guess)[0], tolerance)
 
-    def linear_solve(linearised, rhs):
+    def linear_solve(linearised, rhs, extra):
         """``x`` with ``J x = rhs`` (``J`` the exact linearised balance, through the transport solve)."""
         row_sums = linearised(jnp.ones_like(rhs))
 
