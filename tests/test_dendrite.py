@@ -6,7 +6,7 @@ import pytest
 
 from phasefield.config import ConfigError, validate_run
 from phasefield.physics.electrochemistry import FARADAY, GAS_CONSTANT
-from scenario_runs import run_scenario
+from scenario_runs import assert_round_off, run_scenario
 
 SOLVER = {"dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
 
@@ -207,8 +207,9 @@ def test_default_job_is_the_dendrite_scenario_and_writes_scales(tmp_path):
 
 
 def test_coupling_conductivity_replaces_sigma_of_the_potential_equation():
-    """A Coupling that doubles sigma(xi) runs the model of doubled conductivities, to the bit (scaling by 2
-    is exact); the plain model differs."""
+    """A Coupling that doubles sigma(xi) runs the model of doubled conductivities (scaling by 2 is exact: bit for bit
+    with XLA's default CPU emitters, to round-off with the legacy ones of the suite, which fuse the two programs
+    differently); the plain model differs."""
     import jax
 
     from phasefield.models import dendrite
@@ -231,5 +232,6 @@ def test_coupling_conductivity_replaces_sigma_of_the_potential_equation():
     coupled = run(doubling)
     doubled = run(conductivity_metal=2e6, conductivity_electrolyte=2 * 1.19)
     for name in ("xi", "c", "phi"):
-        assert np.array_equal(coupled[name], doubled[name]), name
-    assert not np.array_equal(run()["phi"], coupled["phi"])
+        assert_round_off(coupled[name], doubled[name], name)
+    plain = run()["phi"]
+    assert np.max(np.abs(plain - coupled["phi"])) > 1e-8 * np.max(np.abs(coupled["phi"]))  # measured 6e-7

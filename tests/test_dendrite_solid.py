@@ -12,7 +12,7 @@ import pytest
 
 from phasefield.config import ConfigError, validate_run
 from phasefield.physics.electrochemistry import GAS_CONSTANT, interpolation
-from scenario_runs import run_scenario
+from scenario_runs import assert_round_off, run_scenario
 
 SOLVER = {"dt": 0.02, "adaptive": True, "dt_min": 1e-5, "dt_max": 0.1, "target_change": 0.02}
 FIXED = {"dt": 0.01, "adaptive": False}
@@ -37,15 +37,17 @@ def liquid_small():
     return simulate("dendrite", 0.3, 0.1, FIXED, **SMALL)
 
 
-def test_no_load_and_no_eigenstrain_reproduce_the_liquid_model_bit_for_bit():
-    """sigma = 0 exactly (every elasticity solve has a zero right-hand side), so the Butler-Volmer shift is 0."""
+def test_no_load_and_no_eigenstrain_reproduce_the_liquid_model_to_round_off():
+    """sigma = 0 exactly (every elasticity solve has a zero right-hand side), so the Butler-Volmer shift is 0 and the
+    solid model is the liquid one: bit for bit with XLA's default CPU emitters, to round-off with the legacy ones
+    the suite compiles with (the two programs fuse differently)."""
     _, liquid_scalars, liquid = liquid_small()
     _, scalars, solid = simulate("dendrite_solid", 0.3, 0.1, FIXED, deposition_eigenstrain=0.0, stack_pressure=0.0,
                                  **SMALL)
     for name in ("xi", "c", "phi"):
-        assert np.array_equal(solid["state"][name], liquid["state"][name]), name
-    for name, values in liquid_scalars.items():
-        assert np.array_equal(scalars[name], values), name
+        assert_round_off(solid["state"][name], liquid["state"][name], name)
+    for name, values in liquid_scalars.items():  # measured: the cell current 8e-9 relative, c_min 1e-10 mol/m^3
+        np.testing.assert_allclose(scalars[name], values, rtol=1e-7, atol=1e-9, err_msg=name)
     assert scalars["dendrite_height"][-1] > scalars["dendrite_height"][0] + 2.0  # it grew
     mechanics = solid["state"]
     assert not np.any(mechanics["pressure"]) and not np.any(mechanics["von_mises"])

@@ -478,17 +478,22 @@ def test_one_flaw_given_in_flaws_is_the_default_flaw(growing):
     carry with a filament axis, a regions map of ones, the depths from the list) and must give the steps of the
     fixture's ``flaw_depth = 1.5`` (angle 0: the module's build; a slanted one would need two more builds) up to
     the crack's first advance of a cell (6 steps): every scalar, and each filament's own (``crack_depth_1``, ...)
-    equal to the whole's. Measured: bit for bit. (Slanted, 20 deg at 32^2, two builds, not in the suite: the same
-    crack depths over 8 steps to the short, the scalars to 5e-7, from a 1-ulp difference of the stress-free
-    volume width / cos computed from a constant depth rather than the parameter.)"""
+    equal to the whole's. Measured: bit for bit with XLA's default CPU emitters. With the legacy ones the suite
+    compiles with (conftest.py) the two programs round differently, the u-d iterations stop a few iterations
+    apart (111 against 108), and the steps agree to the solvers' tolerances (the u-d iterations' 1e-4, as the
+    two-flaw test: measured 1e-5 in the stress intensity), the solvers' efforts left out. (Slanted, 20 deg at 32^2, two builds, not in the suite: the same crack depths
+    over 8 steps to the short, the scalars to 5e-7, from a 1-ulp difference of the stress-free volume width / cos
+    computed from a constant depth rather than the parameter.)"""
     records = growing[0]
     steps = next(i for i, record in enumerate(records) if record["crack_depth"] > 1.5)
     config = dataclasses.replace(CONFIG, flaws=[[1.5, 8.0, 0.0]], overpotential=-1.5 * onset(1.5))
     given = flaw_run(config, steps)
     assert len(given) == steps + 1 and given[-1]["crack_depth"] == 1.75, "the crack must advance"
+    effort = {"dt", "iterations", "pressure_passes", "elasticity_iterations", "damage_iterations", "area_passes",
+              "volume_mismatch", "pressure_sweep_residual", "deposit_sweep_residual"}
     for one, listed in zip(records, given):
-        np.testing.assert_array_equal([listed[key] for key in one if key != "dt"],
-                                      [value for key, value in one.items() if key != "dt"])
+        for key in one.keys() - effort:
+            assert listed[key] == pytest.approx(one[key], rel=1e-4, abs=1e-12, nan_ok=True), key
         for key in ("crack_depth", "filament_depth", "li_pressure", "li_volume"):
             assert listed[f"{key}_1"] == listed[key]
 
