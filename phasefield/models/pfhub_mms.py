@@ -65,19 +65,24 @@ def exact_solution(x, y, t, kappa, c2):
 def source(x, y, t, kappa, c2):
     """``S = d eta_sol/dt + 4 eta (eta - 1)(eta - 1/2) - kappa lap eta_sol``, derived by hand from the
     chain rule (``eta' = -1/2 sech^2(psi)/sqrt(2 kappa)``, ``psi = (y - alpha)/sqrt(2 kappa)``); the test
-    checks it against finite differences of ``eta_sol`` and against PFHub's SymPy expression."""
+    checks it against finite differences of ``eta_sol`` and against PFHub's SymPy expression. ``x`` and ``y``
+    broadcast: the step passes ``x`` as one column of cells, so ``alpha`` and its derivatives cost a row of
+    sines, and each cell one ``tanh`` (``sech^2 = (1 - tanh)(1 + tanh)``)."""
     width = jnp.sqrt(2.0 * kappa)
-    psi = (y - interface_position(x, t, c2)) / width
-    sech2 = 1.0 / jnp.cosh(psi) ** 2
-    alpha_t = A1 * jnp.sin(B1 * x) + A2 * c2 * jnp.cos(B2 * x + c2 * t)
-    alpha_x = A1 * B1 * t * jnp.cos(B1 * x) + A2 * B2 * jnp.cos(B2 * x + c2 * t)
-    alpha_xx = -A1 * B1**2 * t * jnp.sin(B1 * x) - A2 * B2**2 * jnp.sin(B2 * x + c2 * t)
+    sin_1, cos_1 = jnp.sin(B1 * x), jnp.cos(B1 * x)
+    sin_2, cos_2 = jnp.sin(B2 * x + c2 * t), jnp.cos(B2 * x + c2 * t)
+    alpha = 0.25 + A1 * t * sin_1 + A2 * sin_2
+    alpha_t = A1 * sin_1 + A2 * c2 * cos_2
+    alpha_x = A1 * B1 * t * cos_1 + A2 * B2 * cos_2
+    alpha_xx = -A1 * B1**2 * t * sin_1 - A2 * B2**2 * sin_2
+    tanh = jnp.tanh((y - alpha) / width)
+    sech2 = (1.0 - tanh) * (1.0 + tanh)
     # eta_sol = (1 - tanh psi)/2: d/dpsi = -sech^2/2, d2/dpsi2 = sech^2 tanh
     d_eta = -0.5 * sech2
-    dd_eta = sech2 * jnp.tanh(psi)
+    dd_eta = sech2 * tanh
     eta_t = d_eta * (-alpha_t / width)
     laplacian_eta = dd_eta * (alpha_x**2 + 1.0) / width**2 + d_eta * (-alpha_xx / width)
-    eta = 0.5 * (1.0 - jnp.tanh(psi))
+    eta = 0.5 * (1.0 - tanh)
     return eta_t + 4.0 * eta * (eta - 1.0) * (eta - 0.5) - kappa * laplacian_eta
 
 
@@ -103,7 +108,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
         eta, t = carry["state"]["eta"], carry["state"]["time"]
         at_x, at_y = laid_out(slabs, (x, y), grid.shape)  # each device evaluates the source on its own cells
         rate = (-(4.0 * eta * (eta - 1.0) * (eta - 0.5) - kappa * laplacian(eta, grid, boundary))
-                + source(at_x, at_y, t, kappa, c2))
+                + source(at_x[:, :1], at_y, t, kappa, c2))  # alpha(x, t) on a column of cells
         return laid_out(slabs, {**carry, "state": {"eta": eta + dt * rate, "time": t + dt}}, grid.shape)
 
     def stable_dt(params):
