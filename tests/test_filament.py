@@ -195,6 +195,21 @@ def test_coupled_li_pressures_report_their_residual():
     assert float(residual) == 0.0 and float(one[0]) == float(fl.li_pressure(v[0], b[0], c[0, 0], k))
 
 
+def test_strongly_coupled_li_pressures_converge_in_a_few_newton_steps():
+    """Three cracks, neighbours shielding each other at 0.9 of their own compliance (Gauss-Seidel sweeps would
+    shrink the error by about 0.9 per sweep: hundreds of sweeps to round-off), and the third holding less Li than
+    its unloaded opening: within 8 steps the residual is within the tolerance, the two filled cracks close their
+    balances ``(B_j + sum_k C_jk p_k)(1 + p_j / K) = V_j`` to round-off, and the third has ``p = 0`` with its Li
+    short of the opening (the complementarity ``p_j >= 0``, ``F_j >= 0``, ``p_j F_j = 0``)."""
+    v, b, k = jnp.array([1.3, 1.25, 0.5]), jnp.array([1.0, 1.0, 1.0]), 11.0
+    c = jnp.array([[1.0, -0.9, 0.3], [-0.9, 1.0, -0.4], [0.3, -0.4, 1.0]])
+    pressure, residual = fl.li_pressures(v, b, c, k, max_sweeps=8)
+    assert float(residual) <= fl.COUPLED_TOLERANCE
+    filled = (b + c @ pressure) * (1.0 + pressure / k) - v
+    assert float(jnp.max(jnp.abs(filled[:2] / v[:2]))) < 1e-13 and float(jnp.min(pressure[:2])) > 0.1
+    assert float(pressure[2]) == 0.0 and float(filled[2]) > 0.0
+
+
 def test_coupled_deposits_report_their_residual():
     """Backward Euler of two coupled filaments plating at -100 mV for 5 s (0.09 and 0.11 um^2 onto 1.2 and 1.1, their
     pressures from 0.33 and 0.27 to 0.51 and 0.47 GPa, equilibrium 0.74): capped at one sweep the residual exceeds

@@ -65,8 +65,9 @@ at one ``eta`` (:func:`~phasefield.physics.filament.implicit_deposits`; current 
 filaments' currents make the applied one). The run shorts when any crack reaches the gap. The scalars keep their
 names for the whole (``crack_depth``: the deepest, ``li_volume``: the sum, ``li_pressure``: the highest) and add
 ``crack_depth_k``, ``filament_depth_k``, ``li_pressure_k``, ``li_volume_k``. The coupled sweeps (at most
-``coupled_sweeps``) report their residuals, ``pressure_sweep_residual`` (the mechanics' Li balances) and
-``deposit_sweep_residual`` (the sweeps stop at 1e-14; close flaws may stop at the cap first), and ``converged`` is 0
+``coupled_sweeps``: Newton steps on the pressures, Jacobi sweeps on the deposits) report their residuals,
+``pressure_sweep_residual`` (the mechanics' Li balances) and ``deposit_sweep_residual`` (they stop at 1e-14; the
+deposits of close flaws may stop at a small cap first), and ``converged`` is 0
 when either exceeds ``pressure_tolerance``. The default single flaw keeps the scalar carry and control of one
 filament, bit for bit as before ``flaws`` existed.
 
@@ -188,7 +189,7 @@ class Config:
                                        help="Li volume balance, relative, at the end of a time step's mechanics")
     pressure_passes: int = option(60, min=1, static=False, help="most mechanics passes (load steps) per time step")
     coupled_sweeps: int = option(fl.COUPLED_SWEEPS, min=1, static=False,
-                                 help="several flaws: most Gauss-Seidel sweeps of the coupled Li pressures and Jacobi "
+                                 help="several flaws: most Newton steps on the coupled Li pressures and Jacobi "
                                  "sweeps of the coupled deposits (their residuals: the scalars pressure_sweep_residual "
                                  "and deposit_sweep_residual)")
     area_passes: int = option(0, min=0, static=False, help="most repeats per step of the deposit and the mechanics with the Li "
@@ -896,9 +897,9 @@ SCALAR_INFO = {
     "converged": Quantity("1", "1 if the last step's mechanics met both tolerances (u-d and Li volume) and the coupled "
                                "sweeps of several filaments left residuals (pressure_sweep_residual, "
                                "deposit_sweep_residual) within the Li volume's, pressure_tolerance"),
-    "pressure_sweep_residual": Quantity("1", "several flaws: the last Gauss-Seidel sweep's largest change of the "
+    "pressure_sweep_residual": Quantity("1", "several flaws: the last Newton step's largest change of the "
                                              "coupled Li pressures over the largest, in the last step's last u-d "
-                                             "iteration (the sweeps stop at 1e-14 or coupled_sweeps; 0 for one flaw, "
+                                             "iteration (the steps stop at 1e-14 or coupled_sweeps; 0 for one flaw, "
                                              "solved exactly)"),
     "deposit_sweep_residual": Quantity("1", "several flaws: the last Jacobi sweep's largest change of the coupled "
                                             "deposits' held pressure coupling over the largest Li volume, or the "

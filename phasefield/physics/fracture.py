@@ -178,7 +178,7 @@ class VolumeControl(NamedTuple):
     ``fluid_volume`` and ``reference`` are ``(N,)``, ``unit`` holds ``N`` displacements (a leading axis on each
     component), each under a unit pressure in one region, and the balances couple through the compliance matrix
     (:func:`_follow_volume`). ``loading.crack_pressure`` is then the vector ``p``; ``max_sweeps``: the cap on the
-    Gauss-Seidel sweeps of those balances (:func:`~phasefield.physics.filament.li_pressures`)."""
+    Newton steps on those balances (:func:`~phasefield.physics.filament.li_pressures`)."""
 
     fluid_volume: jax.Array
     bulk_modulus: jax.Array
