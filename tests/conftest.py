@@ -15,8 +15,8 @@ inherited by the subprocesses), since compiling dominates the suite:
 
 * ``--xla_backend_optimization_level=0``: LLVM at level 0, about a quarter less CPU time
   (tests/test_dendrite_solid.py, two tests: 60 -> 46 s of CPU); the HLO (fusion) is the same.
-* ``--xla_cpu_use_fusion_emitters=false``: XLA's legacy elemental emitters for fusions instead of the MLIR fusion
-  emitters. The galvanostatic strip's chunk of steps compiles in 5.3 s instead of 7.8 s, tests/test_dendrite_solid.py
+* ``--xla_cpu_use_fusion_emitters=false`` (where this jaxlib knows the flag: probed once): XLA's legacy elemental
+  emitters for fusions instead of the MLIR fusion emitters. The galvanostatic strip's chunk of steps compiles in 5.3 s instead of 7.8 s, tests/test_dendrite_solid.py
   takes 77 s instead of 112 s, and the whole suite 829 s instead of 1259 s (2 cores, one measurement each). The
   code differs in its rounding: two different programs that compute the same thing in a different order (a model
   and its special case) agree to round-off rather than to the bit (``scenario_runs.assert_round_off``); one
@@ -26,12 +26,26 @@ Set ``PHASEFIELD_TEST_FULL_OPTIMIZATION=1`` to compile as a run does.
 """
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+
+
+def _known_to_xla(flag):
+    """Whether this jaxlib's XLA knows ``flag`` (an unknown flag aborts the process that starts the backend, and
+    older jaxlibs lack the fusion-emitter one): a probe in a subprocess, once, in the process that sets the flags."""
+    probe = "import jax; jax.numpy.zeros(1).block_until_ready()"
+    env = {**os.environ, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode == 0
+
+
 if not os.environ.get("PHASEFIELD_TEST_FULL_OPTIMIZATION") and "xla_backend_optimization_level" not in os.environ.get(
-        "XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+        "XLA_FLAGS", ""):  # the xdist workers and the subprocesses inherit the controller's flags
+    flags = f"{FAST_COMPILE} {LEGACY_EMITTERS}" if _known_to_xla(LEGACY_EMITTERS) else FAST_COMPILE
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 import jax  # noqa: E402  (after XLA_FLAGS: the backend reads them when it starts)
 

@@ -178,7 +178,8 @@ class VolumeControl(NamedTuple):
     ``fluid_volume`` and ``reference`` are ``(N,)``, ``unit`` holds ``N`` displacements (a leading axis on each
     component), each under a unit pressure in one region, and the balances couple through the compliance matrix
     (:func:`_follow_volume`). ``loading.crack_pressure`` is then the vector ``p``; ``max_sweeps``: the cap on the
-    Newton steps on those balances (:func:`~phasefield.physics.filament.li_pressures`)."""
+    iterations (Newton, safeguarded by Gauss-Seidel sweeps) on those balances
+    (:func:`~phasefield.physics.filament.li_pressures`)."""
 
     fluid_volume: jax.Array
     bulk_modulus: jax.Array
@@ -199,7 +200,7 @@ class StepInfo(NamedTuple):
     # with regions the matrix dV_j/dp_k)
     unit: tuple | None = None  # volume control: the displacement under a unit crack pressure of the last iterate
     pressure_residual: jax.Array | None = None  # volume control: the residual of the last iterate's coupled pressure
-    # sweeps (:func:`~phasefield.physics.filament.li_pressures`; 0 for one fluid body)
+    # iterations (:func:`~phasefield.physics.filament.li_pressures`; 0 for one fluid body)
 
 
 # ----------------------------------------------------------------------------- pure functions of d
@@ -681,7 +682,7 @@ def _follow_volume(volume: VolumeControl, displacement, damage, pressure, unit, 
     With ``volume.regions`` ``r_k``: ``u_k`` under the pressure ``d r_k`` (one solve per region), the compliance
     matrix ``C_jk = sum V d r_j tr eps(u_k)`` (the opening of body ``j`` under a unit pressure in ``k``), and
     ``p'`` the root of ``(V_c,j + sum_k C_jk (p'_k - p_k))(1 + p'_j / K) = V_fluid,j``, ``p'_j >= 0``
-    (:func:`phasefield.physics.filament.li_pressures`, at most ``volume.max_sweeps`` sweeps)."""
+    (:func:`phasefield.physics.filament.li_pressures`, at most ``volume.max_sweeps`` iterations)."""
     grid, walls = problem.grid, problem.walls
     zero = jnp.zeros((), damage.dtype)
 
