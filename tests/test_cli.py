@@ -7,13 +7,17 @@ from pathlib import Path
 import h5py
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
 
+from phasefield.cli import main as cli_main
+from phasefield.cli import register_resolvers
 from phasefield.config import ConfigError, OutputConfig, validate_run
 from phasefield.registry import scenario as registered
 from phasefield.runner import build
 
 ROOT = Path(__file__).resolve().parents[1]
+register_resolvers()  # as run.py does, for the configs composed in this process
 TINY = ["scenario=spinodal", "scenario.shape=[24,24]", "scenario.t_end=2", "output.interval=1", "output.scalar_interval=0.5"]
 
 
@@ -37,6 +41,22 @@ def test_cli_multirun_sweep(tmp_path):
     assert sorted(p.parent.name for p in tmp_path.glob("*/run.h5")) == ["0", "1"]
 
 
+def cli_in_process(overrides, run_dir):
+    """``phasefield.cli.main`` as ``run.py`` calls it, in this process: the config composed by Hydra from the same
+    overrides, Hydra's run directory set to ``run_dir`` (a subprocess per case costs seconds of starting JAX)."""
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cli_main(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+
+
 @pytest.mark.parametrize(
     "override,fragments",
     [
@@ -55,14 +75,24 @@ def test_cli_multirun_sweep(tmp_path):
         ("scenario=dendrite", ["scenario.interface_thickness = 2.0", ">= 4 cells of 2 um = 8 um"]),
     ],
 )
-def test_bad_config_rejected_with_clear_message(tmp_path, override, fragments):
+def test_bad_config_rejected_with_clear_message(tmp_path, override, fragments, capsys):
     extra = ["solver.dt=0.01"] if override == "solver=explicit" else []
-    result = run_cli(*TINY, *override.split(), *extra, f"hydra.run.dir={tmp_path / 'run'}")
+    with pytest.raises(SystemExit) as exit_:
+        cli_in_process([*TINY, *override.split(), *extra], tmp_path / "run")
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in stderr, stderr
+    assert not (tmp_path / "run" / "run.h5").exists()  # rejected before any compute
+
+
+def test_bad_config_on_the_command_line_exits_2_with_one_line_and_no_traceback(tmp_path):
+    """The command line itself (a subprocess): exit code 2, the message on stderr, no traceback, no file."""
+    result = run_cli(*TINY, "scenario.mobility=abc", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
-    assert not (tmp_path / "run" / "run.h5").exists()  # rejected before any compute
+    assert "scenario.mobility" in result.stderr and "a number" in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "run.h5").exists()
 
 
 def test_explicit_dt_limit_names_the_limit():

@@ -52,15 +52,22 @@ def l2_at_8(shape, dt):
     return scalars["l2_error"][-1]
 
 
-def test_space_error_inside_pfhub_window_and_second_order():
-    """h = 0.01, 0.005, 0.0025 (dt = 0.002: time error ~ 1e-5, below all three): L2 in PFHub's windows for a
-    5-point cell-centred stencil ([3e-3, 8e-3] at h = 0.01, [6.5e-4, 1.6e-3] at 0.005), within 3 % of the
-    FiPy upload of the same discretisation (6.75e-3, 1.39e-3, 3.37e-4), and order 2 +- 0.1 between the two
-    finest (PFHub: fit runs with L2 in [1e-4, 5e-3])."""
-    errors = [l2_at_8([n, n // 2], 0.002) for n in (100, 200, 400)]
+def test_space_error_inside_pfhub_window_and_equal_to_the_fipy_upload():
+    """h = 0.01, 0.005 (dt = 0.002: time error ~ 1e-5, below both): L2 in PFHub's windows for a 5-point
+    cell-centred stencil ([3e-3, 8e-3] at h = 0.01, [6.5e-4, 1.6e-3] at 0.005) and within 3 % of the FiPy
+    upload of the same discretisation (6.75e-3, 1.39e-3). The order at h = 0.0025 is the slow test below."""
+    errors = [l2_at_8([n, n // 2], 0.002) for n in (100, 200)]
     assert 3.0e-3 <= errors[0] <= 8.0e-3 and 6.5e-4 <= errors[1] <= 1.6e-3, errors
-    assert np.allclose(errors, [6.75e-3, 1.39e-3, 3.37e-4], rtol=0.03), errors
-    assert abs(np.log2(errors[1] / errors[2]) - 2.0) < 0.1, errors
+    assert np.allclose(errors, [6.75e-3, 1.39e-3], rtol=0.03), errors
+
+
+@pytest.mark.slow  # 400 x 200 cells over 4000 steps: about 45 s on 2 cores, outside the suite's budget
+def test_space_error_second_order_at_the_finest_published_resolution():
+    """h = 0.0025: L2 within 3 % of the FiPy upload (3.37e-4), and order 2 +- 0.1 between h = 0.005 and 0.0025
+    (PFHub: fit runs with L2 in [1e-4, 5e-3])."""
+    errors = [l2_at_8([n, n // 2], 0.002) for n in (200, 400)]
+    assert np.allclose(errors, [1.39e-3, 3.37e-4], rtol=0.03), errors
+    assert abs(np.log2(errors[0] / errors[1]) - 2.0) < 0.1, errors
 
 
 def test_time_error_first_order():
