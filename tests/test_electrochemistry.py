@@ -20,6 +20,19 @@ SOLVER = {"dt": 0.5, "adaptive": True, "dt_min": 1e-5, "dt_max": 5.0, "target_ch
 STRIP = {"size": [40.0, 1.0], "shape": [80, 2], "electrode_position": 8.0, "temperature": T,
          "interface_thickness": 2.0, "short_circuit_gap": 4.0, "anisotropy_strength": 0.0, "noise_amplitude": 0.0,
          "bulk_concentration": 1000.0, "reference_concentration": 1000.0}
+# a 46 um gap to a reservoir at the same cells: the held-voltage binary runs (f64 and f32) share its two programs
+GAP = {"size": [54.0, 1.0], "shape": [108, 2]}
+# galvanostatic binary runs on the STRIP: at_cutoff=hold, so that they share the CC-CV test's program (the default
+# cutoff, -2 V, is never reached in the others)
+CC_CV = {"control": "current", "at_cutoff": "hold"}
+# 200 um to a closed wall, semi-infinite for Sand's time (5.7 s): its runs share one program
+SEMI_INFINITE = {"size": [200.0, 1.0], "shape": [400, 2], "electrolyte_boundary": "closed"}
+
+
+def pinned(dt):
+    """Fixed steps of ``dt`` through the adaptive control (dt_min = dt_max = dt): the steps of a fixed-step run
+    (the control only clips dt to [dt_min, dt_max]), in the adaptive runs' compiled program."""
+    return {"dt": dt, "dt_min": dt, "dt_max": dt}
 
 
 def simulate(t_end, record, solver=None, **scenario):
@@ -88,22 +101,26 @@ def test_galvanostatic_potential_is_butler_volmer_plus_ohmic_within_2_mv():
         assert abs(scalars["deposited_charge"][-1] / (current * 1e-3 * times[-1]) - 1) < 1e-4
 
 
-@pytest.mark.parametrize("current,precision", [(10.0, "float64"), (40.0, "float64"), (40.0, "float32")])
-def test_binary_electrolyte_steady_state_splits_the_cell_voltage(current, precision):
+@pytest.mark.parametrize("drive,precision", [({**CC_CV, "current_density": 10.0}, "float64"),
+                                             ({**CC_CV, "current_density": 40.0}, "float64"),
+                                             ({"voltage": -0.18, **GAP}, "float32")],
+                         ids=["10mA-float64", "40mA-float64", "held-float32"])
+def test_binary_electrolyte_steady_state_splits_the_cell_voltage(drive, precision):
     """Binary salt (t+ = 0.38, kappa proportional to c) at a held current: the steady concentration at the
     front is c_b - (1 - t+) i L / (F D), the ohmic drop that of kappa(c) along the linear profile,
     (i L / kappa_b) c_b ln(c_b / c_0) / (c_b - c_0), the concentration overpotential, diffusion potential
     included, (2 (1 - t+) RT/F) ln(c_0 / c_b) (Newman's dilute binary electrolyte), and V their sum with
     eta_BV(i, c_0) within 0.5 mV (the diffusion potential alone: 0.4 mV at 10, 2.1 mV at 40 mA/cm^2);
-    c <= c_bulk everywhere. The same in float32 (solver tolerances raised to what it resolves)."""
+    c <= c_bulk everywhere. The same in float32 (solver tolerances raised to what it resolves), at a held
+    -0.18 V across the 46 um gap (40 mA/cm^2, measured 0.03 mV off; i the cell's current), in the program of
+    the float32 held-voltage run below."""
     exchange, diffusivity, sigma, t_plus = 3.0, 3e-10, 1.19, 0.38
-    length = 40.0 - 8.0
-    times, scalars, carry = simulate(30.0, 10.0, {"precision": precision}, control="current",
-                                     current_density=current, voltage=-0.01,
+    size = drive.get("size", STRIP["size"])[0]
+    times, scalars, carry = simulate(30.0, 10.0, {"precision": precision}, **{"voltage": -0.01, **drive},
                                      exchange_current_density=exchange, diffusivity_electrolyte=diffusivity,
                                      conductivity_electrolyte=sigma, transference_number=t_plus)
-    i = current * 10
-    gap = (length - thickness(scalars)[-1]) * 1e-6
+    i = drive.get("current_density", scalars["cell_current_density"][-1]) * 10
+    gap = (size - STRIP["electrode_position"] - thickness(scalars)[-1]) * 1e-6
     front = 1.0 - (1 - t_plus) * i * gap / (FARADAY * diffusivity * 1000.0)  # over c_bulk
     ohmic = i * gap / sigma * np.log(1.0 / front) / (1.0 - front)
     concentration = 2.0 * (1.0 - t_plus) * np.log(front) / F_RT
@@ -117,14 +134,14 @@ def test_binary_electrolyte_steady_state_splits_the_cell_voltage(current, precis
 
 
 def test_sand_time_of_the_binary_electrolyte():
-    """Galvanostatic plating at 10 mA/cm^2 into 0.1 M salt (semi-infinite: 200 um): the concentration at
-    the front falls as c0 - 2 (1 - t+) (i/F) sqrt(t / (pi D)), so it reaches zero at Sand's time
-    tau = pi D (F c0 / (2 i t_a))^2 (5.70 s), within 3 % (fitted from 20 to 80 % of tau: the first
-    steps, while the interface's profile of c forms, lie off the sqrt(t) law)."""
+    """Galvanostatic plating at 10 mA/cm^2 into 0.1 M salt (semi-infinite: 200 um to a closed wall): the
+    concentration at the front falls as c0 - 2 (1 - t+) (i/F) sqrt(t / (pi D)), so it reaches zero at Sand's time
+    tau = pi D (F c0 / (2 i t_a))^2 (5.70 s), within 3 % (measured 1.5 %; fitted from 20 to 80 % of tau: the
+    first steps, while the interface's profile of c forms, lie off the sqrt(t) law)."""
     current, diffusivity, t_plus, bulk = 10.0, 3e-10, 0.38, 100.0
     tau = np.pi * diffusivity * (FARADAY * bulk / (2 * current * 10 * (1 - t_plus))) ** 2
-    times, scalars, _ = simulate(0.8 * tau, 0.05 * tau, solver={"dt_max": 0.005 * tau},
-                                 size=[200.0, 1.0], shape=[400, 2], control="current", current_density=current,
+    times, scalars, _ = simulate(0.8 * tau, 0.05 * tau, solver={"dt_max": 0.01 * tau}, **SEMI_INFINITE,
+                                 control="current", current_density=current,
                                  voltage=-0.01, bulk_concentration=bulk, reference_concentration=bulk,
                                  diffusivity_electrolyte=diffusivity, diffusivity_metal=1e-16,
                                  conductivity_electrolyte=0.12, transference_number=t_plus,
@@ -136,16 +153,16 @@ def test_sand_time_of_the_binary_electrolyte():
 
 
 def test_galvanostatic_run_stops_at_sand_time_on_its_last_good_fields():
-    """20 mA/cm^2 into 0.1 M salt (semi-infinite: 200 um): no electrode potential carries the current once the
-    salt at the front is gone, so the run stops after Sand's time tau (1.43 s; measured 1.25 tau: the diffuse
-    interface still holds Li+ when c at its front is gone; bound 1.5 tau), with V at the
-    bottom of its range and the fields of the last step that carried the current: Li conserved to round-off,
+    """20 mA/cm^2 into 0.1 M salt (semi-infinite: 200 um to a closed wall): no electrode potential carries the
+    current once the salt at the front is gone, so the run stops after Sand's time tau (1.43 s; measured 1.25 tau:
+    the diffuse interface still holds Li+ when c at its front is gone; bound 1.5 tau), with V at the bottom of its
+    range and the fields of the last step that carried the current: Li conserved to round-off,
     c >= 0, passed = deposited charge within 0.1 %, the deposit the applied charge. (The step past the limit
     used to be taken: the ohmic drop alone took phi_e to -2.4 V, a V above it stripped the metal, and the
     run wrote 5 mAh/cm^2 of metal that never plated.)"""
     current, diffusivity, t_plus, bulk = 20.0, 3e-10, 0.38, 100.0
     tau = np.pi * diffusivity * (FARADAY * bulk / (2 * current * 10 * (1 - t_plus))) ** 2
-    times, scalars, carry = simulate(3 * tau, 0.1 * tau, size=[200.0, 1.0], shape=[400, 2], control="current",
+    times, scalars, carry = simulate(3 * tau, 0.1 * tau, **SEMI_INFINITE, control="current",
                                      current_density=current, voltage=-0.01, bulk_concentration=bulk,
                                      reference_concentration=bulk, diffusivity_electrolyte=diffusivity,
                                      diffusivity_metal=1e-16, conductivity_electrolyte=0.12,
@@ -160,21 +177,20 @@ def test_galvanostatic_run_stops_at_sand_time_on_its_last_good_fields():
 
 
 def test_constant_current_then_the_held_cutoff_carries_the_limiting_current_of_the_gap():
-    """CC-CV (at_cutoff=hold): 10 mA/cm^2 into 0.1 M salt across a 92 um gap to a reservoir, above its limiting
-    current. The applied current is carried until the salt at the front runs out (after Sand's time tau; the
-    finite gap delays it), then the electrode holds the cutoff, -0.5 V, and the current falls to the gap's
-    limiting current i_lim = F D c0 / ((1 - t+) L) (L from the deposit's front to the reservoir; c at the front
-    near 0) within 2 % (measured 0.2 % at 30 s); Li conserved to round-off and passed = deposited charge within
-    0.1 % throughout."""
-    current, diffusivity, t_plus, bulk, cutoff = 10.0, 3e-10, 0.38, 100.0, -0.5
+    """CC-CV (at_cutoff=hold): 30 mA/cm^2 into 0.1 M salt across the strip's 32 um gap to a reservoir, twice its
+    limiting current. The applied current is carried until the salt at the front runs out (after Sand's time tau,
+    0.63 s; the finite gap delays it: measured 1.6 tau), then the electrode holds the cutoff, -0.5 V, and the
+    current falls to the gap's limiting current i_lim = F D c0 / ((1 - t+) L) (L from the deposit's front to the
+    reservoir; c at the front near 0) within 2 % (measured 0.02 % at 5 and 10 s); Li conserved to round-off and
+    passed = deposited charge within 0.1 % throughout."""
+    current, diffusivity, t_plus, bulk, cutoff = 30.0, 3e-10, 0.38, 100.0, -0.5
     tau = np.pi * diffusivity * (FARADAY * bulk / (2 * current * 10 * (1 - t_plus))) ** 2
-    times, scalars, _ = simulate(30.0, 2.0, size=[100.0, 1.0], shape=[200, 2], control="current",
-                                     current_density=current, voltage=-0.01, at_cutoff="hold",
-                                     cutoff_voltage=cutoff, bulk_concentration=bulk, reference_concentration=bulk,
-                                     diffusivity_electrolyte=diffusivity, diffusivity_metal=1e-16,
-                                     conductivity_electrolyte=0.12, transference_number=t_plus,
-                                     exchange_current_density=3.0)
-    assert times[-1] == 30.0  # no stop at the cutoff
+    times, scalars, _ = simulate(10.0, 0.5, **CC_CV, current_density=current, voltage=-0.01,
+                                 cutoff_voltage=cutoff, bulk_concentration=bulk, reference_concentration=bulk,
+                                 diffusivity_electrolyte=diffusivity, diffusivity_metal=1e-16,
+                                 conductivity_electrolyte=0.12, transference_number=t_plus,
+                                 exchange_current_density=3.0)
+    assert times[-1] == 10.0  # no stop at the cutoff
     held = scalars["cutoff_held"] > 0.5
     switched = times[np.argmax(held)]
     assert held[-1] and tau < switched < 3 * tau, (switched, tau)
@@ -183,7 +199,7 @@ def test_constant_current_then_the_held_cutoff_carries_the_limiting_current_of_t
     np.testing.assert_array_equal(scalars["electrode_potential"][held], cutoff)
     assert np.all(scalars["cell_current_density"] <= current * (1 + 1e-5))  # a cycler's CV never exceeds its CC
     front = STRIP["electrode_position"] + thickness(scalars)[-1]
-    limiting = FARADAY * diffusivity * bulk / ((1 - t_plus) * (100.0 - front) * 1e-6) / 10  # mA/cm^2
+    limiting = FARADAY * diffusivity * bulk / ((1 - t_plus) * (STRIP["size"][0] - front) * 1e-6) / 10  # mA/cm^2
     assert abs(scalars["cell_current_density"][-1] / limiting - 1) < 0.02, (scalars["cell_current_density"][-1],
                                                                            limiting)
     balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
@@ -198,8 +214,8 @@ def test_a_held_voltage_far_past_the_limit_carries_the_diffusion_limited_current
     from 2 s to 8 s (measured +2.4 to +7.1 %: the deposit forms at the leading edge of the 2 um interface,
     which shortens L). Before, the foot of the profile ran ahead, detached and plated at up to 2.5x that,
     with dips to a quarter, and a 92 um gap carried 6-7x its limit."""
-    diffusivity, t_plus, bulk, size = 3e-10, 0.38, 100.0, 54.0
-    times, scalars, _ = simulate(8.0, 1.0, size=[size, 1.0], shape=[108, 2], voltage=-1.0, bulk_concentration=bulk,
+    diffusivity, t_plus, bulk, size = 3e-10, 0.38, 100.0, GAP["size"][0]
+    times, scalars, _ = simulate(8.0, 1.0, **GAP, voltage=-1.0, bulk_concentration=bulk,
                                  reference_concentration=bulk, diffusivity_electrolyte=diffusivity,
                                  diffusivity_metal=1e-16, conductivity_electrolyte=0.12, transference_number=t_plus,
                                  exchange_current_density=3.0)
@@ -262,12 +278,13 @@ def test_the_held_cutoff_is_refused_outside_galvanostatic_reaction_runs():
 
 
 def test_li_conserved_to_round_off_and_deposited_charge_equals_passed_charge():
-    """Binary salt, closed far wall (Li+ enters only by migration, t+ i/F) and a reservoir: total Li
-    changes by the recorded inflow to round-off; the charge through the counter electrode equals the
+    """Binary salt, closed far wall (Li+ enters only by migration, t+ i/F; the 200 um cell of the Sand's time
+    runs, in their program) and a reservoir (the STRIP, in the CC-CV program): total Li changes by the recorded
+    inflow to round-off (measured 7e-16 of it, closed); the charge through the counter electrode equals the
     deposited charge within 0.1 %."""
-    for boundary in ("closed", "reservoir"):
-        times, scalars, _ = simulate(40.0, 10.0, control="current", current_density=5.0, voltage=-0.01,
-                                     electrolyte_boundary=boundary)
+    for cell in (SEMI_INFINITE, {"electrolyte_boundary": "reservoir", "at_cutoff": "hold"}):
+        times, scalars, _ = simulate(40.0, 10.0, control="current", current_density=5.0, voltage=-0.01, **cell)
+        boundary = cell["electrolyte_boundary"]
         balance = scalars["total_li"] - scalars["total_li"][0] - scalars["li_inflow"]
         assert np.max(np.abs(balance)) < 1e-12 * scalars["total_li"][0], boundary
         assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3, boundary
@@ -283,34 +300,32 @@ def test_an_interface_thinner_than_four_cells_is_refused_with_the_minimum():
 
 @pytest.mark.parametrize("noise,precision", [(0.0, "float64"), (0.01, "float64"), (0.01, "float32")])
 def test_held_voltage_passes_the_charge_it_deposits_where_the_salt_is_depleted(noise, precision):
-    """Held -0.4 V into 0.1 M salt (the default job's electrolyte), a flat front: the salt at the front runs
-    out within seconds. The charge through the counter electrode equals the deposited charge within 0.1 %
-    over 20 s at the default dt control, also with interface noise (it moves no net metal) and in float32;
-    and the current
-    does not depend on the step: at fixed 1 s steps it equals the 0.25 s one within 2 % from t = 6 s to 12 s
-    (first order: 0.9 % at 20 s; the first records differ by the start-up transient's time error).
-    (The split step, the potential's source at the step's starting c and the conductivity too, gave
-    passed/deposited 2.2 here and a current alternating 6 / 14 mA/cm^2 from one 1 s step to the next.)"""
+    """Held -0.4 V into 0.1 M salt (the default job's electrolyte) across a 46 um gap, a flat front: the salt at
+    the front runs out within seconds. The charge through the counter electrode equals the deposited charge
+    within 0.1 % over 20 s at the default dt control (measured 3e-7, float32 6e-5), also with interface noise
+    (it moves no net metal) and in float32; and the current does not depend on the step: at fixed 1 s steps it
+    equals the 0.25 s one within 2 % from t = 6 s to 12 s (measured 1.0 % at 6 s, 0.1 % at 12 s: first order;
+    the first records differ by the start-up transient's time error). (The split step, the potential's source
+    at the step's starting c and the conductivity too, gave passed/deposited 2.2 here and a current
+    alternating 6 / 14 mA/cm^2 from one 1 s step to the next.)"""
     dilute = {"bulk_concentration": 100.0, "reference_concentration": 100.0, "voltage": -0.4,
-              "noise_amplitude": noise}
+              "noise_amplitude": noise, **GAP}
     _, scalars, _ = simulate(20.0, 5.0, {"dt": 1e-4, "precision": precision}, **dilute)
     assert scalars["deposited_charge"][-1] > 0
     assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3
     if noise == 0.0:
-        currents = [simulate(12.0, 2.0, {"dt": dt, "adaptive": False}, **dilute)[1]["cell_current_density"][1:]
-                    for dt in (1.0, 0.25)]
+        currents = [simulate(12.0, 2.0, pinned(dt), **dilute)[1]["cell_current_density"][1:] for dt in (1.0, 0.25)]
         assert np.min(currents[1]) > 5.0  # mA/cm^2: depleted, not stalled
         np.testing.assert_allclose(currents[0][2:], currents[1][2:], rtol=2e-2)  # past the first 4 steps of 1 s
 
 
 def test_galvanostatic_potential_does_not_depend_on_the_step_where_the_first_step_saturates():
-    """8 mA/cm^2 into 0.1 M salt at fixed 1 s steps from the default -0.4 V start: there the first step's
-    growth is saturated in V (flat to round-off, its secant slope pointing uphill), and the control ran
+    """8 mA/cm^2 into 0.1 M salt at fixed 1 s steps (:func:`pinned`) from the default -0.4 V start: there the
+    first step's growth is saturated in V (flat to round-off, its secant slope pointing uphill), and the control ran
     off to -1.2 V and stayed near -0.9 V; the electrode potential must equal the 0.25 s run's within 5 mV
     at every second from 2 s on, and the charge balance hold within 0.1 %."""
-    dilute = {"bulk_concentration": 100.0, "reference_concentration": 100.0, "control": "current",
-              "current_density": 8.0}
-    runs = [simulate(4.0, 1.0, {"dt": dt, "adaptive": False}, **dilute)[1] for dt in (1.0, 0.25)]
+    dilute = {"bulk_concentration": 100.0, "reference_concentration": 100.0, **CC_CV, "current_density": 8.0}
+    runs = [simulate(4.0, 1.0, pinned(dt), **dilute)[1] for dt in (1.0, 0.25)]
     np.testing.assert_allclose(runs[0]["electrode_potential"][2:], runs[1]["electrode_potential"][2:], atol=5e-3)
     for scalars in runs:
         assert abs(scalars["passed_charge"][-1] / scalars["deposited_charge"][-1] - 1) < 1e-3
@@ -331,13 +346,14 @@ def test_seeded_front_grows_or_decays_at_the_rate_of_the_dispersion_relation():
     electrolyte (1 S/m, R_ct 0.05 ohm cm^2, gamma 0.5 J/m^2, ~1.9 mA/cm^2) grows or decays at the
     sharp-interface rate s(k) = (Omega i/F) k [1 - (sigma gamma Omega/(F i)) k^2] / (tanh(k l) + k sigma R_ct)
     within 10 % for three wavenumbers, the third stable; 4 cells across the interface, 7 s steps (the
-    adaptive dt of this front). The closed form is evaluated independently of the model
+    adaptive dt of this front) over 700 s (measured ratios 0.997, 1.011, 0.967; 1000 s: 0.994, 1.004, 0.971;
+    500 s: mode 3 at 0.912). The closed form is evaluated independently of the model
     (experiments/dendrite_linear_stability.py, ``dispersion``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from dendrite_linear_stability import compare, measure
 
     modes = [1, 2, 3]
-    rows = compare(*measure(modes, 1000.0, 143), modes)
+    rows = compare(*measure(modes, 700.0, 100), modes)
     assert rows[2][4] < 0 < rows[1][4]  # the third mode is stable, the second grows
     for m, _, _, measured, predicted in rows:
         assert abs(measured / predicted - 1) < 0.10, (m, measured, predicted)
