@@ -60,12 +60,14 @@ def dendrite():
     potential is the observed voltage curve, whose offset is set by the kinetics and whose rise as the
     salt depletes by the diffusivity (about L^2/D = 1 s). The control starts near its first value
     (-0.1 V): from the default -0.4 V the first step's secant ends where the step is not smooth in the
-    parameters, and finite differences of 1e-4 to 1e-3 differ from the derivative by up to 5 %."""
+    parameters, and finite differences of 1e-4 to 1e-3 differ from the derivative by up to 5 %. Steps of 0.1 s
+    (30 to the last observation; half the steps of 0.05 s): measured derivative errors at most 1.3e-5 (against
+    1e-4), the noise-free fit within 5e-12, the noisy one within 1.7 % (against 5 %) and 0.54 standard errors."""
     names = ("exchange_current_density", "diffusivity_electrolyte") + tuple(
         n for n in SUPPORTED["dendrite"] if n not in ("exchange_current_density", "diffusivity_electrolyte"))
     overrides = ["scenario=dendrite", "scenario.size=[24,1]", "scenario.shape=[48,2]", "scenario.random_nuclei=0",
                  "scenario.noise_amplitude=0", "scenario.control=current", "scenario.current_density=10",
-                 "scenario.voltage=-0.1", "scenario.potential_tolerance=1e-12", "solver.dt=0.05",
+                 "scenario.voltage=-0.1", "scenario.potential_tolerance=1e-12", "solver.dt=0.1",
                  "solver.adaptive=false"]
     return compiled_problem(overrides, names, np.linspace(0.0, 3.0, 31), ["electrode_potential"])
 
@@ -80,20 +82,22 @@ def swelling():
 
 
 def finite_difference_errors(problem, evaluate, theta):
-    """Per parameter: max |AD - FD| / max |AD| over the observed series (central FD, two directions per call)."""
+    """Per parameter: max |AD - FD| / max |AD| over the observed series. The two evaluations of a central
+    difference, at theta +- h e_i, also give the forward-mode derivative there (two tangent directions per call:
+    the parameter's pair); their mean is the derivative at theta to O(h^2) (relative ~1e-7 at h = 3e-4 theta,
+    against the 1e-4 checked), so no third evaluation at theta: 2 per parameter instead of 2.5-3."""
     errors = {}
     for first in range(0, theta.size, 2):
         pair = [first, min(first + 1, theta.size - 1)]
         directions = np.eye(theta.size)[pair]
-        _, jacobian = evaluate(theta, directions)
-        for column, index in enumerate(pair):
+        for column, index in enumerate(dict.fromkeys(pair)):  # an odd count's last pair is one parameter
             step = RELATIVE_STEP * abs(theta[index])
-            shifted = [theta + sign * step * np.eye(theta.size)[index] for sign in (1, -1)]
-            plus, minus = (np.asarray(evaluate(t, directions)[0]) for t in shifted)
-            automatic = np.asarray(jacobian)[..., column]
+            (plus, tangents_plus), (minus, tangents_minus) = (
+                evaluate(theta + sign * step * np.eye(theta.size)[index], directions) for sign in (1, -1))
+            automatic = 0.5 * (np.asarray(tangents_plus) + np.asarray(tangents_minus))[..., column]
             assert np.max(np.abs(automatic)) > 0, f"{problem.names[index]}: zero derivative"
-            errors[problem.names[index]] = float(np.max(np.abs((plus - minus) / (2 * step) - automatic))
-                                                 / np.max(np.abs(automatic)))
+            difference = (np.asarray(plus) - np.asarray(minus)) / (2 * step)
+            errors[problem.names[index]] = float(np.max(np.abs(difference - automatic)) / np.max(np.abs(automatic)))
     return errors
 
 

@@ -167,9 +167,12 @@ def test_solver_options_a_scenario_has_no_use_for_are_refused(family):
 
 
 def test_every_registered_scenario_has_a_yaml():
-    named = {composed([f"scenario={path.stem}"])["scenario"]["name"]
-             for path in (ROOT / "configs" / "scenario").glob("*.yaml")}
-    assert set(scenario_names()) <= named
+    """configs/scenario/<name>.yaml composes to scenario <name> (composing only the registered names' own YAMLs:
+    10 of the 20, about 0.5 s each)."""
+    with initialize_config_dir(str(ROOT / "configs"), version_base=None):
+        for name in scenario_names():
+            assert (ROOT / "configs" / "scenario" / f"{name}.yaml").is_file(), name
+            assert compose("config", overrides=[f"scenario={name}"]).scenario.name == name
 
 
 def test_runs_of_one_structure_share_one_traced_and_compiled_chunk(tmp_path, caplog, monkeypatch):
