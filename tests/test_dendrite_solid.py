@@ -89,8 +89,8 @@ def test_flat_front_under_uniform_pressure_deposits_slower_by_exp_minus_alpha_om
     isostatic: homogeneous moduli, all-round pressure (3D), so sigma = -p I and the hydrostatic pressure is p.
     uniaxial: the stack pressure along x alone (lateral free; a 2D strip, plane strain), LLZO against Li
     yielding at 1 MPa: only the normal traction -sigma_xx = p is uniform across the front (the hydrostatic
-    pressure of the interface cells is lower and the rate off), so ``reaction_pressure: normal_traction`` gives
-    the exact ratio. single_ion: the same in the solid-electrolyte mode (reaction formulation, c fixed): no
+    pressure of the interface cells is lower: measured down to 14 MPa in this strip's front, 93 MPa in a 3D one),
+    so ``reaction_pressure: normal_traction`` gives the exact ratio. single_ion: the same in the solid-electrolyte mode (reaction formulation, c fixed): no
     concentration polarisation (c stays c_bulk)."""
     pressure = 100.0
     mechanics = {"deposition_eigenstrain": 0.0}
