@@ -21,6 +21,7 @@ SINGLE = {"size": [4.0, 4.0], "shape": [64, 64], "particles": [[2.0, 2.0, 1.0]],
           "collector_thickness": 0.0, "separator_thickness": 0.5, "interface_thickness": 0.15,
           "gradient_length": 0.08}
 SMALL = {**SINGLE, "shape": [32, 32], "interface_thickness": 0.2, "gradient_length": 0.1}
+FREE = {"electrolyte_modulus": 0.2, "stack_pressure": 0.0, "out_of_plane": "generalized"}
 
 
 def simulate(t_end, record=60.0, solver=None, **scenario):
@@ -92,30 +93,35 @@ def test_elastic_plastic_cylinder_interior_state():
 
 def test_homogeneous_elasticity_gives_the_exact_thickness_change():
     """Equal moduli everywhere: the mean strain follows from the mean eigenstrain alone (any geometry).
-    Laterally held (plane strain, <eps_yy> = 0) with <sigma_xx> = 0: <eps_xx> = (1 + nu)/(1 - nu) <eps*>."""
+    Laterally held (plane strain, <eps_yy> = 0) with <sigma_xx> = 0: <eps_xx> = (1 + nu)/(1 - nu) <eps*>.
+    On the 32 x 32 cell, whose program (structure) the C-rate test below shares: only numbers differ."""
     nu = 0.25
     same = {"host_modulus": 50.0, "lithiated_modulus": 50.0, "electrolyte_modulus": 50.0, "collector_modulus": 50.0,
             "particle_poisson": nu, "electrolyte_poisson": nu, "collector_poisson": nu, "host_yield_stress": 0.0,
             "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "mechanics_tolerance": 1e-11}
-    _, scalars, carry, simulation = simulate(600.0, 300.0, c_rate=3.0, **{**SINGLE, **same})
+    _, scalars, carry, simulation = simulate(600.0, 300.0, c_rate=3.0, **{**SMALL, **same})
     psi = simulation.stepper.fields(simulation.parameters, carry)["particles"]
     beta = 3.0
     eigenstrain = psi * (jnp.log1p(beta * carry["state"]["c"]) - np.log1p(beta * 0.01)) / 3.0
-    electrode = SINGLE["size"][0] - SINGLE["separator_thickness"]
-    expected = 100.0 * (1 + nu) / (1 - nu) * float(jnp.mean(eigenstrain)) * SINGLE["size"][0] / electrode
+    electrode = SMALL["size"][0] - SMALL["separator_thickness"]
+    expected = 100.0 * (1 + nu) / (1 - nu) * float(jnp.mean(eigenstrain)) * SMALL["size"][0] / electrode
     assert scalars["swelling"][-1] > 1.0
     assert scalars["swelling"][-1] == pytest.approx(expected, rel=1e-6)
 
 
 def test_soft_matrix_particle_swells_freely_by_its_eigenstrain():
     """A particle in a matrix 1000 x softer, free along z (generalized plane strain): it swells by its
-    eigenstrain (Hencky, small here: beta = 0.06) and carries almost no stress."""
+    eigenstrain (Hencky, small here: beta = 0.06) and carries almost no stress. Elastic and quasi-static, the
+    state depends on c alone, which stays nearly uniform (fast diffusion), so the steps may be long (up to 60 s, to SOC
+    0.39). Measured: mean eigenstrain 0.0073; in-plane strains 0.09 % and 0.34 % off it (2 %); eps_zz
+    0.18 % (8 %); mean pressure 0.02 % of the clamped one (2 %)."""
     from phasefield.operators import strain_from_displacement
 
     soft = {"electrolyte_modulus": 0.13, "host_modulus": 130.0, "lithiated_modulus": 130.0, "host_yield_stress": 0.0,
             "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "out_of_plane": "generalized",
             "volume_expansion": 0.06, "mechanics_tolerance": 1e-9, "diffusivity": 1e-13}
-    _, scalars, carry, simulation = simulate(900.0, 300.0, c_rate=3.0, **{**SINGLE, **soft})
+    _, scalars, carry, simulation = simulate(450.0, 150.0, {"dt": 10.0, "target_change": 0.1}, c_rate=3.0,
+                                             **{**SINGLE, **soft})
     psi = np.asarray(simulation.stepper.fields(simulation.parameters, carry)["particles"])
     core = psi > 0.95
     strain = strain_from_displacement(carry["history"]["elasticity"]["displacement"],
@@ -136,12 +142,14 @@ def test_two_phase_front_without_stress_coupling_and_coherency_suppresses_it():
     c = 0.0707 and 0.9293 (physics.md 6.4), behind a moving front. With the stress in the chemical
     potential, the coherency term 2 Y (d eps*/dc)^2 / (c_max R T), about 45 at c = 1/2, outweighs
     f'' = -2 (Cahn 1961): no coherent spinodal, and Li spreads as one phase (measured: 73 % of the core
-    within 0.05 of a binodal value uncoupled, none coupled, whose core spans 0.4-0.6 at half charge)."""
+    within 0.05 of a binodal value uncoupled, none coupled, whose core spans 0.505-0.510 at half charge).
+    The particle in soft surroundings, free along z (FREE): the runs share their programs with the soft-matrix
+    and sharp-front tests (without the coupling c does not depend on the mechanics at all)."""
     binodal = 0.07072018167998827
     shares = {}
     for coupling in (False, True):
         _, scalars, carry, simulation = simulate(1800.0, 300.0, c_rate=1.0, stress_coupling=coupling,
-                                                 final_state_of_charge=0.5, **SINGLE)
+                                                 final_state_of_charge=0.5, **{**SINGLE, **FREE})
         assert scalars["state_of_charge"][-1] == pytest.approx(0.5, abs=0.02)
         psi = simulation.stepper.fields(simulation.parameters, carry)["particles"]
         c = np.asarray(carry["state"]["c"])[np.asarray(psi) > 0.9]
@@ -152,8 +160,6 @@ def test_two_phase_front_without_stress_coupling_and_coherency_suppresses_it():
     lean, rich, spread = shares[True]
     assert lean + rich == 0.0 and spread < 0.35
 
-
-FREE = {"electrolyte_modulus": 0.2, "stack_pressure": 0.0, "out_of_plane": "generalized"}
 
 
 def test_elastic_free_particle_keeps_its_surface_in_hoop_compression():
