@@ -21,7 +21,6 @@ SINGLE = {"size": [4.0, 4.0], "shape": [64, 64], "particles": [[2.0, 2.0, 1.0]],
           "collector_thickness": 0.0, "separator_thickness": 0.5, "interface_thickness": 0.15,
           "gradient_length": 0.08}
 SMALL = {**SINGLE, "shape": [32, 32], "interface_thickness": 0.2, "gradient_length": 0.1}
-FREE = {"electrolyte_modulus": 0.2, "stack_pressure": 0.0, "out_of_plane": "generalized"}
 
 
 def simulate(t_end, record=60.0, solver=None, **scenario):
@@ -93,18 +92,17 @@ def test_elastic_plastic_cylinder_interior_state():
 
 def test_homogeneous_elasticity_gives_the_exact_thickness_change():
     """Equal moduli everywhere: the mean strain follows from the mean eigenstrain alone (any geometry).
-    Laterally held (plane strain, <eps_yy> = 0) with <sigma_xx> = 0: <eps_xx> = (1 + nu)/(1 - nu) <eps*>.
-    On the 32 x 32 cell, whose program (structure) the C-rate test below shares: only numbers differ."""
+    Laterally held (plane strain, <eps_yy> = 0) with <sigma_xx> = 0: <eps_xx> = (1 + nu)/(1 - nu) <eps*>."""
     nu = 0.25
     same = {"host_modulus": 50.0, "lithiated_modulus": 50.0, "electrolyte_modulus": 50.0, "collector_modulus": 50.0,
             "particle_poisson": nu, "electrolyte_poisson": nu, "collector_poisson": nu, "host_yield_stress": 0.0,
             "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "mechanics_tolerance": 1e-11}
-    _, scalars, carry, simulation = simulate(600.0, 300.0, c_rate=3.0, **{**SMALL, **same})
+    _, scalars, carry, simulation = simulate(600.0, 300.0, c_rate=3.0, **{**SINGLE, **same})
     psi = simulation.stepper.fields(simulation.parameters, carry)["particles"]
     beta = 3.0
     eigenstrain = psi * (jnp.log1p(beta * carry["state"]["c"]) - np.log1p(beta * 0.01)) / 3.0
-    electrode = SMALL["size"][0] - SMALL["separator_thickness"]
-    expected = 100.0 * (1 + nu) / (1 - nu) * float(jnp.mean(eigenstrain)) * SMALL["size"][0] / electrode
+    electrode = SINGLE["size"][0] - SINGLE["separator_thickness"]
+    expected = 100.0 * (1 + nu) / (1 - nu) * float(jnp.mean(eigenstrain)) * SINGLE["size"][0] / electrode
     assert scalars["swelling"][-1] > 1.0
     assert scalars["swelling"][-1] == pytest.approx(expected, rel=1e-6)
 
@@ -142,14 +140,12 @@ def test_two_phase_front_without_stress_coupling_and_coherency_suppresses_it():
     c = 0.0707 and 0.9293 (physics.md 6.4), behind a moving front. With the stress in the chemical
     potential, the coherency term 2 Y (d eps*/dc)^2 / (c_max R T), about 45 at c = 1/2, outweighs
     f'' = -2 (Cahn 1961): no coherent spinodal, and Li spreads as one phase (measured: 73 % of the core
-    within 0.05 of a binodal value uncoupled, none coupled, whose core spans 0.505-0.510 at half charge).
-    The particle in soft surroundings, free along z (FREE): the runs share their programs with the soft-matrix
-    and sharp-front tests (without the coupling c does not depend on the mechanics at all)."""
+    within 0.05 of a binodal value uncoupled, none coupled, whose core spans 0.4-0.6 at half charge)."""
     binodal = 0.07072018167998827
     shares = {}
     for coupling in (False, True):
         _, scalars, carry, simulation = simulate(1800.0, 300.0, c_rate=1.0, stress_coupling=coupling,
-                                                 final_state_of_charge=0.5, **{**SINGLE, **FREE})
+                                                 final_state_of_charge=0.5, **SINGLE)
         assert scalars["state_of_charge"][-1] == pytest.approx(0.5, abs=0.02)
         psi = simulation.stepper.fields(simulation.parameters, carry)["particles"]
         c = np.asarray(carry["state"]["c"])[np.asarray(psi) > 0.9]
@@ -160,6 +156,8 @@ def test_two_phase_front_without_stress_coupling_and_coherency_suppresses_it():
     lean, rich, spread = shares[True]
     assert lean + rich == 0.0 and spread < 0.35
 
+
+FREE = {"electrolyte_modulus": 0.2, "stack_pressure": 0.0, "out_of_plane": "generalized"}
 
 
 def test_elastic_free_particle_keeps_its_surface_in_hoop_compression():
