@@ -155,18 +155,23 @@ def test_eshelby_circular_inclusion_plane_strain(inclusion, matrix):
         assert abs(np.mean(stress["zz"][cells]) - uniform_zz) < 0.02 * pressure
 
 
-def test_eshelby_spherical_inclusion():
-    """Sphere, dilatational eigenstrain, radius L/8, zero mean stress, 48^3 and 96^3 (6 and 12 cells).
+@pytest.mark.parametrize("sizes, decay_tolerance", [
+    ((32, 64), 0.04),
+    pytest.param((48, 96), 0.02, marks=pytest.mark.slow),  # the finer pair: the same claims, the decay to 2 %
+], ids=["32-64", "48-96"])
+def test_eshelby_spherical_inclusion(sizes, decay_tolerance):
+    """Sphere, dilatational eigenstrain, radius L/8, zero mean stress, two grids n and 2n.
 
-    p = 12 K_i mu_m eps* / (3 K_i + 4 mu_m). Homogeneous: interior -0.82 % at both sizes (the
-    periodic-image shift -f). Inhomogeneous, the staircase sphere converges at first order:
-    Li_xSi in LPSC +8.9 % (48^3), +4.4 % (96^3); LPSC in Li_xSi -2.3 %, -1.5 %. So 2 % is not
-    reached at a test-affordable size for the stiff inclusion; the first-order extrapolation
-    2 p(96) - p(48) is within 2 % for both (-0.1 %, -0.7 %). The matrix decay sigma_rr ~ r^-3
-    is within 0.7 % at 96^3 in all three cases (image field removed).
+    p = 12 K_i mu_m eps* / (3 K_i + 4 mu_m). Homogeneous: interior -0.85 % (32^3), -0.83 % (64^3), -0.82 %
+    (48^3, 96^3): the periodic-image shift -f. Inhomogeneous, the staircase sphere converges at first
+    order: Li_xSi in LPSC +13.1 % (32^3), +8.9 % (48^3), +7.1 % (64^3), +4.4 % (96^3); LPSC in Li_xSi
+    -3.2 %, -2.3 %, -2.0 %, -1.5 %. So 2 % is not reached at a test-affordable size for the stiff
+    inclusion; the first-order extrapolation 2 p(2n) - p(n) is within 2 % for both (32/64: +1.0 %,
+    -0.9 %; 48/96: -0.1 %, -0.7 %). The matrix decay sigma_rr ~ r^-3 (image field removed) on the finer
+    grid: within 3.2 % at 64^3 (tolerance 4 %; the shells are 12-24 cells out), 0.7 % at 96^3 (2 %).
     """
     measured = {}
-    for n in (48, 96):
+    for n in sizes:
         grid = Grid((n, n, n), 1.0 / n)
         offsets, r, radius = centred(grid, 0.125)
         inside = r < radius
@@ -181,16 +186,17 @@ def test_eshelby_spherical_inclusion():
             interior = [float(np.mean(np.asarray(result.stress[k])[core])) for k in ("xx", "yy", "zz")]
             assert max(interior) - min(interior) < 1e-3 * pressure  # hydrostatic by symmetry
             measured[case, n] = np.mean(interior) / -pressure - 1
-            if n == 96:
+            if n == sizes[1]:
                 decay = matrix_decay_errors(result.stress, offsets, r, radius, pressure, 3, grid)
                 print(case, "decay", decay)
-                assert max(abs(e) for e in decay) < 0.02
+                assert max(abs(e) for e in decay) < decay_tolerance
     print({k: round(float(v), 4) for k, v in measured.items()})
-    for n in (48, 96):
+    coarse, fine = sizes
+    for n in sizes:
         assert abs(measured["homogeneous", n]) < 0.02
     for case in ("stiff", "soft"):
-        assert abs(measured[case, 96]) < abs(measured[case, 48])
-        assert abs(2 * measured[case, 96] - measured[case, 48]) < 0.02
+        assert abs(measured[case, fine]) < abs(measured[case, coarse])
+        assert abs(2 * measured[case, fine] - measured[case, coarse]) < 0.02
 
 
 def laminate_exact(fractions, moduli, pressure, ndim, lateral="free"):
@@ -312,29 +318,43 @@ def contrast_iterations(n, ndim, contrast, stiff_particles, shear_mean="arithmet
     return int(result.iterations)
 
 
-def test_iterations_independent_of_resolution_at_contrast_1e3():
+RESOLUTIONS = [  # (2D base, 2D fine, 3D base, 3D fine): the fine grids have 4x (2D) and 3.4x (3D) the cells
+    (64, 128, 24, 36),
+    pytest.param(128, 256, 32, 48, marks=pytest.mark.slow),  # the same claims on finer grids
+]
+
+
+@pytest.mark.parametrize("base_2d, fine_2d, base_3d, fine_3d", RESOLUTIONS)
+def test_iterations_independent_of_resolution_at_contrast_1e3(base_2d, fine_2d, base_3d, fine_3d):
     """Particles 1e3 stiffer / softer than the matrix, eigenstrain and stack pressure, tolerance 1e-8.
 
     The FFT reference-medium preconditioner makes the condition number independent of the grid, so the
-    count at 4x the cells (2D 128^2 -> 256^2; 3D 32^3 -> 48^3, 3.4x) is at most 1.5x the count at the
-    base grid; without it (a diagonal preconditioner) CG needs ~2x per halving of h.
+    count at 4x the cells (2D 64^2 -> 128^2; 3D 24^3 -> 36^3, 3.4x) is at most 1.5x the count at the
+    base grid (measured: 2D 67 and 51 at both 64^2 and 128^2; 3D 84 and 55 at 24^3, 86 and 58 at 32^3);
+    without it (a diagonal preconditioner) CG needs ~2x per halving of h.
     """
     counts = {(n, ndim, stiff): contrast_iterations(n, ndim, 1e3, stiff)
-              for ndim, sizes in ((2, (128, 256)), (3, (32, 48))) for n in sizes for stiff in (True, False)}
+              for ndim, sizes in ((2, (base_2d, fine_2d)), (3, (base_3d, fine_3d))) for n in sizes
+              for stiff in (True, False)}
     print(counts)
     for stiff in (True, False):
-        assert counts[256, 2, stiff] <= 1.5 * counts[128, 2, stiff], counts
-        assert counts[48, 3, stiff] <= 1.5 * counts[32, 3, stiff], counts
+        assert counts[fine_2d, 2, stiff] <= 1.5 * counts[base_2d, 2, stiff], counts
+        assert counts[fine_3d, 3, stiff] <= 1.5 * counts[base_3d, 3, stiff], counts
 
 
-def test_converges_at_contrast_1e6():
+@pytest.mark.parametrize("base_2d, fine_2d, base_3d, fine_3d", RESOLUTIONS)
+def test_converges_at_contrast_1e6(base_2d, fine_2d, base_3d, fine_3d):
     """Contrast 1e6 (near-voids or near-rigid particles) still converges to the tolerance (checked on the
     recomputed residual, before the 2000-iteration cap), in 2D with a count independent of the grid
-    (256^2 at most 1.5x 128^2)."""
-    counts = {"2d stiff": contrast_iterations(256, 2, 1e6, True), "2d soft": contrast_iterations(256, 2, 1e6, False),
-              "3d stiff": contrast_iterations(48, 3, 1e6, True), "3d soft": contrast_iterations(48, 3, 1e6, False),
-              "2d stiff harmonic": contrast_iterations(256, 2, 1e6, True, "harmonic")}
-    base = {"2d stiff": contrast_iterations(128, 2, 1e6, True), "2d soft": contrast_iterations(128, 2, 1e6, False)}
+    (128^2 at most 1.5x 64^2; measured 2D 90 and 52 at 64^2, 91 and 52 at 128^2, harmonic shear mean 162
+    at 128^2; 3D 116 and 55 at 24^3, 119 and 61 at 32^3)."""
+    counts = {"2d stiff": contrast_iterations(fine_2d, 2, 1e6, True),
+              "2d soft": contrast_iterations(fine_2d, 2, 1e6, False),
+              "3d stiff": contrast_iterations(fine_3d, 3, 1e6, True),
+              "3d soft": contrast_iterations(fine_3d, 3, 1e6, False),
+              "2d stiff harmonic": contrast_iterations(fine_2d, 2, 1e6, True, "harmonic")}
+    base = {"2d stiff": contrast_iterations(base_2d, 2, 1e6, True),
+            "2d soft": contrast_iterations(base_2d, 2, 1e6, False)}
     print(counts, base)
     assert max(counts.values()) < 2000, counts
     for case, count in base.items():

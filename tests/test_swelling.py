@@ -109,13 +109,17 @@ def test_homogeneous_elasticity_gives_the_exact_thickness_change():
 
 def test_soft_matrix_particle_swells_freely_by_its_eigenstrain():
     """A particle in a matrix 1000 x softer, free along z (generalized plane strain): it swells by its
-    eigenstrain (Hencky, small here: beta = 0.06) and carries almost no stress."""
+    eigenstrain (Hencky, small here: beta = 0.06) and carries almost no stress. Elastic and quasi-static, the
+    state depends on c alone, which stays nearly uniform (fast diffusion), so the steps may be long (up to
+    60 s, to SOC 0.39). Measured: mean eigenstrain 0.0073; in-plane strains 0.09 % and 0.34 % off it (2 %);
+    eps_zz 0.18 % (8 %); mean pressure 0.02 % of the clamped one (2 %)."""
     from phasefield.operators import strain_from_displacement
 
     soft = {"electrolyte_modulus": 0.13, "host_modulus": 130.0, "lithiated_modulus": 130.0, "host_yield_stress": 0.0,
             "lithiated_yield_stress": 0.0, "stack_pressure": 0.0, "out_of_plane": "generalized",
             "volume_expansion": 0.06, "mechanics_tolerance": 1e-9, "diffusivity": 1e-13}
-    _, scalars, carry, simulation = simulate(900.0, 300.0, c_rate=3.0, **{**SINGLE, **soft})
+    _, scalars, carry, simulation = simulate(450.0, 150.0, {"dt": 10.0, "target_change": 0.1}, c_rate=3.0,
+                                             **{**SINGLE, **soft})
     psi = np.asarray(simulation.stepper.fields(simulation.parameters, carry)["particles"])
     core = psi > 0.95
     strain = strain_from_displacement(carry["history"]["elasticity"]["displacement"],
