@@ -341,6 +341,7 @@ def test_float32_is_refused_for_the_chen2015_formulation_before_any_compute():
     assert "solver.precision" in str(error.value) and "chen2015" in str(error.value), str(error.value)
 
 
+@pytest.mark.slow  # three seeded modes over 100 steps, 30 s on 2 cores: a long validation (the suite's budget)
 def test_seeded_front_grows_or_decays_at_the_rate_of_the_dispersion_relation():
     """Linear stability (physics.md 3.6 item 7): a flat front seeded with cos(k y), 0.1 um, in a single-ion
     electrolyte (1 S/m, R_ct 0.05 ohm cm^2, gamma 0.5 J/m^2, ~1.9 mA/cm^2) grows or decays at the

@@ -420,6 +420,7 @@ def test_grain_boundaries_of_the_tessellation_cover_2_w_over_g_of_the_slab():
                                   fm.grain_boundary_cells(GRID, 2.0, 0.5, 3))
 
 
+@pytest.mark.slow  # compiling the 3D filament step, 35 s on 2 cores: the suite's budget; the 2D tests stay
 def test_three_d_strip_flaw_is_the_plane_strain_flaw():
     """A 3D slab one period of 2 cells (2 um) thick along z with the flaw through it (``flaw_shape: strip``): every field
     is uniform along z, so the run is plane strain and must follow the 2D run, step by step, to the solvers'

@@ -63,7 +63,7 @@ def test_check_fits():
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for the peak resident set")
 @pytest.mark.parametrize("name, shape", [
-    pytest.param(name, shape, marks=[pytest.mark.slow] if index else []) for name, shapes in measure_memory.GRIDS.items()
+    pytest.param(name, shape, marks=[pytest.mark.slow] if index or name != "spinodal" else []) for name, shapes in measure_memory.GRIDS.items()
     for index, shape in enumerate(shapes) if name == "spinodal" or index == 0])
 def test_estimate_matches_measured_peak_of_a_chunk(name, shape):
     """The smaller grid of each scenario (dendrite: measured/estimated 1.08-1.09 at 256^2, 1.01 at 512^2, which

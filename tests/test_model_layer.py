@@ -134,8 +134,9 @@ def test_every_parameter_is_a_leaf_of_one_compiled_model(family):
 @pytest.mark.parametrize("family,key,values", [
     ("spinodal", "scenario.kappa", [1.5, 2.5]),
     ("dendrite", "scenario.voltage", [-0.3, -0.45]),
-    ("dendrite_solid", "scenario.stack_pressure", [0.0, 20.0]),
-    ("swelling", "scenario.c_rate", [1.0, 2.0]),
+    # the batched chunks of the mechanics models compile for about 20 s each: slow (the suite's budget)
+    pytest.param("dendrite_solid", "scenario.stack_pressure", [0.0, 20.0], marks=pytest.mark.slow),
+    pytest.param("swelling", "scenario.c_rate", [1.0, 2.0], marks=pytest.mark.slow),
 ])
 def test_batch_runs_every_scenario(tmp_path, monkeypatch, family, key, values):
     """Each family's vmapped batch runs its members with their own parameter value. The batch's memory

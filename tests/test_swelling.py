@@ -173,6 +173,7 @@ def test_elastic_free_particle_keeps_its_surface_in_hoop_compression():
     assert np.all(hoop[1:] < 0.0) and hoop[1] < -0.2  # GPa
 
 
+@pytest.mark.slow  # 280 adaptive steps at 64^2, 35-45 s on 2 cores: a long validation (the suite's budget)
 def test_surface_hoop_stress_turns_from_compression_to_tension_behind_a_sharp_front():
     """Chen et al. 2014 (physics.md 6.4): a c-Si particle lithiating by a sharp two-phase front (regular
     solution chi = 3 without the stress coupling, which would spread Li as one phase: see the binodal
