@@ -330,7 +330,8 @@ def test_iterations_independent_of_resolution_at_contrast_1e3(base_2d, fine_2d, 
 
     The FFT reference-medium preconditioner makes the condition number independent of the grid, so the
     count at 4x the cells (2D 64^2 -> 128^2; 3D 24^3 -> 36^3, 3.4x) is at most 1.5x the count at the
-    base grid (measured: 2D 67 and 51 at both 64^2 and 128^2; 3D 84 and 55 at 24^3, 86 and 58 at 32^3);
+    base grid (measured: 2D 67 and 51 at both 64^2 and 128^2; 3D 84 and 55 at 24^3, and 86 and 58 at 32^3, the
+    slow case's base grid);
     without it (a diagonal preconditioner) CG needs ~2x per halving of h.
     """
     counts = {(n, ndim, stiff): contrast_iterations(n, ndim, 1e3, stiff)
@@ -347,7 +348,7 @@ def test_converges_at_contrast_1e6(base_2d, fine_2d, base_3d, fine_3d):
     """Contrast 1e6 (near-voids or near-rigid particles) still converges to the tolerance (checked on the
     recomputed residual, before the 2000-iteration cap), in 2D with a count independent of the grid
     (128^2 at most 1.5x 64^2; measured 2D 90 and 52 at 64^2, 91 and 52 at 128^2, harmonic shear mean 162
-    at 128^2; 3D 116 and 55 at 24^3, 119 and 61 at 32^3)."""
+    at 128^2; 3D, run at the fine grid only (36^3; 48^3 slow): 116 and 55 at 24^3, 119 and 61 at 32^3)."""
     counts = {"2d stiff": contrast_iterations(fine_2d, 2, 1e6, True),
               "2d soft": contrast_iterations(fine_2d, 2, 1e6, False),
               "3d stiff": contrast_iterations(fine_3d, 3, 1e6, True),

@@ -103,16 +103,17 @@ def test_galvanostatic_potential_is_butler_volmer_plus_ohmic_within_2_mv():
 
 @pytest.mark.parametrize("drive,precision", [({**CC_CV, "current_density": 10.0}, "float64"),
                                              ({**CC_CV, "current_density": 40.0}, "float64"),
+                                             ({**CC_CV, "current_density": 40.0}, "float32"),
                                              ({"voltage": -0.18, **GAP}, "float32")],
-                         ids=["10mA-float64", "40mA-float64", "held-float32"])
+                         ids=["10mA-float64", "40mA-float64", "40mA-float32", "held-float32"])
 def test_binary_electrolyte_steady_state_splits_the_cell_voltage(drive, precision):
     """Binary salt (t+ = 0.38, kappa proportional to c) at a held current: the steady concentration at the
     front is c_b - (1 - t+) i L / (F D), the ohmic drop that of kappa(c) along the linear profile,
     (i L / kappa_b) c_b ln(c_b / c_0) / (c_b - c_0), the concentration overpotential, diffusion potential
     included, (2 (1 - t+) RT/F) ln(c_0 / c_b) (Newman's dilute binary electrolyte), and V their sum with
     eta_BV(i, c_0) within 0.5 mV (the diffusion potential alone: 0.4 mV at 10, 2.1 mV at 40 mA/cm^2);
-    c <= c_bulk everywhere. The same in float32 (solver tolerances raised to what it resolves), at a held
-    -0.18 V across the 46 um gap (40 mA/cm^2, measured 0.03 mV off; i the cell's current), in the program of
+    c <= c_bulk everywhere. The same in float32 (solver tolerances raised to what it resolves), at 40 mA/cm^2
+    (the galvanostatic secant in float32) and at a held -0.18 V across the 46 um gap (40 mA/cm^2, measured 0.03 mV off; i the cell's current), in the program of
     the float32 held-voltage run below."""
     exchange, diffusivity, sigma, t_plus = 3.0, 3e-10, 1.19, 0.38
     size = drive.get("size", STRIP["size"])[0]

@@ -66,9 +66,9 @@ def test_check_fits():
     pytest.param(name, shape, marks=[pytest.mark.slow] if index or name != "spinodal" else []) for name, shapes in measure_memory.GRIDS.items()
     for index, shape in enumerate(shapes) if name == "spinodal" or index == 0])
 def test_estimate_matches_measured_peak_of_a_chunk(name, shape):
-    """The smaller grid of each scenario (dendrite: measured/estimated 1.08-1.09 at 256^2, 1.01 at 512^2, which
-    costs 25 s more of the suite; at 128^2 1.29: its fixed costs show). The spinodal's 1024^2 (slow) runs the same
-    program and check as its 512^2, 4x larger; ``python experiments/measure_memory.py`` measures all four."""
+    """The spinodal at 512^2 in the suite; slow: its 1024^2 (the same code and check, 4x larger) and the dendrite
+    at 256^2 (measured/estimated 1.08-1.09; 1.01 at 512^2; 1.29 at 128^2, where its fixed costs show), whose
+    default chunk compiles for about 35 s on 2 cores; ``python experiments/measure_memory.py`` measures all four."""
     r = measure_memory.measure(name, shape)
     assert r["steps"] >= 2  # the chunk really stepped
     ratio = r["measured"] / r["estimate"]
