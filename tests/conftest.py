@@ -77,3 +77,18 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if "path" in _OWNER:
         shutil.rmtree(_OWNER.pop("path"), ignore_errors=True)
+
+
+# The files with the longest runs, longest first (summed test durations of one run of the suite, 2026-12-01).
+# With ``--dist loadfile`` pytest-xdist hands whole files to whichever worker is free, in collection order;
+# alphabetical order left long files such as tests/test_swelling.py near the end, where one worker runs them
+# alone while the other has nothing left. Longest first, the last files handed out are the short ones.
+LONGEST_FIRST = ("test_electrochemistry.py", "test_decomposition.py", "test_swelling.py", "test_dendrite.py",
+                 "test_filament.py", "test_elliptic.py", "test_calibrate.py", "test_dendrite_solid.py",
+                 "test_devices.py", "test_model_layer.py", "test_post.py", "test_gradient_flows.py",
+                 "test_resume.py", "test_mechanics.py", "test_plots.py", "test_batch.py", "test_fracture.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order inside a file is kept
