@@ -6,6 +6,7 @@ import pytest
 
 from phasefield.analysis import plots
 from phasefield.runner import run
+from tests.test_model_layer import composed
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,11 @@ def spinodal(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dendrite(tmp_path_factory):
-    return run({"scenario": {"name": "dendrite", "size": [16.0, 16.0], "shape": [32, 32], "interface_thickness": 2.0,
-                             "electrode_position": 4.0, "short_circuit_gap": 4.0, "t_end": 0.05},
-                "output": {"interval": 0.025, "scalar_interval": 0.005, "plots": False}},
-               tmp_path_factory.mktemp("dendrite"))
+    """The default job (configs/) on the grid of tests/test_dendrite.py's default-job test: the same compiled
+    program, so the suite compiles it once (its per-session cache) for both."""
+    return run(composed(["scenario.size=[24,8]", "scenario.shape=[48,16]", "scenario.short_circuit_gap=4",
+                         "scenario.t_end=0.05", "output.interval=0.025", "output.scalar_interval=0.005",
+                         "output.plots=false"]), tmp_path_factory.mktemp("dendrite"))
 
 
 def images(fig):
