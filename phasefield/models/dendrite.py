@@ -986,7 +986,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 return growth_per_area(xi, trial.balanced.exchange.xi, dt, grid) + leaked * as_growth
 
             # a step short of the current counts as lost unconfirmed: the check at the cutoff, a third balanced step
-            # in the program, 13 of its 39 CPU s of tracing and compiling
+            # in the program, was about a third of its tracing and compiling (39 against 26 CPU s, 2 loaded cores)
             found, trial, lost = controlled(trial_at, carried, (state["phi"], c, electrode),
                                             lambda trial: trial.balanced.potential.phi, confirm=False)
             balanced = trial.balanced
