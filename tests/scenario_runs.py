@@ -7,8 +7,9 @@ from phasefield.integrate import integrate
 from phasefield.runner import build, device_parameters, initial_carry, shared_steps, stable_dt, time_control
 
 
-def run_scenario(name, t_end, record, solver, **scenario):
-    """Run scenario ``name`` to ``t_end`` with the ``solver`` dict, recording every ``record``.
+def run_scenario(name, t_end, record, solver, initial=None, **scenario):
+    """Run scenario ``name`` to ``t_end`` with the ``solver`` dict, recording every ``record``; ``initial(simulation,
+    fields) -> fields`` (optional) changes the initial fields (a geometry no option builds).
 
     Steps land on the record times (they are the frames), so every record is a step end. Runs of the same
     structure (differing in parameters, step sizes and times only) share one traced and compiled chunk of
@@ -18,7 +19,8 @@ def run_scenario(name, t_end, record, solver, **scenario):
     config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario}, "solver": solver, "output": {}})
     simulation, advance = shared_steps(build(config), config)
     params = device_parameters(simulation.parameters, config.solver.precision)
-    carry = initial_carry(simulation, params)
+    carry = initial_carry(simulation, params) if initial is None else simulation.stepper.init(
+        params, initial(simulation, simulation.initial_fields()))
     times, rows = [0.0], [jax.device_get(jax.jit(simulation.diagnostics)(params, carry))]
 
     def on_chunk(carry, clock, records, frame):

@@ -24,7 +24,9 @@ Three formulations (``formulation``, static):
   ``c'`` (:func:`solve_balanced_step`), so the charge through the counter electrode is the charge
   deposited, step by step. ``phi`` stores ``phi_e``. A leaky electrolyte (``electronic_conductivity``
   > 0): the metal's own potential ``phi_s`` (:func:`solve_electronic_potential`, stored as ``phi_s``)
-  replaces ``V`` in ``A``; isolated metal floats, and the leakage joins the external current.
+  replaces ``V`` in ``A``; isolated metal floats, and the leakage joins the external current. Galvanostatic
+  with leakage: no step 1; each trial V of :func:`hold_current` is a balanced step (``phi_e``, ``phi_s`` and
+  ``c'`` together), whose deposit and leakage it holds at the applied current.
 * ``chen2015``: the single-potential model below, kept for reproducing papers (its interface is an
   ohmic contact: physics.md 3.1).
 * ``grand_potential``: Hong & Viswanathan (2018) as in their public MOOSE input (physics.md 3.2), with
@@ -162,6 +164,7 @@ from phasefield.physics.electrodeposition import (
     TRANSPORT_TOLERANCE,
     CURRENT_TOLERANCE,
     SECANT_ITERATIONS,
+    BalancedTrial,
     ElectrolytePotential,
     Kinetics,
     allen_cahn_update,
@@ -210,8 +213,6 @@ from phasefield.units import (
 MIN_CELLS_ACROSS = 8  # cells along x: the metal, the diffuse interface and the electrolyte each need some
 CONTROL_MARGIN = 1e-3  # V: galvanostatic control counts as lost within this of the cutoff_voltage
 VOLTAGE_SCALE = 1.0  # V: galvanostatic control's electrode potential moves at most target_change times this per step
-LEAKAGE_PASSES = 4  # galvanostatic with leakage: most (phi_e, V) passes per step, until phi_e carries the applied
-# current less the leakage at the V found (one or two after the first step)
 CONTROL_SHORTFALL = 1e-3  # galvanostatic control also counts as lost where a step deposits this much (relative)
 # less than the applied current, and would still at the cutoff_voltage
 MIN_CELLS_PER_INTERFACE = 4.0  # reaction formulation: interface thickness 2/k in cells (a flat front then moves at
@@ -720,8 +721,6 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             own["state"].update(phi_s=electronic_start(params, xi, voltage, jnp.full_like(xi, voltage)),
                                 leaked_charge=jnp.asarray(0.0, jnp.float64))
             own["cache"]["leakage_current"] = jnp.asarray(0.0, dtype)
-            if galvanostatic:  # phi_s's response to a unit electrode potential (warm start)
-                own["history"]["psi_s"] = electronic_start(params, xi, jnp.asarray(1.0, dtype), jnp.ones_like(xi))
         if grand:
             total = jnp.sum(li_per_cell(params, own["state"], "grand_potential")) * grid.cell_volume / electrode_area
             own["state"].update(li_initial_total=total, li_total=total)
@@ -791,39 +790,23 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if effect.shift is not None:
             shift = shift + effect.shift
 
-        # 0'. a leaky electrolyte: the metal's potential phi_s (isolated metal floats), at the last phi_e
+        # 0'. a leaky electrolyte: the metal's potential phi_s (isolated metal floats), solved again with phi_e in
+        # every Newton iteration of a balanced step (held voltage; galvanostatic: each trial V)
         electrode = voltage  # the metal's potential: an equipotential at V without leakage
-        if leaky:  # held voltage: the last phi_s, solved again with phi_e in the balanced step
+        if leaky:
             sigma_s = electronic_conductivity(xi, p.conductivity_metal, p.electronic_conductivity)
             electrode = state["phi_s"]
-        if leaky and galvanostatic:
-            electrode = solve_electronic_potential(sigma_s, xi, c, state["phi"], voltage, electrode, grid, kinetics,
-                                                  weight, shift, p.charge_density, params.potential_tolerance,
-                                                  max_iterations, slabs).phi
-            leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
         target = applied_growth(params)  # um/s: the deposit plus the leakage (as growth)
-        ionic_target = target  # ... of which the ionic current carries this (the galvanostatic phi_e's source)
-        if leaky and galvanostatic:
-            # V moves within the step: phi_s follows as phi_s + (V' - V) psi_s (psi_s: the response to a unit V
-            # without reaction), the leakage with it; phi_e carries the applied current less the starting leakage
-            response = electronic_start(params, xi, jnp.asarray(1.0, dtype), carry["history"]["psi_s"])
-            leakage_per_volt = electrolyte_current(sigma_s, response, grid)
-            as_growth = 1.0 / (params.electrons * FARADAY * params.site_density) / MICRON
-            ionic_target = jnp.maximum(target - leakage * as_growth, 1e-3 * target)
-
-        def electrode_at(v):
-            """The metal's potential when the electrode wall is at ``v`` (galvanostatic trials)."""
-            return v if not leaky else electrode + (v - voltage) * response
-
-        def leakage_at(v):
-            """The leakage (A/m^2) when the electrode wall is at ``v``."""
-            return 0.0 if not leaky else leakage + (v - voltage) * leakage_per_volt
+        # galvanostatic: phi_e first, with the applied current as its source laid out as the last step's reaction;
+        # with leakage V is found over balanced steps instead: an isolated layer's bipolar current is no scaled copy
+        # of the last step's (from rest, that source sent the front's current through the layer's metal: -528 V)
+        prescribed = galvanostatic and not leaky
 
         taken = True  # galvanostatic control refuses the step past Sand's time (at_cutoff=hold: holds the cutoff)
         held = cutoff_reached(params, state) if cc_cv else False  # CC-CV: the cutoff held since an earlier step
         # 1. galvanostatic: the electrolyte potential with the applied current as its source (Butler-Volmer
         # distribution); a binary salt's diffusion current (liquid junction) at the step's starting c
-        if galvanostatic:
+        if prescribed:
             junction, junction_wall = None, jnp.zeros((), dtype)
             if binary:
                 junction, junction_wall = junction_current(ionic, c, grid, reservoir, kinetics.bulk,
@@ -832,14 +815,14 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             def carrying_potential():
                 return solve_electrolyte_potential(ionic, xi, c, electrode, state["phi"], grid, kinetics, weight,
                                                    shift, p.charge_density, params.potential_tolerance,
-                                                   max_iterations, ionic_target * electrode_area, junction, slabs)
+                                                   max_iterations, target * electrode_area, junction, slabs)
 
             if cc_cv:  # once the voltage is held, the held step below solves phi_e itself
                 potential = jax.lax.cond(held, lambda: ElectrolytePotential(
                     state["phi"], jnp.zeros((), jnp.int32), jnp.zeros((), dtype)), carrying_potential)
             else:
                 potential = carrying_potential()
-        rate_phi = potential.phi if galvanostatic else state["phi"]
+        rate_phi = potential.phi if prescribed else state["phi"]
 
         # 2. Allen-Cahn: the profile relaxes, curvature-free (capillarity is in the Butler-Volmer shift)
         def relaxed():
@@ -879,57 +862,53 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if galvanostatic:
             cutoff = jnp.asarray(params.cutoff_voltage, dtype)
 
-            def current_controlled(potential):
-                """The step at the applied current: ``(potential, exchange, V, metal potential, leakage, lost)``;
-                ``lost`` past Sand's time, the fields then those of the step's start."""
-                electrode_found, leakage_found = electrode, (leakage if leaky else jnp.zeros((), dtype))
-
-                def control(potential, voltage_guess):
-                    return hold_current(lambda v, guess: exchange_at(electrode_at(v) - potential.phi, guess),
-                                        lambda result: growth_per_area(xi, result.xi, dt, grid), target,
-                                        voltage_guess, c, (lambda v: leakage_at(v) * as_growth) if leaky else None,
-                                        lowest=cutoff)
-
-                found, exchange = control(potential, voltage)
-                if leaky:  # again, phi_e carrying the applied current less the leakage at the V found, until V settles
-                    def another_pass(state):
-                        _, previous, _, count = state
-                        ionic_target = jnp.maximum(target - leakage_at(previous) * as_growth, 1e-3 * target)
-                        solved = solve_electrolyte_potential(ionic, xi, c, electrode_at(previous), state[0].phi,
-                                                             grid, kinetics, weight, shift, p.charge_density,
-                                                             params.potential_tolerance, max_iterations,
-                                                             ionic_target * electrode_area, junction, slabs)
-                        return (solved,) + control(solved, previous) + (count + 1,)
-
-                    def unsettled(state):
-                        potential, found, _, count = state
-                        ionic_target = jnp.maximum(target - leakage_at(found) * as_growth, 1e-3 * target)
-                        carried = electrolyte_current(ionic, potential.phi, grid) + junction_wall
-                        return (count < LEAKAGE_PASSES) & (jnp.abs(carried * as_growth / ionic_target - 1.0)
-                                                           > CURRENT_TOLERANCE * 10)
-
-                    potential, found, exchange, _ = jax.lax.while_loop(unsettled, another_pass,
-                                                                       (potential, found, exchange, 0))
-                    electrode_found, leakage_found = electrode_at(found), leakage_at(found)
-                # past Sand's time no electrode potential down to the cutoff carries the current (V at the cutoff;
-                # the deposit short of the applied current even at the cutoff; or the ohmic drop through the
-                # depleted salt alone takes phi_e below the cutoff, and a V above phi_e strips the metal): the
-                # step is not taken; V at the cutoff then stops the run on the last good fields
-                # (at_cutoff=hold: the step is taken again at the held cutoff)
-                def carried(result, v):
-                    return growth_per_area(xi, result.xi, dt, grid) + (leakage_at(v) * as_growth if leaky else 0.0)
+            def controlled(step_at, carried, start, potential_of, confirm=True):
+                """``(V, step, lost)``: the V at which ``step_at(V, guess)`` carries the applied current (``carried(step)``,
+                um/s: its deposit, and leakage), by :func:`hold_current` from the last V and the warm start ``start``.
+                ``lost`` past Sand's time: no electrode potential down to the cutoff carries the current (V at the
+                cutoff; the step short of the applied current, with ``confirm`` even at the cutoff; or the ohmic drop
+                through the depleted salt alone takes phi_e, ``potential_of(step)``, below the cutoff, and a V above
+                phi_e strips the metal): the step is not taken; V at the cutoff then stops the run on the last good
+                fields (at_cutoff=hold: the step is taken again at the held cutoff)."""
+                found, step = hold_current(step_at, carried, target, voltage, start, lowest=cutoff)
 
                 def cutoff_carries():
-                    result = exchange_at(electrode_at(cutoff) - potential.phi, exchange.solved)
-                    return carried(result, cutoff) >= (1.0 - CONTROL_SHORTFALL) * target
+                    return carried(step_at(cutoff, step.solved)) >= (1.0 - CONTROL_SHORTFALL) * target
 
-                deficit = carried(exchange, found) < (1.0 - CONTROL_SHORTFALL) * target
-                cannot = deficit & ~jax.lax.cond(deficit, cutoff_carries, lambda: jnp.asarray(True))
-                lost = (found <= cutoff + CONTROL_MARGIN) | (jnp.min(potential.phi) < cutoff) | cannot
+                deficit = carried(step) < (1.0 - CONTROL_SHORTFALL) * target
+                cannot = deficit & ~jax.lax.cond(deficit, cutoff_carries, lambda: jnp.asarray(True)) if confirm else deficit
+                return found, step, (found <= cutoff + CONTROL_MARGIN) | (jnp.min(potential_of(step)) < cutoff) | cannot
+
+            def start_kept(lost, exchange):
+                """The exchange, or where control is lost the step's starting fields (nothing deposited)."""
                 kept = exchange._replace(xi=xi, c=state["c"], wall_inflow=jnp.zeros_like(exchange.wall_inflow))
-                exchange = jax.tree.map(lambda old, new: jnp.where(lost, old, new), kept, exchange)
+                return jax.tree.map(lambda old, new: jnp.where(lost, old, new), kept, exchange)
+
+        if leaky:
+            def floating_step(v, start):
+                """The balanced step with the electrode wall at ``v`` from ``start = (phi_e, c', phi_s)``: phi_s solved
+                again in each of its Newton iterations, so that isolated metal floats at the step's own phi_e."""
+                phi_e, c_start, phi_s = start
+
+                def electronic_at(phi_e, phi_s):
+                    return solve_electronic_potential(sigma_s, xi, c, phi_e, v, phi_s, grid, kinetics, weight, shift,
+                                                      p.charge_density, params.potential_tolerance, max_iterations,
+                                                      slabs).phi
+
+                return solve_balanced_step(xi_relaxed, dt, phi_s, phi_e, c_start, grid, kinetics, weight, shift,
+                                           diffusivity, p.charge_density, params.potential_tolerance, max_iterations,
+                                           lambda phi, guess, phi_s: exchange_at(phi_s - phi, guess), electrolyte,
+                                           electronic_at, slabs)
+
+        if prescribed:
+            def current_controlled(potential):
+                """The step at the applied current: ``(potential, exchange, V, lost)`` (:func:`controlled`, each trial
+                V a transport-and-exchange step at the potential ``potential``)."""
+                found, exchange, lost = controlled(lambda v, guess: exchange_at(v - potential.phi, guess),
+                                                   lambda result: growth_per_area(xi, result.xi, dt, grid), c,
+                                                   lambda _: potential.phi)
                 potential = potential._replace(phi=jnp.where(lost, state["phi"], potential.phi))
-                return potential, exchange, jnp.where(lost, cutoff, found), electrode_found, leakage_found, lost
+                return potential, start_kept(lost, exchange), jnp.where(lost, cutoff, found), lost
 
             if cc_cv:
                 def held_step():
@@ -985,26 +964,42 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
                 def not_tried():
                     unused = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),  # the held step replaces it
                                           jax.eval_shape(lambda: exchange_at(jnp.zeros_like(xi), c)))
-                    return potential, unused, cutoff, electrode, jnp.zeros((), dtype), jnp.asarray(True)
+                    return potential, unused, cutoff, jnp.asarray(True)
 
-                potential, exchange, voltage, electrode, leakage, lost = jax.lax.cond(
-                    held, not_tried, lambda: current_controlled(potential))
+                potential, exchange, voltage, lost = jax.lax.cond(held, not_tried, lambda: current_controlled(potential))
                 potential, exchange, ionic, junction_wall, voltage = jax.lax.cond(
                     lost, held_step, lambda: (potential, exchange, ionic, junction_wall, voltage))
             else:
-                potential, exchange, voltage, electrode, leakage, lost = current_controlled(potential)
+                potential, exchange, voltage, lost = current_controlled(potential)
                 taken = ~lost
+        elif galvanostatic:  # a leaky electrolyte: each trial V is a balanced step (isolated metal floats)
+            as_growth = 1.0 / (params.electrons * FARADAY * params.site_density) / MICRON  # (A/m^2) / (um/s)
+
+            def trial_at(v, start):
+                balanced = floating_step(v, start)
+                return BalancedTrial(balanced, (balanced.potential.phi, balanced.exchange.solved, balanced.electrode),
+                                     balanced.exchange.iterations)
+
+            def carried(trial):
+                """The step's deposit and the leakage (phi_s's current through the counter electrode), um/s."""
+                leaked = electrolyte_current(sigma_s, trial.balanced.electrode, grid)
+                return growth_per_area(xi, trial.balanced.exchange.xi, dt, grid) + leaked * as_growth
+
+            # a step short of the current counts as lost unconfirmed: the check at the cutoff, a third balanced step
+            # in the program, was about a third of its tracing and compiling (39 against 26 CPU s, 2 loaded cores)
+            found, trial, lost = controlled(trial_at, carried, (state["phi"], c, electrode),
+                                            lambda trial: trial.balanced.potential.phi, confirm=False)
+            balanced = trial.balanced
+            potential = balanced.potential._replace(phi=jnp.where(lost, state["phi"], balanced.potential.phi))
+            exchange = start_kept(lost, balanced.exchange._replace(iterations=trial.iterations))
+            ionic, junction_wall = balanced.conductivity, balanced.junction_wall
+            electrode = jnp.where(lost, state["phi_s"], balanced.electrode)
+            voltage = jnp.where(lost, cutoff, found)
+            leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
+            taken = ~lost
         else:
             if leaky:
-                def electronic_at(phi_e, phi_s):
-                    return solve_electronic_potential(sigma_s, xi, c, phi_e, voltage, phi_s, grid, kinetics, weight,
-                                                      shift, p.charge_density, params.potential_tolerance,
-                                                      max_iterations, slabs).phi
-
-                balanced = solve_balanced_step(xi_relaxed, dt, electrode, state["phi"], c, grid, kinetics, weight,
-                                               shift, diffusivity, p.charge_density, params.potential_tolerance,
-                                               max_iterations, lambda phi, guess, phi_s: exchange_at(phi_s - phi, guess),
-                                               electrolyte, electronic_at, slabs)
+                balanced = floating_step(voltage, (state["phi"], c, electrode))
                 electrode = balanced.electrode
                 leakage = electronic_wall_currents(sigma_s, electrode, voltage, grid)[1]
             else:
@@ -1023,8 +1018,7 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             leakage = jnp.where(taken, leakage, 0.0)
             cell_current = cell_current + leakage
             extra = {"state": {"phi_s": electrode, "leaked_charge": state["leaked_charge"] + dt * leakage},
-                     "cache": {"leakage_current": leakage},
-                     "history": {"psi_s": response} if galvanostatic else {}}
+                     "cache": {"leakage_current": leakage}}
         return next_carry(state, coupled, xi, dt, exchange, potential.phi, voltage, potential, cell_current,
                           dt * cell_current, inflow, {}, extra)
 

@@ -382,8 +382,10 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
     """The electrode potential ``V`` at which a step grows the applied current; secant iterations.
 
     exchange_at(V, c_guess) -> :class:`Exchange`: the step at electrode potential ``V``
-        (e.g. :func:`transport_exchange` at ``phi_0 + V psi``); growth must fall monotonically
-        with ``V`` (a more negative electrode deposits more);
+        (e.g. :func:`transport_exchange` at ``phi_0 + V psi``), or any NamedTuple with the fields ``solved``
+        (the next trial's warm start, which ``c_guess`` starts: an array or a tuple of them) and ``iterations``
+        (e.g. a balanced step's, where isolated metal floats); growth must fall monotonically with ``V``
+        (a more negative electrode deposits more);
     growth_rate(exchange) -> the step's growth (any unit), held at ``target`` (same unit, > 0)
         to the relative :data:`CURRENT_TOLERANCE`;
     extra(V) (optional) -> a part of the held current that depends on ``V`` alone (the same unit; an
@@ -414,14 +416,15 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
             update = jnp.where(update * g > 0, update, 0.1 * jnp.sign(g))
             v_next = jnp.clip(v + update, jnp.maximum(lowest, VOLTAGE_RANGE[0]), VOLTAGE_RANGE[1])
             v_next = jnp.where(count == 0, start, jnp.where(count == 1, v + 1e-3 * jnp.where(g > 0, 1.0, -1.0), v_next))
-            result_next, g_next = trial(v_next, jnp.where(count == 0, c_guess, result.solved))
+            guess = jax.tree.map(lambda first, last: jnp.where(count == 0, first, last), c_guess, result.solved)
+            result_next, g_next = trial(v_next, guess)
             return v, g, v_next, g_next, result_next, iterations + result_next.iterations, count + 1
 
         shapes = jax.eval_shape(trial, start, c_guess)
         empty, g_empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         state = (start, g_empty, start, g_empty, empty, jnp.zeros_like(empty.iterations), 0)
         _, _, v, _, result, iterations, _ = jax.lax.while_loop(keep_going, secant, state)
-        return v, (result.solved, iterations.astype(result.solved.dtype))  # implicit_root's aux: floating point
+        return v, (result.solved, iterations.astype(v.dtype))  # implicit_root's aux: floating point
 
     # V is differentiated implicitly (dV = -(dg/dtheta) / (dg/dV) at the root of the growth mismatch g), so
     # reverse mode passes the while_loop; the step at V is taken again from its own converged solution (a
@@ -746,6 +749,15 @@ class BalancedStep(NamedTuple):
     junction_wall: jnp.ndarray
     newton_iterations: jnp.ndarray
     electrode: jnp.ndarray  # the metal's potential: V, or phi_s where the electrolyte leaks
+
+
+class BalancedTrial(NamedTuple):
+    """A balanced step as a trial of :func:`hold_current` (galvanostatic control where isolated metal floats):
+    ``solved``, the next trial's warm start ``(phi_e, c', phi_s)``; ``iterations``, its transport iterations."""
+
+    balanced: BalancedStep
+    solved: tuple
+    iterations: jnp.ndarray
 
 
 @jax.named_call
