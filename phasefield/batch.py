@@ -231,7 +231,10 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
         carry = stacked([initial_carry(s, p) for s, p in zip(simulations, member_params)])
         clocks = [{"t": 0.0, "step": 0, "dt": solver.dt}] * count
     else:
-        carry = stacked([restore_carry(s, p, saved) for s, p, (saved, _, _) in zip(simulations, member_params, resume)])
+        try:
+            carry = stacked([restore_carry(s, p, saved) for s, p, (saved, _, _) in zip(simulations, member_params, resume)])
+        except CheckpointError as error:
+            raise RunDirectoryError(f"cannot resume the batch: {error}") from None
         clocks = [clock for _, clock, _ in resume]
     if sharding is not None:
         log.info("batch of %d members on %d devices (%d processes)", count, len(jax.devices()), jax.process_count())

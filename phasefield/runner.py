@@ -114,9 +114,24 @@ def restore_carry(simulation: Simulation, params, saved: dict):
         array = array[tuple(slice(0, n) for n in shape.shape)]
         return jnp.asarray(np.pad(array, [(0, n - m) for n, m in zip(shape.shape, array.shape)]))
 
-    restored = jax.tree_util.tree_map(fit, {name: saved[name] for name in CHECKPOINTED},
-                                      {name: shapes[name] for name in CHECKPOINTED})
-    return {**restored, "cache": cache}
+    expected = {name: shapes[name] for name in CHECKPOINTED}
+    found = {name: saved.get(name, {}) for name in CHECKPOINTED}
+    extra, missing = sorted(_paths(found) - _paths(expected)), sorted(_paths(expected) - _paths(found))
+    if extra or missing:
+        raise CheckpointError(
+            "the checkpoint does not hold this model's state: "
+            + "; ".join(f"{what} {', '.join(paths)}" for what, paths in (("it has", extra), ("it lacks", missing))
+                        if paths)
+            + " (written by another version of phasefield or another configuration of the scenario: resume with the "
+              "version and the static keys that wrote it)")
+    return {**jax.tree_util.tree_map(fit, found, expected), "cache": cache}
+
+
+def _paths(tree, prefix="") -> set[str]:
+    """The ``a/b/c`` paths of a nested dict's leaves."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("/")}
+    return set().union(*(_paths(value, f"{prefix}{name}/") for name, value in tree.items())) if tree else set()
 
 
 def stored_fields(config: RunConfig, simulation: Simulation) -> list[str]:
@@ -268,7 +283,10 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
             saved, clock = read_checkpoint(path)
         except CheckpointError as error:
             raise RunDirectoryError(f"cannot resume: {error}") from None
-        carry = restore_carry(simulation, params, saved)
+        try:
+            carry = restore_carry(simulation, params, saved)
+        except CheckpointError as error:
+            raise RunDirectoryError(f"cannot resume {path}: {error}") from None
         writer = RunWriter.reopen(path, simulation, clock)
         writer.file.attrs.update(layout())
         if changes:

@@ -72,6 +72,28 @@ def test_resume_refuses_finished_or_missing_run(tmp_path, straight_run):
         run(None, tmp_path / "missing", resume=True)
 
 
+def test_a_checkpoint_of_another_model_is_refused_with_the_entries_that_differ():
+    """A checkpoint whose state or history is not this model's (another version of phasefield, another static key)
+    is refused naming the entries it has and lacks, not with a tree-structure error from inside JAX."""
+    import jax
+
+    from phasefield.config import validate_run
+    from phasefield.io import CheckpointError
+    from phasefield.runner import build, checkpoint_part, device_parameters, initial_carry, restore_carry
+
+    simulation = build(validate_run(CONFIG))
+    params = device_parameters(simulation.parameters, "float64")
+    saved = jax.tree.map(np.asarray, checkpoint_part(initial_carry(simulation, params)))
+    restored = restore_carry(simulation, params, saved)
+    assert np.array_equal(restored["state"]["c"], saved["state"]["c"])
+    extra = {**saved, "history": {**saved["history"], "psi_s": np.zeros(3)}}
+    with pytest.raises(CheckpointError, match="it has history/psi_s .*another version of phasefield"):
+        restore_carry(simulation, params, extra)
+    lacking = {**saved, "state": {name: v for name, v in saved["state"].items() if name != "c"}}
+    with pytest.raises(CheckpointError, match="it lacks state/c"):
+        restore_carry(simulation, params, lacking)
+
+
 def test_memory_estimate_rejects_grid_before_allocating(tmp_path):
     config = {"scenario": {"name": "spinodal", "shape": [3_000_000, 3_000_000]}}
     with pytest.raises(ConfigError, match=r"scenario.shape.*GiB"):
