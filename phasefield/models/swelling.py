@@ -1007,12 +1007,16 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
     (:func:`phasefield.physics.fracture.split_lame`); the eigenstrain keeps the undegraded moduli. ``slabs``: the
     fields split along x over devices (the solve's transforms the slab ones; ``None``: one device)."""
     p = Parameters.from_config(params)
-    lam, mu = moduli(c, params, geometry)
+
+    def material(c):
+        lam, mu = moduli(c, params, geometry)
+        return lam, mu, swelling_eigenstrain(c, p, params, geometry, lam, mu), yield_stress(c, params, geometry)
+
+    # reverse mode recomputes the moduli, eigenstrain and yield stresses once the solve's backward pass is done
+    lam, mu, eigenstrain, yields = recomputed(material, c)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
-    eigenstrain = swelling_eigenstrain(c, p, params, geometry, lam, mu)
     if damage is not None:
         lam, mu = split_lame(lam, mu, damage, tension, params.damage_residual)
-    yields = yield_stress(c, params, geometry)
 
     def solve(plastic, warm, axial):
         return solve_and_return(lam, mu, yields, grid, eigenstrain,
