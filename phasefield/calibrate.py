@@ -30,11 +30,13 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   the fewest snapshots that re-run at most :data:`RERUN_PER_STEP` (10) steps per step. Measured on the
   CPU (experiments/calibrate_memory.py): spinodal 128^2, peak of the gradient over the forward run's
   2.5x with 1 snapshot, 2.9x with 2, 3.3x with 3, 3.8x with 4, the same at 100 and 400 steps;
-* within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, limiter and
-  bisection passes, the mechanics passes) checkpoint their bodies, so that reverse mode stores one loop
-  carry per iteration, not every intermediate of every iteration; and the early stages of the dendrite
+* within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, bisection passes, the
+  mechanics passes) checkpoint their bodies, so that reverse mode stores one loop carry per iteration, not
+  every intermediate of every iteration; its limiter's passes are :func:`phasefield.recompute.repeated`
+  (no carry per pass: each is recomputed from the first); and the early stages of the dendrite
   and swelling steps (the interface geometry and the Allen-Cahn upkeep; the surface insertion and the
-  Cahn-Hilliard update with its limiters) are :func:`phasefield.recompute.recomputed`: the backward pass
+  Cahn-Hilliard update with its limiters), and the elasticity solve's load and the fields of its solution,
+  are :func:`phasefield.recompute.recomputed`: the backward pass
   (traced within :func:`phasefield.recompute.reverse_pass`) runs each again when it reaches it, so their
   intermediates are not held through the backward passes of the solves after them;
 * iterative solves are differentiated implicitly: every CG solve (:func:`phasefield.operators.krylov.pcg`)

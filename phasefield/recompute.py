@@ -9,6 +9,9 @@ outputs exists. ``jax.checkpoint`` does not achieve this on the CPU: XLA drops t
 orders the recomputation and schedules it at the start of the backward pass, where it adds to the peak; here
 the recomputation's inputs depend on the cotangent (``x + 0 * sum(cotangent)``), which no schedule can move.
 
+:func:`repeated` does the same for a fixed number of iterations of one update (the swelling's limiter passes):
+no iterate is stored; the backward pass recomputes each from the first.
+
 :func:`root` does the same for an implicit solve (:func:`implicit_root`): its backward pass linearises the
 residual in the unknown for the adjoint solve, and in the residual's inputs only after it.
 
@@ -62,6 +65,49 @@ def _late_backward(function, saved, cotangent):
 
 
 _late.defvjp(_late_forward, _late_backward)
+
+
+def repeated(body: Callable, count: int, init, *operands):
+    """``x_count`` of ``x_{k+1} = body(x_k, *operands)`` from ``x_0 = init``, a fixed number of iterations.
+
+    Outside :func:`reverse_pass`, a ``fori_loop`` whose body is under ``jax.checkpoint`` (reverse mode keeps one
+    carry per iteration). Within it, a ``jax.custom_vjp`` that keeps only ``init`` and ``operands``: its backward
+    pass recomputes each iterate ``x_k`` from ``init`` (``count (count - 1) / 2`` more evaluations of ``body``)
+    and takes the ``jax.vjp`` of one iteration there, so no stack of ``count`` carries exists (XLA fills such a
+    stack before the whole backward pass of the step, since nothing it is made of depends on the cotangent).
+    """
+    if not _depth or count == 0:
+        return jax.lax.fori_loop(0, count, jax.checkpoint(lambda _, x: body(x, *operands), prevent_cse=False), init)
+    converted, constants = jax.closure_convert(body, init, *operands)
+    return _repeated(converted, count, init, tuple(operands) + tuple(constants))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _repeated(body, count, init, operands):
+    return jax.lax.fori_loop(0, count, lambda _, x: body(x, *operands), init)
+
+
+def _repeated_forward(body, count, init, operands):
+    return _repeated(body, count, init, operands), (init, operands)
+
+
+def _repeated_backward(body, count, saved, cotangent):
+    init, operands = _after(cotangent)(saved)
+
+    def step_backward(j, x_bar):  # the cotangents of x_j and of the operands from that of x_{j+1}
+        x = jax.lax.fori_loop(0, j, lambda _, x: body(x, *operands), init)
+        return jax.vjp(lambda x, o: body(x, *o), x, operands)[1](x_bar)
+
+    def backward(i, cotangents):
+        x_bar, operands_bar = step_backward(count - 1 - i, cotangents[0])
+        return x_bar, jax.tree.map(jnp.add, cotangents[1], operands_bar)
+
+    # the last iteration first: the operands' cotangents start from its (zeros made before the loop would be
+    # made at the start of the step's backward pass, as a stack would)
+    return jax.lax.fori_loop(1, count, backward, step_backward(count - 1, cotangent))
+
+
+_repeated.defvjp(_repeated_forward, _repeated_backward)
 
 
 def root(balance: Callable, solve: Callable, guess, linear_solve: Callable, transposed_solve: Callable, extra=()):

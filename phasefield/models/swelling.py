@@ -190,7 +190,7 @@ from phasefield.physics.mechanics import (
     solve_and_return,
 )
 from phasefield.physics.plasticity import add_strains
-from phasefield.recompute import recomputed
+from phasefield.recompute import recomputed, repeated
 from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper, unconditionally_stable
 from phasefield.simulation import Quantity, Simulation
@@ -852,14 +852,10 @@ def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: in
     room_out = jnp.where(held, weight * c, jnp.inf)
     amounts = [f * dt / grid.spacing[a] for a, f in enumerate(fluxes)]  # psi c moved through each low face
 
-    def balance(scales):
+    def one_pass(scales, amounts, room_in, room_out):
         moved = [s * m for s, m in zip(scales, amounts)]
         inflow = sum(jnp.maximum(m, 0.0) + jnp.maximum(-jnp.roll(m, -1, a), 0.0) for a, m in enumerate(moved))
         outflow = sum(jnp.maximum(-m, 0.0) + jnp.maximum(jnp.roll(m, -1, a), 0.0) for a, m in enumerate(moved))
-        return inflow, outflow
-
-    def one_pass(_, scales):
-        inflow, outflow = balance(scales)
         over = inflow - outflow > room_in
         under = outflow - inflow > room_out
         cut_in = jnp.where(over, jnp.clip((room_in + outflow) / jnp.where(over, inflow, 1.0), 0.0, 1.0), 1.0)
@@ -872,9 +868,8 @@ def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: in
             new.append(s * factor)
         return new
 
-    # body under jax.checkpoint: reverse mode keeps the scales per pass, not every flow of every pass
-    scales = jax.lax.fori_loop(0, passes, jax.checkpoint(one_pass, prevent_cse=False),
-                               [jnp.ones(grid.shape) for _ in range(ndim)])
+    # reverse mode keeps the scales per pass (within calibrate's backward pass: none, phasefield.recompute.repeated)
+    scales = repeated(one_pass, passes, [jnp.ones(grid.shape) for _ in range(ndim)], amounts, room_in, room_out)
     moved = [s * m for s, m in zip(scales, amounts)]
     net = -sum(jnp.roll(m, -1, a) - m for a, m in enumerate(moved))  # psi dc
     state = c + net / weight
@@ -1012,12 +1007,16 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
     (:func:`phasefield.physics.fracture.split_lame`); the eigenstrain keeps the undegraded moduli. ``slabs``: the
     fields split along x over devices (the solve's transforms the slab ones; ``None``: one device)."""
     p = Parameters.from_config(params)
-    lam, mu = moduli(c, params, geometry)
+
+    def material(c):
+        lam, mu = moduli(c, params, geometry)
+        return lam, mu, swelling_eigenstrain(c, p, params, geometry, lam, mu), yield_stress(c, params, geometry)
+
+    # reverse mode recomputes the moduli, eigenstrain and yield stresses once the solve's backward pass is done
+    lam, mu, eigenstrain, yields = recomputed(material, c)
     mean_strain, mean_stress = macroscopic_load(params, grid.ndim)
-    eigenstrain = swelling_eigenstrain(c, p, params, geometry, lam, mu)
     if damage is not None:
         lam, mu = split_lame(lam, mu, damage, tension, params.damage_residual)
-    yields = yield_stress(c, params, geometry)
 
     def solve(plastic, warm, axial):
         return solve_and_return(lam, mu, yields, grid, eigenstrain,

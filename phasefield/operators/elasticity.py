@@ -66,6 +66,7 @@ import numpy as np
 from phasefield.grid import PERIODIC, Boundary, Grid
 from phasefield.operators.krylov import pcg, tree_axpy, tree_dot
 from phasefield.operators.spectral import SpectralBasis
+from phasefield.recompute import recomputed
 
 AXES = "xyz"
 SHEAR_MEANS = ("arithmetic", "harmonic")
@@ -321,21 +322,23 @@ def strain_from_displacement(displacement, mean_strain: dict, grid: Grid) -> dic
     """Cell-averaged total strain ``E + sym grad u~``: normal components at the cell centre, shear
     components the mean of the four edges around the cell.
 
-    displacement: staggered fluctuation ``(ndim, *grid.shape)``; mean_strain: dict over
-    :func:`mean_components` (missing entries are zero). Returns every :func:`tensor_components`
-    entry (2D ``zz`` is the plane-strain zero).
+    displacement: staggered fluctuation ``(ndim, *grid.shape)``, or the sequence of its ``ndim`` components;
+    mean_strain: dict over :func:`mean_components` (missing entries are zero). Returns every
+    :func:`tensor_components` entry (2D ``zz`` is the plane-strain zero).
     """
     ndim = grid.ndim
-    normal = _normal_strains(displacement, grid)
+    # each component taken once: the transpose of every index of a stacked array is a zero-padded stack
+    u = tuple(displacement[a] for a in range(ndim))
+    normal = _normal_strains(u, grid)
     out = {}
     for name in tensor_components(ndim):
         a, b = _pair(name)
         if b >= ndim:
-            out[name] = jnp.zeros(grid.shape, displacement.dtype)
+            out[name] = jnp.zeros(grid.shape, u[0].dtype)
         elif a == b:
             out[name] = normal[a] + mean_strain.get(name, 0.0)
         else:
-            out[name] = _to_cells(_edge_shear_strain(displacement, grid, a, b), a, b) + mean_strain.get(name, 0.0)
+            out[name] = _to_cells(_edge_shear_strain(u, grid, a, b), a, b) + mean_strain.get(name, 0.0)
     return out
 
 
@@ -481,6 +484,7 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         u, e = r
         return (_reference_inverse(u, grid, lam0, mu0, slabs), block_inverse @ e if free else e)
 
+    @jax.checkpoint  # its derivatives rebuild the strains of x: a tangent or adjoint solve keeps x and the moduli
     def operator(x):
         u, e = x
         offset = {n: e[j] for j, n in enumerate(free)}
@@ -488,9 +492,16 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         return (forces, means if free else e)
 
     zeros = tuple(jnp.zeros(grid.shape, dtype) for _ in range(ndim))
-    normal_offset, shear_offset = _offsets(fixed, eigen, ndim)
-    forces0, means0 = _internal_forces(zeros, normal_offset, shear_offset, lam, mu, edge_mu, grid, free)
-    b = (tuple(-f for f in forces0), total_volume * multiplicity * target - means0 if free else jnp.zeros((0,), dtype))
+
+    def load():
+        normal_offset, shear_offset = _offsets(fixed, eigen, ndim)
+        forces0, means0 = _internal_forces(zeros, normal_offset, shear_offset, lam, mu, edge_mu, grid, free)
+        return (tuple(-f for f in forces0),
+                total_volume * multiplicity * target - means0 if free else jnp.zeros((0,), dtype))
+
+    # the load and the fields of the solution (below) are recomputed when reverse mode reaches them, not held
+    # through the backward pass of the radial return after the solve (phasefield.recompute)
+    b = recomputed(load)
     b_norm = tree_dot(b, precondition(b))
     b_zero = b_norm <= 0
 
@@ -511,7 +522,7 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
     # differentiated run then converges relative to the tangent, not to this load
     (u, e), stats = pcg(operator, b, x0, precondition, tolerance, max_iterations)
 
-    def fields(e):
+    def fields(u, e):
         full = dict(fixed)
         full.update({n: e[j] for j, n in enumerate(free)})
         normal_offset, shear_offset = _offsets(full, eigen, ndim)
@@ -519,14 +530,19 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         stress = _cell_stress(sigma_normal, sigma_shear, lam, mu, normal_offset, grid, _normal_strains(u, grid))
         return full, stress
 
-    full, stress = fields(e)
-    if free:
-        # <sigma_free> is affine in e with the matrix of volume-averaged moduli: one exact correction.
-        mismatch = target - jnp.stack([jnp.mean(stress[n]) for n in free])
-        shear_moduli = jnp.stack([jnp.mean(edge_mu[_pair(n)]) if n[0] != n[1] else jnp.mean(mu) for n in free])
-        stiffness = jnp.mean(lam) * jnp.outer(normal_flags, normal_flags) + 2.0 * jnp.diag(shear_moduli)
-        e = e + jnp.linalg.solve(stiffness, mismatch)
-        full, stress = fields(e)
+    def corrected(u, e):
+        """``(e, full mean strain, stress, strain)`` of the solution, the mean-stress correction made."""
+        full, stress = fields(u, e)
+        if free:
+            # <sigma_free> is affine in e with the matrix of volume-averaged moduli: one exact correction.
+            mismatch = target - jnp.stack([jnp.mean(stress[n]) for n in free])
+            shear_moduli = jnp.stack([jnp.mean(edge_mu[_pair(n)]) if n[0] != n[1] else jnp.mean(mu) for n in free])
+            stiffness = jnp.mean(lam) * jnp.outer(normal_flags, normal_flags) + 2.0 * jnp.diag(shear_moduli)
+            e = e + jnp.linalg.solve(stiffness, mismatch)
+            full, stress = fields(u, e)
+        return e, full, stress, strain_from_displacement(u, full, grid)
+
+    e, full, stress, strain = recomputed(corrected, u, e)
     r = tree_axpy(-1.0, operator((u, e)), b)
     residual = residual_norm((u, e), r, tree_dot(r, precondition(r)))
     names = mean_components(ndim)
@@ -534,7 +550,7 @@ def solve_elasticity(lam, mu, grid: Grid, eigenstrain=None, mean_strain=None, me
         displacement=jnp.stack(u),
         mean_strain={n: jnp.asarray(full[n], dtype) for n in names},
         mean_stress={n: jnp.mean(stress[n]) for n in names},
-        strain=strain_from_displacement(jnp.stack(u), full, grid),
+        strain=strain,
         stress=stress,
         iterations=stats.iterations,
         residual=residual,
