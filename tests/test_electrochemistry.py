@@ -415,6 +415,9 @@ def test_galvanostatic_control_drives_the_current_through_a_floating_layer():
     assert 0 < scalars["leakage_current_density"][-1] < 1e-2 * current
     balance = scalars["deposited_charge"][-1] + scalars["leaked_charge"][-1]
     assert abs(scalars["passed_charge"][-1] / balance - 1) < 1e-3
+    # the step's potential CG iterations are those of all its trials (at least two, each a solve from the last
+    # trial's phi_e), not only the last one's, taken again from its own solution (about none)
+    assert scalars["potential_iterations"][-1] >= 2, scalars["potential_iterations"]
 
 
 def test_galvanostatic_leakage_passes_ohms_current_and_the_deposit_the_rest():

@@ -977,8 +977,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
 
             def trial_at(v, start):
                 balanced = floating_step(v, start)
-                return BalancedTrial(balanced, (balanced.potential.phi, balanced.exchange.solved, balanced.electrode),
-                                     balanced.exchange.iterations)
+                counts = (balanced.exchange.iterations, balanced.potential.iterations)
+                return BalancedTrial(balanced, jnp.stack([n.astype(jnp.int32) for n in counts]))
 
             def carried(trial):
                 """The step's deposit and the leakage (phi_s's current through the counter electrode), um/s."""
@@ -990,8 +990,10 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
             found, trial, lost = controlled(trial_at, carried, (state["phi"], c, electrode),
                                             lambda trial: trial.balanced.potential.phi, confirm=False)
             balanced = trial.balanced
-            potential = balanced.potential._replace(phi=jnp.where(lost, state["phi"], balanced.potential.phi))
-            exchange = start_kept(lost, balanced.exchange._replace(iterations=trial.iterations))
+            # the iterations of every trial (the last, taken again from its own solution, costs next to none)
+            potential = balanced.potential._replace(phi=jnp.where(lost, state["phi"], balanced.potential.phi),
+                                                    iterations=trial.iterations[1])
+            exchange = start_kept(lost, balanced.exchange._replace(iterations=trial.iterations[0]))
             ionic, junction_wall = balanced.conductivity, balanced.junction_wall
             electrode = jnp.where(lost, state["phi_s"], balanced.electrode)
             voltage = jnp.where(lost, cutoff, found)
@@ -1196,7 +1198,8 @@ def build(config: Config, solver, coupling: Coupling | None = None) -> Simulatio
         if galvanostatic and reaction and not cc_cv and bool(control_lost(params, carry)):
             return (f"the applied {float(params.current_density):g} mA/cm^2 could no longer be carried: the electrode "
                     f"potential reached the cutoff_voltage {float(params.cutoff_voltage):g} V (the electrolyte at the "
-                    "deposit ran out: Sand's time; at_cutoff=hold continues at that voltage)")
+                    "deposit ran out: Sand's time; at_cutoff=hold continues at that voltage"
+                    + ("; with electronic leakage also where the current control did not converge)" if leaky else ")"))
         return f"short circuit: the metal came within short_circuit_gap = {float(params.short_circuit_gap):g} um " \
                "of the far wall"
 

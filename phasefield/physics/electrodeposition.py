@@ -378,18 +378,17 @@ def transport_exchange(xi, c, phi, dt, diffusivity, grid: Grid, kinetics: Kineti
 
 @jax.named_call
 def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_guess, c_guess,
-                 extra: Callable | None = None, lowest=VOLTAGE_RANGE[0]):
+                 lowest=VOLTAGE_RANGE[0]):
     """The electrode potential ``V`` at which a step grows the applied current; secant iterations.
 
     exchange_at(V, c_guess) -> :class:`Exchange`: the step at electrode potential ``V``
         (e.g. :func:`transport_exchange` at ``phi_0 + V psi``), or any NamedTuple with the fields ``solved``
         (the next trial's warm start, which ``c_guess`` starts: an array or a tuple of them) and ``iterations``
-        (e.g. a balanced step's, where isolated metal floats); growth must fall monotonically with ``V``
+        (an integer array, summed over the trials: e.g. :class:`BalancedTrial`'s transport and potential
+        iterations, where isolated metal floats); growth must fall monotonically with ``V``
         (a more negative electrode deposits more);
     growth_rate(exchange) -> the step's growth (any unit), held at ``target`` (same unit, > 0)
-        to the relative :data:`CURRENT_TOLERANCE`;
-    extra(V) (optional) -> a part of the held current that depends on ``V`` alone (the same unit; an
-        electronic leakage), added to the growth.
+        to the relative :data:`CURRENT_TOLERANCE`.
     Each trial is one warm-started call of ``exchange_at``. The first trial is at
     ``voltage_guess`` (the last step's ``V``), the second 1 mV away downhill; ``V`` stays in
     :data:`VOLTAGE_RANGE`, and above ``lowest`` (a cutoff; ``V`` at it past Sand's time, where no
@@ -397,7 +396,7 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
     """
     def trial(v, guess):
         result = exchange_at(v, guess)
-        return result, (growth_rate(result) + (0.0 if extra is None else extra(v))) / target - 1.0
+        return result, growth_rate(result) / target - 1.0
 
     def secant_iterations(_, start):
         # every trial is the loop's one (compiled once): the first at ``start``, the second 1 mV away downhill,
@@ -753,11 +752,15 @@ class BalancedStep(NamedTuple):
 
 class BalancedTrial(NamedTuple):
     """A balanced step as a trial of :func:`hold_current` (galvanostatic control where isolated metal floats):
-    ``solved``, the next trial's warm start ``(phi_e, c', phi_s)``; ``iterations``, its transport iterations."""
+    ``iterations``, its transport and potential (CG) iterations, ``(2,)``; ``solved``, the next trial's warm
+    start ``(phi_e, c', phi_s)``."""
 
     balanced: BalancedStep
-    solved: tuple
     iterations: jnp.ndarray
+
+    @property
+    def solved(self):
+        return self.balanced.potential.phi, self.balanced.exchange.solved, self.balanced.electrode
 
 
 @jax.named_call
