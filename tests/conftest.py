@@ -80,9 +80,10 @@ def pytest_unconfigure(config):
 
 
 # The files with the longest runs, longest first (summed test durations of one run of the suite, 2026-12-01).
-# With ``--dist loadfile`` pytest-xdist hands whole files to whichever worker is free, in collection order;
-# alphabetical order left long files such as tests/test_swelling.py near the end, where one worker runs them
-# alone while the other has nothing left. Longest first, the last files handed out are the short ones.
+# With ``--dist loadfile --no-loadscope-reorder`` pytest-xdist hands whole files to the workers in collection
+# order, two to each at the start and then one to whichever has fewer than two left (without the second option
+# it orders them by their number of tests: tests/test_cli.py's 42 quick cases first, test_decomposition 10th).
+# Longest first, the last files handed out are the short ones, and neither worker runs a long file alone at the end.
 LONGEST_FIRST = ("test_electrochemistry.py", "test_decomposition.py", "test_swelling.py", "test_dendrite.py",
                  "test_filament.py", "test_elliptic.py", "test_calibrate.py", "test_dendrite_solid.py",
                  "test_devices.py", "test_model_layer.py", "test_post.py", "test_gradient_flows.py",
