@@ -48,7 +48,7 @@ CASES = {
                         "scenario.noise_amplitude=0", "solver.adaptive=false", "solver.dt=0.005"], 32, 20,
                        "passed_charge"),
     "swelling": (["scenario.interface_thickness=0.4", "scenario.gradient_length=0.15", "solver.adaptive=false",
-                  "solver.dt=2.0"], 32, 20, "state_of_charge"),
+                  "solver.dt=2.0"], 32, 200, "state_of_charge"),
     "fracture": (["scenario.size=[32,32]", "scenario.notch_length=8", "solver.dt=0.05"], 32, 10, "elastic_energy"),
     "filament": (["solver.adaptive=false", "solver.dt=0.01"], 32, 10, "plated_volume"),
 }
