@@ -411,3 +411,12 @@ def test_float32_run_agrees_with_float64_to_rounding_and_elasticity_tolerance_pe
         assert single[key].dtype == np.float32, key
         difference = np.max(np.abs(single[key] - expected))
         assert difference <= allowed * max(np.ptp(expected), np.max(np.abs(expected))), f"{key}: {difference:.3g}"
+
+
+def test_float32_is_refused_with_fracture():
+    """The damage solve is not measured in float32: the config error names the key and what is allowed."""
+    config = validate_run({"scenario": {"name": "swelling", **SMALL, "fracture": True, "damage_length": 0.5},
+                           "solver": {**SOLVER, "precision": "float32"}, "output": {}})
+    with pytest.raises(ConfigError) as error:
+        build(config)
+    assert error.value.key == "solver.precision" and "fracture" in error.value.allowed

@@ -1150,6 +1150,9 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
     ndim = grid.ndim
     slabs = slabs_for(solver.decomposition, grid.shape)
     dtype = jnp.dtype(solver.precision)
+    if dtype != jnp.float64 and config.fracture:
+        raise ConfigError("solver.precision", solver.precision,
+                          "'float64' with scenario.fracture (the damage solve is not measured in float32)")
     basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"), dtype, slabs)
     geometry = make_geometry(grid, config, dtype)
     components = tensor_components(ndim)
