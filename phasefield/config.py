@@ -182,6 +182,14 @@ class DecomposedTimeSolverConfig(TimeSolverConfig):
 
 
 @dataclass
+class PrecisionTimeSolverConfig(DecomposedTimeSolverConfig):
+    """``solver`` of models with their own step (:class:`DecomposedTimeSolverConfig`) that also run in float32."""
+
+    precision: str = option("float64", choices=("float32", "float64"),
+                            help="working precision of the fields (float32: see experiments/bench_precision.py)")
+
+
+@dataclass
 class SolverConfig(TimeSolverConfig):
     """``solver`` of the gradient-flow models: time scheme, step size, stabilisation and precision."""
 

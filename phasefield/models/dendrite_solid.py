@@ -115,6 +115,11 @@ from phasefield.units import FARADAY, GAS_CONSTANT, GPA_IN_MPA, MPA
 INITIAL_RETURNS = 500  # most solve-and-return passes of the initial plastic equilibrium
 NORMAL_GRADIENT = 1e-6  # |grad xi| (1/um) below which no interface normal is defined (hydrostatic p there)
 INITIAL_RETURN_TOLERANCE = 1e-3  # ... until the largest plastic increment changes a stress by this fraction of yield
+FLOAT64_ONLY = ("'float64' for dendrite_solid: measured in float32 (reaction formulation, elasticity CG at 100 epsilon), "
+                "20 steps of 0.02 s on 32^2 move the reaction pressure by 0.41 of its range (the switch from -n.sigma.n "
+                "to the hydrostatic pressure at |grad xi| = NORMAL_GRADIENT flips in the interface tails), as much as "
+                "the time error; chen2015, the default, is float64 only (a port measured with "
+                "experiments/bench_precision.py, not kept)")
 
 
 @scenario_parameters
@@ -185,6 +190,8 @@ def build(config: Config, solver) -> Simulation:
     """The dendrite simulation (:func:`phasefield.models.dendrite.build`) with the mechanics as its coupling;
     ``solver.decomposition=slabs``: the elasticity preconditioner's transforms the slab ones (the dendrite model
     checks the grid and lays out the carry, the mechanics' entries included)."""
+    if solver.precision != "float64":
+        raise ConfigError("solver.precision", solver.precision, FLOAT64_ONLY)
     grid = dendrite.make_grid(config)
     slabs = Slabs() if solver.decomposition == "slabs" else None
     ndim = grid.ndim

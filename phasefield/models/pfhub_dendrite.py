@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, DecomposedTimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, PrecisionTimeSolverConfig, option, scenario_parameters
 from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, gradient
@@ -174,23 +174,26 @@ def stable_dt(grid: Grid, params: Config):
     return 2.0 * tau_min / (diffusive + force)
 
 
-@register_scenario("pfhub_dendrite", Config, DecomposedTimeSolverConfig)
-def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
+@register_scenario("pfhub_dendrite", Config, PrecisionTimeSolverConfig)
+def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
     """The simulation; ``solver.decomposition=slabs`` splits ``phi`` and ``U`` along x over the devices (the flux's
-    stencils exchange halos, the backward-Euler solve of ``U`` uses the slab transforms)."""
+    stencils exchange halos, the backward-Euler solve of ``U`` uses the slab transforms). ``solver.precision``: the
+    working precision of the fields (the diagnostics sum in float64)."""
     grid = Grid(tuple(config.shape), config.spacing)
     slabs = slabs_for(solver.decomposition, grid.shape)
-    basis = SpectralBasis(grid, NEUMANN, jnp.float64, slabs)
+    dtype = jnp.dtype(solver.precision)
+    basis = SpectralBasis(grid, NEUMANN, dtype, slabs)
     x, y = grid.coordinates()
     area = float(np.prod(grid.lengths))
 
     def init(params, fields):
-        state = {"phi": jnp.asarray(fields["phi"], jnp.float64), "U": jnp.asarray(fields["U"], jnp.float64)}
-        return laid_out(slabs, {"state": state, "history": {}, "cache": {"tip_velocity": jnp.zeros((), jnp.float64)}},
+        state = {"phi": jnp.asarray(fields["phi"], dtype), "U": jnp.asarray(fields["U"], dtype)}
+        return laid_out(slabs, {"state": state, "history": {}, "cache": {"tip_velocity": jnp.zeros((), dtype)}},
                         grid.shape)
 
     def step(params, carry, dt):
         phi, u = carry["state"]["phi"], carry["state"]["U"]
+        dt = jnp.asarray(dt, dtype)
         rate = phase_rate(phi, u, grid, params)
         phi_new = phi + dt * rate
         # (1 - dt D lap) U' = U + (phi' - phi)/2
@@ -205,7 +208,7 @@ def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
                         grid.shape)
 
     def diagnostics(params, carry):
-        phi, u = carry["state"]["phi"], carry["state"]["U"]
+        phi, u = carry["state"]["phi"].astype(jnp.float64), carry["state"]["U"].astype(jnp.float64)
         tip, _ = tip_position(phi, grid)
         return {
             "free_energy": free_energy(phi, u, grid, params),

@@ -42,6 +42,7 @@ from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.models.gradient_flow import cahn_hilliard, cahn_hilliard_stable_dt
 from phasefield.operators import SpectralBasis, divergence, face_gradient
+from phasefield.physics.electrodeposition import working_tolerance
 from phasefield.physics.free_energy import (
     double_well,
     double_well_curvature_max,
@@ -53,6 +54,8 @@ from phasefield.schemes import Stepper
 from phasefield.simulation import Quantity, Simulation
 
 LENGTH = 100.0
+CG_TOLERANCE = 1e-10  # 6b Poisson: relative residual of the CG solve ...
+CG_EPSILONS = 10.0  # ... at least this many epsilons of the working precision (float32: 1.2e-6; it reaches 6e-7)
 THETA_MIN = 0.05  # cut-cell distances below this fraction of h are clamped (conditioning)
 VARIANTS = ("a", "b")
 
@@ -106,19 +109,20 @@ def domain_mask(grid: Grid, variant: str) -> np.ndarray:
     return inside.astype(float)
 
 
-def square_potential(grid: Grid, params: Config, slabs=None):
+def square_potential(grid: Grid, params: Config, dtype=jnp.float64, slabs=None):
     """Direct solver of the 6a Poisson problem: ``c -> Phi`` (cell-centred, 5-point stencil).
 
     With ghost ``2 g - Phi`` at the right wall, ``lap_h Phi = lap_0 Phi + 2 g / h^2`` in the last
     column (``lap_0``: homogeneous Dirichlet in x, Neumann in y), so ``Phi = lap_0^-1 (-k c / eps - 2 g / h^2)``.
-    ``slabs``: ``c`` and ``Phi`` split along x over the devices (the slab transforms of :class:`SpectralBasis`).
+    ``dtype``: the working precision; ``slabs``: ``c`` and ``Phi`` split along x over the devices (the slab
+    transforms of :class:`SpectralBasis`).
     """
     boundary = Boundary(((Side("dirichlet"), Side("dirichlet")), (Side("neumann"), Side("neumann"))))
-    basis = SpectralBasis(grid, boundary, slabs=slabs)
+    basis = SpectralBasis(grid, boundary, dtype, slabs)
     h = grid.spacing[0]
     wall = np.zeros(grid.shape)
     wall[-1, :] = 2.0 * np.sin(grid.axis_coordinates(1) / 7.0) / h**2
-    wall = jnp.asarray(wall)
+    wall = jnp.asarray(wall, dtype)
 
     def solve(params, c):
         rhs = -params.charge * c / params.permittivity - wall
@@ -135,21 +139,23 @@ class MaskedPoisson:
     the arc; for cells with x > 50 the arc also lies past the box's top and bottom walls), nothing on the
     top and bottom walls of the rectangle (x < 50); the Dirichlet values ``g / (theta h^2)`` go to the
     right-hand side. ``-A`` is symmetric positive definite. ``c`` sees the staircase (no flux through
-    inside-outside faces).
+    inside-outside faces). The arrays are in ``dtype``, the working precision; the CG tolerance is raised to
+    what it resolves (:func:`working_tolerance`).
     """
 
-    def __init__(self, grid: Grid, mask: np.ndarray):
+    def __init__(self, grid: Grid, mask: np.ndarray, dtype=jnp.float64):
         self.grid = grid
         h = grid.spacing[0]
         self.h = h
-        self.mask = jnp.asarray(mask)
+        self.tolerance = working_tolerance(CG_TOLERANCE, dtype, CG_EPSILONS)
+        self.mask = jnp.asarray(mask, dtype)
         inside = mask > 0
         # interior faces (both cells inside), n + 1 per axis with the walls closed
         fx = np.zeros((grid.shape[0] + 1, grid.shape[1]))
         fx[1:-1] = inside[1:] & inside[:-1]
         fy = np.zeros((grid.shape[0], grid.shape[1] + 1))
         fy[:, 1:-1] = inside[:, 1:] & inside[:, :-1]
-        self.faces = (jnp.asarray(fx), jnp.asarray(fy))
+        self.faces = (jnp.asarray(fx, dtype), jnp.asarray(fy, dtype))
         # Dirichlet faces of each inside cell, symmetric cut-cell form (Gibou et al., JCP 176, 205 (2002)):
         # a face whose neighbour is outside contributes (g - Phi_i) / (theta h^2), theta h the distance from
         # the centre to the arc along the axis and g = sin(y/7) at the crossing; the left wall (Phi = 0) is
@@ -177,8 +183,8 @@ class MaskedPoisson:
         theta = np.clip((Y - half + span) / h, THETA_MIN, 1.0)
         count += down_out / theta
         value += down_out * np.sin((half - span) / 7.0) / theta
-        self.dirichlet_weight = jnp.asarray(count * inside)
-        self.dirichlet_rhs = jnp.asarray(value * inside / h**2)
+        self.dirichlet_weight = jnp.asarray(count * inside, dtype)
+        self.dirichlet_rhs = jnp.asarray(value * inside / h**2, dtype)
 
     def masked_laplacian(self, u):
         """``div grad u`` with no flux through the domain boundary (zero outside)."""
@@ -191,11 +197,11 @@ class MaskedPoisson:
         inside = self.masked_laplacian(phi) - self.dirichlet_weight * phi / self.h**2
         return inside - (1.0 - self.mask) * phi
 
-    def solve(self, params, c, guess, tolerance=1e-10, max_iterations=4000):
+    def solve(self, params, c, guess, max_iterations=4000):
         """``Phi`` on the inside cells (0 outside) from ``lap Phi = -k c / eps`` and the wall values."""
         rhs = (-params.charge * c / params.permittivity - self.dirichlet_rhs) * self.mask
-        phi, _ = jax.scipy.sparse.linalg.cg(lambda p: -self.operator(p), -rhs, x0=guess * self.mask, tol=tolerance,
-                                            maxiter=max_iterations)
+        phi, _ = jax.scipy.sparse.linalg.cg(lambda p: -self.operator(p), -rhs, x0=guess * self.mask,
+                                            tol=self.tolerance, maxiter=max_iterations)
         return phi * self.mask
 
 
@@ -231,11 +237,12 @@ def make_grid(config: Config) -> Grid:
 
 def square_stepper(grid: Grid, config: Config, solver, slabs=None) -> Stepper:
     """6a: :func:`cahn_hilliard` with the explicit part ``f'(c) + k Phi(c)``; the potential a stored field.
-    ``slabs``: the grid split along x over the devices."""
-    potential = square_potential(grid, config, slabs)
+    ``solver.precision``: the working precision; ``slabs``: the grid split along x over the devices."""
+    dtype = jnp.dtype(solver.precision)
+    potential = square_potential(grid, config, dtype, slabs)
     inner = cahn_hilliard(grid, Boundary.uniform(2, "neumann"),
                           lambda params, c: f_prime(params, c) + params.charge * potential(params, c),
-                          coefficients, solver.scheme, jnp.float64, stabilization=solver.stabilization, slabs=slabs)
+                          coefficients, solver.scheme, dtype, stabilization=solver.stabilization, slabs=slabs)
 
     def fields(params, carry):
         c = carry["state"]["c"]
@@ -253,12 +260,13 @@ def staircase_stepper(grid: Grid, poisson: MaskedPoisson, slabs=None) -> Stepper
         return poisson.solve(params, c, jnp.zeros_like(c))
 
     def init(params, fields):
-        c = jnp.asarray(fields["c"], jnp.float64)
+        c = jnp.asarray(fields["c"], poisson.mask.dtype)
         carry = {"state": {"c": c, "potential": initial_potential(params, c)}, "history": {}, "cache": {}}
         return laid_out(slabs, carry, grid.shape)
 
     def step(params, carry, dt):
         c, phi = carry["state"]["c"], carry["state"]["potential"]
+        dt = jnp.asarray(dt, c.dtype)
         mu = f_prime(params, c) - params.kappa * poisson.masked_laplacian(c) + params.charge * phi
         c = c + dt * params.mobility * poisson.masked_laplacian(mu)
         return laid_out(slabs, {**carry, "state": {"c": c, "potential": poisson.solve(params, c, phi)}}, grid.shape)
@@ -273,8 +281,7 @@ def staircase_stepper(grid: Grid, poisson: MaskedPoisson, slabs=None) -> Stepper
 def build(config: Config, solver) -> Simulation:
     grid = make_grid(config)
     slabs = slabs_for(solver.decomposition, grid.shape)
-    if solver.precision != "float64":
-        raise ConfigError("solver.precision", solver.precision, "'float64' for pfhub_electro")
+    dtype = jnp.dtype(solver.precision)
     mask_host = domain_mask(grid, config.variant)
     mask = jnp.asarray(mask_host)
     if config.variant == "a":
@@ -283,7 +290,7 @@ def build(config: Config, solver) -> Simulation:
     else:
         if solver.scheme != "explicit":
             raise ConfigError("solver.scheme", solver.scheme, "'explicit' for variant b (staircase domain)")
-        poisson = MaskedPoisson(grid, mask_host)
+        poisson = MaskedPoisson(grid, mask_host, dtype)
         stepper = staircase_stepper(grid, poisson, slabs)
         faces = poisson.faces
     x, y = grid.coordinates()
@@ -291,7 +298,7 @@ def build(config: Config, solver) -> Simulation:
 
     def diagnostics(params, carry):
         fields = stepper.fields(params, carry)
-        c, phi = fields["c"], fields["potential"]
+        c, phi = fields["c"].astype(jnp.float64), fields["potential"].astype(jnp.float64)
         chemical, electric = free_energy_parts(c, phi, mask, grid, params, faces)
         return {
             "free_energy": chemical + electric,

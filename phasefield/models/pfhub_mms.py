@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, DecomposedTimeSolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, PrecisionTimeSolverConfig, option, scenario_parameters
 from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid, Side
 from phasefield.operators import laplacian
@@ -90,26 +90,30 @@ def make_grid(config: Config) -> Grid:
     return Grid(tuple(config.shape), 1.0 / config.shape[0])
 
 
-@register_scenario("pfhub_mms", Config, DecomposedTimeSolverConfig)
-def build(config: Config, solver: DecomposedTimeSolverConfig) -> Simulation:
+@register_scenario("pfhub_mms", Config, PrecisionTimeSolverConfig)
+def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
     """The simulation; ``solver.decomposition=slabs`` splits ``eta`` (and the source's coordinates) along the periodic
-    x over the devices: the stencil exchanges halos, the Dirichlet walls in y stay on every device."""
+    x over the devices: the stencil exchanges halos, the Dirichlet walls in y stay on every device.
+    ``solver.precision``: the working precision of ``eta``; the time and the source are float64 (the source is
+    rounded to the working precision once it is added)."""
     grid = make_grid(config)
+    dtype = jnp.dtype(solver.precision)
     slabs = slabs_for(solver.decomposition, grid.shape)
     boundary = Boundary(((Side("periodic"), Side("periodic")), (Side("dirichlet", 1.0), Side("dirichlet", 0.0))))
     x, y = (jnp.asarray(c) for c in np.meshgrid(*(grid.axis_coordinates(a) for a in range(2)), indexing="ij"))
     kappa, c2 = VARIANTS[config.variant]["kappa"], VARIANTS[config.variant]["C2"]
 
     def init(params, fields):
-        return laid_out(slabs, {"state": {"eta": jnp.asarray(fields["eta"], jnp.float64),
+        return laid_out(slabs, {"state": {"eta": jnp.asarray(fields["eta"], dtype),
                                           "time": jnp.zeros((), jnp.float64)}, "history": {}, "cache": {}}, grid.shape)
 
     def step(params, carry, dt):
         eta, t = carry["state"]["eta"], carry["state"]["time"]
         at_x, at_y = laid_out(slabs, (x, y), grid.shape)  # each device evaluates the source on its own cells
         rate = (-(4.0 * eta * (eta - 1.0) * (eta - 0.5) - kappa * laplacian(eta, grid, boundary))
-                + source(at_x[:, :1], at_y, t, kappa, c2))  # alpha(x, t) on a column of cells
-        return laid_out(slabs, {**carry, "state": {"eta": eta + dt * rate, "time": t + dt}}, grid.shape)
+                + source(at_x[:, :1], at_y, t, kappa, c2).astype(dtype))  # alpha(x, t) on a column of cells
+        return laid_out(slabs, {**carry, "state": {"eta": eta + jnp.asarray(dt, dtype) * rate, "time": t + dt}},
+                        grid.shape)
 
     def stable_dt(params):
         # forward Euler: dt <= 2 / (kappa sum 4/h^2 + max f''), f'' = 12 eta^2 - 12 eta + 2 <= 2 on [0, 1]

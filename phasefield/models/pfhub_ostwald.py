@@ -148,12 +148,14 @@ def explicit_limit(grid: Grid, params: Config):
     return jnp.minimum(ch, ac)
 
 
-def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: float, slabs=None) -> Stepper:
-    """The step of the five fields; ``slabs`` (:class:`phasefield.decomposition.Slabs`) splits them along x over
-    the devices (the stencils exchange halos, the transforms are the slab ones)."""
+def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: float, dtype=jnp.float64,
+                 slabs=None) -> Stepper:
+    """The step of the five fields in ``dtype`` (the working precision); ``slabs``
+    (:class:`phasefield.decomposition.Slabs`) splits them along x over the devices (the stencils exchange
+    halos, the transforms are the slab ones)."""
     if scheme == "explicit":
         def init(params, fields):
-            state = {n: jnp.asarray(fields[n], jnp.float64) for n in FIELDS}
+            state = {n: jnp.asarray(fields[n], dtype) for n in FIELDS}
             return laid_out(slabs, {"state": state, "history": {}, "cache": {}}, grid.shape)
 
         def step(params, carry, dt):
@@ -161,6 +163,7 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
             etas = [state[n] for n in ORDER_PARAMETERS]
             d_c, d_etas = chemical_derivatives(state["c"], etas, params)
             mu = d_c - params.kappa_c * laplacian(state["c"], grid, boundary)
+            dt = jnp.asarray(dt, dtype)
             new = {"c": state["c"] + dt * params.mobility * laplacian(mu, grid, boundary)}
             for name, eta, d in zip(ORDER_PARAMETERS, etas, d_etas):
                 new[name] = eta - dt * params.relaxation * (d - params.kappa_eta * laplacian(eta, grid, boundary))
@@ -169,7 +172,7 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
         return Stepper(init, step, lambda params, carry: dict(carry["state"]),
                        lambda params: explicit_limit(grid, params), 1)
 
-    basis = SpectralBasis(grid, boundary, jnp.float64, slabs)
+    basis = SpectralBasis(grid, boundary, dtype, slabs)
     lap = basis.laplacian_symbol
 
     def symbols(params):
@@ -193,14 +196,12 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
 def build(config: Config, solver) -> Simulation:
     grid = Grid(tuple(config.shape), config.spacing)
     boundary = Boundary.uniform(2, "periodic" if config.variant == "a" else "neumann")
-    if solver.precision != "float64":
-        raise ConfigError("solver.precision", solver.precision, "'float64' for pfhub_ostwald")
-    stepper = make_stepper(grid, boundary, solver.scheme, solver.stabilization,
+    stepper = make_stepper(grid, boundary, solver.scheme, solver.stabilization, jnp.dtype(solver.precision),
                            slabs_for(solver.decomposition, grid.shape))
     x, y = grid.coordinates()
 
     def diagnostics(params, carry):
-        state = carry["state"]
+        state = {k: v.astype(jnp.float64) for k, v in carry["state"].items()}
         etas = [state[n] for n in ORDER_PARAMETERS]
         return {
             "free_energy": free_energy(state, grid, boundary, params),

@@ -213,9 +213,27 @@ ELASTIC_YIELD = 1e6  # GPa: "no yield"
 SHOWN_INDICATOR = 0.01  # c is written where psi exceeds this (elsewhere it is not a Li fraction: 0)
 FILTER_TOLERANCE = 1e-10  # relative residual of the stabilised Cahn-Hilliard solve
 FILTER_MAX_ITERATIONS = 200
+MECHANICS_EPSILONS = 100.0  # float32: the elasticity CG tolerance at least this many epsilons (1.2e-5)
+FILTER_EPSILONS = 100.0  # float32: FILTER_TOLERANCE likewise
 FILM_INTERIOR = 0.99  # psi above this is the film's interior (its diagnostics)
 FILM_REACTION_DEPTH = 1.5  # interface widths between a film's top face and where it reacts (film_reaction_density)
 LIMITER_PASSES = 8  # passes of the net-change limiter on the stabilisation's correction (limited_correction)
+
+
+def concentration_guard(dtype) -> float:
+    """:data:`CONCENTRATION_GUARD`, at least the epsilon of ``dtype`` (so that ``1 - guard < 1`` in float32)."""
+    return max(CONCENTRATION_GUARD, float(jnp.finfo(dtype).eps))
+
+
+def exponent_limit(limit: float, dtype) -> float:
+    """An overflow guard of float64 exponents, scaled to ``dtype``'s range (``ln max``: 709.8 in float64, 88.7 in
+    float32): the same margin below overflow in either precision."""
+    return limit * float(np.log(jnp.finfo(dtype).max) / np.log(jnp.finfo(jnp.float64).max))
+
+
+def smallest(value) -> float:
+    """The floor of a denominator that may be zero: 1e-300, or the smallest normal number of a float32 ``value``."""
+    return max(1e-300, float(jnp.finfo(jnp.result_type(value)).tiny))
 JOULE_PER_M2 = 1e-3  # GPa um per J/m^2: toughness at the config surface in J/m^2
 
 
@@ -545,19 +563,19 @@ class Geometry(NamedTuple):
     reference_weight: float
 
 
-def make_geometry(grid: Grid, config: Config) -> Geometry:
-    """The arrays of :class:`Geometry` from the static options (particles, layers, interface width)."""
+def make_geometry(grid: Grid, config: Config, dtype=jnp.float64) -> Geometry:
+    """The arrays of :class:`Geometry` from the static options (particles, layers, interface width), in ``dtype``."""
     ndim = grid.ndim
     periodic = Boundary.uniform(ndim, "periodic")
     film = config.geometry == "film"
     psi_np = film_indicator(grid, config) if film else particle_indicator(grid, config, particle_list(grid, config))
-    psi = jnp.asarray(psi_np)
+    psi = jnp.asarray(psi_np, dtype)
     # psi on a face is the smaller of its two cells: psi_face / psi_cell <= 1, so no cell of the
     # particle's tanh tail diffuses faster than the bulk (the explicit terms' stability bound)
     psi_faces = tuple(face_minimum(psi, periodic, a) for a in range(ndim))
     surface = jnp.sqrt(sum(g * g for g in gradient(psi, grid, periodic)))
-    reacting = jnp.asarray(film_reaction_density(grid, config)) if film else surface
-    collector = jnp.asarray(collector_indicator(grid, config))
+    reacting = jnp.asarray(film_reaction_density(grid, config), dtype) if film else surface
+    collector = jnp.asarray(collector_indicator(grid, config), dtype)
     return Geometry(
         psi=psi,
         psi_weight=jnp.maximum(psi, INDICATOR_FLOOR),
@@ -579,7 +597,8 @@ def make_geometry(grid: Grid, config: Config) -> Geometry:
 
 def regular_solution_potential(c, chi):
     """``df/dc / (R T c_max) = ln(c / (1 - c)) + chi (1 - 2 c)`` (regular solution)."""
-    c = jnp.clip(c, CONCENTRATION_GUARD, 1.0 - CONCENTRATION_GUARD)
+    guard = concentration_guard(c.dtype)
+    c = jnp.clip(c, guard, 1.0 - guard)
     return jnp.log(c / (1.0 - c)) + chi * (1.0 - 2.0 * c)
 
 
@@ -595,8 +614,9 @@ def insertion_potential(weights_forward, weights_backward, target, alpha):
     increases monotonically, so Newton from the larger of the Tafel estimates converges.
     """
     a, b = weights_forward, weights_backward
-    u_tafel = jnp.where(target > 0, jnp.log(jnp.maximum(target, 1e-300) / a) / alpha,
-                        -jnp.log(jnp.maximum(-target, 1e-300) / b) / (1.0 - alpha))
+    tiny = smallest(target)
+    u_tafel = jnp.where(target > 0, jnp.log(jnp.maximum(target, tiny) / a) / alpha,
+                        -jnp.log(jnp.maximum(-target, tiny) / b) / (1.0 - alpha))
     u_linear = target / (a * alpha + b * (1.0 - alpha))
     u = jnp.where(jnp.abs(u_linear) < 1.0, u_linear, u_tafel)
 
@@ -716,7 +736,8 @@ def local_stiffness(c, p: Parameters, grid: Grid, curvature):
     """``dmu/dc`` of a cell's own change: regular solution (convex part), gradient self-term and the
     coherent elastic term ``Y (d eps*/dc)^2 / (c_max R T)`` (shape independent for a dilatation;
     ``curvature``: :func:`elastic_curvature`)."""
-    c = jnp.clip(c, CONCENTRATION_GUARD, 1.0 - CONCENTRATION_GUARD)
+    guard = concentration_guard(c.dtype)
+    c = jnp.clip(c, guard, 1.0 - guard)
     chemical = jnp.maximum(1.0 / (c * (1.0 - c)) - 2.0 * p.chi, 0.0)
     return chemical + 2.0 * p.kappa * sum(1.0 / h**2 for h in grid.spacing) + curvature / (1 + p.beta * c) ** 2
 
@@ -749,8 +770,9 @@ def fill_to_capacity(share, total, capacity, steps: int = 64):
         return jnp.where(below, middle, low), jnp.where(below, high, middle)
 
     ratio = jnp.where(positive > 0, capacity / jnp.where(positive > 0, positive, 1.0), jnp.inf)
-    high = jnp.log(jnp.maximum(jnp.max(jnp.where(positive > 0, ratio, 0.0)), 1e-300)) + 1.0
-    low = jnp.minimum(jnp.log(jnp.maximum(wanted, 1e-300) / jnp.maximum(jnp.sum(positive), 1e-300)), high) - 1.0
+    tiny = smallest(positive)
+    high = jnp.log(jnp.maximum(jnp.max(jnp.where(positive > 0, ratio, 0.0)), tiny)) + 1.0
+    low = jnp.minimum(jnp.log(jnp.maximum(wanted, tiny) / jnp.maximum(jnp.sum(positive), tiny)), high) - 1.0
     # body under jax.checkpoint: reverse mode keeps the bracket per iteration, not a field per iteration
     _, log_s = jax.lax.fori_loop(0, steps, jax.checkpoint(bisect, prevent_cse=False), (low, high))
     filled = jnp.minimum(jnp.exp(log_s) * positive, capacity)
@@ -782,13 +804,15 @@ def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: 
     total is the applied rate exactly. ``mu`` is clipped at ``AFFINITY_LIMIT`` only against overflow.
     """
     surface, volume = geometry.surface, grid.cell_volume
-    mu_s = jnp.clip(mu, -AFFINITY_LIMIT, AFFINITY_LIMIT)
+    affinity_limit = exponent_limit(AFFINITY_LIMIT, mu.dtype)
+    mu_s = jnp.clip(mu, -affinity_limit, affinity_limit)
     exchange = surface * p.reaction_speed * exchange_factor(c, p.alpha)
     weight = exchange * volume
     forward = jnp.sum(weight * jnp.exp(-p.alpha * mu_s))
     backward = jnp.sum(weight * jnp.exp((1 - p.alpha) * mu_s))
     u = insertion_potential(forward, backward, rate, p.alpha)
-    affinity = jnp.clip(u - mu_s, -EXPONENT_LIMIT, EXPONENT_LIMIT)  # a saturated surface sends u to hundreds
+    limit = exponent_limit(EXPONENT_LIMIT, mu.dtype)
+    affinity = jnp.clip(u - mu_s, -limit, limit)  # a saturated surface sends u to hundreds
     cathodic, anodic = jnp.exp(p.alpha * affinity), jnp.exp(-(1 - p.alpha) * affinity)
     source = exchange * (cathodic - anodic)
     slope = exchange * (p.alpha * cathodic + (1 - p.alpha) * anodic) * local_stiffness(c, p, grid, curvature)
@@ -800,7 +824,7 @@ def surface_insertion(mu, c, dt, rate, p: Parameters, geometry: Geometry, grid: 
     placed, overflow = fill_to_capacity(direction * damped, direction * total, capacity)
     room = geometry.psi_weight * jnp.where(direction > 0, 1.0 - cl, cl) - dt * jnp.maximum(placed, 0.0)
     room = jnp.where(geometry.psi > SHOWN_INDICATOR, jnp.maximum(room, 0.0), 0.0)
-    placed = direction * (placed + overflow * room / jnp.maximum(jnp.sum(room), 1e-300))
+    placed = direction * (placed + overflow * room / jnp.maximum(jnp.sum(room), smallest(room)))
     return p.open_circuit_potential - u / p.f, placed
 
 
@@ -869,14 +893,15 @@ def limited_correction(fluxes, c, dt, geometry: Geometry, grid: Grid, passes: in
         return new
 
     # reverse mode keeps the scales per pass (within calibrate's backward pass: none, phasefield.recompute.repeated)
-    scales = repeated(one_pass, passes, [jnp.ones(grid.shape) for _ in range(ndim)], amounts, room_in, room_out)
+    scales = repeated(one_pass, passes, [jnp.ones(grid.shape, c.dtype) for _ in range(ndim)], amounts, room_in,
+                      room_out)
     moved = [s * m for s, m in zip(scales, amounts)]
     net = -sum(jnp.roll(m, -1, a) - m for a, m in enumerate(moved))  # psi dc
     state = c + net / weight
     clipped = jnp.where(held, jnp.clip(state, 0.0, 1.0), state)
     excess = jnp.sum(weight * (state - clipped))  # > 0: Li to put into held cells with room
     room = jnp.where(held, weight * jnp.where(excess > 0, 1.0 - clipped, clipped), 0.0)
-    clipped = clipped + jnp.where(held, excess / jnp.maximum(jnp.sum(room), 1e-300) * room / weight, 0.0)
+    clipped = clipped + jnp.where(held, excess / jnp.maximum(jnp.sum(room), smallest(room)) * room / weight, 0.0)
     return clipped - c, jnp.sum(jnp.abs(weight * (state - clipped)))
 
 
@@ -895,7 +920,8 @@ def stabilized_change(increment, dt, guess, geometry: Geometry, basis: SpectralB
         return basis.inverse(basis.forward(r) / (geometry.reference_weight + dt * symbol))
 
     # pcg's default measure sqrt(r . M^-1 r / b . M^-1 b): each solve (a tangent one too) relative to its own b
-    return pcg(operator, increment, guess, precondition, FILTER_TOLERANCE, FILTER_MAX_ITERATIONS)
+    tolerance = max(FILTER_TOLERANCE, FILTER_EPSILONS * float(jnp.finfo(increment.dtype).eps))
+    return pcg(operator, increment, guess, precondition, tolerance, FILTER_MAX_ITERATIONS)
 
 
 def crack_weights(damage, grid: Grid):
@@ -1023,7 +1049,9 @@ def mechanics(c, plastic_strain, warm_start, axial_strain, params: Config, geome
                                 plastic, mean_strain, mean_stress, warm_start=warm,
                                 axial_strain=axial,
                                 generalized=grid.ndim == 2 and params.out_of_plane == "generalized",
-                                tolerance=params.mechanics_tolerance, max_iterations=params.mechanics_max_iterations,
+                                tolerance=jnp.maximum(params.mechanics_tolerance,
+                                                      MECHANICS_EPSILONS * float(jnp.finfo(c.dtype).eps)),
+                                max_iterations=params.mechanics_max_iterations,
                                 hold_mean_stress=True, slabs=slabs)
 
     if params.mechanics_passes == 1:
@@ -1098,7 +1126,12 @@ def masked_max(values, mask):
 
 @dataclass
 class SolverConfig(TimeSolverConfig):
-    """``solver`` of the swelling scenario: the step's dt control and how the grid is laid out on the devices."""
+    """``solver`` of the swelling scenario: the step's dt control, its precision and how the grid is laid out on the
+    devices."""
+
+    precision: str = option("float64", choices=("float32", "float64"),
+                            help="working precision of the fields (float32: the solver tolerances raised to 100 "
+                                 "epsilon, the overflow guards scaled to its range)")
 
     decomposition: str = option("none", choices=("none", "slabs"),
                                 help="none: one device; slabs: the grid split along x over all devices "
@@ -1116,8 +1149,12 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
     grid = make_grid(config)
     ndim = grid.ndim
     slabs = slabs_for(solver.decomposition, grid.shape)
-    basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"), jnp.float64, slabs)
-    geometry = make_geometry(grid, config)
+    dtype = jnp.dtype(solver.precision)
+    if dtype != jnp.float64 and config.fracture:
+        raise ConfigError("solver.precision", solver.precision,
+                          "'float64' with scenario.fracture (the damage solve is not measured in float32)")
+    basis = SpectralBasis(grid, Boundary.uniform(ndim, "periodic"), dtype, slabs)
+    geometry = make_geometry(grid, config, dtype)
     components = tensor_components(ndim)
     stress_coupling = config.stress_coupling
     generalized = ndim == 2 and config.out_of_plane == "generalized"
@@ -1125,10 +1162,10 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
     fracture = config.fracture
 
     def init(params, fields):
-        c = jnp.asarray(fields["c"], jnp.float64)
-        plastic = {n: jnp.zeros(grid.shape) for n in components}
-        damage = {"damage": jnp.zeros(grid.shape), "tension": jnp.zeros(grid.shape)} if fracture else {}
-        solved = mechanics(c, plastic, None, jnp.asarray(0.0, jnp.float64), params, geometry, grid, **damage,
+        c = jnp.asarray(fields["c"], dtype)
+        plastic = {n: jnp.zeros(grid.shape, dtype) for n in components}
+        damage = {"damage": jnp.zeros(grid.shape, dtype), "tension": jnp.zeros(grid.shape, dtype)} if fracture else {}
+        solved = mechanics(c, plastic, None, jnp.asarray(0.0, dtype), params, geometry, grid, **damage,
                            slabs=slabs)
         state = {
             "c": c,
@@ -1136,7 +1173,7 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
             "equivalent_plastic_strain": solved.equivalent_increment,
             "stress": solved.stress,
             "particle_stress": particle_stress(c, solved, params, Parameters.from_config(params), generalized),
-            "voltage": jnp.asarray(params.open_circuit_potential, jnp.float64),
+            "voltage": jnp.asarray(params.open_circuit_potential, dtype),
             "direction": jnp.asarray(1, jnp.int64),  # an integer: scalar records between steps take the new value
             "half_cycles": jnp.asarray(0, jnp.int64),
             "inserted": jnp.asarray(0.0, jnp.float64),
@@ -1144,20 +1181,21 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
             "initial_mean_strain": solved.solution.mean_strain["xx"],
         }
         if fracture:  # no damage yet: the first step's solve sees the sign set of this one
-            _, drive, tension = damage_update(damage["damage"], jnp.zeros(grid.shape), c, solved, params, geometry,
+            _, drive, tension = damage_update(damage["damage"], jnp.zeros(grid.shape, dtype), c, solved, params, geometry,
                                               grid, generalized)
             state.update(damage=damage["damage"], damage_drive=drive, tension=tension)
         history = {
             "elasticity": WarmStart.of(solved.solution)._asdict(),
             "axial_strain": solved.axial_strain,
-            "change": jnp.zeros(grid.shape),
-            "last_dt": jnp.asarray(1.0, jnp.float64),
+            "change": jnp.zeros(grid.shape, dtype),
+            "last_dt": jnp.asarray(1.0, dtype),
         }
         cache = {"mechanics_iterations": solved.iterations, "filter_iterations": jnp.asarray(0, jnp.int32)}
         return laid_out(slabs, {"state": state, "history": history, "cache": cache}, grid.shape)
 
     def step(params, carry, dt):
-        dt = jnp.asarray(dt, jnp.float64)
+        step_length = jnp.asarray(dt, jnp.float64)  # the inserted Li is summed in float64
+        dt = step_length.astype(dtype)
         state, history = carry["state"], carry["history"]
         p = Parameters.from_config(params)
         curvature = elastic_curvature(params, p)
@@ -1167,7 +1205,7 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
 
         def insertion():
             mu = chemical_potential(c, state["stress"], p, geometry, grid, stress_coupling, crack)
-            rate = state["direction"].astype(jnp.float64) * insertion_rate(params, geometry)
+            rate = state["direction"].astype(dtype) * insertion_rate(params, geometry)
             return (mu,) + tuple(surface_insertion(mu, c, dt, rate, p, geometry, grid, curvature))
 
         def transport(mu, source):
@@ -1189,7 +1227,7 @@ def build(config: Config, solver: SolverConfig) -> Simulation:
             "voltage": voltage,
             "direction": state["direction"],
             "half_cycles": state["half_cycles"],
-            "inserted": state["inserted"] + dt * jnp.sum(source) * grid.cell_volume,
+            "inserted": state["inserted"] + step_length * jnp.sum(source) * grid.cell_volume,
             "step": state["step"] + 1,
             "initial_mean_strain": state["initial_mean_strain"],
         }

@@ -89,7 +89,7 @@ def plastic_equilibrium(lam, mu, yield_stress, grid: Grid, eigenstrain: dict, pl
     """
     components = tensor_components(grid.ndim)
     if plastic_strain is None:
-        plastic_strain = {n: jnp.zeros(grid.shape) for n in components}
+        plastic_strain = {n: jnp.zeros(grid.shape, jnp.result_type(lam)) for n in components}
 
     def solve(plastic, initial):
         return solve_elasticity(lam, mu, grid, add_strains(eigenstrain, plastic), mean_strain, mean_stress,
