@@ -388,3 +388,7 @@ def test_float32_is_refused_with_its_measured_reason():
     with pytest.raises(ConfigError) as error:
         build(config)
     assert error.value.key == "solver.precision" and "stress range" in error.value.allowed
+    filament = validate_run({"scenario": {"name": "filament"}, "solver": {"precision": "float32"}, "output": {}})
+    with pytest.raises(ConfigError, match="fracture scenario's") as error:  # its mechanics is fracture's
+        build(filament)
+    assert error.value.key == "solver.precision"
