@@ -1,7 +1,7 @@
 """Weak scaling on paper: E(P) = t_compute / (t_compute + t_comm) of one step split into slabs over P = 1, 2, 4, 8
 GPUs, from the compiled programs (nothing is run at the target size, no GPU is used).
 
-    python experiments/scaling_model.py                       # spinodal SBDF2 4096^2 and 256^3, dendrite 4096^2 per device
+    python experiments/scaling_model.py     # spinodal SBDF2 4096^2 and 256^3, dendrite 4096^2 per device
     python experiments/scaling_model.py --cases spinodal2d --devices 1 2 --cells 256
 
 Cases (per device 4096^2 in 2D, the global grid (P 4096) x 4096; 256^3 in 3D, (P 256) x 256 x 256; float64):
@@ -303,8 +303,8 @@ def main(argv=None):
             probe = subprocess_json(["--child", "trips", "--case", case, "--probe", str(args.probe),
                                      "--probe-steps", str(args.probe_steps)], 1)
             trips = {name: loop["trips"] for name, loop in probe.items()}
-            print(f"# {case}: mean trips per run of each data-dependent loop ({args.probe}^2, {args.probe_steps} steps, "
-                  f"one device): " + ", ".join(f"{name}: {loop['trips']:.1f} x {loop['runs']:.1f} runs/step"
+            print(f"# {case}: mean trips per run of each data-dependent loop ({args.probe}^2, "
+                  f"{args.probe_steps} steps, one device): " + ", ".join(f"{name}: {loop['trips']:.1f} x {loop['runs']:.1f} runs/step"
                                                for name, loop in sorted(probe.items())))
         single = subprocess_json(["--child", "1", "--case", case, "--cells", str(cells)], 1)
         compute = tally(single["hlo"], trips)
@@ -328,7 +328,8 @@ def main(argv=None):
                   f"{t_compute * 1e3:>9.3f} {t_compute / (t_compute + t_comm):>6.3f}  {compute['bytes'] / 1e9:>7.2f} "
                   f"{compute['bytes_loops_once'] / single['xla_bytes']:>9.3f}", flush=True)
             if collectives:
-                print("#   " + ", ".join(f"{k} {c:.0f} x, {s / 1e6:.2f} MB" for k, (c, s) in sorted(collectives.items())))
+                print("#   " + ", ".join(f"{kind} {count:.0f} x, {size / 1e6:.2f} MB"
+                                      for kind, (count, size) in sorted(collectives.items())))
 
 
 if __name__ == "__main__":
