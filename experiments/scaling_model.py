@@ -304,8 +304,9 @@ def main(argv=None):
                                      "--probe-steps", str(args.probe_steps)], 1)
             trips = {name: loop["trips"] for name, loop in probe.items()}
             print(f"# {case}: mean trips per run of each data-dependent loop ({args.probe}^2, "
-                  f"{args.probe_steps} steps, one device): " + ", ".join(f"{name}: {loop['trips']:.1f} x {loop['runs']:.1f} runs/step"
-                                               for name, loop in sorted(probe.items())))
+                  f"{args.probe_steps} steps, one device): "
+                  + ", ".join(f"{name}: {loop['trips']:.1f} x {loop['runs']:.1f} runs/step"
+                              for name, loop in sorted(probe.items())))
         single = subprocess_json(["--child", "1", "--case", case, "--cells", str(cells)], 1)
         compute = tally(single["hlo"], trips)
         t_compute = compute["bytes"] / HBM_BYTES_PER_S
