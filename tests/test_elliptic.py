@@ -1,5 +1,6 @@
 """Variable-coefficient elliptic solver: order, exactness against the stencil, contrast robustness, jit/vmap."""
 import re
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -28,20 +29,28 @@ def solver(grid, boundary):
         sigma, source, grid, boundary, start, tolerance, max_iterations))
 
 
+@partial(jax.jit, static_argnums=(2, 3))
+def stencil_parts(sigma, phi, grid, boundary):
+    """The harmonic face means of ``sigma`` per axis and ``div(sigma grad phi)`` (jitted: one compile per grid and
+    boundary, not one per operation)."""
+    return [face_average(sigma, boundary, a) for a in range(grid.ndim)], flux_divergence(sigma, phi, grid, boundary)
+
+
 def scaled_residual(sigma, phi, source, grid, boundary):
     """``max |V (div(sigma grad phi) - s) / A_ii|`` from the stencil, over ``max(|walls|, |phi|)``.
 
     ``A_ii`` is built independently from the harmonic face means: ``k A / h`` per interior
     face, ``2 k A / h`` on a Dirichlet wall, nothing on a no-flux wall.
     """
+    faces, divergence = stencil_parts(jnp.asarray(sigma), jnp.asarray(phi), grid, boundary)
     diag = np.zeros(grid.shape)
     for axis, h in enumerate(grid.spacing):
-        k = np.array(face_average(jnp.asarray(sigma), boundary, axis)) * grid.cell_volume / h**2
+        k = np.array(faces[axis]) * grid.cell_volume / h**2
         k = np.moveaxis(k, axis, 0)
         for index, side in ((0, boundary.sides[axis][0]), (-1, boundary.sides[axis][1])):
             k[index] *= 2.0 if side.kind == "dirichlet" else 0.0
         diag += np.moveaxis(k[:-1] + k[1:], 0, axis)
-    residual = grid.cell_volume * (np.asarray(flux_divergence(jnp.asarray(sigma), phi, grid, boundary)) - source)
+    residual = grid.cell_volume * (np.asarray(divergence) - source)
     scale = max(max(abs(s.value) for sides in boundary.sides for s in sides), float(np.max(np.abs(phi))))
     return np.max(np.abs(residual / diag)) / scale
 
@@ -155,8 +164,8 @@ def test_operator_derivative_keeps_only_the_cell_fields(shape, capsys):
     def stencil(sigma, phi):
         return jnp.sum(weights * -grid.cell_volume * flux_divergence(sigma, phi, grid, boundary))
 
-    got = jax.grad(operator, argnums=(0, 1))(sigma, phi)
-    expected = jax.grad(stencil, argnums=(0, 1))(sigma, phi)
+    got = jax.jit(jax.grad(operator, argnums=(0, 1)))(sigma, phi)  # jitted: one compile, not one per operation
+    expected = jax.jit(jax.grad(stencil, argnums=(0, 1)))(sigma, phi)
     for g, e in zip(got, expected):
         assert np.max(np.abs(g - e)) < 1e-12 * np.max(np.abs(e))
     capsys.readouterr()
@@ -183,9 +192,9 @@ def test_solution_satisfies_the_stencil_equation(shape):
     if grid.size > 1000:
         return
     homogeneous = electrode_boundary(len(shape), 0.0, 0.0)
-    dense = jax.vmap(lambda e: flux_divergence(jnp.asarray(sigma), e.reshape(shape), grid, homogeneous).ravel())
+    dense = jax.jit(jax.vmap(lambda e: flux_divergence(jnp.asarray(sigma), e.reshape(shape), grid, homogeneous).ravel()))
     matrix = np.asarray(dense(jnp.eye(grid.size))).T
-    affine = np.asarray(flux_divergence(jnp.asarray(sigma), jnp.zeros(shape), grid, boundary)).ravel()
+    affine = np.asarray(stencil_parts(jnp.asarray(sigma), jnp.zeros(shape), grid, boundary)[1]).ravel()
     direct = np.linalg.solve(matrix, source.ravel() - affine).reshape(shape)
     assert np.max(np.abs(np.asarray(phi) - direct)) < 1e-7 * np.max(np.abs(direct))
 
