@@ -383,6 +383,7 @@ def bipolar_voltage(current):
     return 3 * butler_volmer_overpotential(current, 10.0) - current * ((a - 8.0) + (40.0 - b)) * 1e-6 / 0.05
 
 
+@pytest.mark.slow  # its own program (held voltage, leaky), ~15 s: the galvanostatic test below checks the same relation
 def test_isolated_metal_in_a_leaky_electrolyte_floats_as_a_bipolar_electrode():
     """Electronic leakage (LLZO-like 1e-6 S/m): a Li layer isolated in the electrolyte (18-26 um, between the
     electrode's front at 8 um and the counter electrode at 40 um) floats: the ionic current crosses it by
