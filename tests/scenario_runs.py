@@ -19,8 +19,8 @@ def run_scenario(name, t_end, record, solver, initial=None, **scenario):
     config = validate_run({"scenario": {"name": name, "t_end": t_end, **scenario}, "solver": solver, "output": {}})
     simulation, advance = shared_steps(build(config), config)
     params = device_parameters(simulation.parameters, config.solver.precision)
-    carry = initial_carry(simulation, params) if initial is None else simulation.stepper.init(
-        params, initial(simulation, simulation.initial_fields()))
+    fields = simulation.initial_fields() if initial is None else initial(simulation, simulation.initial_fields())
+    carry = jax.jit(simulation.stepper.init)(params, fields)  # one compile, not one per operation of the start
     times, rows = [0.0], [jax.device_get(jax.jit(simulation.diagnostics)(params, carry))]
 
     def on_chunk(carry, clock, records, frame):
