@@ -47,13 +47,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from phasefield.decomposition import COLLECTIVES, array_bytes  # noqa: E402  (HLO shapes' bytes, as in the tests)
 HBM_BYTES_PER_S = 4.3e12  # H200, measured device-to-device copy (read plus written)
 NVLINK_BYTES_PER_S = 450e9  # NVLink 4, per direction per GPU
 CASES = ("spinodal2d", "spinodal3d", "dendrite2d")
 DT = {"spinodal2d": 0.1, "spinodal3d": 0.1, "dendrite2d": 0.02}
 FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "while", "call", "conditional",
         "after-all", "partition-id", "replica-id", "opt-barrier"}
-COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce", "reduce-scatter")
 
 
 def config(case, shape, decomposition):
@@ -75,20 +76,6 @@ def per_device_shape(case, cells, devices):
 # ---------------------------------------------------------------- reading the optimised HLO text
 _HEADER = re.compile(r"^(?:ENTRY )?%(\S+) .*\{$")
 _LINE = re.compile(r"^\s*(?:ROOT )?%(\S+) = (.*?) ([\w-]+)\((.*)$")
-_ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16|c64|c128)\[([\d,]*)\]")
-_SIZE = {"pred": 1, "bf16": 2, "c64": 8, "c128": 16}
-
-
-def array_bytes(text):
-    total = 0
-    for kind, dims in _ARRAY.findall(text):
-        size = _SIZE.get(kind) or int(kind[1:]) // 8
-        for d in filter(None, dims.split(",")):
-            size *= int(d)
-        total += size
-    return total
-
-
 def operands(rest):
     """The text of an instruction's operand list (up to its closing parenthesis)."""
     depth = 1

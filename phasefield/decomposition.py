@@ -84,7 +84,8 @@ _ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16|c64|c128)\[([\d,]*)\]")
 _BYTES = {"pred": 1, "bf16": 2, "c64": 8, "c128": 16}
 
 
-def _result_bytes(shape: str) -> int:
+def array_bytes(shape: str) -> int:
+    """Bytes of the arrays an HLO shape text names (``f64[16,8]``, tuples summed)."""
     total = 0
     for kind, dims in _ARRAY.findall(shape):
         size = _BYTES.get(kind) or int(kind[1:]) // 8
@@ -106,5 +107,5 @@ def collective_bytes(hlo: str) -> dict:
     instruction in a loop body counts once: per step, for a loop of steps)."""
     totals = dict.fromkeys(COLLECTIVES, 0)
     for shape, kind in _INSTRUCTION.findall(hlo):
-        totals[kind] += _result_bytes(shape)
+        totals[kind] += array_bytes(shape)
     return totals
