@@ -187,7 +187,7 @@ def resume_batch(run_dir, changes: dict | None = None) -> list[Path]:
         try:
             saved, clock = read_checkpoint(path)
         except CheckpointError as error:
-            raise RunDirectoryError(f"cannot resume: {error}") from None
+            raise RunDirectoryError(f"cannot resume the batch: member {path.parent}: {error}") from None
         config = validate_run(stored)
         running = status != "finished" or clock["t"] < config.scenario.t_end * (1 - TIME_TOLERANCE)
         members.append(config)
@@ -231,10 +231,14 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
         carry = stacked([initial_carry(s, p) for s, p in zip(simulations, member_params)])
         clocks = [{"t": 0.0, "step": 0, "dt": solver.dt}] * count
     else:
-        try:
-            carry = stacked([restore_carry(s, p, saved) for s, p, (saved, _, _) in zip(simulations, member_params, resume)])
-        except CheckpointError as error:
-            raise RunDirectoryError(f"cannot resume the batch: {error}") from None
+        restored = []
+        for index, (simulation, member, (saved, _, _)) in enumerate(zip(simulations, member_params, resume)):
+            try:
+                restored.append(restore_carry(simulation, member, saved))
+            except CheckpointError as error:
+                raise RunDirectoryError(f"cannot resume the batch: member {index} ({key}={values[index]}): "
+                                        f"{error}") from None
+        carry = stacked(restored)
         clocks = [clock for _, clock, _ in resume]
     if sharding is not None:
         log.info("batch of %d members on %d devices (%d processes)", count, len(jax.devices()), jax.process_count())

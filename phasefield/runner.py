@@ -128,10 +128,13 @@ def restore_carry(simulation: Simulation, params, saved: dict):
 
 
 def _paths(tree, prefix="") -> set[str]:
-    """The ``a/b/c`` paths of a nested dict's leaves."""
+    """The ``a/b/c`` paths of a nested dict's leaves; an empty dict below the top is a path of its own (``a/b/``),
+    so that a checkpoint lacking it is told apart (the restored tree would not have the model's structure)."""
     if not isinstance(tree, dict):
         return {prefix.rstrip("/")}
-    return set().union(*(_paths(value, f"{prefix}{name}/") for name, value in tree.items())) if tree else set()
+    if not tree:
+        return {prefix} if prefix.count("/") > 1 else set()
+    return set().union(*(_paths(value, f"{prefix}{name}/") for name, value in tree.items()))
 
 
 def stored_fields(config: RunConfig, simulation: Simulation) -> list[str]:

@@ -177,6 +177,21 @@ def test_batch_checkpoints_every_member_on_sigterm_and_each_resumes(tmp_path, mo
     monkeypatch.setattr(phasefield.integrate, "CHUNK_SECONDS", 1e-9)  # chunks of one step
     with pytest.raises(Preempted, match="member_1"):
         run_batch(CONFIG, "scenario.mobility", [2.0, 5.0], tmp_path)
+
+    # a member whose checkpoint is not this model's state: the batch's refusal names that member
+    from phasefield.runner import RunDirectoryError
+    read = batch.read_checkpoint
+
+    def foreign_second_member(path):
+        saved, clock = read(path)
+        if path.parent.name == "member_1":
+            saved = {**saved, "history": {**saved["history"], "psi_s": np.zeros(3)}}
+        return saved, clock
+
+    monkeypatch.setattr(batch, "read_checkpoint", foreign_second_member)
+    with pytest.raises(RunDirectoryError, match=r"member 1 \(scenario.mobility=5.0\): .*it has history/psi_s"):
+        batch.resume_batch(tmp_path)
+    monkeypatch.setattr(batch, "read_checkpoint", read)
     for index, value in enumerate([2.0, 5.0]):
         folder = tmp_path / f"member_{index}"
         with pytest.importorskip("h5py").File(folder / "run.h5", "r") as f:

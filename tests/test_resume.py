@@ -89,6 +89,9 @@ def test_a_checkpoint_of_another_model_is_refused_with_the_entries_that_differ()
     extra = {**saved, "history": {**saved["history"], "psi_s": np.zeros(3)}}
     with pytest.raises(CheckpointError, match="it has history/psi_s .*another version of phasefield"):
         restore_carry(simulation, params, extra)
+    empty = {**saved, "history": {**saved["history"], "solver": {}}}  # an empty group is a difference too
+    with pytest.raises(CheckpointError, match="it has history/solver/"):
+        restore_carry(simulation, params, empty)
     lacking = {**saved, "state": {name: v for name, v in saved["state"].items() if name != "c"}}
     with pytest.raises(CheckpointError, match="it lacks state/c"):
         restore_carry(simulation, params, lacking)
