@@ -9,6 +9,8 @@ the uploads.
                                            # on 120^2), 6a to 400, 6b to 5 (about 6 CPU minutes)
     python experiments/pfhub.py --long     # + 1b with the adaptive solvers to t = 1e5 (minutes more)
     python experiments/pfhub.py --quick --only 2a,2b,3a,6a,6b   # the BM2/3/6 rows only
+    python run.py scenario=pfhub_dendrite output.scalar_interval=15 hydra.run.dir=runs/bm3a   # 3a full length,
+    python experiments/pfhub.py --only 3a --bm3-run runs/bm3a/run.h5   # resumable (resume=runs/bm3a), then its rows
 
 Reference numbers: the uploaded codes' values read from their data (shared/pfhub.md, sections 1.3 and
 5.2): for BM1 the resolved codes only (the coarse PRISMS-PF 128^2 run and MOOSE-Guan's 1b, which
@@ -222,7 +224,7 @@ def bm3(t_end, size, rows, spacing=1.0, deadline=None):
     explicit limit (0.075 at dx = 1); F and the solid fraction reported for the full domain (see the module
     docstring). Writes pfhub_3a.csv (dx = 1) or pfhub_3a_dx<spacing>.csv."""
     from phasefield.grid import Grid
-    from phasefield.models.pfhub_dendrite import Config, chemical_energy_density, stable_dt
+    from phasefield.models.pfhub_dendrite import Config, stable_dt
 
     n = int(round(size / spacing))
     dt = 0.075 if spacing == 1.0 else float(0.9 * stable_dt(Grid((n, n), spacing), Config()))
@@ -230,22 +232,49 @@ def bm3(t_end, size, rows, spacing=1.0, deadline=None):
     dense = np.unique(np.concatenate([report, np.arange(15.0, t_end + 1e-9, 15.0)]))
     res = staged_run({"name": "pfhub_dendrite", "shape": [n, n], "spacing": spacing}, {"dt": dt}, dense,
                      deadline=deadline)
-    times, sc = res["times"], res["scalars"]
+    bm3_rows(res["times"], res["scalars"], size, spacing, f"dt={dt:.3g}", res["wall"], t_end, rows)
+    print(f"  3a dx={spacing:g}: {res['steps']} steps, {res['wall']:.1f} s, tip {res['scalars']['tip_position'][-1]:.2f}"
+          f" at t = {res['times'][-1]:g}{stopped(res)}", flush=True)
+
+
+def bm3_rows(times, scalars, size, spacing, label, wall, t_end, rows):
+    """3a's table rows and upload CSV from the scalars of a run on a ``size`` x ``size`` corner (960: the whole
+    domain), reported for the full 960 x 960 domain."""
+    from phasefield.models.pfhub_dendrite import Config, chemical_energy_density
+
     liquid = float(chemical_energy_density(-1.0, Config().undercooling, Config()))
     full, ours = 960.0**2, float(size) ** 2
-    columns = {"free_energy": sc["free_energy"] + liquid * (full - ours),
-               "solid_fraction": sc["solid_fraction"] * ours / full,
-               "tip_position": sc["tip_position"], "tip_velocity": sc["tip_velocity"]}
+    columns = {"free_energy": scalars["free_energy"] + liquid * (full - ours),
+               "solid_fraction": scalars["solid_fraction"] * ours / full,
+               "tip_position": scalars["tip_position"], "tip_velocity": scalars["tip_velocity"]}
     write_upload("3a" if spacing == 1.0 else f"3a_dx{spacing:g}", times, columns)
-    solver = f"dx={spacing:g} dt={dt:.3g}, {size:g}^2 corner"
+    solver = f"dx={spacing:g} {label}, " + ("960^2" if size == 960.0 else f"{size:g}^2 corner")
     rows.append(("3a", solver, "F(0)", columns["free_energy"][0], spread([BM3_REF["free_energy"]["MEMPHIS"][0]]),
-                 res["wall"]))
+                 wall))
+    report = [t for t in BM3_TIMES if t <= t_end]
     for quantity in ("tip_position", "tip_velocity", "free_energy", "solid_fraction"):
         refs = BM3_REF[quantity]
         marks = sorted({t for ref in refs.values() for t in ref if 0 < t <= t_end}) if quantity == "tip_velocity" else report
-        compare(rows, "3a", solver, quantity, times, columns[quantity], refs, res["wall"], marks)
-    print(f"  3a dx={spacing:g}: {res['steps']} steps, {res['wall']:.1f} s, tip {sc['tip_position'][-1]:.2f} at"
-          f" t = {times[-1]:g}{stopped(res)}", flush=True)
+        compare(rows, "3a", solver, quantity, times, columns[quantity], refs, wall, marks)
+
+
+def bm3_from_run(path, rows):
+    """3a's rows from a run written by ``python run.py scenario=pfhub_dendrite`` (resumable, checkpointed: the way
+    to reach t = 1500 on a CPU over several sittings); its scalars at the reporting times (output.scalar_interval
+    15 puts records on every one); wall = the run's stepping time so far, from its log."""
+    import h5py
+    import yaml
+
+    with h5py.File(path, "r", locking=False) as f:
+        scenario = yaml.safe_load(f.attrs["config"])["scenario"]
+        if scenario["name"] != "pfhub_dendrite" or scenario["shape"][0] != scenario["shape"][1]:
+            raise SystemExit(f"{path}: not a square pfhub_dendrite run")
+        scalars = {k: np.asarray(v) for k, v in f["scalars"].items()}
+        dt = yaml.safe_load(f.attrs["config"])["solver"]["dt"]
+    size = scenario["shape"][0] * scenario["spacing"]
+    times = scalars["time"]
+    bm3_rows(times, scalars, size, scenario["spacing"], f"dt={dt:g} (run.py)", float("nan"), times[-1], rows)
+    print(f"  3a from {path}: t = {times[-1]:g}, tip {scalars['tip_position'][-1]:.2f}", flush=True)
 
 
 def bm6(variant, t_end, rows, deadline=None):
@@ -316,6 +345,8 @@ def main(argv=None):
     ap.add_argument("--long", action="store_true", help="also 1b, solver=adaptive, to t = 1e5")
     ap.add_argument("--h-min", type=float, default=None, help="finest BM7 h (default 0.00125, --quick 0.0025)")
     ap.add_argument("--only", default="1a,1b,2a,2b,3a,6a,6b,7a,7b,7c", help="comma list of variants")
+    ap.add_argument("--bm3-run", help="3a's rows from this run.h5 of `python run.py scenario=pfhub_dendrite "
+                                      "output.scalar_interval=15` instead of a run here")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     only = args.only.split(",")
@@ -332,7 +363,9 @@ def main(argv=None):
         if f"2{variant}" in only:
             bm2(variant, 100.0 if args.quick else 1e4, rows)
     if "3a" in only:
-        if args.quick:
+        if args.bm3_run:
+            bm3_from_run(args.bm3_run, rows)
+        elif args.quick:
             bm3(150.0, 240.0, rows)
             bm3(60.0, 120.0, rows, spacing=0.5)  # the resolution check: the tip speeds up 20 % from dx = 1
         else:
@@ -351,7 +384,8 @@ def main(argv=None):
         csv.writer(f).writerows([header, *rows])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for v, s, q, ours, pub, wall in rows:
-        lines.append(f"| {v} | {s} | {q} | {ours:.6g} | {pub} | {wall:.1f} |")
+        lines.append(f"| {v} | {s} | {q} | {ours:.6g} | {pub} | {wall:.1f} |" if wall == wall else
+                     f"| {v} | {s} | {q} | {ours:.6g} | {pub} | - |")
     (RESULTS / "pfhub.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if curves:
