@@ -88,8 +88,9 @@ def device_parameters(parameters, precision: str):
 
 
 def initial_carry(simulation: Simulation, params):
-    """The carry of ``simulation`` at t = 0."""
-    return simulation.stepper.init(params, simulation.initial_fields())
+    """The carry of ``simulation`` at t = 0, computed by one compiled program (eagerly, each operation of the
+    start, e.g. a spectral scheme's transforms, would compile a program of its own)."""
+    return jax.jit(simulation.stepper.init)(params, simulation.initial_fields())
 
 
 def checkpoint_part(carry) -> dict:

@@ -180,19 +180,21 @@ def test_profile_relaxation_gives_its_metal_back_locally_and_exactly_in_total():
     bump = 0.5 * np.cos(2 * np.pi * y / 8.0)
 
     def fronts(first, second):  # metal on [0, 4 + first] and [14 + bump + second, 24]
-        return jnp.asarray(np.maximum(0.5 * (1 - np.tanh(k * (x - 4.0 - first))),
+        return np.asarray(np.maximum(0.5 * (1 - np.tanh(k * (x - 4.0 - first))),
                                       0.5 * (1 + np.tanh(k * (x - 14.0 - bump - second)))))
 
-    xi = fronts(0.0, 0.0)
-    out, residual = conserve_metal_locally(xi, fronts(0.2, -0.3), basis, 1.0)
+    xi, shifted = fronts(0.0, 0.0), fronts(0.2, -0.3)
+    # one program each (eagerly, every operation of the relaxation's transforms compiles its own)
+    out, residual = jax.jit(lambda xi, shifted: conserve_metal_locally(xi, shifted, basis, 1.0))(xi, shifted)
+    h_start, h_out, h_shifted = np.asarray(jax.jit(jax.vmap(interpolation))(np.stack([xi, np.asarray(out), shifted])))
     near_first, near_second = x < 9.0, x >= 9.0
     for near in (near_first, near_second):
-        lost = float(jnp.sum(jnp.where(near, interpolation(out) - interpolation(xi), 0.0)))
-        moved = float(jnp.sum(jnp.where(near, interpolation(fronts(0.2, -0.3)) - interpolation(xi), 0.0)))
+        lost = float(np.sum(np.where(near, h_out - h_start, 0.0)))
+        moved = float(np.sum(np.where(near, h_shifted - h_start, 0.0)))
         assert abs(lost) < 0.01 * abs(moved), (lost, moved)
-    total = float(jnp.sum(interpolation(xi)))
+    total = float(np.sum(h_start))
     assert abs(float(residual)) < 1e-12 * total
-    assert abs(float(jnp.sum(interpolation(out))) - total) < 1e-12 * total
+    assert abs(float(np.sum(h_out)) - total) < 1e-12 * total
 
 
 def test_interpolation_change_is_the_difference_of_h_and_keeps_its_precision_where_h_is_flat():
@@ -242,7 +244,8 @@ def test_metal_joined_to_the_electrode_is_what_a_breadth_first_search_reaches():
     bar[8, 4] = 1.0  # an island
     joined = bar.copy()
     joined[8, 4] = 0.0
-    np.testing.assert_array_equal(np.asarray(electrode_connected(jnp.asarray(bar), 0.5)), joined > 0.5)
+    connected = jax.jit(electrode_connected, static_argnums=1)  # one program per shape and threshold
+    np.testing.assert_array_equal(np.asarray(connected(bar, 0.5)), joined > 0.5)
     rng = np.random.default_rng(3)
     for shape in ((40, 32), (14, 12, 10)):
         noise = rng.normal(size=shape)
@@ -251,7 +254,7 @@ def test_metal_joined_to_the_electrode_is_what_a_breadth_first_search_reaches():
         xi = 1.0 / (1.0 + np.exp(-noise / noise.std() * 2.0))
         for threshold in (0.3, 0.5, 0.6):
             expected = connected_by_search(xi > threshold)
-            found = np.asarray(jax.jit(electrode_connected, static_argnums=1)(jnp.asarray(xi), threshold))
+            found = np.asarray(connected(xi, threshold))
             assert expected.any() and (xi > threshold).sum() > expected.sum()  # both joined and cut-off metal
             np.testing.assert_array_equal(found, expected)
 
@@ -262,18 +265,24 @@ def test_growth_the_salt_cannot_pay_for_takes_exactly_all_of_it():
     scaled back linearly in xi would take far less); elsewhere it is the growth asked for, paid exactly;
     its derivative is the implicit one, d xi' / d c = 1 / (ratio h'(xi'))."""
     ratio = 474.0
-    xi = jnp.array([0.04, 0.3, 0.9, 0.04])
-    asked = jnp.array([0.34, 0.5, 0.905, 0.041])
-    c = jnp.array([13.7, 2.0, 1.0, 13.7])
-    grown, left = metal_growth(xi, asked, c, ratio)
-    h = interpolation
-    short = np.asarray(ratio * (h(asked) - h(xi)) > c)
+    xi = np.array([0.04, 0.3, 0.9, 0.04])
+    asked = np.array([0.34, 0.5, 0.905, 0.041])
+    c = np.array([13.7, 2.0, 1.0, 13.7])
+    # compiled whole (eagerly, each operation compiles a program of its own); the checks in numpy
+    grown, left = (np.asarray(v) for v in jax.jit(lambda xi, asked, c: metal_growth(xi, asked, c, ratio))(xi, asked, c))
+    compiled_h = jax.jit(interpolation)
+
+    def h(u):
+        return np.asarray(compiled_h(u))
+
+    short = ratio * (h(asked) - h(xi)) > c
     assert short.tolist() == [True, True, False, False]
-    np.testing.assert_allclose(np.asarray(left)[short], 0.0, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(h(grown) - h(xi))[short], np.asarray(c / ratio)[short], rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(grown)[~short], np.asarray(asked)[~short], rtol=0, atol=0)
-    np.testing.assert_allclose(np.asarray(left + ratio * (h(grown) - h(xi))), np.asarray(c), rtol=1e-13)
+    np.testing.assert_allclose(left[short], 0.0, atol=1e-12)
+    np.testing.assert_allclose((h(grown) - h(xi))[short], (c / ratio)[short], rtol=1e-12)
+    np.testing.assert_allclose(grown[~short], asked[~short], rtol=0, atol=0)
+    np.testing.assert_allclose(left + ratio * (h(grown) - h(xi)), c, rtol=1e-13)
     linear = 0.04 + c[0] / (ratio * (h(asked[0]) - h(xi[0]))) * 0.3  # scaled back linearly: pays an eighth
     assert ratio * (h(linear) - h(xi[0])) < 0.15 * c[0]
-    slope = jax.grad(lambda c0: metal_growth(xi, asked, c.at[0].set(c0), ratio)[0][0])(c[0])
-    np.testing.assert_allclose(float(slope), 1.0 / (ratio * float(jax.grad(h)(grown[0]))), rtol=1e-10)
+    slope = jax.jit(jax.grad(lambda c0: metal_growth(xi, asked, jnp.asarray(c).at[0].set(c0), ratio)[0][0]))(c[0])
+    np.testing.assert_allclose(float(slope), 1.0 / (ratio * float(jax.jit(jax.grad(interpolation))(grown[0]))),
+                               rtol=1e-10)

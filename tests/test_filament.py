@@ -24,8 +24,8 @@ CONFIG = fm.Config(size=[16.0, 16.0], shape=[64, 64], length=LENGTH, flaw_depth=
                    max_iterations=10, pressure_passes=40, pressure_tolerance=1e-5, short_circuit_gap=2.0)
 SIMULATION = fm.build(CONFIG, DecomposedTimeSolverConfig())
 GRID = SIMULATION.grid
-STEP = jax.jit(SIMULATION.stepper.step)
-DIAGNOSTICS = jax.jit(SIMULATION.diagnostics)
+INIT, STEP = jax.jit(SIMULATION.stepper.init), jax.jit(SIMULATION.stepper.step)  # eager: a program per operation
+DIAGNOSTICS, FIELDS = jax.jit(SIMULATION.diagnostics), jax.jit(SIMULATION.stepper.fields)
 OMEGA = CONFIG.li_molar_volume
 
 
@@ -37,13 +37,15 @@ def onset(depth, toughness=CONFIG.toughness):
 
 def run(steps, growth=1.25, first=0.125, stop_depth=None, keep_fields=False, grain_boundary=None, **changes):
     """Plate with the given parameter changes, ``dt`` from ``first * fm.filling_time`` growing by ``growth`` per step;
-    stop early once the crack reaches ``stop_depth``; ``grain_boundary``: weak cells. Returns the diagnostics per
-    step (and the carries)."""
-    params = dataclasses.replace(CONFIG, **changes)
-    fields = {"damage": fm.flaw_cells(GRID, params.flaw_depth)}
-    if grain_boundary is not None:
-        fields["grain_boundary"] = grain_boundary
-    carry = SIMULATION.stepper.init(params, fields)
+    stop early once the crack reaches ``stop_depth``; ``grain_boundary``: weak cells (none by default: a map of
+    zeros, G_c (1 - (1 - r) 0) = G_c exactly, so that the uniform slab and the weak zone share one compiled step).
+    Returns the diagnostics per step (and the carries)."""
+    # numpy scalars as Python floats: a float64 leaf is traced strongly typed, a Python float weakly, and the two
+    # would compile the step twice
+    params = dataclasses.replace(CONFIG, **{k: float(v) if isinstance(v, np.floating) else v for k, v in changes.items()})
+    fields = {"damage": fm.flaw_cells(GRID, params.flaw_depth),
+              "grain_boundary": np.zeros(GRID.shape) if grain_boundary is None else grain_boundary}
+    carry = INIT(params, fields)
     records, carries = [{k: float(v) for k, v in DIAGNOSTICS(params, carry).items()}], [carry]
     dt = first * fm.filling_time(params) if params.overpotential != 0.0 else 1.0
     for _ in range(steps):
@@ -137,7 +139,7 @@ def test_stack_pressure_alone_does_not_crack():
     assert flawed[-1]["crack_depth"] == pytest.approx(2.0)
     assert flawed[-1]["crack_length"] - flawed[1]["crack_length"] < 0.05
     params = dataclasses.replace(CONFIG, overpotential=0.0, stack_pressure=300.0)
-    carry = STEP(params, SIMULATION.stepper.init(params, {"damage": np.zeros(GRID.shape)}), 1.0)
+    carry = STEP(params, INIT(params, {"damage": np.zeros(GRID.shape), "grain_boundary": np.zeros(GRID.shape)}), 1.0)
     assert float(jnp.max(carry["state"]["fracture"]["damage"])) == 0.0
     force = float(DIAGNOSTICS(params, carry)["reaction_force"])  # N/m on the counter electrode
     assert force / (GRID.lengths[1] * 1e-6) == pytest.approx(-300e6, rel=1e-5)  # sigma_xx = -p_s
@@ -359,8 +361,7 @@ def test_in_plane_compression_holds_the_flaw_shut_until_the_li_pressure_exceeds_
     unloaded = run(2, growth=3.0, overpotential=0.0)
     assert alone[-1]["crack_depth"] == pytest.approx(2.0)
     assert abs(alone[-1]["crack_length"] - unloaded[-1]["crack_length"]) < 0.05
-    stress = SIMULATION.stepper.fields(dataclasses.replace(CONFIG, overpotential=0.0, in_plane_stress=500.0),
-                                       carries[-1])
+    stress = FIELDS(dataclasses.replace(CONFIG, overpotential=0.0, in_plane_stress=500.0), carries[-1])
     far = (slice(36, 60), slice(0, 12))  # 9-15 um deep, 5-8 um beside the flaw's row
     assert np.allclose(np.asarray(stress["stress_yy"])[far] * 1e3, -500.0, atol=5.0)
     assert np.allclose(np.asarray(stress["stress_xx"])[far] * 1e3, 0.0, atol=5.0)
@@ -460,11 +461,12 @@ BUILDS = {}
 
 def compiled(config):
     """The simulation of ``config``'s structure (its static options: one build, one compile per structure in this
-    module), its jitted step and diagnostics."""
+    module), its jitted init, step and diagnostics."""
     key = jax.tree_util.tree_structure(config)
     if key not in BUILDS:
         simulation = fm.build(config, DecomposedTimeSolverConfig())
-        BUILDS[key] = simulation, jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
+        BUILDS[key] = (simulation, jax.jit(simulation.stepper.init), jax.jit(simulation.stepper.step),
+                       jax.jit(simulation.diagnostics))
     return BUILDS[key]
 
 
@@ -472,8 +474,8 @@ def flaw_run(config, steps, stop=None, growth=1.25, first=0.125):
     """``steps`` steps of the build of ``config``'s structure (:func:`compiled`) at its overpotential, ``dt`` from
     ``first * filling_time`` growing by ``growth`` (as :func:`run`); ``stop(record)`` ends it early. Returns the
     diagnostics per step, the initial state's first."""
-    simulation, step, diagnostics = compiled(config)
-    carry = simulation.stepper.init(config, simulation.initial_fields())
+    simulation, init, step, diagnostics = compiled(config)
+    carry = init(config, simulation.initial_fields())
     records, dt = [{k: float(v) for k, v in diagnostics(config, carry).items()}], first * fm.filling_time(config)
     for _ in range(steps):
         carry = step(config, carry, dt)
