@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.fft import dct, idct
+from jax.scipy.fft import dct
 
 from phasefield.decomposition import AXIS
 from phasefield.grid import DIRICHLET, NEUMANN, PERIODIC, Boundary, Grid
@@ -139,7 +139,7 @@ class SpectralBasis:
                 u = jnp.fft.ifftn(u, axes=periodic)
         for axis in self.real_axes:
             if axis in axes:
-                u = idct(u, type=2, axis=axis, norm="ortho")
+                u = idct(u, axis)
                 if axis in self._signs:
                     u = u * self._signs[axis]
         return u.astype(self.dtype) if not jnp.iscomplexobj(u) else u
@@ -165,3 +165,30 @@ class SpectralBasis:
         u = jax.lax.all_to_all(u, AXIS, split_axis=0, concat_axis=1, tiled=True)
         u = jax.lax.slice_in_dim(u, 0, self._coefficients_1, axis=1)
         return self._inverse_axes(u, range(1, self.grid.ndim))
+
+
+def idct(x, axis: int):
+    """``jax.scipy.fft.idct(x, type=2, axis=axis, norm="ortho")`` (Makhoul's FFT form), the same operations
+    but for its last stage: the even and odd halves interleaved by a stack and a reshape, where jax scatters
+    them into a zero field. Reverse mode transposes each such scatter with a copy of a zero field, and XLA
+    made those copies at the start of the backward pass and held them through it (20 fields, 2.5 MiB, of
+    the dendrite's 128^2 step backward, from the recomputed Allen-Cahn stage's DCTs)."""
+    if jnp.iscomplexobj(x):
+        return jax.lax.complex(idct(x.real, axis), idct(x.imag, axis))
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    others = [a for a in range(x.ndim) if a != axis]
+    factor = jnp.expand_dims(jnp.concatenate([jnp.full((1,), 4, x.dtype), jnp.full((n - 1,), 2, x.dtype)]), others)
+    x = x / jnp.sqrt(factor * n)
+    k = jnp.expand_dims(jnp.arange(n, dtype=x.dtype), others).astype(jnp.result_type(x.dtype, 1j))
+    w4 = jnp.exp(-.5j * np.pi * k / jnp.asarray(n, k.dtype))
+    x = x.astype(w4.dtype) / w4 * 2 * n
+    x = jnp.fft.ifft(x, axis=axis).real
+    # out[2i] = x[i], out[2i + 1] = x[n - 1 - i]
+    half = (n + 1) // 2
+    evens = jax.lax.slice_in_dim(x, 0, half, axis=axis)
+    odds = jax.lax.rev(jax.lax.slice_in_dim(x, half, n, axis=axis), (axis,))
+    if n % 2:
+        odds = jnp.concatenate([odds, jnp.zeros_like(jax.lax.slice_in_dim(odds, 0, 1, axis=axis))], axis)
+    pairs = jnp.stack([evens, odds], axis=axis + 1)
+    return jax.lax.slice_in_dim(pairs.reshape(x.shape[:axis] + (2 * half,) + x.shape[axis + 1:]), 0, n, axis=axis)

@@ -55,7 +55,7 @@ from phasefield.physics.electrochemistry import (
     metal_growth,
 )
 from phasefield.physics.transport import drift_diffusion_step, electrolyte_boundary
-from phasefield.recompute import implicit_root, root
+from phasefield.recompute import implicit_root, recomputed, root
 from phasefield.units import MICRON
 
 SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
@@ -900,7 +900,7 @@ def solve_balanced_step(xi, dt, voltage, guess, c_guess, grid: Grid, kinetics: K
     phi, (c_solved, iterations, transport_iterations, residual, count, electrode) = root(
         balance, newton_iterations, guess, linear_solve, adjoint_gmres, extra)
     electrode = metal_potential(phi, electrode)  # from its converged start: no iterations, and differentiable
-    exchange = exchange_at(phi, c_solved) if electronic is None else exchange_at(phi, c_solved, electrode)
+    exchange = recomputed(exchange_at, phi, c_solved) if electronic is None else exchange_at(phi, c_solved, electrode)
     exchange = exchange._replace(iterations=exchange.iterations + transport_iterations.astype(exchange.iterations.dtype))
     conductivity, _, junction_wall = electrolyte(exchange.solved)
     return BalancedStep(ElectrolytePotential(phi, iterations.astype(jnp.int32), residual), exchange, conductivity,
