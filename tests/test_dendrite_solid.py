@@ -44,8 +44,9 @@ def test_no_load_and_no_eigenstrain_reproduce_the_liquid_model_to_round_off():
     _, liquid_scalars, liquid = liquid_small()
     _, scalars, solid = simulate("dendrite_solid", 0.3, 0.1, FIXED, deposition_eigenstrain=0.0, stack_pressure=0.0,
                                  **SMALL)
-    for name in ("xi", "c", "phi"):
-        assert_round_off(solid["state"][name], liquid["state"][name], name)
+    for name in ("xi", "c", "phi"):  # 1e-9: the solves' stopping tests carry the programs' different rounding
+        # forward (measured 1.7e-10 of xi after the spectral inverse DCT became a stack and reshape, 30cac44)
+        assert_round_off(solid["state"][name], liquid["state"][name], name, tolerance=1e-9)
     for name, values in liquid_scalars.items():  # measured: the cell current 8e-9 relative, c_min 1e-10 mol/m^3
         if "iterations" not in name:  # the solvers' counts may shift by one with the round-off
             np.testing.assert_allclose(scalars[name], values, rtol=1e-7, atol=1e-9, err_msg=name)
