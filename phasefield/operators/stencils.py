@@ -29,24 +29,24 @@ def _slab(u, axis: int, index: slice):
     return u[tuple(sl)]
 
 
-def _ghost(u, axis: int, side, first: slice):
-    inner = _slab(u, axis, first)
-    if side.kind == NEUMANN:
-        return inner
-    if side.kind == DIRICHLET:
-        return 2.0 * side.value - inner
-    raise ValueError(f"no ghost rule for {side.kind!r}")
-
-
 def pad_axis(u, boundary: Boundary, axis: int):
-    """``u`` with one ghost cell on each end of ``axis``, filled by the boundary condition."""
+    """``u`` with one ghost cell on each end of ``axis``, filled by the boundary condition.
+
+    The non-periodic ghosts are the mirrored wall cells, then ``2 g - ghost`` on a Dirichlet wall chosen by its
+    index along ``axis``: elementwise on the padded array, which the SPMD partitioner splits into a one-cell halo
+    exchange (arithmetic on the one-cell wall slab before the concatenation made it transpose the whole field).
+    """
     low, high = boundary.sides[axis]
     if low.kind == PERIODIC:
-        before, after = _slab(u, axis, slice(-1, None)), _slab(u, axis, slice(0, 1))
-    else:
-        before = _ghost(u, axis, low, slice(0, 1))
-        after = _ghost(u, axis, high, slice(-1, None))
-    return jnp.concatenate([before, u, after], axis=axis)
+        return jnp.concatenate([_slab(u, axis, slice(-1, None)), u, _slab(u, axis, slice(0, 1))], axis=axis)
+    padded = jnp.concatenate([_slab(u, axis, slice(0, 1)), u, _slab(u, axis, slice(-1, None))], axis=axis)
+    index = jnp.arange(padded.shape[axis]).reshape([-1 if a == axis else 1 for a in range(u.ndim)])
+    for side, wall in ((low, 0), (high, padded.shape[axis] - 1)):
+        if side.kind == DIRICHLET:
+            padded = jnp.where(index == wall, 2.0 * side.value - padded, padded)
+        elif side.kind != NEUMANN:
+            raise ValueError(f"no ghost rule for {side.kind!r}")
+    return padded
 
 
 def face_gradient(u, grid: Grid, boundary: Boundary, axis: int):
