@@ -235,7 +235,10 @@ def test_coupling_conductivity_replaces_sigma_of_the_potential_equation():
         fields=lambda params, carry: {}, field_info={}, diagnostics=lambda params, carry: {}, scalar_info={})
     coupled = run(doubling)
     doubled = run(conductivity_metal=2e6, conductivity_electrolyte=2 * 1.19)
-    for name in ("xi", "c", "phi"):
+    for name in ("c", "phi"):
         assert_round_off(coupled[name], doubled[name], name)
+    # xi through switches of the interface tails that the rounding can flip (measured 2.6e-8; 4e-7 with the
+    # anisotropy's former cut-off at |grad xi|^2 = 1e-12); the plain model's xi differs by 4.3e-7
+    assert_round_off(coupled["xi"], doubled["xi"], "xi", tolerance=1e-7)
     plain = run()["phi"]
     assert np.max(np.abs(plain - coupled["phi"])) > 1e-8 * np.max(np.abs(coupled["phi"]))  # measured 6e-7

@@ -150,9 +150,10 @@ def gradient_norm(components):
 
 
 def gradient_angle(gy, gx):
-    """``arctan2(gy, gx)``, 0 with a zero derivative where the gradient vanishes (``arctan2``'s is 0/0)."""
-    present = (gx != 0) | (gy != 0)
-    return jnp.where(present, jnp.arctan2(gy, jnp.where(present, gx, 1.0)), 0.0)
+    """``arctan2(gy, gx)``; 0, with a zero derivative, where ``|grad|^2`` is zero or underflows (``arctan2``'s
+    derivative, ``1 / |grad|``, is 0/0 or infinite there)."""
+    present = gx * gx + gy * gy > jnp.finfo(jnp.result_type(gx)).tiny
+    return jnp.where(present, jnp.arctan2(jnp.where(present, gy, 0.0), jnp.where(present, gx, 1.0)), 0.0)
 
 
 def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
@@ -168,7 +169,9 @@ def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
     theta = gradient_angle(gy, gx)
     eps_ratio = 1.0 + strength * jnp.cos(mode * (theta - angle))
     deps_ratio = -strength * mode * jnp.sin(mode * (theta - angle))
-    present = norm2 > 1e-12
+    # J is continuous as grad xi -> 0 (its terms are bounded multiples of grad xi): no cut-off in the interface
+    # tails, whose switching with the rounding moved xi by 4e-7 between programs that compute the same thing
+    present = norm2 > jnp.finfo(xi.dtype).tiny
     excess = jnp.where(present, eps_ratio**2 - 1.0, 0.0)
     cross = jnp.where(present, eps_ratio * deps_ratio, 0.0)
     jx = kappa * (excess * gx - cross * gy)
