@@ -109,7 +109,7 @@ def main():
     parser.add_argument("--shape", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=20, help="CG iterations per solve")
-    parser.add_argument("--cells", type=int, nargs="+", default=[0, 4096], help="AGGLOMERATED_CELLS values")
+    parser.add_argument("--cells", type=int, nargs="+", default=[0, 4096, 2**18], help="AGGLOMERATED_CELLS values (2^18: the default)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

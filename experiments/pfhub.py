@@ -261,7 +261,7 @@ def bm3_rows(times, scalars, size, spacing, label, wall, t_end, rows):
 def bm3_from_run(path, rows):
     """3a's rows from a run written by ``python run.py scenario=pfhub_dendrite`` (resumable, checkpointed: the way
     to reach t = 1500 on a CPU over several sittings); its scalars at the reporting times (output.scalar_interval
-    15 puts records on every one); wall = the run's stepping time so far, from its log."""
+    15 puts records on every one); no wall time (a resumed run's sittings are not summed): NaN, '-' in the table."""
     import h5py
     import yaml
 

@@ -62,7 +62,6 @@ from phasefield.runner import (
     check_memory,
     checkpoint_part,
     device_parameters,
-    initial_carry,
     plain,
     preemption_signals,
     restore_carry,
@@ -228,7 +227,8 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
     check_memory(simulations[0], members[0], member_params[0], copies=-(-total // len(jax.devices())))
     control = time_control(solver, min(stable_dt(s) for s in simulations))
     if resume is None:
-        carry = stacked([initial_carry(s, p) for s, p in zip(simulations, member_params)])
+        init = jax.jit(stepper.init)  # one program for every member (they differ by parameter leaves, as in the step)
+        carry = stacked([init(p, s.initial_fields()) for s, p in zip(simulations, member_params)])
         clocks = [{"t": 0.0, "step": 0, "dt": solver.dt}] * count
     else:
         restored = []

@@ -6,7 +6,8 @@ Cahn-Hilliard update) are used last, so they are held through the backward pass 
 potential, transport and elasticity solves, the largest part of the peak. A :func:`recomputed` stage keeps
 only its inputs; its backward pass runs it again and takes its ``jax.vjp`` then, once the cotangent of its
 outputs exists, and hands on the cotangents of its inputs only once all of them exist (each plus ``0 * sum``
-of all). ``jax.checkpoint`` does not achieve this on the CPU: XLA drops the optimization barrier that
+of all: a NaN or inf in one of them makes all of them NaN, so a non-finite gradient points at the stage, not
+at the input). ``jax.checkpoint`` does not achieve this on the CPU: XLA drops the optimization barrier that
 orders the recomputation and schedules it at the start of the backward pass, where it adds to the peak; here
 the recomputation's inputs depend on the cotangent (``x + 0 * sum(cotangent)``), which no schedule can move.
 

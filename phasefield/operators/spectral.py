@@ -189,6 +189,6 @@ def idct(x, axis: int):
     evens = jax.lax.slice_in_dim(x, 0, half, axis=axis)
     odds = jax.lax.rev(jax.lax.slice_in_dim(x, half, n, axis=axis), (axis,))
     if n % 2:
-        odds = jnp.concatenate([odds, jnp.zeros_like(jax.lax.slice_in_dim(odds, 0, 1, axis=axis))], axis)
+        odds = jnp.concatenate([odds, jnp.zeros_like(jax.lax.slice_in_dim(evens, 0, 1, axis=axis))], axis)
     pairs = jnp.stack([evens, odds], axis=axis + 1)
     return jax.lax.slice_in_dim(pairs.reshape(x.shape[:axis] + (2 * half,) + x.shape[axis + 1:]), 0, n, axis=axis)

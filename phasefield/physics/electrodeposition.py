@@ -169,8 +169,9 @@ def anisotropy_divergence(xi, grid: Grid, kappa, strength, mode: int, angle):
     theta = gradient_angle(gy, gx)
     eps_ratio = 1.0 + strength * jnp.cos(mode * (theta - angle))
     deps_ratio = -strength * mode * jnp.sin(mode * (theta - angle))
-    # J is continuous as grad xi -> 0 (its terms are bounded multiples of grad xi): no cut-off in the interface
-    # tails, whose switching with the rounding moved xi by 4e-7 between programs that compute the same thing
+    # J is continuous as grad xi -> 0 (its terms are bounded multiples of grad xi): a cut-off only where |grad xi|^2
+    # underflows, none in the interface tails (at 1e-12 its switching with the rounding moved xi by 4e-7 between
+    # two programs that compute the same thing)
     present = norm2 > jnp.finfo(xi.dtype).tiny
     excess = jnp.where(present, eps_ratio**2 - 1.0, 0.0)
     cross = jnp.where(present, eps_ratio * deps_ratio, 0.0)
