@@ -28,6 +28,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _depth = 0
 
@@ -143,7 +144,7 @@ def implicit_root(f: Callable, guess, solve: Callable, tangent_solve: Callable, 
     derivative or not; for the held-voltage balance (GMRES on the exact linearisation, preconditioned by multigrid
     CG) that was 3/4 of tracing a run's step (default dendrite job: 25 s of 33 s).
 
-    ``solve(f, guess) -> (x, aux)`` with ``f(x) = 0`` (``aux`` floating point); ``tangent_solve(g, y, extra)``: ``x``
+    ``solve(f, guess) -> (x, aux)`` with ``f(x) = 0``; ``tangent_solve(g, y, extra)``: ``x``
     with ``g(x) = y`` for the linear ``g``; ``extra``: the arrays it needs besides. It is traced later, inside
     whatever transformation takes the derivative, so it may close over no traced value: pass those in ``extra``
     (``f`` and ``solve`` may: every value they close over becomes an argument). The tangent of ``x`` is
@@ -180,7 +181,38 @@ def _implicit_root_tangent(f, solve, tangent_solve, primals, tangents):
     df = jax.jvp(lambda p: f(x, *p), (f_inputs,), (tangents[0],))[1]
     _, linearised = jax.linearize(lambda y: f(y, *f_inputs), x)
     dx = tangent_solve(linearised, jax.tree.map(jnp.negative, df), extra)
-    return (x, aux), (dx, jax.tree.map(jnp.zeros_like, aux))
+    return (x, aux), (dx, jax.tree.map(_zero_tangent, aux))
+
+
+def _zero_tangent(x):
+    """The zero tangent of ``x`` (``float0`` for an integer or boolean array)."""
+    return jnp.zeros_like(x) if jnp.issubdtype(x.dtype, jnp.inexact) else np.zeros(x.shape, jax.dtypes.float0)
+
+
+def taken_again(function: Callable, value, *args):
+    """``function(*args)`` where the caller holds its value already: ``value``, e.g. the last trial of the loop
+    that found ``args``, a step taken again from its own converged solution only to carry the derivatives.
+
+    The primal is ``value`` (it gets no derivative); the derivatives are ``function``'s at ``args``. ``function``
+    is traced once here but enters the program only where a derivative is taken, so a run's program holds the step
+    once, in its loop, not twice (the leaky galvanostatic step: a whole balanced step with its Newton loop). Within
+    :func:`reverse_pass`, ``function(*args)`` (the memory of the backward passes is measured that way)."""
+    if _depth:
+        return function(*args)
+    converted, constants = _hoisted(lambda a: function(*a), args)
+    return _given(converted, constants, args, jax.lax.stop_gradient(value))
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _given(function, constants, args, value):
+    return value
+
+
+@_given.defjvp
+def _given_tangent(function, primals, tangents):
+    constants, args, value = primals
+    _, tangent = jax.jvp(lambda c, a: function(a, *c), (constants, args), tuple(tangents[:2]))
+    return value, tangent
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))

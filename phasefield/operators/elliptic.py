@@ -312,7 +312,6 @@ def _dirichlet_rhs(g, grid: Grid, boundary: Boundary, walls):
     return out
 
 
-@functools.partial(jax.named_call, name="potential_solve")  # profiles show the potential solves apart
 def solve_potential(sigma, source, grid: Grid, boundary: Boundary, initial_guess, tolerance=1e-6, max_iterations=100,
                     shift=None, slabs=None):
     """Solve ``div(sigma grad phi) - shift phi = source`` (harmonic-mean ``flux_divergence``) for ``phi``.
@@ -335,6 +334,22 @@ def solve_potential(sigma, source, grid: Grid, boundary: Boundary, initial_guess
     :data:`AGGLOMERATED_CELLS` cells (or fewer x rows than devices) are made whole on every device, built there
     once per solve, and each V-cycle gathers its residual once and runs them without exchanging halos.
     """
+    dtype = jnp.result_type(jnp.asarray(sigma).dtype, jnp.asarray(source).dtype, jnp.asarray(initial_guess).dtype,
+                            jnp.float32)  # one trace for a Python or array tolerance and iteration bound
+    return _potential_solve(sigma, source, initial_guess, jnp.asarray(tolerance, dtype),
+                            jnp.asarray(max_iterations, jnp.int32), shift, grid=grid, boundary=boundary, slabs=slabs,
+                            agglomerated_cells=AGGLOMERATED_CELLS)
+
+
+@functools.partial(jax.jit, static_argnames=("grid", "boundary", "slabs", "agglomerated_cells"))
+def _potential_solve(sigma, source, initial_guess, tolerance, max_iterations, shift, grid: Grid, boundary: Boundary,
+                     slabs, agglomerated_cells):
+    """:func:`solve_potential`, traced once per grid, walls, split and argument types in a process: a step that solves
+    the potential several times (Newton iterations, the galvanostatic secant's trials, adjoint preconditioners) and
+    every program built on the same grid reuse one trace (an inner ``jit``: XLA inlines it, so the compiled code
+    is unchanged); the multigrid's unrolled levels were three quarters of tracing a dendrite step.
+    ``agglomerated_cells``: :data:`AGGLOMERATED_CELLS` when called, so that a trace is reused only while it holds
+    (the levels read it as they are traced)."""
     walls = _dirichlet_walls(boundary, grid.ndim, shifted=shift is not None)
     sigma = jnp.asarray(sigma)
     dtype = jnp.result_type(sigma.dtype, jnp.asarray(source).dtype, jnp.asarray(initial_guess).dtype, jnp.float32)

@@ -55,7 +55,7 @@ from phasefield.physics.electrochemistry import (
     metal_growth,
 )
 from phasefield.physics.transport import drift_diffusion_step, electrolyte_boundary
-from phasefield.recompute import implicit_root, recomputed, root
+from phasefield.recompute import implicit_root, recomputed, root, taken_again
 from phasefield.units import MICRON
 
 SLOTBOOM_LIMIT = 30.0  # w = e^{-f (phi - phi_max)} capped at e^30: beyond 0.77 V (the metal) grad phi ~ 0
@@ -398,6 +398,8 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
     :data:`VOLTAGE_RANGE`, and above ``lowest`` (a cutoff; ``V`` at it past Sand's time, where no
     potential can deliver the current). Returns ``(V, exchange)`` with ``exchange.iterations`` summed over the trials.
     """
+    exchange_at = jax.jit(exchange_at)  # one trace for the loop, its shapes, the root's derivative and the step again
+
     def trial(v, guess):
         result = exchange_at(v, guess)
         return result, growth_rate(result) / target - 1.0
@@ -427,15 +429,16 @@ def hold_current(exchange_at: Callable, growth_rate: Callable, target, voltage_g
         empty, g_empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         state = (start, g_empty, start, g_empty, empty, jnp.zeros_like(empty.iterations), 0)
         _, _, v, _, result, iterations, _ = jax.lax.while_loop(keep_going, secant, state)
-        return v, (result.solved, iterations.astype(v.dtype))  # implicit_root's aux: floating point
+        return v, (result, iterations)
 
     # V is differentiated implicitly (dV = -(dg/dtheta) / (dg/dV) at the root of the growth mismatch g), so
-    # reverse mode passes the while_loop; the step at V is taken again from its own converged solution (a
-    # converged start: no CG iterations, the same values) to carry V's and the parameters' derivatives
-    v, (solved, iterations) = implicit_root(lambda v: trial(v, c_guess)[1], voltage_guess, secant_iterations,
-                                            lambda linearised, y, _: y / linearised(jnp.ones_like(y)))
-    result = exchange_at(v, solved)
-    return v, result._replace(iterations=iterations.astype(result.iterations.dtype) + result.iterations)
+    # reverse mode passes the while_loop; the step at V carries V's and the parameters' derivatives as the step
+    # taken again from its own converged solution (a converged start: no CG iterations, the same values), which
+    # only a derivative computes: a run keeps the loop's last trial
+    v, (last, iterations) = implicit_root(lambda v: trial(v, c_guess)[1], voltage_guess, secant_iterations,
+                                          lambda linearised, y, _: y / linearised(jnp.ones_like(y)))
+    result = taken_again(exchange_at, last, v, last.solved)
+    return v, result._replace(iterations=iterations.astype(result.iterations.dtype))
 
 
 def growth_per_area(xi_start, xi_end, dt, grid: Grid):
