@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasefield.memory import peak_bytes
-from phasefield.recompute import implicit_root, recomputed, repeated, reverse_pass, root
+from phasefield.recompute import implicit_root, recomputed, repeated, reverse_pass, root, taken_again
 
 N = 64
 FIELD = N * N * 8  # bytes of one float64 field
@@ -169,3 +169,30 @@ def test_implicit_root_has_the_analytic_tangent_and_gradient_and_traces_its_tang
     gradient = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, q)
     np.testing.assert_allclose(gradient[0], -2 * x / denominator * weights, rtol=1e-12)
     np.testing.assert_allclose(gradient[1], 2 / denominator * weights, rtol=1e-12)
+
+
+def test_taken_again_is_the_given_value_with_the_functions_derivatives_and_enters_only_a_differentiated_program():
+    """``cos(p x)`` (p closed over, an integer count beside it) taken again at ``x`` where a loop's value is held: the
+    primal is that value (here deliberately off by 1e-3, to tell it apart) and no cosine is in the program; the
+    tangent and the gradient in ``p`` and ``x`` are the cosine's, ``-x sin(p x)`` and ``-p sin(p x)``, and within
+    reverse_pass it is the function itself."""
+    x, p = jnp.asarray([0.3, 1.1, 2.0]), jnp.asarray(1.7)
+
+    def held(p, x):
+        def again(x):
+            return jnp.cos(p * x), jnp.sum(x > 0).astype(jnp.int32)
+
+        value = (jnp.asarray(np.cos(1.7 * np.array([0.3, 1.1, 2.0])) + 1e-3), jnp.asarray(7, jnp.int32))
+        return taken_again(again, value, x)
+
+    (primal, count) = jax.jit(held)(p, x)
+    np.testing.assert_array_equal(primal, jnp.cos(p * x) + 1e-3)
+    assert int(count) == 7
+    assert "cosine" not in jax.jit(held).lower(p, x).as_text()
+    _, (tangent_p, _) = jax.jvp(jax.jit(held), (p, x), (jnp.ones_like(p), jnp.zeros_like(x)))
+    np.testing.assert_allclose(tangent_p, -x * jnp.sin(p * x), rtol=1e-13)
+    gradient = jax.jit(jax.grad(lambda p, x: jnp.sum(held(p, x)[0]), argnums=(0, 1)))(p, x)
+    np.testing.assert_allclose(gradient[0], jnp.sum(-x * jnp.sin(p * x)), rtol=1e-13)
+    np.testing.assert_allclose(gradient[1], -p * jnp.sin(p * x), rtol=1e-13)
+    with reverse_pass():
+        np.testing.assert_allclose(held(p, x)[0], jnp.cos(p * x), rtol=1e-15)
