@@ -223,3 +223,15 @@ def test_spectral_rejects_inhomogeneous_or_mixed_walls():
 def test_periodic_on_one_side_only_is_rejected():
     with pytest.raises(ValueError, match="periodic on one side only"):
         Boundary(((Side("periodic"), Side("neumann")),))
+
+
+@pytest.mark.parametrize("value", [np.float64(0.3), jnp.asarray(0.3, jnp.float64), 0.3])
+def test_a_dirichlet_ghost_keeps_a_float32_field_float32(value):
+    """``2 g - u_0`` with a float64 wall value ``g`` (numpy scalar or array; a Python float is weakly typed) gives
+    a float32 face gradient of a float32 field, equal to the float64 one to float32 round-off."""
+    grid = Grid((8, 4), 0.5)
+    u = np.random.default_rng(1).random(grid.shape)
+    boundary = Boundary(((Side("dirichlet", value), Side("neumann")), (Side("neumann"), Side("neumann"))))
+    single = face_gradient(jnp.asarray(u, jnp.float32), grid, boundary, 0)
+    assert single.dtype == jnp.float32
+    np.testing.assert_allclose(single, face_gradient(jnp.asarray(u), grid, boundary, 0), rtol=1e-6, atol=1e-6)

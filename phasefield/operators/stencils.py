@@ -35,6 +35,8 @@ def pad_axis(u, boundary: Boundary, axis: int):
     The non-periodic ghosts are the mirrored wall cells, then ``2 g - ghost`` on a Dirichlet wall chosen by its
     index along ``axis``: elementwise on the padded array, which the SPMD partitioner splits into a one-cell halo
     exchange (arithmetic on the one-cell wall slab before the concatenation made it transpose the whole field).
+    The wall value takes ``u``'s dtype (a float64 value, e.g. an array of the parameters, leaves a float32 field
+    float32).
     """
     low, high = boundary.sides[axis]
     if low.kind == PERIODIC:
@@ -43,7 +45,7 @@ def pad_axis(u, boundary: Boundary, axis: int):
     index = jnp.arange(padded.shape[axis]).reshape([-1 if a == axis else 1 for a in range(u.ndim)])
     for side, wall in ((low, 0), (high, padded.shape[axis] - 1)):
         if side.kind == DIRICHLET:
-            padded = jnp.where(index == wall, 2.0 * side.value - padded, padded)
+            padded = jnp.where(index == wall, 2.0 * jnp.asarray(side.value, padded.dtype) - padded, padded)
         elif side.kind != NEUMANN:
             raise ValueError(f"no ghost rule for {side.kind!r}")
     return padded
