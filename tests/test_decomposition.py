@@ -118,7 +118,9 @@ out["dendrite"] = {
     "change": float(jnp.max(jnp.abs(halfway["state"]["xi"] - start["state"]["xi"]))),
     "layout": [list(split_halfway["state"][name].sharding.spec) for name in ("xi", "c", "phi")],
     "collectives": collectives(hlo), "gathered": gathered,
-    "transposed": re.findall(r"all-to-all(?:-start)?\(.*op_name=\"([^\"]*)\"", hlo)}
+    # every all-to-all's op_name ("" without one: a transpose the check must see too)
+    "transposed": [(re.search(r"op_name=\"([^\"]*)\"", line) or [None, ""])[1] for line in hlo.splitlines()
+                   if re.search(r"all-to-all(?:-start)?\(", line)]}
 # the noise: one draw per global cell, the same on 1 and 4 devices, whatever jax_threefry_partitionable says
 xi = np.asarray(start["state"]["xi"])
 key = jax.random.PRNGKey(3)

@@ -617,6 +617,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
                 "pressure_sweep_residual": residual}
         return state, applied, c, unit, info
 
+    equilibrate = jax.jit(equilibrate)  # traced once for a step's first and later passes (and every program built here)
+
     def currents(params, eta, pressure):
         return fl.plating_current(eta, pressure, exchange_current(params), params.transfer_coefficient,
                                   params.temperature, params.li_molar_volume)
