@@ -19,6 +19,9 @@ residual in the unknown for the adjoint solve, and in the residual's inputs only
 
 Only within :func:`reverse_pass` (the backward passes of :mod:`phasefield.calibrate`): a ``jax.custom_vjp``
 has no forward-mode derivative, so elsewhere (runs, forward-mode Jacobians) a stage is the plain function.
+
+:func:`taken_again` is the converse, for any mode: a step whose value the caller holds already (a loop's last
+trial, taken again only to carry derivatives) enters a program only where a derivative is taken.
 """
 from __future__ import annotations
 
