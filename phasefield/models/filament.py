@@ -694,35 +694,29 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         s = carry["state"]
         state = _from_carry(s["fracture"])
         li_volume, li_pressure = per_filament(s["li_volume"]), per_filament(s["li_pressure"])
-        c = per_filament(carry["history"]["compliance"], 2)
-        volume, eta, anode_current, filament_current, area, residual = deposit(params, state, li_pressure, c,
-                                                                               li_volume, dt)
-        rate = deposition_rate(params)
-        base = geometry(params, state, li_pressure, li_volume)[2] - c @ li_pressure
-        # the pressures' first guess (load_step solves them again with the mechanics)
-        target = fl.li_pressures(volume, base, c, params.li_bulk_modulus, max_sweeps=params.coupled_sweeps)[0]
         unit = tuple(per_filament(carry["history"]["unit_displacement"][k])
                      for k in sorted(carry["history"]["unit_displacement"]))
         committed = state
         grain_boundary = s.get("grain_boundary")
-        state, pressure, c, unit, info = equilibrate(params, state, committed, li_pressure, unit, target, volume,
-                                                     grain_boundary)
-        info = {**info, "deposit_sweep_residual": residual}
+        rate = deposition_rate(params)
 
         def interface(state, pressure, volume):
             return interface_area(state, geometry(params, state, pressure, volume)[1])
 
         def unsettled(loop):
             state, pressure, _, _, _, volume, _, _, _, area, passes = loop
-            return (passes < params.area_passes) & jnp.any(interface(state, pressure, volume) != area)
+            return (passes == 0) | ((passes <= params.area_passes) & jnp.any(interface(state, pressure, volume) != area))
 
-        def again(loop):
-            """The deposit again with the Li interfaces and compliance of the end of the step, then the mechanics
-            from there (warm; the damage only grows): the filaments' areas implicit too."""
+        def deposit_and_equilibrate(loop):
+            """The deposit (from the step's start: ``li_volume``) with the Li interfaces and compliance of ``state``,
+            then the mechanics at the new Li volumes from ``state`` (warm; the damage only grows). The first pass
+            starts from the step's start; each later one from the end of the last (the filaments' areas implicit
+            too), the counters summed over the passes."""
             state, pressure, c, unit, info, volume, *_, passes = loop
             volume, eta, anode_current, filament_current, area, residual = deposit(
                 params, state, pressure, c, li_volume, dt, filled=volume)
             base = geometry(params, state, pressure, volume)[2] - c @ pressure
+            # the pressures' first guess (load_step solves them again with the mechanics)
             target = fl.li_pressures(volume, base, c, params.li_bulk_modulus, max_sweeps=params.coupled_sweeps)[0]
             state, pressure, c, unit, more = equilibrate(params, state, committed, pressure, unit, target, volume,
                                                          grain_boundary)
@@ -730,11 +724,14 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
                     "peak_pressure": jnp.maximum(info["peak_pressure"], more["peak_pressure"])}
             return state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes + 1
 
-        loop = (state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area,
-                jnp.zeros((), jnp.int32))
-        state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, repeats = \
-            jax.lax.while_loop(unsettled, again, loop)
-        info = {**info, "area_passes": repeats}
+        zero, izero, zeros = f64(0.0), jnp.zeros((), jnp.int32), f64(jnp.zeros(count))
+        info = {**dict.fromkeys(COUNTERS, izero), "mismatch": zero, "peak_pressure": zero,
+                "converged": jnp.asarray(False), "pressure_sweep_residual": zero, "deposit_sweep_residual": zero}
+        loop = (state, li_pressure, per_filament(carry["history"]["compliance"], 2), unit, info, li_volume, zero,
+                zero, zeros, zeros, izero)
+        state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes = \
+            jax.lax.while_loop(unsettled, deposit_and_equilibrate, loop)
+        info = {**info, "area_passes": passes - 1}
         anode = s["anode_volume"] + dt * rate * period * anode_current
         plated = s["plated_volume"] + dt * rate * period * anode_current + jnp.sum(volume - li_volume)
         time = s["time"] + dt
