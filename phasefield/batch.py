@@ -246,7 +246,8 @@ def _run_members(members, texts, key, values, run_dir: Path, resume) -> list[Pat
     clock = {"t": np.array([c["t"] for c in clocks] + [0.0] * len(padding)),
              "step": np.array([c["step"] for c in clocks] + [0] * len(padding), np.int64),
              "dt": np.array([c["dt"] for c in clocks] + [solver.dt] * len(padding)),
-             "dt_taken": np.zeros(total)}
+             "dt_taken": np.zeros(total),
+             "rejected": np.array([c.get("rejected", 0) for c in clocks] + [0] * len(padding), np.int64)}
 
     advance_one = make_advance(stepper, control, diagnostics, output.scalar_interval)
     advance = jax.jit(per_member(advance_one.compiled, sharding, in_axes=(0, 0, 0, 0, 0, None, None)))

@@ -164,12 +164,16 @@ class TimeSolverConfig:
     dt_min: float = option(1e-8, min=0.0, exclusive=True, help="smallest adaptive dt")
     dt_max: float = option(10.0, min=0.0, exclusive=True, help="largest adaptive dt")
     target_change: float = option(0.01, min=0.0, exclusive=True, help="adaptive target of max |u_new - u| per step")
+    reject_above: float = option(0.0, min=0.0, help="adaptive: a step whose change exceeds reject_above x "
+                                 "target_change is taken again with a smaller dt (0: every step is kept; > 1)")
     precision: str = option("float64", choices=("float64",),
                             help="working precision (float64 only: Butler-Volmer exponentials, contrast 1e7)")
 
     def check(self, prefix: str):
         if self.adaptive and self.dt_min > self.dt_max:
             raise ConfigError(f"{prefix}.dt_min", self.dt_min, f"<= dt_max = {self.dt_max}")
+        if 0.0 < self.reject_above <= 1.0:  # the controller aims at the target: a bound at it rejects every other step
+            raise ConfigError(f"{prefix}.reject_above", self.reject_above, "0 (off) or > 1")
 
 
 @dataclass

@@ -26,6 +26,8 @@ import yaml
 from phasefield.config import ConfigError, RunConfig, validate_run
 from phasefield.distributed import layout
 from phasefield.integrate import (
+    LYAPUNOV_TOLERANCE,
+    SECOND_ORDER_LYAPUNOV_TOLERANCE,
     EnergyIncreaseError,
     NonFiniteError,
     TimeControl,
@@ -72,6 +74,7 @@ def time_control(solver, stable: float = float("inf")) -> TimeControl:
         dt_min=min(solver.dt_min, stable),
         dt_max=min(solver.dt_max, stable),
         target_change=solver.target_change,
+        reject_above=solver.reject_above,
     )
 
 
@@ -323,7 +326,9 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
 
     def on_chunk(carry, clock, records, frame):
         if simulation.lyapunov is not None:
-            wall["energy"] = check_lyapunov(simulation.lyapunov, records, wall.get("energy"), clock["dt_taken"])
+            tolerance = LYAPUNOV_TOLERANCE if stepper.order == 1 else SECOND_ORDER_LYAPUNOV_TOLERANCE
+            wall["energy"] = check_lyapunov(simulation.lyapunov, records, wall.get("energy"), clock["dt_taken"],
+                                            tolerance)
         writer.write_scalar_records(records)
         now = _time.perf_counter()
         rate = (clock["step"] - wall["step0"]) / max(now - wall["start"], 1e-9)
@@ -339,8 +344,9 @@ def _execute(simulation, config, config_yaml, params, advance, fields_to_store, 
             wall["checkpoint"], wall["checkpoint_t"] = now, clock["t"]
         if frame:
             scalars = records[-1][1]
-            log.info("t = %.6g / %g  step %d  dt %.3g  %s %.6g  (%.1f steps/s)", clock["t"], t_end,
-                     clock["step"], clock["dt_taken"], headline, scalars[headline], rate)
+            retaken = f" ({clock['rejected']} taken again)" if clock.get("rejected") else ""
+            log.info("t = %.6g / %g  step %d%s  dt %.3g  %s %.6g  (%.1f steps/s)", clock["t"], t_end,
+                     clock["step"], retaken, clock["dt_taken"], headline, scalars[headline], rate)
         if stop:
             raise Preempted(f"received signal {signals[0]}: checkpoint written at t = {clock['t']:.6g} "
                             f"(step {clock['step']}); continue with: python run.py "

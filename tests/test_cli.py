@@ -61,6 +61,7 @@ def cli_in_process(overrides, run_dir):
     "override,fragments",
     [
         ("solver.dt=-1", ["solver.dt", "-1", "> 0.0"]),
+        ("solver.reject_above=0.8", ["solver.reject_above", "0.8", "0 (off) or > 1"]),
         ("scenario.mobility=abc", ["scenario.mobility", "'abc'", "a number"]),
         ("scenario.shape=[0,10]", ["scenario.shape[0]", ">= 4"]),
         ("+scenario.mobilty=3", ["scenario.mobilty", "known key", "mobility"]),

@@ -237,3 +237,56 @@ def test_chunks_reuse_one_compiled_loop():
     carry, clock, _, _ = advance(PARAMS, carry, {k: v.item() for k, v in clock.items()}, 4.0, empty)
     assert advance.compiled._cache_size() == 1
     assert int(clock["step"]) == 40
+
+
+def front_passing(width=0.01, arrival=1.0):
+    """A toy stepper whose state is exact at every step: ``u(t) = tanh((t - arrival) / width)`` on 4 cells, the
+    sudden event an adaptive controller meets (a grain vanishing). Its history keeps the time and the largest
+    change of any step kept, so a step taken again leaves no trace there."""
+    from phasefield.schemes import Stepper, unconditionally_stable
+
+    def exact(t):
+        return jnp.tanh((t - arrival) / width) * jnp.ones(4)
+
+    def init(params, fields):
+        history = {"t": jnp.zeros(()), "largest": jnp.zeros(()), "kept": jnp.zeros((), jnp.int64)}
+        return {"state": {"u": exact(0.0)}, "history": history, "cache": {}}
+
+    def step(params, carry, dt):
+        t = carry["history"]["t"] + dt
+        u = exact(t)
+        largest = jnp.maximum(carry["history"]["largest"], jnp.max(jnp.abs(u - carry["state"]["u"])))
+        history = {"t": t, "largest": largest, "kept": carry["history"]["kept"] + 1}
+        return {"state": {"u": u}, "history": history, "cache": {}}
+
+    return Stepper(init, step, lambda params, carry: dict(carry["state"]), unconditionally_stable, 1), exact
+
+
+@pytest.mark.parametrize("reject_above", [0.0, 1.5])
+def test_a_step_changing_more_than_reject_above_times_the_target_is_taken_again(reject_above):
+    """The controller alone keeps the step that meets the front (it changes u by about 1 against a target of
+    0.05: the step grew by 1.2x a step through the quiet start); with ``reject_above`` 1.5 no kept step changes
+    more than 1.5 x 0.05, each step taken again is counted and not in ``step``, and the run still ends on the
+    exact state at its records and its end (t = 2)."""
+    stepper, exact = front_passing()
+    target = 0.05
+    control = TimeControl(1e-3, adaptive=True, dt_min=1e-6, dt_max=1.0, target_change=target, reject_above=reject_above)
+    seen = []
+
+    def diagnostics(params, carry):
+        return {"u": carry["state"]["u"][0], "t": carry["history"]["t"]}
+
+    carry, clock = integrate(stepper, control, PARAMS, stepper.init(PARAMS, {}), {"t": 0.0, "step": 0, "dt": 1e-3},
+                             2.0, 2.0, 0.25, diagnostics,
+                             lambda carry, clock, records, frame: seen.extend(records))
+    largest = float(carry["history"]["largest"])
+    assert float(carry["history"]["t"]) == pytest.approx(2.0, abs=1e-12) and clock["t"] == pytest.approx(2.0)
+    assert np.allclose(carry["state"]["u"], exact(2.0), rtol=0, atol=1e-12)
+    assert clock["step"] == int(carry["history"]["kept"]) and len(seen) == 8
+    if not reject_above:
+        assert largest > 5 * target and clock["rejected"] == 0
+        return
+    assert largest <= reject_above * target, largest
+    assert clock["rejected"] > 0
+    for record_clock, scalars in seen:  # records of kept steps only (interpolated between two kept steps)
+        assert abs(scalars["u"] - float(exact(record_clock["t"])[0])) <= reject_above * target

@@ -161,8 +161,8 @@ class RunWriter:
         group.attrs["complete"] = False
         self.file.flush()
         _write_tree(group, carry)
-        group.attrs.update(t=clock["t"], step=clock["step"], dt=clock["dt"], checksum=tree_checksum(carry),
-                           complete=True)
+        group.attrs.update(t=clock["t"], step=clock["step"], dt=clock["dt"], rejected=clock.get("rejected", 0),
+                           checksum=tree_checksum(carry), complete=True)
         self.file.flush()
         if "checkpoint" in self.file:
             del self.file["checkpoint"]
@@ -249,7 +249,8 @@ def read_checkpoint(path):
         if not found:
             raise CheckpointError(f"{path}: no valid checkpoint: {'; '.join(problems) or 'none written'}")
         step, carry, attrs = max(found, key=lambda item: item[0])
-        clock = {"t": float(attrs["t"]), "step": int(attrs["step"]), "dt": float(attrs["dt"])}
+        clock = {"t": float(attrs["t"]), "step": int(attrs["step"]), "dt": float(attrs["dt"]),
+                 "rejected": int(attrs.get("rejected", 0))}
     return carry, clock
 
 
