@@ -22,7 +22,6 @@ extrapolated to the interface.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from phasefield.config import validate_run
 from phasefield.integrate import integrate
-from phasefield.runner import build, device_parameters, initial_carry, shared_steps, stable_dt, time_control
+from phasefield.runner import build, device_parameters, shared_steps, stable_dt, time_control
 
 
 def run_scenario(name, t_end, record, solver, initial=None, **scenario):
