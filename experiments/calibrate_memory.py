@@ -6,7 +6,8 @@ abstract arguments, nothing of grid size is allocated) of the run alone (``forwa
 Jacobian along the free parameters (``jacobian``, what the fits use) and of the reverse-mode gradient of a
 least-squares loss (``reverse``, :func:`phasefield.calibrate.loss_and_gradient`), each in MiB and as a
 multiple of the forward run; then the steps the gradient re-runs per step (:func:`snapshot_schedule`;
-``--snapshots 0``: the default number, :func:`default_snapshots`) and,
+``--snapshots 0``: the default number, :func:`budgeted_snapshots`: the re-run rule's
+:func:`default_snapshots`, fewer where that exceeds 3x the forward run's peak) and,
 with ``--time``, the measured wall time of the gradient over that of the forward run (compiled first, best
 of ``--repeats``). ``--step-backward`` adds the peak of one step's backward pass alone, the floor under
 any schedule of the time loop.
@@ -21,6 +22,7 @@ cotangents, so the values are the model's own, shifted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import jax
@@ -30,7 +32,6 @@ import phasefield  # noqa: F401  (float64)
 from phasefield.calibrate import (
     Problem,
     compose_config,
-    default_snapshots,
     loss_and_gradient,
     memory_comparison,
     model_series,
@@ -97,7 +98,7 @@ def main():
     parser.add_argument("--size", type=int, default=128, help="cells per axis")
     parser.add_argument("--steps", type=int, nargs="*", default=[100, 400])
     parser.add_argument("--snapshots", type=int, nargs="+", default=[0, 2, 4],
-                        help="stored carries of the gradient; 0: the default (default_snapshots)")
+                        help="stored carries of the gradient; 0: the default (budgeted_snapshots)")
     parser.add_argument("--time", action="store_true", help="also run forward and gradient and time them")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--step-backward", action="store_true",
@@ -116,16 +117,16 @@ def main():
         for steps in args.steps:
             for snapshots in args.snapshots:
                 problem, theta = problem_for(scenario, args.size, steps, snapshots or None)
-                snapshots = snapshots or default_snapshots(problem.steps)
                 observed = np.zeros((1, problem.times.size))
                 peaks = memory_comparison(problem, observed)
+                snapshots = peaks["snapshots"]
                 forward = peaks["forward"]
                 rerun = snapshot_schedule(problem.steps, snapshots)[1] / problem.steps
                 ratio = ""
                 if args.time:
                     series = jax.jit(model_series(problem))
                     observed = np.asarray(series(theta)) * 1.01
-                    gradient = loss_and_gradient(problem, observed)
+                    gradient = loss_and_gradient(dataclasses.replace(problem, snapshots=snapshots), observed)
                     seconds = [best_of(f, args.repeats) for f in (lambda: gradient(theta), lambda: series(theta))]
                     ratio = f"{seconds[0] / seconds[1]:.1f}"
                 print(f"{scenario:9s} {args.size:>4d}^2 {problem.steps:5d} {snapshots:4d} {forward / 2**20:8.2f} "

@@ -26,10 +26,12 @@ The differentiable run (:func:`model_series`) differs from a production run (:mo
   ``snapshots`` carries and reverses the steps by Griewank's binomial schedule (:func:`snapshot_schedule`):
   peak memory of ``snapshots`` carries (the initial one is rebuilt, not stored), one carry's cotangent
   and one step's backward pass, whatever the number of steps, for ``r n - binom(s + r, s + 1)`` re-run
-  steps (``r`` the smallest with ``binom(s + r, s) >= n``). The default (:func:`default_snapshots`) is
-  the fewest snapshots that re-run at most :data:`RERUN_PER_STEP` (10) steps per step. Measured on the
-  CPU (experiments/calibrate_memory.py): spinodal 128^2, peak of the gradient over the forward run's
-  2.5x with 1 snapshot, 2.9x with 2, 3.3x with 3, 3.8x with 4, the same at 100 and 400 steps;
+  steps (``r`` the smallest with ``binom(s + r, s) >= n``). The default (:func:`budgeted_snapshots`) is
+  the fewest snapshots that re-run at most :data:`RERUN_PER_STEP` (10) steps per step
+  (:func:`default_snapshots`), fewer where the compiled gradient's peak would exceed
+  :data:`MEMORY_RATIO` (3) x the forward run's. Measured on the CPU (experiments/calibrate_memory.py):
+  spinodal 128^2, peak of the gradient over the forward run's 2.5x with 1 snapshot, 2.9x with 2, 3.3x
+  with 3, the same at 100 and 400 steps (400 steps: 3 by the re-run rule, 2 within the memory ratio);
 * within a step, the swelling model's fixed-length ``fori_loop``s (load iterations, bisection passes, the
   mechanics passes) checkpoint their bodies, so that reverse mode stores one loop carry per iteration, not
   every intermediate of every iteration; its limiter's passes are :func:`phasefield.recompute.repeated`
@@ -70,6 +72,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import logging
 import math
 import sys
 import time
@@ -86,6 +89,8 @@ from phasefield.recompute import reverse_pass
 from phasefield.registry import scenario as registered
 from phasefield.runner import build, device_parameters
 from phasefield.simulation import Simulation
+
+log = logging.getLogger("phasefield")
 
 SUPPORTED = {
     "spinodal": ("kappa", "mobility", "rho_s", "c_alpha", "c_beta"),
@@ -121,7 +126,7 @@ class Problem:
     """A differentiable run: ``simulation`` with parameters ``names`` free, fixed ``dt`` (model time),
     diagnostics ``observables`` at model times ``times`` (sorted, >= 0). ``chunk``: steps per checkpointed
     chunk of the forward-mode loop (default about sqrt(steps)); ``snapshots``: carries of the reverse-mode
-    schedule (:func:`snapshot_schedule`; default :func:`default_snapshots`)."""
+    schedule (:func:`snapshot_schedule`; default :func:`budgeted_snapshots`)."""
 
     simulation: Simulation
     names: tuple[str, ...]
@@ -182,7 +187,7 @@ def with_values(params, names: Sequence[str], values):
 
 RERUN_PER_STEP = 10
 """Default number of stored carries of a reverse-mode gradient: the fewest whose schedule re-runs at most this
-many steps per step (:func:`default_snapshots`)."""
+many steps per step (:func:`default_snapshots`), unless they exceed the memory ratio (:func:`budgeted_snapshots`)."""
 
 
 def default_snapshots(steps: int) -> int:
@@ -251,13 +256,13 @@ def snapshot_schedule(steps: int, snapshots: int) -> tuple[np.ndarray, int]:
     return np.asarray(actions, np.int32).reshape(-1, 4), int(cost[free][steps])
 
 
-def model_series(problem: Problem, reverse: bool = False) -> Callable:
+def model_series(problem: Problem, reverse: bool = False, snapshots: int | None = None) -> Callable:
     """``series(theta) -> (n_observables, n_times)``: the observed diagnostics of a fixed-dt run.
 
     Pure and jit-able. ``reverse=False``: a ``lax.scan`` over the steps, for forward mode (and any
     transformation). ``reverse=True``: the same values, with a ``jax.custom_vjp`` whose backward pass
-    reverses the steps by :func:`snapshot_schedule` (``problem.snapshots`` stored carries), for
-    reverse mode only. A time between step ends is interpolated linearly between them (the order of
+    reverses the steps by :func:`snapshot_schedule` (``snapshots`` stored carries, default
+    ``problem.snapshots`` or :func:`default_snapshots`), for reverse mode only. A time between step ends is interpolated linearly between them (the order of
     the first-order splittings' own error).
     """
     simulation, dt = problem.simulation, problem.dt
@@ -303,7 +308,7 @@ def model_series(problem: Problem, reverse: bool = False) -> Callable:
 
     if reverse:
         run = reversed_by_snapshots(run, parameters, observe, wanted, problem,
-                                    problem.snapshots or default_snapshots(steps), fields)
+                                    snapshots or problem.snapshots or default_snapshots(steps), fields)
 
     def series(theta):
         per_step = run(theta)
@@ -457,11 +462,25 @@ def values_and_jacobian(problem: Problem, fast_compile: bool = False) -> Callabl
     return evaluate
 
 
-def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> Callable:
+MEMORY_RATIO = 3.0
+"""The peak memory of a reverse-mode gradient, as a multiple of the forward run's, that the default number of
+stored carries keeps within (issue 18; :func:`budgeted_snapshots`)."""
+
+
+def loss_and_gradient(problem: Problem, observations, loss: str = "squared",
+                      memory_ratio: float = MEMORY_RATIO) -> Callable:
     """Jitted ``theta -> (L, dL/dtheta)`` by reverse mode, the steps reversed by :func:`snapshot_schedule`
-    with ``problem.snapshots`` stored carries (any number of parameters; the memory it takes:
-    :func:`memory_comparison`)."""
-    series = model_series(problem, reverse=True)
+    (any number of parameters). Stored carries: ``problem.snapshots`` if set, else
+    :func:`budgeted_snapshots` (compiles the gradient here, once or twice; the first call reuses that
+    compilation): the memory it takes, :func:`memory_comparison`."""
+    if problem.snapshots is not None:
+        return _reverse_mode(problem, observations, loss, problem.snapshots)
+    return budgeted_snapshots(problem, observations, loss, memory_ratio).gradient
+
+
+def _reverse_mode(problem: Problem, observations, loss: str, snapshots: int) -> Callable:
+    """Jitted ``theta -> (L, dL/dtheta)`` with ``snapshots`` stored carries."""
+    series = model_series(problem, reverse=True, snapshots=snapshots)
     observations = np.asarray(observations, np.float64)
     weights = residual_weights(observations, loss)
 
@@ -472,11 +491,57 @@ def loss_and_gradient(problem: Problem, observations, loss: str = "squared") -> 
     return jax.jit(jax.value_and_grad(objective))
 
 
+@dataclass
+class Budgeted:
+    """What :func:`budgeted_snapshots` chose: the jitted (and compiled) ``gradient``, its ``snapshots``, the
+    compiled peak bytes of one call of it (``gradient_bytes``) and of the forward run (``forward_bytes``)."""
+
+    gradient: Callable
+    snapshots: int
+    gradient_bytes: int
+    forward_bytes: int
+
+
+def budgeted_snapshots(problem: Problem, observations, loss: str = "squared",
+                       memory_ratio: float = MEMORY_RATIO) -> Budgeted:
+    """The reverse-mode gradient with the default number of stored carries: :func:`default_snapshots` (at
+    most :data:`RERUN_PER_STEP` steps re-run per step), lowered while the compiled gradient's peak
+    (XLA's memory analysis, :func:`phasefield.memory.peak_bytes`) exceeds ``memory_ratio`` x the forward
+    run's. Each stored carry adds one carry to the peak (measured: swelling 128^2, 400 steps, 2.91x the run
+    with 2, 3.22x with 3, one carry 2.1 MiB), so one recompile, with the excess divided by the carry's bytes
+    taken off, brings it within the ratio unless one step's backward pass alone exceeds it (then 1 carry,
+    with a warning). Fewer carries re-run more steps (:func:`rerun_steps`): time for memory."""
+    from phasefield.memory import peak_bytes
+
+    theta = jax.ShapeDtypeStruct((len(problem.names),), jnp.float64)
+    forward = peak_bytes(jax.jit(model_series(problem)).lower(theta))
+    shapes = jax.eval_shape(lambda: problem.simulation.stepper.init(problem.base_parameters,
+                                                                   problem.simulation.initial_fields()))
+    carry = max(1, sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)))
+    first = snapshots = default_snapshots(problem.steps)
+    while True:
+        gradient = _reverse_mode(problem, observations, loss, snapshots)
+        lowered = gradient.lower(theta)
+        peak = peak_bytes(lowered, lowered.compile())  # the first call of gradient reuses this compilation
+        excess = peak - memory_ratio * forward
+        if excess <= 0 or snapshots == 1:
+            break
+        snapshots = max(1, snapshots - max(1, math.ceil(excess / carry)))
+    if excess > 0:
+        log.warning("reverse mode: the gradient takes %.2fx the forward run's peak memory with one stored carry "
+                    "(its floor, one step's backward pass), above memory_ratio %.3g", peak / forward, memory_ratio)
+    elif snapshots < first:
+        log.info("reverse mode: stored carries %d, not %d (that would exceed %.3g x the forward run's peak memory): "
+                 "%.2fx, %.1f steps re-run per step", snapshots, first, memory_ratio, peak / forward,
+                 rerun_steps(problem.steps, snapshots) / problem.steps)
+    return Budgeted(gradient, snapshots, peak, forward)
+
+
 def memory_comparison(problem: Problem, observations, loss: str = "squared") -> dict[str, int]:
     """Peak device bytes (XLA's compiled memory analysis, :func:`phasefield.memory.peak_bytes`) of one
     call of: the run alone (``forward``), its forward-mode Jacobian along every parameter
     (``jacobian_forward``, what :func:`fit` uses) and the reverse-mode gradient of the loss
-    (``gradient_reverse``, :func:`loss_and_gradient`).
+    (``gradient_reverse``, :func:`loss_and_gradient`), with its number of stored carries (``snapshots``).
     Nothing of grid size is allocated (abstract arguments)."""
     from phasefield.memory import peak_bytes
 
@@ -491,8 +556,14 @@ def memory_comparison(problem: Problem, observations, loss: str = "squared") -> 
         lowered = jax.jit(function).lower(*args)
         return peak_bytes(lowered, lowered.compile())
 
+    if problem.snapshots is None:
+        chosen = budgeted_snapshots(problem, observations, loss)
+        snapshots, gradient = chosen.snapshots, chosen.gradient_bytes
+    else:
+        snapshots = problem.snapshots
+        gradient = measured(_reverse_mode(problem, observations, loss, snapshots), theta)
     return {"forward": measured(series, theta), "jacobian_forward": measured(jacobian, theta, directions),
-            "gradient_reverse": measured(loss_and_gradient(problem, observations, loss), theta)}
+            "gradient_reverse": gradient, "snapshots": snapshots}
 
 
 @dataclass
