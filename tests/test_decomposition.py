@@ -754,13 +754,16 @@ def test_decomposed_pfhub_benchmarks_equal_one_device_runs(pfhub_four_devices):
 
 @pytest.mark.slow  # the fixture of the test above
 def test_decomposed_pfhub_steps_exchange_halos_or_transposes_never_the_whole_field(pfhub_four_devices):
-    """The stencil steps exchange halos (collective-permutes; the CG's dot products all-reduces), the spectral
-    steps transpose (all-to-alls, none of the field's size); none gathers a field."""
+    """The stencil steps exchange halos of one cell row each (collective-permutes; the CG's dot products
+    all-reduces; 2a: 12 of 96 bytes, where the padded stencils took 48 and 11.5 kB), the spectral steps transpose
+    (all-to-alls, none of the field's size); none gathers a field."""
     for case, result in pfhub_four_devices.items():
-        counts = result["collectives"]
+        counts, sent = result["collectives"], result["bytes"]
         assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0, (case, counts)
         if "explicit" in case:
+            row = PFHUB[case]["scenario"]["shape"][1] * 8
             assert counts["collective-permute"] > 0 and counts["all-to-all"] == 0, (case, counts)
+            assert sent["collective-permute"] == counts["collective-permute"] * row, (case, sent)
         else:
             assert counts["all-to-all"] > 0 and counts["collective-permute"] == 0, (case, counts)
 
