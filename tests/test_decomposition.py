@@ -384,6 +384,61 @@ def test_decomposed_dendrite_equals_one_device_run(four_devices):
     assert split["phi"] < 10 * max(ulp["phi"], 1e-13), (split, ulp)
 
 
+# a 3D dendrite (16 x 8 x 8 cells, one nucleus, noise on) in both formulations: 10 steps on 1 device, on 4 devices
+# and from a start 1 ulp off on 1 device; the gathered arrays' shapes and where they are (about 35 s on 2 cores)
+DENDRITE_3D_SCRIPT = r"""
+import json, re
+import jax, jax.numpy as jnp
+import phasefield
+from phasefield.config import validate_run
+from phasefield.runner import build, device_parameters, initial_carry
+
+assert jax.device_count() == 4
+""" + DENDRITE_SETUP + r"""
+DENDRITE.update(size=[4.0, 2.0, 2.0], shape=[16, 8, 8], nuclei=[[1.0, 1.0, 1.0]])
+out = {}
+for formulation in ("reaction", "chen2015"):
+    _, _, start, one = dendrite("none", formulation=formulation)
+    _, _, split_start, split = dendrite("slabs", formulation=formulation)
+    reference, halved = one(start), split(split_start)
+    ulp = one({**start, "state": {**start["state"], "xi": jnp.nextafter(start["state"]["xi"], 2.0)}})
+    def relative(carry):
+        return {name: float(jnp.max(jnp.abs(carry["state"][name] - reference["state"][name]))
+                            / jnp.max(jnp.abs(reference["state"][name]))) for name in ("xi", "c", "phi")}
+    hlo = split.as_text()
+    gathers = [line for line in hlo.splitlines() if re.search(r"all-gather(?:-start)?\(", line)]
+    out[formulation] = {"split": relative(halved), "ulp": relative(ulp),
+                        "change": float(jnp.max(jnp.abs(reference["state"]["xi"] - start["state"]["xi"]))),
+                        "layout": [list(halved["state"][name].sharding.spec) for name in ("xi", "c", "phi")],
+                        "gathered": [re.search(r"\[([\d,]*)\]", line)[1] for line in gathers],
+                        "in_potential_solve": all("potential_solve" in line for line in gathers)}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def dendrite_3d_four_devices():
+    done = subprocess.run([sys.executable, "-c", DENDRITE_3D_SCRIPT], cwd=ROOT, env=forced_devices_env(), text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("formulation", ["reaction", "chen2015"])
+def test_decomposed_3d_dendrite_equals_one_device_run(dendrite_3d_four_devices, formulation):
+    """A 3D dendrite (16 x 8 x 8 cells in 4 slabs of 4 x 8 x 8, one nucleus, noise on, 10 steps; chen2015 is
+    dendrite_3d's formulation): xi and c equal the one-device run to 1e-12, phi within 10 times what a 1-ulp
+    change of the starting xi makes on one device; the only all-gathers are the potential solve's coarsest
+    multigrid level (8 x 4 x 4), agglomerated on every device."""
+    result = dendrite_3d_four_devices[formulation]
+    assert result["change"] > 0.05, result
+    assert result["layout"] == [["x"]] * 3, result
+    split, ulp = result["split"], result["ulp"]
+    assert split["xi"] < 1e-12 and split["c"] < 1e-12, split
+    assert split["phi"] < 10 * max(ulp["phi"], 1e-13), (split, ulp)
+    assert result["in_potential_solve"] and set(result["gathered"]) <= {"8,4,4"}, result["gathered"]
+
+
 @pytest.fixture(scope="module")
 def leaky_four_devices():
     done = subprocess.run([sys.executable, "-c", LEAKY_SCRIPT], cwd=ROOT, env=forced_devices_env(), text=True,
