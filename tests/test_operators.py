@@ -235,3 +235,36 @@ def test_a_dirichlet_ghost_keeps_a_float32_field_float32(value):
     single = face_gradient(jnp.asarray(u, jnp.float32), grid, boundary, 0)
     assert single.dtype == jnp.float32
     np.testing.assert_allclose(single, face_gradient(jnp.asarray(u), grid, boundary, 0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kinds", KIND_SETS)
+def test_cell_shaped_stencils_equal_the_face_array_forms(kinds):
+    """``neighbours`` are ``pad_axis``'s ghosts (periodic wrap, mirrored no-flux cell, ``2 g - u_0`` on a Dirichlet
+    wall), so the Laplacian, the flux divergence (harmonic and arithmetic face means) and the centred gradient in the
+    field's shape equal the divergence of the face arrays, bit for bit when run eagerly (float32 stays float32)."""
+    from phasefield.operators.stencils import face_average, neighbours, pad_axis
+
+    sides = {"periodic": (Side("periodic"), Side("periodic")), "neumann": (Side("neumann"), Side("neumann")),
+             "dirichlet": (Side("dirichlet", np.float64(0.7)), Side("dirichlet", -1.3))}
+    grid = Grid((8, 6, 5)[: len(kinds)], (0.3, 0.5, 2.0)[: len(kinds)])
+    boundary = Boundary(tuple(sides[k] for k in kinds))
+    rng = np.random.default_rng(5)
+    for dtype in (jnp.float64, jnp.float32):
+        u, k = jnp.asarray(rng.random(grid.shape), dtype), jnp.asarray(rng.random(grid.shape) + 0.1, dtype)
+        for axis in range(grid.ndim):
+            padded = np.asarray(pad_axis(u, boundary, axis))
+            below, above = neighbours(u, boundary, axis)
+            assert below.dtype == above.dtype == dtype
+            np.testing.assert_array_equal(below, np.take(padded, np.arange(grid.shape[axis]), axis))
+            np.testing.assert_array_equal(above, np.take(padded, np.arange(2, grid.shape[axis] + 2), axis))
+        faces = [face_gradient(u, grid, boundary, a) for a in range(grid.ndim)]
+        np.testing.assert_array_equal(laplacian(u, grid, boundary), divergence(faces, grid))
+        for mean in ("harmonic", "arithmetic"):
+            fluxes = [face_average(k, boundary, a, mean) * faces[a] for a in range(grid.ndim)]
+            np.testing.assert_array_equal(flux_divergence(k, u, grid, boundary, mean), divergence(fluxes, grid))
+        for axis, centred in enumerate(gradient(u, grid, boundary)):
+            padded = np.asarray(pad_axis(u, boundary, axis))
+            n = grid.shape[axis]
+            expected = (jnp.asarray(np.take(padded, np.arange(2, n + 2), axis))
+                        - jnp.asarray(np.take(padded, np.arange(n), axis))) / (2.0 * grid.spacing[axis])
+            np.testing.assert_array_equal(centred, expected)
