@@ -3,7 +3,8 @@
 For each scenario, grid, step count and number of stored carries (``--snapshots``) it prints the peak
 device bytes of one call (XLA's compiled memory analysis, :func:`phasefield.calibrate.memory_comparison`:
 abstract arguments, nothing of grid size is allocated) of the run alone (``forward``), of its forward-mode
-Jacobian along the free parameters (``jacobian``, what the fits use) and of the reverse-mode gradient of a
+Jacobian along the free parameters (``jacobian``, what the fits use; ``sequential``, one tangent at a time,
+``tangents="sequential"``) and of the reverse-mode gradient of a
 least-squares loss (``reverse``, :func:`phasefield.calibrate.loss_and_gradient`), each in MiB and as a
 multiple of the forward run; then the steps the gradient re-runs per step (:func:`snapshot_schedule`;
 ``--snapshots 0``: the default number, :func:`budgeted_snapshots`: the re-run rule's
@@ -106,7 +107,7 @@ def main():
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}; peak MiB (XLA memory analysis) and multiple of the forward run")
     print(f"{'scenario':9s} {'grid':>7s} {'steps':>5s} {'snap':>4s} {'forward':>8s} {'jacobian':>14s} "
-          f"{'reverse':>14s} {'rerun/step':>10s} {'t_grad/t_fwd':>12s}")
+          f"{'sequential':>14s} {'reverse':>14s} {'rerun/step':>10s} {'t_grad/t_fwd':>12s}")
     for scenario in args.scenarios:
         if args.step_backward:
             problem, theta = problem_for(scenario, args.size, 10, 1)
@@ -131,6 +132,7 @@ def main():
                     ratio = f"{seconds[0] / seconds[1]:.1f}"
                 print(f"{scenario:9s} {args.size:>4d}^2 {problem.steps:5d} {snapshots:4d} {forward / 2**20:8.2f} "
                       f"{peaks['jacobian_forward'] / 2**20:8.2f} ({peaks['jacobian_forward'] / forward:4.2f}x) "
+                      f"{peaks['jacobian_sequential'] / 2**20:8.2f} ({peaks['jacobian_sequential'] / forward:4.2f}x) "
                       f"{peaks['gradient_reverse'] / 2**20:8.2f} ({peaks['gradient_reverse'] / forward:4.2f}x) "
                       f"{rerun:10.2f} {ratio:>12s}", flush=True)
 
