@@ -262,8 +262,8 @@ def model_series(problem: Problem, reverse: bool = False, snapshots: int | None 
     Pure and jit-able. ``reverse=False``: a ``lax.scan`` over the steps, for forward mode (and any
     transformation). ``reverse=True``: the same values, with a ``jax.custom_vjp`` whose backward pass
     reverses the steps by :func:`snapshot_schedule` (``snapshots`` stored carries, default
-    ``problem.snapshots`` or :func:`default_snapshots`), for reverse mode only. A time between step ends is interpolated linearly between them (the order of
-    the first-order splittings' own error).
+    ``problem.snapshots`` or :func:`default_snapshots`), for reverse mode only. A time between step ends
+    is interpolated linearly between them (the order of the first-order splittings' own error).
     """
     simulation, dt = problem.simulation, problem.dt
     stepper = simulation.stepper
