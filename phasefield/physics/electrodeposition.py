@@ -44,7 +44,8 @@ import numpy as np
 
 from phasefield.decomposition import AXIS
 from phasefield.grid import Boundary, Grid, Side
-from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient, pad_axis
+from phasefield.operators import SpectralBasis, divergence, face_average, face_gradient, gradient
+from phasefield.operators.stencils import neighbours
 from phasefield.operators.elliptic import apply_operator, solve_potential
 from phasefield.physics.electrochemistry import (
     barrier_slope,
@@ -552,10 +553,7 @@ def interface_curvature(xi, grid: Grid):
     safe = jnp.where(present, norm, 1.0)
     curvature = 0.0
     for axis, g in enumerate(components):
-        normal = jnp.where(present, -g / safe, 0.0)
-        padded = pad_axis(normal, neumann, axis)
-        upper = jax.lax.slice_in_dim(padded, 2, padded.shape[axis], axis=axis)
-        lower = jax.lax.slice_in_dim(padded, 0, padded.shape[axis] - 2, axis=axis)
+        lower, upper = neighbours(jnp.where(present, -g / safe, 0.0), neumann, axis)
         curvature = curvature + (upper - lower) / (2.0 * grid.spacing[axis])
     limit = 1.0 / min(grid.spacing)
     return jnp.where(present, jnp.clip(curvature, -limit, limit), 0.0), norm
