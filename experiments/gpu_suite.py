@@ -365,7 +365,7 @@ def hong2018(suite: Suite, deadline: float):
         if target > pilot:
             run(None, folder, resume=True, changes={"scenario.t_end": target})
         wall = time.perf_counter() - start
-        s_time, height, stop = dendrite_hong2018.figures(folder / "run.h5", folder)
+        s_time, height, stop, _ = dendrite_hong2018.figures(folder / "run.h5", folder)
         suite.add("hong2018", "x".join(map(str, overrides.get("shape", [200, 200]))),
                   f"reached t = {s_time[-1]:.1f} s of {t_final:g} (target {target:g}); {stop or 'no short circuit'}; "
                   f"height {height[-1]:.1f} um; wall {wall:.0f} s (pilot to {pilot:g} s: {wall_pilot:.0f} s, with "
