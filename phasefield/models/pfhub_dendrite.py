@@ -40,6 +40,7 @@ from phasefield.config import ConfigError, PrecisionTimeSolverConfig, option, sc
 from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.operators import SpectralBasis, gradient
+from phasefield.operators.stencils import neighbours
 from phasefield.registry import register_scenario
 from phasefield.schemes import Stepper
 from phasefield.simulation import Quantity, Simulation
@@ -101,10 +102,8 @@ def face_flux_divergence(phi, grid: Grid, params: Config):
     is the 5-point Laplacian times ``W0^2``."""
     w2 = params.interface_width**2
     eps, m = params.anisotropy, params.symmetry
-    padded = jnp.pad(phi, 1, mode="edge")  # mirror ghosts: no flux
+    walls = NEUMANN  # mirror ghosts: no flux
     h0, h1 = grid.spacing
-    centred_x = (padded[2:, :] - padded[:-2, :]) / (2 * h0)  # (n0, n1 + 2)
-    centred_y = (padded[:, 2:] - padded[:, :-2]) / (2 * h1)  # (n0 + 2, n1)
 
     def flux(normal, tangential, along_x):
         gx, gy = (normal, tangential) if along_x else (tangential, normal)
@@ -114,14 +113,22 @@ def face_flux_divergence(phi, grid: Grid, params: Config):
         da = jnp.where(present, -eps * m * jnp.sin(m * theta), 0.0)
         return w2 * (a * a * normal - a * da * tangential) if along_x else w2 * (a * a * normal + a * da * tangential)
 
-    # x-faces between cells i and i + 1 (interior), tangential from rows j of both cells
-    nx = jnp.diff(phi, axis=0) / h0
-    tx = 0.5 * (centred_y[1:-2, :] + centred_y[2:-1, :])
-    fx = jnp.pad(flux(nx, tx, True), ((1, 1), (0, 0)))
-    ny = jnp.diff(phi, axis=1) / h1
-    ty = 0.5 * (centred_x[:, 1:-2] + centred_x[:, 2:-1])
-    fy = jnp.pad(flux(ny, ty, False), ((0, 0), (1, 1)))
-    return jnp.diff(fx, axis=0) / h0 + jnp.diff(fy, axis=1) / h1
+    # each cell's high face along each axis (the one to cell i + 1), in the cells' shape so that fields split
+    # along x exchange one-row halos (stencils.neighbours): the normal derivative across it, the tangential
+    # one the mean of the centred differences of its two cells; zero on the high wall, and the low face's flux
+    # is the high face's of the cell below (zero on the low wall)
+    centred = [(above - below) / (2 * h) for (below, above), h in
+               ((neighbours(phi, walls, axis), h) for axis, h in ((0, h0), (1, h1)))]
+    divergence = 0.0
+    for axis, h in ((0, h0), (1, h1)):
+        above = neighbours(phi, walls, axis)[1]
+        tangential = centred[1 - axis]
+        high = flux((above - phi) / h, 0.5 * (tangential + neighbours(tangential, walls, axis)[1]), axis == 0)
+        index = jnp.arange(phi.shape[axis]).reshape([-1 if a == axis else 1 for a in range(2)])
+        high = jnp.where(index == phi.shape[axis] - 1, 0.0, high)
+        low = jnp.where(index == 0, 0.0, jnp.roll(high, 1, axis))
+        divergence = divergence + (high - low) / h
+    return divergence
 
 
 def phase_rate(phi, u, grid: Grid, params: Config):
