@@ -832,8 +832,8 @@ def test_decomposed_pfhub_steps_exchange_halos_or_transposes_never_the_whole_fie
 def test_decomposed_pfhub_dendrite_and_mms_equal_one_device_runs(pfhub_own_steps_four_devices):
     """PFHub 3a (16 x 16, the seed grew, the tip moving) and 7a (16 x 8, the interface moving through the periodic x
     split), 100 steps on 4 devices: the fields split along x and, with 3a's tip velocity, equal to the one-device run to
-    1e-12 relative; the steps exchange halos (3a also transposes for U's solve) and gather nothing (3a's tip is read
-    off the split row by masked sums, all-reduces)."""
+    1e-12 relative; the steps exchange halos of one cell row each (3a also transposes for U's solve) and gather
+    nothing (3a's tip is read off the split row by masked sums, all-reduces)."""
     result = pfhub_own_steps_four_devices
     assert set(result) == set(PFHUB_OWN_STEPS)
     assert result["dendrite 3a"]["change"]["['phi']"] > 0.5 and result["mms a"]["change"]["['eta']"] > 0.1, result
@@ -845,6 +845,8 @@ def test_decomposed_pfhub_dendrite_and_mms_equal_one_device_runs(pfhub_own_steps
         counts = outcome["collectives"]
         assert counts["all-gather"] == 0 and counts["reduce-scatter"] == 0 and counts["collective-permute"] > 0, counts
         assert (counts["all-to-all"] > 0) == (case == "dendrite 3a"), (case, counts)
+        row = PFHUB_OWN_STEPS[case]["scenario"]["shape"][1] * 8
+        assert outcome["bytes"]["collective-permute"] == counts["collective-permute"] * row, (case, outcome["bytes"])
 
 
 @pytest.mark.slow  # six compiles of nested solver loops, about 4 minutes: outside the suite's budget
