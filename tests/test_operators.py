@@ -241,8 +241,9 @@ def test_a_dirichlet_ghost_keeps_a_float32_field_float32(value):
 def test_cell_shaped_stencils_equal_the_face_array_forms(kinds):
     """``neighbours`` are ``pad_axis``'s ghosts (periodic wrap, mirrored no-flux cell, ``2 g - u_0`` on a Dirichlet
     wall), so the Laplacian, the flux divergence (harmonic and arithmetic face means) and the centred gradient in the
-    field's shape equal the divergence of the face arrays, bit for bit when run eagerly (float32 stays float32)."""
-    from phasefield.operators.stencils import face_average, neighbours, pad_axis
+    field's shape equal the divergence of the face arrays, and ``wall_flux`` their high wall's faces, bit for bit
+    when run eagerly (float32 stays float32)."""
+    from phasefield.operators.stencils import face_average, neighbours, pad_axis, wall_flux
 
     sides = {"periodic": (Side("periodic"), Side("periodic")), "neumann": (Side("neumann"), Side("neumann")),
              "dirichlet": (Side("dirichlet", np.float64(0.7)), Side("dirichlet", -1.3))}
@@ -262,6 +263,9 @@ def test_cell_shaped_stencils_equal_the_face_array_forms(kinds):
         for mean in ("harmonic", "arithmetic"):
             fluxes = [face_average(k, boundary, a, mean) * faces[a] for a in range(grid.ndim)]
             np.testing.assert_array_equal(flux_divergence(k, u, grid, boundary, mean), divergence(fluxes, grid))
+            for axis in range(grid.ndim):  # the high wall's faces from the wall cells alone
+                np.testing.assert_array_equal(wall_flux(k, u, grid, boundary, axis, mean),
+                                              np.take(np.asarray(fluxes[axis]), grid.shape[axis], axis))
         for axis, centred in enumerate(gradient(u, grid, boundary)):
             padded = np.asarray(pad_axis(u, boundary, axis))
             n = grid.shape[axis]

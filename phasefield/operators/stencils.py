@@ -138,6 +138,23 @@ def flux_divergence(coefficient, u, grid: Grid, boundary: Boundary, mean: str = 
     return total
 
 
+def wall_flux(coefficient, u, grid: Grid, boundary: Boundary, axis: int, mean: str = "harmonic"):
+    """``k du/dx_axis`` on the faces of the high wall of ``axis`` (the last of :func:`face_average` times
+    :func:`face_gradient`'s ``n + 1`` faces), from the wall cells alone: ``u``'s shape without ``axis``."""
+    k, wall_cell = (jnp.take(v, v.shape[axis] - 1, axis=axis) for v in (coefficient, u))
+    side = boundary.sides[axis][1]
+    if side.kind == PERIODIC:
+        ghost = jnp.take(u, 0, axis=axis)
+        k_ghost = jnp.take(coefficient, 0, axis=axis)
+    else:
+        ghost, k_ghost = wall_cell, k
+        if side.kind == DIRICHLET:
+            ghost = 2.0 * jnp.asarray(side.value, u.dtype) - wall_cell
+        elif side.kind != NEUMANN:
+            raise ValueError(f"no ghost rule for {side.kind!r}")
+    return _face_mean(k, k_ghost, mean) * ((ghost - wall_cell) / grid.spacing[axis])
+
+
 def gradient(u, grid: Grid, boundary: Boundary):
     """Centred ``grad u`` at cell centres, one array per axis."""
     out = []
