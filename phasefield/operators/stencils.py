@@ -52,6 +52,16 @@ def pad_axis(u, boundary: Boundary, axis: int):
     return padded
 
 
+def _wall_ghost(wall_cells, side):
+    """The ghost beyond a non-periodic wall whose cells hold ``wall_cells``: the mirror (no flux) or ``2 g - u``
+    (Dirichlet, ``g`` in ``u``'s dtype)."""
+    if side.kind == NEUMANN:
+        return wall_cells
+    if side.kind == DIRICHLET:
+        return 2.0 * jnp.asarray(side.value, wall_cells.dtype) - wall_cells
+    raise ValueError(f"no ghost rule for {side.kind!r}")
+
+
 def neighbours(u, boundary: Boundary, axis: int):
     """``(u_{i-1}, u_{i+1})`` along ``axis``, each of ``u``'s shape, with the walls' ghosts of :func:`pad_axis`.
 
@@ -66,13 +76,7 @@ def neighbours(u, boundary: Boundary, axis: int):
     index = jnp.arange(u.shape[axis]).reshape([-1 if a == axis else 1 for a in range(u.ndim)])
     ghosts = []
     for side, wall, rolled in ((low, 0, below), (high, u.shape[axis] - 1, above)):
-        if side.kind == DIRICHLET:
-            ghost = 2.0 * jnp.asarray(side.value, u.dtype) - u
-        elif side.kind == NEUMANN:
-            ghost = u
-        else:
-            raise ValueError(f"no ghost rule for {side.kind!r}")
-        ghosts.append(jnp.where(index == wall, ghost, rolled))
+        ghosts.append(jnp.where(index == wall, _wall_ghost(u, side), rolled))
     return tuple(ghosts)
 
 
@@ -144,14 +148,9 @@ def wall_flux(coefficient, u, grid: Grid, boundary: Boundary, axis: int, mean: s
     k, wall_cell = (jnp.take(v, v.shape[axis] - 1, axis=axis) for v in (coefficient, u))
     side = boundary.sides[axis][1]
     if side.kind == PERIODIC:
-        ghost = jnp.take(u, 0, axis=axis)
-        k_ghost = jnp.take(coefficient, 0, axis=axis)
+        ghost, k_ghost = jnp.take(u, 0, axis=axis), jnp.take(coefficient, 0, axis=axis)
     else:
-        ghost, k_ghost = wall_cell, k
-        if side.kind == DIRICHLET:
-            ghost = 2.0 * jnp.asarray(side.value, u.dtype) - wall_cell
-        elif side.kind != NEUMANN:
-            raise ValueError(f"no ghost rule for {side.kind!r}")
+        ghost, k_ghost = _wall_ghost(wall_cell, side), k
     return _face_mean(k, k_ghost, mean) * ((ghost - wall_cell) / grid.spacing[axis])
 
 
