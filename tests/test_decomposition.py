@@ -167,11 +167,7 @@ RUN = {"scenario": {"name": "spinodal", "variant": "a", "shape": [16, 12], "t_en
 @pytest.fixture(scope="module")
 def four_devices(tmp_path_factory):
     folder = tmp_path_factory.mktemp("slabs")
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder / "split"), json.dumps(RUN)], cwd=ROOT,
-                          env=forced_devices_env(),
-                          text=True, capture_output=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "folder": folder}
+    return {**on_four_devices(SCRIPT, str(folder / "split"), json.dumps(RUN), timeout=900), "folder": folder}
 
 
 SWELLING_SCRIPT = r"""
@@ -274,12 +270,17 @@ def forced_devices_env():
     return env
 
 
-@pytest.fixture(scope="module")
-def swelling_four_devices():
-    done = subprocess.run([sys.executable, "-c", SWELLING_SCRIPT, json.dumps(SWELLING)], cwd=ROOT,
-                          env=forced_devices_env(), text=True, capture_output=True, timeout=300)
+def on_four_devices(script: str, *args: str, timeout: float = 300) -> dict:
+    """The JSON that ``script`` prints last, run with ``args`` in a subprocess with 4 forced CPU devices."""
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=forced_devices_env(), text=True,
+                          capture_output=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def swelling_four_devices():
+    return on_four_devices(SWELLING_SCRIPT, json.dumps(SWELLING))
 
 
 def test_slab_transforms_equal_the_one_device_transforms_and_invert(four_devices):
@@ -418,10 +419,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def dendrite_3d_four_devices():
-    done = subprocess.run([sys.executable, "-c", DENDRITE_3D_SCRIPT], cwd=ROOT, env=forced_devices_env(), text=True,
-                          capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return on_four_devices(DENDRITE_3D_SCRIPT)
 
 
 @pytest.mark.parametrize("formulation", ["reaction", "chen2015"])
@@ -441,10 +439,7 @@ def test_decomposed_3d_dendrite_equals_one_device_run(dendrite_3d_four_devices, 
 
 @pytest.fixture(scope="module")
 def leaky_four_devices():
-    done = subprocess.run([sys.executable, "-c", LEAKY_SCRIPT], cwd=ROOT, env=forced_devices_env(), text=True,
-                          capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return on_four_devices(LEAKY_SCRIPT)
 
 
 @pytest.mark.slow  # two compiles of the leaky balanced step, about 40 s: outside the suite's budget
@@ -526,10 +521,7 @@ print(json.dumps({"difference": float(np.abs(phi_split - phi_one).max() / np.abs
 
 @pytest.fixture(scope="module")
 def multigrid_four_devices():
-    done = subprocess.run([sys.executable, "-c", MULTIGRID_SCRIPT], cwd=ROOT, env=forced_devices_env(), text=True,
-                          capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return on_four_devices(MULTIGRID_SCRIPT)
 
 
 def test_decomposed_multigrid_solve_equals_one_device_solve_and_agglomerates_coarse_levels(multigrid_four_devices):
@@ -645,10 +637,7 @@ DENDRITE_SOLID = {"name": "dendrite_solid", "size": [4.0, 2.0], "shape": [16, 8]
 
 @pytest.fixture(scope="module")
 def dendrite_solid_four_devices():
-    done = subprocess.run([sys.executable, "-c", DENDRITE_SOLID_SCRIPT, json.dumps(DENDRITE_SOLID)], cwd=ROOT,
-                          env=forced_devices_env(), text=True, capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return on_four_devices(DENDRITE_SOLID_SCRIPT, json.dumps(DENDRITE_SOLID))
 
 
 @pytest.mark.slow  # two compiles of the coupled step, about 30 s: outside the suite's budget
@@ -778,10 +767,7 @@ WALLED = {
 
 
 def compared_on_four_devices(cases):
-    done = subprocess.run([sys.executable, "-c", SCENARIO_SCRIPT, json.dumps(cases)], cwd=ROOT,
-                          env=forced_devices_env(), text=True, capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return on_four_devices(SCENARIO_SCRIPT, json.dumps(cases), timeout=600)
 
 
 @pytest.fixture(scope="module")
