@@ -38,7 +38,15 @@ and, at ``p sqrt(pi a) = K_Ic``, advances. Per step:
    ``i(eta, p)`` (Butler-Volmer with the mechanical overpotential, exchange current ``RT / (F R_ct)``), on the
    flat anode ``i(eta, p_s)``. Overpotential control holds ``eta``; current control finds ``eta`` whose total
    current is the applied one (bisection). The ionic potential drop along the filament (``i a / sigma``: 1 mV
-   for 10 um at 0.5 mA/cm^2 in LLZO) is neglected: every Li surface sees the same ``eta``;
+   for 10 um at 0.5 mA/cm^2 in LLZO) is neglected: every Li surface sees the same ``eta``. With ``ionic_field``
+   (one flaw) the electrolyte is resolved instead (:mod:`phasefield.physics.electrolyte_network`): the anode face
+   and the filament's Li cells (its crack, ``d >= 1/2``, up to the Li front) are two electrodes in a slab of
+   conductivity ``(1 - d) sigma + d sigma_crack`` (an empty crack ahead of the Li blocks ions), with the counter
+   electrode at the far wall; two unit-field solves per deposit give their conductance matrix, and each surface
+   plates at its own overpotential ``eta_k = V + (R I)_k`` (``V`` the cell voltage, held by overpotential control
+   or found by current control; ``R`` the inverse conductance matrix, ``I`` the surfaces' currents). A filament
+   reaching towards the counter electrode shortens the ionic path: it plates at a larger overpotential than the
+   anode face, and the slab's resistance falls (the scalar ``electrolyte_resistance``);
 3. Mechanics at fixed ``V_Li`` (volume control, which makes the growth stable: a crack that advances gains
    volume and lowers ``p``): :func:`load_step` with :class:`~phasefield.physics.fracture.VolumeControl`, ``p``
    re-solved from the Li balance at every u-d iteration (the crack linearised by a unit-pressure solve), the
@@ -76,7 +84,8 @@ change per cell (``crack_advance_scale`` = 0: about 5 steps per cell of crack ad
 the grid) or the crack's advance over ``crack_advance_scale`` um (the same steps at any grid).
 
 The run stops at a short circuit: the crack tip within ``short_circuit_gap`` of the counter electrode
-(``time_to_short``). Cell voltage ``eta - i L_x / sigma`` (a reversible counter electrode).
+(``time_to_short``). Cell voltage ``eta - i L_x / sigma`` (a reversible counter electrode; with ``ionic_field``
+the network's ``V``).
 
 Units: um, s, V; GPa inside (MPa and mA/cm^2 in the options and scalars), J/m^2 for toughness; 2D volumes per
 unit thickness (um^2).
@@ -99,6 +108,7 @@ from phasefield.operators.walled_elasticity import (
     cell_displacement,
     normal_strains,
 )
+from phasefield.physics import electrolyte_network as en
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
 from phasefield.registry import register_scenario
@@ -154,13 +164,26 @@ class Config:
     li_molar_volume: float = option(1.30e-5, min=0.0, exclusive=True, help="Omega_Li, m^3/mol")
     li_min_opening: float = option(1e-3, min=0.0, help="narrowest opening the Li enters, um")
     control: str = option("overpotential", choices=CONTROLS, help="hold the overpotential or the current density")
-    overpotential: float = option(-0.1, help="overpotential control: eta at the Li surfaces, V (< 0 plates)")
+    overpotential: float = option(-0.1, help="overpotential control: eta at the Li surfaces, V (< 0 plates); with "
+                                  "ionic_field the cell voltage (the Li against the reversible counter electrode), "
+                                  "which the surfaces' overpotentials and the ohmic drop share")
     current_density: float = option(1.0, help="current control: mean plating current density, mA/cm^2")
     interface_resistance: float = option(10.0, min=0.0, exclusive=True,
                                          help="Li|electrolyte charge-transfer resistance R_ct, ohm cm^2")
     transfer_coefficient: float = option(0.5, min=0.0, max=1.0, help="Butler-Volmer alpha")
     temperature: float = option(298.15, min=0.0, exclusive=True, help="K")
-    conductivity: float = option(0.05, min=0.0, exclusive=True, help="ionic conductivity, S/m (cell voltage)")
+    conductivity: float = option(0.05, min=0.0, exclusive=True,
+                                 help="ionic conductivity of the intact ceramic, S/m (the cell voltage; with "
+                                 "ionic_field the electrolyte network's)")
+    ionic_field: bool = option(False, help="resolve the electrolyte between the Li surfaces and the counter "
+                               "electrode: a resistor network from the conductivity field, lowered where the ceramic "
+                               "is broken (physics.md 5.2 item 3); the anode face and the filament each plate at "
+                               "their own overpotential, and overpotential control holds the cell voltage (one "
+                               "flaw). False: every Li surface at the held overpotential, the ohmic drop only in "
+                               "cell_voltage")
+    crack_conductivity: float = option(0.0, min=0.0, help="ionic_field: ionic conductivity of a broken cell (d = 1) "
+                                       "beyond the Li front, S/m (an empty crack: 0; at least 1e-6 of conductivity): "
+                                       "sigma(d) = (1 - d) conductivity + d crack_conductivity")
     stack_pressure: float = option(0.0, min=0.0, help="stack pressure along x, MPa")
     grain_size: float = option(0.0, min=0.0, static=True,
                                help="weak grain boundaries: mean grain size, um (a Voronoi tessellation, one random "
@@ -218,6 +241,9 @@ class Config:
                                              self.grain_size == 0.0)):
                 if not ok:
                     raise ConfigError(f"{prefix}.{key}", value, allowed)
+        if self.flaws and self.ionic_field:
+            raise ConfigError(f"{prefix}.ionic_field", self.ionic_field, "false with flaws (the resistor network "
+                              "couples one filament and the anode face; several flaws plate at one overpotential)")
         if self.flaws:
             check_flaws(self, f"{prefix}.flaws")
             for f in dataclasses.fields(self):  # flaw_depth and flaw_angle unused: a value of the user's is refused
@@ -632,25 +658,63 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         filled = jnp.clip(front[:, None] - (x_centres - hx / 2), 0.0, hx)
         return 2.0 * jnp.sum(filled * crack_extent(state.damage * regions), axis=-1)
 
+    def electrodes(state: fr.FractureState, front):
+        """Each filament's Li cells (``(N,) + grid.shape``): its crack (``d >= 1/2``) on its region up to its Li
+        ``front``."""
+        depth = x_centres.reshape((-1,) + (1,) * (grid.ndim - 1))
+        return regions * (depth <= front.reshape((-1,) + (1,) * grid.ndim)) * (state.damage >= 0.5)
+
+    def network(params, state: fr.FractureState, front):
+        """The electrolyte's conductance matrix of the anode face and the filament against the counter electrode
+        (:func:`en.electrode_conductances`, the conductivity lowered by damage), its unit fields and CG iterations."""
+        sigma = en.damaged_conductivity(state.damage, params.conductivity, params.crack_conductivity)
+        return en.electrode_conductances(sigma, electrodes(state, front), grid)
+
+    def ionic_zeros():
+        return {"surface_overpotentials": f64(jnp.zeros(count + 1)), "ionic_iterations": jnp.zeros((), jnp.int32),
+                "electrolyte_resistance": f64(0.0)} if config.ionic_field else {}
+
     def deposit(params, state: fr.FractureState, pressure, c, li_volume, dt, filled=None):
         """Backward-Euler deposition into the filaments and onto the flat anode (the cracks of ``state``
         linearised by their compliance matrix ``c`` about ``pressure``, :func:`fl.implicit_deposits`; the Li fronts
         from the Li volumes ``filled``, default ``li_volume``, the volumes at the start of the step); returns the
         new Li volumes, the overpotential, the flat and the filaments' current densities (A/m^2), the
-        filaments' interface lengths (um; areas, um^2, in 3D) and the residual of the coupled sweeps."""
+        filaments' interface lengths (um; areas, um^2, in 3D), the residual of the coupled sweeps and, with
+        ``ionic_field``, the network's results (the surfaces' overpotentials, anode first; CG iterations; the
+        electrolyte's area resistance, ohm cm^2). With ``ionic_field`` ``eta`` is the cell voltage: the surfaces
+        plate at the overpotentials of :func:`en.surface_overpotentials` (the network of this state's Li, the
+        filament at the pressure of its new volume, backward Euler as without it)."""
         _, front, volume = geometry(params, state, pressure, li_volume if filled is None else filled)
         area = interface_area(state, front)
         base = volume - c @ pressure
-        current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
         rate = deposition_rate(params)
         stack = params.stack_pressure * STRESS_UNIT
+        ionic = ionic_zeros()
+        if config.ionic_field:
+            conductance, _, ionic_iterations = network(params, state, front)
+            unconnected = jnp.diag(conductance) <= 0.0  # no Li cells (a filament whose front is at the mouth)
+            resistance = jnp.linalg.inv(conductance + jnp.diag(unconnected.astype(conductance.dtype)))
+            areas = jnp.concatenate([f64([period]), area])
+            surface_current = lambda eta, p: currents(params, eta, p)  # noqa: E731
+
+            def surfaces(eta, p):  # the anode's and the filament's overpotentials and currents (A/m^2 um)
+                return en.surface_overpotentials(eta, resistance, areas, surface_current,
+                                                 jnp.concatenate([jnp.reshape(f64(stack), (1,)), p]))
+
+            current_of = lambda eta, p: surfaces(eta, p)[1][1:] / jnp.maximum(area, 1e-30)  # noqa: E731
+            anode_of = lambda eta, v: surfaces(  # noqa: E731
+                eta, fl.li_pressure(v, base, jnp.diagonal(c), params.li_bulk_modulus))[1][0] / period
+        else:
+            current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
+            anode_of = lambda eta, v: current_of(eta, stack)  # noqa: E731
 
         def new_volume(eta):
             return fl.implicit_deposits(li_volume, dt, area, eta, base, c, pressure, params.li_bulk_modulus,
                                         current_of, rate, max_sweeps=params.coupled_sweeps)
 
         def excess(eta):  # applied minus carried total current, increasing in eta
-            carried = period * current_of(eta, stack) + jnp.sum(new_volume(eta)[0] - li_volume) / (dt * rate)
+            volume = new_volume(eta)[0]
+            carried = period * anode_of(eta, volume) + jnp.sum(volume - li_volume) / (dt * rate)
             return params.current_density * CURRENT_UNIT * period - carried  # A/m^2 um
 
         if config.control == "current":
@@ -659,7 +723,11 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             eta = f64(params.overpotential)
         volume, residual = new_volume(eta)
         filament_current = (volume - li_volume) / (dt * rate * jnp.maximum(area, 1e-30))
-        return volume, eta, current_of(eta, stack), filament_current, area, residual
+        if config.ionic_field:
+            overpotentials = surfaces(eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))[0]
+            ionic = {"surface_overpotentials": overpotentials, "ionic_iterations": ionic_iterations,
+                     "electrolyte_resistance": period / jnp.sum(conductance) * 1e4}
+        return volume, eta, anode_of(eta, volume), filament_current, area, residual, ionic
 
     def init(params, fields):
         """The flaws as given (``d = 1`` on their cells, no displacement), filled with their stress-free Li; the
@@ -686,7 +754,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
                       **({"grain_boundary": f64(fields["grain_boundary"])} if "grain_boundary" in fields else {})},
             "history": {"compliance": carried(jnp.diag(f64(compliance)), 2), "unit_displacement": unit},
             "cache": {"info": info, "overpotential": zero, "anode_current": zero,
-                      "filament_current": carried(jnp.zeros(count)), "filament_area": carried(f64(2.0 * face))},
+                      "filament_current": carried(jnp.zeros(count)), "filament_area": carried(f64(2.0 * face)),
+                      **ionic_zeros()},
         }, grid.shape)
 
     def step(params, carry, dt):
@@ -704,7 +773,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             return interface_area(state, geometry(params, state, pressure, volume)[1])
 
         def unsettled(loop):
-            state, pressure, _, _, _, volume, _, _, _, area, passes = loop
+            state, pressure, _, _, _, volume, _, _, _, area, passes, _ = loop
             return (passes == 0) | ((passes <= params.area_passes) & jnp.any(interface(state, pressure, volume) != area))
 
         def deposit_and_equilibrate(loop):
@@ -712,8 +781,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             then the mechanics at the new Li volumes from ``state`` (warm; the damage only grows). The first pass
             starts from the step's start; each later one from the end of the last (the filaments' areas implicit
             too), the counters summed over the passes."""
-            state, pressure, c, unit, info, volume, *_, passes = loop
-            volume, eta, anode_current, filament_current, area, residual = deposit(
+            state, pressure, c, unit, info, volume, *_, passes, _ = loop
+            volume, eta, anode_current, filament_current, area, residual, ionic = deposit(
                 params, state, pressure, c, li_volume, dt, filled=volume)
             base = geometry(params, state, pressure, volume)[2] - c @ pressure
             # the pressures' first guess (load_step solves them again with the mechanics)
@@ -722,14 +791,15 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
                                                          grain_boundary)
             info = {**more, **{k: info[k] + more[k] for k in COUNTERS}, "deposit_sweep_residual": residual,
                     "peak_pressure": jnp.maximum(info["peak_pressure"], more["peak_pressure"])}
-            return state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes + 1
+            return (state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes + 1,
+                    ionic)
 
         zero, izero, zeros = f64(0.0), jnp.zeros((), jnp.int32), f64(jnp.zeros(count))
         info = {**dict.fromkeys(COUNTERS, izero), "mismatch": zero, "peak_pressure": zero,
                 "converged": jnp.asarray(False), "pressure_sweep_residual": zero, "deposit_sweep_residual": zero}
         loop = (state, li_pressure, per_filament(carry["history"]["compliance"], 2), unit, info, li_volume, zero,
-                zero, zeros, zeros, izero)
-        state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes = \
+                zero, zeros, zeros, izero, ionic_zeros())
+        state, pressure, c, unit, info, volume, eta, anode_current, filament_current, area, passes, ionic = \
             jax.lax.while_loop(unsettled, deposit_and_equilibrate, loop)
         info = {**info, "area_passes": passes - 1}
         anode = s["anode_volume"] + dt * rate * period * anode_current
@@ -742,7 +812,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
                "plated_volume": plated, "anode_volume": anode, "time": time, "short_time": short_time,
                **({} if grain_boundary is None else {"grain_boundary": grain_boundary})}
         cache = {"info": info, "overpotential": eta, "anode_current": anode_current,
-                 "filament_current": carried(filament_current), "filament_area": carried(area)}
+                 "filament_current": carried(filament_current), "filament_area": carried(area), **ionic}
         history = {"compliance": carried(c, 2), "unit_displacement": {"xyz"[a]: carried(v) for a, v in enumerate(unit)}}
         return laid_out(slabs, {"state": new, "history": history, "cache": cache}, grid.shape)
 
@@ -753,11 +823,13 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         mat = material(params, s.get("grain_boundary"))
         sigma = fr.stress(state, mat, problem, prestress_eigenstrain(params))
         _, front, _ = geometry(params, state, per_filament(s["li_pressure"]), per_filament(s["li_volume"]))
-        depth = x_centres.reshape((-1,) + (1,) * (grid.ndim - 1))
-        filled = jnp.sum(regions * (depth <= front.reshape((-1,) + (1,) * grid.ndim)), axis=0)
-        lithium = (state.damage >= 0.5) * filled
+        lithium = jnp.sum(electrodes(state, front), axis=0)
         toughness = jnp.broadcast_to(mat.toughness / TOUGHNESS_UNIT, grid.shape)
         out = {"damage": state.damage, "lithium": lithium, "toughness": toughness}
+        if config.ionic_field:  # the network of this state's Li and the last step's overpotentials
+            unit_fields = network(params, state, front)[1]
+            out["electrolyte_potential"] = en.electrolyte_potential(
+                unit_fields, carry["cache"]["overpotential"], carry["cache"]["surface_overpotentials"])
         for a, name in enumerate("xyz"[:grid.ndim]):
             out[f"displacement_{name}"] = displacement[a]
             out[f"stress_{name}{name}"] = sigma[name * 2]
@@ -788,7 +860,9 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         pressure, li_volume = per_filament(s["li_pressure"]), per_filament(s["li_volume"])
         depth, front, volume = geometry(params, state, pressure, li_volume)
         deepest = jnp.argmax(depth)
-        eta = cache["overpotential"]
+        eta = cache["overpotential"]  # with ionic_field the cell voltage
+        anode_eta, filament_eta = ((cache["surface_overpotentials"][0], cache["surface_overpotentials"][1])
+                                   if config.ionic_field else (eta, eta))
         area, filament_current = per_filament(cache["filament_area"]), per_filament(cache["filament_current"])
         mean_current = (period * cache["anode_current"] + jnp.sum(area * filament_current)) / period
         load = loading(params, pressure)
@@ -807,14 +881,14 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             "plated_volume": s["plated_volume"],
             "anode_volume": s["anode_volume"],
             "li_pressure": jnp.max(pressure) / STRESS_UNIT,
-            "equilibrium_pressure": fl.equilibrium_pressure(eta, params.li_molar_volume) * 1e3,
+            "equilibrium_pressure": fl.equilibrium_pressure(filament_eta, params.li_molar_volume) * 1e3,
             "stress_intensity": jnp.max(intensity),  # sigma_nn on the flaw's faces
-            "overpotential": eta * 1e3,
+            "overpotential": anode_eta * 1e3,
             "mechanical_overpotential": fl.mechanical_overpotential(jnp.max(pressure), params.li_molar_volume) * 1e3,
             "current_density": mean_current / CURRENT_UNIT,
             "filament_current_density": jnp.sum(area / jnp.maximum(jnp.sum(area), 1e-30) * filament_current)
             / CURRENT_UNIT,  # the area-weighted mean (one filament: its own, exactly)
-            "cell_voltage": eta - mean_current * thickness * MICRON / params.conductivity,
+            "cell_voltage": eta if config.ionic_field else eta - mean_current * thickness * MICRON / params.conductivity,
             "elastic_energy": fr.elastic_energy(state, mat, problem, load.eigenstrain),
             "fracture_energy": fr.fracture_energy(state.damage, mat, model, problem),
             "damage_max": jnp.max(state.damage),
@@ -832,6 +906,10 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             "regularisation_length": mat.length,
             "reaction_force": fr.reactions(state, mat, problem, load)[1] * 1e3,
         }
+        if config.ionic_field:
+            out |= {"filament_overpotential": filament_eta * 1e3,
+                    "electrolyte_resistance": cache["electrolyte_resistance"],
+                    "ionic_iterations": as_float(cache["ionic_iterations"])}
         if not single:
             for k in range(count):
                 out |= {f"crack_depth_{k + 1}": depth[k], f"filament_depth_{k + 1}": front[k],
@@ -850,9 +928,10 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         parameters=config,
         stepper=stepper,
         initial_fields=lambda: dict(initial),
-        field_info={k: v for k, v in FIELD_INFO.items() if three_d or not k.endswith("z")},
+        field_info={k: v for k, v in FIELD_INFO.items() if (three_d or not k.endswith("z"))
+                    and (config.ionic_field or k != "electrolyte_potential")},
         diagnostics=diagnostics,
-        scalar_info=scalar_info(grid.ndim, 0 if single else count),
+        scalar_info=scalar_info(grid.ndim, 0 if single else count, config.ionic_field),
         scales={"length": (MICRON, "m"), "time": (1.0, "s"), "stress": (1e9, "Pa")},
     )
 
@@ -867,6 +946,8 @@ FIELD_INFO = {
     "stress_yy": Quantity("GPa", "sigma_yy (opens a crack along x)"),
     "stress_zz": Quantity("GPa", "sigma_zz (3D)"),
     "toughness": Quantity("J/m^2", "fracture toughness G_c (lower on weak grain boundaries)"),
+    "electrolyte_potential": Quantity("V", "ionic_field: the electrolyte's potential, the Li metal at 0 (the "
+                                           "network's unit fields with the last step's overpotentials)"),
 }
 
 SCALAR_INFO = {
@@ -883,11 +964,12 @@ SCALAR_INFO = {
     "equilibrium_pressure": Quantity("MPa", "F |eta| / Omega_Li: the pressure at which plating stops"),
     "stress_intensity": Quantity("MPa m^1/2", "K_I = (p - s cos^2 theta) sqrt(pi a) at the crack depth (mirror "
                                               "anode face; s the in-plane stress, theta the flaw's angle)"),
-    "overpotential": Quantity("mV", "eta at the Li surfaces"),
+    "overpotential": Quantity("mV", "eta at the Li surfaces (ionic_field: at the anode face)"),
     "mechanical_overpotential": Quantity("mV", "Omega_Li p / F of the filament"),
     "current_density": Quantity("mA/cm^2", "mean plating current density over the anode"),
     "filament_current_density": Quantity("mA/cm^2", "plating current density on the filament faces"),
-    "cell_voltage": Quantity("V", "eta - i L_x / sigma (reversible counter electrode)"),
+    "cell_voltage": Quantity("V", "eta - i L_x / sigma (reversible counter electrode; ionic_field: the network's, "
+                                  "the Li against the counter electrode)"),
     "elastic_energy": Quantity("mJ/m", "stored elastic energy per unit thickness"),
     "fracture_energy": Quantity("mJ/m", "G_c int (w(d)/ell + ell |grad d|^2) / c_w per unit thickness"),
     "damage_max": Quantity("1", "largest damage"),
@@ -915,11 +997,22 @@ SCALAR_INFO = {
 }
 
 
-def scalar_info(ndim: int, flaws: int = 0) -> dict:
+IONIC_SCALAR_INFO = {
+    "filament_overpotential": Quantity("mV", "eta at the filament's faces"),
+    "electrolyte_resistance": Quantity("ohm cm^2", "the electrolyte between all Li and the counter electrode, per "
+                                                   "anode area (the intact slab: L_x / sigma)"),
+    "ionic_iterations": Quantity("1", "most CG iterations of the network's unit fields in the last step's last "
+                                      "deposit"),
+}
+
+
+def scalar_info(ndim: int, flaws: int = 0, ionic_field: bool = False) -> dict:
     """:data:`SCALAR_INFO` for a ``ndim`` grid: in 3D volumes in um^3, energies in nJ, forces in uN (GPa um^3, GPa
     um^2 x 1e3), and ``K_I`` of the strip or the half-penny; with ``flaws`` (the length of the ``flaws`` option)
     each filament's crack depth, Li front, pressure and volume (``crack_depth_1``, ...)."""
     out = dict(SCALAR_INFO)
+    if ionic_field:
+        out |= IONIC_SCALAR_INFO
     for k in range(1, flaws + 1):
         out |= {f"crack_depth_{k}": Quantity("um", f"crack depth of filament {k} (flaws[{k - 1}]), on its region"),
                 f"filament_depth_{k}": Quantity("um", f"Li front of filament {k}"),

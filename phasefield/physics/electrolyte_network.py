@@ -1,0 +1,154 @@
+"""The electrolyte between Li surfaces and a counter electrode as a resistor network (physics.md 5.2, item 3).
+
+Geometry: x is the stack axis, walled (the anode face at ``x = 0``, the counter electrode at ``x = L_x``); every other
+axis is periodic. Li surfaces are electrodes: the anode face (electrode 0, the low x wall) and ``M`` sets of cells
+(a filament's Li, each its own electrode). The electrolyte in between conducts ions with a per-cell conductivity
+``sigma`` (S/m; :func:`damaged_conductivity` lowers it where the ceramic is broken). Charge conservation,
+``div(sigma grad phi) = 0``, is discretised in conservative form: face conductances ``1 / (r_i + r_j)`` from the
+half-cell resistances ``r = (h_a / 2) / (sigma A_a)`` of the two cells (``A_a`` the face area), an electrode cell
+contributing none (its surface lies on its faces), a face between two electrodes none at all (metal to metal).
+
+Each electrode ``j`` has its unit field ``w_j``: 1 on electrode ``j``, 0 on the others and on the counter
+electrode, harmonic in between (conjugate gradients, Jacobi-preconditioned, on the electrolyte cells). The
+conductance matrix is their discrete Dirichlet form, ``K_kj = sum_faces G (grad w_k)(grad w_j)``: the current
+leaving electrode ``k`` when ``j`` is held at 1 V (symmetric positive definite; stationary in the solves' error).
+With the electrolyte potential ``psi_j`` at each electrode surface and ``V_c`` at the counter electrode, the
+plating current into electrode ``k`` is ``I_k = sum_j K_kj (V_c - psi_j)`` (superposition; the fields are linear).
+
+Treating each surface as one electrode of uniform overpotential is the lumped kinetics' own premise (one
+current density per Li surface); it is close where the Wagner length ``sigma R_ct`` exceeds the surfaces (50 um
+for LLZO at 10 ohm cm^2, filaments of a few um). The metal is one conductor at potential 0, so a surface's
+overpotential is ``eta_k = -psi_k`` and the cell voltage (Li against a reversible counter electrode) is
+``-V_c``::
+
+    eta = V + R I,   I_k = A_k i_k(eta_k),   R = K^-1                         (:func:`surface_overpotentials`)
+
+``V`` the cell voltage (< 0 plates), ``A_k`` the surface areas and ``i_k`` their Butler-Volmer current densities.
+
+Units: lengths um, conductivity S/m, conductances A/m^2 um^(d-1) per V (a current density times an area in um,
+per unit thickness in 2D: :data:`CONDUCTANCE_UNIT`), potentials V.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phasefield.grid import Grid
+from phasefield.operators.krylov import pcg
+
+CONDUCTANCE_UNIT = 1e6  # A/m^2 per (S/m x V/um): sigma (S/m) times a potential gradient in V/um
+CONDUCTIVITY_FLOOR = 1e-6  # a broken cell conducts at least this fraction of the intact ceramic (keeps K definite)
+TOLERANCE = 1e-10  # CG: the unit fields' relative residual (Jacobi-scaled dual norm)
+NEWTON_ITERATIONS = 60
+NEWTON_TOLERANCE = 1e-13  # V
+
+
+def damaged_conductivity(damage, conductivity, crack_conductivity):
+    """``sigma(d) = (1 - d) sigma + d sigma_crack`` (S/m; physics.md 5.2 item 3 without Li: the Li is an electrode
+    here), at least ``CONDUCTIVITY_FLOOR sigma``."""
+    damage = jnp.clip(damage, 0.0, 1.0)
+    return jnp.maximum((1.0 - damage) * conductivity + damage * crack_conductivity, CONDUCTIVITY_FLOOR * conductivity)
+
+
+def _conductances(sigma, electrodes, grid: Grid):
+    """Face conductances: per axis those to the +1 neighbour (``(ndim,) + shape``; the last x row's is 0: the wall),
+    and of the anode (x = 0) and counter (x = L_x) walls (``shape`` each, 0 away from them)."""
+    metal = jnp.any(electrodes > 0, axis=0)
+    high = []
+    for axis, h in enumerate(grid.spacing):
+        area = float(np.prod([s for b, s in enumerate(grid.spacing) if b != axis]))
+        r = jnp.where(metal, 0.0, 0.5 * h / (CONDUCTANCE_UNIT * sigma * area))
+        g = 1.0 / jnp.maximum(r + jnp.roll(r, -1, axis), 1e-300)
+        g = jnp.where(metal & jnp.roll(metal, -1, axis), 0.0, g)
+        if axis == 0:
+            g = g.at[-1].set(0.0)
+        high.append(g)
+    area = float(np.prod(grid.spacing[1:]))
+    r_wall = 0.5 * grid.spacing[0] / (CONDUCTANCE_UNIT * sigma * area)
+    anode = jnp.zeros_like(sigma).at[0].set(jnp.where(metal[0], 0.0, 1.0 / r_wall[0]))
+    counter = jnp.zeros_like(sigma).at[-1].set(1.0 / r_wall[-1])  # an electrode there has shorted the cell
+    return tuple(high), anode, counter
+
+
+def _differences(u, axis: int):
+    """``u_i - u_{i+1}`` on the faces to the +1 neighbour (periodic wrap; the x wrap is masked by its conductance)."""
+    return u - jnp.roll(u, -1, axis)
+
+
+def electrode_conductances(sigma, electrodes, grid: Grid, tolerance=TOLERANCE, max_iterations: int = 4000):
+    """Conductance matrix ``K`` (``(M + 1, M + 1)``, A/m^2 um^(d-1) per V) of the anode face (index 0) and the
+    ``M`` cell electrodes ``electrodes`` (``(M,) + grid.shape``, 1 on an electrode's cells) against the counter
+    electrode, with ``sigma`` (S/m per cell). Returns ``K``, the unit fields ``w`` (``(M + 1,) + grid.shape``) and
+    the largest CG iteration count."""
+    electrodes = jnp.asarray(electrodes, sigma.dtype)
+    high, anode, counter = _conductances(sigma, electrodes, grid)
+    free = 1.0 - jnp.minimum(jnp.sum(electrodes, axis=0), 1.0)
+    diagonal = anode + counter + sum(g + jnp.roll(g, 1, axis) for axis, g in enumerate(high))
+    inverse = jnp.where(free > 0, 1.0 / jnp.maximum(diagonal, 1e-300), 1.0)
+
+    def operator(x):  # the electrolyte block, identity on electrode cells (their values are known)
+        y = free * x
+        out = diagonal * y
+        for axis, g in enumerate(high):
+            out = out - g * jnp.roll(y, -1, axis) - jnp.roll(g * y, 1, axis)
+        return free * out + (1.0 - free) * x
+
+    def neighbours_of(values):  # sum_faces G values_neighbour on every cell
+        out = jnp.zeros_like(values)
+        for axis, g in enumerate(high):
+            out = out + g * jnp.roll(values, -1, axis) + jnp.roll(g * values, 1, axis)
+        return out
+
+    fixed = jnp.concatenate([jnp.zeros((1,) + grid.shape, sigma.dtype), electrodes])  # each unit field's electrode
+    wall = jnp.arange(fixed.shape[0]) == 0  # the anode wall at 1 for field 0
+
+    def unit_field(values, at_anode):
+        rhs = free * (neighbours_of(values) + jnp.where(at_anode, anode, 0.0))
+        x, stats = pcg(operator, rhs, jnp.zeros_like(rhs), lambda r: inverse * r, tolerance, max_iterations)
+        return free * x + values, stats.iterations
+
+    fields, iterations = jax.vmap(unit_field)(fixed, wall)
+    wall_values = wall.astype(sigma.dtype)
+    form = jnp.zeros((fixed.shape[0],) * 2, sigma.dtype)
+    for axis, g in enumerate(high):
+        d = jax.vmap(lambda u: _differences(u, axis))(fields)
+        form = form + jnp.einsum("i...,j...,...->ij", d, d, g)
+    at_anode = fields - wall_values.reshape((-1,) + (1,) * grid.ndim)
+    form = form + jnp.einsum("i...,j...,...->ij", at_anode, at_anode, anode)
+    form = form + jnp.einsum("i...,j...,...->ij", fields, fields, counter)
+    return 0.5 * (form + form.T), fields, jnp.max(iterations)
+
+
+def surface_overpotentials(cell_voltage, resistance, areas, current_of, pressures):
+    """Overpotentials ``eta`` (``(M + 1,)``, V) and currents ``I = A i(eta, p)`` of the surfaces: the root of
+    ``eta = V + R A i(eta, p)`` (``resistance`` ``R = K^-1``, ``areas`` ``A``, ``current_of(eta, p)`` the plating
+    current density, decreasing in ``eta``). Newton from ``eta = V`` (no ohmic drop), which for plating
+    (``eta < 0``, where ``i`` is convex) approaches the root from below without overshooting it."""
+    cell_voltage = jnp.asarray(cell_voltage)
+
+    def residual(eta):
+        return eta - cell_voltage - resistance @ (areas * current_of(eta, pressures))
+
+    slope = jax.vmap(jax.grad(lambda e, p: current_of(e, p)))
+
+    def newton(carry):
+        eta, _, count = carry
+        jacobian = jnp.eye(eta.shape[0], dtype=eta.dtype) - resistance * (areas * slope(eta, pressures))[None, :]
+        change = jnp.linalg.solve(jacobian, residual(eta))
+        return eta - change, jnp.max(jnp.abs(change)), count + 1
+
+    def unsettled(carry):
+        return (carry[1] > NEWTON_TOLERANCE) & (carry[2] < NEWTON_ITERATIONS)
+
+    start = jnp.broadcast_to(cell_voltage, jnp.shape(areas)).astype(jnp.result_type(cell_voltage, areas))
+    eta, _, _ = jax.lax.while_loop(unsettled, newton, (start, jnp.asarray(jnp.inf, start.dtype), 0))
+    return eta, areas * current_of(eta, pressures)
+
+
+def electrolyte_potential(fields, cell_voltage, overpotentials):
+    """The electrolyte potential (V, the Li metal at 0): ``phi = V_c + sum_j (psi_j - V_c) w_j`` with ``V_c = -V``
+    and ``psi_j = -eta_j`` (``fields`` the unit fields of :func:`electrode_conductances`)."""
+    counter = -cell_voltage
+    weights = (-overpotentials - counter).reshape((-1,) + (1,) * (fields.ndim - 1))
+    return counter + jnp.sum(weights * fields, axis=0)

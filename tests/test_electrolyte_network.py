@@ -1,0 +1,107 @@
+"""The electrolyte as a resistor network (physics.electrolyte_network) against series resistances, the conformal map of
+a comb of thin electrodes, and Butler-Volmer roots found here with scipy."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import optimize
+
+from phasefield.grid import Grid
+from phasefield.physics import electrolyte_network as en
+
+F_RT = 96485.33212 / (8.314462618 * 298.15)
+
+
+def no_cells(grid):
+    return jnp.zeros((0,) + grid.shape)
+
+
+def test_a_uniform_slab_conducts_sigma_area_over_thickness():
+    """Anode face to counter electrode through 32 um of 0.05 S/m over an 8 um period: K = sigma L_y / L_x, exactly
+    (the discrete series of half cells is exact for a uniform slab)."""
+    grid = Grid((32, 8), (1.0, 1.0))
+    conductance, fields, _ = en.electrode_conductances(jnp.full(grid.shape, 0.05), no_cells(grid), grid)
+    assert float(conductance[0, 0]) == pytest.approx(en.CONDUCTANCE_UNIT * 0.05 * 8.0 / 32.0, rel=1e-10)
+    x = grid.axis_coordinates(0)
+    np.testing.assert_allclose(fields[0][:, 3], 1.0 - x / 32.0, atol=1e-9)  # linear potential
+
+
+def test_a_broken_band_adds_its_series_resistance():
+    """A band of damage across the period (d = 1 over 3 um, the rest intact): the resistances add,
+    L_x / K = (L_x - w) / sigma + w / sigma_crack; with sigma_crack = 0 the floor (1e-6 sigma) sets the band's."""
+    grid = Grid((32, 8), (1.0, 1.0))
+    damage = np.zeros(grid.shape)
+    damage[10:13] = 1.0
+    for crack, expected in ((0.005, 29.0 / 0.05 + 3.0 / 0.005), (0.0, 29.0 / 0.05 + 3.0 / (en.CONDUCTIVITY_FLOOR * 0.05))):
+        sigma = en.damaged_conductivity(jnp.asarray(damage), 0.05, crack)
+        conductance, _, _ = en.electrode_conductances(sigma, no_cells(grid), grid)
+        assert float(conductance[0, 0]) == pytest.approx(en.CONDUCTANCE_UNIT * 8.0 / expected, rel=1e-8)
+    half = en.damaged_conductivity(jnp.asarray(0.5), 0.05, 0.01)
+    assert float(half) == pytest.approx(0.03)
+
+
+def comb(cells_per_half_period):
+    """A Li fin of height a = 8 um every b = 8 um on the anode face (one cell thick), counter electrode 32 um away."""
+    b, thickness, a = 8.0, 32.0, 8.0
+    h = b / (2 * cells_per_half_period)
+    grid = Grid((round(thickness / h), 2 * cells_per_half_period), (h, h))
+    fin = np.zeros((1,) + grid.shape)
+    fin[0, : round(a / h), cells_per_half_period] = 1.0
+    conductance, _, iterations = en.electrode_conductances(jnp.full(grid.shape, 1.0), jnp.asarray(fin), grid)
+    total = float(jnp.sum(conductance))
+    shift = thickness - en.CONDUCTANCE_UNIT * b / total  # the plane the comb acts as, above the anode face
+    share = float(jnp.sum(conductance[1])) / total  # the fin's part of the current, both at one potential
+    return shift, share, int(iterations)
+
+
+def test_a_comb_of_fins_matches_its_conformal_map():
+    """Thin fins of height a every b on a plane electrode, all at one potential, a far counter electrode. The map
+    w = cosh(pi z / b), s = w^2 takes half a period to the upper half plane with the electrode on [0, c^2],
+    c = cosh(pi a / b), the rest insulating: the potential is Re arccosh(2 s / c^2 - 1), so the comb acts as a plane
+    at delta = (b / pi) ln cosh(pi a / b) (6.24 um for a = b = 8 um) and the fin takes the part of the current
+    1 - (arcsin(2 / c^2 - 1) + pi / 2) / pi (94.5 %) of it. The one-cell-thick fin converges to both from above
+    (measured: delta 6.48 / 6.39 / 6.33 um, share 95.9 / 95.3 / 94.9 % at 8 / 16 / 32 cells per half period)."""
+    b = a = 8.0
+    c = np.cosh(np.pi * a / b)
+    delta = b / np.pi * np.log(c)
+    share = 1.0 - (np.arcsin(2.0 / c**2 - 1.0) + np.pi / 2.0) / np.pi
+    coarse, fine = comb(8), comb(16)
+    print(f"delta {coarse[0]:.4f} / {fine[0]:.4f} um (map {delta:.4f}), fin share {coarse[1]:.4f} / {fine[1]:.4f} "
+          f"(map {share:.4f}), CG {coarse[2]} / {fine[2]}")
+    assert fine[0] == pytest.approx(delta, rel=0.03)
+    assert fine[1] == pytest.approx(share, rel=0.01)
+    assert abs(fine[0] - delta) < 0.7 * abs(coarse[0] - delta)  # converging
+    assert abs(fine[1] - share) < 0.7 * abs(coarse[1] - share)
+
+
+def butler_volmer(eta, i0=2.57, alpha=0.5):
+    return i0 * (np.exp(-alpha * F_RT * eta) - np.exp((1 - alpha) * F_RT * eta))
+
+
+def test_surface_overpotentials_solve_the_ohmic_and_kinetic_balance():
+    """One surface: eta = V + R A i(eta), the scalar root found with brentq; two coupled surfaces (a resistance
+    matrix with a shared part): the vector root found with scipy's fsolve, at a cell voltage of -0.3 V where the
+    ohmic drop takes most of it."""
+    current = lambda eta, p: 2.57 * (jnp.exp(-0.5 * F_RT * eta) - jnp.exp(0.5 * F_RT * eta))  # noqa: E731
+    eta, currents = en.surface_overpotentials(-0.3, jnp.array([[0.02]]), jnp.array([4.0]), current, jnp.zeros(1))
+    root = optimize.brentq(lambda e: e + 0.3 - 0.02 * 4.0 * butler_volmer(e), -0.3, 0.0, xtol=1e-15)
+    assert float(eta[0]) == pytest.approx(root, abs=1e-12)
+    assert float(currents[0]) == pytest.approx(4.0 * butler_volmer(root), rel=1e-10)
+    resistance = np.array([[0.02, 0.015], [0.015, 0.05]])
+    areas = np.array([4.0, 1.5])
+    eta, _ = en.surface_overpotentials(-0.3, jnp.asarray(resistance), jnp.asarray(areas), current, jnp.zeros(2))
+    root = optimize.fsolve(lambda e: e + 0.3 - resistance @ (areas * butler_volmer(e)), np.full(2, -0.1), xtol=1e-14)
+    np.testing.assert_allclose(np.asarray(eta), root, atol=1e-11)
+    assert -0.3 < root[0] < -0.01 and -0.3 < root[1] < -0.01
+
+
+def test_electrolyte_potential_holds_each_surface_and_the_counter_electrode():
+    """Anode face at -eta_0, a fin at -eta_1, the counter electrode at -V: the field's wall-adjacent cells and the
+    fin's cells carry those (the fin exactly; the walls' cells half a cell from the wall)."""
+    grid = Grid((32, 8), (1.0, 1.0))
+    fin = np.zeros((1,) + grid.shape)
+    fin[0, :4, 4] = 1.0
+    _, fields, _ = en.electrode_conductances(jnp.full(grid.shape, 0.05), jnp.asarray(fin), grid)
+    phi = en.electrolyte_potential(fields, -0.1, jnp.array([-0.06, -0.07]))
+    assert np.allclose(np.asarray(phi)[:4, 4], 0.07)
+    assert float(phi[-1, 0]) == pytest.approx(0.1, abs=0.005)
+    assert float(phi[0, 0]) == pytest.approx(0.06, abs=0.005)
