@@ -2,7 +2,8 @@
 
 ``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
 [--advance-scale 10] [--area-passes 4] [--acceleration none|overrelax|anderson] [--relaxation 1.6] [--window 3]
-[--max-iterations 10] [--tolerance 1e-4] [--grain-size 0] [--grain-toughness 0.3] [--grain-seed 0]``
+[--max-iterations 10] [--tolerance 1e-4] [--grain-size 0] [--grain-toughness 0.3] [--grain-seed 0]
+[--electrolyte lumped|network|both]``
 
 A 4 um Li-filled flaw in a 32 um LLZO slab (``shape`` x ``shape`` cells, ell = 2 cells), galvanostatic. The
 flat anode carries most of the current, so the overpotential is about the flat anode's; the filament's pressure
@@ -15,7 +16,13 @@ for all currents; the filament plates on the Li interface of the end of each ste
 start). Writes ``filament_short.csv`` in ``--out`` with the run's totals of mechanics passes, u-d iterations and
 CG iterations (elasticity, damage), and ``filament_short.png``: the damage at the end of each run with the Li-filled
 crack outlined (and the weak grain boundaries, ``--grain-size`` > 0: a Voronoi tessellation of that mean grain
-size, boundaries 2 cells wide with ``--grain-toughness`` of the grains' G_c).
+size, boundaries 2 cells wide with ``--grain-toughness`` of the grains' G_c). ``--electrolyte network``: the
+scenario's ``ionic_field`` (the electrolyte as a resistor network, conductivity 0.05 S/m lowered by damage; the
+anode face and the filament each at its own overpotential), ``both``: each current with the lumped electrolyte and
+with the network, side by side.
+
+Lumped against network at 10 mA/cm^2 (``--currents 10 --electrolyte both``, 2 CPU cores, 2026-12-02; see the closing
+table of issue 14's note for the figures at 32^2, 64^2 and 128^2).
 
 With the Li pressure following the Li volume at every u-d iteration (``fracture.VolumeControl``; 2 shared and
 loaded CPU cores, 2026-12-01), 10 mA/cm^2: 32^2 61 steps, 2444 u-d and 93 300 CG iterations, 15.92 s to short; 64^2
@@ -129,6 +136,9 @@ def main():
     parser.add_argument("--grain-size", type=float, default=0.0, help="weak grain boundaries: mean grain size, um")
     parser.add_argument("--grain-toughness", type=float, default=0.3, help="their G_c over the grains'")
     parser.add_argument("--grain-seed", type=int, default=0)
+    parser.add_argument("--electrolyte", default="lumped", choices=("lumped", "network", "both"),
+                        help="every Li surface at one overpotential (lumped), the electrolyte as a resistor network "
+                        "(ionic_field), or each current with both")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spacing = 32.0 / args.shape
@@ -139,23 +149,32 @@ def main():
                      anderson_window=args.window, tolerance=args.tolerance, grain_size=args.grain_size,
                      grain_boundary_width=2 * spacing, grain_boundary_toughness=args.grain_toughness,
                      grain_seed=args.grain_seed)
-    simulation = fm.build(base, DecomposedTimeSolverConfig())
-    step, diagnostics = jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics)
+    modes = {"lumped": [False], "network": [True], "both": [False, True]}[args.electrolyte]
+    programs = {}
+    for ionic_field in modes:
+        simulation = fm.build(dataclasses.replace(base, ionic_field=ionic_field), DecomposedTimeSolverConfig())
+        programs[ionic_field] = (simulation, jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics))
     eta_c, i_c = critical_current(base, spacing)
     print(f"flaw 4 um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} mA/cm^2")
     rows, frames = [], []
-    for current in args.currents:
-        params = dataclasses.replace(base, current_density=current)
+    for current, ionic_field in ((c, m) for c in args.currents for m in modes):
+        simulation, step, diagnostics = programs[ionic_field]
+        params = dataclasses.replace(base, current_density=current, ionic_field=ionic_field)
         start = time.time()
         values, t, steps, totals, carry = run(simulation, step, diagnostics, params, args.t_end)
         frames.append(jax.device_get(simulation.stepper.fields(params, carry)))
-        rows.append({"current_mA_cm2": current, "time_to_short_s": values["time_to_short"], "t_s": t,
+        rows.append({"current_mA_cm2": current, "electrolyte": "network" if ionic_field else "lumped",
+                     "time_to_short_s": values["time_to_short"], "t_s": t,
                      "steps": steps, "passes": totals["pressure_passes"], "ud_iterations": totals["iterations"],
                      "cg_iterations": totals["elasticity_iterations"],
                      "damage_cg_iterations": totals["damage_iterations"], "overpotential_mV": values["overpotential"],
                      "li_pressure_MPa": values["li_pressure"], "crack_depth_um": values["crack_depth"],
-                     "cell_voltage_V": values["cell_voltage"], "seconds": time.time() - start})
-        print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
+                     "cell_voltage_V": values["cell_voltage"],
+                     "filament_overpotential_mV": values.get("filament_overpotential", values["overpotential"]),
+                     "electrolyte_resistance_ohm_cm2": values.get("electrolyte_resistance", np.nan),
+                     "seconds": time.time() - start})
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
+              flush=True)
     with open(args.out / "filament_short.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -169,8 +188,8 @@ def main():
             ax.contour(fields["toughness"].T, levels=[0.5 * (1 + args.grain_toughness) * base.toughness],
                        colors="white", linewidths=0.3, alpha=0.5, extent=extent)
         short = row["time_to_short_s"]
-        ax.set_title(f"{row['current_mA_cm2']:g} mA/cm^2: " + (f"short at {short:.1f} s" if np.isfinite(short)
-                                                               else f"no short in {row['t_s']:.0f} s"), fontsize=8)
+        outcome = f"short at {short:.1f} s" if np.isfinite(short) else f"no short in {row['t_s']:.0f} s"
+        ax.set_title(f"{row['current_mA_cm2']:g} mA/cm^2, {row['electrolyte']}: {outcome}", fontsize=8)
         ax.set_xlabel("x (um), anode at 0", fontsize=7)
         ax.tick_params(labelsize=6)
     figure.tight_layout()

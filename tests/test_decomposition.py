@@ -736,7 +736,8 @@ PFHUB_OWN_STEPS = {
               "solver": {}, "steps": 100, "dt": 0.01, "perturb": ["eta"]},
 }
 # the walled fracture scenarios (16 x 16 cells, 4 slabs of 4 rows): a notched plate pulled in 3 load steps (the
-# notch relaxes, then cracks), a Li filament in its flaw (and two filaments, 4 and 3 um deep) for 3 steps of 1 s;
+# notch relaxes, then cracks), a Li filament in its flaw (also with the electrolyte network under current control,
+# and two filaments, 4 and 3 um deep) for 3 steps of 1 s;
 # and swelling with fracture (one elastic particle delithiated well below c_0: it cracks in the 10 steps), 32 x 32
 # cells
 WALLED = {
@@ -747,6 +748,11 @@ WALLED = {
                               "flaw_depth": 4.0, "flaw_width": 0.05, "max_iterations": 10, "pressure_passes": 40,
                               "pressure_tolerance": 1e-5, "short_circuit_gap": 2.0},
                  "solver": {}, "steps": 3, "dt": 1.0, "perturb": ["fracture", "damage"], "tolerance": 1e-5},
+    "filament network": {"scenario": {"name": "filament", "size": [16.0, 16.0], "shape": [16, 16], "length": 1.0,
+                                      "flaw_depth": 4.0, "flaw_width": 0.05, "max_iterations": 10,
+                                      "pressure_passes": 40, "pressure_tolerance": 1e-5, "short_circuit_gap": 2.0,
+                                      "ionic_field": True, "control": "current", "current_density": 10.0},
+                         "solver": {}, "steps": 3, "dt": 1.0, "perturb": ["fracture", "damage"], "tolerance": 1e-5},
     "filament two flaws": {"scenario": {"name": "filament", "size": [16.0, 16.0], "shape": [16, 16], "length": 1.0,
                                         "flaws": [[4.0, 4.0, 0.0], [3.0, 12.0, 0.0]], "flaw_width": 0.05,
                                         "max_iterations": 10, "pressure_passes": 40, "pressure_tolerance": 1e-5,
@@ -835,9 +841,10 @@ def test_decomposed_pfhub_dendrite_and_mms_equal_one_device_runs(pfhub_own_steps
         assert outcome["bytes"]["collective-permute"] == counts["collective-permute"] * row, (case, outcome["bytes"])
 
 
-@pytest.mark.slow  # six compiles of nested solver loops, about 4 minutes: outside the suite's budget
+@pytest.mark.slow  # seven compiles of nested solver loops, about 5 minutes: outside the suite's budget
 def test_decomposed_fracture_scenarios_equal_one_device_runs(walled_four_devices):
-    """fracture, filament (one flaw, and two flaws with their coupled pressures) and swelling with fracture on 4
+    """fracture, filament (one flaw, with the electrolyte network, and two flaws with their coupled pressures) and
+    swelling with fracture on 4
     devices, after the cracks grew: the cell fields of the carry
     split along x, and every field (the displacement on the scale of its largest component) within 10 times what
     a 1-ulp change of the start (the damage; swelling: c) makes on one device, or 10 times the elasticity CG's

@@ -26,6 +26,7 @@ def compiled(**static):
 LUMPED = compiled()
 NETWORK = compiled(ionic_field=True)
 CURRENT = compiled(ionic_field=True, control="current")
+LEAKY = compiled(ionic_field=True, control="current", electronic_conductivity=1e-3)
 
 
 def run(program, steps, **changes):
@@ -133,3 +134,21 @@ def test_ionic_field_with_several_flaws_is_refused():
     config = fm.Config(**BASE, ionic_field=True, flaws=[[2.0, 4.0, 0.0], [2.0, 12.0, 0.0]])
     with pytest.raises(ConfigError, match="ionic_field"):
         config.check("scenario")
+
+
+def test_electronic_leakage_follows_ohms_law_and_shares_the_applied_current():
+    """A ceramic with an electronic conductivity of 1e-3 S/m (1000 times LLZO's, to be seen) under 2 mA/cm^2, a
+    0.5 um flaw: electrons leak from the Li to the counter electrode at sigma_e |V| / L_x (within 1 %: the flaw's
+    fin shifts the slab by 0.02 um), and the plating current is the applied one less the leakage (to 1e-6)."""
+    records, _ = run(LEAKY, 2, flaw_depth=0.5, current_density=2.0)
+    for r in records[1:]:
+        expected = 1e-3 * abs(r["cell_voltage"]) / 16e-6 / fm.CURRENT_UNIT  # mA/cm^2
+        assert r["leakage_current_density"] == pytest.approx(expected, rel=0.01)
+        assert r["current_density"] + r["leakage_current_density"] == pytest.approx(2.0, rel=1e-6)
+        assert r["leakage_current_density"] > 0.1
+
+
+def test_leakage_without_the_network_is_refused():
+    for key in ("electronic_conductivity", "crack_electronic_conductivity"):
+        with pytest.raises(ConfigError, match=key):
+            fm.Config(**BASE, **{key: 1e-6}).check("scenario")

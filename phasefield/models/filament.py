@@ -184,6 +184,13 @@ class Config:
     crack_conductivity: float = option(0.0, min=0.0, help="ionic_field: ionic conductivity of a broken cell (d = 1) "
                                        "beyond the Li front, S/m (an empty crack: 0; at least 1e-6 of conductivity): "
                                        "sigma(d) = (1 - d) conductivity + d crack_conductivity")
+    electronic_conductivity: float = option(0.0, min=0.0, static=True,
+                                            help="ionic_field: electronic conductivity of the intact ceramic, S/m "
+                                            "(electrons leak from the Li to the counter electrode and plate nothing; "
+                                            "LLZO 1e-8 to 1e-6; 0 with crack_electronic_conductivity 0: no leakage)")
+    crack_electronic_conductivity: float = option(0.0, min=0.0, static=True,
+                                                  help="ionic_field: electronic conductivity of a broken cell (d = 1), "
+                                                  "S/m (reduced or Li-coated crack faces), as sigma(d) for ions")
     stack_pressure: float = option(0.0, min=0.0, help="stack pressure along x, MPa")
     grain_size: float = option(0.0, min=0.0, static=True,
                                help="weak grain boundaries: mean grain size, um (a Voronoi tessellation, one random "
@@ -241,6 +248,10 @@ class Config:
                                              self.grain_size == 0.0)):
                 if not ok:
                     raise ConfigError(f"{prefix}.{key}", value, allowed)
+        if not self.ionic_field and (self.electronic_conductivity > 0 or self.crack_electronic_conductivity > 0):
+            key = "electronic_conductivity" if self.electronic_conductivity > 0 else "crack_electronic_conductivity"
+            raise ConfigError(f"{prefix}.{key}", getattr(self, key), "0 without ionic_field (the leakage runs "
+                              "between the Li and the counter electrode at the network's cell voltage)")
         if self.flaws and self.ionic_field:
             raise ConfigError(f"{prefix}.ionic_field", self.ionic_field, "false with flaws (the resistor network "
                               "couples one filament and the anode face; several flaws plate at one overpotential)")
@@ -670,9 +681,23 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         sigma = en.damaged_conductivity(state.damage, params.conductivity, params.crack_conductivity)
         return en.electrode_conductances(sigma, electrodes(state, front), grid)
 
+    leaky = config.electronic_conductivity > 0 or config.crack_electronic_conductivity > 0
+
     def ionic_zeros():
+        if not config.ionic_field:
+            return {}
         return {"surface_overpotentials": f64(jnp.zeros(count + 1)), "ionic_iterations": jnp.zeros((), jnp.int32),
-                "electrolyte_resistance": f64(0.0)} if config.ionic_field else {}
+                "electrolyte_resistance": f64(0.0), **({"leakage_current": f64(0.0)} if leaky else {})}
+
+    def leakage_conductance(state: fr.FractureState, front):
+        """Electronic conductance (A/m^2 um^(d-1) per V) between all the Li, one conductor, and the counter
+        electrode: the sum of the network's conductance matrix with the electronic conductivity lowered or raised
+        by damage (:func:`en.damaged_conductivity`); 0 without leakage."""
+        if not leaky:
+            return f64(0.0)
+        sigma = en.damaged_conductivity(state.damage, config.electronic_conductivity,
+                                        config.crack_electronic_conductivity)
+        return jnp.sum(en.electrode_conductances(sigma, electrodes(state, front), grid)[0])
 
     def deposit(params, state: fr.FractureState, pressure, c, li_volume, dt, filled=None):
         """Backward-Euler deposition into the filaments and onto the flat anode (the cracks of ``state``
@@ -704,9 +729,11 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             current_of = lambda eta, p: surfaces(eta, p)[1][1:] / jnp.maximum(area, 1e-30)  # noqa: E731
             anode_of = lambda eta, v: surfaces(  # noqa: E731
                 eta, fl.li_pressure(v, base, jnp.diagonal(c), params.li_bulk_modulus))[1][0] / period
+            electronic = leakage_conductance(state, front)
         else:
             current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
             anode_of = lambda eta, v: current_of(eta, stack)  # noqa: E731
+            electronic = f64(0.0)
 
         def new_volume(eta):
             return fl.implicit_deposits(li_volume, dt, area, eta, base, c, pressure, params.li_bulk_modulus,
@@ -715,6 +742,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         def excess(eta):  # applied minus carried total current, increasing in eta
             volume = new_volume(eta)[0]
             carried = period * anode_of(eta, volume) + jnp.sum(volume - li_volume) / (dt * rate)
+            if leaky:  # electrons through the ceramic carry part of the applied current
+                carried = carried - electronic * eta
             return params.current_density * CURRENT_UNIT * period - carried  # A/m^2 um
 
         if config.control == "current":
@@ -726,7 +755,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         if config.ionic_field:
             overpotentials = surfaces(eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))[0]
             ionic = {"surface_overpotentials": overpotentials, "ionic_iterations": ionic_iterations,
-                     "electrolyte_resistance": period / jnp.sum(conductance) * 1e4}
+                     "electrolyte_resistance": period / jnp.sum(conductance) * 1e4,
+                     **({"leakage_current": -electronic * eta / period} if leaky else {})}
         return volume, eta, anode_of(eta, volume), filament_current, area, residual, ionic
 
     def init(params, fields):
@@ -906,6 +936,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             "regularisation_length": mat.length,
             "reaction_force": fr.reactions(state, mat, problem, load)[1] * 1e3,
         }
+        if leaky:
+            out["leakage_current_density"] = cache["leakage_current"] / CURRENT_UNIT
         if config.ionic_field:
             out |= {"filament_overpotential": filament_eta * 1e3,
                     "electrolyte_resistance": cache["electrolyte_resistance"],
@@ -931,7 +963,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         field_info={k: v for k, v in FIELD_INFO.items() if (three_d or not k.endswith("z"))
                     and (config.ionic_field or k != "electrolyte_potential")},
         diagnostics=diagnostics,
-        scalar_info=scalar_info(grid.ndim, 0 if single else count, config.ionic_field),
+        scalar_info=scalar_info(grid.ndim, 0 if single else count, config.ionic_field, leaky),
         scales={"length": (MICRON, "m"), "time": (1.0, "s"), "stress": (1e9, "Pa")},
     )
 
@@ -1006,13 +1038,18 @@ IONIC_SCALAR_INFO = {
 }
 
 
-def scalar_info(ndim: int, flaws: int = 0, ionic_field: bool = False) -> dict:
+def scalar_info(ndim: int, flaws: int = 0, ionic_field: bool = False, leakage: bool = False) -> dict:
     """:data:`SCALAR_INFO` for a ``ndim`` grid: in 3D volumes in um^3, energies in nJ, forces in uN (GPa um^3, GPa
     um^2 x 1e3), and ``K_I`` of the strip or the half-penny; with ``flaws`` (the length of the ``flaws`` option)
-    each filament's crack depth, Li front, pressure and volume (``crack_depth_1``, ...)."""
+    each filament's crack depth, Li front, pressure and volume (``crack_depth_1``, ...); with ``ionic_field`` the
+    network's scalars, with ``leakage`` the electronic current."""
     out = dict(SCALAR_INFO)
     if ionic_field:
         out |= IONIC_SCALAR_INFO
+    if leakage:
+        out["leakage_current_density"] = Quantity("mA/cm^2", "electronic current through the ceramic, Li to counter "
+                                                             "electrode, per anode area (plates nothing; the cell's "
+                                                             "current is current_density plus it)")
     for k in range(1, flaws + 1):
         out |= {f"crack_depth_{k}": Quantity("um", f"crack depth of filament {k} (flaws[{k - 1}]), on its region"),
                 f"filament_depth_{k}": Quantity("um", f"Li front of filament {k}"),

@@ -46,9 +46,10 @@ NEWTON_TOLERANCE = 1e-13  # V
 
 def damaged_conductivity(damage, conductivity, crack_conductivity):
     """``sigma(d) = (1 - d) sigma + d sigma_crack`` (S/m; physics.md 5.2 item 3 without Li: the Li is an electrode
-    here), at least ``CONDUCTIVITY_FLOOR sigma``."""
+    here), at least ``CONDUCTIVITY_FLOOR`` times the larger of the two."""
     damage = jnp.clip(damage, 0.0, 1.0)
-    return jnp.maximum((1.0 - damage) * conductivity + damage * crack_conductivity, CONDUCTIVITY_FLOOR * conductivity)
+    floor = CONDUCTIVITY_FLOOR * jnp.maximum(conductivity, crack_conductivity)
+    return jnp.maximum((1.0 - damage) * conductivity + damage * crack_conductivity, floor)
 
 
 def _conductances(sigma, electrodes, grid: Grid):
