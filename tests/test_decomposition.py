@@ -751,7 +751,7 @@ WALLED = {
     "filament network": {"scenario": {"name": "filament", "size": [16.0, 16.0], "shape": [16, 16], "length": 1.0,
                                       "flaw_depth": 4.0, "flaw_width": 0.05, "max_iterations": 10,
                                       "pressure_passes": 40, "pressure_tolerance": 1e-5, "short_circuit_gap": 2.0,
-                                      "ionic_field": True, "control": "current", "current_density": 10.0},
+                                      "ionic_field": True, "control": "current", "current_density": 30.0},
                          "solver": {}, "steps": 3, "dt": 1.0, "perturb": ["fracture", "damage"], "tolerance": 1e-5},
     "filament two flaws": {"scenario": {"name": "filament", "size": [16.0, 16.0], "shape": [16, 16], "length": 1.0,
                                         "flaws": [[4.0, 4.0, 0.0], [3.0, 12.0, 0.0]], "flaw_width": 0.05,
