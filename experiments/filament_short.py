@@ -21,8 +21,21 @@ scenario's ``ionic_field`` (the electrolyte as a resistor network, conductivity 
 anode face and the filament each at its own overpotential), ``both``: each current with the lumped electrolyte and
 with the network, side by side.
 
-Lumped against network at 10 mA/cm^2 (``--currents 10 --electrolyte both``, 2 CPU cores, 2026-12-02; see the closing
-table of issue 14's note for the figures at 32^2, 64^2 and 128^2).
+Lumped against network (``--currents 2 3 4 6 10 20 --electrolyte both``, 32^2, 2 CPU cores, 2026-12-02). The
+filament, nearer the counter electrode, plates at a larger overpotential than the anode face (the gap grows with the
+current: 1 mV at 2 mA/cm^2, 12 mV at 20), so the network's cells short earlier, and at 4 mA/cm^2 its filament
+(-39.0 mV) is past the lumped model's onset (38.1 mV; the lumped filament stays at -36.8)::
+
+    i (mA/cm^2)  time to short, lumped / network (s)  eta anode / filament, network (mV)  resistance at the end (ohm cm^2)
+         2            none / none (120)                       -19.5 / -20.5                       6.25
+         3            none / none                             -28.5 / -30.0                       6.26
+         4            none / none (one cell of growth)        -36.8 / -39.0                       6.15
+         6            50.2 / 37.2                             -43.7 / -49.6                       1.59
+        10            15.9 / 14.0                             -52.9 / -60.5                       1.21
+        20            6.37 / 5.43                             -75.7 / -88.0                       1.58
+
+The intact slab's resistance is L_x / sigma = 6.4 ohm cm^2; the filament's own faces then carry their current at
+the larger overpotential, and the anode face's falls (lumped: -58.6 mV at 10 mA/cm^2, every surface).
 
 With the Li pressure following the Li volume at every u-d iteration (``fracture.VolumeControl``; 2 shared and
 loaded CPU cores, 2026-12-01), 10 mA/cm^2: 32^2 61 steps, 2444 u-d and 93 300 CG iterations, 15.92 s to short; 64^2
