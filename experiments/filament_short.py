@@ -38,7 +38,7 @@ The intact slab's resistance is L_x / sigma = 6.4 ohm cm^2; the filament's own f
 the larger overpotential, and the anode face's falls (lumped: -58.6 mV at 10 mA/cm^2, every surface).
 
 With the Li pressure following the Li volume at every u-d iteration (``fracture.VolumeControl``; 2 shared and
-loaded CPU cores, 2026-12-01), 10 mA/cm^2: 32^2 61 steps, 2444 u-d and 93 300 CG iterations, 15.92 s to short; 64^2
+loaded CPU cores, 2026-12-01; the elasticity CG at 1e-9, the default now 1e-6: README), 10 mA/cm^2: 32^2 61 steps, 2444 u-d and 93 300 CG iterations, 15.92 s to short; 64^2
 60 steps, 3672 and 219 300, 15.88 s; 128^2 (2026-12-02) 60 steps, 6591 and 678 400, 16.37 s, 631 s wall. The same time to short at every ``--max-iterations`` 5-60 (``--tolerance
 1e-5``: 15.9204 s at 32^2, 15.8828 s at 64^2; ``--acceleration anderson`` within 0.41 %; README). The figures
 below predate the change (the pressure was updated only between mechanics passes; time to short 15.66 / 13.57 s at
