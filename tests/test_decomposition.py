@@ -865,11 +865,12 @@ def test_decomposed_fracture_scenarios_equal_one_device_runs(walled_four_devices
 
 @pytest.mark.slow  # the fixture of the test above
 def test_decomposed_walled_solve_gathers_no_grid_per_iteration(walled_four_devices):
-    """fracture's and filament's elasticity CG on slabs: the preconditioner transposes (all-to-alls), the CG's sums are
+    """fracture's and filament's elasticity CG on slabs (also with the electrolyte network, whose unit-field CG sums
+    are all-reduces too): the preconditioner transposes (all-to-alls), the CG's sums are
     all-reduces; the only arrays gathered are the displacement along x (17 faces, split 5 + 5 + 5 + 2 inside the
     step), made whole for the carry, and the filament's column profiles (16 values), never the mirrored grid
     (32 x 16) or its modes. fracture: at most the carry's two such gathers (2 x 20 x 16 float64) per step."""
-    for case in ("fracture", "filament"):
+    for case in ("fracture", "filament", "filament network"):
         result = walled_four_devices[case]
         assert result["collectives"]["all-to-all"] > 0, (case, result["collectives"])
         for dims in result["gathered"]:

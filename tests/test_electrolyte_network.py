@@ -78,17 +78,22 @@ def butler_volmer(eta, i0=2.57, alpha=0.5):
 
 
 def test_surface_overpotentials_solve_the_ohmic_and_kinetic_balance():
-    """One surface: eta = V + R A i(eta), the scalar root found with brentq; two coupled surfaces (a resistance
-    matrix with a shared part): the vector root found with scipy's fsolve, at a cell voltage of -0.3 V where the
-    ohmic drop takes most of it."""
+    """One surface: eta = V + R A i(eta), the scalar root found with brentq, at cell voltages from -2.5 to 2.5 V
+    (beyond 2.05 V the current's exponentials are clipped, where a Newton step from eta = V is the identity's and
+    would jump by R A i_max); two coupled surfaces (a resistance matrix with a shared part): the vector root found
+    with scipy's fsolve, at a cell voltage of -0.3 V where the ohmic drop takes most of it."""
     current = lambda eta, p: 2.57 * (jnp.exp(-0.5 * F_RT * eta) - jnp.exp(0.5 * F_RT * eta))  # noqa: E731
-    eta, currents = en.surface_overpotentials(-0.3, jnp.array([[0.02]]), jnp.array([4.0]), current, jnp.zeros(1))
-    root = optimize.brentq(lambda e: e + 0.3 - 0.02 * 4.0 * butler_volmer(e), -0.3, 0.0, xtol=1e-15)
-    assert float(eta[0]) == pytest.approx(root, abs=1e-12)
-    assert float(currents[0]) == pytest.approx(4.0 * butler_volmer(root), rel=1e-10)
+    for voltage in (-0.3, -1.5, -2.5, 0.4, 2.5):  # plating and stripping, inside and beyond the clipped exponentials
+        eta, currents, residual = en.surface_overpotentials(voltage, jnp.array([[0.02]]), jnp.array([4.0]), current,
+                                                            jnp.zeros(1))
+        root = optimize.brentq(lambda e: e - voltage - 0.02 * 4.0 * butler_volmer(e), min(voltage, 0.0),
+                               max(voltage, 0.0), xtol=1e-15)
+        assert float(eta[0]) == pytest.approx(root, abs=1e-12), voltage
+        assert float(currents[0]) == pytest.approx(4.0 * butler_volmer(root), rel=1e-10)
+        assert float(residual) < en.NEWTON_TOLERANCE
     resistance = np.array([[0.02, 0.015], [0.015, 0.05]])
     areas = np.array([4.0, 1.5])
-    eta, _ = en.surface_overpotentials(-0.3, jnp.asarray(resistance), jnp.asarray(areas), current, jnp.zeros(2))
+    eta, _, _ = en.surface_overpotentials(-0.3, jnp.asarray(resistance), jnp.asarray(areas), current, jnp.zeros(2))
     root = optimize.fsolve(lambda e: e + 0.3 - resistance @ (areas * butler_volmer(e)), np.full(2, -0.1), xtol=1e-14)
     np.testing.assert_allclose(np.asarray(eta), root, atol=1e-11)
     assert -0.3 < root[0] < -0.01 and -0.3 < root[1] < -0.01

@@ -90,19 +90,17 @@ def test_a_shallow_flaw_plates_as_the_flat_anode_of_ohm_and_butler_volmer():
     assert bv(voltage) > 2.5 * bv(eta)
 
 
-def test_the_filament_shortens_the_ionic_path_and_conserves_lithium(growing):
+def test_the_filament_shortens_the_ionic_path(growing):
     """A growing filament reaches towards the counter electrode: the electrolyte's resistance falls below the
     intact slab's L / sigma (3.2 ohm cm^2) as it deepens, and the filament's faces, nearer the counter electrode,
-    plate at a larger overpotential than the anode face. Li is conserved: plated = Li in the crack gained + anode."""
+    plate at a larger overpotential than the anode face; every step's network balance converged."""
     records, _ = growing
     intact = 1e4 * 16.0e-6 / 0.05
     resistances = [r["electrolyte_resistance"] for r in records[1:]]
     assert all(r < intact for r in resistances)
     assert resistances[-1] < resistances[0] and records[-1]["crack_depth"] > records[1]["crack_depth"]
     assert all(r["filament_overpotential"] < r["overpotential"] < 0.0 for r in records[1:])
-    for r in records[1:]:
-        assert r["plated_volume"] == pytest.approx(r["li_volume"] - records[0]["li_volume"] + r["anode_volume"],
-                                                   rel=1e-12)
+    assert all(r["converged"] == 1.0 and r["network_residual"] < 1e-12 for r in records[1:])
 
 
 def test_current_control_holds_the_applied_current_through_the_network():
@@ -116,18 +114,31 @@ def test_current_control_holds_the_applied_current_through_the_network():
         assert r["cell_voltage"] == pytest.approx(1e-3 * r["overpotential"] - drop, rel=0.05)
 
 
-def test_the_potential_field_spans_the_cell(growing):
-    """The field output: the Li at its surfaces' electrolyte potentials (-eta), rising to -V at the counter
-    electrode."""
-    _, carry = growing
+def test_the_potential_field_carries_the_plating_current_to_the_counter_electrode(growing):
+    """The field output, rebuilt from the unit fields and the surfaces' overpotentials: the ionic current it carries
+    through the counter electrode's wall (sigma (phi_wall - phi) / (h / 2) over its cells, phi_wall = -V) is the
+    current the surfaces plate, current_density, within 1e-3: the field is the network of the step's final Li and
+    damage, the overpotentials those of its last deposit, before the mechanics moved the crack (measured 3.6e-4)."""
+    records, carry = growing
     simulation = NETWORK[0]
     fields = jax.jit(simulation.stepper.fields)(simulation.parameters, carry)
     phi = np.asarray(fields["electrolyte_potential"])
-    lithium = np.asarray(fields["lithium"]) > 0
-    eta = np.asarray(carry["cache"]["surface_overpotentials"])
-    np.testing.assert_allclose(phi[lithium], -eta[1], atol=1e-12)
-    assert phi.max() < 0.1 and phi[-1].mean() == pytest.approx(0.1, abs=0.01)
+    h = 0.5e-6  # m
+    wall = -records[-1]["cell_voltage"]
+    current = np.mean(0.05 * (wall - phi[-1]) / (h / 2))  # A/m^2, the slab's intact conductivity at that wall
+    assert current / fm.CURRENT_UNIT == pytest.approx(records[-1]["current_density"], rel=1e-3)
     assert "electrolyte_potential" in simulation.field_info and "electrolyte_potential" not in LUMPED[0].field_info
+
+
+def test_cell_voltages_the_network_cannot_reach_are_refused():
+    """Before any compute: a held cell voltage outside [-1.5, 0.5] V, and a current whose intact-slab ohmic drop
+    and kinetics need more than 90 % of -1.5 V (100 mA/cm^2 through 16 um of 0.01 S/m: 1.6 V of drop)."""
+    with pytest.raises(ConfigError, match="overpotential"):
+        fm.Config(**BASE, ionic_field=True, overpotential=-2.0).check("scenario")
+    with pytest.raises(ConfigError, match="ohmic drop"):
+        fm.Config(**BASE, ionic_field=True, control="current", current_density=100.0, conductivity=0.01).check("s")
+    fm.Config(**BASE, ionic_field=True, control="current", current_density=10.0).check("scenario")
+    fm.Config(**BASE, overpotential=-2.0).check("scenario")  # lumped: eta at the surfaces, unbounded as before
 
 
 def test_ionic_field_with_several_flaws_is_refused():

@@ -97,6 +97,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import optimize
 
 from phasefield.config import ConfigError, PrecisionTimeSolverConfig, option, scenario_parameters
 from phasefield.decomposition import laid_out, slabs_for
@@ -123,8 +124,9 @@ TOUGHNESS_UNIT = 1e-3  # GPa um per J/m^2
 STRESS_UNIT = 1e-3  # GPa per MPa
 CURRENT_UNIT = 10.0  # A/m^2 per mA/cm^2
 GEOMETRY_FACTOR = 1.0  # K_I / (p sqrt(pi a)) of the flaw at the roller (mirror) anode face
-OVERPOTENTIAL_RANGE = (-1.5, 0.5)  # V: current control searches eta here
+OVERPOTENTIAL_RANGE = (-1.5, 0.5)  # V: current control searches eta here (ionic_field: the cell voltage)
 MAX_FLAWS = 8
+NETWORK_TOLERANCE = 1e-9  # V: ionic_field, the surfaces' balance counts as converged below this
 FLAW_SEPARATION = 4  # cells along y: the closest two flaw lines may come
 
 
@@ -272,6 +274,8 @@ class Config:
         if self.grain_size > 0 and self.grain_boundary_width < spacing:
             raise ConfigError(f"{prefix}.grain_boundary_width", self.grain_boundary_width,
                               f">= the cell size, {spacing:.4g} um (a narrower zone misses cells)")
+        if self.ionic_field:
+            check_cell_voltage(self, prefix)
         if self.in_plane_stress > 0.5 * compression_onset_stress(self):
             raise ConfigError(f"{prefix}.in_plane_stress", self.in_plane_stress,
                               f"<= {0.5 * compression_onset_stress(self):.0f} MPa with split={self.split} (half the "
@@ -460,6 +464,32 @@ def prestress_eigenstrain(params: Config) -> dict:
     return {"xx": -lam * s / scale, "yy": (lam + 2.0 * shear) * s / scale}
 
 
+def check_cell_voltage(self: Config, prefix: str):
+    """``ionic_field``: the held cell voltage within :data:`OVERPOTENTIAL_RANGE`; the applied current one that the
+    intact slab carries within 90 % of it: the flat anode's Butler-Volmer overpotential at ``j`` plus its ohmic drop
+    ``j L_x / sigma`` (the filament lowers the drop, a leakage the plating current)."""
+    low, high = OVERPOTENTIAL_RANGE
+    if self.control == "overpotential" and not low <= self.overpotential <= high:
+        raise ConfigError(f"{prefix}.overpotential", self.overpotential,
+                          f"in [{low:g}, {high:g}] V with ionic_field (the cell voltage)")
+    if self.control == "current":
+        current = self.current_density * CURRENT_UNIT
+
+        def excess(eta):
+            return float(fl.plating_current(eta, 0.0, exchange_current(self), self.transfer_coefficient,
+                                            self.temperature, self.li_molar_volume)) - current
+
+        bracket = (low, 0.0) if current > 0 else (0.0, high)
+        kinetic = 0.0 if current == 0 else optimize.brentq(excess, *bracket, xtol=1e-9)
+        needed = kinetic - current * self.size[0] * 1e-6 / self.conductivity
+        if not 0.9 * low <= needed <= 0.9 * high:
+            raise ConfigError(f"{prefix}.current_density", self.current_density,
+                              f"a current the intact slab carries at a cell voltage within 90 % of "
+                              f"[{low:g}, {high:g}] V with ionic_field (it needs {needed:.3g} V: "
+                              f"{kinetic:.3g} V of kinetics and {needed - kinetic:.3g} V of ohmic drop through "
+                              f"{self.size[0]:g} um at {self.conductivity:g} S/m)")
+
+
 def exchange_current(params: Config):
     """``i0 = RT / (F R_ct)``, A/m^2 (R_ct in ohm cm^2)."""
     return fl.GAS_CONSTANT * params.temperature / (fl.FARADAY * params.interface_resistance * 1e-4)
@@ -487,7 +517,7 @@ def filling_time(params: Config) -> float:
     """Time (s) to plate, at the initial rate, the Li that brings the flaw to ``p_max = F |eta| / Omega``:
     ``(V_ref / K_Li + C) p_max / (rate 2 A i(eta, 0))``, ``A`` and ``C`` the face area and compliance of
     :func:`flaw_measures` (of the deepest of ``flaws``). A time scale for the steps of a run at a held
-    overpotential."""
+    overpotential (with ``ionic_field`` the held cell voltage taken as the filament's: a shorter time)."""
     p_max = float(fl.equilibrium_pressure(params.overpotential, params.li_molar_volume))
     deepest = max((depth for depth, _, _ in params.flaws), default=None)
     area, compliance, _ = (float(v) for v in flaw_measures(params, deepest))
@@ -692,7 +722,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         if not config.ionic_field:
             return {}
         return {"surface_overpotentials": f64(jnp.zeros(count + 1)), "ionic_iterations": jnp.zeros((), jnp.int32),
-                "electrolyte_resistance": f64(0.0), **({"leakage_current": f64(0.0)} if leaky else {})}
+                "electrolyte_resistance": f64(0.0), "network_residual": f64(0.0), "current_mismatch": f64(0.0),
+                **({"leakage_current": f64(0.0)} if leaky else {})}
 
     def leakage_conductance(state: fr.FractureState, front):
         """Electronic conductance (A/m^2 um^(d-1) per V) between all the Li, one conductor, and the counter
@@ -711,7 +742,9 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         new Li volumes, the overpotential, the flat and the filaments' current densities (A/m^2), the
         filaments' interface lengths (um; areas, um^2, in 3D), the residual of the coupled sweeps and, with
         ``ionic_field``, the network's results (the surfaces' overpotentials, anode first; CG iterations; the
-        electrolyte's area resistance, ohm cm^2). With ``ionic_field`` ``eta`` is the cell voltage: the surfaces
+        electrolyte's area resistance, ohm cm^2; the residual of the surfaces' balance, V; current control: the
+        applied current's relative mismatch, > 0 where no cell voltage in :data:`OVERPOTENTIAL_RANGE` carries it).
+        With ``ionic_field`` ``eta`` is the cell voltage: the surfaces
         plate at the overpotentials of :func:`en.surface_overpotentials` (the network of this state's Li, the
         filament at the pressure of its new volume, backward Euler as without it)."""
         _, front, volume = geometry(params, state, pressure, li_volume if filled is None else filled)
@@ -758,9 +791,14 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         volume, residual = new_volume(eta)
         filament_current = (volume - li_volume) / (dt * rate * jnp.maximum(area, 1e-30))
         if config.ionic_field:
-            overpotentials = surfaces(eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))[0]
+            overpotentials, _, balance = surfaces(
+                eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))
+            applied = jnp.abs(params.current_density * CURRENT_UNIT * period)
+            mismatch = (jnp.abs(excess(eta)) / jnp.maximum(applied, 1e-300) if config.control == "current"
+                        else f64(0.0))
             ionic = {"surface_overpotentials": overpotentials, "ionic_iterations": ionic_iterations,
-                     "electrolyte_resistance": period / jnp.sum(conductance) * 1e4,
+                     "electrolyte_resistance": period / jnp.sum(conductance) * 1e4, "network_residual": balance,
+                     "current_mismatch": mismatch,
                      **({"leakage_current": -electronic * eta / period} if leaky else {})}
         return volume, eta, anode_of(eta, volume), filament_current, area, residual, ionic
 
@@ -905,6 +943,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         intensity = flaw_measures(params, depth)[2] * (pressure - params.in_plane_stress * STRESS_UNIT * cos_angles**2)
         as_float = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
         sweep_residual = jnp.maximum(cache["info"]["pressure_sweep_residual"], cache["info"]["deposit_sweep_residual"])
+        network_settled = ((cache["network_residual"] <= NETWORK_TOLERANCE)
+                           & (cache["current_mismatch"] <= params.pressure_tolerance)) if config.ionic_field else True
         out = {
             "crack_length": fr.crack_length(state.damage, grid, problem.damage_boundary, model, mat.length),
             "crack_depth": depth[deepest],
@@ -934,7 +974,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             "area_passes": as_float(cache["info"]["area_passes"]),
             "volume_mismatch": cache["info"]["mismatch"],
             "peak_pressure": cache["info"]["peak_pressure"] / STRESS_UNIT,
-            "converged": as_float(cache["info"]["converged"] & (sweep_residual <= params.pressure_tolerance)),
+            "converged": as_float(cache["info"]["converged"] & (sweep_residual <= params.pressure_tolerance)
+                                  & network_settled),
             "pressure_sweep_residual": cache["info"]["pressure_sweep_residual"],
             "deposit_sweep_residual": cache["info"]["deposit_sweep_residual"],
             "time_to_short": s["short_time"],
@@ -946,6 +987,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         if config.ionic_field:
             out |= {"filament_overpotential": filament_eta * 1e3,
                     "electrolyte_resistance": cache["electrolyte_resistance"],
+                    "network_residual": cache["network_residual"], "current_mismatch": cache["current_mismatch"],
                     "ionic_iterations": as_float(cache["ionic_iterations"])}
         if not single:
             for k in range(count):
@@ -1040,6 +1082,11 @@ IONIC_SCALAR_INFO = {
                                                    "anode area (the intact slab: L_x / sigma)"),
     "ionic_iterations": Quantity("1", "most CG iterations of the network's unit fields in the last step's last "
                                       "deposit"),
+    "network_residual": Quantity("V", "residual of the surfaces' ohmic-kinetic balance eta = V + R I (Newton; "
+                                      "converged is 0 above 1e-9 V)"),
+    "current_mismatch": Quantity("1", "current control: |applied - carried| / applied at the cell voltage found "
+                                      "(> 0: no cell voltage in [-1.5, 0.5] V carries it; converged is 0 above "
+                                      "pressure_tolerance)"),
 }
 
 

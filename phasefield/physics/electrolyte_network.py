@@ -11,7 +11,8 @@ contributing none (its surface lies on its faces), a face between two electrodes
 Each electrode ``j`` has its unit field ``w_j``: 1 on electrode ``j``, 0 on the others and on the counter
 electrode, harmonic in between (conjugate gradients, Jacobi-preconditioned, on the electrolyte cells). The
 conductance matrix is their discrete Dirichlet form, ``K_kj = sum_faces G (grad w_k)(grad w_j)``: the current
-leaving electrode ``k`` when ``j`` is held at 1 V (symmetric positive definite; stationary in the solves' error).
+leaving electrode ``k`` when ``j`` is held at 1 V (symmetric, an M-matrix; positive definite unless an electrode has
+no cells, whose row and column are then 0; stationary in the solves' error).
 With the electrolyte potential ``psi_j`` at each electrode surface and ``V_c`` at the counter electrode, the
 plating current into electrode ``k`` is ``I_k = sum_j K_kj (V_c - psi_j)`` (superposition; the fields are linear).
 
@@ -40,8 +41,9 @@ from phasefield.operators.krylov import pcg
 CONDUCTANCE_UNIT = 1e6  # A/m^2 per (S/m x V/um): sigma (S/m) times a potential gradient in V/um
 CONDUCTIVITY_FLOOR = 1e-6  # a broken cell conducts at least this fraction of the intact ceramic (keeps K definite)
 TOLERANCE = 1e-10  # CG: the unit fields' relative residual (Jacobi-scaled dual norm)
-NEWTON_ITERATIONS = 60
+NEWTON_ITERATIONS = 100
 NEWTON_TOLERANCE = 1e-13  # V
+NEWTON_BOUND = 1.9  # V: iterates stay where the plating current's exponentials are not clipped (80 RT/F = 2.05 V)
 
 
 def damaged_conductivity(damage, conductivity, crack_conductivity):
@@ -68,7 +70,8 @@ def _conductances(sigma, electrodes, grid: Grid):
     area = float(np.prod(grid.spacing[1:]))
     r_wall = 0.5 * grid.spacing[0] / (CONDUCTANCE_UNIT * sigma * area)
     anode = jnp.zeros_like(sigma).at[0].set(jnp.where(metal[0], 0.0, 1.0 / r_wall[0]))
-    counter = jnp.zeros_like(sigma).at[-1].set(1.0 / r_wall[-1])  # an electrode there has shorted the cell
+    counter = jnp.zeros_like(sigma).at[-1].set(1.0 / r_wall[-1])  # a Li cell there conducts as its ceramic (the
+    # filament stops at the short-circuit gap before it)
     return tuple(high), anode, counter
 
 
@@ -124,8 +127,10 @@ def electrode_conductances(sigma, electrodes, grid: Grid, tolerance=TOLERANCE, m
 def surface_overpotentials(cell_voltage, resistance, areas, current_of, pressures):
     """Overpotentials ``eta`` (``(M + 1,)``, V) and currents ``I = A i(eta, p)`` of the surfaces: the root of
     ``eta = V + R A i(eta, p)`` (``resistance`` ``R = K^-1``, ``areas`` ``A``, ``current_of(eta, p)`` the plating
-    current density, decreasing in ``eta``). Newton from ``eta = V`` (no ohmic drop), which for plating
-    (``eta < 0``, where ``i`` is convex) approaches the root from below without overshooting it."""
+    current density, decreasing in ``eta``), and the root's residual (V; above ``NEWTON_TOLERANCE``: unconverged).
+    Newton from ``eta = V`` (no ohmic drop), its iterates kept within ``NEWTON_BOUND`` (past it the current's
+    exponentials are clipped and flat). Where ``i`` is convex (plating, ``eta + Omega p / F < 0`` for alpha = 1/2)
+    the residual is concave, so Newton approaches the root from below, at most one overshoot from above first."""
     cell_voltage = jnp.asarray(cell_voltage)
 
     def residual(eta):
@@ -136,15 +141,16 @@ def surface_overpotentials(cell_voltage, resistance, areas, current_of, pressure
     def newton(carry):
         eta, _, count = carry
         jacobian = jnp.eye(eta.shape[0], dtype=eta.dtype) - resistance * (areas * slope(eta, pressures))[None, :]
-        change = jnp.linalg.solve(jacobian, residual(eta))
-        return eta - change, jnp.max(jnp.abs(change)), count + 1
+        following = jnp.clip(eta - jnp.linalg.solve(jacobian, residual(eta)), -NEWTON_BOUND, NEWTON_BOUND)
+        return following, jnp.max(jnp.abs(following - eta)), count + 1
 
     def unsettled(carry):
         return (carry[1] > NEWTON_TOLERANCE) & (carry[2] < NEWTON_ITERATIONS)
 
-    start = jnp.broadcast_to(cell_voltage, jnp.shape(areas)).astype(jnp.result_type(cell_voltage, areas))
+    start = jnp.broadcast_to(jnp.clip(cell_voltage, -NEWTON_BOUND, NEWTON_BOUND), jnp.shape(areas))
+    start = start.astype(jnp.result_type(cell_voltage, areas))
     eta, _, _ = jax.lax.while_loop(unsettled, newton, (start, jnp.asarray(jnp.inf, start.dtype), 0))
-    return eta, areas * current_of(eta, pressures)
+    return eta, areas * current_of(eta, pressures), jnp.max(jnp.abs(residual(eta)))
 
 
 def electrolyte_potential(fields, cell_voltage, overpotentials):
