@@ -15,6 +15,8 @@ On an ``N x N`` grid of a 32 um slab (cells of 32 / N um, ell = 2 cells) with a 
 * ``damage``: one bound-constrained AT1 damage solve (active set + PCG) from that displacement's driving force;
 * ``electrochemistry``: the Li front / crack volume by columns and the backward-Euler deposition with the
   galvanostatic overpotential search (nested bisections: scalar work);
+* ``network``: with ``ionic_field``, the electrolyte network of that state (the anode face and the flaw's Li cells:
+  two unit fields by Jacobi-preconditioned CG to 1e-10, the conductance matrix), once per deposit;
 * ``step``: one full model step (current control, 1 mA/cm^2, dt 0.1 s) from the relaxed, pressurised state, with
   its mechanics passes, u-d iterations and CG iterations.
 
@@ -80,6 +82,7 @@ import numpy as np
 from phasefield.config import DecomposedTimeSolverConfig
 from phasefield.models import filament as fm
 from phasefield.operators.walled_elasticity import normal_strains, solve_walled_elasticity
+from phasefield.physics import electrolyte_network as en
 from phasefield.physics import filament as fl
 from phasefield.physics import fracture as fr
 
@@ -142,10 +145,21 @@ def time_parts(n: int, repeats: int = 3) -> dict:
         return fl.bisect(excess, -1.5, 0.5, 50)
 
     t_e, _ = timed(electrochemistry, state.damage, jnp.asarray(0.25), repeats=repeats)
+    x = jnp.asarray(grid.axis_coordinates(0))[:, None]
+    electrodes = ((state.damage >= 0.5) & (x <= params.flaw_depth))[None].astype(state.damage.dtype)
+
+    @jax.jit
+    def network(d):
+        conductance, _, iterations = en.electrode_conductances(en.damaged_conductivity(d, params.conductivity, 0.0),
+                                                               electrodes, grid)
+        return conductance, iterations
+
+    t_n, (_, network_iterations) = timed(network, state.damage, repeats=repeats)
     t_s, new = timed(step, params, carry, 0.1, repeats=repeats)
     info = new["cache"]["info"]
     out = {"n": n, "elasticity_s": t_el, "elasticity_iterations": int(solution.iterations), "damage_s": t_d,
-           "damage_iterations": int(damage_iterations), "electrochemistry_s": t_e, "step_s": t_s,
+           "damage_iterations": int(damage_iterations), "electrochemistry_s": t_e, "network_s": t_n,
+           "network_iterations": int(network_iterations), "step_s": t_s,
            "step_compile_s": max(first_step - t_s, 0.0), "passes": int(info["passes"]),
            "ud_iterations": int(info["iterations"]), "step_cg_iterations": int(info["elasticity_iterations"]),
            "step_damage_iterations": int(info["damage_iterations"]), "area_passes": int(info["area_passes"])}
@@ -209,14 +223,14 @@ def main():
     print("cold solves (s, iterations) | one step (s), its counters and its split (s) by the counters")
     print(f"{'N':>5s} {'elast':>7s} {'its':>4s} {'damage':>7s} {'its':>4s} {'electro':>8s} | {'step':>7s} "
           f"{'passes':>6s} {'u-d':>4s} {'CG':>5s} {'dmgCG':>5s} {'elast':>7s} {'damage':>7s} {'electro':>8s} "
-          f"{'other':>7s}")
+          f"{'other':>7s} | {'network':>7s} {'its':>4s}")
     for n in args.shapes:
         r = time_parts(n, args.repeats)
         print(f"{n:5d} {r['elasticity_s']:7.3f} {r['elasticity_iterations']:4d} {r['damage_s']:7.3f} "
               f"{r['damage_iterations']:4d} {r['electrochemistry_s']:8.4f} | {r['step_s']:7.3f} {r['passes']:6d} "
               f"{r['ud_iterations']:4d} {r['step_cg_iterations']:5d} {r['step_damage_iterations']:5d} "
               f"{r['step_elasticity_s']:7.3f} {r['step_damage_s']:7.3f} {r['step_electrochemistry_s']:8.4f} "
-              f"{r['step_other_s']:7.3f}", flush=True)
+              f"{r['step_other_s']:7.3f} | {r['network_s']:7.3f} {r['network_iterations']:4d}", flush=True)
 
 
 if __name__ == "__main__":
