@@ -11,9 +11,9 @@ contributing none (its surface lies on its faces), a face between two electrodes
 Each electrode ``j`` has its unit field ``w_j``: 1 on electrode ``j``, 0 on the others and on the counter
 electrode, harmonic in between (conjugate gradients on the electrolyte cells, preconditioned by the exact inverse of
 the uniform slab's operator without electrodes: sine transform along x, Fourier across; the electrodes and the
-damage are what it misses. To 1e-10 with an 8 um filament and an insulating crack 2 um ahead of it: 45 / 63 / 91
-iterations at 128^2 / 256^2 / 512^2, 0.07 / 0.25 / 2.0 s for both fields, where Jacobi took 475 / 929 / 1806
-iterations, 0.09 / 0.63 / 9.4 s, without the crack). The
+damage are what it misses. To ``TOLERANCE`` with an 8 um filament and an insulating crack 2 um ahead of it: 18 / 26
+/ 32 iterations at 128^2 / 256^2 / 512^2, 0.02 / 0.12 / 0.64 s for both fields, where Jacobi took 475 / 929 / 1806
+iterations to 1e-10, 0.09 / 0.63 / 9.4 s, without the crack: ``experiments/filament_timing.py``). The
 conductance matrix is their discrete Dirichlet form, ``K_kj = sum_faces G (grad w_k)(grad w_j)``: the current
 leaving electrode ``k`` when ``j`` is held at 1 V (symmetric, an M-matrix; positive definite unless an electrode has
 no cells, whose row and column are then 0; stationary in the solves' error).
