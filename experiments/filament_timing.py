@@ -69,10 +69,10 @@ Jacobi-preconditioned CG (to 1e-10) it took 475 / 929 / 1806 iterations, 0.093 /
 / 512^2, 2.6 to 5.5 quiet steps; preconditioned by the uniform slab's sine-Fourier inverse (to 1e-8) 13 / 16 / 21
 iterations, 0.013 / 0.081 / 0.493 s, a quarter of a quiet step at 512^2 (2.13 s; a deposit per area pass calls it)::
 
-        N   elast  its  damage  its  electro |    step passes  u-d    CG dmgCG   elast  damage  electro   other | network  its
-      128   0.147  100   0.008   49   0.0004 |   0.032      1    1    20    32   0.029   0.006   0.0004  -0.004 |   0.013   13
-      256   0.929  149   0.031   53   0.0005 |   0.428      1    1    36    44   0.225   0.026   0.0005   0.177 |   0.081   16
-      512   5.226  236   0.170   58   0.0007 |   2.127      1    1    64    35   1.417   0.102   0.0007   0.607 |   0.493   21
+      N  elast its damage its electro |  step pass u-d  CG dmgCG  elast damage electro  other | network its
+    128  0.147 100  0.008  49  0.0004 | 0.032    1   1  20    32  0.029  0.006  0.0004 -0.004 |   0.013  13
+    256  0.929 149  0.031  53  0.0005 | 0.428    1   1  36    44  0.225  0.026  0.0005  0.177 |   0.081  16
+    512  5.226 236  0.170  58  0.0007 | 2.127    1   1  64    35  1.417  0.102  0.0007  0.607 |   0.493  21
 """
 from __future__ import annotations
 

@@ -963,7 +963,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             "current_density": mean_current / CURRENT_UNIT,
             "filament_current_density": jnp.sum(area / jnp.maximum(jnp.sum(area), 1e-30) * filament_current)
             / CURRENT_UNIT,  # the area-weighted mean (one filament: its own, exactly)
-            "cell_voltage": eta if config.ionic_field else eta - mean_current * thickness * MICRON / params.conductivity,
+            "cell_voltage": (eta if config.ionic_field
+                             else eta - mean_current * thickness * MICRON / params.conductivity),
             "elastic_energy": fr.elastic_energy(state, mat, problem, load.eigenstrain),
             "fracture_energy": fr.fracture_energy(state.damage, mat, model, problem),
             "damage_max": jnp.max(state.damage),
