@@ -790,17 +790,19 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             eta = f64(params.overpotential)
         volume, residual = new_volume(eta)
         filament_current = (volume - li_volume) / (dt * rate * jnp.maximum(area, 1e-30))
-        if config.ionic_field:
-            overpotentials, _, balance = surfaces(
-                eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))
-            applied = jnp.abs(params.current_density * CURRENT_UNIT * period)
-            mismatch = (jnp.abs(excess(eta)) / jnp.maximum(applied, 1e-300) if config.control == "current"
-                        else f64(0.0))
-            ionic = {"surface_overpotentials": overpotentials, "ionic_iterations": ionic_iterations,
-                     "electrolyte_resistance": period / jnp.sum(conductance) * 1e4, "network_residual": balance,
-                     "current_mismatch": mismatch,
-                     **({"leakage_current": -electronic * eta / period} if leaky else {})}
-        return volume, eta, anode_of(eta, volume), filament_current, area, residual, ionic
+        if not config.ionic_field:
+            return volume, eta, anode_of(eta, volume), filament_current, area, residual, ionic
+        overpotentials, surface_currents, balance = surfaces(
+            eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))
+        applied = params.current_density * CURRENT_UNIT * period  # A/m^2 um, as excess(eta) with this volume
+        carried = surface_currents[0] + jnp.sum(volume - li_volume) / (dt * rate) - electronic * eta
+        mismatch = (jnp.abs(applied - carried) / jnp.maximum(jnp.abs(applied), 1e-300) if config.control == "current"
+                    else f64(0.0))
+        ionic = {"surface_overpotentials": overpotentials, "ionic_iterations": ionic_iterations,
+                 "electrolyte_resistance": period / jnp.sum(conductance) * 1e4, "network_residual": balance,
+                 "current_mismatch": mismatch,
+                 **({"leakage_current": -electronic * eta / period} if leaky else {})}
+        return volume, eta, surface_currents[0] / period, filament_current, area, residual, ionic
 
     def init(params, fields):
         """The flaws as given (``d = 1`` on their cells, no displacement), filled with their stress-free Li; the
