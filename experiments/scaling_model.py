@@ -9,7 +9,10 @@ Cases (per device 4096^2 in 2D, the global grid (P 4096) x 4096; 256^3 in 3D, (P
 transform, only halo exchanges; its dt, far above its stability limit at this size, changes no cost), ``spinodal3d``
 (no-flux cube, SBDF2), ``dendrite2d`` (reaction formulation,
 held voltage -0.2 V, noise on, its default solver: Newton on the charge balance, each iteration a multigrid CG
-solve of the potential and one of the implicit Li+ transport; bench_scaling's scenario scaled up, 0.25 um cells).
+solve of the potential and one of the implicit Li+ transport; bench_scaling's scenario scaled up, 0.25 um cells),
+``filament2d`` (the default 4 um flaw in a 32 um-wide slab per device's ``n_y``, current control at 10 mA/cm^2; its
+loops' trips from a 64^2 probe; at 4096^2 per device its numpy constants, 4.8 GB, took the 2-device compile past
+this machine's memory: ``--cells 1024`` runs).
 
 Method, per case and P (each in its own subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=P``):
 one step, ``jax.jit(step).lower(abstract carry with its slab shardings).compile()`` for the CPU; the optimised HLO
@@ -54,8 +57,8 @@ sys.path.insert(0, str(ROOT))
 from phasefield.decomposition import COLLECTIVES, array_bytes  # noqa: E402  (HLO shapes' bytes, as in the tests)
 HBM_BYTES_PER_S = 4.3e12  # H200, measured device-to-device copy (read plus written)
 NVLINK_BYTES_PER_S = 450e9  # NVLink 4, per direction per GPU
-CASES = ("spinodal2d", "spinodal2d_explicit", "spinodal3d", "dendrite2d")
-DT = {"spinodal2d": 0.1, "spinodal2d_explicit": 1e-4, "spinodal3d": 0.1, "dendrite2d": 0.02}
+CASES = ("spinodal2d", "spinodal2d_explicit", "spinodal3d", "dendrite2d", "filament2d")
+DT = {"spinodal2d": 0.1, "spinodal2d_explicit": 1e-4, "spinodal3d": 0.1, "dendrite2d": 0.02, "filament2d": 0.1}
 FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "while", "call", "conditional",
         "after-all", "partition-id", "replica-id", "opt-barrier"}
 
@@ -64,6 +67,10 @@ def config(case, shape, decomposition):
     if case.startswith("spinodal"):
         scenario = {"name": "spinodal", "variant": "cube" if case.endswith("3d") else "a", "shape": list(shape)}
         solver = {"scheme": "explicit" if case.endswith("explicit") else "sbdf2", "dt": DT[case]}
+    elif case.startswith("filament"):  # the default flaw and slab (32 um across each device's n_y), current control
+        scenario = {"name": "filament", "size": [32.0 * shape[0] / shape[1], 32.0], "shape": list(shape),
+                    "control": "current", "current_density": 10.0}
+        solver = {"dt": DT[case]}
     else:
         scenario = {"name": "dendrite", "size": [n / 4 for n in shape], "shape": list(shape),
                     "electrode_position": shape[0] / 16, "short_circuit_gap": 1.0, "nuclei": [[shape[1] / 8, 1.0]],
@@ -289,7 +296,7 @@ def main(argv=None):
     for case in args.cases:
         cells = args.cells or (256 if case.endswith("3d") else 4096)
         trips = {}
-        if case.startswith("dendrite"):
+        if case.startswith(("dendrite", "filament")):
             probe = subprocess_json(["--child", "trips", "--case", case, "--probe", str(args.probe),
                                      "--probe-steps", str(args.probe_steps)], 1)
             trips = {name: loop["trips"] for name, loop in probe.items()}
