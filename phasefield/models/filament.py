@@ -714,7 +714,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         """The electrolyte's conductance matrix of the anode face and the filament against the counter electrode
         (:func:`en.electrode_conductances`, the conductivity lowered by damage), its unit fields and CG iterations."""
         sigma = en.damaged_conductivity(state.damage, params.conductivity, params.crack_conductivity)
-        return en.electrode_conductances(sigma, electrodes(state, front), grid)
+        return en.electrode_conductances(sigma, electrodes(state, front), grid, slabs=slabs)
 
     leaky = config.electronic_conductivity > 0 or config.crack_electronic_conductivity > 0
 
@@ -733,7 +733,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             return f64(0.0)
         sigma = en.damaged_conductivity(state.damage, config.electronic_conductivity,
                                         config.crack_electronic_conductivity)
-        return jnp.sum(en.electrode_conductances(sigma, electrodes(state, front), grid)[0])
+        return jnp.sum(en.electrode_conductances(sigma, electrodes(state, front), grid, slabs=slabs)[0])
 
     def deposit(params, state: fr.FractureState, pressure, c, li_volume, dt, filled=None):
         """Backward-Euler deposition into the filaments and onto the flat anode (the cracks of ``state``
