@@ -460,16 +460,15 @@ def _reference(grid: Grid, walls: Walls, lam0, mu0, dtype, slabs=None) -> _Refer
         shape = [1] * ndim
         shape[a] = modes[a]
         theta = (2.0 * np.pi * np.arange(modes[a]) / doubled[a]).reshape(shape)
-        normal.append(np.broadcast_to((np.exp(1j * theta) - 1.0) / h[a], modes))  # forward difference to the cell
-        edge.append(np.broadcast_to((1.0 - np.exp(-1j * theta)) / h[a], modes))  # backward difference to the edge
-    c = jnp.asarray(np.stack(normal, axis=-1))
+        # 1-D symbols, broadcast in the graph: a whole-grid array here would be a compile-time constant per call site
+        normal.append(jnp.broadcast_to(jnp.asarray((np.exp(1j * theta) - 1.0) / h[a]), modes))  # difference to the cell
+        edge.append(jnp.broadcast_to(jnp.asarray((1.0 - np.exp(-1j * theta)) / h[a]), modes))  # difference to the edge
+    c = jnp.stack(normal, axis=-1)
     k0 = lam0 * jnp.conj(c)[..., :, None] * c[..., None, :]
     k0 = k0 + 2.0 * mu0 * jnp.eye(ndim) * (jnp.abs(c) ** 2)[..., None, :]
     for a in range(ndim):
         for b in range(a + 1, ndim):
-            s = np.zeros(modes + (ndim,), complex)
-            s[..., a], s[..., b] = edge[b], edge[a]
-            s = jnp.asarray(s)
+            s = jnp.zeros(modes + (ndim,), complex).at[..., a].set(edge[b]).at[..., b].set(edge[a])
             k0 = k0 + mu0 * jnp.conj(s)[..., :, None] * s[..., None, :]
     k0 = grid.cell_volume * k0
     eye = jnp.eye(ndim)
