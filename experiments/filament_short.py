@@ -3,7 +3,7 @@
 ``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
 [--advance-scale 10] [--area-passes 4] [--acceleration none|overrelax|anderson] [--relaxation 1.6] [--window 3]
 [--max-iterations 10] [--tolerance 1e-4] [--grain-size 0] [--grain-toughness 0.3] [--grain-seed 0]
-[--electrolyte lumped|network|both]``
+[--electrolyte lumped|network|both] [--flaws "[[depth, y, angle], ...]"]``
 
 A 4 um Li-filled flaw in a 32 um LLZO slab (``shape`` x ``shape`` cells, ell = 2 cells), galvanostatic. The
 flat anode carries most of the current, so the overpotential is about the flat anode's; the filament's pressure
@@ -33,6 +33,13 @@ current: 1 mV at 2 mA/cm^2, 12 mV at 20), so the network's cells short earlier, 
          6            50.2 / 37.2                             -43.7 / -49.6                       1.59
         10            15.9 / 14.0                             -52.9 / -60.5                       1.21
         20            6.37 / 5.43                             -75.7 / -88.0                       1.58
+
+Two flaws (``--currents 10 20 --electrolyte both --flaws "[[2, 8, 0], [4, 24, 0]]"``, 32^2, 2 CPU cores,
+2026-12-02, 10-32 s each): the 4 um flaw shorts the cell, the 2 um one (onset 53.8 mV) does not grow::
+
+    i (mA/cm^2)  time to short, lumped / network (s)  eta anode / 2 um / 4 um filament at the short, network (mV)
+        10            18.59 / 15.77                          -54.3 / -56.9 / -62.7
+        20             7.32 / 6.21                           -76.7 / -81.7 / -90.9
 
 The intact slab's resistance is L_x / sigma = 6.4 ohm cm^2; the filament's own faces then carry their current at
 the larger overpotential, and the anode face's falls (lumped: -58.6 mV at 10 mA/cm^2, every surface).
@@ -82,6 +89,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -152,6 +160,9 @@ def main():
     parser.add_argument("--electrolyte", default="lumped", choices=("lumped", "network", "both"),
                         help="every Li surface at one overpotential (lumped), the electrolyte as a resistor network "
                         "(ionic_field), or each current with both")
+    parser.add_argument("--flaws", type=json.loads, default=[],
+                        help='several flaws instead of the one 4 um flaw: "[[depth um, y um, angle deg], ...]" (the '
+                        'scenario option flaws; each filament\'s crack depth and overpotential in the table)')
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spacing = 32.0 / args.shape
@@ -161,14 +172,16 @@ def main():
                      damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
                      anderson_window=args.window, tolerance=args.tolerance, grain_size=args.grain_size,
                      grain_boundary_width=2 * spacing, grain_boundary_toughness=args.grain_toughness,
-                     grain_seed=args.grain_seed)
+                     grain_seed=args.grain_seed, flaws=args.flaws)
     modes = {"lumped": [False], "network": [True], "both": [False, True]}[args.electrolyte]
     programs = {}
     for ionic_field in modes:
         simulation = fm.build(dataclasses.replace(base, ionic_field=ionic_field), DecomposedTimeSolverConfig())
         programs[ionic_field] = (simulation, jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics))
-    eta_c, i_c = critical_current(base, spacing)
-    print(f"flaw 4 um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} mA/cm^2")
+    for depth in [flaw[0] for flaw in args.flaws] or [base.flaw_depth]:
+        eta_c, i_c = critical_current(dataclasses.replace(base, flaw_depth=depth), spacing)
+        print(f"flaw {depth:g} um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} "
+              "mA/cm^2")
     rows, frames = [], []
     for current, ionic_field in ((c, m) for c in args.currents for m in modes):
         simulation, step, diagnostics = programs[ionic_field]
@@ -185,6 +198,9 @@ def main():
                      "cell_voltage_V": values["cell_voltage"],
                      "filament_overpotential_mV": values.get("filament_overpotential", values["overpotential"]),
                      "electrolyte_resistance_ohm_cm2": values.get("electrolyte_resistance", np.nan),
+                     **{f"{key}_{k}_{unit}": values.get(f"{key}_{k}", np.nan)
+                        for k in range(1, len(args.flaws) + 1)
+                        for key, unit in (("crack_depth", "um"), ("filament_overpotential", "mV"))},
                      "seconds": time.time() - start})
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
               flush=True)

@@ -77,6 +77,15 @@ def butler_volmer(eta, i0=2.57, alpha=0.5):
     return i0 * (np.exp(-alpha * F_RT * eta) - np.exp((1 - alpha) * F_RT * eta))
 
 
+def anode_and_fins(voltage, resistance, areas, current):
+    """:func:`en.network_deposits` for the anode face and ``len(areas) - 1`` filaments that plate nothing this step
+    (``dt = 0``; their Li at zero pressure filling their cracks exactly): the surfaces' balance alone."""
+    fins = len(areas) - 1
+    volume = jnp.full(fins, 0.1)
+    return en.network_deposits(voltage, jnp.asarray(resistance), jnp.asarray(areas), current, 0.0, volume, volume,
+                               jnp.eye(fins), 11.0, 0.0, 1.0, jnp.zeros(fins))
+
+
 def test_surface_overpotentials_solve_the_ohmic_and_kinetic_balance():
     """One surface: eta = V + R A i(eta), the scalar root found with brentq, at cell voltages from -2.5 to 2.5 V
     (beyond 2.05 V the current's exponentials are clipped, where a Newton step from eta = V is the identity's and
@@ -84,8 +93,7 @@ def test_surface_overpotentials_solve_the_ohmic_and_kinetic_balance():
     with scipy's fsolve, at a cell voltage of -0.3 V where the ohmic drop takes most of it."""
     current = lambda eta, p: 2.57 * (jnp.exp(-0.5 * F_RT * eta) - jnp.exp(0.5 * F_RT * eta))  # noqa: E731
     for voltage in (-0.3, -1.5, -2.5, 0.4, 2.5):  # plating and stripping, inside and beyond the clipped exponentials
-        eta, currents, residual = en.surface_overpotentials(voltage, jnp.array([[0.02]]), jnp.array([4.0]), current,
-                                                            jnp.zeros(1))
+        _, eta, currents, residual, _ = anode_and_fins(voltage, [[0.02]], [4.0], current)
         root = optimize.brentq(lambda e: e - voltage - 0.02 * 4.0 * butler_volmer(e), min(voltage, 0.0),
                                max(voltage, 0.0), xtol=1e-15)
         assert float(eta[0]) == pytest.approx(root, abs=1e-12), voltage
@@ -93,7 +101,7 @@ def test_surface_overpotentials_solve_the_ohmic_and_kinetic_balance():
         assert float(residual) < en.NEWTON_TOLERANCE
     resistance = np.array([[0.02, 0.015], [0.015, 0.05]])
     areas = np.array([4.0, 1.5])
-    eta, _, _ = en.surface_overpotentials(-0.3, jnp.asarray(resistance), jnp.asarray(areas), current, jnp.zeros(2))
+    _, eta, _, _, _ = anode_and_fins(-0.3, resistance, areas, current)
     root = optimize.fsolve(lambda e: e + 0.3 - resistance @ (areas * butler_volmer(e)), np.full(2, -0.1), xtol=1e-14)
     np.testing.assert_allclose(np.asarray(eta), root, atol=1e-11)
     assert -0.3 < root[0] < -0.01 and -0.3 < root[1] < -0.01
@@ -110,3 +118,53 @@ def test_electrolyte_potential_holds_each_surface_and_the_counter_electrode():
     assert np.allclose(np.asarray(phi)[:4, 4], 0.07)
     assert float(phi[-1, 0]) == pytest.approx(0.1, abs=0.005)
     assert float(phi[0, 0]) == pytest.approx(0.06, abs=0.005)
+
+
+def test_network_deposits_solve_the_coupled_surfaces_and_li_volumes():
+    """Anode face and three filaments sharing the slab's resistance, their cracks coupled by a compliance matrix, one
+    step of 2 s at a cell voltage of -0.15 V: two filaments full of Li plate against their pressures, the third
+    (its Li short of its crack's volume) at zero pressure. Against scipy's fsolve of the same balances written here
+    with the Li volumes as unknowns (each filled crack's pressures from the volumes by fsolve too): overpotentials to
+    1e-11 V, volumes to 1e-11 relative; the third stays short of its crack, and a zero step plates nothing."""
+    molar_volume, bulk, rate, dt, voltage = 1.3e-5, 11.0, 1.3e-5 * 1e6 / 96485.33212, 2.0, -0.15
+    current = lambda eta, p: 2.57 * (jnp.exp(-0.5 * F_RT * (eta + molar_volume * p * 1e9 / 96485.33212))  # noqa: E731
+                                     - jnp.exp(0.5 * F_RT * (eta + molar_volume * p * 1e9 / 96485.33212)))
+    conductance = 10.0 * np.array([[60.0, -8.0, -6.0, -5.0], [-8.0, 30.0, -3.0, -2.0], [-6.0, -3.0, 25.0, -2.0],
+                                   [-5.0, -2.0, -2.0, 20.0]])  # A/m^2 um per V: an M-matrix, the slab shared
+    resistance = np.linalg.inv(conductance)
+    areas = np.array([16.0, 8.0, 6.0, 4.0])
+    compliance = np.array([[0.6, 0.05, 0.02], [0.05, 0.4, 0.03], [0.02, 0.03, 0.25]])  # um^2 / GPa
+    pressure = np.array([0.05, 0.02, 0.0])  # GPa: the linearisation's; the third crack unfilled
+    base = np.array([0.2, 0.15, 0.3]) - compliance @ pressure
+    start = np.array([0.2 * (1 + 0.05 / bulk), 0.15 * (1 + 0.02 / bulk), 0.1])  # the first two full, the third not
+
+    def bv(eta, p):
+        return np.asarray(current(jnp.asarray(eta), jnp.asarray(p)))
+
+    def filled_pressures(volumes):  # the first two cracks' pressures (the third at 0)
+        def balance(p):
+            full = np.append(p, 0.0)
+            return ((base + compliance @ full) * (1.0 + full / bulk) - volumes)[:2]
+        return np.append(optimize.fsolve(balance, pressure[:2], xtol=1e-13), 0.0)
+
+    def equations(x):
+        eta, volumes = x[:4], x[4:]
+        p = np.append(0.0, filled_pressures(volumes))
+        i = areas * bv(eta, p)
+        return np.concatenate([eta - voltage - resistance @ i, (volumes - start - dt * rate * i[1:]) / 0.2])
+
+    root = optimize.fsolve(equations, np.concatenate([np.full(4, voltage), start]), xtol=1e-13)
+    volumes, eta, currents, network, deposit = en.network_deposits(
+        voltage, jnp.asarray(resistance), jnp.asarray(areas), current, 0.0, jnp.asarray(start), jnp.asarray(base),
+        jnp.asarray(compliance), bulk, dt, rate, jnp.asarray(pressure))
+    print(f"eta {root[:4]} V, volumes {start} -> {root[4:]} um^2")
+    np.testing.assert_allclose(np.asarray(eta), root[:4], atol=1e-11)
+    np.testing.assert_allclose(np.asarray(volumes), root[4:], rtol=1e-11)
+    assert float(network) < en.NEWTON_TOLERANCE and float(deposit) < 1e-12
+    crack = base + compliance @ filled_pressures(root[4:])
+    assert root[6] < crack[2] and np.all(root[4:] > start)  # the third still short of its crack; all plated
+    assert float(currents[0]) == pytest.approx(areas[0] * bv(root[0], 0.0), rel=1e-10)
+    unchanged = en.network_deposits(voltage, jnp.asarray(resistance), jnp.asarray(areas), current, 0.0,
+                                    jnp.asarray(start), jnp.asarray(base), jnp.asarray(compliance), bulk, 0.0, rate,
+                                    jnp.asarray(pressure))[0]
+    np.testing.assert_allclose(np.asarray(unchanged), start, rtol=1e-13)

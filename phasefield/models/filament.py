@@ -39,12 +39,13 @@ and, at ``p sqrt(pi a) = K_Ic``, advances. Per step:
    flat anode ``i(eta, p_s)``. Overpotential control holds ``eta``; current control finds ``eta`` whose total
    current is the applied one (bisection). The ionic potential drop along the filament (``i a / sigma``: 1 mV
    for 10 um at 0.5 mA/cm^2 in LLZO) is neglected: every Li surface sees the same ``eta``. With ``ionic_field``
-   (one flaw) the electrolyte is resolved instead (:mod:`phasefield.physics.electrolyte_network`): the anode face
-   and the filament's Li cells (its crack, ``d >= 1/2``, up to the Li front) are two electrodes in a slab of
-   conductivity ``(1 - d) sigma + d sigma_crack`` (an empty crack ahead of the Li blocks ions), with the counter
-   electrode at the far wall; two unit-field solves per deposit give their conductance matrix, and each surface
+   the electrolyte is resolved instead (:mod:`phasefield.physics.electrolyte_network`): the anode face and each
+   filament's Li cells (its crack, ``d >= 1/2``, up to the Li front) are electrodes in a slab of conductivity
+   ``(1 - d) sigma + d sigma_crack`` (an empty crack ahead of the Li blocks ions), with the counter electrode at
+   the far wall; one unit-field solve per electrode and deposit gives their conductance matrix, and each surface
    plates at its own overpotential ``eta_k = V + (R I)_k`` (``V`` the cell voltage, held by overpotential control
-   or found by current control; ``R`` the inverse conductance matrix, ``I`` the surfaces' currents). A filament
+   or found by current control; ``R`` the inverse conductance matrix, ``I`` the surfaces' currents), solved with
+   the filaments' new volumes and pressures by one Newton solve (the filaments share the resistance). A filament
    reaching towards the counter electrode shortens the ionic path: it plates at a larger overpotential than the
    anode face, and the slab's resistance falls (the scalar ``electrolyte_resistance``);
 3. Mechanics at fixed ``V_Li`` (volume control, which makes the growth stable: a crack that advances gains
@@ -180,8 +181,7 @@ class Config:
     ionic_field: bool = option(False, help="resolve the electrolyte between the Li surfaces and the counter "
                                "electrode: a resistor network from the conductivity field, lowered where the ceramic "
                                "is broken (physics.md 5.2 item 3); the anode face and the filament each plate at "
-                               "their own overpotential, and overpotential control holds the cell voltage (one "
-                               "flaw). False: every Li surface at the held overpotential, the ohmic drop only in "
+                               "their own overpotential, and overpotential control holds the cell voltage. False: every Li surface at the held overpotential, the ohmic drop only in "
                                "cell_voltage")
     crack_conductivity: float = option(0.0, min=0.0, help="ionic_field: ionic conductivity of a broken cell (d = 1) "
                                        "beyond the Li front, S/m (an empty crack: 0; at least 1e-6 of conductivity): "
@@ -258,9 +258,6 @@ class Config:
             key = "electronic_conductivity" if self.electronic_conductivity > 0 else "crack_electronic_conductivity"
             raise ConfigError(f"{prefix}.{key}", getattr(self, key), "0 without ionic_field (the leakage runs "
                               "between the Li and the counter electrode at the network's cell voltage)")
-        if self.flaws and self.ionic_field:
-            raise ConfigError(f"{prefix}.ionic_field", self.ionic_field, "false with flaws (the resistor network "
-                              "couples one filament and the anode face; several flaws plate at one overpotential)")
         if self.flaws:
             check_flaws(self, f"{prefix}.flaws")
             for f in dataclasses.fields(self):  # flaw_depth and flaw_angle unused: a value of the user's is refused
@@ -744,65 +741,62 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         ``ionic_field``, the network's results (the surfaces' overpotentials, anode first; CG iterations; the
         electrolyte's area resistance, ohm cm^2; the residual of the surfaces' balance, V; current control: the
         applied current's relative mismatch, > 0 where no cell voltage in :data:`OVERPOTENTIAL_RANGE` carries it).
-        With ``ionic_field`` ``eta`` is the cell voltage: the surfaces
-        plate at the overpotentials of :func:`en.surface_overpotentials` (the network of this state's Li, the
-        filament at the pressure of its new volume, backward Euler as without it)."""
+        With ``ionic_field`` ``eta`` is the cell voltage: the surfaces plate at the overpotentials of the network of
+        this state's Li, solved together with the filaments' new volumes and pressures (:func:`en.network_deposits`,
+        backward Euler as without it; the residual is its volumes')."""
         _, front, volume = geometry(params, state, pressure, li_volume if filled is None else filled)
         area = interface_area(state, front)
         base = volume - c @ pressure
         rate = deposition_rate(params)
-        stack = params.stack_pressure * STRESS_UNIT
-        ionic = ionic_zeros()
+        stack = f64(params.stack_pressure * STRESS_UNIT)
+        surface_current = lambda eta, p: currents(params, eta, p)  # noqa: E731
         if config.ionic_field:
             conductance, _, ionic_iterations = network(params, state, front)
             unconnected = jnp.diag(conductance) <= 0.0  # no Li cells (a filament whose front is at the mouth)
             resistance = jnp.linalg.inv(conductance + jnp.diag(unconnected.astype(conductance.dtype)))
             areas = jnp.concatenate([f64([period]), area])
-            surface_current = lambda eta, p: currents(params, eta, p)  # noqa: E731
-
-            def surfaces(eta, p):  # the anode's and the filament's overpotentials and currents (A/m^2 um)
-                return en.surface_overpotentials(eta, resistance, areas, surface_current,
-                                                 jnp.concatenate([jnp.reshape(f64(stack), (1,)), p]))
-
-            current_of = lambda eta, p: surfaces(eta, p)[1][1:] / jnp.maximum(area, 1e-30)  # noqa: E731
-            anode_of = lambda eta, v: surfaces(  # noqa: E731
-                eta, fl.li_pressure(v, base, jnp.diagonal(c), params.li_bulk_modulus))[1][0] / period
             electronic = leakage_conductance(state, front)
+
+            def solved(eta):  # the Li volumes, the anode's current density, the deposit's residual, the surfaces
+                volume, overpotentials, surface_currents, balance, residual = en.network_deposits(
+                    eta, resistance, areas, surface_current, stack, li_volume, base, c, params.li_bulk_modulus, dt,
+                    rate, pressure)
+                return volume, surface_currents[0] / period, residual, (overpotentials, balance)
         else:
-            current_of = lambda eta, p: currents(params, eta, p)  # noqa: E731
-            anode_of = lambda eta, v: current_of(eta, stack)  # noqa: E731
             electronic = f64(0.0)
 
-        def new_volume(eta):
-            return fl.implicit_deposits(li_volume, dt, area, eta, base, c, pressure, params.li_bulk_modulus,
-                                        current_of, rate, max_sweeps=params.coupled_sweeps)
+            def solved(eta):
+                volume, residual = fl.implicit_deposits(li_volume, dt, area, eta, base, c, pressure,
+                                                        params.li_bulk_modulus, surface_current, rate,
+                                                        max_sweeps=params.coupled_sweeps)
+                return volume, surface_current(eta, stack), residual, None
+
+        def carried_current(eta, volume, anode_current):  # A/m^2 um: the anode's, the filaments' and the leakage
+            return period * anode_current + jnp.sum(volume - li_volume) / (dt * rate) - electronic * eta
+
+        applied = params.current_density * CURRENT_UNIT * period  # A/m^2 um
 
         def excess(eta):  # applied minus carried total current, increasing in eta
-            volume = new_volume(eta)[0]
-            carried = period * anode_of(eta, volume) + jnp.sum(volume - li_volume) / (dt * rate)
-            if leaky:  # electrons through the ceramic carry part of the applied current
-                carried = carried - electronic * eta
-            return params.current_density * CURRENT_UNIT * period - carried  # A/m^2 um
+            volume, anode_current, _, _ = solved(eta)
+            return applied - carried_current(eta, volume, anode_current)
 
         if config.control == "current":
             eta = fl.bisect(excess, f64(OVERPOTENTIAL_RANGE[0]), f64(OVERPOTENTIAL_RANGE[1]), 50)
         else:
             eta = f64(params.overpotential)
-        volume, residual = new_volume(eta)
+        volume, anode_current, residual, surfaces = solved(eta)
         filament_current = (volume - li_volume) / (dt * rate * jnp.maximum(area, 1e-30))
         if not config.ionic_field:
-            return volume, eta, anode_of(eta, volume), filament_current, area, residual, ionic
-        overpotentials, surface_currents, balance = surfaces(
-            eta, fl.li_pressure(volume, base, jnp.diagonal(c), params.li_bulk_modulus))
-        applied = params.current_density * CURRENT_UNIT * period  # A/m^2 um, as excess(eta) with this volume
-        carried = surface_currents[0] + jnp.sum(volume - li_volume) / (dt * rate) - electronic * eta
+            return volume, eta, anode_current, filament_current, area, residual, ionic_zeros()
+        overpotentials, balance = surfaces
+        carried = carried_current(eta, volume, anode_current)
         mismatch = (jnp.abs(applied - carried) / jnp.maximum(jnp.abs(applied), 1e-300) if config.control == "current"
                     else f64(0.0))
         ionic = {"surface_overpotentials": overpotentials, "ionic_iterations": ionic_iterations,
                  "electrolyte_resistance": period / jnp.sum(conductance) * 1e4, "network_residual": balance,
                  "current_mismatch": mismatch,
                  **({"leakage_current": -electronic * eta / period} if leaky else {})}
-        return volume, eta, surface_currents[0] / period, filament_current, area, residual, ionic
+        return volume, eta, anode_current, filament_current, area, residual, ionic
 
     def init(params, fields):
         """The flaws as given (``d = 1`` on their cells, no displacement), filled with their stress-free Li; the
@@ -936,7 +930,7 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
         depth, front, volume = geometry(params, state, pressure, li_volume)
         deepest = jnp.argmax(depth)
         eta = cache["overpotential"]  # with ionic_field the cell voltage
-        anode_eta, filament_eta = ((cache["surface_overpotentials"][0], cache["surface_overpotentials"][1])
+        anode_eta, filament_eta = ((cache["surface_overpotentials"][0], cache["surface_overpotentials"][1 + deepest])
                                    if config.ionic_field else (eta, eta))
         area, filament_current = per_filament(cache["filament_area"]), per_filament(cache["filament_current"])
         mean_current = (period * cache["anode_current"] + jnp.sum(area * filament_current)) / period
@@ -996,6 +990,8 @@ def build(config: Config, solver: PrecisionTimeSolverConfig) -> Simulation:
             for k in range(count):
                 out |= {f"crack_depth_{k + 1}": depth[k], f"filament_depth_{k + 1}": front[k],
                         f"li_pressure_{k + 1}": pressure[k] / STRESS_UNIT, f"li_volume_{k + 1}": li_volume[k]}
+                if config.ionic_field:
+                    out[f"filament_overpotential_{k + 1}"] = cache["surface_overpotentials"][1 + k] * 1e3
         return out
 
     stepper = Stepper(init, step, fields, unconditionally_stable, 1, change, stop, stop_reason)
@@ -1072,7 +1068,9 @@ SCALAR_INFO = {
     "deposit_sweep_residual": Quantity("1", "several flaws: the last Jacobi sweep's largest change of the coupled "
                                             "deposits' held pressure coupling over the largest Li volume, or the "
                                             "residual of its pressures' sweeps if larger, in the last step "
-                                            "(the sweeps stop at 1e-14 or coupled_sweeps; round-off for one flaw)"),
+                                            "(the sweeps stop at 1e-14 or coupled_sweeps; round-off for one flaw; "
+                                            "ionic_field: the largest residual of the Li volumes' balances over "
+                                            "the largest volume after the network's Newton solve)"),
     "time_to_short": Quantity("s", "time at which the crack came within short_circuit_gap (NaN before)"),
     "regularisation_length": Quantity("um", "ell used"),
     "reaction_force": Quantity("N/m", "force on the counter electrode per unit thickness (< 0: compression)"),
@@ -1080,7 +1078,7 @@ SCALAR_INFO = {
 
 
 IONIC_SCALAR_INFO = {
-    "filament_overpotential": Quantity("mV", "eta at the filament's faces"),
+    "filament_overpotential": Quantity("mV", "eta at the filament's faces (several flaws: the deepest crack's)"),
     "electrolyte_resistance": Quantity("ohm cm^2", "the electrolyte between all Li and the counter electrode, per "
                                                    "anode area (the intact slab: L_x / sigma)"),
     "ionic_iterations": Quantity("1", "most CG iterations of the network's unit fields in the last step's last "
@@ -1110,6 +1108,8 @@ def scalar_info(ndim: int, flaws: int = 0, ionic_field: bool = False, leakage: b
                 f"filament_depth_{k}": Quantity("um", f"Li front of filament {k}"),
                 f"li_pressure_{k}": Quantity("MPa", f"Li pressure of filament {k}"),
                 f"li_volume_{k}": Quantity("um^2", f"stress-free Li volume of filament {k} per unit thickness")}
+        if ionic_field:
+            out[f"filament_overpotential_{k}"] = Quantity("mV", f"eta at the faces of filament {k}")
     if ndim == 2:
         return out
     units = {"um^2": "um^3", "mJ/m": "nJ", "N/m": "uN"}

@@ -26,7 +26,7 @@ for LLZO at 10 ohm cm^2, filaments of a few um). The metal is one conductor at p
 overpotential is ``eta_k = -psi_k`` and the cell voltage (Li against a reversible counter electrode) is
 ``-V_c``::
 
-    eta = V + R I,   I_k = A_k i_k(eta_k),   R = K^-1                         (:func:`surface_overpotentials`)
+    eta = V + R I,   I_k = A_k i_k(eta_k),   R = K^-1                         (:func:`network_deposits`)
 
 ``V`` the cell voltage (< 0 plates), ``A_k`` the surface areas and ``i_k`` their Butler-Volmer current densities.
 
@@ -145,33 +145,89 @@ def electrode_conductances(sigma, electrodes, grid: Grid, tolerance=TOLERANCE, m
     return 0.5 * (form + form.T), fields, jnp.max(iterations)
 
 
-def surface_overpotentials(cell_voltage, resistance, areas, current_of, pressures):
-    """Overpotentials ``eta`` (``(M + 1,)``, V) and currents ``I = A i(eta, p)`` of the surfaces: the root of
-    ``eta = V + R A i(eta, p)`` (``resistance`` ``R = K^-1``, ``areas`` ``A``, ``current_of(eta, p)`` the plating
-    current density, decreasing in ``eta``), and the root's residual (V; above ``NEWTON_TOLERANCE``: unconverged).
-    Newton from ``eta = V`` (no ohmic drop), its iterates kept within ``NEWTON_BOUND`` (past it the current's
-    exponentials are clipped and flat). Where ``i`` is convex (plating, ``eta + Omega p / F < 0`` for alpha = 1/2)
-    the residual is concave, so Newton approaches the root from below, at most one overshoot from above first."""
-    cell_voltage = jnp.asarray(cell_voltage)
+def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure, li_volume, base_volume,
+                     compliance, bulk_modulus, dt, rate, pressure):
+    """Backward-Euler deposit into ``N`` filaments whose surfaces share the network, coupled with their pressures.
 
-    def residual(eta):
-        return eta - cell_voltage - resistance @ (areas * current_of(eta, pressures))
+    Unknowns: the overpotentials ``eta`` (``(N + 1,)``, the anode face first) and per filament ``z_j``, its Li
+    pressure ``p_j = max(z_j, 0)`` where the Li fills its crack, else ``-z_j`` its unfilled volume over ``C_jj``::
 
-    slope = jax.vmap(jax.grad(lambda e, p: current_of(e, p)))
+        eta - V - R A i(eta, (p_s, p)) = 0                                   (the network)
+        W_j(z) - V0_j - dt rate A_j i(eta_j, p_j) = 0                        (each filament's Li volume)
+        W_j(z) = (B_j + sum_k C_jk p_k)(1 + p_j / K) + C_jj min(z_j, 0)
+
+    (``V0`` the Li volumes at the step's start, ``B + C p`` the cracks' volumes linearised by their compliance
+    matrix ``C`` about ``pressure``, ``K`` the Li bulk modulus, ``p_s`` the stack pressure on the anode face). The
+    surfaces couple through the shared resistance ``R`` and the cracks' compliance, so no surface is solved alone
+    (a Jacobi sweep over them need not converge when many share the slab's resistance). Semismooth Newton from the
+    step's start (``eta = V``, ``z`` the start's pressures or underfill; the derivative of the branch of ``z`` it is
+    on), its ``eta`` kept within :data:`NEWTON_BOUND`, a step halved while it raises the largest scaled residual.
+
+    Returns the Li volumes ``W(z)``, the overpotentials, the surfaces' currents ``A i`` (A/m^2 um), the network's
+    residual (V) and the volumes' (relative to the largest volume)."""
+    count = li_volume.shape[0]
+    diagonal = jnp.diagonal(compliance)
+    scale = jnp.max(jnp.abs(li_volume), initial=1e-300)  # no filaments: the anode face alone
+    cell_voltage = jnp.asarray(cell_voltage, li_volume.dtype)
+    pressures = lambda z: jnp.concatenate([jnp.reshape(stack_pressure, (1,)), jnp.maximum(z, 0.0)])  # noqa: E731
+
+    def volumes(z):
+        p = jnp.maximum(z, 0.0)
+        return (base_volume + compliance @ p) * (1.0 + p / bulk_modulus) + diagonal * jnp.minimum(z, 0.0)
+
+    def residuals(eta, z):
+        current = areas * current_of(eta, pressures(z))
+        network = eta - cell_voltage - resistance @ current
+        return network, (volumes(z) - li_volume - dt * rate * current[1:]) / scale
+
+    def merit(eta, z):
+        network, deposit = residuals(eta, z)
+        return jnp.maximum(jnp.max(jnp.abs(network)), jnp.max(jnp.abs(deposit), initial=0.0))
+
+    def jacobian(eta, z):
+        p, filled = pressures(z), (z > 0.0).astype(z.dtype)
+        ones = jnp.ones_like(eta)
+        di_deta = jax.jvp(lambda e: current_of(e, p), (eta,), (ones,))[1] * areas
+        di_dp = jax.jvp(lambda q: current_of(eta, q), (p,), (ones,))[1][1:] * areas[1:] * filled
+        crack = base_volume + compliance @ p[1:]
+        dw_dz = (compliance * filled[None, :] * (1.0 + p[1:, None] / bulk_modulus)
+                 + jnp.diag(filled * crack / bulk_modulus + (1.0 - filled) * diagonal))
+        top = jnp.concatenate([jnp.eye(count + 1) - resistance * di_deta[None, :], -resistance[:, 1:] * di_dp[None, :]],
+                              axis=1)
+        bottom = jnp.concatenate([jnp.zeros((count, 1)), -dt * rate * jnp.diag(di_deta[1:]),
+                                  dw_dz - dt * rate * jnp.diag(di_dp)], axis=1) / scale
+        return jnp.concatenate([top, bottom], axis=0)
 
     def newton(carry):
-        eta, _, count = carry
-        jacobian = jnp.eye(eta.shape[0], dtype=eta.dtype) - resistance * (areas * slope(eta, pressures))[None, :]
-        following = jnp.clip(eta - jnp.linalg.solve(jacobian, residual(eta)), -NEWTON_BOUND, NEWTON_BOUND)
-        return following, jnp.max(jnp.abs(following - eta)), count + 1
+        eta, z, _, iterations, current_merit = carry
+        network, deposit = residuals(eta, z)
+        step = jnp.linalg.solve(jacobian(eta, z), -jnp.concatenate([network, deposit]))
+
+        def trial(fraction):
+            following = jnp.clip(eta + fraction * step[:count + 1], -NEWTON_BOUND, NEWTON_BOUND)
+            return following, z + fraction * step[count + 1:]
+
+        def worse(halving):
+            fraction, _ = halving
+            return (merit(*trial(fraction)) > current_merit) & (fraction > 2.0**-30)
+
+        fraction, _ = jax.lax.while_loop(worse, lambda h: (0.5 * h[0], h[1]), (jnp.asarray(1.0, eta.dtype), 0))
+        following_eta, following_z = trial(fraction)
+        change = jnp.maximum(jnp.max(jnp.abs(following_eta - eta)),
+                             jnp.max(jnp.abs(volumes(following_z) - volumes(z)), initial=0.0) / scale)
+        return following_eta, following_z, change, iterations + 1, merit(following_eta, following_z)
 
     def unsettled(carry):
-        return (carry[1] > NEWTON_TOLERANCE) & (carry[2] < NEWTON_ITERATIONS)
+        return (carry[2] > NEWTON_TOLERANCE) & (carry[3] < NEWTON_ITERATIONS)
 
-    start = jnp.broadcast_to(jnp.clip(cell_voltage, -NEWTON_BOUND, NEWTON_BOUND), jnp.shape(areas))
-    start = start.astype(jnp.result_type(cell_voltage, areas))
-    eta, _, _ = jax.lax.while_loop(unsettled, newton, (start, jnp.asarray(jnp.inf, start.dtype), 0))
-    return eta, areas * current_of(eta, pressures), jnp.max(jnp.abs(residual(eta)))
+    crack = base_volume + compliance @ pressure
+    z = jnp.where(pressure > 0.0, pressure, (li_volume - crack) / diagonal)
+    eta = jnp.full(count + 1, jnp.clip(cell_voltage, -NEWTON_BOUND, NEWTON_BOUND), li_volume.dtype)
+    start = (eta, z, jnp.asarray(jnp.inf, eta.dtype), 0, merit(eta, z))
+    eta, z, _, _, _ = jax.lax.while_loop(unsettled, newton, start)
+    network, deposit = residuals(eta, z)
+    return (volumes(z), eta, areas * current_of(eta, pressures(z)), jnp.max(jnp.abs(network)),
+            jnp.max(jnp.abs(deposit), initial=0.0))
 
 
 def electrolyte_potential(fields, cell_voltage, overpotentials):
