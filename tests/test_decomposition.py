@@ -737,7 +737,7 @@ PFHUB_OWN_STEPS = {
 }
 # the walled fracture scenarios (16 x 16 cells, 4 slabs of 4 rows): a notched plate pulled in 3 load steps (the
 # notch relaxes, then cracks), a Li filament in its flaw (also with the electrolyte network under current control,
-# and two filaments, 4 and 3 um deep) for 3 steps of 1 s;
+# and two filaments, 4 and 3 um deep, lumped and in the network) for 3 steps of 1 s;
 # and swelling with fracture (one elastic particle delithiated well below c_0: it cracks in the 10 steps), 32 x 32
 # cells
 WALLED = {
@@ -758,6 +758,12 @@ WALLED = {
                                         "max_iterations": 10, "pressure_passes": 40, "pressure_tolerance": 1e-5,
                                         "short_circuit_gap": 2.0},
                            "solver": {}, "steps": 3, "dt": 1.0, "perturb": ["fracture", "damage"], "tolerance": 1e-5},
+    "filament network two flaws": {
+        "scenario": {"name": "filament", "size": [16.0, 16.0], "shape": [16, 16], "length": 1.0,
+                     "flaws": [[4.0, 4.0, 0.0], [3.0, 12.0, 0.0]], "flaw_width": 0.05, "max_iterations": 10,
+                     "pressure_passes": 40, "pressure_tolerance": 1e-5, "short_circuit_gap": 2.0, "ionic_field": True,
+                     "control": "current", "current_density": 30.0},
+        "solver": {}, "steps": 3, "dt": 1.0, "perturb": ["fracture", "damage"], "tolerance": 1e-5},
     "swelling fracture": {
         "scenario": {"name": "swelling", "size": [8.0, 8.0], "shape": [32, 32], "particles": [[4.0, 4.0, 1.0]],
                      "random_particles": 0, "collector_thickness": 0.0, "separator_thickness": 1.0,
@@ -868,11 +874,12 @@ def test_decomposed_walled_solve_gathers_no_grid_per_iteration(walled_four_devic
     """fracture's and filament's elasticity CG on slabs (also with the electrolyte network, whose unit-field CG sums
     are all-reduces too): the preconditioner transposes (all-to-alls), the CG's sums are
     all-reduces; the only arrays gathered are the displacement along x (17 faces, split 5 + 5 + 5 + 2 inside the
-    step), made whole for the carry, and the filament's column profiles (16 values), never the mirrored grid
-    (32 x 16) or its modes. fracture: at most the carry's two such gathers (2 x 20 x 16 float64) per step."""
-    for case in ("fracture", "filament", "filament network"):
+    step), made whole for the carry (with two flaws, each filament's unit-pressure displacement), and the
+    filament's column profiles (16 values), never the mirrored grid (32 x 16) or its modes. fracture: at most the carry's two such gathers (2 x 20 x 16 float64) per step."""
+    for case in ("fracture", "filament", "filament network", "filament network two flaws"):
         result = walled_four_devices[case]
         assert result["collectives"]["all-to-all"] > 0, (case, result["collectives"])
-        for dims in result["gathered"]:
-            assert math.prod(dims) <= 20 * 16 and (len(dims) < 2 or dims[0] <= 20), (case, result["gathered"])
+        for dims in result["gathered"]:  # two flaws: a leading axis of the two filaments' unit displacements
+            assert math.prod(dims[-2:]) <= 20 * 16 and (len(dims) < 2 or dims[-2] <= 20), (case, result["gathered"])
+            assert len(dims) < 3 or dims[0] <= 2, (case, result["gathered"])
     assert walled_four_devices["fracture"]["bytes"]["all-gather"] <= 2 * 20 * 16 * 8, walled_four_devices["fracture"]
