@@ -48,7 +48,7 @@ CONDUCTIVITY_FLOOR = 1e-6  # a broken cell conducts at least this fraction of th
 TOLERANCE = 1e-8  # CG: the unit fields' relative residual (preconditioned dual norm); K is stationary in their error:
 # 2e-9 relative at 1e-8 (18 iterations at 128^2 with an insulating crack 2 um ahead of the Li), 2e-13 at 1e-10 (45)
 NEWTON_ITERATIONS = 100
-NEWTON_TOLERANCE = 1e-13  # V
+NEWTON_TOLERANCE = 1e-13  # V in the overpotentials; relative in the Li volumes (network_deposits)
 NEWTON_BOUND = 1.9  # V: iterates stay where the plating current's exponentials are not clipped (80 RT/F = 2.05 V)
 
 
@@ -161,13 +161,18 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
     surfaces couple through the shared resistance ``R`` and the cracks' compliance, so no surface is solved alone
     (a Jacobi sweep over them need not converge when many share the slab's resistance). Semismooth Newton from the
     step's start (``eta = V``, ``z`` the start's pressures or underfill; the derivative of the branch of ``z`` it is
-    on), its ``eta`` kept within :data:`NEWTON_BOUND`, a step halved while it raises the largest scaled residual.
+    on), its ``eta`` kept within :data:`NEWTON_BOUND`, a step halved while it raises the largest scaled residual
+    or makes it NaN (at most 30 times; then taken). It stops when that residual or the last update (``eta`` in V,
+    ``W`` relative to the volume scale) is at most :data:`NEWTON_TOLERANCE`, or after :data:`NEWTON_ITERATIONS`.
+    The volume scale is the largest of the start's Li volumes and cracks' volumes (a crack that holds no Li yet
+    still has its stress-free volume).
 
     Returns the Li volumes ``W(z)``, the overpotentials, the surfaces' currents ``A i`` (A/m^2 um), the network's
-    residual (V) and the volumes' (relative to the largest volume)."""
+    residual (V) and the volumes' (relative to the volume scale)."""
     count = li_volume.shape[0]
     diagonal = jnp.diagonal(compliance)
-    scale = jnp.max(jnp.abs(li_volume), initial=1e-300)  # no filaments: the anode face alone
+    crack = base_volume + compliance @ pressure
+    scale = jnp.maximum(jnp.max(jnp.abs(li_volume), initial=1e-300), jnp.max(jnp.abs(crack), initial=0.0))
     cell_voltage = jnp.asarray(cell_voltage, li_volume.dtype)
     pressures = lambda z: jnp.concatenate([jnp.reshape(stack_pressure, (1,)), jnp.maximum(z, 0.0)])  # noqa: E731
 
@@ -209,18 +214,20 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
 
         def worse(halving):
             fraction, _ = halving
-            return (merit(*trial(fraction)) > current_merit) & (fraction > 2.0**-30)
+            return ~(merit(*trial(fraction)) <= current_merit) & (fraction > 2.0**-30)  # NaN is worse
 
         fraction, _ = jax.lax.while_loop(worse, lambda h: (0.5 * h[0], h[1]), (jnp.asarray(1.0, eta.dtype), 0))
         following_eta, following_z = trial(fraction)
+        following_volumes = volumes(following_z)
         change = jnp.maximum(jnp.max(jnp.abs(following_eta - eta)),
-                             jnp.max(jnp.abs(volumes(following_z) - volumes(z)), initial=0.0) / scale)
+                             jnp.max(jnp.abs(following_volumes - volumes(z)), initial=0.0)
+                             / jnp.maximum(scale, jnp.max(jnp.abs(following_volumes), initial=0.0)))
         return following_eta, following_z, change, iterations + 1, merit(following_eta, following_z)
 
     def unsettled(carry):
-        return (carry[2] > NEWTON_TOLERANCE) & (carry[3] < NEWTON_ITERATIONS)
+        _, _, change, iterations, current_merit = carry
+        return (change > NEWTON_TOLERANCE) & (current_merit > NEWTON_TOLERANCE) & (iterations < NEWTON_ITERATIONS)
 
-    crack = base_volume + compliance @ pressure
     z = jnp.where(pressure > 0.0, pressure, (li_volume - crack) / diagonal)
     eta = jnp.full(count + 1, jnp.clip(cell_voltage, -NEWTON_BOUND, NEWTON_BOUND), li_volume.dtype)
     start = (eta, z, jnp.asarray(jnp.inf, eta.dtype), 0, merit(eta, z))
