@@ -7,6 +7,7 @@ from scipy import optimize
 
 from phasefield.grid import Grid
 from phasefield.physics import electrolyte_network as en
+from phasefield.physics import filament as fl
 
 F_RT = 96485.33212 / (8.314462618 * 298.15)
 
@@ -168,3 +169,34 @@ def test_network_deposits_solve_the_coupled_surfaces_and_li_volumes():
                                     jnp.asarray(start), jnp.asarray(base), jnp.asarray(compliance), bulk, 0.0, rate,
                                     jnp.asarray(pressure))[0]
     np.testing.assert_allclose(np.asarray(unchanged), start, rtol=1e-13)
+
+
+def test_a_filament_stripped_empty_is_depleted_not_negative():
+    """Stripping at a cell voltage of +0.1 V for 50 s: the filament holding 0.002 um^2 of Li would lose more than it
+    holds, so it ends empty (W = 0; the lumped bisection gives 0 the same way) while the one holding 0.2 um^2 keeps
+    its Li; against scipy's fsolve of the balances with the emptied filament's current fixed at -V0 / (dt rate)
+    (overpotentials 1e-11 V, the other's volume 1e-11)."""
+    voltage, dt, rate = 0.1, 50.0, 1.3e-5 * 1e6 / 96485.33212
+    current = lambda eta, p: 2.57 * (jnp.exp(-0.5 * F_RT * eta) - jnp.exp(0.5 * F_RT * eta))  # noqa: E731
+    resistance = np.linalg.inv(np.array([[600.0, -80.0, -60.0], [-80.0, 300.0, -30.0], [-60.0, -30.0, 250.0]]))
+    areas = np.array([16.0, 8.0, 6.0])
+    compliance = np.array([[0.6, 0.05], [0.05, 0.4]])
+    start = np.array([0.2, 0.002])
+    volumes, eta, currents, network, deposit = en.network_deposits(
+        voltage, jnp.asarray(resistance), jnp.asarray(areas), current, 0.0, jnp.asarray(start), jnp.asarray(start),
+        jnp.asarray(compliance), 11.0, dt, rate, jnp.zeros(2))
+    emptied = -start[1] / (dt * rate)
+
+    def equations(x):  # eta (3), the first filament's volume; its Li fills its crack at p = 0 (stripping: underfilled)
+        i = areas * butler_volmer(x[:3])
+        i[2] = emptied
+        return np.concatenate([x[:3] - voltage - resistance @ i, [(x[3] - start[0] - dt * rate * i[1]) / 0.2]])
+
+    root = optimize.fsolve(equations, np.array([voltage, voltage, voltage, start[0]]), xtol=1e-13)
+    assert float(volumes[1]) == 0.0 and float(currents[2]) == pytest.approx(emptied, rel=1e-12)
+    np.testing.assert_allclose(np.asarray(eta), root[:3], atol=1e-11)
+    assert float(volumes[0]) == pytest.approx(root[3], rel=1e-11) and 0.0 < root[3] < start[0]
+    assert float(network) < en.NEWTON_TOLERANCE and float(deposit) < 1e-12
+    assert start[1] + dt * rate * areas[2] * butler_volmer(root[2]) < 0.0  # its kinetics would strip more than it holds
+    lumped = fl.implicit_deposit(jnp.asarray(start[1]), dt, areas[2], voltage, lambda v: 0.0 * v, current, rate)
+    assert float(lumped) == 0.0

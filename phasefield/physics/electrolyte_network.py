@@ -165,7 +165,9 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
     or makes it NaN (at most 30 times; then taken). It stops when that residual or the last update (``eta`` in V,
     ``W`` relative to the volume scale) is at most :data:`NEWTON_TOLERANCE`, or after :data:`NEWTON_ITERATIONS`.
     The volume scale is the largest of the start's Li volumes and cracks' volumes (a crack that holds no Li yet
-    still has its stress-free volume).
+    still has its stress-free volume). Li volumes stay >= 0: a filament whose kinetics would strip more Li than it
+    holds this step is depleted (``W_j = 0``, its current the one that strips all its Li, ``-V0_j / (dt rate)``,
+    in the network), an active set updated after each Newton solve until it holds (at most ``N + 1`` solves).
 
     Returns the Li volumes ``W(z)``, the overpotentials, the surfaces' currents ``A i`` (A/m^2 um), the network's
     residual (V) and the volumes' (relative to the volume scale)."""
@@ -180,20 +182,28 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
         p = jnp.maximum(z, 0.0)
         return (base_volume + compliance @ p) * (1.0 + p / bulk_modulus) + diagonal * jnp.minimum(z, 0.0)
 
-    def residuals(eta, z):
+    emptied = -li_volume / jnp.maximum(dt * rate, jnp.finfo(li_volume.dtype).tiny)  # strips a filament's Li
+
+    def currents(eta, z, depleted):
+        """The surfaces' currents ``A i``; a depleted filament's the one that strips all its Li this step."""
         current = areas * current_of(eta, pressures(z))
+        return current.at[1:].set(jnp.where(depleted, emptied, current[1:]))
+
+    def residuals(eta, z, depleted):  # a depleted filament's volume residual is then W_j itself
+        current = currents(eta, z, depleted)
         network = eta - cell_voltage - resistance @ current
         return network, (volumes(z) - li_volume - dt * rate * current[1:]) / scale
 
-    def merit(eta, z):
-        network, deposit = residuals(eta, z)
+    def merit(eta, z, depleted):
+        network, deposit = residuals(eta, z, depleted)
         return jnp.maximum(jnp.max(jnp.abs(network)), jnp.max(jnp.abs(deposit), initial=0.0))
 
-    def jacobian(eta, z):
+    def jacobian(eta, z, depleted):
         p, filled = pressures(z), (z > 0.0).astype(z.dtype)
         ones = jnp.ones_like(eta)
-        di_deta = jax.jvp(lambda e: current_of(e, p), (eta,), (ones,))[1] * areas
-        di_dp = jax.jvp(lambda q: current_of(eta, q), (p,), (ones,))[1][1:] * areas[1:] * filled
+        kinetic = jnp.concatenate([jnp.ones(1, eta.dtype), 1.0 - depleted.astype(eta.dtype)])
+        di_deta = jax.jvp(lambda e: current_of(e, p), (eta,), (ones,))[1] * areas * kinetic
+        di_dp = jax.jvp(lambda q: current_of(eta, q), (p,), (ones,))[1][1:] * areas[1:] * filled * kinetic[1:]
         crack = base_volume + compliance @ p[1:]
         dw_dz = (compliance * filled[None, :] * (1.0 + p[1:, None] / bulk_modulus)
                  + jnp.diag(filled * crack / bulk_modulus + (1.0 - filled) * diagonal))
@@ -204,9 +214,9 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
         return jnp.concatenate([top, bottom], axis=0)
 
     def newton(carry):
-        eta, z, _, iterations, current_merit = carry
-        network, deposit = residuals(eta, z)
-        step = jnp.linalg.solve(jacobian(eta, z), -jnp.concatenate([network, deposit]))
+        eta, z, _, iterations, current_merit, depleted = carry
+        network, deposit = residuals(eta, z, depleted)
+        step = jnp.linalg.solve(jacobian(eta, z, depleted), -jnp.concatenate([network, deposit]))
 
         def trial(fraction):
             following = jnp.clip(eta + fraction * step[:count + 1], -NEWTON_BOUND, NEWTON_BOUND)
@@ -214,7 +224,7 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
 
         def worse(halving):
             fraction, _ = halving
-            return ~(merit(*trial(fraction)) <= current_merit) & (fraction > 2.0**-30)  # NaN is worse
+            return ~(merit(*trial(fraction), depleted) <= current_merit) & (fraction > 2.0**-30)  # NaN is worse
 
         fraction, _ = jax.lax.while_loop(worse, lambda h: (0.5 * h[0], h[1]), (jnp.asarray(1.0, eta.dtype), 0))
         following_eta, following_z = trial(fraction)
@@ -222,18 +232,32 @@ def network_deposits(cell_voltage, resistance, areas, current_of, stack_pressure
         change = jnp.maximum(jnp.max(jnp.abs(following_eta - eta)),
                              jnp.max(jnp.abs(following_volumes - volumes(z)), initial=0.0)
                              / jnp.maximum(scale, jnp.max(jnp.abs(following_volumes), initial=0.0)))
-        return following_eta, following_z, change, iterations + 1, merit(following_eta, following_z)
+        return (following_eta, following_z, change, iterations + 1, merit(following_eta, following_z, depleted),
+                depleted)
 
     def unsettled(carry):
-        _, _, change, iterations, current_merit = carry
+        _, _, change, iterations, current_merit, _ = carry
         return (change > NEWTON_TOLERANCE) & (current_merit > NEWTON_TOLERANCE) & (iterations < NEWTON_ITERATIONS)
+
+    def solve(carry):
+        """Newton with the depleted set of ``carry``, then that set updated: a filament whose volume went negative
+        joins it, one whose kinetics at the solution would no longer strip all its Li leaves it."""
+        eta, z, depleted, rounds, _ = carry
+        start = (eta, z, jnp.asarray(jnp.inf, eta.dtype), 0, merit(eta, z, depleted), depleted)
+        eta, z, _, _, _, _ = jax.lax.while_loop(unsettled, newton, start)
+        kinetic = li_volume + dt * rate * areas[1:] * current_of(eta, pressures(z))[1:]
+        following = jnp.where(depleted, kinetic <= 0.0, volumes(z) < 0.0)
+        return eta, z, following, rounds + 1, jnp.any(following != depleted)
+
+    def unsettled_set(carry):
+        return carry[4] & (carry[3] <= count)
 
     z = jnp.where(pressure > 0.0, pressure, (li_volume - crack) / diagonal)
     eta = jnp.full(count + 1, jnp.clip(cell_voltage, -NEWTON_BOUND, NEWTON_BOUND), li_volume.dtype)
-    start = (eta, z, jnp.asarray(jnp.inf, eta.dtype), 0, merit(eta, z))
-    eta, z, _, _, _ = jax.lax.while_loop(unsettled, newton, start)
-    network, deposit = residuals(eta, z)
-    return (volumes(z), eta, areas * current_of(eta, pressures(z)), jnp.max(jnp.abs(network)),
+    none = jnp.zeros(count, bool)
+    eta, z, depleted, _, _ = jax.lax.while_loop(unsettled_set, solve, (eta, z, none, 0, jnp.asarray(True)))
+    network, deposit = residuals(eta, z, depleted)
+    return (jnp.where(depleted, 0.0, volumes(z)), eta, currents(eta, z, depleted), jnp.max(jnp.abs(network)),
             jnp.max(jnp.abs(deposit), initial=0.0))
 
 

@@ -163,14 +163,15 @@ def implicit_deposit(li_volume, dt, area, overpotential, pressure_of, current_of
     ``pressure_of(V)`` the Li pressure, ``current_of(eta, p)`` the plating current density, ``rate`` the volume per
     charge (um per s per A/m^2: ``1e6 Omega / F``), ``area`` the Li/electrolyte interface (um per unit thickness).
     ``i`` falls as ``V`` rises, so the residual is increasing and its root lies between ``V`` and the explicit
-    update: bisection, which cannot overshoot the equilibrium ``p_max`` however stiff the Li.
+    update: bisection, which cannot overshoot the equilibrium ``p_max`` however stiff the Li. A root below 0 (the
+    kinetics would strip more Li than there is) gives 0: the Li is depleted, the exact solution with ``V >= 0``.
     """
     explicit = li_volume + dt * rate * area * current_of(overpotential, pressure_of(li_volume))
 
     def residual(v):
         return v - li_volume - dt * rate * area * current_of(overpotential, pressure_of(v))
 
-    return bisect(residual, jnp.minimum(li_volume, explicit), jnp.maximum(li_volume, explicit))
+    return jnp.maximum(bisect(residual, jnp.minimum(li_volume, explicit), jnp.maximum(li_volume, explicit)), 0.0)
 
 
 def implicit_deposits(li_volume, dt, area, overpotential, base_volume, compliance, pressure, bulk_modulus, current_of,
