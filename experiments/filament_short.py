@@ -41,6 +41,10 @@ Two flaws (``--currents 10 20 --electrolyte both --flaws "[[2, 8, 0], [4, 24, 0]
         10            18.59 / 15.77                          -54.3 / -56.9 / -62.7
         20             7.32 / 6.21                           -76.7 / -81.7 / -90.9
 
+Flaws of 4 and 4.5 um (``--flaws "[[4, 8, 0], [4.5, 24, 0]]" --currents 10 --electrolyte both``): at ``--shape 64``
+the deeper shorts the cell, 17.04 s lumped and 14.33 s network, the other stopping at 7 and 7.5 um; at 32^2 the
+4 um flaw won (19.79 / 16.35 s): cells of 1 um do not resolve the 0.5 um difference, and the grid decides the race.
+
 The intact slab's resistance is L_x / sigma = 6.4 ohm cm^2; the filament's own faces then carry their current at
 the larger overpotential, and the anode face's falls (lumped: -58.6 mV at 10 mA/cm^2, every surface).
 
