@@ -875,7 +875,8 @@ def test_decomposed_walled_solve_gathers_no_grid_per_iteration(walled_four_devic
     are all-reduces too): the preconditioner transposes (all-to-alls), the CG's sums are
     all-reduces; the only arrays gathered are the displacement along x (17 faces, split 5 + 5 + 5 + 2 inside the
     step), made whole for the carry (with two flaws, each filament's unit-pressure displacement), and the
-    filament's column profiles (16 values), never the mirrored grid (32 x 16) or its modes. fracture: at most the carry's two such gathers (2 x 20 x 16 float64) per step."""
+    filament's column profiles (16 values), never the mirrored grid (32 x 16) or its modes. fracture: at most the
+    carry's two such gathers (2 x 20 x 16 float64) per step."""
     for case in ("fracture", "filament", "filament network", "filament network two flaws"):
         result = walled_four_devices[case]
         assert result["collectives"]["all-to-all"] > 0, (case, result["collectives"])

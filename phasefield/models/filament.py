@@ -181,7 +181,8 @@ class Config:
     ionic_field: bool = option(False, help="resolve the electrolyte between the Li surfaces and the counter "
                                "electrode: a resistor network from the conductivity field, lowered where the ceramic "
                                "is broken (physics.md 5.2 item 3); the anode face and the filament each plate at "
-                               "their own overpotential, and overpotential control holds the cell voltage. False: every Li surface at the held overpotential, the ohmic drop only in "
+                               "their own overpotential, and overpotential control holds the cell voltage. "
+                               "False: every Li surface at the held overpotential, the ohmic drop only in "
                                "cell_voltage")
     crack_conductivity: float = option(0.0, min=0.0, help="ionic_field: ionic conductivity of a broken cell (d = 1) "
                                        "beyond the Li front, S/m (an empty crack: 0; at least 1e-6 of conductivity): "
