@@ -2,8 +2,8 @@
 
 ``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
 [--advance-scale 10] [--area-passes 4] [--acceleration none|overrelax|anderson] [--relaxation 1.6] [--window 3]
-[--max-iterations 10] [--tolerance 1e-4] [--grain-size 0] [--grain-toughness 0.3] [--grain-seed 0]
-[--electrolyte lumped|network|both] [--flaws "[[depth, y, angle], ...]"]``
+[--max-iterations 10] [--tolerance 1e-4] [--elasticity-tolerance 1e-6] [--grain-size 0] [--grain-toughness 0.3]
+[--grain-seed 0] [--electrolyte lumped|network|both] [--flaws "[[depth, y, angle], ...]"]``
 
 A 4 um Li-filled flaw in a 32 um LLZO slab (``shape`` x ``shape`` cells, ell = 2 cells), galvanostatic. The
 flat anode carries most of the current, so the overpotential is about the flat anode's; the filament's pressure
@@ -158,6 +158,8 @@ def main():
     parser.add_argument("--window", type=int, default=fm.Config.anderson_window, help="anderson_window")
     parser.add_argument("--max-iterations", type=int, default=10, help="max_iterations: u-d iterations per pass")
     parser.add_argument("--tolerance", type=float, default=fm.Config.tolerance, help="tolerance of the u-d iterations")
+    parser.add_argument("--elasticity-tolerance", type=float, default=fm.Config.elasticity_tolerance,
+                        help="relative residual of each elasticity CG (elasticity_tolerance)")
     parser.add_argument("--grain-size", type=float, default=0.0, help="weak grain boundaries: mean grain size, um")
     parser.add_argument("--grain-toughness", type=float, default=0.3, help="their G_c over the grains'")
     parser.add_argument("--grain-seed", type=int, default=0)
@@ -175,6 +177,7 @@ def main():
                      crack_advance_scale=args.advance_scale, area_passes=args.area_passes,
                      damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
                      anderson_window=args.window, tolerance=args.tolerance, grain_size=args.grain_size,
+                     elasticity_tolerance=args.elasticity_tolerance,
                      grain_boundary_width=2 * spacing, grain_boundary_toughness=args.grain_toughness,
                      grain_seed=args.grain_seed, flaws=args.flaws)
     modes = {"lumped": [False], "network": [True], "both": [False, True]}[args.electrolyte]
