@@ -11,7 +11,9 @@ transform, only halo exchanges; its dt, far above its stability limit at this si
 held voltage -0.2 V, noise on, its default solver: Newton on the charge balance, each iteration a multigrid CG
 solve of the potential and one of the implicit Li+ transport; bench_scaling's scenario scaled up, 0.25 um cells),
 ``filament2d`` (the default 4 um flaw in a 32 um-wide slab per device's ``n_y``, current control at 10 mA/cm^2; its
-loops' trips from a 64^2 probe; at 4096^2 per device P = 1-8 compile in 3.5 minutes, 9.9 GB peak).
+loops' trips from a 64^2 probe; at 4096^2 per device P = 1-8 compile in 3.5 minutes, 9.9 GB peak),
+``filament2d_network`` (the same with ``ionic_field``: the electrolyte network's unit-field solves too; 6.5 minutes
+and 18.9 GB peak at 4096^2 per device).
 
 Method, per case and P (each in its own subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=P``):
 one step, ``jax.jit(step).lower(abstract carry with its slab shardings).compile()`` for the CPU; the optimised HLO
@@ -56,8 +58,9 @@ sys.path.insert(0, str(ROOT))
 from phasefield.decomposition import COLLECTIVES, array_bytes  # noqa: E402  (HLO shapes' bytes, as in the tests)
 HBM_BYTES_PER_S = 4.3e12  # H200, measured device-to-device copy (read plus written)
 NVLINK_BYTES_PER_S = 450e9  # NVLink 4, per direction per GPU
-CASES = ("spinodal2d", "spinodal2d_explicit", "spinodal3d", "dendrite2d", "filament2d")
-DT = {"spinodal2d": 0.1, "spinodal2d_explicit": 1e-4, "spinodal3d": 0.1, "dendrite2d": 0.02, "filament2d": 0.1}
+CASES = ("spinodal2d", "spinodal2d_explicit", "spinodal3d", "dendrite2d", "filament2d", "filament2d_network")
+DT = {"spinodal2d": 0.1, "spinodal2d_explicit": 1e-4, "spinodal3d": 0.1, "dendrite2d": 0.02, "filament2d": 0.1,
+      "filament2d_network": 0.1}
 FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "while", "call", "conditional",
         "after-all", "partition-id", "replica-id", "opt-barrier"}
 
@@ -68,7 +71,7 @@ def config(case, shape, decomposition):
         solver = {"scheme": "explicit" if case.endswith("explicit") else "sbdf2", "dt": DT[case]}
     elif case.startswith("filament"):  # the default flaw and slab (32 um across each device's n_y), current control
         scenario = {"name": "filament", "size": [32.0 * shape[0] / shape[1], 32.0], "shape": list(shape),
-                    "control": "current", "current_density": 10.0}
+                    "control": "current", "current_density": 10.0, "ionic_field": case.endswith("network")}
         solver = {"dt": DT[case]}
     else:
         scenario = {"name": "dendrite", "size": [n / 4 for n in shape], "shape": list(shape),
