@@ -180,7 +180,7 @@ class Config:
                                  "ionic_field the electrolyte network's)")
     ionic_field: bool = option(False, help="resolve the electrolyte between the Li surfaces and the counter "
                                "electrode: a resistor network from the conductivity field, lowered where the ceramic "
-                               "is broken (physics.md 5.2 item 3); the anode face and the filament each plate at "
+                               "is broken (physics.md 5.2 item 3); the anode face and each filament plate at "
                                "their own overpotential, and overpotential control holds the cell voltage. "
                                "False: every Li surface at the held overpotential, the ohmic drop only in "
                                "cell_voltage")
