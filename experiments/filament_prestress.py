@@ -28,6 +28,9 @@ Measured (``python experiments/filament_prestress.py``, 32^2 cells of 1 um, 10 m
      30     200          8.38            none (120)       along y at the anode           486
      30     300         11.28            none (120)       along y at the anode           486
 
+Re-run with the Anderson u-d iterations (the default since 2026-12-02): 112 s in all, the same cracks; times to
+short 16.03 / 27.41 s (angle 0; 16.04 / 28.01 above) and 15.17 / 27.37 s (angle 30), Li pressures within 2 %.
+
 Below ~100 MPa the compression only delays the short (the filament's pressure must exceed ``s`` more); at 200 MPa
 and above the crack no longer crosses the slab: it opens against the least compressive stress, ``sigma_xx`` = 0,
 and runs parallel to the electrodes across the whole period (at 10 mA/cm^2 the straight crack along x would still
