@@ -1,7 +1,7 @@
 """Time to short circuit against the applied current density (scenario filament, current control, LLZO).
 
 ``python experiments/filament_short.py [--currents 2 4 6 10 20] [--shape 32] [--t-end 120] [--out DIR]
-[--advance-scale 10] [--area-passes 4] [--acceleration none|overrelax|anderson] [--relaxation 1.6] [--window 3]
+[--advance-scale 10] [--area-passes 4] [--acceleration anderson [none overrelax]] [--relaxation 1.6] [--window 3]
 [--max-iterations 10] [--tolerance 1e-4] [--elasticity-tolerance 1e-6] [--grain-size 0] [--grain-toughness 0.3]
 [--grain-seed 0] [--electrolyte lumped|network|both] [--flaws "[[depth, y, angle], ...]"]``
 
@@ -19,7 +19,8 @@ crack outlined (and the weak grain boundaries, ``--grain-size`` > 0: a Voronoi t
 size, boundaries 2 cells wide with ``--grain-toughness`` of the grains' G_c). ``--electrolyte network``: the
 scenario's ``ionic_field`` (the electrolyte as a resistor network, conductivity 0.05 S/m lowered by damage; the
 anode face and the filament each at its own overpotential), ``both``: each current with the lumped electrolyte and
-with the network, side by side.
+with the network, side by side. ``--acceleration none anderson``: each run with each u-d method, side by side (the
+column ``acceleration``; the default is the scenario's, ``anderson``).
 
 Lumped against network (``--currents 2 3 4 6 10 20 --electrolyte both``, 32^2, 2 CPU cores, 2026-12-02). The
 filament, nearer the counter electrode, plates at a larger overpotential than the anode face (the gap grows with the
@@ -152,8 +153,9 @@ def main():
     parser.add_argument("--advance-scale", type=float, default=10.0,
                         help="crack_advance_scale, um (0: dt from the largest damage change per cell)")
     parser.add_argument("--area-passes", type=int, default=4, help="area_passes (0: the explicit interface)")
-    parser.add_argument("--acceleration", default=fm.Config.damage_acceleration, choices=fr.ACCELERATIONS,
-                        help="damage_acceleration of the u-d iterations")
+    parser.add_argument("--acceleration", nargs="+", default=[fm.Config.damage_acceleration],
+                        choices=fr.ACCELERATIONS, help="damage_acceleration of the u-d iterations; several: each "
+                        "run with each, side by side")
     parser.add_argument("--relaxation", type=float, default=fm.Config.relaxation_weight, help="relaxation_weight")
     parser.add_argument("--window", type=int, default=fm.Config.anderson_window, help="anderson_window")
     parser.add_argument("--max-iterations", type=int, default=10, help="max_iterations: u-d iterations per pass")
@@ -175,7 +177,7 @@ def main():
     base = fm.Config(size=[32.0, 32.0], shape=[args.shape, args.shape], length=2 * spacing, flaw_depth=4.0,
                      control="current", max_iterations=args.max_iterations, pressure_passes=40, pressure_tolerance=1e-5,
                      crack_advance_scale=args.advance_scale, area_passes=args.area_passes,
-                     damage_acceleration=args.acceleration, relaxation_weight=args.relaxation,
+                     relaxation_weight=args.relaxation,
                      anderson_window=args.window, tolerance=args.tolerance, grain_size=args.grain_size,
                      elasticity_tolerance=args.elasticity_tolerance,
                      grain_boundary_width=2 * spacing, grain_boundary_toughness=args.grain_toughness,
@@ -183,21 +185,24 @@ def main():
     modes = {"lumped": [False], "network": [True], "both": [False, True]}[args.electrolyte]
     programs = {}
     for ionic_field in modes:
-        simulation = fm.build(dataclasses.replace(base, ionic_field=ionic_field), DecomposedTimeSolverConfig())
-        programs[ionic_field] = (simulation, jax.jit(simulation.stepper.step), jax.jit(simulation.diagnostics))
+        for method in args.acceleration:
+            config = dataclasses.replace(base, ionic_field=ionic_field, damage_acceleration=method)
+            simulation = fm.build(config, DecomposedTimeSolverConfig())
+            programs[ionic_field, method] = (simulation, jax.jit(simulation.stepper.step),
+                                             jax.jit(simulation.diagnostics))
     for depth in [flaw[0] for flaw in args.flaws] or [base.flaw_depth]:
         eta_c, i_c = critical_current(dataclasses.replace(base, flaw_depth=depth), spacing)
         print(f"flaw {depth:g} um: Griffith eta_c = {1e3 * eta_c:.1f} mV, critical current density i_c = {i_c:.2f} "
               "mA/cm^2")
     rows, frames = [], []
-    for current, ionic_field in ((c, m) for c in args.currents for m in modes):
-        simulation, step, diagnostics = programs[ionic_field]
-        params = dataclasses.replace(base, current_density=current, ionic_field=ionic_field)
+    for current, ionic_field, method in ((c, m, a) for c in args.currents for m in modes for a in args.acceleration):
+        simulation, step, diagnostics = programs[ionic_field, method]
+        params = dataclasses.replace(simulation.parameters, current_density=current)
         start = time.time()
         values, t, steps, totals, carry = run(simulation, step, diagnostics, params, args.t_end)
         frames.append(jax.device_get(simulation.stepper.fields(params, carry)))
         rows.append({"current_mA_cm2": current, "electrolyte": "network" if ionic_field else "lumped",
-                     "time_to_short_s": values["time_to_short"], "t_s": t,
+                     "acceleration": method, "time_to_short_s": values["time_to_short"], "t_s": t,
                      "steps": steps, "passes": totals["pressure_passes"], "ud_iterations": totals["iterations"],
                      "cg_iterations": totals["elasticity_iterations"],
                      "damage_cg_iterations": totals["damage_iterations"], "overpotential_mV": values["overpotential"],
@@ -225,7 +230,8 @@ def main():
                        colors="white", linewidths=0.3, alpha=0.5, extent=extent)
         short = row["time_to_short_s"]
         outcome = f"short at {short:.1f} s" if np.isfinite(short) else f"no short in {row['t_s']:.0f} s"
-        ax.set_title(f"{row['current_mA_cm2']:g} mA/cm^2, {row['electrolyte']}: {outcome}", fontsize=8)
+        ax.set_title(f"{row['current_mA_cm2']:g} mA/cm^2, {row['electrolyte']}, {row['acceleration']}: {outcome}",
+                     fontsize=8)
         ax.set_xlabel("x (um), anode at 0", fontsize=7)
         ax.tick_params(labelsize=6)
     figure.tight_layout()
