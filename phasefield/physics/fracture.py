@@ -521,14 +521,12 @@ def anderson_update(history: AndersonHistory, damage, mapped, lower, upper):
 
 class Accelerator(NamedTuple):
     """Carry of an accelerated load step: ``safe`` the last plain iterate ``G(d)``, ``trial`` whether the iterate is
-    an accelerated one (to be checked), the over-relaxation ``weight``, the :class:`AndersonHistory` (or ``()``), and
-    ``reach``: how far the accelerated iterate lies from ``safe`` (max norm)."""
+    an accelerated one (to be checked), the over-relaxation ``weight``, the :class:`AndersonHistory` (or ``()``)."""
 
     safe: jax.Array
     trial: jax.Array
     weight: jax.Array
     anderson: AndersonHistory | tuple
-    reach: jax.Array
 
 
 def load_step(problem: FractureProblem, material: FractureMaterial, model: DamageModel, state: FractureState,
@@ -587,12 +585,13 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
 
     def accelerate(d, d_new, final, acc: Accelerator):
         """Next iterate after ``d`` and ``d_new = G(d)``: an accelerated ``d`` that some cell of ``G(d)`` heals by
-        more than the acceleration moved it (``reach``, the largest distance from the plain iterate ``safe``; at
-        least the tolerance) has overshot a fixed point: the acceleration is undone there, so it is dropped for
+        more than the acceleration moved it (its largest distance from the plain iterate ``safe``; at least the
+        tolerance) has overshot a fixed point: the acceleration is undone there, so it is dropped for
         ``safe``, the weight halved towards 1 and the Anderson history cleared. A smaller healing is the
         extrapolation's error, which the next iterations correct. ``final`` (converged or the last iteration):
         ``G(d)``, or ``safe`` after an overshoot."""
-        overshot = acc.trial & (jnp.min(d_new - d) < -jnp.maximum(problem.tolerance, acc.reach))
+        reach = jnp.max(jnp.abs(d - acc.safe))
+        overshot = acc.trial & (jnp.min(d_new - d) < -jnp.maximum(problem.tolerance, reach))
         weight = jnp.where(overshot, 1.0 + 0.5 * (acc.weight - 1.0), acc.weight)
         if problem.acceleration == "overrelax":
             candidate, anderson = jnp.clip(d + weight * (d_new - d), lower, upper), acc.anderson
@@ -601,9 +600,8 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
             cleared = anderson_history(d_new, problem.window)
             anderson = jax.tree_util.tree_map(lambda a, b: jnp.where(overshot, a, b), cleared, anderson)
         following = jnp.where(overshot, acc.safe, jnp.where(final, d_new, candidate))
-        safe = jnp.where(overshot, acc.safe, d_new)
         trial = ~overshot & ~final & jnp.any(candidate != d_new)
-        return following, Accelerator(safe, trial, weight, anderson, jnp.max(jnp.abs(following - safe)))
+        return following, Accelerator(jnp.where(overshot, acc.safe, d_new), trial, weight, anderson)
 
     def iterate(carry):
         u, d, tension, history, it, cg_u, cg_d, _, accelerator, (pressure, unit, _, _) = carry
@@ -655,8 +653,7 @@ def load_step(problem: FractureProblem, material: FractureMaterial, model: Damag
 
     zero = jnp.zeros((), jnp.int32)
     anderson = anderson_history(state.damage, problem.window) if problem.acceleration == "anderson" else ()
-    accelerator = Accelerator(state.damage, jnp.asarray(False), jnp.asarray(problem.relaxation, dtype), anderson,
-                              jnp.zeros((), dtype))
+    accelerator = Accelerator(state.damage, jnp.asarray(False), jnp.asarray(problem.relaxation, dtype), anderson)
     fluid = (pressure, () if volume is None else tuple(volume.unit), jnp.zeros(pressure.shape * 2, dtype),
              jnp.zeros((), dtype))
     carry = (state.displacement, state.damage, state.tension, state.history, zero, zero, zero,
