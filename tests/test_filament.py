@@ -317,8 +317,9 @@ def test_the_step_does_not_depend_on_the_iteration_cap(growing):
     10: the Li pressure follows the Li volume at every iteration and the damage is bounded by the previous step's,
     so both end on the same state, which closes the Li balance to ``pressure_tolerance``. Plain iterations: the
     passes split one sequence of iterates, the same state to round-off (damage to 1e-6, pressure to 1e-8); Anderson
-    (the default) restarts its history at each pass, the same fixed point to the u-d tolerance (damage within 5
-    tolerances, pressure to 1e-3), in under 0.6 of the plain iterations. Before (the pressure updated only between
+    (the default) restarts its history at each pass, the same fixed point to the u-d tolerance (each cap's end lies
+    within tol / (1 - rho) of it, rho about 0.8-0.9 here: damage within 10 tolerances of each other, pressure to
+    1e-3; measured 1.9 tolerances and 1.4e-4), in under 0.6 of the plain iterations. Before (the pressure updated only between
     passes, each pass locking its damage), the two caps ended 0.30 apart in damage, at 440 and 372 MPa."""
     records, carries = growing
     params = dataclasses.replace(CONFIG, overpotential=-1.5 * onset(1.5), flaw_depth=1.5)
@@ -327,7 +328,7 @@ def test_the_step_does_not_depend_on_the_iteration_cap(growing):
     plain_step = jax.jit(fm.build(plain, DecomposedTimeSolverConfig()).stepper.step)
     damage = lambda c: c["state"]["fracture"]["damage"]  # noqa: E731
     iterations = {}
-    for name, p, step, damage_gap, pressure_gap in (("anderson", params, STEP, 5 * CONFIG.tolerance, 1e-3),
+    for name, p, step, damage_gap, pressure_gap in (("anderson", params, STEP, 10 * CONFIG.tolerance, 1e-3),
                                                     ("none", plain, plain_step, 1e-6, 1e-8)):
         three = step(dataclasses.replace(p, max_iterations=3), start, dt)
         ten = step(p, start, dt)
