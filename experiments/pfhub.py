@@ -127,8 +127,9 @@ BM6_REF = {
 BM6A_CUT_X = (10, 20, 30, 40, 50, 60, 70, 80)
 BM6A_CUT_PHI = {"MEMPHIS": dict(zip(BM6A_CUT_X, (0.242, 0.401, 0.497, 0.558, 0.587, 0.584, 0.542, 0.462))),
                 "FiPy": dict(zip(BM6A_CUT_X, (0.233, 0.402, 0.513, 0.572, 0.596, 0.582, 0.528, 0.447)))}
-BM2_SOLVER = {"scheme": "sbdf2", "dt": 0.001, "stabilization": 2.0, "adaptive": True, "dt_min": 1e-4, "dt_max": 1.0,
-              "target_change": 0.005, "reject_above": 1.5}  # configs/solver/pfhub_ostwald.yaml
+BM2_SOLVER = {"scheme": "sbdf2", "dt": 0.001, "stabilization": 4.0, "order_parameter_stabilization": 20.0,
+              "adaptive": True, "dt_min": 1e-4, "dt_max": 1.0, "target_change": 0.005,
+              "reject_above": 1.5}  # configs/solver/pfhub_ostwald.yaml
 
 
 def spread(values):

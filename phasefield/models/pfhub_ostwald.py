@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from phasefield.config import ConfigError, SolverConfig, option, scenario_parameters
+from phasefield.config import ConfigError, SolverConfig as GradientFlowSolverConfig, option, scenario_parameters
 from phasefield.decomposition import laid_out, slabs_for
 from phasefield.grid import Boundary, Grid
 from phasefield.models.gradient_flow import _order
@@ -74,6 +74,24 @@ class Config:
             raise ConfigError(f"{prefix}.shape", self.shape, "a list of 2 cell counts")
         if not self.c_alpha < self.c_beta:
             raise ConfigError(f"{prefix}.c_beta", self.c_beta, f"greater than c_alpha = {self.c_alpha}")
+
+
+@dataclass
+class SolverConfig(GradientFlowSolverConfig):
+    """``solver`` of PFHub 2: the gradient-flow solver with one stabilisation constant for ``c`` and one for the
+    four order parameters (defaults: ``configs/solver/pfhub_ostwald.yaml``'s).
+
+    Linearised about a grain (``eta_i = 1``), a field's SBDF2 step at large dt is stable when ``A >= 3/4 f''``
+    (the roots of ``xi^2 + 2 r xi - r``, ``r = (f'' - A) / (A + kappa k^2)``, lie in the unit disc for
+    ``r < 1/3``). ``f_chem`` is quadratic in ``c`` with ``d2f/dc2 = 2 rho^2 = 4``: ``A = 4`` leaves nothing of
+    ``c`` on the explicit side. An absent order parameter next to a grain has ``d2f/deta2 = 2 w + 4 w alpha = 22``:
+    ``A = 20`` (``r = 0.1``); with ``A = 2`` the step is unstable beyond ``dt ~ 0.02``.
+    """
+
+    stabilization: float = option(4.0, min=0.0, help="stabilisation constant A of c (2 rho^2: c's linear part "
+                                                     "all implicit)")
+    order_parameter_stabilization: float = option(20.0, min=0.0, help="stabilisation constant A of the order "
+                                                                      "parameters eta_i (>= 3/4 of 2 w + 4 w alpha)")
 
 
 def initial_condition(x, y, params: Config) -> dict:
@@ -149,8 +167,10 @@ def explicit_limit(grid: Grid, params: Config):
 
 
 def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: float, dtype=jnp.float64,
-                 slabs=None) -> Stepper:
-    """The step of the five fields in ``dtype`` (the working precision); ``slabs``
+                 slabs=None, order_parameter_stabilization: float | None = None) -> Stepper:
+    """The step of the five fields in ``dtype`` (the working precision); the semi-implicit schemes move
+    ``stabilization * c`` and ``order_parameter_stabilization * eta_i`` (default: the same A) to the implicit
+    side; ``slabs``
     (:class:`phasefield.decomposition.Slabs`) splits them along x over the devices (the stencils exchange
     halos, the transforms are the slab ones)."""
     if scheme == "explicit":
@@ -174,11 +194,12 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
 
     basis = SpectralBasis(grid, boundary, dtype, slabs)
     lap = basis.laplacian_symbol
+    eta_stabilization = stabilization if order_parameter_stabilization is None else order_parameter_stabilization
 
     def symbols(params):
         out = {"c": (params.mobility * (-params.kappa_c * lap * lap + stabilization * lap), params.mobility * lap)}
         for name in ORDER_PARAMETERS:
-            out[name] = (params.relaxation * (params.kappa_eta * lap - stabilization), -params.relaxation)
+            out[name] = (params.relaxation * (params.kappa_eta * lap - eta_stabilization), -params.relaxation)
         return out
 
     def pointwise(params, state):
@@ -186,18 +207,18 @@ def make_stepper(grid: Grid, boundary: Boundary, scheme: str, stabilization: flo
         d_c, d_etas = chemical_derivatives(state["c"], etas, params)
         out = {"c": d_c - stabilization * state["c"]}
         for name, eta, d in zip(ORDER_PARAMETERS, etas, d_etas):
-            out[name] = d - stabilization * eta
+            out[name] = d - eta_stabilization * eta
         return out
 
     return semi_implicit_fields(FIELDS, basis, symbols, pointwise, _order(scheme))
 
 
 @register_scenario("pfhub_ostwald", Config, SolverConfig)
-def build(config: Config, solver) -> Simulation:
+def build(config: Config, solver: SolverConfig) -> Simulation:
     grid = Grid(tuple(config.shape), config.spacing)
     boundary = Boundary.uniform(2, "periodic" if config.variant == "a" else "neumann")
     stepper = make_stepper(grid, boundary, solver.scheme, solver.stabilization, jnp.dtype(solver.precision),
-                           slabs_for(solver.decomposition, grid.shape))
+                           slabs_for(solver.decomposition, grid.shape), solver.order_parameter_stabilization)
     x, y = grid.coordinates()
 
     def diagnostics(params, carry):
