@@ -39,7 +39,7 @@ BM6 (pfhub.md 4.3: MEMPHIS and FiPy 6a, FiPy 6b rescaled by 1/2.31): 6a SBDF2 dt
 
 Writes under experiments/results/: pfhub.csv and pfhub.md (all rows), pfhub_1{a,b}_<solver>.csv,
 pfhub_2{a,b}.csv and pfhub_6{a,b}.csv (PFHub's upload format: time,free_energy), pfhub_3a.csv
-(time,free_energy,solid_fraction,tip_position,tip_velocity) and pfhub_bm1.png (our F(t) and the uploads'
+(time,free_energy,solid_fraction,tip_position,tip_velocity), pfhub_bm1.png and pfhub_bm2.png (our F(t) and the uploads'
 points).
 """
 from __future__ import annotations
@@ -227,9 +227,10 @@ def settling_time(times, values, fraction=0.01):
     return float(times[np.nonzero(outside)[0][-1] + 1]) if outside.any() else float(times[0])
 
 
-def bm2_rows(variant, label, times, F, wall, rows):
+def bm2_rows(variant, label, times, F, wall, rows, curves):
     """F(0), F at the reporting times reached, and from t = 2e4 on the final state: F(t_end) and t(1 %) beside
     pfhub.md 2.4's pass criteria (the authors' set; FEniCS's 2b ends in another state, 282.6)."""
+    curves[(variant, label)] = (np.asarray(times), np.asarray(F))
     rows.append((f"2{variant}", label, "F(0)", F[0], f"{BM2_F0} (quadrature, no edge jump)", wall))
     compare(rows, f"2{variant}", label, "F", times, F, BM2_REF[variant], wall, BM2_TIMES)
     if times[-1] >= 2e4:
@@ -240,7 +241,7 @@ def bm2_rows(variant, label, times, F, wall, rows):
         rows.append((f"2{variant}", label, "t(1 %)", settling_time(times, F), f"{early:g} - {late:g}", wall))
 
 
-def bm2(variant, t_end, rows, deadline=None, target_change=None):
+def bm2(variant, t_end, rows, deadline=None, target_change=None, curves=None):
     """``target_change``: the adaptive step's target change (default the config's 0.005): another one is the
     time-step convergence check of the coarsening path."""
     report = [t for t in BM2_TIMES if t <= t_end]
@@ -252,13 +253,13 @@ def bm2(variant, t_end, rows, deadline=None, target_change=None):
     res = staged_run({"name": "pfhub_ostwald", "variant": variant}, solver, dense, deadline=deadline, progress=True)
     times, F = res["times"], res["scalars"]["free_energy"]
     write_upload(name, times, {"free_energy": F})
-    bm2_rows(variant, label, times, F, res["wall"], rows)
+    bm2_rows(variant, label, times, F, res["wall"], rows, {} if curves is None else curves)
     mass = res["scalars"]["total_mass"]
     print(f"  2{variant}: {res['steps']} steps, {res['wall']:.1f} s, mass drift {abs(mass[-1] / mass[0] - 1):.1e}"
           f"{stopped(res)}", flush=True)
 
 
-def bm2_from_run(path, rows):
+def bm2_from_run(path, rows, curves):
     """2a or 2b's rows from a run written by ``python run.py scenario=pfhub_ostwald`` (resumable); records every
     time unit (output.scalar_interval 1); no wall time (NaN: a resumed run's sittings are not summed)."""
     import h5py
@@ -272,7 +273,7 @@ def bm2_from_run(path, rows):
         raise SystemExit(f"{path}: not a pfhub_ostwald run")
     times, F = scalars["time"], scalars["free_energy"]
     label = (f"sbdf2 adaptive, target change {solver['target_change']:g}, dx {scenario['spacing']:g} (run.py)")
-    bm2_rows(scenario["variant"], label, times, F, float("nan"), rows)
+    bm2_rows(scenario["variant"], label, times, F, float("nan"), rows, curves)
     print(f"  2{scenario['variant']} from {path}: t = {times[-1]:g}, F {F[-1]:.4f}", flush=True)
 
 
@@ -398,7 +399,9 @@ def cut_planes(fields, rows, label, wall):
                      spread([ref[x] for ref in BM6A_CUT_PHI.values()]), wall))
 
 
-def plot(curves, path):
+def plot(curves, references, benchmark, path):
+    """Our F(t) (``curves``: (variant, solver) -> (t, F)) and the uploads' points (``references``: variant ->
+    code -> {t: F}), one panel per variant, log-log."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -411,10 +414,10 @@ def plot(curves, path):
         for (v, solver), (t, F) in curves.items():
             if v == variant:
                 ax.loglog(np.maximum(t, 0.1), F, label=f"phasefield {solver}")
-        for (code, ref), marker in zip(BM1_REF[variant].items(), "osd^v"):
+        for (code, ref), marker in zip(references[variant].items(), "osd^v"):
             ts = sorted(ref)
             ax.loglog(ts, [ref[t] for t in ts], marker, mfc="none", label=code)
-        ax.set(title=f"PFHub 1{variant}", xlabel="t", ylabel="free energy")
+        ax.set(title=f"PFHub {benchmark}{variant}", xlabel="t", ylabel="free energy")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -450,13 +453,14 @@ def main(argv=None):
             for solver in SOLVERS:
                 t_end = 1e5 if (args.long and variant == "b" and solver.startswith("adaptive")) else t_bm1
                 bm1(variant, solver, t_end, rows, curves)
+    curves_bm2 = {}
     for path in args.bm2_run:
-        bm2_from_run(path, rows)
+        bm2_from_run(path, rows, curves_bm2)
     read = {row[0] for row in rows if row[0] in ("2a", "2b")}  # the variants read from runs
     for variant in "ab":
         if f"2{variant}" in only and f"2{variant}" not in read:
             bm2(variant, args.bm2_t_end or (100.0 if args.quick else 5e4), rows,
-                target_change=args.bm2_target_change)
+                target_change=args.bm2_target_change, curves=curves_bm2)
     if "3a" in only:
         if args.bm3_run:
             bm3_from_run(args.bm3_run, rows)
@@ -487,8 +491,10 @@ def main(argv=None):
     (RESULTS / "pfhub.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if curves:
-        plot(curves, RESULTS / "pfhub_bm1.png")
-    print(f"wrote {RESULTS}/pfhub.csv, pfhub.md, pfhub_<variant>*.csv, pfhub_bm1.png")
+        plot(curves, BM1_REF, 1, RESULTS / "pfhub_bm1.png")
+    if curves_bm2:
+        plot(curves_bm2, BM2_REF, 2, RESULTS / "pfhub_bm2.png")
+    print(f"wrote {RESULTS}/pfhub.csv, pfhub.md, pfhub_<variant>*.csv, pfhub_bm1.png, pfhub_bm2.png")
 
 
 if __name__ == "__main__":
