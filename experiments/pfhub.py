@@ -259,18 +259,24 @@ def bm2(variant, t_end, rows, deadline=None, target_change=None, curves=None):
           f"{stopped(res)}", flush=True)
 
 
-def bm2_from_run(path, rows, curves):
-    """2a or 2b's rows from a run written by ``python run.py scenario=pfhub_ostwald`` (resumable); records every
-    time unit (output.scalar_interval 1); no wall time (NaN: a resumed run's sittings are not summed)."""
+def run_scalars(path, scenario_name):
+    """``(scenario, solver, scalars)`` of a ``python run.py scenario=<scenario_name>`` run's ``run.h5`` (its
+    resolved config sections and scalar records)."""
     import h5py
     import yaml
 
     with h5py.File(path, "r", locking=False) as f:
         config = yaml.safe_load(f.attrs["config"])
         scalars = {k: np.asarray(v) for k, v in f["scalars"].items()}
-    scenario, solver = config["scenario"], config["solver"]
-    if scenario["name"] != "pfhub_ostwald":
-        raise SystemExit(f"{path}: not a pfhub_ostwald run")
+    if config["scenario"]["name"] != scenario_name:
+        raise SystemExit(f"{path}: not a {scenario_name} run")
+    return config["scenario"], config["solver"], scalars
+
+
+def bm2_from_run(path, rows, curves):
+    """2a or 2b's rows from a run written by ``python run.py scenario=pfhub_ostwald`` (resumable); records every
+    time unit (output.scalar_interval 1); no wall time (NaN: a resumed run's sittings are not summed)."""
+    scenario, solver, scalars = run_scalars(path, "pfhub_ostwald")
     times, F = scalars["time"], scalars["free_energy"]
     label = (f"sbdf2 adaptive, target change {solver['target_change']:g}, dx {scenario['spacing']:g} (run.py)")
     bm2_rows(scenario["variant"], label, times, F, float("nan"), rows, curves)
@@ -320,15 +326,10 @@ def bm3_from_run(path, rows):
     """3a's rows from a run written by ``python run.py scenario=pfhub_dendrite`` (resumable, checkpointed: the way
     to reach t = 1500 on a CPU over several sittings); its scalars at the reporting times (output.scalar_interval
     15 puts records on every one); no wall time (a resumed run's sittings are not summed): NaN, '-' in the table."""
-    import h5py
-    import yaml
-
-    with h5py.File(path, "r", locking=False) as f:
-        scenario = yaml.safe_load(f.attrs["config"])["scenario"]
-        if scenario["name"] != "pfhub_dendrite" or scenario["shape"][0] != scenario["shape"][1]:
-            raise SystemExit(f"{path}: not a square pfhub_dendrite run")
-        scalars = {k: np.asarray(v) for k, v in f["scalars"].items()}
-        dt = yaml.safe_load(f.attrs["config"])["solver"]["dt"]
+    scenario, solver, scalars = run_scalars(path, "pfhub_dendrite")
+    if scenario["shape"][0] != scenario["shape"][1]:
+        raise SystemExit(f"{path}: not a square pfhub_dendrite run")
+    dt = solver["dt"]
     size = scenario["shape"][0] * scenario["spacing"]
     times = scalars["time"]
     bm3_rows(times, scalars, size, scenario["spacing"], f"dt={dt:g} (run.py)", float("nan"), times[-1], rows)
@@ -363,15 +364,7 @@ def bm6_from_run(path, rows):
     """6a or 6b's rows from a run written by ``python run.py scenario=pfhub_electro`` (resumable, checkpointed: 6b's
     forward Euler to t = 400 is 160 000 steps, over an hour on a CPU); records at every reporting time (the
     default output.scalar_interval 1); no wall time (NaN: a resumed run's sittings are not summed)."""
-    import h5py
-    import yaml
-
-    with h5py.File(path, "r", locking=False) as f:
-        config = yaml.safe_load(f.attrs["config"])
-        scalars = {k: np.asarray(v) for k, v in f["scalars"].items()}
-    scenario, solver = config["scenario"], config["solver"]
-    if scenario["name"] != "pfhub_electro":
-        raise SystemExit(f"{path}: not a pfhub_electro run")
+    scenario, solver, scalars = run_scalars(path, "pfhub_electro")
     times = scalars["time"]
     bm6_rows(scenario["variant"], f"{solver['scheme']} dt={solver['dt']:g} (run.py)", times, scalars["free_energy"],
              float("nan"), rows)
