@@ -222,9 +222,15 @@ BM2_TIMES = (1, 10, 100, 1000, 2000, 5000, 1e4, 2e4, 5e4)
 
 
 def settling_time(times, values, fraction=0.01):
-    """The first time after which ``values`` stay within ``fraction`` of the last value (PFHub's t(1 %))."""
-    outside = np.abs(np.asarray(values) - values[-1]) > fraction * abs(values[-1])
-    return float(times[np.nonzero(outside)[0][-1] + 1]) if outside.any() else float(times[0])
+    """PFHub's t(1 %): when ``values`` enter, for good, the band of ``fraction`` about the last value
+    (linear between the last record outside it and the next)."""
+    times, values = np.asarray(times, float), np.asarray(values, float)
+    excess = np.abs(values - values[-1]) - fraction * abs(values[-1])
+    outside = np.nonzero(excess > 0)[0]
+    if outside.size == 0:
+        return float(times[0])
+    i = outside[-1]
+    return float(times[i] + (times[i + 1] - times[i]) * excess[i] / (excess[i] - excess[i + 1]))
 
 
 def bm2_rows(variant, label, times, F, wall, rows, curves):
@@ -245,7 +251,8 @@ def bm2(variant, t_end, rows, deadline=None, target_change=None, curves=None):
     """``target_change``: the adaptive step's target change (default the config's 0.005): another one is the
     time-step convergence check of the coarsening path."""
     report = [t for t in BM2_TIMES if t <= t_end]
-    dense = np.unique(np.concatenate([report, np.geomspace(0.01, t_end, int(8 * np.log10(t_end / 0.01)) + 1)]))
+    dense = np.unique(np.concatenate([report, np.geomspace(0.01, t_end, int(8 * np.log10(t_end / 0.01)) + 1),
+                                      np.arange(1000.0, t_end, 10.0)]))  # every 10 from 1000: t(1 %)
     solver, label, name = BM2_SOLVER, "sbdf2 adaptive", f"2{variant}"
     if target_change is not None and target_change != BM2_SOLVER["target_change"]:
         solver = {**BM2_SOLVER, "target_change": target_change}

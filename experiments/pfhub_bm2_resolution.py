@@ -49,13 +49,14 @@ def refine(u: np.ndarray, factor: int, periodic: bool) -> np.ndarray:
     return u
 
 
-def relax(fields: dict, spacing: float, variant: str, dt: float, t_relax: float, reports: int = 4):
-    """F at ``reports`` equal times over ``t_relax`` from ``fields`` (cell size ``spacing``), stock step."""
+def relax(fields: dict, spacing: float, scenario: dict, dt: float, t_relax: float, reports: int = 4):
+    """F at ``reports`` equal times over ``t_relax`` from ``fields`` (cell size ``spacing``; the run's
+    ``scenario`` parameters), stock step."""
     shape = next(iter(fields.values())).shape
     grid = Grid(shape, spacing)
-    boundary = Boundary.uniform(2, "periodic" if variant == "a" else "neumann")
+    boundary = Boundary.uniform(2, "periodic" if scenario["variant"] == "a" else "neumann")
     solver = pfhub_ostwald.SolverConfig()
-    params = pfhub_ostwald.Config(variant=variant, shape=list(shape), spacing=spacing)
+    params = pfhub_ostwald.Config(**{**scenario, "shape": list(shape), "spacing": spacing})
     stepper = pfhub_ostwald.make_stepper(grid, boundary, "sbdf2", solver.stabilization,
                                          order_parameter_stabilization=solver.order_parameter_stabilization)
     steps = int(round(t_relax / reports / dt))
@@ -96,7 +97,7 @@ def main(argv=None):
         if abs(factor - round(factor)) > 1e-9 or round(factor) < 1:
             raise SystemExit(f"--spacings: {spacing} does not divide the run's dx = {base}")
         fields = {k: refine(v, int(round(factor)), scenario["variant"] == "a") for k, v in last.items()}
-        values, wall, rate, mass = relax(fields, spacing, scenario["variant"], args.dt, args.relax)
+        values, wall, rate, mass = relax(fields, spacing, scenario, args.dt, args.relax)
         shape = "x".join(str(n) for n in fields["c"].shape)
         print(f"| {spacing:g} | {shape} | {' / '.join(f'{v:.3f}' for v in values)} | {mass:.6f} | {wall:.0f} "
               f"| {rate:.3g} |", flush=True)

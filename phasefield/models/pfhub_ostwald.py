@@ -18,8 +18,8 @@ the grid sees a jump at the box edges, section 0.4), ``b``: no-flux ``[0, 200]^2
 (T-shape) and 2d (sphere) are not implemented.
 
 Schemes: ``imex1``/``sbdf2`` (:func:`semi_implicit_fields`: the gradient terms implicit in the
-cosine/Fourier basis, ``df/dc`` and ``df/deta`` explicit, with the stabilisation ``A`` moved to the
-implicit side for every field) or ``explicit`` (forward Euler on the stencils). The initial
+cosine/Fourier basis, ``df/dc`` and ``df/deta`` explicit, with ``A_c c`` and ``A_eta eta_i`` moved to the
+implicit side: :class:`SolverConfig`) or ``explicit`` (forward Euler on the stencils). The initial
 transient is fast (F drops from 9024 to about 4200 by t = 0.1): use an adaptive dt.
 Fields ``c`` and ``eta1`` .. ``eta4``. Nondimensional, as in the benchmark.
 """
@@ -81,11 +81,13 @@ class SolverConfig(GradientFlowSolverConfig):
     """``solver`` of PFHub 2: the gradient-flow solver with one stabilisation constant for ``c`` and one for the
     four order parameters (defaults: ``configs/solver/pfhub_ostwald.yaml``'s).
 
-    Linearised about a grain (``eta_i = 1``), a field's SBDF2 step at large dt is stable when ``A >= 3/4 f''``
+    Linearised about a grain (``eta_i = 1``), a field's SBDF2 step is stable at every dt when ``A > 3/4 f''``
     (the roots of ``xi^2 + 2 r xi - r``, ``r = (f'' - A) / (A + kappa k^2)``, lie in the unit disc for
     ``r < 1/3``). ``f_chem`` is quadratic in ``c`` with ``d2f/dc2 = 2 rho^2 = 4``: ``A = 4`` leaves nothing of
     ``c`` on the explicit side. An absent order parameter next to a grain has ``d2f/deta2 = 2 w + 4 w alpha = 22``:
-    ``A = 20`` (``r = 0.1``); with ``A = 2`` the step is unstable beyond ``dt ~ 0.02``.
+    ``A = 20`` (``r = 0.1``); with ``A = 2`` the step is unstable beyond ``dt = 0.0138``.
+    ``order_parameter_stabilization`` is 20 under every solver preset; outside ``solver=pfhub_ostwald`` set it
+    with ``+solver.order_parameter_stabilization=...``.
     """
 
     stabilization: float = option(4.0, min=0.0, help="stabilisation constant A of c (2 rho^2: c's linear part "
