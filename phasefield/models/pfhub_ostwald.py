@@ -93,7 +93,7 @@ class SolverConfig(GradientFlowSolverConfig):
     stabilization: float = option(4.0, min=0.0, help="stabilisation constant A of c (2 rho^2: c's linear part "
                                                      "all implicit)")
     order_parameter_stabilization: float = option(20.0, min=0.0, help="stabilisation constant A of the order "
-                                                                      "parameters eta_i (>= 3/4 of 2 w + 4 w alpha)")
+                                                                      "parameters eta_i (> 3/4 of 2 w + 4 w alpha)")
 
 
 def initial_condition(x, y, params: Config) -> dict:
